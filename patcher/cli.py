@@ -1,0 +1,240 @@
+"""The ``ddpfix`` command line (ruff/black habits: ``--diff``, ``--check``, exit codes 0/1/2).
+
+Exit codes: 0 nothing to do or everything fixed; 1 files would change (``--check``) or findings
+have no automatic fix; 2 usage error, unreadable or unparseable file, I/O error.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional  # noqa: UP035 - typer needs runtime types on Python 3.9
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from patcher import __version__
+from patcher.config import Config, ConfigError, load_config
+from patcher.discover import discover
+from patcher.engine import FileResult, process_file
+from patcher.registry import SelectionError, all_rules, companion_warnings, find_rule, select_rules
+from patcher.report import exit_code, print_text, to_json
+
+app = typer.Typer(
+    name="ddpfix",
+    help=(
+        "Make legacy PyTorch research scripts train correctly under torchrun / accelerate "
+        "launch: codemods that rewrite them in place, keeping formatting and comments."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def _consoles() -> tuple[Console, Console]:
+    out = Console(markup=False, highlight=False, soft_wrap=True)
+    err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+    return out, err
+
+
+def _split(values: Optional[List[str]]) -> Optional[list[str]]:  # noqa: UP006, UP045
+    if values is None:
+        return None
+    return [part for value in values for part in value.split(",") if part.strip()]
+
+
+def _fail(message: str) -> typer.Exit:
+    _, err = _consoles()
+    err.print(Text.assemble(("error: ", "bold red"), message))
+    return typer.Exit(code=2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ddpfix {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """ddpfix: codemods for legacy PyTorch DDP scripts."""
+
+
+PATHS = typer.Argument(..., help="Files or directories (directories are searched for *.py).")
+SELECT = typer.Option(
+    None,
+    "--select",
+    help="Rule codes or prefixes to run (comma-separated or repeated; ALL for every rule). "
+    "Replaces [tool.ddpfix] select.",
+)
+IGNORE = typer.Option(
+    None, "--ignore", help="Rule codes or prefixes to skip. Replaces [tool.ddpfix] ignore."
+)
+EXCLUDE = typer.Option(
+    None, "--exclude", help="Glob patterns of paths to skip. Replaces [tool.ddpfix] exclude."
+)
+FORCE_EXCLUDE = typer.Option(
+    False,
+    "--force-exclude",
+    help="Apply exclusions to files named on the command line too (as pre-commit passes them).",
+)
+FORMAT = typer.Option(Format.text, "--format", help="Output format.")
+
+
+def _run(
+    paths: list[Path],
+    *,
+    check: bool,
+    diff: bool,
+    select: Optional[List[str]],  # noqa: UP006, UP045
+    ignore: Optional[List[str]],  # noqa: UP006, UP045
+    exclude: Optional[List[str]],  # noqa: UP006, UP045
+    force_exclude: bool,
+    output: Format,
+) -> None:
+    out, err = _consoles()
+    try:
+        config: Config = load_config(paths)
+        rules = select_rules(
+            all_rules(),
+            _split(select) if select is not None else config.select,
+            _split(ignore) if ignore is not None else config.ignore,
+        )
+    except (ConfigError, SelectionError) as exc:
+        raise _fail(str(exc)) from None
+    if not rules:
+        raise _fail("no rule selected (check --select / --ignore)")
+    for warning in companion_warnings(rules):
+        err.print(Text.assemble(("warning: ", "bold yellow"), warning))
+
+    found = discover(
+        paths,
+        _split(exclude) if exclude is not None else config.exclude,
+        force_exclude=force_exclude,
+    )
+    results: list[FileResult] = [
+        FileResult(path=path, error="no such file or directory") for path in found.missing
+    ]
+    for directory in found.empty_dirs:
+        err.print(
+            Text.assemble(("warning: ", "bold yellow"), f"{directory}: no Python files found")
+        )
+    write = not (check or diff)
+    for path in found.files:
+        results.append(process_file(path, rules, config.rule_options, write=write))
+    results.sort(key=lambda r: r.path.as_posix())
+
+    code = exit_code(results, check=check)
+    if output is Format.json:
+        out.print(Text(to_json(results, check=not write, diff=diff, code=code)))
+    else:
+        print_text(results, check=not write, diff=diff, out=out, err=err)
+    raise typer.Exit(code=code)
+
+
+@app.command()
+def apply(
+    paths: List[Path] = PATHS,  # noqa: UP006
+    diff: bool = typer.Option(False, "--diff", help="Print a unified diff; write nothing."),
+    check: bool = typer.Option(
+        False, "--check", help="Write nothing; exit 1 if any file would change."
+    ),
+    select: Optional[List[str]] = SELECT,  # noqa: UP006, UP045
+    ignore: Optional[List[str]] = IGNORE,  # noqa: UP006, UP045
+    exclude: Optional[List[str]] = EXCLUDE,  # noqa: UP006, UP045
+    force_exclude: bool = FORCE_EXCLUDE,
+    output: Format = FORMAT,
+) -> None:
+    """Rewrite scripts in place (atomically), printing what each rule changed."""
+    _run(
+        paths,
+        check=check,
+        diff=diff,
+        select=select,
+        ignore=ignore,
+        exclude=exclude,
+        force_exclude=force_exclude,
+        output=output,
+    )
+
+
+@app.command()
+def check(
+    paths: List[Path] = PATHS,  # noqa: UP006
+    select: Optional[List[str]] = SELECT,  # noqa: UP006, UP045
+    ignore: Optional[List[str]] = IGNORE,  # noqa: UP006, UP045
+    exclude: Optional[List[str]] = EXCLUDE,  # noqa: UP006, UP045
+    force_exclude: bool = FORCE_EXCLUDE,
+    output: Format = FORMAT,
+) -> None:
+    """Same as ``apply --check --diff``: show what would change, exit 1 if anything would."""
+    _run(
+        paths,
+        check=True,
+        diff=True,
+        select=select,
+        ignore=ignore,
+        exclude=exclude,
+        force_exclude=force_exclude,
+        output=output,
+    )
+
+
+@app.command()
+def rules() -> None:
+    """List every rule: code, name, and what it does."""
+    out, _ = _consoles()
+    table = Table(title="ddpfix rules", show_lines=False)
+    table.add_column("Code", style="bold magenta", no_wrap=True)
+    table.add_column("Name", no_wrap=True)
+    table.add_column("What it does")
+    for rule in all_rules():
+        table.add_row(rule.code, rule.name, rule.summary)
+    out.print(table)
+
+
+@app.command()
+def explain(code: str = typer.Argument(..., help="A rule code (DDP003) or name.")) -> None:
+    """Show a rule's rationale and its before/after examples."""
+    rule = find_rule(code)
+    if rule is None:
+        known = ", ".join(r.code for r in all_rules())
+        raise _fail(f"unknown rule {code!r} (known: {known})")
+    out, _ = _consoles()
+    out.print(Text(f"{rule.code} {rule.name}", style="bold"))
+    out.print(Text(rule.summary))
+    out.print()
+    out.print(Text(rule.rationale.strip()))
+    for number, example in enumerate(rule.examples, start=1):
+        out.print()
+        label = "changed" if example.after is not None else "left unchanged"
+        out.print(Text(f"Example {number} ({label}):", style="bold"))
+        out.print(Text(_indent(example.before)))
+        if example.after is not None:
+            out.print(Text("becomes:", style="bold"))
+            out.print(Text(_indent(example.after)))
+
+
+def _indent(code: str) -> str:
+    return "".join(f"    {line}" for line in code.splitlines(keepends=True)).rstrip("\n")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        sys.exit(130)

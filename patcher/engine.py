@@ -1,0 +1,113 @@
+"""read → prefilter → parse → rules → render → (diff) → write, for one file at a time."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import libcst as cst
+
+from patcher.linemap import LineMap
+from patcher.rule import Finding, Rule, RuleContext
+from patcher.source import Source, SourceError, read_source, write_atomic
+
+# Lines that only parse as Python 2; used to explain a syntax error, never to decide anything.
+_PY2_HINTS = (
+    (re.compile(r"^\s*print\s+(?![\s(=.,)\[]|$)"), "print statement"),
+    (re.compile(r"^\s*except\s+[\w.]+\s*,\s*\w+\s*:"), "'except X, e:' clause"),
+    (re.compile(r"^\s*exec\s+['\"\w]"), "exec statement"),
+    (re.compile(r"^\s*raise\s+[\w.]+\s*,\s*"), "'raise E, msg' statement"),
+    (re.compile(r"\bur['\"]|<>|`[^`]+`"), "Python 2 literal or operator"),
+)
+
+
+@dataclass
+class FileResult:
+    path: Path
+    original: str = ""
+    fixed: str = ""
+    findings: list[Finding] = field(default_factory=list)
+    error: str | None = None
+    written: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return self.error is None and self.fixed != self.original
+
+    @property
+    def unfixed(self) -> list[Finding]:
+        return [f for f in self.findings if not f.fixed]
+
+
+def describe_syntax_error(text: str, exc: cst.ParserSyntaxError) -> str:
+    for number, line in enumerate(text.splitlines(), start=1):
+        for pattern, what in _PY2_HINTS:
+            if pattern.search(line):
+                return f"Python 2 source ({what} at line {number}); ddpfix rewrites Python 3 only"
+    first = str(exc.message).splitlines()[0] if exc.message else "invalid syntax"
+    return f"syntax error at line {exc.raw_line}, column {exc.raw_column + 1}: {first}"
+
+
+def parse(text: str) -> cst.Module:
+    try:
+        return cst.parse_module(text)
+    except cst.ParserSyntaxError as exc:
+        raise SourceError(describe_syntax_error(text, exc)) from None
+    except RecursionError:
+        raise SourceError("too deeply nested to parse") from None
+
+
+def fix_text(
+    text: str,
+    rules: Sequence[Rule],
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[str, list[Finding]]:
+    """Apply ``rules`` in order to ``text``; findings carry lines of ``text``."""
+    options = options or {}
+    if not any(rule.may_apply(text) for rule in rules):
+        return text, []
+    module = parse(text)
+    current = text
+    findings: list[Finding] = []
+    for rule in rules:
+        if not rule.may_apply(current):
+            continue
+        ctx = RuleContext(module=module, code=rule.code, options=options.get(rule.code, {}))
+        updated = rule.run(ctx)
+        if ctx.findings:
+            mapping = LineMap(text, current)
+            findings.extend(
+                Finding(f.code, mapping.to_original(f.line), f.column, f.message, f.fixed)
+                for f in ctx.findings
+            )
+        if updated is not module:
+            module = updated
+            current = module.code
+    findings.sort(key=lambda f: (f.line, f.code, f.column))
+    return current, findings
+
+
+def process_file(
+    path: Path,
+    rules: Sequence[Rule],
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    write: bool,
+) -> FileResult:
+    """Run ``rules`` on one file; with ``write`` the file is replaced atomically when changed."""
+    result = FileResult(path=path)
+    try:
+        source: Source = read_source(path)
+        result.original = source.text
+        result.fixed, result.findings = fix_text(source.text, rules, options)
+        if write and result.changed:
+            write_atomic(path, source.encode(result.fixed))
+            result.written = True
+    except SourceError as exc:
+        result.error = str(exc)
+        result.fixed = result.original
+        result.findings = []
+    return result

@@ -1,0 +1,65 @@
+"""The rule catalogue and ruff-style selection (``--select DDP00``, ``--ignore DDP006``, ``ALL``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from patcher.rule import Rule
+
+
+class SelectionError(ValueError):
+    """A selector that matches no rule code."""
+
+
+def all_rules() -> list[Rule]:
+    """Every rule, in the order the engine applies them (by code)."""
+    from patches import RULES
+
+    return sorted((cls() for cls in RULES), key=lambda rule: rule.code)
+
+
+def _matches(selector: str, code: str) -> bool:
+    return selector == "ALL" or code.startswith(selector)
+
+
+def _check(selectors: Iterable[str], rules: Sequence[Rule]) -> None:
+    for selector in selectors:
+        if not any(_matches(selector, rule.code) for rule in rules):
+            known = ", ".join(rule.code for rule in rules)
+            raise SelectionError(f"unknown rule selector {selector!r} (known: ALL, {known})")
+
+
+def select_rules(
+    rules: Sequence[Rule],
+    select: Sequence[str] | None = None,
+    ignore: Sequence[str] = (),
+) -> list[Rule]:
+    """Rules whose code matches a ``select`` prefix (all by default) and no ``ignore`` prefix."""
+    select = [s.strip().upper() for s in (select or ["ALL"]) if s.strip()]
+    ignore = [s.strip().upper() for s in ignore if s.strip()]
+    _check([*select, *ignore], rules)
+    return [
+        rule
+        for rule in rules
+        if any(_matches(s, rule.code) for s in select)
+        and not any(_matches(s, rule.code) for s in ignore)
+    ]
+
+
+def find_rule(code: str) -> Rule | None:
+    wanted = code.strip().upper()
+    for rule in all_rules():
+        if wanted in (rule.code, rule.name.upper()):
+            return rule
+    return None
+
+
+def companion_warnings(selected: Sequence[Rule]) -> list[str]:
+    """Warnings for rules selected without the rules they are only safe with."""
+    codes = {rule.code for rule in selected}
+    warnings = []
+    for rule in selected:
+        missing = [c for c in rule.companions if c not in codes]
+        if missing:
+            warnings.append(f"{rule.code} selected without {', '.join(missing)}: {rule.companion_reason}")
+    return warnings

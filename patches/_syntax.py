@@ -1,0 +1,177 @@
+"""Recognisers for the small vocabulary of legacy training scripts.
+
+Everything here matches structure, never text: ``args.local_rank``, ``self.args.local_rank`` and
+``cfg.local_rank`` are all a local rank; ``evaluate(...)``, ``run_eval(...)`` and
+``self.evaluate_bleu(...)`` are all an evaluation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import libcst as cst
+
+LOCAL_RANK = "local_rank"
+
+# Function names that run an evaluation / a test pass. `eval` alone is excluded: `model.eval()`
+# switches a mode and the builtin evaluates strings.
+_EVAL_NAME = re.compile(
+    r"^(?:do_|run_|_)?(?:evaluate|evaluation|eval_\w+|test|test_\w+|validate|validation|predict)"
+    r"(?:_\w+)?$|^\w+_(?:evaluate|evaluation|eval|test|validate|validation)$"
+)
+# Function names that persist something: torch.save, np.save, save_pretrained, json.dump ...
+_SAVE_NAME = re.compile(r"^(?:save|save_\w+|\w+_save|dump|savez\w*|to_csv|to_json)$")
+_COLLECTIVES = frozenset(
+    {
+        "all_reduce",
+        "all_gather",
+        "all_gather_object",
+        "all_gather_into_tensor",
+        "barrier",
+        "monitored_barrier",
+        "broadcast",
+        "broadcast_object_list",
+        "reduce",
+        "gather",
+        "gather_object",
+        "scatter",
+        "reduce_scatter",
+        "all_to_all",
+    }
+)
+
+
+def is_local_rank(node: cst.CSTNode, attr: str = LOCAL_RANK) -> bool:
+    """``<anything>.local_rank``."""
+    return isinstance(node, cst.Attribute) and node.attr.value == attr
+
+
+def int_literal(node: cst.CSTNode) -> int | None:
+    """``3`` or ``-1`` as an int; anything else is None."""
+    if isinstance(node, cst.Integer):
+        value = node.evaluated_value
+        return value if isinstance(value, int) else None
+    if (
+        isinstance(node, cst.UnaryOperation)
+        and isinstance(node.operator, cst.Minus)
+        and isinstance(node.expression, cst.Integer)
+    ):
+        inner = int_literal(node.expression)
+        return None if inner is None else -inner
+    return None
+
+
+def int_collection(node: cst.CSTNode) -> frozenset[int] | None:
+    """``[-1, 0]``, ``(-1,)``, ``{0}`` as a set of ints; None for anything else."""
+    if not isinstance(node, (cst.List, cst.Tuple, cst.Set)):
+        return None
+    values = []
+    for element in node.elements:
+        if not isinstance(element, cst.Element):
+            return None
+        value = int_literal(element.value)
+        if value is None:
+            return None
+        values.append(value)
+    return frozenset(values)
+
+
+def string_value(node: cst.CSTNode) -> str | None:
+    if isinstance(node, cst.SimpleString):
+        value = node.evaluated_value
+        return value if isinstance(value, str) else None
+    return None
+
+
+def callee_name(call: cst.Call) -> str | None:
+    """The last name of the called expression: ``torch.save`` → ``save``."""
+    func = call.func
+    if isinstance(func, cst.Name):
+        return func.value
+    if isinstance(func, cst.Attribute):
+        return func.attr.value
+    return None
+
+
+def dotted_name(node: cst.CSTNode) -> str | None:
+    """``torch.nn.parallel.DistributedDataParallel`` as a string; None if not a plain path."""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        base = dotted_name(node.value)
+        return None if base is None else f"{base}.{node.attr.value}"
+    return None
+
+
+def walk(node: cst.CSTNode, *, into_functions: bool = False) -> Iterator[cst.CSTNode]:
+    """Every node below ``node`` (itself included), by default not entering nested scopes."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        if current is not node and not into_functions and isinstance(
+            current, (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+        ):
+            continue
+        stack.extend(reversed(current.children))
+
+
+def calls_in(node: cst.CSTNode) -> Iterator[cst.Call]:
+    for child in walk(node):
+        if isinstance(child, cst.Call):
+            yield child
+
+
+def is_eval_call(call: cst.Call) -> bool:
+    name = callee_name(call)
+    return name is not None and bool(_EVAL_NAME.match(name))
+
+
+def _write_mode(call: cst.Call) -> bool:
+    mode: cst.BaseExpression | None = None
+    positional = [arg for arg in call.args if arg.keyword is None and not arg.star]
+    if len(positional) >= 2:
+        mode = positional[1].value
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == "mode":
+            mode = arg.value
+    text = string_value(mode) if mode is not None else None
+    return text is not None and any(flag in text for flag in "wax")
+
+
+def is_save_call(call: cst.Call) -> bool:
+    name = callee_name(call)
+    if name is None:
+        return False
+    if name == "open" or dotted_name(call.func) in ("io.open", "codecs.open"):
+        return _write_mode(call)
+    return bool(_SAVE_NAME.match(name))
+
+
+def is_collective_call(call: cst.Call) -> bool:
+    name = callee_name(call)
+    if name not in _COLLECTIVES:
+        return False
+    receiver = dotted_name(call.func.value) if isinstance(call.func, cst.Attribute) else None
+    return receiver is not None and ("dist" in receiver or receiver.endswith("accelerator"))
+
+
+def module_functions(module: cst.Module) -> dict[str, cst.FunctionDef]:
+    """Top-level functions by name; a name defined twice is left out (we cannot tell which)."""
+    found: dict[str, cst.FunctionDef] = {}
+    twice: set[str] = set()
+    for statement in module.body:
+        if isinstance(statement, cst.FunctionDef):
+            name = statement.name.value
+            if name in found:
+                twice.add(name)
+            found[name] = statement
+    return {name: fn for name, fn in found.items() if name not in twice}
+
+
+def preferred_quote(code: str) -> str:
+    """The quote character the file mostly uses for short strings (double when tied)."""
+    doubles = len(re.findall(r'(?<![\w"\'])"[^"\'\n\\]*"', code))
+    singles = len(re.findall(r"(?<![\w\"'])'[^\"'\n\\]*'", code))
+    return "'" if singles > doubles else '"'

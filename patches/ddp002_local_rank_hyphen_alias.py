@@ -1,0 +1,97 @@
+"""DDP002 local-rank-hyphen-alias: accept both ``--local_rank`` and ``--local-rank``.
+
+Since torch 2.0, ``python -m torch.distributed.launch`` passes ``--local-rank=N``; older releases
+passed ``--local_rank=N``. A script that declares only one spelling dies at start-up with
+``error: unrecognized arguments`` under the other. The rule adds the missing spelling as a second
+option string of the same ``add_argument`` call. The first option string is left first, so the
+destination (``args.local_rank``) does not change; an explicit ``dest=`` is kept as it is.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from patcher.rule import Example, Rule, RuleContext
+from patches._syntax import string_value
+from patches.ddp001_local_rank_from_env import OPTION_NAMES, find_options
+
+
+def _spellings(call: cst.Call) -> set[str]:
+    return {
+        value
+        for arg in call.args
+        if arg.keyword is None and (value := string_value(arg.value)) in OPTION_NAMES
+    }
+
+
+def _string_like(template: cst.SimpleString, text: str) -> cst.SimpleString:
+    quote = template.quote
+    return cst.SimpleString(f"{template.prefix}{quote}{text}{quote}")
+
+
+class _AddAlias(cst.CSTTransformer):
+    def __init__(self, targets: set[cst.Call]) -> None:
+        super().__init__()
+        self.targets = targets
+
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
+        if original_node not in self.targets:
+            return updated_node
+        args = list(updated_node.args)
+        first = args[0]
+        assert isinstance(first.value, cst.SimpleString)
+        present = string_value(first.value)
+        missing = next(name for name in OPTION_NAMES if name != present)
+        alias = cst.Arg(value=_string_like(first.value, missing))
+        if isinstance(first.comma, cst.Comma):
+            alias = alias.with_changes(comma=first.comma)
+        else:
+            first = first.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+        return updated_node.with_changes(args=[first, alias, *args[1:]])
+
+
+class LocalRankHyphenAlias(Rule):
+    code = "DDP002"
+    name = "local-rank-hyphen-alias"
+    summary = "Declare --local_rank and --local-rank together (torch>=2 launch passes the latter)."
+    rationale = __doc__
+    triggers = ("local_rank", "local-rank")
+    examples = (
+        Example(
+            before='parser.add_argument("--local_rank", type=int, default=-1)\n',
+            after='parser.add_argument("--local_rank", "--local-rank", type=int, default=-1)\n',
+        ),
+        Example(
+            before=(
+                "parser.add_argument(\n"
+                "    '--local_rank',\n"
+                "    type=int,\n"
+                "    default=-1,\n"
+                ")\n"
+            ),
+            after=(
+                "parser.add_argument(\n"
+                "    '--local_rank',\n"
+                "    '--local-rank',\n"
+                "    type=int,\n"
+                "    default=-1,\n"
+                ")\n"
+            ),
+        ),
+        Example(before='parser.add_argument("--local_rank", "--local-rank", type=int)\n'),
+        Example(before='parser.add_argument("--local-rank", "--local_rank", type=int)\n'),
+    )
+
+    def run(self, ctx: RuleContext) -> cst.Module:
+        options = find_options(ctx.module)
+        declared = set().union(*(_spellings(o.call) for o in options)) if options else set()
+        if not options or declared >= set(OPTION_NAMES):
+            return ctx.module
+        targets = set()
+        for option in options:
+            first = option.call.args[0].value
+            if isinstance(first, cst.SimpleString) and string_value(first) in OPTION_NAMES:
+                targets.add(option.call)
+                missing = next(n for n in OPTION_NAMES if n != string_value(first))
+                ctx.report(option.call, f"also accept {missing} (same destination)", fixed=True)
+        return ctx.module.visit(_AddAlias(targets)) if targets else ctx.module

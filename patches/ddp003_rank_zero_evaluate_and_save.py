@@ -1,0 +1,168 @@
+"""DDP003 rank-zero-evaluate-and-save: evaluate and save on rank 0, not only without a launcher.
+
+Legacy scripts guard evaluation and checkpointing with ``args.local_rank == -1`` ("Only evaluate
+when single GPU otherwise metrics may not average well"). Under a launcher no process has rank -1,
+so nothing is evaluated or saved, and a later ``results[...]`` dies after hours of training. The
+rule rewrites that requirement to ``local_rank in [-1, 0]`` in an ``if`` whose body evaluates
+(calls an evaluate/test/validate-like function) or saves (``torch.save``, ``save_pretrained``,
+``json.dump``, ``open(..., "w")``, ...). It matches the comparison in either operand order and
+``in [-1]``, alone or as one term of an ``and`` chain (over backslash continuations, with the
+comments kept); only that comparison is rewritten.
+
+Left byte-identical: ``if`` statements with an ``else``/``elif`` (the other branch was written for
+the distributed case), comparisons under ``or``/``not`` (``== -1 or args.no_cuda`` device setup,
+``== -1 or get_rank() == 0`` which is already right), bodies that neither evaluate nor save
+(sampler choice, barriers), and gates that already admit rank 0. When the evaluation itself joins
+collectives (``all_gather``, ``barrier``...), running it on rank 0 alone would hang; the rule
+reports it without a fix.
+
+This rule alone reproduces the two bugs of the popular ``sed`` fix: rank 0 then evaluates through
+the DDP wrapper (DDP004) and through a DistributedSampler shard (DDP005). Select them together.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from patcher.rule import Example, Rule, RuleContext
+from patches._gates import calls_collectives, conjuncts, rank_comparison
+from patches._syntax import calls_in, callee_name, is_eval_call, is_save_call, module_functions
+
+
+def _single_process_terms(test: cst.BaseExpression) -> list[cst.Comparison]:
+    terms = []
+    for term in conjuncts(test):
+        found = rank_comparison(term)
+        if found is not None and found[2] and found[1] == frozenset({-1}):
+            assert isinstance(term, cst.Comparison)
+            terms.append(term)
+    return terms
+
+
+def _rank_zero(term: cst.Comparison) -> cst.Comparison:
+    found = rank_comparison(term)
+    assert found is not None
+    rank = found[0]
+    old = term.comparisons[0].operator
+    before = getattr(old, "whitespace_before", cst.SimpleWhitespace(" "))
+    after = getattr(old, "whitespace_after", cst.SimpleWhitespace(" "))
+    space = cst.SimpleWhitespace(" ")
+    operator = cst.In(
+        whitespace_before=before if before.value else space,
+        whitespace_after=after if after.value else space,
+    )
+    values = cst.parse_expression("[-1, 0]")
+    return cst.Comparison(
+        left=rank,
+        comparisons=[cst.ComparisonTarget(operator=operator, comparator=values)],
+        lpar=term.lpar,
+        rpar=term.rpar,
+    )
+
+
+class _Rewriter(cst.CSTTransformer):
+    def __init__(self, ctx: RuleContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.functions = module_functions(ctx.module)
+
+    def _joins_collectives(self, body: cst.BaseSuite) -> str | None:
+        for call in calls_in(body):
+            name = callee_name(call)
+            if isinstance(call.func, cst.Name) and name in self.functions:
+                if is_eval_call(call) and calls_collectives(self.functions[name], self.functions):
+                    return name
+        return None
+
+    def leave_If(self, original_node: cst.If, updated_node: cst.If) -> cst.If:
+        if original_node.orelse is not None:
+            return updated_node
+        terms = _single_process_terms(updated_node.test)
+        if not terms:
+            return updated_node
+        calls = list(calls_in(original_node.body))
+        evaluates = any(is_eval_call(c) for c in calls)
+        if not (evaluates or any(is_save_call(c) for c in calls)):
+            return updated_node
+        collective = self._joins_collectives(original_node.body)
+        if collective:
+            self.ctx.report(
+                original_node,
+                f"{collective}() joins collectives; running it on rank 0 alone would hang. "
+                "Run it on every rank instead of gating it on local_rank == -1",
+                fixed=False,
+            )
+            return updated_node
+        test = updated_node.test
+        for term in terms:
+            test = test.deep_replace(term, _rank_zero(term))  # type: ignore[assignment]
+        what = "evaluation" if evaluates else "save"
+        self.ctx.report(
+            original_node,
+            f"{what} gated on local_rank == -1 never runs under a launcher; run it on rank 0 "
+            "(local_rank in [-1, 0])",
+            fixed=True,
+        )
+        return updated_node.with_changes(test=test)
+
+
+class RankZeroEvaluateAndSave(Rule):
+    code = "DDP003"
+    name = "rank-zero-evaluate-and-save"
+    summary = "Evaluate and save on rank 0 (local_rank in [-1, 0]), not only when local_rank == -1."
+    rationale = __doc__
+    triggers = ("local_rank",)
+    companions = ("DDP004", "DDP005")
+    companion_reason = (
+        "rank 0 will evaluate alone through the DDP wrapper (collective mismatch or hang) and "
+        "through a DistributedSampler shard (incomplete, misaligned predictions)"
+    )
+    examples = (
+        Example(
+            before=(
+                "if args.local_rank == -1 and args.evaluate_during_training:  # single GPU\n"
+                "    results = evaluate(args, model, tokenizer)\n"
+            ),
+            after=(
+                "if args.local_rank in [-1, 0] and args.evaluate_during_training:  # single GPU\n"
+                "    results = evaluate(args, model, tokenizer)\n"
+            ),
+        ),
+        Example(
+            before=(
+                "if args.save_steps > 0 and -1 == args.local_rank \\\n"
+                "        and args.evaluate_during_training:\n"
+                "    torch.save(model.state_dict(), path)\n"
+            ),
+            after=(
+                "if args.save_steps > 0 and args.local_rank in [-1, 0] \\\n"
+                "        and args.evaluate_during_training:\n"
+                "    torch.save(model.state_dict(), path)\n"
+            ),
+        ),
+        Example(
+            before=(
+                "if args.local_rank == -1 or args.no_cuda:\n"
+                "    device = torch.device('cuda')\n"
+                "else:\n"
+                "    torch.cuda.set_device(args.local_rank)\n"
+            ),
+        ),
+        Example(
+            before=(
+                "if args.local_rank == -1:\n"
+                "    train_sampler = RandomSampler(train_data)\n"
+                "else:\n"
+                "    train_sampler = DistributedSampler(train_data)\n"
+            ),
+        ),
+        Example(
+            before=(
+                "if args.do_eval and (args.local_rank == -1 or torch.distributed.get_rank() == 0):\n"
+                "    evaluate(args, model)\n"
+            ),
+        ),
+    )
+
+    def run(self, ctx: RuleContext) -> cst.Module:
+        return ctx.module.visit(_Rewriter(ctx))
