@@ -1,9 +1,10 @@
 """Turn the paths on the command line into the Python files to process.
 
-Files named explicitly are processed (unless excluded with ``force_exclude``) (a symlink is followed: its target is rewritten and the
-link stays a link). Directories are walked for ``*.py``, skipping hidden directories, virtualenvs,
-``site-packages`` and the ``exclude`` globs; symlinked directories are not entered and a file
-reached twice (through links) is processed once.
+Files named explicitly are processed (unless excluded with ``force_exclude``); a symlink is
+followed: its target is rewritten and the link stays a link. Directories are walked for
+``*.py``, skipping hidden directories, virtualenvs, ``site-packages``, ``build`` and the
+``exclude`` globs; symlinked directories are not entered and a file reached twice (through
+links) is processed once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SKIPPED_DIRS = frozenset(
-    {"site-packages", "dist-packages", "node_modules", "__pycache__", "venv", "env", "build", "dist"}
+    {"site-packages", "dist-packages", "node_modules", "__pycache__", "venv", "env", "build"}
 )
 
 

@@ -60,34 +60,52 @@ def parse(text: str) -> cst.Module:
         raise SourceError("too deeply nested to parse") from None
 
 
+MAX_PASSES = 10
+
+
 def fix_text(
     text: str,
     rules: Sequence[Rule],
     options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[str, list[Finding]]:
-    """Apply ``rules`` in order to ``text``; findings carry lines of ``text``."""
+    """Apply ``rules`` to ``text`` until none changes anything; findings carry lines of ``text``.
+
+    Rules run in code order, each on the previous one's output. One rule's fix can enable
+    another's (a statement moved behind a rank-0 gate), so passes repeat until a pass changes
+    nothing: the result is a fixed point, which is what makes ``apply`` idempotent.
+    """
     options = options or {}
     if not any(rule.may_apply(text) for rule in rules):
         return text, []
     module = parse(text)
     current = text
-    findings: list[Finding] = []
-    for rule in rules:
-        if not rule.may_apply(current):
-            continue
-        ctx = RuleContext(module=module, code=rule.code, options=options.get(rule.code, {}))
-        updated = rule.run(ctx)
-        if ctx.findings:
-            mapping = LineMap(text, current)
-            findings.extend(
-                Finding(f.code, mapping.to_original(f.line), f.column, f.message, f.fixed)
-                for f in ctx.findings
-            )
-        if updated is not module:
-            module = updated
-            current = module.code
-    findings.sort(key=lambda f: (f.line, f.code, f.column))
-    return current, findings
+    findings: dict[tuple[str, int, str], Finding] = {}
+    for _ in range(MAX_PASSES):
+        changed = False
+        for rule in rules:
+            if not rule.may_apply(current):
+                continue
+            ctx = RuleContext(module=module, code=rule.code, options=options.get(rule.code, {}))
+            updated = rule.run(ctx)
+            if ctx.findings:
+                mapping = LineMap(text, current)
+                for f in ctx.findings:
+                    line = mapping.to_original(f.line)
+                    findings.setdefault(
+                        (f.code, line, f.message),
+                        Finding(f.code, line, f.column, f.message, f.fixed),
+                    )
+            # A rule that rewrites reports a fixed finding; otherwise its tree is discarded.
+            if any(f.fixed for f in ctx.findings):
+                module = updated
+                current = module.code
+                changed = True
+        if not changed:
+            break
+    else:  # pragma: no cover - would mean two rules undo each other
+        raise RuntimeError(f"rules did not reach a fixed point in {MAX_PASSES} passes")
+    ordered = sorted(findings.values(), key=lambda f: (f.line, f.code, f.column))
+    return current, ordered
 
 
 def process_file(

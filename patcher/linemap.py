@@ -13,19 +13,19 @@ import difflib
 class LineMap:
     def __init__(self, original: str, current: str) -> None:
         self._identity = original == current
-        self._blocks: list[tuple[int, int, int, int, str]] = []
+        self._blocks: list[tuple[int, int, int, str]] = []
         if not self._identity:
             matcher = difflib.SequenceMatcher(
                 None, original.splitlines(), current.splitlines(), autojunk=False
             )
-            self._blocks = [(i1, i2, j1, j2, tag) for tag, i1, i2, j1, j2 in matcher.get_opcodes()]
+            self._blocks = [(i1, j1, j2, tag) for tag, i1, _, j1, j2 in matcher.get_opcodes()]
 
     def to_original(self, line: int) -> int:
         """1-based line of ``current`` → 1-based line of ``original`` (start of a changed block)."""
         if self._identity:
             return line
         index = line - 1
-        for i1, i2, j1, j2, tag in self._blocks:
+        for i1, j1, j2, tag in self._blocks:
             if j1 <= index < j2 or (j1 == j2 == index):
                 return i1 + (index - j1) + 1 if tag == "equal" else i1 + 1
         return line

@@ -1,4 +1,4 @@
-"""The rule catalogue and ruff-style selection (``--select DDP00``, ``--ignore DDP006``, ``ALL``)."""
+"""The rule catalogue and ruff-style selection: ``--select DDP00``, ``--ignore DDP006``, ``ALL``."""
 
 from __future__ import annotations
 
@@ -61,5 +61,6 @@ def companion_warnings(selected: Sequence[Rule]) -> list[str]:
     for rule in selected:
         missing = [c for c in rule.companions if c not in codes]
         if missing:
-            warnings.append(f"{rule.code} selected without {', '.join(missing)}: {rule.companion_reason}")
+            without = ", ".join(missing)
+            warnings.append(f"{rule.code} selected without {without}: {rule.companion_reason}")
     return warnings

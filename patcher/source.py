@@ -54,7 +54,7 @@ def read_source(path: Path) -> Source:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
     except SyntaxError as exc:
-        raise SourceError(f"bad encoding declaration: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+        raise SourceError(f"bad encoding declaration: {getattr(exc, 'msg', exc)}") from None
     if data.startswith(codecs.BOM_UTF8):
         encoding = "utf-8-sig"
     try:

@@ -250,9 +250,7 @@ def rank_zero_functions(module: cst.Module) -> tuple[set[str], set[str]]:
     functions = module_functions(module)
     sites = _CallSites(functions)
     module.visit(sites)
-    candidates = {
-        name for name in functions if sites.sites[name] and name not in sites.escaped
-    }
+    candidates = {name for name in functions if sites.sites[name] and name not in sites.escaped}
     changed = True
     while changed:
         changed = False
@@ -263,7 +261,9 @@ def rank_zero_functions(module: cst.Module) -> tuple[set[str], set[str]]:
     sometimes = {
         name
         for name, calls in sites.sites.items()
-        if name not in candidates and any(gated or caller in candidates for caller, gated in calls)
+        if name not in candidates
+        and name not in sites.escaped
+        and any(gated or caller in candidates for caller, gated in calls)
     }
     return candidates, sometimes
 

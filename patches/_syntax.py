@@ -110,8 +110,10 @@ def walk(node: cst.CSTNode, *, into_functions: bool = False) -> Iterator[cst.CST
     while stack:
         current = stack.pop()
         yield current
-        if current is not node and not into_functions and isinstance(
-            current, (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+        if (
+            current is not node
+            and not into_functions
+            and isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.Lambda))
         ):
             continue
         stack.extend(reversed(current.children))
@@ -175,3 +177,61 @@ def preferred_quote(code: str) -> str:
     doubles = len(re.findall(r'(?<![\w"\'])"[^"\'\n\\]*"', code))
     singles = len(re.findall(r"(?<![\w\"'])'[^\"'\n\\]*'", code))
     return "'" if singles > doubles else '"'
+
+
+def _imported_module(statement: cst.CSTNode) -> str | None:
+    """``import x`` (one name, no alias) as ``x``; None for any other statement."""
+    if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1):
+        return None
+    node = statement.body[0]
+    if not isinstance(node, cst.Import) or len(node.names) != 1 or node.names[0].asname:
+        return None
+    return dotted_name(node.names[0].name)
+
+
+def binds_module(module: cst.Module, name: str) -> bool:
+    """Whether a top-level ``import name`` / ``import name.sub`` makes ``name`` available."""
+    for statement in module.body:
+        if isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                if isinstance(small, cst.Import):
+                    for alias in small.names:
+                        bound = alias.asname.name if alias.asname else alias.name
+                        while isinstance(bound, cst.Attribute) and alias.asname is None:
+                            bound = bound.value
+                        if isinstance(bound, cst.Name) and bound.value == name:
+                            return True
+    return False
+
+
+def ensure_import(module: cst.Module, name: str) -> cst.Module:
+    """Add ``import name`` unless bound, in alphabetical place in the first ``import x`` run."""
+    if binds_module(module, name):
+        return module
+    body = list(module.body)
+    run = [i for i, statement in enumerate(body) if _imported_module(statement) is not None]
+    new = cst.SimpleStatementLine([cst.Import([cst.ImportAlias(cst.Name(name))])])
+    if not run:
+        from libcst.codemod import CodemodContext
+        from libcst.codemod.visitors import AddImportsVisitor
+
+        context = CodemodContext()
+        AddImportsVisitor.add_needed_import(context, name)
+        return AddImportsVisitor(context).transform_module(module)
+    first = run[0]
+    block = [first]
+    for index in run[1:]:
+        if index != block[-1] + 1:
+            break
+        block.append(index)
+    for index in block:
+        if (_imported_module(body[index]) or "") > name:
+            if index == first:  # take over the comments / blank lines above the block
+                current = body[index]
+                new = new.with_changes(leading_lines=current.leading_lines)
+                body[index] = current.with_changes(leading_lines=[])
+            body.insert(index, new)
+            break
+    else:
+        body.insert(block[-1] + 1, new)
+    return module.with_changes(body=body)

@@ -21,11 +21,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import libcst as cst
-from libcst.codemod import CodemodContext
-from libcst.codemod.visitors import AddImportsVisitor
 
 from patcher.rule import Example, Rule, RuleContext
-from patches._syntax import dotted_name, int_literal, preferred_quote, string_value, walk
+from patches._syntax import (
+    dotted_name,
+    ensure_import,
+    int_literal,
+    preferred_quote,
+    string_value,
+    walk,
+)
 
 OPTION_NAMES = ("--local_rank", "--local-rank")
 PARSE_METHODS = ("parse_args", "parse_known_args")
@@ -160,7 +165,7 @@ class _Inserter(cst.CSTTransformer):
         q, dest = self.quote, self.option.dest
         who = self.module.code_for_node(target)
         default = self.option.default
-        if default is None or isinstance(default, cst.Name) and default.value == "None":
+        if default is None or (isinstance(default, cst.Name) and default.value == "None"):
             unset = f"{who}.{dest} is None"
         else:
             unset = f"{who}.{dest} == {self.module.code_for_node(default)}"
@@ -210,9 +215,9 @@ class _Inserter(cst.CSTTransformer):
 def _count_parse_statements(module: cst.Module) -> int:
     count = 0
     for node in walk(module, into_functions=True):
-        if isinstance(node, cst.Assign) and _parse_target(node):
-            count += 1
-        elif isinstance(node, cst.Return) and _parse_call(node.value):
+        if (isinstance(node, cst.Assign) and _parse_target(node)) or (
+            isinstance(node, cst.Return) and _parse_call(node.value)
+        ):
             count += 1
     return count
 
@@ -319,6 +324,4 @@ class LocalRankFromEnv(Rule):
                 "it only in the environment)",
                 fixed=True,
             )
-        context = CodemodContext()
-        AddImportsVisitor.add_needed_import(context, "os")
-        return AddImportsVisitor(context).transform_module(updated)
+        return ensure_import(updated, "os")

@@ -63,11 +63,7 @@ class LocalRankHyphenAlias(Rule):
         ),
         Example(
             before=(
-                "parser.add_argument(\n"
-                "    '--local_rank',\n"
-                "    type=int,\n"
-                "    default=-1,\n"
-                ")\n"
+                "parser.add_argument(\n    '--local_rank',\n    type=int,\n    default=-1,\n)\n"
             ),
             after=(
                 "parser.add_argument(\n"

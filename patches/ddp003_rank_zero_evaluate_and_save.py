@@ -26,7 +26,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patches._gates import calls_collectives, conjuncts, rank_comparison
-from patches._syntax import calls_in, callee_name, is_eval_call, is_save_call, module_functions
+from patches._syntax import callee_name, calls_in, is_eval_call, is_save_call, module_functions
 
 
 def _single_process_terms(test: cst.BaseExpression) -> list[cst.Comparison]:
@@ -158,7 +158,7 @@ class RankZeroEvaluateAndSave(Rule):
         ),
         Example(
             before=(
-                "if args.do_eval and (args.local_rank == -1 or torch.distributed.get_rank() == 0):\n"
+                "if args.do_eval and (args.local_rank == -1 or dist.get_rank() == 0):\n"
                 "    evaluate(args, model)\n"
             ),
         ),

@@ -178,7 +178,7 @@ class EvaluateUnwrappedModel(Rule):
                 "    if args.local_rank != -1:\n"
                 "        model = torch.nn.parallel.DistributedDataParallel(model)\n"
                 "    if args.local_rank in [-1, 0] and args.evaluate_during_training:\n"
-                "        results = evaluate(args, model.module if hasattr(model, \"module\") "
+                '        results = evaluate(args, model.module if hasattr(model, "module") '
                 "else model, eval_when_training=True)\n"
             ),
         ),

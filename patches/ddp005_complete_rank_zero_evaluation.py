@@ -81,9 +81,7 @@ class _Sequential(GateTracker):
             fixed=True,
         )
 
-    def leave_IfExp(
-        self, original_node: cst.IfExp, updated_node: cst.IfExp
-    ) -> cst.BaseExpression:
+    def leave_IfExp(self, original_node: cst.IfExp, updated_node: cst.IfExp) -> cst.BaseExpression:
         applies, mixed = self._applies(), self._mixed()
         if not (applies or mixed):
             return updated_node
@@ -105,7 +103,7 @@ class _Sequential(GateTracker):
             )
             return updated_node
         self._report(original_node, sampler)
-        return lone.with_changes(lpar=updated_node.lpar, rpar=updated_node.rpar)  # type: ignore[union-attr]
+        return lone  # type: ignore[return-value]
 
     def leave_If(
         self, original_node: cst.If, updated_node: cst.If

@@ -12,7 +12,8 @@ UnboundLocalError, after a full epoch of training and before any checkpoint exis
 the statements that follow the gate in the same block, up to the last one that reads the results,
 into the gate's body, so they run exactly when the results exist. Comments and blank lines move
 with them. It applies only when the gate's body is the sole place the name is bound in its scope;
-a read elsewhere (an outer block, an earlier loop iteration) is reported without a fix.
+a read elsewhere (an outer block, an earlier loop iteration), or statements to move that would
+change control flow (``return``, a ``break`` of the enclosing loop), is reported without a fix.
 """
 
 from __future__ import annotations
@@ -47,6 +48,25 @@ def _evaluated_names(if_node: cst.If) -> list[str]:
                         if isinstance(candidate, cst.Name):
                             names.append(candidate.value)
     return names
+
+
+def _leaves_block(statements: Sequence[cst.CSTNode]) -> bool:
+    """Whether moving ``statements`` would change where control goes: a ``return``, or a
+    ``break``/``continue`` of the loop around them."""
+    for statement in statements:
+        loops = 0
+        stack: list[tuple[cst.CSTNode, int]] = [(statement, 0)]
+        while stack:
+            node, loops = stack.pop()
+            if isinstance(node, (cst.Return, cst.Yield)):
+                return True
+            if isinstance(node, (cst.Break, cst.Continue)) and loops == 0:
+                return True
+            if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+                continue
+            inner = loops + isinstance(node, (cst.For, cst.While))
+            stack.extend((child, inner) for child in node.children)
+    return False
 
 
 def _candidates(body: Sequence[cst.CSTNode]) -> bool:
@@ -89,7 +109,8 @@ class _Move(cst.CSTTransformer):
                     hits = {id(n) for n in walk(original[later]) if n in reads}
                     if hits:
                         last, covered = later, covered | hits
-                if last is None or len(covered) != len(reads):
+                movable = last is not None and len(covered) == len(reads)
+                if not movable or _leaves_block(original[index + 1 : last + 1]):
                     self.ctx.report(
                         gate,
                         f"{name!r} is read where the evaluation may not have run; "

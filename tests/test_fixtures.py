@@ -1,0 +1,39 @@
+"""Byte-exact before/after fixtures for every rule and whole legacy-style scripts."""
+
+from __future__ import annotations
+
+import pytest
+
+from fixture_cases import Case, cases, render_findings
+from patcher.engine import fix_text
+from patcher.registry import all_rules
+
+CASES = cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_output_is_byte_exact(case: Case) -> None:
+    output, findings = fix_text(case.read(), case.rules())
+    assert output == case.expected()
+    assert render_findings(findings) == case.expected_findings()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_output_is_valid_python(case: Case) -> None:
+    compile(case.expected(), case.expected_path.name, "exec")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_apply_is_idempotent_with_every_rule(case: Case) -> None:
+    rules = all_rules()
+    once, _ = fix_text(case.read(), rules)
+    twice, findings = fix_text(once, rules)
+    assert twice == once
+    assert not [f for f in findings if f.fixed]
+
+
+def test_every_rule_has_fixtures_that_change_and_that_do_not() -> None:
+    for rule in all_rules():
+        mine = [c for c in CASES if c.group == rule.code]
+        assert any(c.expected_path.exists() for c in mine), rule.code
+        assert any(not c.expected_path.exists() for c in mine), rule.code

@@ -1,0 +1,42 @@
+"""Each rule's own documented examples (Fixit style) are run as tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from patcher.engine import fix_text
+from patcher.registry import all_rules
+
+EXAMPLES = [
+    pytest.param(rule, example, id=f"{rule.code}-{number}")
+    for rule in all_rules()
+    for number, example in enumerate(rule.examples, start=1)
+]
+
+
+@pytest.mark.parametrize(("rule", "example"), EXAMPLES)
+def test_example(rule, example) -> None:
+    output, findings = fix_text(example.before, [rule])
+    if example.after is None:
+        assert output == example.before
+        assert not [f for f in findings if f.fixed]
+    else:
+        assert output == example.after
+        assert [f.code for f in findings if f.fixed]
+        again, _ = fix_text(output, [rule])
+        assert again == output
+
+
+@pytest.mark.parametrize("rule", all_rules(), ids=lambda r: r.code)
+def test_rule_is_documented(rule) -> None:
+    assert rule.code.startswith("DDP") and len(rule.code) == 6
+    assert rule.name and rule.summary and len(rule.rationale.strip()) > 200
+    assert rule.rationale.startswith(f"{rule.code} {rule.name}:")
+    assert any(e.after is not None for e in rule.examples)
+    assert any(e.after is None for e in rule.examples)
+
+
+def test_codes_and_names_are_unique() -> None:
+    rules = all_rules()
+    assert len({r.code for r in rules}) == len(rules)
+    assert len({r.name for r in rules}) == len(rules)
