@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,10 @@ _PY2_HINTS = (
 )
 
 
+class RuleError(SourceError):
+    """A rule produced something it must not; the file is left alone and this is reported."""
+
+
 @dataclass
 class FileResult:
     path: Path
@@ -42,20 +47,30 @@ class FileResult:
         return [f for f in self.findings if not f.fixed]
 
 
-def describe_syntax_error(text: str, exc: cst.ParserSyntaxError) -> str:
+def describe_syntax_error(text: str, exc: SyntaxError) -> str:
     for number, line in enumerate(text.splitlines(), start=1):
         for pattern, what in _PY2_HINTS:
             if pattern.search(line):
                 return f"Python 2 source ({what} at line {number}); ddpfix rewrites Python 3 only"
-    first = str(exc.message).splitlines()[0] if exc.message else "invalid syntax"
-    return f"syntax error at line {exc.raw_line}, column {exc.raw_column + 1}: {first}"
+    return f"syntax error at line {exc.lineno}, column {exc.offset or 0}: {exc.msg}"
+
+
+def validate(text: str) -> None:
+    """Python's own parser decides what is valid (LibCST accepts some Python 2 forms)."""
+    try:
+        ast.parse(text)
+    except SyntaxError as exc:
+        raise SourceError(describe_syntax_error(text, exc)) from None
+    except (RecursionError, MemoryError, ValueError):
+        raise SourceError("cannot be parsed (too deeply nested, or NUL bytes)") from None
 
 
 def parse(text: str) -> cst.Module:
+    validate(text)
     try:
         return cst.parse_module(text)
     except cst.ParserSyntaxError as exc:
-        raise SourceError(describe_syntax_error(text, exc)) from None
+        raise SourceError(f"syntax error at line {exc.raw_line}: {exc.message}") from None
     except RecursionError:
         raise SourceError("too deeply nested to parse") from None
 
@@ -104,6 +119,11 @@ def fix_text(
             break
     else:  # pragma: no cover - would mean two rules undo each other
         raise RuntimeError(f"rules did not reach a fixed point in {MAX_PASSES} passes")
+    if current != text:
+        try:
+            ast.parse(current)
+        except SyntaxError as exc:  # pragma: no cover - a rule bug; never write such a file
+            raise RuleError(f"rules produced invalid Python ({exc.msg} at line {exc.lineno})")
     ordered = sorted(findings.values(), key=lambda f: (f.line, f.code, f.column))
     return current, ordered
 
@@ -126,6 +146,10 @@ def process_file(
             result.written = True
     except SourceError as exc:
         result.error = str(exc)
+        result.fixed = result.original
+        result.findings = []
+    except Exception as exc:  # a bug in a rule must not cost the user a traceback or a file
+        result.error = f"internal error ({type(exc).__name__}: {exc}); file left unchanged"
         result.fixed = result.original
         result.findings = []
     return result

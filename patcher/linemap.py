@@ -26,6 +26,6 @@ class LineMap:
             return line
         index = line - 1
         for i1, j1, j2, tag in self._blocks:
-            if j1 <= index < j2 or (j1 == j2 == index):
+            if j1 <= index < j2:
                 return i1 + (index - j1) + 1 if tag == "equal" else i1 + 1
         return line

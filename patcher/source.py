@@ -54,7 +54,9 @@ def read_source(path: Path) -> Source:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
     except SyntaxError as exc:
-        raise SourceError(f"bad encoding declaration: {getattr(exc, 'msg', exc)}") from None
+        if "unknown encoding" in str(exc):
+            raise SourceError(f"bad encoding declaration: {exc}") from None
+        encoding = "utf-8"  # no usable declaration: Python reads it as UTF-8, and so do we
     if data.startswith(codecs.BOM_UTF8):
         encoding = "utf-8-sig"
     try:

@@ -1,0 +1,134 @@
+"""The engine keeps everything it does not mean to change: encoding, BOM, newlines, tabs, mode."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from clihelp import ddpfix
+from patcher.engine import fix_text, process_file
+from patcher.linemap import LineMap
+from patcher.registry import all_rules
+
+SCRIPT = (
+    "import argparse\n"
+    "import os\n"
+    "\n"
+    "def main():\n"
+    "    parser = argparse.ArgumentParser()\n"
+    "    parser.add_argument('--local_rank', type=int, default=-1)\n"
+    "    args = parser.parse_args()\n"
+    "    return args\n"
+)
+PATCHED = (
+    "import argparse\n"
+    "import os\n"
+    "\n"
+    "def main():\n"
+    "    parser = argparse.ArgumentParser()\n"
+    "    parser.add_argument('--local_rank', '--local-rank', type=int, default=-1)\n"
+    "    args = parser.parse_args()\n"
+    "    # ddpfix: torchrun / accelerate launch pass the local rank only as LOCAL_RANK\n"
+    "    if 'LOCAL_RANK' in os.environ and args.local_rank == -1:\n"
+    "        args.local_rank = int(os.environ['LOCAL_RANK'])\n"
+    "    return args\n"
+)
+
+
+def _apply(tmp_path: Path, data: bytes) -> bytes:
+    path = tmp_path / "run.py"
+    path.write_bytes(data)
+    result = process_file(path, all_rules(), write=True)
+    assert result.error is None, result.error
+    return path.read_bytes()
+
+
+def test_plain(tmp_path: Path) -> None:
+    assert _apply(tmp_path, SCRIPT.encode()) == PATCHED.encode()
+
+
+def test_crlf_stays_crlf(tmp_path: Path) -> None:
+    out = _apply(tmp_path, SCRIPT.replace("\n", "\r\n").encode())
+    assert out == PATCHED.replace("\n", "\r\n").encode()
+
+
+def test_tabs_stay_tabs(tmp_path: Path) -> None:
+    tabbed = SCRIPT.replace("    ", "\t")
+    out = _apply(tmp_path, tabbed.encode()).decode()
+    assert out == PATCHED.replace("    ", "\t")
+    compile(out, "run.py", "exec")
+
+
+def test_utf8_bom_is_kept(tmp_path: Path) -> None:
+    out = _apply(tmp_path, b"\xef\xbb\xbf" + SCRIPT.encode())
+    assert out == b"\xef\xbb\xbf" + PATCHED.encode()
+
+
+def test_encoding_cookie_is_honoured(tmp_path: Path) -> None:
+    source = "# -*- coding: latin-1 -*-\n# auteur: Ren\xe9\n" + SCRIPT
+    out = _apply(tmp_path, source.encode("latin-1"))
+    assert out == ("# -*- coding: latin-1 -*-\n# auteur: Ren\xe9\n" + PATCHED).encode("latin-1")
+
+
+def test_missing_trailing_newline_stays_missing(tmp_path: Path) -> None:
+    out = _apply(tmp_path, SCRIPT.rstrip("\n").encode())
+    assert out == PATCHED.rstrip("\n").encode()
+
+
+def test_file_mode_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "run.py"
+    path.write_text(SCRIPT)
+    path.chmod(0o750)
+    process_file(path, all_rules(), write=True)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o750
+    assert path.read_text() == PATCHED
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.py"]  # no temp file left
+
+
+def test_unchanged_file_is_not_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "run.py"
+    path.write_text(PATCHED)
+    before = path.stat().st_mtime_ns
+    result = process_file(path, all_rules(), write=True)
+    assert not result.written and path.stat().st_mtime_ns == before
+
+
+def test_prefilter_skips_files_that_cannot_match() -> None:
+    # not even valid Python, but nothing in it can match, so it is never parsed
+    text = "def (:\n"
+    assert fix_text(text, all_rules()) == (text, [])
+
+
+def test_findings_name_lines_of_the_original_file() -> None:
+    _, findings = fix_text(SCRIPT, all_rules())
+    assert [(f.code, f.line) for f in findings] == [("DDP002", 6), ("DDP001", 7)]
+
+
+@pytest.mark.parametrize(
+    ("original", "current", "line", "expected"),
+    [
+        ("a\nb\nc\n", "a\nb\nc\n", 3, 3),
+        ("a\nb\nc\n", "a\nX\nY\nb\nc\n", 5, 3),
+        ("a\nb\nc\n", "a\nB\nc\n", 2, 2),
+        ("a\nb\nc\nd\n", "a\nd\n", 2, 4),
+    ],
+)
+def test_linemap(original: str, current: str, line: int, expected: int) -> None:
+    assert LineMap(original, current).to_original(line) == expected
+
+
+def test_internal_error_in_a_rule_leaves_the_file(tmp_path: Path, monkeypatch) -> None:
+    from patches.ddp002_local_rank_hyphen_alias import LocalRankHyphenAlias
+
+    def boom(self, ctx):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(LocalRankHyphenAlias, "run", boom)
+    path = tmp_path / "run.py"
+    path.write_text(SCRIPT)
+    run = ddpfix("apply", path)
+    assert run.code == 2
+    assert "internal error (ValueError: boom); file left unchanged" in run.stderr
+    assert path.read_text() == SCRIPT
