@@ -123,7 +123,8 @@ def fix_text(
         try:
             ast.parse(current)
         except SyntaxError as exc:  # pragma: no cover - a rule bug; never write such a file
-            raise RuleError(f"rules produced invalid Python ({exc.msg} at line {exc.lineno})")
+            msg = f"rules produced invalid Python ({exc.msg} at line {exc.lineno})"
+            raise RuleError(msg) from None
     ordered = sorted(findings.values(), key=lambda f: (f.line, f.code, f.column))
     return current, ordered
 
