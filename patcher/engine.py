@@ -12,8 +12,9 @@ from typing import Any
 import libcst as cst
 
 from patcher.linemap import LineMap
-from patcher.rule import Finding, Rule, RuleContext
+from patcher.rule import Finding, Fix, Rule, RuleContext
 from patcher.source import Source, SourceError, read_source, write_atomic
+from patcher.tree import Tree
 
 # Lines that only parse as Python 2; used to explain a syntax error, never to decide anything.
 _PY2_HINTS = (
@@ -78,16 +79,37 @@ def parse(text: str) -> cst.Module:
 MAX_PASSES = 10
 
 
+def _accept(fixes: Sequence[Fix], tree: Tree) -> list[Fix]:
+    """The fixes that can be applied together: none replaces a node inside another's.
+
+    Fixes come in rule order; a fix that overlaps an accepted one waits for the next pass,
+    where its rule sees the tree with the other fix applied.
+    """
+    taken: set[int] = set()
+    above: set[int] = set()
+    accepted = []
+    for fix in fixes:
+        keys = {id(node) for node in fix.replacements}
+        ancestors = {id(a) for node in fix.replacements for a in tree.ancestors(node)}
+        if keys & (taken | above) or ancestors & taken:
+            continue
+        taken |= keys
+        above |= ancestors
+        accepted.append(fix)
+    return accepted
+
+
 def fix_text(
     text: str,
     rules: Sequence[Rule],
     options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[str, list[Finding]]:
-    """Apply ``rules`` to ``text`` until none changes anything; findings carry lines of ``text``.
+    """Apply ``rules`` to ``text`` until none proposes anything; findings carry lines of ``text``.
 
-    Rules run in code order, each on the previous one's output. One rule's fix can enable
-    another's (a statement moved behind a rank-0 gate), so passes repeat until a pass changes
-    nothing: the result is a fixed point, which is what makes ``apply`` idempotent.
+    Every pass indexes the current tree once; all rules look at that same version and propose
+    fixes; the non-overlapping ones are applied together. One fix can enable another (a
+    statement moved behind a rank-0 gate), so passes repeat until a pass proposes nothing: the
+    result is a fixed point, which is what makes ``apply`` idempotent.
     """
     options = options or {}
     if not any(rule.may_apply(text) for rule in rules):
@@ -96,29 +118,26 @@ def fix_text(
     current = text
     findings: dict[tuple[str, int, str], Finding] = {}
     for _ in range(MAX_PASSES):
-        changed = False
+        tree = Tree(module, current)
+        mapping = LineMap(text, current)
+        fixes: list[Fix] = []
         for rule in rules:
             if not rule.may_apply(current):
                 continue
-            ctx = RuleContext(module=module, code=rule.code, options=options.get(rule.code, {}))
-            updated = rule.run(ctx)
-            if ctx.findings:
-                mapping = LineMap(text, current)
-                for f in ctx.findings:
-                    line = mapping.to_original(f.line)
-                    findings.setdefault(
-                        (f.code, line, f.message),
-                        Finding(f.code, line, f.column, f.message, f.fixed),
-                    )
-            # A rule that rewrites reports a fixed finding; otherwise its tree is discarded.
-            if any(f.fixed for f in ctx.findings):
-                module = updated
-                current = module.code
-                changed = True
-        if not changed:
+            ctx = RuleContext(tree=tree, code=rule.code, options=options.get(rule.code, {}))
+            rule.run(ctx)
+            fixes.extend(ctx.fixes)
+            for f in ctx.findings:
+                _record(findings, f, mapping)
+        accepted = _accept(fixes, tree)
+        if not accepted:
             break
+        for fix in accepted:
+            _record(findings, fix.finding, mapping)
+        module = tree.replace({k: v for fix in accepted for k, v in fix.replacements.items()})
+        current = module.code
     else:  # pragma: no cover - would mean two rules undo each other
-        raise RuntimeError(f"rules did not reach a fixed point in {MAX_PASSES} passes")
+        raise RuleError(f"rules did not reach a fixed point in {MAX_PASSES} passes")
     if current != text:
         try:
             ast.parse(current)
@@ -127,6 +146,11 @@ def fix_text(
             raise RuleError(msg) from None
     ordered = sorted(findings.values(), key=lambda f: (f.line, f.code, f.column))
     return current, ordered
+
+
+def _record(found: dict[tuple[str, int, str], Finding], f: Finding, mapping: LineMap) -> None:
+    line = mapping.to_original(f.line)
+    found.setdefault((f.code, line, f.message), Finding(f.code, line, f.column, f.message, f.fixed))
 
 
 def process_file(

@@ -1,9 +1,10 @@
 """What a rule is: a code, its documentation, its examples, and one transformation.
 
 The engine knows nothing about distributed training; everything specific lives in ``patches/``.
-A rule receives a :class:`RuleContext`, reads ``ctx.module``, reports what it found with
-``ctx.report`` and returns the (possibly) rewritten module. Reporting a finding with
-``fixed=False`` means the rule saw a problem it cannot rewrite safely.
+A rule receives a :class:`RuleContext` over a shared, indexed tree (``ctx.tree``). It proposes
+each rewrite with ``ctx.fix(node, message, {old: new})`` and reports what it cannot rewrite safely
+with ``ctx.report(node, message)``. The engine applies the fixes, so rules never walk or rebuild
+the whole module themselves.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
+
+from patcher.tree import Replacement, Tree
 
 
 @dataclass(frozen=True)
@@ -43,35 +45,40 @@ class Example:
 
 
 @dataclass
-class RuleContext:
-    """One rule's view of one file: the tree, lazily computed positions, and its findings."""
+class Fix:
+    """A finding and the replacements that resolve it; applied together or not at all."""
 
-    module: cst.Module
+    finding: Finding
+    replacements: Mapping[cst.CSTNode, Replacement]
+
+
+@dataclass
+class RuleContext:
+    """One rule's view of one module version: the shared index, options, and what it found."""
+
+    tree: Tree
     code: str
     options: Mapping[str, Any] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
-    _wrapper: MetadataWrapper | None = None
-    _positions: Mapping[cst.CSTNode, Any] | None = None
-
-    def __post_init__(self) -> None:
-        # The parsed tree is private to the engine, so the defensive deep copy is not needed;
-        # metadata then refers to the very nodes the rule visits.
-        self._wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
+    fixes: list[Fix] = field(default_factory=list)
 
     @property
-    def wrapper(self) -> MetadataWrapper:
-        assert self._wrapper is not None
-        return self._wrapper
+    def module(self) -> cst.Module:
+        return self.tree.module
 
-    def position(self, node: cst.CSTNode) -> tuple[int, int]:
-        if self._positions is None:
-            self._positions = self.wrapper.resolve(PositionProvider)
-        start = self._positions[node].start
-        return start.line, start.column + 1
+    def _finding(self, node: cst.CSTNode, message: str, fixed: bool) -> Finding:
+        line, column = self.tree.position(node)
+        return Finding(self.code, line, column, message, fixed)
 
-    def report(self, node: cst.CSTNode, message: str, *, fixed: bool) -> None:
-        line, column = self.position(node)
-        self.findings.append(Finding(self.code, line, column, message, fixed))
+    def report(self, node: cst.CSTNode, message: str) -> None:
+        """A problem this rule cannot rewrite safely."""
+        self.findings.append(self._finding(node, message, fixed=False))
+
+    def fix(
+        self, node: cst.CSTNode, message: str, replacements: Mapping[cst.CSTNode, Replacement]
+    ) -> None:
+        """A problem and its rewrite: each key node is replaced by its value."""
+        self.fixes.append(Fix(self._finding(node, message, fixed=True), dict(replacements)))
 
 
 class Rule:
@@ -91,7 +98,7 @@ class Rule:
     companions: ClassVar[tuple[str, ...]] = ()
     companion_reason: ClassVar[str] = ""
 
-    def run(self, ctx: RuleContext) -> cst.Module:  # pragma: no cover - interface
+    def run(self, ctx: RuleContext) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
     def may_apply(self, text: str) -> bool:

@@ -9,10 +9,9 @@ or None for "depends on something else"), so that ``args.local_rank in [-1, 0] a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import libcst as cst
 
+from patcher.tree import Tree
 from patches._syntax import (
     LOCAL_RANK,
     callee_name,
@@ -122,147 +121,90 @@ def conjuncts(node: cst.BaseExpression) -> list[cst.BaseExpression]:
     return [node]
 
 
-class _GateState:
-    """Knows the ``if`` tests guarding the node being visited.
-
-    Only the tests of the current function count: a nested function runs when it is called,
-    not where it is defined.
-    """
-
-    def __init__(self) -> None:
-        self._gates: list[list[cst.BaseExpression]] = [[]]
-        self._functions: list[cst.FunctionDef] = []
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
-        self._functions.append(node)
-        self._gates.append([])
-        return True
-
-    def leave_FunctionDef(
-        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef | None = None
-    ) -> cst.FunctionDef | None:
-        self._functions.pop()
-        self._gates.pop()
-        return updated_node
-
-    def visit_If_body(self, node: cst.If) -> None:
-        self._gates[-1].append(node.test)
-
-    def leave_If_body(self, node: cst.If) -> None:
-        self._gates[-1].pop()
-
-    @property
-    def gates(self) -> list[cst.BaseExpression]:
-        return self._gates[-1]
-
-    @property
-    def function(self) -> cst.FunctionDef | None:
-        return self._functions[-1] if self._functions else None
-
-    def in_rank_zero_region(self) -> bool:
-        return any(excludes_other_ranks(gate) for gate in self.gates)
+def gates(tree: Tree, node: cst.CSTNode) -> list[cst.BaseExpression]:
+    """The ``if`` tests that must pass for ``node`` to run, within its own function."""
+    found = []
+    child = node
+    for ancestor in tree.ancestors(node):
+        if isinstance(ancestor, (cst.FunctionDef, cst.Lambda, cst.ClassDef)):
+            break
+        if isinstance(ancestor, cst.If) and child is ancestor.body:
+            found.append(ancestor.test)
+        child = ancestor
+    return found
 
 
-class GateTracker(_GateState, cst.CSTTransformer):
-    """A transformer aware of the gates around the node it is visiting."""
-
-    def __init__(self) -> None:
-        _GateState.__init__(self)
-        cst.CSTTransformer.__init__(self)
+def in_rank_zero_region(tree: Tree, node: cst.CSTNode) -> bool:
+    """Whether only rank 0 (or a lone process) can reach ``node`` through the gates around it."""
+    return any(excludes_other_ranks(gate) for gate in gates(tree, node))
 
 
-class GateVisitor(_GateState, cst.CSTVisitor):
-    """A read-only visitor aware of the gates around the node it is visiting."""
-
-    def __init__(self) -> None:
-        _GateState.__init__(self)
-        cst.CSTVisitor.__init__(self)
-
-
-def _local_names(function: cst.FunctionDef) -> set[str]:
-    """Parameters and plainly assigned names of ``function``: they shadow module functions."""
-    names = {p.name.value for p in walk(function.params) if isinstance(p, cst.Param)}
-    for node in walk(function.body):
-        if isinstance(node, (cst.AssignTarget, cst.For)):
-            target = node.target
-            if isinstance(target, cst.Name):
-                names.add(target.value)
+def local_names(tree: Tree) -> dict[int, set[str]]:
+    """Per function (by id): parameters and plainly assigned names, which shadow module
+    functions of the same name."""
+    names: dict[int, set[str]] = {}
+    for node in tree.nodes(cst.Param, cst.AssignTarget, cst.For):
+        name = node.name if isinstance(node, cst.Param) else node.target
+        if isinstance(name, cst.Name):
+            names.setdefault(id(tree.scope(node)), set()).add(name.value)
     return names
 
 
-class _CallSites(GateVisitor):
-    """Where each module function is called, and whether it is behind a rank-0 gate there."""
-
-    def __init__(self, names: Iterable[str]) -> None:
-        super().__init__()
-        self.names = set(names)
-        self.sites: dict[str, list[tuple[str | None, bool]]] = {n: [] for n in self.names}
-        self.escaped: set[str] = set()
-        self._not_references: set[int] = set()
-        self._shadowed: list[set[str]] = [set()]
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
-        self._not_references.add(id(node.name))
-        self._shadowed.append(_local_names(node))
-        return super().visit_FunctionDef(node)
-
-    def leave_FunctionDef(
-        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef | None = None
-    ) -> cst.FunctionDef | None:
-        self._shadowed.pop()
-        return super().leave_FunctionDef(original_node, updated_node)
-
-    def visit_Param(self, node: cst.Param) -> None:
-        self._not_references.add(id(node.name))
-
-    def visit_Arg(self, node: cst.Arg) -> None:
-        if node.keyword is not None:
-            self._not_references.add(id(node.keyword))
-
-    def visit_Attribute(self, node: cst.Attribute) -> None:
-        self._not_references.add(id(node.attr))
-
-    def visit_Call(self, node: cst.Call) -> None:
-        func = node.func
-        if isinstance(func, cst.Name) and func.value in self.names:
-            if func.value in self._shadowed[-1]:
-                return
-            self._not_references.add(id(func))
-            caller = self.function.name.value if self.function else None
-            self.sites[func.value].append((caller, self.in_rank_zero_region()))
-
-    def visit_Name(self, node: cst.Name) -> None:
-        if (
-            node.value in self.names
-            and id(node) not in self._not_references
-            and node.value not in self._shadowed[-1]
-        ):
-            self.escaped.add(node.value)
+def _is_reference(tree: Tree, name: cst.Name) -> bool:
+    """A Name that reads a variable (not an attribute, keyword, parameter or definition)."""
+    parent = tree.parent(name)
+    if isinstance(parent, cst.Attribute) and parent.attr is name:
+        return False
+    if isinstance(parent, cst.Arg) and parent.keyword is name:
+        return False
+    if isinstance(parent, (cst.Param, cst.FunctionDef, cst.ClassDef)) and parent.name is name:
+        return False
+    return not isinstance(parent, (cst.ImportAlias, cst.AsName))
 
 
-def rank_zero_functions(module: cst.Module) -> tuple[set[str], set[str]]:
+def rank_zero_functions(tree: Tree) -> tuple[set[str], set[str]]:
     """Top-level functions that run in one process only, and those that do at some call sites.
 
     A function runs in one process only (rank 0, or a lone process) when it is called at least
     once, never referenced other than by a call, and every call is behind a rank-0 gate or inside
     a function that qualifies itself.
     """
-    functions = module_functions(module)
-    sites = _CallSites(functions)
-    module.visit(sites)
-    candidates = {name for name in functions if sites.sites[name] and name not in sites.escaped}
+    functions = module_functions(tree.module)
+    shadowed = local_names(tree)
+    sites: dict[str, list[tuple[str | None, bool]]] = {name: [] for name in functions}
+    escaped: set[str] = set()
+    callee_names: set[int] = set()
+    for call in tree.nodes(cst.Call):
+        func = call.func
+        if isinstance(func, cst.Name) and func.value in functions:
+            scope = tree.scope(call)
+            if isinstance(scope, cst.FunctionDef) and func.value in shadowed.get(id(scope), ()):
+                continue
+            callee_names.add(id(func))
+            caller = scope.name.value if isinstance(scope, cst.FunctionDef) else None
+            sites[func.value].append((caller, in_rank_zero_region(tree, call)))
+    for name in tree.nodes(cst.Name):
+        if name.value not in functions or id(name) in callee_names:
+            continue
+        if not _is_reference(tree, name):
+            continue
+        scope = tree.scope(name)
+        if isinstance(scope, cst.FunctionDef) and name.value in shadowed.get(id(scope), ()):
+            continue
+        escaped.add(name.value)
+    candidates = {name for name in functions if sites[name] and name not in escaped}
     changed = True
     while changed:
         changed = False
         for name in sorted(candidates):
-            if not all(gated or caller in candidates for caller, gated in sites.sites[name]):
+            if not all(gated or caller in candidates for caller, gated in sites[name]):
                 candidates.discard(name)
                 changed = True
     sometimes = {
         name
-        for name, calls in sites.sites.items()
+        for name, calls in sites.items()
         if name not in candidates
-        and name not in sites.escaped
+        and name not in escaped
         and any(gated or caller in candidates for caller, gated in calls)
     }
     return candidates, sometimes

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import libcst as cst
 
+from patcher.tree import walk as tree_walk
+
 LOCAL_RANK = "local_rank"
 
 # Function names that run an evaluation / a test pass. `eval` alone is excluded: `model.eval()`
@@ -78,10 +80,16 @@ def int_collection(node: cst.CSTNode) -> frozenset[int] | None:
 
 
 def string_value(node: cst.CSTNode) -> str | None:
-    if isinstance(node, cst.SimpleString):
-        value = node.evaluated_value
-        return value if isinstance(value, str) else None
-    return None
+    """The text of a plain string literal (``"x"``, ``'x'``, ``r"x"``); None for others."""
+    if not isinstance(node, cst.SimpleString):
+        return None
+    raw = node.value
+    prefix = node.prefix.lower()
+    if "\\" not in raw and prefix in ("", "r", "u"):  # the common case, without literal_eval
+        quote = node.quote
+        return raw[len(prefix) + len(quote) : -len(quote)]
+    value = node.evaluated_value
+    return value if isinstance(value, str) else None
 
 
 def callee_name(call: cst.Call) -> str | None:
@@ -106,17 +114,7 @@ def dotted_name(node: cst.CSTNode) -> str | None:
 
 def walk(node: cst.CSTNode, *, into_functions: bool = False) -> Iterator[cst.CSTNode]:
     """Every node below ``node`` (itself included), by default not entering nested scopes."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        if (
-            current is not node
-            and not into_functions
-            and isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.Lambda))
-        ):
-            continue
-        stack.extend(reversed(current.children))
+    return tree_walk(node, into_scopes=into_functions)
 
 
 def calls_in(node: cst.CSTNode) -> Iterator[cst.Call]:
@@ -179,7 +177,7 @@ def preferred_quote(code: str) -> str:
     return "'" if singles > doubles else '"'
 
 
-def _imported_module(statement: cst.CSTNode) -> str | None:
+def imported_module(statement: cst.CSTNode) -> str | None:
     """``import x`` (one name, no alias) as ``x``; None for any other statement."""
     if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1):
         return None
@@ -204,34 +202,55 @@ def binds_module(module: cst.Module, name: str) -> bool:
     return False
 
 
-def ensure_import(module: cst.Module, name: str) -> cst.Module:
-    """Add ``import name`` unless bound, in alphabetical place in the first ``import x`` run."""
+def import_fix(module: cst.Module, name: str) -> dict[cst.CSTNode, list[cst.BaseStatement]]:
+    """The replacement that adds ``import name`` unless it is bound already: in alphabetical
+    place in the first run of plain ``import x`` lines, else after the docstring and
+    ``__future__`` imports. Empty when nothing is needed."""
     if binds_module(module, name):
-        return module
+        return {}
     body = list(module.body)
-    run = [i for i, statement in enumerate(body) if _imported_module(statement) is not None]
     new = cst.SimpleStatementLine([cst.Import([cst.ImportAlias(cst.Name(name))])])
-    if not run:
-        from libcst.codemod import CodemodContext
-        from libcst.codemod.visitors import AddImportsVisitor
+    run = [i for i, statement in enumerate(body) if imported_module(statement) is not None]
+    if run:
+        # the first run of plain imports, up to a blank line (an isort section boundary)
+        block = [run[0]]
+        for index in run[1:]:
+            if index != block[-1] + 1 or body[index].leading_lines:
+                break
+            block.append(index)
+        for index in block:
+            if (imported_module(body[index]) or "") > name:
+                if index == block[0]:
+                    return _before(body[index], new)
+                return {body[index]: [new, body[index]]}
+        return {body[block[-1]]: [body[block[-1]], new]}
+    for statement in body:
+        if not (_is_docstring(statement) or _is_future_import(statement)):
+            return _before(statement, new)
+    return {body[-1]: [body[-1], new]} if body else {}
 
-        context = CodemodContext()
-        AddImportsVisitor.add_needed_import(context, name)
-        return AddImportsVisitor(context).transform_module(module)
-    first = run[0]
-    block = [first]
-    for index in run[1:]:
-        if index != block[-1] + 1:
-            break
-        block.append(index)
-    for index in block:
-        if (_imported_module(body[index]) or "") > name:
-            if index == first:  # take over the comments / blank lines above the block
-                current = body[index]
-                new = new.with_changes(leading_lines=current.leading_lines)
-                body[index] = current.with_changes(leading_lines=[])
-            body.insert(index, new)
-            break
-    else:
-        body.insert(block[-1] + 1, new)
-    return module.with_changes(body=body)
+
+def _before(
+    statement: cst.BaseStatement, new: cst.SimpleStatementLine
+) -> dict[cst.CSTNode, list[cst.BaseStatement]]:
+    """Insert ``new`` before ``statement``, taking over the comments and blank lines above it."""
+    moved = new.with_changes(leading_lines=statement.leading_lines)
+    return {statement: [moved, statement.with_changes(leading_lines=[])]}
+
+
+def _is_docstring(statement: cst.CSTNode) -> bool:
+    return (
+        isinstance(statement, cst.SimpleStatementLine)
+        and len(statement.body) == 1
+        and isinstance(statement.body[0], cst.Expr)
+        and isinstance(statement.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    )
+
+
+def _is_future_import(statement: cst.CSTNode) -> bool:
+    return (
+        isinstance(statement, cst.SimpleStatementLine)
+        and len(statement.body) == 1
+        and isinstance(statement.body[0], cst.ImportFrom)
+        and dotted_name(statement.body[0].module or cst.Name("_")) == "__future__"
+    )

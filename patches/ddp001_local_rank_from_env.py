@@ -17,15 +17,16 @@ into the argument in any spelling (``os.environ[...]``, ``.get``, ``os.getenv``,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
+from patcher.tree import Tree
 from patches._syntax import (
     dotted_name,
-    ensure_import,
+    import_fix,
+    imported_module,
     int_literal,
     preferred_quote,
     string_value,
@@ -68,27 +69,24 @@ def _mentions_local_rank_env(node: cst.CSTNode) -> bool:
     return any(string_value(n) == "LOCAL_RANK" for n in walk(node, into_functions=True))
 
 
-def find_options(module: cst.Module) -> list[LocalRankOption]:
+def find_options(tree: Tree) -> list[LocalRankOption]:
     """Every ``add_argument("--local_rank", ...)`` (either spelling) in the module."""
     groups: dict[str, str] = {}  # group variable -> parser variable
-    options = []
-    for node in walk(module, into_functions=True):
-        if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
-            call = node.value
-            if isinstance(call.func, cst.Attribute) and call.func.attr.value in (
-                "add_argument_group",
-                "add_mutually_exclusive_group",
-            ):
-                owner = dotted_name(call.func.value)
-                for target in node.targets:
-                    name = dotted_name(target.target)
-                    if name and owner:
-                        groups[name] = owner
-        if not (
-            isinstance(node, cst.Call)
-            and isinstance(node.func, cst.Attribute)
-            and node.func.attr.value == "add_argument"
+    for node in tree.nodes(cst.Assign):
+        call = node.value
+        if (
+            isinstance(call, cst.Call)
+            and isinstance(call.func, cst.Attribute)
+            and call.func.attr.value in ("add_argument_group", "add_mutually_exclusive_group")
         ):
+            owner = dotted_name(call.func.value)
+            for target in node.targets:
+                name = dotted_name(target.target)
+                if name and owner:
+                    groups[name] = owner
+    options = []
+    for node in tree.nodes(cst.Call):
+        if not (isinstance(node.func, cst.Attribute) and node.func.attr.value == "add_argument"):
             continue
         strings = _option_strings(node)
         if not any(s in OPTION_NAMES for s in strings):
@@ -98,27 +96,24 @@ def find_options(module: cst.Module) -> list[LocalRankOption]:
         if dest is None:
             long = next(s for s in strings if s.startswith("--"))
             dest = long[2:].replace("-", "_")
-        options.append(
-            LocalRankOption(node, dotted_name(node.func.value), dest, _keyword(node, "default"))
-        )
-    return [
-        LocalRankOption(o.call, groups.get(o.parser or "", o.parser), o.dest, o.default)
-        for o in options
-    ]
+        parser = dotted_name(node.func.value)
+        parser = groups.get(parser or "", parser)
+        options.append(LocalRankOption(node, parser, dest, _keyword(node, "default")))
+    return options
 
 
-def _already_reads_env(module: cst.Module, dest: str) -> bool:
-    for node in walk(module, into_functions=True):
-        if isinstance(node, (cst.Assign, cst.AnnAssign, cst.AugAssign)):
-            targets = (
-                [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
-            )
-            if (
-                any(isinstance(t, cst.Attribute) and t.attr.value == dest for t in targets)
-                and node.value is not None
-                and _mentions_local_rank_env(node.value)
-            ):
-                return True
+def _already_reads_env(tree: Tree, dest: str) -> bool:
+    for node in tree.nodes(cst.Assign, cst.AnnAssign, cst.AugAssign):
+        if isinstance(node, cst.Assign):
+            targets = [t.target for t in node.targets]
+        else:
+            targets = [node.target]
+        if (
+            any(isinstance(t, cst.Attribute) and t.attr.value == dest for t in targets)
+            and node.value is not None
+            and _mentions_local_rank_env(node.value)
+        ):
+            return True
     return False
 
 
@@ -147,79 +142,64 @@ def _parse_target(statement: cst.BaseSmallStatement) -> tuple[cst.Call, cst.Base
     return None
 
 
-class _Inserter(cst.CSTTransformer):
-    def __init__(self, module: cst.Module, option: LocalRankOption, parsers: set[str | None]):
-        super().__init__()
-        self.module = module
-        self.option = option
-        self.parsers = parsers
-        self.quote = preferred_quote(module.code)
-        self.inserted: list[cst.CSTNode] = []
-        self.blocked: list[cst.CSTNode] = []
-
-    def _wanted(self, call: cst.Call) -> bool:
-        assert isinstance(call.func, cst.Attribute)
-        return not self.parsers or dotted_name(call.func.value) in self.parsers
-
-    def _guard(self, target: cst.BaseExpression) -> cst.If:
-        q, dest = self.quote, self.option.dest
-        who = self.module.code_for_node(target)
-        default = self.option.default
-        if default is None or (isinstance(default, cst.Name) and default.value == "None"):
-            unset = f"{who}.{dest} is None"
-        else:
-            unset = f"{who}.{dest} == {self.module.code_for_node(default)}"
-        code = (
-            f"if {q}LOCAL_RANK{q} in os.environ and {unset}:\n"
-            f"    {who}.{dest} = int(os.environ[{q}LOCAL_RANK{q}])\n"
-        )
-        statement = cst.parse_statement(code, config=self.module.config_for_parsing)
-        assert isinstance(statement, cst.If)
-        return statement.with_changes(leading_lines=[cst.EmptyLine(comment=cst.Comment(MARKER))])
-
-    def _rewrite(
-        self, original: Sequence[cst.BaseStatement], body: Sequence[cst.BaseStatement]
-    ) -> list[cst.BaseStatement]:
-        out: list[cst.BaseStatement] = []
-        for before, statement in zip(original, body):
-            out.append(statement)
-            if not isinstance(statement, cst.SimpleStatementLine):
-                continue
-            for small in statement.body:
-                found = _parse_target(small)
-                if found and self._wanted(found[0]):
-                    out.append(self._guard(found[1]))
-                    self.inserted.append(before)
-                    break
-                if isinstance(small, cst.Return) and (call := _parse_call(small.value)):
-                    if self._wanted(call) and len(statement.body) == 1:
-                        args = cst.Name("args")
-                        out[-1] = statement.with_changes(
-                            body=[cst.Assign([cst.AssignTarget(args)], call)]
-                        )
-                        out.append(self._guard(args))
-                        out.append(cst.SimpleStatementLine([cst.Return(args)]))
-                        self.inserted.append(before)
-                    break
-        return out
-
-    def leave_IndentedBlock(
-        self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock
-    ) -> cst.IndentedBlock:
-        return updated_node.with_changes(body=self._rewrite(original_node.body, updated_node.body))
-
-    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
-        return updated_node.with_changes(body=self._rewrite(original_node.body, updated_node.body))
+def _guard(
+    module: cst.Module, option: LocalRankOption, target: cst.BaseExpression, quote: str
+) -> cst.If:
+    """``if "LOCAL_RANK" in os.environ and args.local_rank == -1: args.local_rank = ...``."""
+    q, dest = quote, option.dest
+    who = module.code_for_node(target)
+    default = option.default
+    if default is None or (isinstance(default, cst.Name) and default.value == "None"):
+        unset = f"{who}.{dest} is None"
+    else:
+        unset = f"{who}.{dest} == {module.code_for_node(default)}"
+    code = (
+        f"if {q}LOCAL_RANK{q} in os.environ and {unset}:\n"
+        f"    {who}.{dest} = int(os.environ[{q}LOCAL_RANK{q}])\n"
+    )
+    statement = cst.parse_statement(code, config=module.config_for_parsing)
+    assert isinstance(statement, cst.If)
+    return statement.with_changes(leading_lines=[cst.EmptyLine(comment=cst.Comment(MARKER))])
 
 
-def _count_parse_statements(module: cst.Module) -> int:
-    count = 0
-    for node in walk(module, into_functions=True):
-        if (isinstance(node, cst.Assign) and _parse_target(node)) or (
-            isinstance(node, cst.Return) and _parse_call(node.value)
+def _insertions(
+    tree: Tree, option: LocalRankOption, parsers: set[str | None]
+) -> dict[cst.CSTNode, list[cst.BaseStatement]]:
+    """For each statement that parses the arguments: that statement followed by the guard."""
+    quote = preferred_quote(tree.code)
+    found: dict[cst.CSTNode, list[cst.BaseStatement]] = {}
+    for line in tree.nodes(cst.SimpleStatementLine):
+        if not isinstance(tree.parent(line), (cst.IndentedBlock, cst.Module)):
+            continue
+        first = line.body[0]
+        parsed = _parse_target(first) if len(line.body) == 1 else None
+        if parsed and _wanted(parsed[0], parsers):
+            found[line] = [line, _guard(tree.module, option, parsed[1], quote)]
+        elif (
+            len(line.body) == 1
+            and isinstance(first, cst.Return)
+            and (call := _parse_call(first.value)) is not None
+            and _wanted(call, parsers)
         ):
-            count += 1
-    return count
+            args = cst.Name("args")
+            assign = line.with_changes(body=[cst.Assign([cst.AssignTarget(args)], call)])
+            found[line] = [
+                assign,
+                _guard(tree.module, option, args, quote),
+                cst.SimpleStatementLine([cst.Return(args)]),
+            ]
+    return found
+
+
+def _wanted(call: cst.Call, parsers: set[str | None]) -> bool:
+    assert isinstance(call.func, cst.Attribute)
+    return not parsers or dotted_name(call.func.value) in parsers
+
+
+def _count_parse_statements(tree: Tree) -> int:
+    assigned = sum(1 for node in tree.nodes(cst.Assign) if _parse_target(node))
+    returned = sum(1 for node in tree.nodes(cst.Return) if _parse_call(node.value))
+    return assigned + returned
 
 
 class LocalRankFromEnv(Rule):
@@ -283,16 +263,16 @@ class LocalRankFromEnv(Rule):
         ),
     )
 
-    def run(self, ctx: RuleContext) -> cst.Module:
-        module = ctx.module
-        options = find_options(module)
+    def run(self, ctx: RuleContext) -> None:
+        tree = ctx.tree
+        options = find_options(tree)
         if not options:
-            return module
+            return
         option = options[0]
         if any(o.default is not None and _mentions_local_rank_env(o.default) for o in options):
-            return module
-        if _already_reads_env(module, option.dest):
-            return module
+            return
+        if _already_reads_env(tree, option.dest):
+            return
         if option.default is not None and not (
             int_literal(option.default) is not None
             or (isinstance(option.default, cst.Name) and option.default.value == "None")
@@ -301,27 +281,33 @@ class LocalRankFromEnv(Rule):
                 option.call,
                 "--local_rank has a non-literal default; read LOCAL_RANK from the environment "
                 "after parsing by hand",
-                fixed=False,
             )
-            return module
+            return
         parsers = {o.parser for o in options}
-        if _count_parse_statements(module) == 1:
+        if _count_parse_statements(tree) == 1:
             parsers = set()  # the only parse in the file is the one that matters
-        inserter = _Inserter(module, option, parsers)
-        updated = module.visit(inserter)
-        if not inserter.inserted:
+        insertions = _insertions(tree, option, parsers)
+        if not insertions:
             ctx.report(
                 option.call,
                 "--local_rank is defined but its parsed result is not assigned in this file; "
                 "read LOCAL_RANK from the environment where the arguments are parsed",
-                fixed=False,
             )
-            return module
-        for statement in inserter.inserted:
-            ctx.report(
-                statement,
-                f"read LOCAL_RANK into .{option.dest} after parsing (torchrun/accelerate pass "
-                "it only in the environment)",
-                fixed=True,
-            )
-        return ensure_import(updated, "os")
+            return
+        replacements: dict[cst.CSTNode, list[cst.BaseStatement]] = dict(insertions)
+        for anchor, statements in import_fix(tree.module, "os").items():
+            if anchor in replacements:  # the import lands next to the parse statement itself
+                guard = replacements[anchor][1:]
+                statements = [
+                    part
+                    for statement in statements
+                    for part in [statement, *([] if imported_module(statement) else guard)]
+                ]
+            replacements[anchor] = statements
+        first = next(iter(insertions))
+        ctx.fix(
+            first,
+            f"read LOCAL_RANK into .{option.dest} after parsing (torchrun/accelerate pass "
+            "it only in the environment)",
+            replacements,
+        )

@@ -29,25 +29,17 @@ def _string_like(template: cst.SimpleString, text: str) -> cst.SimpleString:
     return cst.SimpleString(f"{template.prefix}{quote}{text}{quote}")
 
 
-class _AddAlias(cst.CSTTransformer):
-    def __init__(self, targets: set[cst.Call]) -> None:
-        super().__init__()
-        self.targets = targets
-
-    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
-        if original_node not in self.targets:
-            return updated_node
-        args = list(updated_node.args)
-        first = args[0]
-        assert isinstance(first.value, cst.SimpleString)
-        present = string_value(first.value)
-        missing = next(name for name in OPTION_NAMES if name != present)
-        alias = cst.Arg(value=_string_like(first.value, missing))
-        if isinstance(first.comma, cst.Comma):
-            alias = alias.with_changes(comma=first.comma)
-        else:
-            first = first.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-        return updated_node.with_changes(args=[first, alias, *args[1:]])
+def _with_alias(call: cst.Call, missing: str) -> cst.Call:
+    """The same call with ``missing`` as its second option string, commas laid out alike."""
+    args = list(call.args)
+    first = args[0]
+    assert isinstance(first.value, cst.SimpleString)
+    alias = cst.Arg(value=_string_like(first.value, missing))
+    if isinstance(first.comma, cst.Comma):
+        alias = alias.with_changes(comma=first.comma)
+    else:
+        first = first.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+    return call.with_changes(args=[first, alias, *args[1:]])
 
 
 class LocalRankHyphenAlias(Rule):
@@ -78,16 +70,18 @@ class LocalRankHyphenAlias(Rule):
         Example(before='parser.add_argument("--local-rank", "--local_rank", type=int)\n'),
     )
 
-    def run(self, ctx: RuleContext) -> cst.Module:
-        options = find_options(ctx.module)
+    def run(self, ctx: RuleContext) -> None:
+        options = find_options(ctx.tree)
         declared = set().union(*(_spellings(o.call) for o in options)) if options else set()
         if not options or declared >= set(OPTION_NAMES):
-            return ctx.module
-        targets = set()
+            return
         for option in options:
-            first = option.call.args[0].value
-            if isinstance(first, cst.SimpleString) and string_value(first) in OPTION_NAMES:
-                targets.add(option.call)
-                missing = next(n for n in OPTION_NAMES if n != string_value(first))
-                ctx.report(option.call, f"also accept {missing} (same destination)", fixed=True)
-        return ctx.module.visit(_AddAlias(targets)) if targets else ctx.module
+            present = string_value(option.call.args[0].value)
+            if present not in OPTION_NAMES:
+                continue
+            missing = next(n for n in OPTION_NAMES if n != present)
+            ctx.fix(
+                option.call,
+                f"also accept {missing} (same destination)",
+                {option.call: _with_alias(option.call, missing)},
+            )

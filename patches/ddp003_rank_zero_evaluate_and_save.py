@@ -60,50 +60,13 @@ def _rank_zero(term: cst.Comparison) -> cst.Comparison:
     )
 
 
-class _Rewriter(cst.CSTTransformer):
-    def __init__(self, ctx: RuleContext) -> None:
-        super().__init__()
-        self.ctx = ctx
-        self.functions = module_functions(ctx.module)
-
-    def _joins_collectives(self, body: cst.BaseSuite) -> str | None:
-        for call in calls_in(body):
-            name = callee_name(call)
-            if isinstance(call.func, cst.Name) and name in self.functions:
-                if is_eval_call(call) and calls_collectives(self.functions[name], self.functions):
-                    return name
-        return None
-
-    def leave_If(self, original_node: cst.If, updated_node: cst.If) -> cst.If:
-        if original_node.orelse is not None:
-            return updated_node
-        terms = _single_process_terms(updated_node.test)
-        if not terms:
-            return updated_node
-        calls = list(calls_in(original_node.body))
-        evaluates = any(is_eval_call(c) for c in calls)
-        if not (evaluates or any(is_save_call(c) for c in calls)):
-            return updated_node
-        collective = self._joins_collectives(original_node.body)
-        if collective:
-            self.ctx.report(
-                original_node,
-                f"{collective}() joins collectives; running it on rank 0 alone would hang. "
-                "Run it on every rank instead of gating it on local_rank == -1",
-                fixed=False,
-            )
-            return updated_node
-        test = updated_node.test
-        for term in terms:
-            test = test.deep_replace(term, _rank_zero(term))  # type: ignore[assignment]
-        what = "evaluation" if evaluates else "save"
-        self.ctx.report(
-            original_node,
-            f"{what} gated on local_rank == -1 never runs under a launcher; run it on rank 0 "
-            "(local_rank in [-1, 0])",
-            fixed=True,
-        )
-        return updated_node.with_changes(test=test)
+def _joins_collectives(body: cst.BaseSuite, functions: dict[str, cst.FunctionDef]) -> str | None:
+    for call in calls_in(body):
+        name = callee_name(call)
+        if isinstance(call.func, cst.Name) and name in functions:
+            if is_eval_call(call) and calls_collectives(functions[name], functions):
+                return name
+    return None
 
 
 class RankZeroEvaluateAndSave(Rule):
@@ -164,5 +127,30 @@ class RankZeroEvaluateAndSave(Rule):
         ),
     )
 
-    def run(self, ctx: RuleContext) -> cst.Module:
-        return ctx.module.visit(_Rewriter(ctx))
+    def run(self, ctx: RuleContext) -> None:
+        functions = module_functions(ctx.module)
+        for gate in ctx.tree.nodes(cst.If):
+            if gate.orelse is not None:
+                continue
+            terms = _single_process_terms(gate.test)
+            if not terms:
+                continue
+            calls = list(calls_in(gate.body))
+            evaluates = any(is_eval_call(c) for c in calls)
+            if not (evaluates or any(is_save_call(c) for c in calls)):
+                continue
+            collective = _joins_collectives(gate.body, functions)
+            if collective:
+                ctx.report(
+                    gate,
+                    f"{collective}() joins collectives; running it on rank 0 alone would hang. "
+                    "Run it on every rank instead of gating it on local_rank == -1",
+                )
+                continue
+            what = "evaluation" if evaluates else "save"
+            ctx.fix(
+                gate,
+                f"{what} gated on local_rank == -1 never runs under a launcher; run it on rank 0 "
+                "(local_rank in [-1, 0])",
+                {term: _rank_zero(term) for term in terms},
+            )

@@ -18,24 +18,24 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patches._gates import _GateState
+from patcher.tree import Tree
+from patches._gates import in_rank_zero_region
 from patches._syntax import (
     callee_name,
     dotted_name,
     is_eval_call,
     module_functions,
     preferred_quote,
-    walk,
 )
 
 WRAPPER = "DistributedDataParallel"
 
 
-def _wrapper_aliases(module: cst.Module) -> set[str]:
+def _wrapper_aliases(tree: Tree) -> set[str]:
     """Local names bound to DistributedDataParallel (``from ... import X as DDP``)."""
     names = {WRAPPER}
-    for node in walk(module, into_functions=True):
-        if isinstance(node, cst.ImportFrom) and not isinstance(node.names, cst.ImportStar):
+    for node in tree.nodes(cst.ImportFrom):
+        if not isinstance(node.names, cst.ImportStar):
             for alias in node.names:
                 if dotted_name(alias.name) == WRAPPER and alias.asname is not None:
                     asname = alias.asname.name
@@ -49,113 +49,71 @@ def _parameters(function: cst.FunctionDef) -> list[str]:
     return [p.name.value for p in (*params.posonly_params, *params.params)]
 
 
-class _WrapFlow(_GateState):
-    """Follows, in source order, which local names hold a DDP-wrapped model.
+class _Flow:
+    """Which local names hold a DDP-wrapped model at a given point, in source order.
 
-    The last assignment seen before a use decides: ``model = DDP(model)`` wraps, a later
-    ``model = Model.from_pretrained(...)`` unwraps. Parameters start wrapped when some caller
-    passes a wrapped model for them (``wrapped_params``).
+    The last assignment to a name that has completed before the point decides:
+    ``model = DDP(model)`` wraps, a later ``model = Model.from_pretrained(...)`` unwraps.
+    Parameters start wrapped when some caller passes a wrapped model for them.
     """
 
-    def __init__(self, aliases: set[str], wrapped_params: dict[str, set[str]]) -> None:
-        _GateState.__init__(self)
-        self.aliases = aliases
-        self.wrapped_params = wrapped_params
-        self.state: list[dict[str, bool]] = [{}]
+    def __init__(self, tree: Tree, aliases: set[str]) -> None:
+        self.tree = tree
+        self.assignments: dict[int, list[tuple[cst.Assign, str, bool]]] = {}
+        for assign in tree.nodes(cst.Assign):
+            scope = tree.scope(assign)
+            wraps = isinstance(assign.value, cst.Call) and callee_name(assign.value) in aliases
+            for target in assign.targets:
+                node = target.target
+                elements = node.elements if isinstance(node, (cst.Tuple, cst.List)) else ()
+                for name in [node, *(e.value for e in elements)]:
+                    if isinstance(name, cst.Name):
+                        entry = (assign, name.value, wraps and name is node)
+                        self.assignments.setdefault(id(scope), []).append(entry)
+        self.wrapped_params: dict[str, set[str]] = {}
 
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool | None:
-        initial = self.wrapped_params.get(node.name.value, set())
-        self.state.append({name: True for name in initial})
-        return super().visit_FunctionDef(node)
-
-    def leave_FunctionDef(
-        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef | None = None
-    ) -> cst.FunctionDef | None:
-        self.state.pop()
-        return super().leave_FunctionDef(original_node, updated_node)
-
-    def leave_Assign(
-        self, original_node: cst.Assign, updated_node: cst.Assign | None = None
-    ) -> cst.Assign | None:
-        wraps = (
-            isinstance(original_node.value, cst.Call)
-            and callee_name(original_node.value) in self.aliases
+    def is_wrapped(self, expr: cst.BaseExpression, at: cst.CSTNode) -> bool:
+        if not isinstance(expr, cst.Name):
+            return False
+        scope = self.tree.scope(at)
+        state = None
+        for assign, name, wraps in self.assignments.get(id(scope), ()):
+            if name == expr.value and self.tree.after(at, assign):
+                state = wraps
+        if state is not None:
+            return state
+        return isinstance(scope, cst.FunctionDef) and expr.value in self.wrapped_params.get(
+            scope.name.value, set()
         )
-        for target in original_node.targets:
-            node = target.target
-            elements = node.elements if isinstance(node, (cst.Tuple, cst.List)) else ()
-            for name in [node, *(e.value for e in elements)]:
-                if isinstance(name, cst.Name):
-                    self.state[-1][name.value] = wraps and name is node
-        return updated_node
 
-    def is_wrapped(self, node: cst.BaseExpression) -> bool:
-        return isinstance(node, cst.Name) and self.state[-1].get(node.value, False)
-
-
-class _PassedWrapped(_WrapFlow, cst.CSTVisitor):
-    """Finds the parameters of module functions that receive a wrapped model."""
-
-    def __init__(self, aliases: set[str], wrapped_params: dict[str, set[str]], functions):
-        _WrapFlow.__init__(self, aliases, wrapped_params)
-        cst.CSTVisitor.__init__(self)
-        self.functions = functions
-
-    def visit_Call(self, node: cst.Call) -> None:
-        if not (isinstance(node.func, cst.Name) and node.func.value in self.functions):
-            return
-        params = _parameters(self.functions[node.func.value])
-        received = self.wrapped_params.setdefault(node.func.value, set())
-        for index, arg in enumerate(node.args):
-            if arg.star or not self.is_wrapped(arg.value):
-                continue
-            if arg.keyword is not None:
-                received.add(arg.keyword.value)
-            elif index < len(params):
-                received.add(params[index])
+    def propagate(self, functions: dict[str, cst.FunctionDef]) -> None:
+        """Mark the parameters that callers pass wrapped models for, to a fixed point."""
+        calls = [
+            c
+            for c in self.tree.nodes(cst.Call)
+            if isinstance(c.func, cst.Name) and c.func.value in functions
+        ]
+        changed = True
+        while changed:
+            changed = False
+            for call in calls:
+                assert isinstance(call.func, cst.Name)
+                params = _parameters(functions[call.func.value])
+                received = self.wrapped_params.setdefault(call.func.value, set())
+                for index, arg in enumerate(call.args):
+                    if arg.star or not self.is_wrapped(arg.value, call):
+                        continue
+                    name = arg.keyword.value if arg.keyword is not None else None
+                    if name is None and index < len(params):
+                        name = params[index]
+                    if name is not None and name not in received:
+                        received.add(name)
+                        changed = True
 
 
-def _wrapped_parameters(module: cst.Module, aliases: set[str]) -> dict[str, set[str]]:
-    functions = module_functions(module)
-    wrapped: dict[str, set[str]] = {}
-    while True:
-        before = {name: set(params) for name, params in wrapped.items()}
-        module.visit(_PassedWrapped(aliases, wrapped, functions))
-        if wrapped == before:
-            return wrapped
-
-
-class _Unwrap(_WrapFlow, cst.CSTTransformer):
-    def __init__(self, ctx: RuleContext, aliases: set[str]) -> None:
-        _WrapFlow.__init__(self, aliases, _wrapped_parameters(ctx.module, aliases))
-        cst.CSTTransformer.__init__(self)
-        self.ctx = ctx
-        self.quote = preferred_quote(ctx.module.code)
-
-    def _unwrapped(self, name: str) -> cst.BaseExpression:
-        q = self.quote
-        return cst.parse_expression(f"{name}.module if hasattr({name}, {q}module{q}) else {name}")
-
-    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
-        if not is_eval_call(original_node) or not self.in_rank_zero_region():
-            return updated_node
-        args = []
-        changed = []
-        for arg in updated_node.args:
-            if not arg.star and self.is_wrapped(arg.value):
-                assert isinstance(arg.value, cst.Name)
-                changed.append(arg.value.value)
-                arg = arg.with_changes(value=self._unwrapped(arg.value.value))
-            args.append(arg)
-        if not changed:
-            return updated_node
-        self.ctx.report(
-            original_node,
-            f"rank 0 evaluates alone: pass the unwrapped {changed[0]} (DDP's forward is a "
-            "collective the other ranks never join)",
-            fixed=True,
-        )
-        return updated_node.with_changes(args=args)
+def _unwrapped(name: str, quote: str) -> cst.BaseExpression:
+    q = quote
+    return cst.parse_expression(f"{name}.module if hasattr({name}, {q}module{q}) else {name}")
 
 
 class EvaluateUnwrappedModel(Rule):
@@ -198,5 +156,26 @@ class EvaluateUnwrappedModel(Rule):
         ),
     )
 
-    def run(self, ctx: RuleContext) -> cst.Module:
-        return ctx.module.visit(_Unwrap(ctx, _wrapper_aliases(ctx.module)))
+    def run(self, ctx: RuleContext) -> None:
+        tree = ctx.tree
+        flow = _Flow(tree, _wrapper_aliases(tree))
+        flow.propagate(module_functions(tree.module))
+        quote = preferred_quote(tree.code)
+        for call in tree.nodes(cst.Call):
+            if not is_eval_call(call) or not in_rank_zero_region(tree, call):
+                continue
+            args = []
+            changed = []
+            for arg in call.args:
+                if not arg.star and flow.is_wrapped(arg.value, call):
+                    assert isinstance(arg.value, cst.Name)
+                    changed.append(arg.value.value)
+                    arg = arg.with_changes(value=_unwrapped(arg.value.value, quote))
+                args.append(arg)
+            if changed:
+                ctx.fix(
+                    call,
+                    f"rank 0 evaluates alone: pass the unwrapped {changed[0]} (DDP's forward is "
+                    "a collective the other ranks never join)",
+                    {call: call.with_changes(args=args)},
+                )

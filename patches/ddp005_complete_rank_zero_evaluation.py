@@ -20,7 +20,13 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patches._gates import SINGLE, GateTracker, rank_comparison, rank_zero_functions, truth
+from patches._gates import (
+    SINGLE,
+    in_rank_zero_region,
+    rank_comparison,
+    rank_zero_functions,
+    truth,
+)
 from patches._syntax import callee_name
 
 DISTRIBUTED = "DistributedSampler"
@@ -58,73 +64,33 @@ def _single_assignment(suite: cst.BaseSuite) -> tuple[cst.SimpleStatementLine, s
     return line, target.value
 
 
-class _Sequential(GateTracker):
-    def __init__(self, ctx: RuleContext) -> None:
-        super().__init__()
-        self.ctx = ctx
-        self.rank_zero, self.sometimes = rank_zero_functions(ctx.module)
-
-    def _applies(self) -> bool:
-        function = self.function
-        return self.in_rank_zero_region() or (
-            function is not None and function.name.value in self.rank_zero
-        )
-
-    def _mixed(self) -> bool:
-        return self.function is not None and self.function.name.value in self.sometimes
-
-    def _report(self, node: cst.CSTNode, sampler: str) -> None:
-        self.ctx.report(
-            node,
-            f"only one process runs this evaluation: use {sampler} so it scores every example "
-            f"in order (a {DISTRIBUTED} would give it 1/world_size of the data, shuffled)",
-            fixed=True,
-        )
-
-    def leave_IfExp(self, original_node: cst.IfExp, updated_node: cst.IfExp) -> cst.BaseExpression:
-        applies, mixed = self._applies(), self._mixed()
-        if not (applies or mixed):
-            return updated_node
-        lone = _lone_branch(updated_node.test, updated_node.body, updated_node.orelse)
-        other = updated_node.orelse if lone is updated_node.body else updated_node.body
-        if lone is None or _sampler(other) != DISTRIBUTED:
-            return updated_node
+def _sampler_choice(
+    node: cst.IfExp | cst.If,
+) -> tuple[cst.CSTNode, str] | None:
+    """For ``Seq(d) if rank == -1 else Dist(d)`` (or the if/else statement form): the branch a
+    lone process takes and its sampler, when the other branch is a DistributedSampler."""
+    if isinstance(node, cst.IfExp):
+        lone = _lone_branch(node.test, node.body, node.orelse)
+        other = node.orelse if lone is node.body else node.body
+        if lone is None or _sampler(other) != DISTRIBUTED:  # type: ignore[arg-type]
+            return None
         sampler = _sampler(lone)  # type: ignore[arg-type]
-        if sampler is None or sampler == DISTRIBUTED:
-            return updated_node
-        if not applies:
-            assert self.function is not None
-            self.ctx.report(
-                original_node,
-                f"{self.function.name.value}() runs on rank 0 alone at some call sites and on "
-                f"every rank at others: there rank 0 scores a {DISTRIBUTED} shard; split the "
-                "rank-0 path by hand",
-                fixed=False,
-            )
-            return updated_node
-        self._report(original_node, sampler)
-        return lone  # type: ignore[return-value]
-
-    def leave_If(
-        self, original_node: cst.If, updated_node: cst.If
-    ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]:
-        # The gate of this very `if` is not part of the region it sits in.
-        if not self._applies() or not isinstance(updated_node.orelse, cst.Else):
-            return updated_node
-        then = _single_assignment(updated_node.body)
-        otherwise = _single_assignment(updated_node.orelse.body)
+    else:
+        if not isinstance(node.orelse, cst.Else):
+            return None
+        then = _single_assignment(node.body)
+        otherwise = _single_assignment(node.orelse.body)
         if then is None or otherwise is None or then[1] != otherwise[1]:
-            return updated_node
-        lone = _lone_branch(updated_node.test, then[0], otherwise[0])
+            return None
+        lone = _lone_branch(node.test, then[0], otherwise[0])
         other = otherwise[0] if lone is then[0] else then[0]
-        other_value = other.body[0].value  # type: ignore[union-attr]
-        if lone is None or _sampler(other_value) != DISTRIBUTED:
-            return updated_node
+        if lone is None or _sampler(other.body[0].value) != DISTRIBUTED:  # type: ignore[union-attr]
+            return None
         sampler = _sampler(lone.body[0].value)  # type: ignore[union-attr]
-        if sampler is None or sampler == DISTRIBUTED:
-            return updated_node
-        self._report(original_node, sampler)
-        return lone.with_changes(leading_lines=updated_node.leading_lines)  # type: ignore[union-attr]
+        lone = lone.with_changes(leading_lines=node.leading_lines)  # type: ignore[union-attr]
+    if sampler is None or sampler == DISTRIBUTED:
+        return None
+    return lone, sampler
 
 
 class CompleteRankZeroEvaluation(Rule):
@@ -174,5 +140,28 @@ class CompleteRankZeroEvaluation(Rule):
         ),
     )
 
-    def run(self, ctx: RuleContext) -> cst.Module:
-        return ctx.module.visit(_Sequential(ctx))
+    def run(self, ctx: RuleContext) -> None:
+        tree = ctx.tree
+        only, sometimes = rank_zero_functions(tree)
+        for node in tree.nodes(cst.IfExp, cst.If):
+            choice = _sampler_choice(node)
+            if choice is None:
+                continue
+            scope = tree.scope(node)
+            function = scope.name.value if isinstance(scope, cst.FunctionDef) else None
+            if in_rank_zero_region(tree, node) or function in only:
+                lone, sampler = choice
+                ctx.fix(
+                    node,
+                    f"only one process runs this evaluation: use {sampler} so it scores every "
+                    f"example in order (a {DISTRIBUTED} would give it 1/world_size of the data, "
+                    "shuffled)",
+                    {node: lone},
+                )
+            elif function in sometimes:
+                ctx.report(
+                    node,
+                    f"{function}() runs on rank 0 alone at some call sites and on every rank at "
+                    f"others: there rank 0 scores a {DISTRIBUTED} shard; split the rank-0 path "
+                    "by hand",
+                )

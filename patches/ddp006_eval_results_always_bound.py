@@ -21,10 +21,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import libcst as cst
-from libcst.metadata import ScopeProvider
 
 from patcher.rule import Example, Rule, RuleContext
+from patcher.tree import Replacement, Tree, children
 from patches._syntax import is_eval_call, walk
+
+_BINDERS = (cst.AssignTarget, cst.AnnAssign, cst.AugAssign, cst.For, cst.AsName, cst.Param)
+_SCOPES = (cst.FunctionDef, cst.Lambda, cst.ClassDef)
 
 
 def _evaluated_names(if_node: cst.If) -> list[str]:
@@ -69,95 +72,129 @@ def _leaves_block(statements: Sequence[cst.CSTNode]) -> bool:
     return False
 
 
-def _candidates(body: Sequence[cst.CSTNode]) -> bool:
-    return any(isinstance(s, cst.If) and _evaluated_names(s) for s in body)
+def _bound_names(node: cst.CSTNode) -> list[cst.Name]:
+    """The names a binding construct binds (``a, b = ...`` binds two)."""
+    if isinstance(node, cst.Param):
+        return [node.name]
+    target = node.name if isinstance(node, cst.AsName) else getattr(node, "target", None)
+    names = []
+    stack = [target] if target is not None else []
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Name):
+            names.append(current)
+        elif isinstance(current, (cst.Tuple, cst.List)):
+            stack.extend(e.value for e in current.elements)
+        elif isinstance(current, cst.StarredElement):
+            stack.append(current.value)
+    return names
 
 
-class _Move(cst.CSTTransformer):
-    def __init__(self, ctx: RuleContext) -> None:
-        super().__init__()
-        self.ctx = ctx
-        self.scopes = ctx.wrapper.resolve(ScopeProvider)
-
-    def _outside_reads(self, gate: cst.If, name: str) -> set[cst.CSTNode] | None:
-        """Reads of ``name`` outside ``gate``; None when it is bound anywhere else too."""
-        scope = self.scopes.get(gate)
-        if scope is None:
-            return None
-        inside = {id(n) for n in walk(gate.body)}
-        if any(id(a.node) not in inside for a in scope.assignments[name]):
-            return None
-        return {a.node for a in scope.accesses[name] if id(a.node) not in inside}
-
-    def _rewrite(
-        self, original: Sequence[cst.BaseStatement], updated: Sequence[cst.BaseStatement]
-    ) -> list[cst.BaseStatement]:
-        out = list(updated)
-        index = 0
-        while index < len(original):
-            gate = original[index]
-            if not isinstance(gate, cst.If) or not isinstance(gate.body, cst.IndentedBlock):
-                index += 1
-                continue
-            for name in _evaluated_names(gate):
-                reads = self._outside_reads(gate, name)
-                if not reads:
-                    continue
-                last = None
-                covered: set[int] = set()
-                for later in range(index + 1, len(original)):
-                    hits = {id(n) for n in walk(original[later]) if n in reads}
-                    if hits:
-                        last, covered = later, covered | hits
-                movable = last is not None and len(covered) == len(reads)
-                if not movable or _leaves_block(original[index + 1 : last + 1]):
-                    self.ctx.report(
-                        gate,
-                        f"{name!r} is read where the evaluation may not have run; "
-                        "guard that read by hand",
-                        fixed=False,
-                    )
-                    continue
-                moved = out[index + 1 : last + 1]
-                target = out[index]
-                assert isinstance(target, cst.If) and isinstance(target.body, cst.IndentedBlock)
-                first = moved[0]
-                moved[0] = first.with_changes(
-                    leading_lines=[*target.body.footer, *first.leading_lines]
-                )
-                body = target.body.with_changes(body=[*target.body.body, *moved], footer=[])
-                out[index : last + 1] = [target.with_changes(body=body)]
-                original = [*original[: index + 1], *original[last + 1 :]]
-                self.ctx.report(
-                    gate,
-                    f"{name!r} is only bound when this gate passes: the {len(moved)} "
-                    "statement(s) after it that read it now run inside it",
-                    fixed=True,
-                )
-                break
-            index += 1
-        return out
-
-    def leave_IndentedBlock(
-        self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock
-    ) -> cst.IndentedBlock:
-        if not _candidates(original_node.body):
-            return updated_node
-        return updated_node.with_changes(body=self._rewrite(original_node.body, updated_node.body))
-
-    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
-        if not _candidates(original_node.body):
-            return updated_node
-        return updated_node.with_changes(body=self._rewrite(original_node.body, updated_node.body))
+def _classify(tree: Tree, mention: cst.Name) -> tuple[cst.CSTNode, str, cst.CSTNode | None]:
+    """(frame, kind, binding node) of one mention: kind is bind, read, unknowable or other."""
+    parent = tree.parent(mention)
+    if isinstance(parent, (cst.FunctionDef, cst.ClassDef)) and parent.name is mention:
+        return tree.scope(parent), "bind", parent
+    frame = tree.scope(mention)
+    for holder in tree.ancestors(mention):
+        if holder is frame:
+            break
+        if isinstance(holder, (cst.Global, cst.Nonlocal, cst.Del)):
+            return frame, "unknowable", None
+        if isinstance(holder, cst.CompFor):
+            if tree.contains(holder.target, mention):
+                return frame, "other", None  # a comprehension's own variable
+            break
+        if isinstance(holder, _BINDERS) and any(n is mention for n in _bound_names(holder)):
+            return frame, "bind", holder
+    return frame, ("read" if _reads(tree, mention) else "other"), None
 
 
-class _HasCandidate(cst.CSTVisitor):
-    found = False
+def _uses(tree: Tree, scope: cst.CSTNode, name: str) -> tuple[list[cst.CSTNode], list[cst.Name]]:
+    """Bindings of ``name`` in the frame of ``scope``, and the Names that read it there.
 
-    def visit_If(self, node: cst.If) -> bool:
-        if _evaluated_names(node):
-            self.found = True
-        return not self.found
+    ``global``/``nonlocal``/``del`` of the name, or a nested function reading it without
+    binding it (a closure), make the flow unknowable here: the scope itself is then returned
+    as one more binding, which stops the rule.
+    """
+    mentions = [n for n in tree.nodes(cst.Name) if n.value == name and tree.contains(scope, n)]
+    entries = [(mention, *_classify(tree, mention)) for mention in mentions]
+    binding_frames = {id(frame) for _, frame, kind, _ in entries if kind == "bind"}
+    bindings: list[cst.CSTNode] = []
+    reads: list[cst.Name] = []
+    for mention, frame, kind, binder in entries:
+        if frame is scope:
+            if kind == "bind" and binder is not None:
+                bindings.append(binder)
+            elif kind == "read":
+                reads.append(mention)
+            elif kind == "unknowable":
+                bindings.append(scope)
+        elif kind == "unknowable" or (kind == "read" and id(frame) not in binding_frames):
+            bindings.append(scope)
+    if isinstance(scope, cst.FunctionDef):
+        bindings.extend(
+            p for p in walk(scope.params) if isinstance(p, cst.Param) and p.name.value == name
+        )
+    return bindings, reads
+
+
+def _reads(tree: Tree, name: cst.Name) -> bool:
+    parent = tree.parent(name)
+    if isinstance(parent, cst.Attribute) and parent.attr is name:
+        return False
+    if isinstance(parent, cst.Arg) and parent.keyword is name:
+        return False
+    return not (isinstance(parent, _SCOPES) and getattr(parent, "name", None) is name)
+
+
+def _leaves_block(statements: Sequence[cst.CSTNode]) -> bool:
+    """Whether moving ``statements`` would change where control goes: a ``return``, or a
+    ``break``/``continue`` of the loop around them."""
+    stack: list[tuple[cst.CSTNode, int]] = [(statement, 0) for statement in statements]
+    while stack:
+        node, loops = stack.pop()
+        if isinstance(node, (cst.Return, cst.Yield)):
+            return True
+        if isinstance(node, (cst.Break, cst.Continue)) and loops == 0:
+            return True
+        if isinstance(node, _SCOPES):
+            continue
+        inner = loops + isinstance(node, (cst.For, cst.While))
+        stack.extend((child, inner) for child in children(node))
+    return False
+
+
+def _plan(tree: Tree, gate: cst.If, name: str) -> tuple[list[cst.BaseStatement], str] | None:
+    """The later siblings to move into ``gate``, or ([], why not); None: nothing to do."""
+    bindings, reads = _uses(tree, tree.scope(gate), name)
+    if any(not tree.contains(gate.body, b) for b in bindings):
+        return None  # bound elsewhere too (or unknowable): not this rule's pattern
+    outside = [r for r in reads if not tree.contains(gate.body, r)]
+    if not outside:
+        return None
+    siblings = list(getattr(tree.parent(gate), "body", ()))
+    if not any(s is gate for s in siblings):
+        return [], "the gate is not in a statement block"
+    later = siblings[next(i for i, s in enumerate(siblings) if s is gate) + 1 :]
+    holders = [
+        i for i, statement in enumerate(later) if any(tree.contains(statement, r) for r in outside)
+    ]
+    covered = sum(1 for r in outside if any(tree.contains(s, r) for s in later))
+    if not holders or covered != len(outside):
+        return [], "it is also read outside the statements that follow the gate"
+    moved = later[: holders[-1] + 1]
+    if _leaves_block(moved):
+        return [], "moving the reads would change control flow (return/break/continue)"
+    return moved, ""
+
+
+def _moved_into(gate: cst.If, moved: list[cst.BaseStatement]) -> cst.If:
+    """``gate`` with ``moved`` appended to its body; the body's trailing comments stay first."""
+    assert isinstance(gate.body, cst.IndentedBlock)
+    first = moved[0].with_changes(leading_lines=[*gate.body.footer, *moved[0].leading_lines])
+    body = gate.body.with_changes(body=[*gate.body.body, first, *moved[1:]], footer=[])
+    return gate.with_changes(body=body)
 
 
 class EvalResultsAlwaysBound(Rule):
@@ -204,9 +241,29 @@ class EvalResultsAlwaysBound(Rule):
         ),
     )
 
-    def run(self, ctx: RuleContext) -> cst.Module:
-        probe = _HasCandidate()
-        ctx.module.visit(probe)
-        if not probe.found:
-            return ctx.module
-        return ctx.module.visit(_Move(ctx))
+    def run(self, ctx: RuleContext) -> None:
+        tree = ctx.tree
+        for gate in tree.nodes(cst.If):
+            if not isinstance(gate.body, cst.IndentedBlock):
+                continue
+            for name in _evaluated_names(gate):
+                plan = _plan(tree, gate, name)
+                if plan is None:
+                    continue
+                moved, why = plan
+                if not moved:
+                    ctx.report(
+                        gate,
+                        f"{name!r} is read where the evaluation may not have run ({why}); "
+                        "guard that read by hand",
+                    )
+                    break
+                replacements: dict[cst.CSTNode, Replacement] = {gate: _moved_into(gate, moved)}
+                replacements.update({statement: [] for statement in moved})
+                ctx.fix(
+                    gate,
+                    f"{name!r} is only bound when this gate passes: the {len(moved)} "
+                    "statement(s) after it that read it now run inside it",
+                    replacements,
+                )
+                break
