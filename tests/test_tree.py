@@ -42,7 +42,11 @@ def _tree() -> Tree:
 
 
 def _line(tree: Tree, text: str) -> int:
-    node = next(n for n in tree.nodes(cst.CSTNode) if tree.module.code_for_node(n).strip() == text)
+    node = next(
+        n
+        for n in tree.nodes(cst.BaseSmallStatement)
+        if tree.module.code_for_node(n).strip() == text
+    )
     return tree.position(node)[0]
 
 
