@@ -29,6 +29,11 @@ app = typer.Typer(
         "Make legacy PyTorch research scripts train correctly under torchrun / accelerate "
         "launch: codemods that rewrite them in place, keeping formatting and comments."
     ),
+    epilog=(
+        "Exit codes: 0 nothing to do or everything fixed; 1 files would change (--check, "
+        "check) or findings have no automatic fix; 2 usage error, unreadable or "
+        "unparseable file, I/O error."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -74,18 +79,27 @@ def _main(
     """ddpfix: codemods for legacy PyTorch DDP scripts."""
 
 
-PATHS = typer.Argument(..., help="Files or directories (directories are searched for *.py).")
+PATHS = typer.Argument(
+    ..., metavar="PATH...", help="Files or directories (directories are searched for *.py)."
+)
 SELECT = typer.Option(
     None,
     "--select",
+    metavar="CODES",
     help="Rule codes or prefixes to run (comma-separated or repeated; ALL for every rule). "
     "Replaces [tool.ddpfix] select.",
 )
 IGNORE = typer.Option(
-    None, "--ignore", help="Rule codes or prefixes to skip. Replaces [tool.ddpfix] ignore."
+    None,
+    "--ignore",
+    metavar="CODES",
+    help="Rule codes or prefixes to skip. Replaces [tool.ddpfix] ignore.",
 )
 EXCLUDE = typer.Option(
-    None, "--exclude", help="Glob patterns of paths to skip. Replaces [tool.ddpfix] exclude."
+    None,
+    "--exclude",
+    metavar="GLOBS",
+    help="Glob patterns of paths to skip. Replaces [tool.ddpfix] exclude.",
 )
 FORCE_EXCLUDE = typer.Option(
     False,
@@ -181,7 +195,7 @@ def check(
     force_exclude: bool = FORCE_EXCLUDE,
     output: Format = FORMAT,
 ) -> None:
-    """Same as ``apply --check --diff``: show what would change, exit 1 if anything would."""
+    """Same as apply --check --diff: show what would change; exit 1 if anything would."""
     _run(
         paths,
         check=True,

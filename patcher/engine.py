@@ -56,20 +56,20 @@ def describe_syntax_error(text: str, exc: SyntaxError) -> str:
     return f"syntax error at line {exc.lineno}, column {exc.offset or 0}: {exc.msg}"
 
 
-def validate(text: str) -> None:
+def validate(text: str) -> ast.Module:
     """Python's own parser decides what is valid (LibCST accepts some Python 2 forms)."""
     try:
-        ast.parse(text)
+        return ast.parse(text)
     except SyntaxError as exc:
         raise SourceError(describe_syntax_error(text, exc)) from None
     except (RecursionError, MemoryError, ValueError):
         raise SourceError("cannot be parsed (too deeply nested, or NUL bytes)") from None
 
 
-def parse(text: str) -> cst.Module:
-    validate(text)
+def parse(text: str) -> tuple[cst.Module, ast.Module]:
+    syntax = validate(text)
     try:
-        return cst.parse_module(text)
+        return cst.parse_module(text), syntax
     except cst.ParserSyntaxError as exc:
         raise SourceError(f"syntax error at line {exc.raw_line}: {exc.message}") from None
     except RecursionError:
@@ -108,17 +108,19 @@ def fix_text(
 
     Every pass indexes the current tree once; all rules look at that same version and propose
     fixes; the non-overlapping ones are applied together. One fix can enable another (a
-    statement moved behind a rank-0 gate), so passes repeat until a pass proposes nothing: the
-    result is a fixed point, which is what makes ``apply`` idempotent.
+    statement moved behind a rank-0 gate), so passes repeat until a pass proposes nothing, or
+    until every applied fix came from a rule declared to settle (``Rule.settles``): the result
+    is a fixed point, which is what makes ``apply`` idempotent.
     """
     options = options or {}
     if not any(rule.may_apply(text) for rule in rules):
         return text, []
-    module = parse(text)
+    settling = {rule.code for rule in rules if rule.settles}
+    module, syntax = parse(text)
     current = text
     findings: dict[tuple[str, int, str], Finding] = {}
+    tree = Tree(module, current, syntax)
     for _ in range(MAX_PASSES):
-        tree = Tree(module, current)
         mapping = LineMap(text, current)
         fixes: list[Fix] = []
         for rule in rules:
@@ -136,11 +138,14 @@ def fix_text(
             _record(findings, fix.finding, mapping)
         module = tree.replace({k: v for fix in accepted for k, v in fix.replacements.items()})
         current = module.code
+        tree = Tree(module, current)
+        if len(accepted) == len(fixes) and all(f.finding.code in settling for f in accepted):
+            break  # nothing deferred, and nothing applied can create new work
     else:  # pragma: no cover - would mean two rules undo each other
         raise RuleError(f"rules did not reach a fixed point in {MAX_PASSES} passes")
     if current != text:
         try:
-            ast.parse(current)
+            tree.syntax  # noqa: B018 - parses the output once more, as Python would
         except SyntaxError as exc:  # pragma: no cover - a rule bug; never write such a file
             msg = f"rules produced invalid Python ({exc.msg} at line {exc.lineno})"
             raise RuleError(msg) from None

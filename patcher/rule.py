@@ -94,6 +94,9 @@ class Rule:
     rationale: ClassVar[str]
     triggers: ClassVar[tuple[str, ...]]
     examples: ClassVar[tuple[Example, ...]] = ()
+    #: True when this rule's fixes never create work for any rule (its own or others'): the
+    #: engine may then skip the confirming pass. The idempotence tests hold rules to it.
+    settles: ClassVar[bool] = False
     #: Rules this one is only safe together with, and why (a warning when selected alone).
     companions: ClassVar[tuple[str, ...]] = ()
     companion_reason: ClassVar[str] = ""

@@ -23,12 +23,20 @@ Replacement = Union[cst.CSTNode, Sequence[cst.BaseStatement]]
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
 _SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+# Layout-only fields (whitespace, comments, punctuation): no rule asks about them, and skipping
+# them halves the nodes to index.
+_LAYOUT = ("whitespace", "lpar", "rpar", "comma", "semicolon", "colon", "lines", "newline")
+_LAYOUT_NAMES = frozenset({"header", "footer", "dot", "equal", "relative", "indent"})
+
+
+def _is_layout(name: str) -> bool:
+    return name in _LAYOUT_NAMES or any(part in name for part in _LAYOUT)
 
 
 def _field_names(cls: type) -> tuple[str, ...]:
     names = _FIELDS.get(cls)
     if names is None:
-        names = tuple(f.name for f in dataclasses.fields(cls))
+        names = tuple(f.name for f in dataclasses.fields(cls) if not _is_layout(f.name))
         # Decorators come first in the source, but after the body in the dataclass.
         if "decorators" in names:
             names = ("decorators", *(n for n in names if n != "decorators"))
@@ -37,7 +45,8 @@ def _field_names(cls: type) -> tuple[str, ...]:
 
 
 def children(node: cst.CSTNode) -> list[cst.CSTNode]:
-    """Direct children in source order, much cheaper than ``CSTNode.children``."""
+    """Direct children in source order, without layout nodes; much cheaper than
+    ``CSTNode.children``."""
     out: list[cst.CSTNode] = []
     for name in _field_names(type(node)):
         value = getattr(node, name)
@@ -63,17 +72,22 @@ def walk(node: cst.CSTNode, *, into_scopes: bool = True) -> Iterator[cst.CSTNode
 class Tree:
     """Parents, source order and nodes by type for one module version."""
 
-    def __init__(self, module: cst.Module, code: str) -> None:
+    def __init__(self, module: cst.Module, code: str, syntax: ast.Module | None = None) -> None:
         self.module = module
         self.code = code
+        self._syntax = syntax
         self._parent: dict[int, cst.CSTNode] = {}
         self._order: dict[int, int] = {}
         self._end: dict[int, int] = {}
         self._by_type: dict[type, list[cst.CSTNode]] = {}
         self._lines: dict[int, tuple[int, int]] | None = None
-        self._index()
+        self._indexed = False
 
     def _index(self) -> None:
+        """Walk the tree once; done on the first question, not on construction."""
+        if self._indexed:
+            return
+        self._indexed = True
         parent, order, end, by_type = self._parent, self._order, self._end, self._by_type
         stack: list[tuple[cst.CSTNode, bool]] = [(self.module, False)]
         count = 0
@@ -95,6 +109,7 @@ class Tree:
 
     def nodes(self, *types: type[N]) -> list[N]:
         """Every node of the given types, in source order."""
+        self._index()
         found: list[cst.CSTNode] = []
         for kind, nodes in self._by_type.items():
             if issubclass(kind, types):
@@ -104,9 +119,11 @@ class Tree:
         return found  # type: ignore[return-value]
 
     def parent(self, node: cst.CSTNode) -> cst.CSTNode | None:
+        self._index()
         return self._parent.get(id(node))
 
     def ancestors(self, node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+        self._index()
         current = self._parent.get(id(node))
         while current is not None:
             yield current
@@ -114,13 +131,16 @@ class Tree:
 
     def order(self, node: cst.CSTNode) -> int:
         """Position of ``node`` in a source-order walk."""
+        self._index()
         return self._order[id(node)]
 
     def after(self, node: cst.CSTNode, other: cst.CSTNode) -> bool:
         """Whether ``node`` starts after all of ``other`` (``other`` has fully happened)."""
+        self._index()
         return self._order[id(node)] >= self._end[id(other)]
 
     def contains(self, outer: cst.CSTNode, inner: cst.CSTNode) -> bool:
+        self._index()
         start = self._order[id(outer)]
         return start <= self._order[id(inner)] < self._end[id(outer)]
 
@@ -143,7 +163,7 @@ class Tree:
     def position(self, node: cst.CSTNode) -> tuple[int, int]:
         """(line, column), both 1-based, of the statement that contains ``node``."""
         if self._lines is None:
-            self._lines = _statement_lines(self.module, self.code)
+            self._lines = _statement_lines(self.module, self.syntax)
         statement = self.statement(node)
         found = self._lines.get(id(statement))
         if found is None:  # the ast did not line up (should not happen); be exact instead
@@ -153,6 +173,13 @@ class Tree:
             start = wrapper.resolve(PositionProvider)[statement].start
             return start.line, start.column + 1
         return found
+
+    @property
+    def syntax(self) -> ast.Module:
+        """Python's own parse of this version (raises SyntaxError if it is not valid)."""
+        if self._syntax is None:
+            self._syntax = ast.parse(self.code)
+        return self._syntax
 
     # --- rewriting -------------------------------------------------------------------------
 
@@ -187,13 +214,9 @@ class _Replacer(cst.CSTTransformer):
 # --- statement lines through Python's own parser ----------------------------------------------
 
 
-def _statement_lines(module: cst.Module, code: str) -> dict[int, tuple[int, int]]:
+def _statement_lines(module: cst.Module, syntax: ast.Module) -> dict[int, tuple[int, int]]:
     lines: dict[int, tuple[int, int]] = {}
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError):
-        return lines
-    _match_block(module.body, tree.body, lines)
+    _match_block(module.body, syntax.body, lines)
     return lines
 
 

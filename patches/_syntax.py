@@ -52,8 +52,10 @@ def is_local_rank(node: cst.CSTNode, attr: str = LOCAL_RANK) -> bool:
 def int_literal(node: cst.CSTNode) -> int | None:
     """``3`` or ``-1`` as an int; anything else is None."""
     if isinstance(node, cst.Integer):
-        value = node.evaluated_value
-        return value if isinstance(value, int) else None
+        try:
+            return int(node.value.replace("_", ""), 0)
+        except ValueError:  # "007"-style literals are not valid Python 3 anyway
+            return None
     if (
         isinstance(node, cst.UnaryOperation)
         and isinstance(node.operator, cst.Minus)

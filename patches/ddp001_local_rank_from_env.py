@@ -207,6 +207,7 @@ class LocalRankFromEnv(Rule):
     name = "local-rank-from-env"
     summary = "Read LOCAL_RANK from the environment when --local_rank was not passed."
     rationale = __doc__
+    settles = True
     triggers = ("local_rank", "local-rank")
     examples = (
         Example(

@@ -47,6 +47,7 @@ class LocalRankHyphenAlias(Rule):
     name = "local-rank-hyphen-alias"
     summary = "Declare --local_rank and --local-rank together (torch>=2 launch passes the latter)."
     rationale = __doc__
+    settles = True
     triggers = ("local_rank", "local-rank")
     examples = (
         Example(

@@ -51,7 +51,15 @@ def _rank_zero(term: cst.Comparison) -> cst.Comparison:
         whitespace_before=before if before.value else space,
         whitespace_after=after if after.value else space,
     )
-    values = cst.parse_expression("[-1, 0]")
+    values = cst.List(
+        [
+            cst.Element(
+                cst.UnaryOperation(cst.Minus(), cst.Integer("1")),
+                comma=cst.Comma(whitespace_after=space),
+            ),
+            cst.Element(cst.Integer("0")),
+        ]
+    )
     return cst.Comparison(
         left=rank,
         comparisons=[cst.ComparisonTarget(operator=operator, comparator=values)],
@@ -74,6 +82,7 @@ class RankZeroEvaluateAndSave(Rule):
     name = "rank-zero-evaluate-and-save"
     summary = "Evaluate and save on rank 0 (local_rank in [-1, 0]), not only when local_rank == -1."
     rationale = __doc__
+    settles = True
     triggers = ("local_rank",)
     companions = ("DDP004", "DDP005")
     companion_reason = (

@@ -112,8 +112,24 @@ class _Flow:
 
 
 def _unwrapped(name: str, quote: str) -> cst.BaseExpression:
-    q = quote
-    return cst.parse_expression(f"{name}.module if hasattr({name}, {q}module{q}) else {name}")
+    """``name.module if hasattr(name, "module") else name``."""
+    space = cst.SimpleWhitespace(" ")
+    check = cst.Call(
+        cst.Name("hasattr"),
+        [
+            cst.Arg(cst.Name(name), comma=cst.Comma(whitespace_after=space)),
+            cst.Arg(cst.SimpleString(f"{quote}module{quote}")),
+        ],
+    )
+    return cst.IfExp(
+        test=check,
+        body=cst.Attribute(cst.Name(name), cst.Name("module")),
+        orelse=cst.Name(name),
+        whitespace_before_if=space,
+        whitespace_after_if=space,
+        whitespace_before_else=space,
+        whitespace_after_else=space,
+    )
 
 
 class EvaluateUnwrappedModel(Rule):
@@ -121,6 +137,7 @@ class EvaluateUnwrappedModel(Rule):
     name = "evaluate-unwrapped-model"
     summary = "Evaluation that runs on rank 0 alone gets model.module, not the DDP wrapper."
     rationale = __doc__
+    settles = True
     triggers = (WRAPPER, "DDP(")
     examples = (
         Example(

@@ -98,6 +98,7 @@ class CompleteRankZeroEvaluation(Rule):
     name = "complete-rank-zero-evaluation"
     summary = "Rank-0-only evaluation uses a SequentialSampler, not a DistributedSampler shard."
     rationale = __doc__
+    settles = True
     triggers = (DISTRIBUTED,)
     examples = (
         Example(

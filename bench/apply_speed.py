@@ -1,0 +1,89 @@
+"""How fast is `ddpfix check`, next to a bare LibCST parse + render of the same files?
+
+    python bench/apply_speed.py                 # the test fixtures
+    DDPFIX_CORPUS=/path/to/CodeXGLUE python bench/apply_speed.py
+
+Reports, in one run: the median over repeats of (a) the rule engine over every *.py file of the
+directory (read, prefilter, parse, all rules, render; nothing written) and (b) a bare
+``libcst.parse_module(text).code`` of the same files; their ratio; and the wall time of a cold
+``ddpfix check one_file.py`` process. Targets: ratio <= 1.5, cold start <= 0.6 s.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import libcst as cst  # noqa: E402
+
+from patcher.discover import discover  # noqa: E402
+from patcher.engine import process_file  # noqa: E402
+from patcher.registry import all_rules  # noqa: E402
+from patcher.source import SourceError, read_source  # noqa: E402
+
+REPEATS = 5
+
+
+def _median(fn) -> float:
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    corpus = os.environ.get("DDPFIX_CORPUS")
+    roots = [Path(p) for p in corpus.split(os.pathsep)] if corpus else [ROOT / "tests" / "fixtures"]
+    files = discover(roots).files
+    texts = []
+    for path in files:
+        try:
+            texts.append(read_source(path).text)
+        except SourceError:
+            pass
+    rules = all_rules()
+
+    def engine() -> None:
+        for path in files:
+            process_file(path, rules, write=False)
+
+    def bare() -> None:
+        for path in files:
+            try:
+                cst.parse_module(read_source(path).text).code  # noqa: B018
+            except (SourceError, cst.ParserSyntaxError):
+                pass
+
+    engine()  # warm caches and imports once
+    ddpfix_s, bare_s = _median(engine), _median(bare)
+    lines = sum(t.count("\n") for t in texts)
+    print(f"files: {len(files)} ({lines} lines) under {', '.join(map(str, roots))}")
+    print(f"ddpfix check (in-process): {ddpfix_s * 1000:8.1f} ms")
+    print(f"bare LibCST parse+render:  {bare_s * 1000:8.1f} ms")
+    print(f"ratio: {ddpfix_s / bare_s:.2f}x (target <= 1.5x)")
+
+    one = ROOT / "examples" / "defect_detection" / "run.py"
+    cold = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "patcher", "check", str(one)], capture_output=True, check=False
+        )
+        cold.append(time.perf_counter() - start)
+    print(
+        f"cold start `ddpfix check {one.relative_to(ROOT)}`: "
+        f"{statistics.median(cold):.3f} s median of {REPEATS} (target <= 0.6 s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
