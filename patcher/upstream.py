@@ -44,3 +44,52 @@ def load_manifests(directory: Path = MANIFEST_DIR) -> list[PinnedScript]:
                 )
             )
     return pins
+
+
+def pin(checkout: Path, repo: str, commit: str) -> str:
+    """The manifest text for every script in ``checkout`` that some rule changes or reports."""
+    from collections import Counter
+
+    from patcher.engine import fix_text
+    from patcher.registry import all_rules
+    from patcher.source import SourceError, read_source
+
+    rules = all_rules()
+    lines = [
+        "# Pinned upstream scripts: metadata only, never their code.",
+        f"# Regenerate: python -m patcher.upstream CHECKOUT {repo} COMMIT > upstream/<name>.toml",
+        f'repo = "{repo}"',
+        f'commit = "{commit}"',
+        "",
+    ]
+    for path in sorted(checkout.rglob("*.py")):
+        if ".git" in path.parts:
+            continue
+        try:
+            _, findings = fix_text(read_source(path).text, rules)
+        except SourceError:
+            continue
+        if not findings:
+            continue
+        fixed = Counter(f.code for f in findings if f.fixed)
+        unfixed = Counter(f.code for f in findings if not f.fixed)
+        lines += [
+            "[[script]]",
+            f'path = "{path.relative_to(checkout).as_posix()}"',
+            f'sha256 = "{hashlib.sha256(path.read_bytes()).hexdigest()}"',
+            "fixes = { " + ", ".join(f"{k} = {v}" for k, v in sorted(fixed.items())) + " }",
+        ]
+        if unfixed:
+            lines.append(
+                "unfixed = { " + ", ".join(f"{k} = {v}" for k, v in sorted(unfixed.items())) + " }"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 4:
+        sys.exit("usage: python -m patcher.upstream CHECKOUT OWNER/NAME COMMIT")
+    print(pin(Path(sys.argv[1]), sys.argv[2], sys.argv[3]), end="")

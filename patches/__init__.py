@@ -10,6 +10,11 @@ from patches.ddp003_rank_zero_evaluate_and_save import RankZeroEvaluateAndSave
 from patches.ddp004_evaluate_unwrapped_model import EvaluateUnwrappedModel
 from patches.ddp005_complete_rank_zero_evaluation import CompleteRankZeroEvaluation
 from patches.ddp006_eval_results_always_bound import EvalResultsAlwaysBound
+from patches.prt001_torch_adamw import TorchAdamW
+from patches.prt002_optional_tensorboard import OptionalTensorboard
+from patches.prt003_distributed_setup_on_cpu import DistributedSetupOnCpu
+from patches.prt004_ddp_devices_on_gpu_only import DdpDevicesOnGpuOnly
+from patches.prt005_n_gpu_division import NGpuDivision
 
 RULES = (
     LocalRankFromEnv,
@@ -18,6 +23,11 @@ RULES = (
     EvaluateUnwrappedModel,
     CompleteRankZeroEvaluation,
     EvalResultsAlwaysBound,
+    TorchAdamW,
+    OptionalTensorboard,
+    DistributedSetupOnCpu,
+    DdpDevicesOnGpuOnly,
+    NGpuDivision,
 )
 
 __all__ = ["RULES"]

@@ -256,3 +256,16 @@ def _is_future_import(statement: cst.CSTNode) -> bool:
         and isinstance(statement.body[0], cst.ImportFrom)
         and dotted_name(statement.body[0].module or cst.Name("_")) == "__future__"
     )
+
+
+def is_cuda_check(node: cst.CSTNode) -> bool:
+    """``torch.cuda.is_available()`` (any receiver path ending in ``cuda.is_available``)."""
+    return (
+        isinstance(node, cst.Call)
+        and not node.args
+        and (dotted_name(node.func) or "").endswith("cuda.is_available")
+    )
+
+
+def mentions_cuda_check(node: cst.CSTNode) -> bool:
+    return any(is_cuda_check(n) for n in tree_walk(node))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from patcher.engine import fix_text
@@ -29,7 +31,7 @@ def test_example(rule, example) -> None:
 
 @pytest.mark.parametrize("rule", all_rules(), ids=lambda r: r.code)
 def test_rule_is_documented(rule) -> None:
-    assert rule.code.startswith("DDP") and len(rule.code) == 6
+    assert re.fullmatch(r"(DDP|PRT)\d{3}", rule.code)
     assert rule.name and rule.summary and len(rule.rationale.strip()) > 200
     assert rule.rationale.startswith(f"{rule.code} {rule.name}:")
     assert any(e.after is not None for e in rule.examples)

@@ -1,0 +1,237 @@
+"""The verdict: each check is a row (pass/fail + evidence), computed from plain data.
+
+Checks take what the probe recorded, how the launch ended and what the target promises, and
+nothing else, so each is testable with crafted records. The verdict names the first failing
+check in the order below, which is the order causes come in: ranks that never joined explain a
+crash, a crash explains a missing checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from patcher.verify.records import RankRecord
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    ok: bool
+    evidence: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"check": self.name, "ok": self.ok, "evidence": self.evidence}
+
+
+@dataclass(frozen=True)
+class Results:
+    """A results file the run must produce: one line per test example, in dataset order."""
+
+    path: str  # relative to the output directory
+    format: str  # "tsv:N" (first N tab-separated columns) or "jsonl:FIELD"
+    expected: tuple[str, ...]  # keys of the test examples, in file order
+
+
+@dataclass(frozen=True)
+class Expectations:
+    ranks: int
+    checkpoints: tuple[str, ...] = ()
+    results: tuple[Results, ...] = ()
+    evaluation: bool = True
+
+
+@dataclass
+class Run:
+    """Everything the checks look at."""
+
+    records: list[RankRecord]
+    returncode: int | None
+    timed_out: bool
+    timeout: float
+    output_dir: Path
+    stacks: dict[int, str] = field(default_factory=dict)
+    load_checkpoint: Callable[[Path], str | None] | None = None  # None when it loads
+
+
+def _ranks_text(values: Sequence[int]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def ranks_joined(run: Run, expect: Expectations) -> Row:
+    n = expect.ranks
+    records = run.records
+    name = "ranks joined"
+    if len(records) != n:
+        return Row(name, False, f"{len(records)} of {n} processes started")
+    if n == 1:
+        return Row(name, True, "1 process")
+    alone = [r for r in records if r.dist_rank is None]
+    if len(alone) == len(records):
+        return Row(
+            name,
+            False,
+            f"{n} processes, torch.distributed never initialised: every process ran as rank -1 "
+            "(the script does not read LOCAL_RANK)",
+        )
+    if alone:
+        who = ", ".join(r.label for r in alone)
+        return Row(name, False, f"{len(alone)} of {n} processes never joined: {who}")
+    ranks = sorted(r.rank for r in records)
+    worlds = sorted({r.dist_world_size for r in records}, key=lambda w: w or 0)
+    if ranks != list(range(n)) or worlds != [n]:
+        return Row(name, False, f"ranks {_ranks_text(ranks)} with world sizes {worlds}, not 0..{n - 1}")
+    backends = sorted({r.backend or "?" for r in records})
+    steps = [r.steps for r in records]
+    stepped = "" if None in steps else f", {_ranks_text(steps)} optimizer steps"  # type: ignore[arg-type]
+    return Row(name, True, f"{n} processes, ranks {_ranks_text(ranks)}, world size {n} ({', '.join(backends)}){stepped}")
+
+
+def no_hang(run: Run, expect: Expectations) -> Row:
+    name = "no hang"
+    if not run.timed_out:
+        return Row(name, True, f"finished within {run.timeout:g} s")
+    where = []
+    for record in run.records:
+        stack = run.stacks.get(record.pid)
+        if stack:
+            frames = [line.strip() for line in stack.splitlines() if line.strip().startswith("File")]
+            if frames:
+                where.append(f"{record.label} at {frames[0]}")
+    detail = f"; {'; '.join(where)}" if where else ""
+    return Row(name, False, f"still running after {run.timeout:g} s, killed{detail}")
+
+
+def exited_cleanly(run: Run, expect: Expectations) -> Row:
+    name = "every rank exited 0"
+    for record in run.records:
+        if record.exception is not None:
+            return Row(name, False, f"{record.label} raised {record.exception.summary}")
+    for record in run.records:
+        if record.exit_code is None and not run.timed_out:
+            return Row(name, False, f"{record.label} was killed before it could exit")
+        if record.exit_code not in (0, None):
+            return Row(name, False, f"{record.label} exited with code {record.exit_code}")
+    if run.timed_out:
+        return Row(name, False, "killed after the timeout")
+    if run.returncode != 0:
+        return Row(name, False, f"the launcher exited with code {run.returncode}")
+    return Row(name, True, f"{len(run.records)} of {len(run.records)} exited 0, no traceback")
+
+
+def evaluation_ran(run: Run, expect: Expectations) -> Row:
+    name = "evaluation ran"
+    evaluated = [r for r in run.records if r.eval_calls]
+    if not expect.evaluation:
+        return Row(name, True, "not expected for this target")
+    if not evaluated:
+        return Row(
+            name,
+            False,
+            "no process ever called model.eval(): evaluation was skipped "
+            "(gated on local_rank == -1 under a launcher?)",
+        )
+    who = ", ".join(f"{r.label} ({r.eval_calls}x)" for r in evaluated)
+    return Row(name, True, f"on {who}")
+
+
+def _writers(run: Run, path: Path) -> list[RankRecord]:
+    target = str(path.resolve())
+    return [
+        r
+        for r in run.records
+        if any(str(Path(p).resolve()) == target or target.startswith(p + "/") for p, _ in r.writes)
+    ]
+
+
+def checkpoints(run: Run, expect: Expectations) -> Row:
+    name = "checkpoints"
+    if not expect.checkpoints:
+        return Row(name, True, "none expected")
+    notes = []
+    for relative in expect.checkpoints:
+        path = run.output_dir / relative
+        if not path.exists():
+            return Row(name, False, f"{relative} was not written")
+        writers = _writers(run, path)
+        if len(writers) != 1:
+            who = ", ".join(w.label for w in writers) or "no probed process"
+            return Row(name, False, f"{relative} written by {len(writers)} processes ({who})")
+        if run.load_checkpoint is not None:
+            problem = run.load_checkpoint(path)
+            if problem:
+                return Row(name, False, f"{relative} does not load: {problem}")
+        notes.append(f"{relative} ({writers[0].label}, loads with weights_only=True)")
+    return Row(name, True, "; ".join(notes))
+
+
+def read_keys(path: Path, fmt: str) -> list[str]:
+    kind, _, arg = fmt.partition(":")
+    keys = []
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        if kind == "tsv":
+            keys.append("\t".join(line.split("\t")[: int(arg)]))
+        elif kind == "jsonl":
+            keys.append(str(json.loads(line).get(arg)))
+        else:  # pragma: no cover - manifests are validated on load
+            raise ValueError(f"unknown results format {fmt!r}")
+    return keys
+
+
+def results_complete(run: Run, expect: Expectations) -> Row:
+    name = "results complete"
+    if not expect.results:
+        return Row(name, True, "none expected")
+    notes = []
+    for results in expect.results:
+        path = run.output_dir / results.path
+        if not path.exists():
+            return Row(name, False, f"{results.path} was not written")
+        try:
+            keys = read_keys(path, results.format)
+        except (ValueError, json.JSONDecodeError) as exc:
+            return Row(name, False, f"{results.path} cannot be read as {results.format}: {exc}")
+        expected = list(results.expected)
+        total = len(expected)
+        if len(keys) != total:
+            cause = ""
+            if len(keys) < total and expect.ranks > 1 and len(keys) * expect.ranks >= total:
+                cause = ": rank 0 scored a DistributedSampler shard"
+            return Row(name, False, f"{results.path} has {len(keys)} of {total} lines{cause}")
+        if len(set(keys)) != len(keys):
+            return Row(name, False, f"{results.path} lists some examples twice")
+        if set(keys) != set(expected):
+            missing = len(set(expected) - set(keys))
+            return Row(name, False, f"{results.path} misses {missing} test examples")
+        if keys != expected:
+            first = next(i for i, (a, b) in enumerate(zip(keys, expected)) if a != b)
+            return Row(
+                name,
+                False,
+                f"{results.path} is out of dataset order from line {first + 1} "
+                "(predictions matched to the wrong examples)",
+            )
+        writers = _writers(run, path)
+        if len(writers) != 1:
+            who = ", ".join(w.label for w in writers) or "no probed process"
+            return Row(name, False, f"{results.path} written by {len(writers)} processes ({who})")
+        notes.append(f"{results.path}: {total} of {total} lines, in order ({writers[0].label})")
+    return Row(name, True, "; ".join(notes))
+
+
+CHECKS = (ranks_joined, no_hang, exited_cleanly, evaluation_ran, checkpoints, results_complete)
+
+
+def evaluate(run: Run, expect: Expectations) -> list[Row]:
+    return [check(run, expect) for check in CHECKS]
+
+
+def verdict(rows: Sequence[Row]) -> str:
+    failed = next((row for row in rows if not row.ok), None)
+    if failed is None:
+        return f"PASS: all {len(rows)} checks passed"
+    return f"FAIL: {failed.name}: {failed.evidence}"

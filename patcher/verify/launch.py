@@ -1,0 +1,238 @@
+"""Launch N ranks through the real ``accelerate launch``, and make sure none outlives the run.
+
+With at least N CUDA devices the ranks run one per GPU (``--multi_gpu``, NCCL). Otherwise the N
+ranks run on the CPU with gloo: ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu
+--num_processes N`` (``--cpu --num_processes N`` silently starts a single process). torchrun
+starts every worker in a session of its own, so killing the launcher's process group is not
+enough: on exit, timeout or Ctrl-C every descendant of the launcher and every process the probe
+saw is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROBE_DIR = Path(__file__).resolve().parent / "probe"
+
+
+@dataclass(frozen=True)
+class Plan:
+    command: list[str]
+    env: dict[str, str]
+    cwd: Path
+    device: str  # "cuda" or "cpu"
+    notice: str | None = None
+
+
+@dataclass
+class Outcome:
+    returncode: int | None
+    timed_out: bool
+    seconds: float
+    stacks: dict[int, str] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, so parallel verifies do not collide."""
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cuda_device_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001 - no torch, no GPU
+        return 0
+
+
+def plan(
+    script: Path,
+    script_args: list[str],
+    *,
+    ranks: int,
+    probe_dir: Path,
+    cwd: Path,
+    cuda_devices: int,
+) -> Plan:
+    port = free_port()
+    use_cuda = cuda_devices >= ranks
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch"]
+    command = [
+        *accelerate,
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+        "--num_processes",
+        str(ranks),
+    ]
+    if ranks > 1:
+        command.append("--multi_gpu")
+    env = dict(os.environ)
+    env.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "GLOO_SOCKET_IFNAME": "lo",
+            "TORCH_DISTRIBUTED_DEBUG": "DETAIL",
+            "PYTHONUNBUFFERED": "1",
+            "DDPFIX_PROBE_DIR": str(probe_dir),
+            "PYTHONPATH": os.pathsep.join(
+                [str(PROBE_DIR), *filter(None, [env.get("PYTHONPATH")])]
+            ),
+        }
+    )
+    env.pop("DDPFIX_PROBE_OWNER", None)
+    if ranks == 1:
+        env["DDPFIX_PROBE_SINGLE"] = "1"
+    notice = None
+    if not use_cuda:
+        env["ACCELERATE_USE_CPU"] = "1"
+        if ranks > 1:
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        have = f"{cuda_devices} CUDA device{'s' if cuda_devices != 1 else ''}"
+        notice = (
+            f"{have} for {ranks} rank{'s' if ranks != 1 else ''}: simulating {ranks} "
+            f"rank{'s' if ranks != 1 else ''} on the CPU (gloo)"
+        )
+    command += [str(script), *script_args]
+    return Plan(command, env, cwd, "cuda" if use_cuda else "cpu", notice)
+
+
+# --- process management -------------------------------------------------------------------
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read().decode(errors="replace")
+        except OSError:
+            continue
+        # the command may contain spaces and parentheses: ppid follows the last ')'
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    return children
+
+
+def descendants(pid: int) -> list[int]:
+    tree = _children_map()
+    found, pending = [], [pid]
+    while pending:
+        for child in tree.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def probe_pids(probe_dir: Path) -> list[int]:
+    pids = []
+    for path in probe_dir.glob("events-*.jsonl"):
+        with contextlib.suppress(ValueError):
+            pids.append(int(path.stem.split("-", 1)[1]))
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().split(b") ")[-1][:1] != b"Z"  # a zombie is gone already
+    except OSError:
+        return True
+
+
+def kill_all(process: subprocess.Popen, probe_dir: Path) -> list[int]:
+    """SIGKILL the launcher, its descendants and every probed process; returns who was hit."""
+    targets = {process.pid, *descendants(process.pid), *probe_pids(probe_dir)}
+    targets.discard(os.getpid())
+    for pid in targets:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(pid) for pid in targets):
+        time.sleep(0.05)
+    return sorted(targets)
+
+
+def dump_stacks(process: subprocess.Popen, probe_dir: Path, wait: float = 2.0) -> dict[int, str]:
+    """Ask every probed process for its Python stacks (faulthandler on SIGUSR1)."""
+    pids = [pid for pid in probe_pids(probe_dir) if alive(pid)]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGUSR1)
+    time.sleep(wait)
+    stacks = {}
+    for pid in pids:
+        path = probe_dir / f"stacks-{pid}.txt"
+        with contextlib.suppress(OSError):
+            text = path.read_text(errors="replace").strip()
+            if text:
+                stacks[pid] = text
+    return stacks
+
+
+def run(plan: Plan, *, timeout: float, log: Path, probe_dir: Path) -> Outcome:
+    """Run the plan to completion, timeout or Ctrl-C; no process survives this function."""
+    start = time.monotonic()
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            plan.command,
+            cwd=plan.cwd,
+            env=plan.env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        outcome = Outcome(returncode=None, timed_out=False, seconds=0.0)
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            outcome.returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            outcome.timed_out = True
+            outcome.stacks = dump_stacks(process, probe_dir)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+            raise
+        finally:
+            kill_all(process, probe_dir)
+            signal.signal(signal.SIGTERM, previous)
+            outcome.seconds = time.monotonic() - start
+    return outcome
+
+
+def _raise_interrupt(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt

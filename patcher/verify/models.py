@@ -1,0 +1,125 @@
+"""Tiny models and tokenizers built locally, so verify never needs a model hub.
+
+A byte-level BPE is trained with ``tokenizers`` on synthetic code, with the special tokens first
+(``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3, ``<mask>``=4: the scripts' model code hard-codes
+``input_ids.ne(1)``). The model (2 layers, 64 wide) is saved with ``save_pretrained`` so a
+script's own ``from_pretrained(path)`` loads it. Builds are cached per (model type, library
+versions): the second verify does not rebuild.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from patcher.verify.synthetic import docstring, functions
+
+SPECIAL = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+LAYOUT_VERSION = "1"
+MODEL_TYPES = ("roberta", "gpt2")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("DDPFIX_CACHE", Path.home() / ".cache" / "ddpfix"))
+
+
+def _versions() -> str:
+    import tokenizers
+    import torch
+    import transformers
+
+    return f"torch{torch.__version__}-tf{transformers.__version__}-tok{tokenizers.__version__}"
+
+
+def model_path(model_type: str) -> Path:
+    return cache_root() / "models" / f"{model_type}-{_versions()}-v{LAYOUT_VERSION}"
+
+
+def ensure_model(model_type: str) -> tuple[Path, bool]:
+    """The directory of a tiny ``model_type`` model and tokenizer; True when it was cached."""
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"no tiny model for model type {model_type!r} (have {MODEL_TYPES})")
+    final = model_path(model_type)
+    if (final / "ddpfix-built").exists():
+        return final, True
+    final.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{model_type}-", dir=final.parent))
+    try:
+        _build(model_type, building)
+        (building / "ddpfix-built").write_text("ok\n")
+        try:
+            building.rename(final)
+        except OSError:  # another verify built it meanwhile
+            shutil.rmtree(building, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return final, False
+
+
+def _corpus() -> list[str]:
+    texts = []
+    for function in functions(48):
+        texts.append(function.code)
+        texts.append(docstring(function))
+    return texts
+
+
+def _build(model_type: str, out: Path) -> None:
+    from tokenizers import ByteLevelBPETokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(_corpus(), vocab_size=600, min_frequency=1, special_tokens=SPECIAL)
+    bpe.save_model(str(out))
+    vocab_size = bpe.get_vocab_size()
+    if model_type == "roberta":
+        _roberta(out, vocab_size)
+    else:
+        _gpt2(out, vocab_size)
+
+
+def _roberta(out: Path, vocab_size: int) -> None:
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizer
+
+    tokenizer = RobertaTokenizer(str(out / "vocab.json"), str(out / "merges.txt"))
+    tokenizer.save_pretrained(str(out))
+    config = RobertaConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        bos_token_id=0,
+        pad_token_id=1,
+        eos_token_id=2,
+    )
+    RobertaModel(config).save_pretrained(str(out))
+
+
+def _gpt2(out: Path, vocab_size: int) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
+
+    tokenizer = GPT2Tokenizer(
+        str(out / "vocab.json"),
+        str(out / "merges.txt"),
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )
+    tokenizer.save_pretrained(str(out))
+    config = GPT2Config(
+        vocab_size=vocab_size,
+        n_embd=64,
+        n_layer=2,
+        n_head=2,
+        n_positions=512,
+        bos_token_id=0,
+        eos_token_id=2,
+        pad_token_id=1,
+    )
+    GPT2LMHeadModel(config).save_pretrained(str(out))

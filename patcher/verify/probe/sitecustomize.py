@@ -1,0 +1,252 @@
+"""ddpfix verify probe: records what each training process does, without touching the script.
+
+``ddpfix verify`` puts this directory first on PYTHONPATH, so every Python process it launches
+imports this module at start-up. Only processes that carry ``DDPFIX_PROBE_DIR`` record anything;
+the accelerate launcher itself (no ``LOCAL_RANK``) and helper processes a rank spawns (pools) are
+told apart by ``DDPFIX_PROBE_OWNER``. Events go, one JSON object a line, flushed at once, to
+``<probe dir>/events-<pid>.jsonl``, so a process that is killed still leaves its evidence.
+SIGUSR1 dumps every thread's stack to ``<probe dir>/stacks-<pid>.txt`` (faulthandler).
+
+This file must import nothing heavy and must never break the process it lives in: every hook
+is wrapped so that a failure in the probe is swallowed.
+"""
+
+import atexit
+import builtins
+import faulthandler
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+
+_DIR = os.environ.get("DDPFIX_PROBE_DIR")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_state = {"steps": 0, "exit": None, "files": None, "stacks": None}
+
+
+def _chain_next_sitecustomize() -> None:
+    """Run the sitecustomize this one shadows, if there is one."""
+    paths = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", paths)
+    if spec is None or spec.loader is None or spec.origin == os.path.abspath(__file__):
+        return
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception:  # noqa: BLE001 - theirs, not ours
+        traceback.print_exc()
+
+
+def _rank() -> int:
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank()
+    except Exception:  # noqa: BLE001
+        pass
+    return int(os.environ.get("RANK", "-1"))
+
+
+def _emit(kind: str, **data) -> None:
+    try:
+        data.update(kind=kind, pid=os.getpid(), time=time.time())
+        handle = _state["files"]
+        handle.write(json.dumps(data, default=str) + "\n")
+        handle.flush()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _record_write(path, how: str) -> None:
+    try:
+        _emit("write", path=os.path.abspath(os.fspath(path)), how=how, rank=_rank())
+    except Exception:  # noqa: BLE001
+        pass
+
+
+# --- hooks installed once the libraries are imported ---------------------------------------
+
+
+def _patch_torch(torch) -> None:
+    save = torch.save
+
+    def probed_save(obj, f, *args, **kwargs):
+        if isinstance(f, (str, bytes, os.PathLike)):
+            _record_write(f, "torch.save")
+        return save(obj, f, *args, **kwargs)
+
+    torch.save = probed_save
+
+    try:
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        def count(optimizer, args, kwargs):
+            _state["steps"] += 1
+            if _state["steps"] == 1:
+                _emit("first_step", rank=_rank())
+
+        register_optimizer_step_post_hook(count)
+    except Exception:  # noqa: BLE001
+        pass
+
+    eval_mode = torch.nn.Module.eval
+
+    def probed_eval(self):
+        # eval() recurses through train(False), so this fires once per top-level call
+        _emit("eval_mode", module=type(self).__name__, rank=_rank())
+        return eval_mode(self)
+
+    torch.nn.Module.eval = probed_eval
+
+
+def _patch_distributed(dist) -> None:
+    init = dist.init_process_group
+
+    def probed_init(*args, **kwargs):
+        _emit("dist_init_start", backend=kwargs.get("backend", args[0] if args else None))
+        result = init(*args, **kwargs)
+        try:
+            _emit(
+                "dist_init",
+                rank=dist.get_rank(),
+                world_size=dist.get_world_size(),
+                backend=str(dist.get_backend()),
+            )
+        except Exception:  # noqa: BLE001
+            pass
+        return result
+
+    dist.init_process_group = probed_init
+
+
+def _patch_transformers_modeling(modeling_utils) -> None:
+    cls = getattr(modeling_utils, "PreTrainedModel", None)
+    if cls is None:
+        return
+    save = cls.save_pretrained
+
+    def probed_save_pretrained(self, save_directory, *args, **kwargs):
+        _record_write(save_directory, "save_pretrained")
+        return save(self, save_directory, *args, **kwargs)
+
+    cls.save_pretrained = probed_save_pretrained
+
+
+_WATCHED = {
+    "torch": _patch_torch,
+    "torch.distributed": _patch_distributed,
+    "transformers.modeling_utils": _patch_transformers_modeling,
+}
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs a patch right after a watched module has executed."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        patch = _WATCHED.get(fullname)
+        if patch is None:
+            return None
+        for finder in sys.meta_path:
+            if finder is self:
+                continue
+            find = getattr(finder, "find_spec", None)
+            spec = find(fullname, path, target) if find else None
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        original = loader.exec_module
+
+        def exec_module(module):
+            original(module)
+            try:
+                patch(module)
+            except Exception:  # noqa: BLE001
+                pass
+
+        try:
+            loader.exec_module = exec_module
+        except Exception:  # noqa: BLE001
+            return spec
+        return spec
+
+
+def _patch_open() -> None:
+    real_open = builtins.open
+
+    def probed_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+"):
+            _record_write(file, "open")
+        return real_open(file, mode, *args, **kwargs)
+
+    builtins.open = probed_open
+
+
+def _on_exception(kind, value, tb) -> None:
+    _state["exit"] = 1 if _state["exit"] is None else _state["exit"]
+    _emit(
+        "exception",
+        type=kind.__name__,
+        message=str(value),
+        traceback="".join(traceback.format_exception(kind, value, tb)),
+        rank=_rank(),
+    )
+    _previous_excepthook(kind, value, tb)
+
+
+_previous_excepthook = sys.excepthook
+
+
+def _wrap_exit() -> None:
+    real_exit = sys.exit
+
+    def probed_exit(code=0):
+        _state["exit"] = code
+        return real_exit(code)
+
+    sys.exit = probed_exit
+
+
+def _at_exit() -> None:
+    code = _state["exit"]
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        code = 1
+    _emit("exit", code=code, steps=_state["steps"], rank=_rank())
+
+
+def _start() -> None:
+    owner = os.environ.get("DDPFIX_PROBE_OWNER")
+    is_rank = "LOCAL_RANK" in os.environ or os.environ.get("DDPFIX_PROBE_SINGLE") == "1"
+    if not _DIR or not is_rank or (owner and owner != str(os.getpid())):
+        return  # the launcher, or a helper process a rank started
+    os.environ["DDPFIX_PROBE_OWNER"] = str(os.getpid())
+    _state["files"] = open(os.path.join(_DIR, f"events-{os.getpid()}.jsonl"), "a")  # noqa: SIM115
+    stacks = open(os.path.join(_DIR, f"stacks-{os.getpid()}.txt"), "w")  # noqa: SIM115
+    _state["stacks"] = stacks
+    faulthandler.register(signal.SIGUSR1, file=stacks, all_threads=True)
+    env = {k: os.environ.get(k) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
+                                           "GROUP_RANK", "MASTER_PORT")}
+    _emit("start", ppid=os.getppid(), argv=sys.argv, env=env, cwd=os.getcwd())
+    sys.meta_path.insert(0, _AfterImport())
+    _patch_open()
+    _wrap_exit()
+    sys.excepthook = _on_exception
+    atexit.register(_at_exit)
+
+
+try:
+    _start()
+except Exception:  # noqa: BLE001 - the probe must never break the process
+    pass
+_chain_next_sitecustomize()

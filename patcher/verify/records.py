@@ -1,0 +1,121 @@
+"""What the probe saw, one record per training process (read back from its JSON lines)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Exception_:
+    type: str
+    message: str
+    traceback: str
+
+    @property
+    def summary(self) -> str:
+        return f"{self.type}: {self.message}".strip().rstrip(":")
+
+
+@dataclass
+class RankRecord:
+    """One training process: its environment, distributed state, writes, fate."""
+
+    pid: int
+    env_rank: int | None = None
+    env_local_rank: int | None = None
+    env_world_size: int | None = None
+    dist_rank: int | None = None
+    dist_world_size: int | None = None
+    backend: str | None = None
+    writes: list[tuple[str, str]] = field(default_factory=list)
+    exception: Exception_ | None = None
+    exit_code: int | None = None  # None: the process never reached its exit (killed)
+    steps: int | None = None
+    eval_calls: int = 0
+
+    @property
+    def rank(self) -> int:
+        """The rank this process acted as: its process-group rank, else -1 (alone)."""
+        return self.dist_rank if self.dist_rank is not None else -1
+
+    @property
+    def label(self) -> str:
+        if self.dist_rank is not None:
+            return f"rank {self.dist_rank}"
+        where = f"LOCAL_RANK={self.env_local_rank}" if self.env_local_rank is not None else ""
+        return f"pid {self.pid} ({where or 'no launcher rank'}, ran as rank -1)"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "env": {
+                "RANK": self.env_rank,
+                "LOCAL_RANK": self.env_local_rank,
+                "WORLD_SIZE": self.env_world_size,
+            },
+            "distributed": None
+            if self.dist_rank is None
+            else {
+                "rank": self.dist_rank,
+                "world_size": self.dist_world_size,
+                "backend": self.backend,
+            },
+            "writes": [{"path": p, "how": how} for p, how in self.writes],
+            "exception": None
+            if self.exception is None
+            else {"type": self.exception.type, "message": self.exception.message},
+            "exit_code": self.exit_code,
+            "optimizer_steps": self.steps,
+            "eval_calls": self.eval_calls,
+        }
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_records(probe_dir: Path) -> list[RankRecord]:
+    records = []
+    for path in sorted(probe_dir.glob("events-*.jsonl")):
+        record = RankRecord(pid=int(path.stem.split("-", 1)[1]))
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+            apply_event(record, event)
+        records.append(record)
+    records.sort(key=lambda r: (r.rank, r.pid))
+    return records
+
+
+def apply_event(record: RankRecord, event: dict[str, Any]) -> None:
+    kind = event.get("kind")
+    if kind == "start":
+        env = event.get("env") or {}
+        record.env_rank = _int(env.get("RANK"))
+        record.env_local_rank = _int(env.get("LOCAL_RANK"))
+        record.env_world_size = _int(env.get("WORLD_SIZE"))
+    elif kind == "dist_init":
+        record.dist_rank = _int(event.get("rank"))
+        record.dist_world_size = _int(event.get("world_size"))
+        record.backend = event.get("backend")
+    elif kind == "write":
+        entry = (str(event.get("path")), str(event.get("how")))
+        if entry not in record.writes:
+            record.writes.append(entry)
+    elif kind == "exception" and record.exception is None:
+        record.exception = Exception_(
+            str(event.get("type")), str(event.get("message")), str(event.get("traceback"))
+        )
+    elif kind == "exit":
+        record.exit_code = _int(event.get("code"))
+        record.steps = _int(event.get("steps"))
+    elif kind == "eval_mode":
+        record.eval_calls += 1

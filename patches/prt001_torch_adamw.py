@@ -1,0 +1,115 @@
+"""PRT001 torch-adamw: ``AdamW`` comes from ``torch.optim``; transformers removed its own.
+
+``from transformers import AdamW`` raises ImportError on transformers 5 (the class was deprecated
+in 4.x and removed); it is the first thing a 2020 script meets on today's stack. The rule drops
+``AdamW`` from the transformers import (the other names stay, layout kept) and imports it from
+``torch.optim`` right after; ``transformers.AdamW(...)`` becomes ``torch.optim.AdamW(...)``.
+torch's AdamW always corrects the bias, so ``correct_bias=True`` is dropped and
+``correct_bias=False`` is reported without a fix.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from patcher.rule import Example, Rule, RuleContext
+from patcher.tree import Replacement
+from patches._syntax import dotted_name, import_fix
+
+
+def _from_transformers(node: cst.ImportFrom) -> bool:
+    return node.module is not None and dotted_name(node.module) == "transformers"
+
+
+def _without(node: cst.ImportFrom, name: str) -> cst.ImportFrom | None:
+    """The import without ``name``; the name before it takes its comma, so lines stay lines."""
+    assert not isinstance(node.names, cst.ImportStar)
+    kept: list[cst.ImportAlias] = []
+    for alias in node.names:
+        if dotted_name(alias.name) == name:
+            if kept:
+                kept[-1] = kept[-1].with_changes(comma=alias.comma)
+            continue
+        kept.append(alias)
+    return node.with_changes(names=kept) if kept else None
+
+
+class TorchAdamW(Rule):
+    code = "PRT001"
+    name = "torch-adamw"
+    summary = "Import AdamW from torch.optim (transformers no longer has it)."
+    rationale = __doc__
+    settles = True
+    triggers = ("AdamW",)
+    examples = (
+        Example(
+            before=(
+                "from transformers import (WEIGHTS_NAME, AdamW,\n"
+                "                          get_linear_schedule_with_warmup)\n"
+            ),
+            after=(
+                "from transformers import (WEIGHTS_NAME,\n"
+                "                          get_linear_schedule_with_warmup)\n"
+                "from torch.optim import AdamW\n"
+            ),
+        ),
+        Example(
+            before="import transformers\nopt = transformers.AdamW(params, lr=1e-4)\n",
+            after="import torch\nimport transformers\nopt = torch.optim.AdamW(params, lr=1e-4)\n",
+        ),
+        Example(before="from torch.optim import AdamW\n"),
+    )
+
+    def run(self, ctx: RuleContext) -> None:
+        tree = ctx.tree
+        for line in tree.nodes(cst.SimpleStatementLine):
+            node = line.body[0]
+            if len(line.body) != 1 or not isinstance(node, cst.ImportFrom):
+                continue
+            if not _from_transformers(node) or isinstance(node.names, cst.ImportStar):
+                continue
+            if not any(dotted_name(a.name) == "AdamW" and a.asname is None for a in node.names):
+                continue
+            rest = _without(node, "AdamW")
+            torch_import = cst.parse_statement("from torch.optim import AdamW\n")
+            new: list[cst.BaseStatement] = []
+            if rest is not None:
+                new.append(line.with_changes(body=[rest]))
+                new.append(torch_import)
+            else:
+                new.append(torch_import.with_changes(leading_lines=line.leading_lines))
+            message = "AdamW was removed from transformers: import it from torch.optim"
+            ctx.fix(line, message, {line: new})
+        from_transformers = any(
+            _from_transformers(n)
+            and not isinstance(n.names, cst.ImportStar)
+            and any(dotted_name(a.name) == "AdamW" for a in n.names)
+            for n in tree.nodes(cst.ImportFrom)
+        )
+        for call in tree.nodes(cst.Call):
+            dotted = dotted_name(call.func)
+            if not (dotted == "transformers.AdamW" or (dotted == "AdamW" and from_transformers)):
+                continue
+            args = [a for a in call.args if not (a.keyword and a.keyword.value == "correct_bias")]
+            dropped = [a for a in call.args if a not in args]
+            if any(
+                not (isinstance(a.value, cst.Name) and a.value.value == "True") for a in dropped
+            ):
+                ctx.report(call, "correct_bias=False has no torch.optim.AdamW equivalent")
+                continue
+            if dropped and args:
+                args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            replacements: dict[cst.CSTNode, Replacement] = {}
+            if dotted == "transformers.AdamW":
+                func = cst.Attribute(
+                    cst.Attribute(cst.Name("torch"), cst.Name("optim")), cst.Name("AdamW")
+                )
+                replacements[call] = call.with_changes(func=func, args=args)
+                replacements.update(import_fix(tree.module, "torch"))
+                message = "transformers.AdamW was removed: use torch.optim.AdamW"
+            elif dropped:
+                replacements[call] = call.with_changes(args=args)
+                message = "torch.optim.AdamW always corrects the bias: drop correct_bias=True"
+            else:
+                continue
+            ctx.fix(call, message, replacements)

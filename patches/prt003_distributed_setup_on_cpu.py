@@ -1,0 +1,127 @@
+"""PRT003 distributed-setup-on-cpu: choose backend and device by ``torch.cuda.is_available()``.
+
+The template's distributed branch hard-codes the GPU: ``torch.cuda.set_device(args.local_rank)``,
+``torch.device("cuda", args.local_rank)`` and ``init_process_group(backend="nccl")``. On a machine
+without CUDA (a laptop, a CI runner, ``ddpfix verify`` simulating ranks on the CPU) the first call
+raises. The rule keeps every GPU path exactly as it was and adds the CPU alternative next to it:
+``set_device`` runs only when CUDA is available, the device falls back to ``torch.device("cpu")``
+and the backend to ``"gloo"``. On a multi-GPU machine the patched script behaves as before (NCCL,
+one device per rank).
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from patcher.rule import Example, Rule, RuleContext
+from patcher.tree import Tree
+from patches._syntax import (
+    callee_name,
+    dotted_name,
+    import_fix,
+    mentions_cuda_check,
+    string_value,
+)
+
+CHECK = "torch.cuda.is_available()"
+
+
+def _checked(tree: Tree, node: cst.CSTNode) -> bool:
+    """Whether ``node`` already sits under a CUDA check (an ``if`` or a conditional)."""
+    for ancestor in tree.ancestors(node):
+        if isinstance(ancestor, (cst.If, cst.IfExp)) and mentions_cuda_check(ancestor.test):
+            return True
+        if isinstance(ancestor, (cst.FunctionDef, cst.Module)):
+            return False
+    return False
+
+
+def _expression(code: str, module: cst.Module) -> cst.BaseExpression:
+    return cst.parse_expression(code, config=module.config_for_parsing)
+
+
+class DistributedSetupOnCpu(Rule):
+    code = "PRT003"
+    name = "distributed-setup-on-cpu"
+    summary = "NCCL backend, cuda device and set_device fall back to gloo/CPU without CUDA."
+    rationale = __doc__
+    settles = True
+    triggers = ("nccl", "set_device", '"cuda"', "'cuda'")
+    examples = (
+        Example(
+            before=(
+                "import torch\n"
+                "torch.cuda.set_device(args.local_rank)\n"
+                "device = torch.device('cuda', args.local_rank)\n"
+                "torch.distributed.init_process_group(backend='nccl')\n"
+            ),
+            after=(
+                "import torch\n"
+                "if torch.cuda.is_available():\n"
+                "    torch.cuda.set_device(args.local_rank)\n"
+                "device = torch.device('cuda', args.local_rank) if torch.cuda.is_available() "
+                "else torch.device('cpu')\n"
+                "torch.distributed.init_process_group(backend='nccl' if torch.cuda.is_available() "
+                "else 'gloo')\n"
+            ),
+        ),
+        Example(
+            before=(
+                "import torch\n"
+                "device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')\n"
+                "dist.init_process_group(backend=args.backend)\n"
+            ),
+        ),
+    )
+
+    def run(self, ctx: RuleContext) -> None:
+        tree = ctx.tree
+        module = tree.module
+        needs_torch = import_fix(module, "torch")
+        for call in tree.nodes(cst.Call):
+            name = callee_name(call)
+            if name == "init_process_group":
+                for arg in call.args:
+                    is_backend = (arg.keyword and arg.keyword.value == "backend") or (
+                        arg.keyword is None and arg is call.args[0]
+                    )
+                    if is_backend and string_value(arg.value) == "nccl" and not _checked(tree, arg):
+                        assert isinstance(arg.value, cst.SimpleString)
+                        q = arg.value.quote
+                        code = module.code_for_node(arg.value)
+                        new = _expression(f"{code} if {CHECK} else {q}gloo{q}", module)
+                        ctx.fix(
+                            call,
+                            "NCCL needs CUDA: use gloo when CUDA is not available",
+                            {arg.value: new, **needs_torch},
+                        )
+            elif dotted_name(call.func) in ("torch.device", "device") and call.args:
+                first = string_value(call.args[0].value)
+                if first and first.startswith("cuda") and not _checked(tree, call):
+                    q = call.args[0].value.quote  # type: ignore[attr-defined]
+                    code = module.code_for_node(call)
+                    new = _expression(f"{code} if {CHECK} else torch.device({q}cpu{q})", module)
+                    ctx.fix(
+                        call,
+                        "a cuda device needs CUDA: fall back to the CPU",
+                        {call: new, **needs_torch},
+                    )
+            elif (dotted_name(call.func) or "").endswith("cuda.set_device"):
+                line = tree.parent(tree.parent(call))  # Call <- Expr <- SimpleStatementLine
+                if (
+                    isinstance(line, cst.SimpleStatementLine)
+                    and len(line.body) == 1
+                    and isinstance(tree.parent(line), (cst.IndentedBlock, cst.Module))
+                    and not _checked(tree, call)
+                ):
+                    guard = cst.parse_statement(
+                        f"if {CHECK}:\n    pass\n", config=module.config_for_parsing
+                    )
+                    assert isinstance(guard, cst.If) and isinstance(guard.body, cst.IndentedBlock)
+                    body = guard.body.with_changes(body=[line.with_changes(leading_lines=[])])
+                    new_line = guard.with_changes(body=body, leading_lines=line.leading_lines)
+                    ctx.fix(
+                        call,
+                        "torch.cuda.set_device needs CUDA: call it only when CUDA is available",
+                        {line: new_line, **needs_torch},
+                    )
