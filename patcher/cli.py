@@ -243,6 +243,71 @@ def explain(code: str = typer.Argument(..., help="A rule code (DDP003) or name."
             out.print(Text(_indent(example.after)))
 
 
+@app.command(
+    epilog="Exit codes: 0 every check passed; 1 a check failed; 2 usage or setup error.",
+)
+def verify(
+    script: Path = typer.Argument(..., metavar="SCRIPT", help="The training script to run."),
+    script_args: Optional[List[str]] = typer.Argument(  # noqa: UP006, UP045
+        None, metavar="[-- SCRIPT ARGS...]", help="Extra arguments for the script (after --)."
+    ),
+    gpus: int = typer.Option(2, "--gpus", help="Ranks to run (on CPU with gloo if fewer GPUs)."),
+    target: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--target", help="A known target by name (default: identify the script)."
+    ),
+    original: bool = typer.Option(
+        False, "--original", help="Run the script as it is, unpatched, to show what breaks."
+    ),
+    keep: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--keep", metavar="DIR", help="Keep the sandbox, logs and outputs in DIR."
+    ),
+    timeout: float = typer.Option(300.0, "--timeout", metavar="S", help="Seconds before a hang."),
+    select: Optional[List[str]] = SELECT,  # noqa: UP006, UP045
+    ignore: Optional[List[str]] = IGNORE,  # noqa: UP006, UP045
+    output: Format = FORMAT,
+) -> None:
+    """Run the patched script under accelerate with N ranks on a tiny local model and check it."""
+    from patcher.verify import command
+    from patcher.verify.render import print_report, to_json
+
+    out, err = _consoles()
+    try:
+        config = load_config([script])
+        rules = select_rules(
+            all_rules(),
+            _split(select) if select is not None else config.select,
+            _split(ignore) if ignore is not None else config.ignore,
+        )
+    except (ConfigError, SelectionError) as exc:
+        raise _fail(str(exc)) from None
+    options = command.Options(
+        script=script,
+        ranks=gpus,
+        target=target,
+        original=original,
+        keep=keep,
+        timeout=timeout,
+        script_args=list(script_args or []),
+        rules=rules,
+    )
+    try:
+        if output is Format.json:
+            report = command.run(options)
+        else:
+            with err.status("verify: starting") as status:
+                report = command.run(options, progress=lambda m: status.update(f"verify: {m}"))
+    except command.SetupError as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        err.print(Text("interrupted: every launched process was killed", style="bold red"))
+        raise typer.Exit(code=130) from None
+    if output is Format.json:
+        out.print(Text(to_json(report)))
+    else:
+        print_report(report, out)
+    raise typer.Exit(code=0 if report.passed else 1)
+
+
 def _indent(code: str) -> str:
     return "".join(f"    {line}" for line in code.splitlines(keepends=True)).rstrip("\n")
 

@@ -53,6 +53,7 @@ class Run:
     timeout: float
     output_dir: Path
     stacks: dict[int, str] = field(default_factory=dict)
+    log_tail: str = ""
     load_checkpoint: Callable[[Path], str | None] | None = None  # None when it loads
 
 
@@ -74,7 +75,7 @@ def ranks_joined(run: Run, expect: Expectations) -> Row:
             name,
             False,
             f"{n} processes, torch.distributed never initialised: every process ran as rank -1 "
-            "(the script does not read LOCAL_RANK)",
+            f"({_why_alone(alone, run)})",
         )
     if alone:
         who = ", ".join(r.label for r in alone)
@@ -87,6 +88,28 @@ def ranks_joined(run: Run, expect: Expectations) -> Row:
     steps = [r.steps for r in records]
     stepped = "" if None in steps else f", {_ranks_text(steps)} optimizer steps"  # type: ignore[arg-type]
     return Row(name, True, f"{n} processes, ranks {_ranks_text(ranks)}, world size {n} ({', '.join(backends)}){stepped}")
+
+
+def _error_line(log_tail: str) -> str | None:
+    """The script's own last error message in the log (argparse and friends)."""
+    for line in reversed(log_tail.splitlines()):
+        text = line.strip()
+        if "error:" in text and not text.startswith(("torch.distributed", "[")):
+            return text
+    return None
+
+
+def _why_alone(alone: list[RankRecord], run: Run) -> str:
+    for record in alone:
+        if record.exception is not None:
+            return f"{record.label} raised {record.exception.summary} before joining"
+    for record in alone:
+        if record.exit_code not in (0, None):
+            said = _error_line(run.log_tail)
+            return f"exited with code {record.exit_code} before joining" + (
+                f": {said}" if said else ""
+            )
+    return "the script does not read LOCAL_RANK"
 
 
 def no_hang(run: Run, expect: Expectations) -> Row:
@@ -113,7 +136,9 @@ def exited_cleanly(run: Run, expect: Expectations) -> Row:
         if record.exit_code is None and not run.timed_out:
             return Row(name, False, f"{record.label} was killed before it could exit")
         if record.exit_code not in (0, None):
-            return Row(name, False, f"{record.label} exited with code {record.exit_code}")
+            said = _error_line(run.log_tail)
+            detail = f": {said}" if said else ""
+            return Row(name, False, f"{record.label} exited with code {record.exit_code}{detail}")
     if run.timed_out:
         return Row(name, False, "killed after the timeout")
     if run.returncode != 0:

@@ -26,7 +26,7 @@ import traceback
 
 _DIR = os.environ.get("DDPFIX_PROBE_DIR")
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_state = {"steps": 0, "exit": None, "files": None, "stacks": None}
+_state = {"steps": 0, "exit": None, "files": None, "stacks": None, "owner": None}
 
 
 def _chain_next_sitecustomize() -> None:
@@ -54,6 +54,8 @@ def _rank() -> int:
 
 
 def _emit(kind: str, **data) -> None:
+    if _state.get("owner") != os.getpid():
+        return  # a process forked from a rank (a Pool worker): not a rank itself
     try:
         data.update(kind=kind, pid=os.getpid(), time=time.time())
         handle = _state["files"]
@@ -231,6 +233,7 @@ def _start() -> None:
     if not _DIR or not is_rank or (owner and owner != str(os.getpid())):
         return  # the launcher, or a helper process a rank started
     os.environ["DDPFIX_PROBE_OWNER"] = str(os.getpid())
+    _state["owner"] = os.getpid()
     _state["files"] = open(os.path.join(_DIR, f"events-{os.getpid()}.jsonl"), "a")  # noqa: SIM115
     stacks = open(os.path.join(_DIR, f"stacks-{os.getpid()}.txt"), "w")  # noqa: SIM115
     _state["stacks"] = stacks

@@ -1,0 +1,231 @@
+"""``ddpfix verify``: patch a copy, build tiny inputs, launch N ranks, check what happened.
+
+The user's files are never touched: the script's directory is copied into a sandbox, the copy is
+patched with the same engine as ``ddpfix apply`` (unless ``--original``), and the run's outputs,
+logs and probe records stay in the sandbox (kept with ``--keep DIR``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from patcher.discover import discover
+from patcher.engine import process_file
+from patcher.rule import Rule
+from patcher.verify import checks, launch
+from patcher.verify.datasets import GENERATORS
+from patcher.verify.models import ensure_model
+from patcher.verify.records import read_records
+from patcher.verify.targets import Target, TargetError, identify, load_targets
+
+COPY_IGNORE = shutil.ignore_patterns(
+    ".git", "__pycache__", "*.pyc", ".venv", "venv", "saved_models", "*.bin", "*.safetensors"
+)
+
+
+class SetupError(Exception):
+    """Verify could not start (bad arguments, unknown target): exit code 2."""
+
+
+@dataclass
+class Options:
+    script: Path
+    ranks: int = 2
+    target: str | None = None
+    original: bool = False
+    keep: Path | None = None
+    timeout: float = 300.0
+    script_args: Sequence[str] = ()
+    rules: Sequence[Rule] = ()
+
+
+@dataclass
+class Report:
+    script: Path
+    target: Target | None
+    identified_by: str
+    original: bool
+    ranks: int
+    plan: launch.Plan | None = None
+    fixes: int = 0
+    rows: list[checks.Row] = field(default_factory=list)
+    records: list = field(default_factory=list)
+    outcome: launch.Outcome | None = None
+    workdir: Path | None = None
+    kept: bool = False
+    log_tail: str = ""
+    model_cached: bool | None = None
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.rows) and all(row.ok for row in self.rows)
+
+    @property
+    def verdict(self) -> str:
+        return checks.verdict(self.rows)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "script": str(self.script),
+            "target": None if self.target is None else self.target.name,
+            "identified_by": self.identified_by,
+            "mode": "original" if self.original else "patched",
+            "fixes_applied": self.fixes,
+            "ranks": self.ranks,
+            "device": None if self.plan is None else self.plan.device,
+            "notice": None if self.plan is None else self.plan.notice,
+            "command": None if self.plan is None else self.plan.command,
+            "seconds": None if self.outcome is None else round(self.outcome.seconds, 2),
+            "checks": [row.to_json() for row in self.rows],
+            "passed": self.passed,
+            "verdict": self.verdict,
+            "processes": [record.to_json() for record in self.records],
+            "stacks": {} if self.outcome is None else self.outcome.stacks,
+            "workdir": str(self.workdir) if self.kept else None,
+            "log_tail": self.log_tail,
+        }
+
+
+def choose_target(options: Options) -> tuple[Target | None, str]:
+    targets = load_targets()
+    if options.target:
+        if options.target not in targets:
+            known = ", ".join(sorted(targets))
+            raise SetupError(f"unknown target {options.target!r} (known: {known})")
+        return targets[options.target], "--target"
+    match, scored = identify(options.script, targets)
+    if match is not None:
+        return match.target, match.how
+    if options.script_args:
+        return None, "none (running with the arguments after --)"
+    closest = ", ".join(f"{m.target.name} {m.score:.0%}" for m in scored[:3]) or "none"
+    known = ", ".join(sorted(targets))
+    raise SetupError(
+        f"cannot tell which known script {options.script.name} is (closest: {closest}). "
+        f"Pass --target NAME (one of: {known}), or give the script's own arguments after --"
+    )
+
+
+def _patch_copy(code_dir: Path, rules: Sequence[Rule]) -> int:
+    fixes = 0
+    for path in discover([code_dir]).files:
+        result = process_file(path, rules, write=True)
+        if result.error is None:
+            fixes += sum(f.fixed for f in result.findings)
+    return fixes
+
+
+def _load_checkpoint(path: Path) -> str | None:
+    import torch
+
+    files = [path] if path.is_file() else sorted(path.glob("*.bin")) + sorted(path.glob("*.pt"))
+    if path.is_dir() and not files:
+        return None if any(path.glob("*.safetensors")) else "no weights file in the directory"
+    for file in files:
+        try:
+            torch.load(file, weights_only=True, map_location="cpu")
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return None
+
+
+def run(options: Options, progress=None) -> Report:
+    """Do the whole verify; ``progress(message)`` is told what is happening."""
+    say = progress or (lambda message: None)
+    script = options.script
+    if not script.is_file():
+        raise SetupError(f"{script}: no such file")
+    if options.ranks < 1:
+        raise SetupError("--gpus must be at least 1")
+    try:
+        target, how = choose_target(options)
+    except TargetError as exc:
+        raise SetupError(str(exc)) from None
+    report = Report(script, target, how, options.original, options.ranks)
+
+    if options.keep is not None:
+        workdir = options.keep.resolve()
+        if workdir.exists() and any(workdir.iterdir()):
+            raise SetupError(f"--keep {workdir}: directory exists and is not empty")
+        workdir.mkdir(parents=True, exist_ok=True)
+        report.kept = True
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="ddpfix-verify-"))
+    report.workdir = workdir
+    try:
+        _run_in(workdir, options, report, say)
+    finally:
+        if not report.kept:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return report
+
+
+def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
+    target = report.target
+    code_dir, data_dir, output_dir, probe_dir = (
+        workdir / "code",
+        workdir / "data",
+        workdir / "output",
+        workdir / "probe",
+    )
+    say(f"copying {options.script.parent} into the sandbox")
+    shutil.copytree(options.script.parent, code_dir, ignore=COPY_IGNORE, symlinks=True)
+    for directory in (data_dir, output_dir, probe_dir):
+        directory.mkdir()
+    script = code_dir / options.script.name
+    if not options.original:
+        say("patching the copy")
+        report.fixes = _patch_copy(code_dir, options.rules)
+
+    expected_keys: list[str] = []
+    args = list(options.script_args)
+    if target is not None:
+        say(f"building a tiny {target.model_type} model (cached after the first run)")
+        model_dir, report.model_cached = ensure_model(target.model_type)
+        say(f"writing synthetic {target.dataset} data")
+        expected_keys = GENERATORS[target.dataset](data_dir)
+        args = target.script_args(model=model_dir, data=data_dir, output=output_dir) + args
+
+    plan = launch.plan(
+        script,
+        args,
+        ranks=options.ranks,
+        probe_dir=probe_dir,
+        cwd=code_dir,
+        cuda_devices=launch.cuda_device_count(),
+    )
+    report.plan = plan
+    say(f"launching {options.ranks} rank(s) on {plan.device}" + (f" ({plan.notice})" if plan.notice else ""))
+    log = workdir / "launch.log"
+    outcome = launch.run(plan, timeout=options.timeout, log=log, probe_dir=probe_dir)
+    report.outcome = outcome
+    say("checking the results")
+    report.records = read_records(probe_dir)
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    report.log_tail = "\n".join(lines[-25:])
+    expect = checks.Expectations(
+        ranks=options.ranks,
+        checkpoints=target.checkpoints if target else (),
+        results=tuple(
+            checks.Results(r.path, r.format, tuple(expected_keys)) for r in target.results
+        )
+        if target
+        else (),
+        evaluation=target is not None,
+    )
+    run_data = checks.Run(
+        records=report.records,
+        returncode=outcome.returncode,
+        timed_out=outcome.timed_out,
+        timeout=options.timeout,
+        output_dir=output_dir,
+        stacks=outcome.stacks,
+        log_tail="\n".join(lines[-200:]),
+        load_checkpoint=_load_checkpoint,
+    )
+    report.rows = checks.evaluate(run_data, expect)

@@ -1,0 +1,43 @@
+"""The verdict table a user sees, and its JSON twin."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from patcher.verify.command import Report
+
+
+def print_report(report: Report, console: Console) -> None:
+    target = report.target.name if report.target else "(none: script arguments given)"
+    mode = "original script, unpatched" if report.original else f"patched copy ({report.fixes} fixes)"
+    console.print(Text.assemble(("target: ", "bold"), f"{target} (identified by {report.identified_by})"))
+    console.print(Text.assemble(("mode: ", "bold"), mode))
+    if report.plan is not None and report.plan.notice:
+        console.print(Text.assemble(("notice: ", "bold yellow"), report.plan.notice))
+    table = Table(show_lines=False)
+    table.add_column("check", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("evidence")
+    for row in report.rows:
+        table.add_row(
+            row.name,
+            Text("pass", style="green") if row.ok else Text("FAIL", style="bold red"),
+            Text(row.evidence),
+        )
+    console.print(table)
+    if not report.passed and report.log_tail:
+        console.print(Text("last lines of the launch log:", style="bold"))
+        console.print(Text(report.log_tail, style="dim"))
+    if report.kept and report.workdir is not None:
+        console.print(Text(f"sandbox, logs and outputs kept in {report.workdir}"))
+    seconds = f" in {report.outcome.seconds:.1f} s" if report.outcome else ""
+    style = "bold green" if report.passed else "bold red"
+    console.print(Text(report.verdict + seconds, style=style))
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(report.to_json(), indent=2)

@@ -1,0 +1,135 @@
+"""Verify targets (``upstream/targets/*.toml``) and how a script is matched to one.
+
+Identification is by exact sha256 first, then by a structural fingerprint: the strings a script is
+recognisable by (checkpoint and predictions names, metric keys, its argparse flags and function
+names). A fork that adds flags, renames files or drops sampling still shares most of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import libcst as cst
+
+from patcher.tree import walk
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+TARGET_DIR = Path(__file__).resolve().parent.parent.parent / "upstream" / "targets"
+MATCH_THRESHOLD = 0.7
+
+
+class TargetError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ResultsFile:
+    path: str
+    format: str
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    title: str
+    repo: str
+    commit: str
+    path: str
+    sha256: str
+    model_type: str
+    dataset: str
+    args: tuple[str, ...]
+    checkpoints: tuple[str, ...]
+    results: tuple[ResultsFile, ...]
+    fingerprint: frozenset[str]
+
+    def script_args(self, *, model: Path, data: Path, output: Path) -> list[str]:
+        values = {"model": str(model), "data": str(data), "output": str(output)}
+        return [arg.format(**values) for arg in self.args]
+
+
+def _target(path: Path) -> Target:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        results = tuple(ResultsFile(r["path"], r["format"]) for r in data.get("results", []))
+        for result in results:
+            kind = result.format.partition(":")[0]
+            if kind not in ("tsv", "jsonl"):
+                raise TargetError(f"{path.name}: unknown results format {result.format!r}")
+        return Target(
+            name=data["name"],
+            title=data["title"],
+            repo=data["repo"],
+            commit=data.get("commit", ""),
+            path=data["path"],
+            sha256=data.get("sha256", ""),
+            model_type=data["model_type"],
+            dataset=data["dataset"],
+            args=tuple(data["args"]),
+            checkpoints=tuple(data.get("checkpoints", [])),
+            results=results,
+            fingerprint=frozenset(data.get("fingerprint", [])),
+        )
+    except (KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
+        raise TargetError(f"{path}: invalid target manifest ({exc})") from None
+
+
+def load_targets(directory: Path = TARGET_DIR) -> dict[str, Target]:
+    return {t.name: t for t in map(_target, sorted(directory.glob("*.toml")))}
+
+
+def script_features(source: str) -> set[str]:
+    """Strings a script is recognisable by: its string literals and function/class names."""
+    try:
+        module = cst.parse_module(source)
+    except cst.ParserSyntaxError:
+        return set()
+    features = set()
+    for node in walk(module):
+        if isinstance(node, cst.SimpleString):
+            text = node.raw_value
+            features.add(text)
+            features.update(part for part in text.replace("/", " ").split() if part)
+        elif isinstance(node, (cst.FunctionDef, cst.ClassDef)):
+            features.add(node.name.value)
+    return features
+
+
+@dataclass(frozen=True)
+class Match:
+    target: Target
+    how: str  # "sha256" or "fingerprint"
+    score: float
+
+
+def identify(script: Path, targets: dict[str, Target]) -> tuple[Match | None, list[Match]]:
+    """The target this script is, or a fork of; and every candidate with its score."""
+    data = script.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    for target in targets.values():
+        if target.sha256 and target.sha256 == digest:
+            return Match(target, "sha256", 1.0), []
+    features = script_features(data.decode("utf-8", errors="replace"))
+    scored = sorted(
+        (
+            Match(t, "fingerprint", len(t.fingerprint & features) / len(t.fingerprint))
+            for t in targets.values()
+            if t.fingerprint
+        ),
+        key=lambda m: m.score,
+        reverse=True,
+    )
+    best = scored[0] if scored else None
+    if best is None or best.score < MATCH_THRESHOLD:
+        return None, scored
+    runner_up = scored[1].score if len(scored) > 1 else 0.0
+    if best.score - runner_up < 0.05:
+        return None, scored  # too close to call: ask for --target
+    return best, scored
