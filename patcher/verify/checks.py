@@ -127,11 +127,24 @@ def no_hang(run: Run, expect: Expectations) -> Row:
     return Row(name, False, f"still running after {run.timeout:g} s, killed{detail}")
 
 
+_COLLECTIVE_SIGNS = ("Connection closed by peer", "collective", "Connection reset by peer")
+
+
+def _hint(summary: str) -> str:
+    if any(sign in summary for sign in _COLLECTIVE_SIGNS):
+        return (
+            " (a collective the other ranks never joined: does rank 0 evaluate through the "
+            "DDP wrapper? see DDP004)"
+        )
+    return ""
+
+
 def exited_cleanly(run: Run, expect: Expectations) -> Row:
     name = "every rank exited 0"
     for record in run.records:
         if record.exception is not None:
-            return Row(name, False, f"{record.label} raised {record.exception.summary}")
+            summary = record.exception.summary.splitlines()[0][:240]
+            return Row(name, False, f"{record.label} raised {summary}{_hint(summary)}")
     for record in run.records:
         if record.exit_code is None and not run.timed_out:
             return Row(name, False, f"{record.label} was killed before it could exit")

@@ -1,0 +1,212 @@
+"""Every verify check against crafted probe records: no processes, no torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from patcher.verify import checks
+from patcher.verify.records import Exception_, RankRecord, apply_event, read_records
+
+KEYS = tuple(f"{i}" for i in range(8))
+
+
+def _rank(rank: int, *, writes=(), steps=4, evals=0, exit_code=0, exception=None) -> RankRecord:
+    return RankRecord(
+        pid=1000 + rank,
+        env_rank=rank,
+        env_local_rank=rank,
+        env_world_size=2,
+        dist_rank=rank,
+        dist_world_size=2,
+        backend="gloo",
+        writes=list(writes),
+        steps=steps,
+        eval_calls=evals,
+        exit_code=exit_code,
+        exception=exception,
+    )
+
+
+def _healthy(out: Path) -> list[RankRecord]:
+    (out / "ckpt").mkdir()
+    (out / "ckpt" / "model.bin").write_bytes(b"weights")
+    (out / "predictions.txt").write_text("".join(f"{k}\t1\n" for k in KEYS))
+    rank0 = _rank(
+        0,
+        writes=[
+            (str(out / "ckpt" / "model.bin"), "torch.save"),
+            (str(out / "predictions.txt"), "open"),
+        ],
+        evals=2,
+    )
+    return [rank0, _rank(1)]
+
+
+def _run(out: Path, records, **kwargs) -> checks.Run:
+    values = {"returncode": 0, "timed_out": False, "timeout": 60.0, "output_dir": out}
+    values.update(kwargs)
+    return checks.Run(records=records, **values)
+
+
+EXPECT = checks.Expectations(
+    ranks=2,
+    checkpoints=("ckpt/model.bin",),
+    results=(checks.Results("predictions.txt", "tsv:1", KEYS),),
+)
+
+
+def _rows(run: checks.Run) -> dict[str, checks.Row]:
+    return {row.name: row for row in checks.evaluate(run, EXPECT)}
+
+
+def test_healthy_run_passes(tmp_path: Path) -> None:
+    rows = checks.evaluate(_run(tmp_path, _healthy(tmp_path)), EXPECT)
+    assert all(row.ok for row in rows), rows
+    assert checks.verdict(rows) == "PASS: all 6 checks passed"
+    by_name = {row.name: row for row in rows}
+    assert by_name["ranks joined"].evidence == (
+        "2 processes, ranks 0, 1, world size 2 (gloo), 4, 4 optimizer steps"
+    )
+    assert by_name["results complete"].evidence == (
+        "predictions.txt: 8 of 8 lines, in order (rank 0)"
+    )
+
+
+def test_every_process_ran_as_rank_minus_one(tmp_path: Path) -> None:
+    records = _healthy(tmp_path)
+    for record in records:
+        record.dist_rank = record.dist_world_size = record.backend = None
+    rows = checks.evaluate(_run(tmp_path, records), EXPECT)
+    assert checks.verdict(rows) == (
+        "FAIL: ranks joined: 2 processes, torch.distributed never initialised: every process "
+        "ran as rank -1 (the script does not read LOCAL_RANK)"
+    )
+
+
+def test_a_process_that_never_started(tmp_path: Path) -> None:
+    rows = _rows(_run(tmp_path, _healthy(tmp_path)[:1]))
+    assert rows["ranks joined"].evidence == "1 of 2 processes started"
+
+
+def test_hang_names_where_each_rank_waits(tmp_path: Path) -> None:
+    records = _healthy(tmp_path)
+    records[1].exit_code = None
+    stack = 'Thread 0x1 (most recent call first):\n  File "/x/run.py", line 42 in train\n'
+    run = _run(tmp_path, records, timed_out=True, returncode=None, stacks={1001: stack})
+    rows = _rows(run)
+    assert not rows["no hang"].ok
+    assert rows["no hang"].evidence == (
+        'still running after 60 s, killed; rank 1 at File "/x/run.py", line 42 in train'
+    )
+    assert checks.verdict(list(rows.values())).startswith("FAIL: no hang: still running")
+
+
+def test_a_rank_that_died(tmp_path: Path) -> None:
+    records = _healthy(tmp_path)
+    records[1].exception = Exception_("RuntimeError", "Connection closed by peer [1]:2", "tb")
+    records[1].exit_code = 1
+    rows = _rows(_run(tmp_path, records, returncode=1))
+    assert rows["every rank exited 0"].evidence.startswith(
+        "rank 1 raised RuntimeError: Connection closed by peer [1]:2 (a collective the other "
+        "ranks never joined"
+    )
+
+
+def test_a_rank_killed_without_exit(tmp_path: Path) -> None:
+    records = _healthy(tmp_path)
+    records[0].exit_code = None
+    rows = _rows(_run(tmp_path, records, returncode=-9))
+    assert rows["every rank exited 0"].evidence == "rank 0 was killed before it could exit"
+
+
+def test_argparse_error_is_quoted_from_the_log(tmp_path: Path) -> None:
+    records = _healthy(tmp_path)
+    for record in records:
+        record.dist_rank = None
+        record.exit_code = 2
+    log = "usage: run.py [-h]\nrun.py: error: unrecognized arguments: --local-rank=0\n"
+    rows = _rows(_run(tmp_path, records, returncode=1, log_tail=log))
+    assert rows["ranks joined"].evidence.endswith(
+        "exited with code 2 before joining: run.py: error: unrecognized arguments: --local-rank=0)"
+    )
+
+
+def test_duplicate_checkpoint_writer(tmp_path: Path) -> None:
+    records = _healthy(tmp_path)
+    records[1].writes.append((str(tmp_path / "ckpt" / "model.bin"), "torch.save"))
+    rows = _rows(_run(tmp_path, records))
+    assert rows["checkpoints"].evidence == (
+        "ckpt/model.bin written by 2 processes (rank 0, rank 1)"
+    )
+
+
+def test_checkpoint_that_does_not_load(tmp_path: Path) -> None:
+    run = _run(tmp_path, _healthy(tmp_path), load_checkpoint=lambda path: "UnpicklingError: bad")
+    assert (
+        _rows(run)["checkpoints"].evidence == "ckpt/model.bin does not load: UnpicklingError: bad"
+    )
+
+
+def test_missing_checkpoint(tmp_path: Path) -> None:
+    records = _healthy(tmp_path)
+    (tmp_path / "ckpt" / "model.bin").unlink()
+    assert (
+        _rows(_run(tmp_path, records))["checkpoints"].evidence == "ckpt/model.bin was not written"
+    )
+
+
+def test_rank_zero_scored_a_shard(tmp_path: Path) -> None:
+    records = _healthy(tmp_path)
+    (tmp_path / "predictions.txt").write_text("".join(f"{k}\t1\n" for k in ("0", "2", "4", "6")))
+    row = _rows(_run(tmp_path, records))["results complete"]
+    assert row.evidence == (
+        "predictions.txt has 4 of 8 lines: rank 0 scored a DistributedSampler shard"
+    )
+
+
+@pytest.mark.parametrize(
+    ("keys", "evidence"),
+    [
+        (["1", "0", *KEYS[2:]], "predictions.txt is out of dataset order from line 1"),
+        (["0", "0", *KEYS[2:]], "predictions.txt lists some examples twice"),
+        (["x", *KEYS[1:]], "predictions.txt misses 1 test examples"),
+    ],
+)
+def test_incomplete_or_misordered_predictions(tmp_path: Path, keys, evidence) -> None:
+    records = _healthy(tmp_path)
+    (tmp_path / "predictions.txt").write_text("".join(f"{k}\t1\n" for k in keys))
+    assert _rows(_run(tmp_path, records))["results complete"].evidence.startswith(evidence)
+
+
+def test_results_written_by_two_ranks(tmp_path: Path) -> None:
+    records = _healthy(tmp_path)
+    records[1].writes.append((str(tmp_path / "predictions.txt"), "open"))
+    row = _rows(_run(tmp_path, records))["results complete"]
+    assert row.evidence == "predictions.txt written by 2 processes (rank 0, rank 1)"
+
+
+def test_evaluation_never_ran(tmp_path: Path) -> None:
+    records = _healthy(tmp_path)
+    records[0].eval_calls = 0
+    row = _rows(_run(tmp_path, records))["evaluation ran"]
+    assert not row.ok and row.evidence.startswith("no process ever called model.eval()")
+
+
+def test_records_are_read_from_probe_lines(tmp_path: Path) -> None:
+    (tmp_path / "events-7.jsonl").write_text(
+        '{"kind": "start", "env": {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"}}\n'
+        '{"kind": "dist_init", "rank": 1, "world_size": 2, "backend": "gloo"}\n'
+        '{"kind": "write", "path": "/o/a.bin", "how": "torch.save"}\n'
+        '{"kind": "eval_mode"}\n'
+        '{"kind": "exit", "code": 0, "steps": 3}\n'
+        '{"kind": "write", "path": "/o/b'  # cut short by a kill
+    )
+    (record,) = read_records(tmp_path)
+    assert (record.pid, record.rank, record.dist_world_size, record.backend) == (7, 1, 2, "gloo")
+    assert record.writes == [("/o/a.bin", "torch.save")]
+    assert (record.exit_code, record.steps, record.eval_calls) == (0, 3, 1)
+    other = RankRecord(pid=1)
+    apply_event(other, {"kind": "exception", "type": "E", "message": "m", "traceback": "t"})
+    assert other.exception is not None and other.exception.summary == "E: m"
