@@ -139,12 +139,25 @@ def _hint(summary: str) -> str:
     return ""
 
 
+def _root_cause(records: Sequence[RankRecord]) -> RankRecord | None:
+    """The rank whose exception came first; a peer's "connection closed" is a consequence."""
+    failed = [r for r in records if r.exception is not None]
+    if not failed:
+        return None
+
+    def key(record: RankRecord) -> tuple[bool, float]:
+        assert record.exception is not None
+        return bool(_hint(record.exception.summary)), record.exception.time
+
+    return min(failed, key=key)
+
+
 def exited_cleanly(run: Run, expect: Expectations) -> Row:
     name = "every rank exited 0"
-    for record in run.records:
-        if record.exception is not None:
-            summary = record.exception.summary.splitlines()[0][:240]
-            return Row(name, False, f"{record.label} raised {summary}{_hint(summary)}")
+    record = _root_cause(run.records)
+    if record is not None and record.exception is not None:
+        summary = record.exception.summary.splitlines()[0][:240]
+        return Row(name, False, f"{record.label} raised {summary}{_hint(summary)}")
     for record in run.records:
         if record.exit_code is None and not run.timed_out:
             return Row(name, False, f"{record.label} was killed before it could exit")

@@ -13,6 +13,7 @@ class Exception_:
     type: str
     message: str
     traceback: str
+    time: float = 0.0
 
     @property
     def summary(self) -> str:
@@ -112,7 +113,10 @@ def apply_event(record: RankRecord, event: dict[str, Any]) -> None:
             record.writes.append(entry)
     elif kind == "exception" and record.exception is None:
         record.exception = Exception_(
-            str(event.get("type")), str(event.get("message")), str(event.get("traceback"))
+            str(event.get("type")),
+            str(event.get("message")),
+            str(event.get("traceback")),
+            float(event.get("time") or 0.0),
         )
     elif kind == "exit":
         record.exit_code = _int(event.get("code"))

@@ -1,0 +1,190 @@
+"""End-to-end ``ddpfix verify``: real accelerate launches of 2 CPU ranks (gloo), no GPU needed.
+
+The bundled examples are legacy-style scripts written for ddpfix; the upstream CodeXGLUE scripts
+are verified the same way in test_upstream_verify.py when a checkout is available.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("accelerate")
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFECT = ROOT / "examples" / "defect_detection" / "run.py"
+CLONE = ROOT / "examples" / "clone_detection" / "run.py"
+CASES = Path(__file__).resolve().parent / "verify_cases"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("ddpfix-cache")
+
+
+def verify(cache: Path, *args: str, timeout: float = 600) -> tuple[int, dict]:
+    env = {**os.environ, "DDPFIX_CACHE": str(cache)}
+    run = subprocess.run(
+        [sys.executable, "-m", "patcher", "verify", "--format", "json", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    try:
+        report = json.loads(run.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"no JSON report (exit {run.returncode}):\n{run.stdout}\n{run.stderr}")
+    return run.returncode, report
+
+
+def _running(pid: int, wait: float = 5.0) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting to be reaped does not), after ``wait`` s."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        if state == "Z" or time.monotonic() > deadline:
+            return state != "Z"
+        time.sleep(0.1)
+
+
+def _digest(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+def test_patched_example_passes_and_user_files_stay(cache: Path) -> None:
+    before = _digest(DEFECT.parent)
+    code, report = verify(cache, DEFECT)
+    assert code == 0, report["verdict"] + "\n" + report["log_tail"]
+    assert report["target"] == "example-defect-detection"
+    assert report["identified_by"] == "fingerprint"
+    assert report["mode"] == "patched" and report["fixes_applied"] > 0
+    assert report["device"] == "cpu"
+    assert report["notice"] == "0 CUDA devices for 2 ranks: simulating 2 ranks on the CPU (gloo)"
+    assert [c["check"] for c in report["checks"] if c["ok"]] == [
+        "ranks joined",
+        "no hang",
+        "every rank exited 0",
+        "evaluation ran",
+        "checkpoints",
+        "results complete",
+    ]
+    assert "--multi_gpu" in report["command"] and "--cpu" not in report["command"]
+    ranks = sorted(p["distributed"]["rank"] for p in report["processes"])
+    assert ranks == [0, 1]
+    assert _digest(DEFECT.parent) == before
+
+
+def test_original_example_fails_with_the_cause(cache: Path) -> None:
+    code, report = verify(cache, DEFECT, "--original")
+    assert code == 1
+    assert report["mode"] == "original" and report["fixes_applied"] == 0
+    assert report["verdict"] == (
+        "FAIL: ranks joined: 2 processes, torch.distributed never initialised: every process "
+        "ran as rank -1 (the script does not read LOCAL_RANK)"
+    )
+    writers = [p for p in report["processes"] if p["writes"]]
+    assert len(writers) == 2  # both "rank -1" processes wrote the same files
+
+
+def test_second_target_patched_passes_and_seed_fix_fails(cache: Path) -> None:
+    code, report = verify(cache, CLONE)
+    assert code == 0, report["verdict"] + "\n" + report["log_tail"]
+    assert report["target"] == "example-clone-detection"
+    # The popular sed fix: read LOCAL_RANK and widen the gate, nothing else.
+    code, seed = verify(cache, CLONE, "--select", "PRT,DDP001,DDP002,DDP003")
+    assert code == 1
+    assert seed["verdict"].startswith("FAIL: every rank exited 0: rank 0 raised RuntimeError")
+    assert "see DDP004" in seed["verdict"]
+
+
+def test_original_second_target_names_the_import_error(cache: Path) -> None:
+    code, report = verify(cache, CLONE, "--original", "--target", "example-clone-detection")
+    assert code == 1
+    assert report["identified_by"] == "--target"
+    assert "raised ModuleNotFoundError: No module named 'tensorboardX'" in report["verdict"]
+
+
+def test_a_hang_is_killed_with_stacks_and_no_survivors(cache: Path, tmp_path: Path) -> None:
+    keep = tmp_path / "kept"
+    started = time.monotonic()
+    code, report = verify(
+        cache, CASES / "collective.py", "--timeout", "8", "--keep", keep, "--", "--mode", "hang"
+    )
+    assert code == 1
+    assert time.monotonic() - started < 8 + 40
+    assert report["target"] is None
+    assert report["verdict"].startswith("FAIL: no hang: still running after 8 s, killed")
+    assert "barrier" in "".join(report["stacks"].values())
+    assert report["stacks"]
+    assert not [pid for pid in map(int, report["stacks"]) if _running(pid)]
+
+
+def test_a_crash_names_the_rank(cache: Path) -> None:
+    code, report = verify(cache, CASES / "collective.py", "--", "--mode", "crash")
+    assert code == 1
+    assert report["verdict"] == (
+        "FAIL: every rank exited 0: rank 1 raised RuntimeError: rank 1 lost its data"
+    )
+
+
+def test_ctrl_c_leaves_no_process(cache: Path, tmp_path: Path) -> None:
+    keep = tmp_path / "kept"
+    env = {**os.environ, "DDPFIX_CACHE": str(cache)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "patcher",
+            "verify",
+            str(CASES / "collective.py"),
+            "--keep",
+            str(keep),
+            "--format",
+            "json",
+            "--",
+            "--mode",
+            "hang",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    probe = keep / "probe"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(probe.glob("events-*.jsonl"))) < 2:
+        time.sleep(0.2)
+    pids = [int(p.stem.split("-")[1]) for p in probe.glob("events-*.jsonl")]
+    assert len(pids) == 2
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 130
+    assert not [pid for pid in pids if _running(pid)]
+    assert b"interrupted" in process.stderr.read()
+
+
+def test_unknown_script_gets_a_clear_message(cache: Path, tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text("print('hello')\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "patcher", "verify", str(script)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DDPFIX_CACHE": str(cache)},
+    )
+    assert run.returncode == 2
+    assert "cannot tell which known script train.py is" in run.stderr
+    assert "Pass --target NAME" in run.stderr
