@@ -11,6 +11,7 @@ directory (read, prefilter, parse, all rules, render; nothing written) and (b) a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
@@ -46,10 +47,8 @@ def main() -> None:
     files = discover(roots).files
     texts = []
     for path in files:
-        try:
+        with contextlib.suppress(SourceError):
             texts.append(read_source(path).text)
-        except SourceError:
-            pass
     rules = all_rules()
 
     def engine() -> None:
@@ -58,10 +57,8 @@ def main() -> None:
 
     def bare() -> None:
         for path in files:
-            try:
+            with contextlib.suppress(SourceError, cst.ParserSyntaxError):
                 cst.parse_module(read_source(path).text).code  # noqa: B018
-            except (SourceError, cst.ParserSyntaxError):
-                pass
 
     engine()  # warm caches and imports once
     ddpfix_s, bare_s = _median(engine), _median(bare)

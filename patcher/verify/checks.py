@@ -83,11 +83,13 @@ def ranks_joined(run: Run, expect: Expectations) -> Row:
     ranks = sorted(r.rank for r in records)
     worlds = sorted({r.dist_world_size for r in records}, key=lambda w: w or 0)
     if ranks != list(range(n)) or worlds != [n]:
-        return Row(name, False, f"ranks {_ranks_text(ranks)} with world sizes {worlds}, not 0..{n - 1}")
-    backends = sorted({r.backend or "?" for r in records})
+        found = f"ranks {_ranks_text(ranks)} with world sizes {worlds}"
+        return Row(name, False, f"{found}, not 0..{n - 1}")
+    backends = ", ".join(sorted({r.backend or "?" for r in records}))
     steps = [r.steps for r in records]
     stepped = "" if None in steps else f", {_ranks_text(steps)} optimizer steps"  # type: ignore[arg-type]
-    return Row(name, True, f"{n} processes, ranks {_ranks_text(ranks)}, world size {n} ({', '.join(backends)}){stepped}")
+    joined = f"{n} processes, ranks {_ranks_text(ranks)}, world size {n} ({backends})"
+    return Row(name, True, joined + stepped)
 
 
 def _error_line(log_tail: str) -> str | None:
@@ -120,7 +122,8 @@ def no_hang(run: Run, expect: Expectations) -> Row:
     for record in run.records:
         stack = run.stacks.get(record.pid)
         if stack:
-            frames = [line.strip() for line in stack.splitlines() if line.strip().startswith("File")]
+            lines = (line.strip() for line in stack.splitlines())
+            frames = [line for line in lines if line.startswith("File")]
             if frames:
                 where.append(f"{record.label} at {frames[0]}")
     detail = f"; {'; '.join(where)}" if where else ""

@@ -7,8 +7,10 @@ logs and probe records stay in the sandbox (kept with ``--keep DIR``).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,7 +131,7 @@ def _load_checkpoint(path: Path) -> str | None:
     for file in files:
         try:
             torch.load(file, weights_only=True, map_location="cpu")
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
+        except Exception as exc:
             return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     return None
 
@@ -165,7 +167,14 @@ def run(options: Options, progress=None) -> Report:
     return report
 
 
+def _warm_torch() -> None:
+    """Import torch (for the checkpoint checks) while the ranks run, not after."""
+    with contextlib.suppress(Exception):
+        import torch  # noqa: F401
+
+
 def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
+    threading.Thread(target=_warm_torch, daemon=True).start()
     target = report.target
     code_dir, data_dir, output_dir, probe_dir = (
         workdir / "code",
@@ -200,7 +209,8 @@ def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
         cuda_devices=launch.cuda_device_count(),
     )
     report.plan = plan
-    say(f"launching {options.ranks} rank(s) on {plan.device}" + (f" ({plan.notice})" if plan.notice else ""))
+    notice = f" ({plan.notice})" if plan.notice else ""
+    say(f"launching {options.ranks} rank(s) on {plan.device}{notice}")
     log = workdir / "launch.log"
     outcome = launch.run(plan, timeout=options.timeout, log=log, probe_dir=probe_dir)
     report.outcome = outcome

@@ -29,7 +29,8 @@ def bigclonebench(out: Path) -> list[str]:
         lines = []
         for k in range(count):
             a = (k + offset) % len(funcs)
-            b = (a + 4 * (1 + k % 3)) % len(funcs) if all_clones or k % 2 == 0 else (a + 1) % len(funcs)
+            clone = all_clones or k % 2 == 0  # same family four ids apart, else the next family
+            b = (a + 4 * (1 + k % 3)) % len(funcs) if clone else (a + 1) % len(funcs)
             label = int(funcs[a].family == funcs[b].family)
             lines.append(f"{ids[a]}\t{ids[b]}\t{label}")
         return lines

@@ -52,11 +52,16 @@ def free_port() -> int:
 
 
 def cuda_device_count() -> int:
+    """CUDA devices torch can use; without a driver's device node, 0 without importing torch."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "" or not (
+        Path("/dev/nvidiactl").exists() or sys.platform != "linux"
+    ):
+        return 0
     try:
         import torch
 
         return torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except Exception:  # noqa: BLE001 - no torch, no GPU
+    except Exception:
         return 0
 
 
@@ -98,9 +103,7 @@ def plan(
             "GLOO_SOCKET_IFNAME": "lo",
             "PYTHONUNBUFFERED": "1",
             "DDPFIX_PROBE_DIR": str(probe_dir),
-            "PYTHONPATH": os.pathsep.join(
-                [str(PROBE_DIR), *filter(None, [env.get("PYTHONPATH")])]
-            ),
+            "PYTHONPATH": os.pathsep.join([str(PROBE_DIR), *filter(None, [env.get("PYTHONPATH")])]),
         }
     )
     env.pop("DDPFIX_PROBE_OWNER", None)
@@ -236,5 +239,5 @@ def run(plan: Plan, *, timeout: float, log: Path, probe_dir: Path) -> Outcome:
     return outcome
 
 
-def _raise_interrupt(signum, frame):  # noqa: ARG001
+def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt

@@ -26,11 +26,10 @@ def cache_root() -> Path:
 
 
 def _versions() -> str:
-    import tokenizers
-    import torch
-    import transformers
+    """Library versions from package metadata: no need to import torch just to name the cache."""
+    from importlib.metadata import version
 
-    return f"torch{torch.__version__}-tf{transformers.__version__}-tok{tokenizers.__version__}"
+    return f"torch{version('torch')}-tf{version('transformers')}-tok{version('tokenizers')}"
 
 
 def model_path(model_type: str) -> Path:

@@ -13,8 +13,12 @@ from patcher.verify.command import Report
 
 def print_report(report: Report, console: Console) -> None:
     target = report.target.name if report.target else "(none: script arguments given)"
-    mode = "original script, unpatched" if report.original else f"patched copy ({report.fixes} fixes)"
-    console.print(Text.assemble(("target: ", "bold"), f"{target} (identified by {report.identified_by})"))
+    if report.original:
+        mode = "original script, unpatched"
+    else:
+        mode = f"patched copy ({report.fixes} fixes)"
+    how = f"{target} (identified by {report.identified_by})"
+    console.print(Text.assemble(("target: ", "bold"), how))
     console.print(Text.assemble(("mode: ", "bold"), mode))
     if report.plan is not None and report.plan.notice:
         console.print(Text.assemble(("notice: ", "bold yellow"), report.plan.notice))

@@ -21,8 +21,26 @@ _FAMILIES = (
     "int {f}(String {a}, char {m}) {{ int {s} = 0; for (char {i} : {a}.toCharArray()) {{ if ({i} == {m}) {s}++; }} return {s}; }}",
 )
 _NAMES = (
-    "total", "acc", "value", "result", "count", "tmp", "left", "right", "buf", "item",
-    "index", "cursor", "best", "data", "arr", "text", "num", "limit", "pos", "key",
+    "total",
+    "acc",
+    "value",
+    "result",
+    "count",
+    "tmp",
+    "left",
+    "right",
+    "buf",
+    "item",
+    "index",
+    "cursor",
+    "best",
+    "data",
+    "arr",
+    "text",
+    "num",
+    "limit",
+    "pos",
+    "key",
 )
 _VERBS = ("compute", "find", "check", "build", "get", "calc", "make", "scan", "eval", "run")
 _NOUNS = ("Sum", "Max", "Palindrome", "Reverse", "Factorial", "Gcd", "Sort", "Count")

@@ -38,7 +38,7 @@ def _chain_next_sitecustomize() -> None:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception:  # noqa: BLE001 - theirs, not ours
+    except Exception:
         traceback.print_exc()
 
 
@@ -48,7 +48,7 @@ def _rank() -> int:
 
         if dist.is_available() and dist.is_initialized():
             return dist.get_rank()
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     return int(os.environ.get("RANK", "-1"))
 
@@ -61,14 +61,14 @@ def _emit(kind: str, **data) -> None:
         handle = _state["files"]
         handle.write(json.dumps(data, default=str) + "\n")
         handle.flush()
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
 
 
 def _record_write(path, how: str) -> None:
     try:
         _emit("write", path=os.path.abspath(os.fspath(path)), how=how, rank=_rank())
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
 
 
@@ -94,7 +94,7 @@ def _patch_torch(torch) -> None:
                 _emit("first_step", rank=_rank())
 
         register_optimizer_step_post_hook(count)
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
 
     eval_mode = torch.nn.Module.eval
@@ -120,7 +120,7 @@ def _patch_distributed(dist) -> None:
                 world_size=dist.get_world_size(),
                 backend=str(dist.get_backend()),
             )
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         return result
 
@@ -172,12 +172,12 @@ class _AfterImport(importlib.abc.MetaPathFinder):
             original(module)
             try:
                 patch(module)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
 
         try:
             loader.exec_module = exec_module
-        except Exception:  # noqa: BLE001
+        except Exception:
             return spec
         return spec
 
@@ -238,8 +238,17 @@ def _start() -> None:
     stacks = open(os.path.join(_DIR, f"stacks-{os.getpid()}.txt"), "w")  # noqa: SIM115
     _state["stacks"] = stacks
     faulthandler.register(signal.SIGUSR1, file=stacks, all_threads=True)
-    env = {k: os.environ.get(k) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
-                                           "GROUP_RANK", "MASTER_PORT")}
+    env = {
+        k: os.environ.get(k)
+        for k in (
+            "RANK",
+            "LOCAL_RANK",
+            "WORLD_SIZE",
+            "LOCAL_WORLD_SIZE",
+            "GROUP_RANK",
+            "MASTER_PORT",
+        )
+    }
     _emit("start", ppid=os.getppid(), argv=sys.argv, env=env, cwd=os.getcwd())
     sys.meta_path.insert(0, _AfterImport())
     _patch_open()
@@ -250,6 +259,6 @@ def _start() -> None:
 
 try:
     _start()
-except Exception:  # noqa: BLE001 - the probe must never break the process
+except Exception:
     pass
 _chain_next_sitecustomize()
