@@ -36,7 +36,11 @@ def _is_layout(name: str) -> bool:
 def _field_names(cls: type) -> tuple[str, ...]:
     names = _FIELDS.get(cls)
     if names is None:
-        names = tuple(f.name for f in dataclasses.fields(cls) if not _is_layout(f.name))
+        names = tuple(
+            f.name
+            for f in dataclasses.fields(cls)
+            if not _is_layout(f.name) and f.type not in (str, bool, int, "str", "bool", "int")
+        )
         # Decorators come first in the source, but after the body in the dataclass.
         if "decorators" in names:
             names = ("decorators", *(n for n in names if n != "decorators"))
@@ -78,7 +82,6 @@ class Tree:
         self._syntax = syntax
         self._parent: dict[int, cst.CSTNode] = {}
         self._order: dict[int, int] = {}
-        self._end: dict[int, int] = {}
         self._by_type: dict[type, list[cst.CSTNode]] = {}
         self._lines: dict[int, tuple[int, int]] | None = None
         self._indexed = False
@@ -88,22 +91,23 @@ class Tree:
         if self._indexed:
             return
         self._indexed = True
-        parent, order, end, by_type = self._parent, self._order, self._end, self._by_type
-        stack: list[tuple[cst.CSTNode, bool]] = [(self.module, False)]
+        parent, order, by_type = self._parent, self._order, self._by_type
+        stack: list[cst.CSTNode] = [self.module]
         count = 0
         while stack:
-            node, done = stack.pop()
-            if done:
-                end[id(node)] = count
-                continue
+            node = stack.pop()
             order[id(node)] = count
             count += 1
-            by_type.setdefault(type(node), []).append(node)
-            stack.append((node, True))
+            kind = type(node)
+            if kind in by_type:
+                by_type[kind].append(node)
+            else:
+                by_type[kind] = [node]
             kids = children(node)
             for kid in kids:
                 parent[id(kid)] = node
-            stack.extend((kid, False) for kid in reversed(kids))
+            kids.reverse()
+            stack.extend(kids)
 
     # --- structure -------------------------------------------------------------------------
 
@@ -137,12 +141,16 @@ class Tree:
     def after(self, node: cst.CSTNode, other: cst.CSTNode) -> bool:
         """Whether ``node`` starts after all of ``other`` (``other`` has fully happened)."""
         self._index()
-        return self._order[id(node)] >= self._end[id(other)]
+        return self._order[id(node)] > self._order[id(other)] and not self.contains(other, node)
 
     def contains(self, outer: cst.CSTNode, inner: cst.CSTNode) -> bool:
+        """Whether ``inner`` is ``outer`` or below it."""
         self._index()
-        start = self._order[id(outer)]
-        return start <= self._order[id(inner)] < self._end[id(outer)]
+        if outer is inner:
+            return True
+        if self._order[id(inner)] < self._order[id(outer)]:
+            return False
+        return any(a is outer for a in self.ancestors(inner))
 
     def scope(self, node: cst.CSTNode) -> cst.FunctionDef | cst.Module:
         """The function whose frame runs ``node`` (the module for top-level code)."""

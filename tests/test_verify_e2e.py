@@ -188,3 +188,36 @@ def test_unknown_script_gets_a_clear_message(cache: Path, tmp_path: Path) -> Non
     assert run.returncode == 2
     assert "cannot tell which known script train.py is" in run.stderr
     assert "Pass --target NAME" in run.stderr
+
+
+def test_probe_chains_an_existing_sitecustomize(cache: Path, tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (theirs / "sitecustomize.py").write_text(
+        f"import os\nopen(os.path.join({str(marks)!r}, str(os.getpid())), 'w').close()\n"
+    )
+    env = {**os.environ, "DDPFIX_CACHE": str(cache), "PYTHONPATH": str(theirs)}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "patcher",
+            "verify",
+            "--format",
+            "json",
+            str(CASES / "collective.py"),
+            "--",
+            "--mode",
+            "ok",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    report = json.loads(run.stdout)
+    assert run.returncode == 0, report["verdict"]
+    ranks = {str(p["pid"]) for p in report["processes"]}
+    assert ranks <= {p.name for p in marks.iterdir()}  # their sitecustomize ran in every rank
