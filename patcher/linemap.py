@@ -13,19 +13,20 @@ import difflib
 class LineMap:
     def __init__(self, original: str, current: str) -> None:
         self._identity = original == current
-        self._blocks: list[tuple[int, int, int, str]] = []
+        self._blocks: list[tuple[int, int, int, int]] = []
         if not self._identity:
             matcher = difflib.SequenceMatcher(
                 None, original.splitlines(), current.splitlines(), autojunk=False
             )
-            self._blocks = [(i1, j1, j2, tag) for tag, i1, _, j1, j2 in matcher.get_opcodes()]
+            self._blocks = [(i1, i2, j1, j2) for _, i1, i2, j1, j2 in matcher.get_opcodes()]
 
     def to_original(self, line: int) -> int:
-        """1-based line of ``current`` → 1-based line of ``original`` (start of a changed block)."""
+        """1-based line of ``current`` → 1-based line of ``original``."""
         if self._identity:
             return line
         index = line - 1
-        for i1, j1, j2, tag in self._blocks:
+        for i1, i2, j1, j2 in self._blocks:
             if j1 <= index < j2:
-                return i1 + (index - j1) + 1 if tag == "equal" else i1 + 1
+                # inside a rewritten block, line k maps to line k of the original block
+                return i1 + min(index - j1, max(i2 - i1 - 1, 0)) + 1
         return line

@@ -10,6 +10,9 @@ from patches.ddp003_rank_zero_evaluate_and_save import RankZeroEvaluateAndSave
 from patches.ddp004_evaluate_unwrapped_model import EvaluateUnwrappedModel
 from patches.ddp005_complete_rank_zero_evaluation import CompleteRankZeroEvaluation
 from patches.ddp006_eval_results_always_bound import EvalResultsAlwaysBound
+from patches.ddp007_sampler_set_epoch import SamplerSetEpoch
+from patches.ddp009_node_index_offset import NodeIndexOffset
+from patches.ddp010_collective_timeout import CollectiveTimeout
 from patches.prt001_torch_adamw import TorchAdamW
 from patches.prt002_optional_tensorboard import OptionalTensorboard
 from patches.prt003_distributed_setup_on_cpu import DistributedSetupOnCpu
@@ -23,6 +26,9 @@ RULES = (
     EvaluateUnwrappedModel,
     CompleteRankZeroEvaluation,
     EvalResultsAlwaysBound,
+    SamplerSetEpoch,
+    NodeIndexOffset,
+    CollectiveTimeout,
     TorchAdamW,
     OptionalTensorboard,
     DistributedSetupOnCpu,
