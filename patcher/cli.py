@@ -308,6 +308,98 @@ def verify(
     raise typer.Exit(code=0 if report.passed else 1)
 
 
+@app.command()
+def plan(
+    global_batch: int = typer.Option(..., "--global-batch", help="The global batch you want."),
+    per_gpu_batch: int = typer.Option(..., "--per-gpu-batch", help="The batch one GPU holds."),
+    max_gpus: int = typer.Option(8, "--max-gpus", help="Rows from 1 to this many GPUs."),
+) -> None:
+    """Gradient accumulation for 1..8 GPUs and the global batch each really gives."""
+    from patcher.batching import table
+
+    if global_batch <= 0 or per_gpu_batch <= 0 or max_gpus <= 0:
+        raise _fail("--global-batch, --per-gpu-batch and --max-gpus must be positive")
+    out, _ = _consoles()
+    grid = Table(title=f"global batch {global_batch}, {per_gpu_batch} per GPU")
+    for column in ("GPUs", "per GPU", "accumulation", "global batch", "exact"):
+        grid.add_column(column, justify="right")
+    for ranks, per_gpu, accumulation, effective, exact in table(
+        global_batch, per_gpu_batch, max_gpus
+    ):
+        grid.add_row(
+            str(ranks),
+            str(per_gpu),
+            str(accumulation),
+            str(effective),
+            Text("yes", style="green") if exact else Text(f"no ({effective})", style="red"),
+        )
+    out.print(grid)
+
+
+@app.command(epilog="Exit code: the script's own; 2 when the launch cannot be planned.")
+def launch(
+    script: Path = typer.Argument(..., metavar="SCRIPT", help="The training script."),
+    script_args: Optional[List[str]] = typer.Argument(  # noqa: UP006, UP045
+        None, metavar="[-- SCRIPT ARGS...]", help="Arguments for the script (after --)."
+    ),
+    global_batch: int = typer.Option(..., "--global-batch", help="Exact global batch."),
+    per_gpu_batch: Optional[int] = typer.Option(  # noqa: UP045
+        None, "--per-gpu-batch", help="Per-GPU batch (default: global batch / ranks)."
+    ),
+    gpus: Optional[int] = typer.Option(  # noqa: UP045
+        None, "--gpus", help="Ranks (default: the CUDA devices, or 1)."
+    ),
+    allow_inexact: bool = typer.Option(
+        False, "--allow-inexact", help="Proceed (loudly) when no exact split exists."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the command; run nothing."),
+    batch_flag: str = typer.Option(
+        "--train_batch_size", "--batch-flag", help="The script's per-process batch flag."
+    ),
+    accumulation_flag: str = typer.Option(
+        "--gradient_accumulation_steps", "--accumulation-flag", help="Its accumulation flag."
+    ),
+) -> None:
+    """Run SCRIPT under accelerate with per-GPU batch x ranks x accumulation = global batch."""
+    from patcher.launching import LaunchError, plan_launch, run_launch
+    from patcher.verify.launch import cuda_device_count
+
+    out, err = _consoles()
+    if not script.is_file():
+        raise _fail(f"{script}: no such file")
+    try:
+        launch_plan = plan_launch(
+            script,
+            list(script_args or []),
+            global_batch=global_batch,
+            per_gpu=per_gpu_batch,
+            gpus=gpus,
+            cuda_devices=cuda_device_count(),
+            allow_inexact=allow_inexact,
+            batch_flag=batch_flag,
+            accumulation_flag=accumulation_flag,
+        )
+    except (LaunchError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    split = launch_plan.split
+    err.print(
+        Text(
+            f"global batch {split.global_batch} = {split.per_gpu} per GPU x {split.ranks} "
+            f"rank(s) x {split.accumulation} accumulation step(s)"
+        )
+    )
+    for warning in launch_plan.warnings:
+        err.print(Text.assemble(("warning: ", "bold red"), warning))
+    if launch_plan.notice:
+        err.print(Text.assemble(("notice: ", "bold yellow"), launch_plan.notice))
+    out.print(Text(launch_plan.shell()))
+    if dry_run:
+        raise typer.Exit(code=0)
+    err.print(Text(f"log: {launch_plan.log}"))
+    code = run_launch(launch_plan, echo=lambda line: out.print(Text(line)))
+    raise typer.Exit(code=code)
+
+
 def _indent(code: str) -> str:
     return "".join(f"    {line}" for line in code.splitlines(keepends=True)).rstrip("\n")
 
