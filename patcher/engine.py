@@ -14,7 +14,7 @@ import libcst as cst
 from patcher.linemap import LineMap
 from patcher.rule import Finding, Fix, Rule, RuleContext
 from patcher.source import Source, SourceError, read_source, write_atomic
-from patcher.tree import Tree
+from patcher.tree import Around, Tree
 
 # Lines that only parse as Python 2; used to explain a syntax error, never to decide anything.
 _PY2_HINTS = (
@@ -80,20 +80,25 @@ MAX_PASSES = 10
 
 
 def _accept(fixes: Sequence[Fix], tree: Tree) -> list[Fix]:
-    """The fixes that can be applied together: none replaces a node inside another's.
+    """The fixes that can be applied together.
 
-    Fixes come in rule order; a fix that overlaps an accepted one waits for the next pass,
-    where its rule sees the tree with the other fix applied.
+    A replaced node is rebuilt from the original, so nothing else may change inside it; a
+    statement kept with others added around it (``Around``) may have fixes inside. Fixes come in
+    rule order; one that overlaps an accepted one waits for the next pass, where its rule sees the
+    tree with the other fix applied.
     """
-    taken: set[int] = set()
-    above: set[int] = set()
+    taken: set[int] = set()  # every accepted key
+    hard: set[int] = set()  # accepted keys that are rebuilt from the original
+    above: set[int] = set()  # ancestors of accepted keys
     accepted = []
     for fix in fixes:
         keys = {id(node) for node in fix.replacements}
+        rebuilt = {id(n) for n, new in fix.replacements.items() if not isinstance(new, Around)}
         ancestors = {id(a) for node in fix.replacements for a in tree.ancestors(node)}
-        if keys & (taken | above) or ancestors & taken:
+        if keys & taken or rebuilt & above or ancestors & hard:
             continue
         taken |= keys
+        hard |= rebuilt
         above |= ancestors
         accepted.append(fix)
     return accepted

@@ -13,13 +13,39 @@ from __future__ import annotations
 import ast
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TypeVar, Union
 
 import libcst as cst
 
 N = TypeVar("N", bound=cst.CSTNode)
-#: What a node can be replaced by: a node, or (for a statement) several statements or none.
-Replacement = Union[cst.CSTNode, Sequence[cst.BaseStatement]]
+
+
+@dataclass(frozen=True)
+class Around:
+    """Keep a statement (with whatever other fixes did inside it) and add statements around it.
+
+    With ``lead``, the first statement added before it takes over its leading comments and blank
+    lines, so an import added above a block's first import stays inside that block.
+    """
+
+    before: tuple[cst.BaseStatement, ...] = ()
+    after: tuple[cst.BaseStatement, ...] = ()
+    lead: bool = True
+    separate: bool = False  # a blank line between what is added before and the statement
+
+    def merged(self, other: Around) -> Around:
+        return Around(
+            self.before + other.before,
+            other.after + self.after,
+            self.lead,
+            self.separate or other.separate,
+        )
+
+
+#: What a node can be replaced by: a node; for a statement, several statements or none, or the
+#: same statement with others around it.
+Replacement = Union[cst.CSTNode, Sequence[cst.BaseStatement], Around]
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
 _SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
@@ -215,6 +241,13 @@ class _Replacer(cst.CSTTransformer):
             return updated_node
         if isinstance(new, cst.CSTNode):
             return new
+        if isinstance(new, Around):
+            node = updated_node
+            before = list(new.before)
+            if before and new.lead:
+                before[0] = before[0].with_changes(leading_lines=node.leading_lines)
+                node = node.with_changes(leading_lines=[cst.EmptyLine()] if new.separate else [])
+            return cst.FlattenSentinel([*before, node, *new.after])
         statements = list(new)
         return cst.FlattenSentinel(statements) if statements else cst.RemovalSentinel.REMOVE
 

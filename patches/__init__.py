@@ -11,6 +11,7 @@ from patches.ddp004_evaluate_unwrapped_model import EvaluateUnwrappedModel
 from patches.ddp005_complete_rank_zero_evaluation import CompleteRankZeroEvaluation
 from patches.ddp006_eval_results_always_bound import EvalResultsAlwaysBound
 from patches.ddp007_sampler_set_epoch import SamplerSetEpoch
+from patches.ddp008_global_rank_gates import GlobalRankGates
 from patches.ddp009_node_index_offset import NodeIndexOffset
 from patches.ddp010_collective_timeout import CollectiveTimeout
 from patches.prt001_torch_adamw import TorchAdamW
@@ -27,6 +28,7 @@ RULES = (
     CompleteRankZeroEvaluation,
     EvalResultsAlwaysBound,
     SamplerSetEpoch,
+    GlobalRankGates,
     NodeIndexOffset,
     CollectiveTimeout,
     TorchAdamW,

@@ -20,6 +20,7 @@ from patches._syntax import (
     is_collective_call,
     is_local_rank,
     module_functions,
+    string_value,
     walk,
 )
 
@@ -53,12 +54,29 @@ def rank_comparison(
     return left, values, isinstance(operator, (cst.Equal, cst.In))
 
 
+def global_rank_source(node: cst.CSTNode) -> str | None:
+    """``get_rank()`` → "get_rank"; ``int(os.environ.get("RANK", fallback))`` (or ``getenv``,
+    ``environ["RANK"]``) → "env"; anything else None."""
+    if isinstance(node, cst.Call) and callee_name(node) == "get_rank" and not node.args:
+        return "get_rank"
+    if isinstance(node, cst.Call) and callee_name(node) == "int" and len(node.args) == 1:
+        inner = node.args[0].value
+        if isinstance(inner, cst.Call) and callee_name(inner) in ("get", "getenv") and inner.args:
+            if string_value(inner.args[0].value) == "RANK":
+                return "env"
+        if isinstance(inner, cst.Subscript) and len(inner.slice) == 1:
+            index = inner.slice[0].slice
+            if isinstance(index, cst.Index) and string_value(index.value) == "RANK":
+                return "env"
+    return None
+
+
 def _global_rank_comparison(node: cst.CSTNode) -> tuple[frozenset[int], bool] | None:
-    """``torch.distributed.get_rank() == 0`` and friends."""
+    """``torch.distributed.get_rank() == 0``, ``int(os.environ.get("RANK", ...)) in [-1, 0]``."""
     if not isinstance(node, cst.Comparison) or len(node.comparisons) != 1:
         return None
     left, target = node.left, node.comparisons[0]
-    if not (isinstance(left, cst.Call) and callee_name(left) == "get_rank" and not left.args):
+    if global_rank_source(left) is None:
         return None
     if isinstance(target.operator, (cst.Equal, cst.NotEqual)):
         value = int_literal(target.comparator)
@@ -90,9 +108,11 @@ def truth(node: cst.BaseExpression, kind: int) -> bool | None:
         return _signed(_member(kind, values), positive)
     global_rank = _global_rank_comparison(node)
     if global_rank is not None:
-        if kind == SINGLE:
-            return None  # not initialised: such tests are only reached behind a local_rank test
         values, positive = global_rank
+        if kind == SINGLE:
+            if global_rank_source(node.left) == "env":  # type: ignore[attr-defined]
+                return _signed(-1 in values, positive)  # no RANK: the local rank, -1
+            return None  # not initialised: such tests are only reached behind a local_rank test
         return _signed(_member(kind, values), positive)
     if isinstance(node, cst.BooleanOperation):
         left, right = truth(node.left, kind), truth(node.right, kind)

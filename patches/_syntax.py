@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import libcst as cst
 
+from patcher.tree import Around
 from patcher.tree import walk as tree_walk
 
 LOCAL_RANK = "local_rank"
@@ -204,7 +205,7 @@ def binds_module(module: cst.Module, name: str) -> bool:
     return False
 
 
-def import_fix(module: cst.Module, name: str) -> dict[cst.CSTNode, list[cst.BaseStatement]]:
+def import_fix(module: cst.Module, name: str) -> dict[cst.CSTNode, Around]:
     """The replacement that adds ``import name`` unless it is bound already: in alphabetical
     place in the first run of plain ``import x`` lines, else after the docstring and
     ``__future__`` imports. Empty when nothing is needed."""
@@ -222,22 +223,16 @@ def import_fix(module: cst.Module, name: str) -> dict[cst.CSTNode, list[cst.Base
             block.append(index)
         for index in block:
             if (imported_module(body[index]) or "") > name:
-                if index == block[0]:
-                    return _before(body[index], new)
-                return {body[index]: [new, body[index]]}
-        return {body[block[-1]]: [body[block[-1]], new]}
+                # before the block's first import, it takes over the lines above the block
+                return {body[index]: Around(before=(new,), lead=index == block[0])}
+        return {body[block[-1]]: Around(after=(new,))}
     for statement in body:
         if not (_is_docstring(statement) or _is_future_import(statement)):
-            return _before(statement, new)
-    return {body[-1]: [body[-1], new]} if body else {}
-
-
-def _before(
-    statement: cst.BaseStatement, new: cst.SimpleStatementLine
-) -> dict[cst.CSTNode, list[cst.BaseStatement]]:
-    """Insert ``new`` before ``statement``, taking over the comments and blank lines above it."""
-    moved = new.with_changes(leading_lines=statement.leading_lines)
-    return {statement: [moved, statement.with_changes(leading_lines=[])]}
+            separate = not isinstance(statement, cst.SimpleStatementLine) or not any(
+                isinstance(s, (cst.Import, cst.ImportFrom)) for s in statement.body
+            )
+            return {statement: Around(before=(new,), separate=separate)}
+    return {body[-1]: Around(after=(new,))} if body else {}
 
 
 def _is_docstring(statement: cst.CSTNode) -> bool:

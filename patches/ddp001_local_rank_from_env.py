@@ -22,11 +22,10 @@ from dataclasses import dataclass
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patcher.tree import Tree
+from patcher.tree import Around, Replacement, Tree
 from patches._syntax import (
     dotted_name,
     import_fix,
-    imported_module,
     int_literal,
     preferred_quote,
     string_value,
@@ -164,17 +163,17 @@ def _guard(
 
 def _insertions(
     tree: Tree, option: LocalRankOption, parsers: set[str | None]
-) -> dict[cst.CSTNode, list[cst.BaseStatement]]:
+) -> dict[cst.CSTNode, Replacement]:
     """For each statement that parses the arguments: that statement followed by the guard."""
     quote = preferred_quote(tree.code)
-    found: dict[cst.CSTNode, list[cst.BaseStatement]] = {}
+    found: dict[cst.CSTNode, Replacement] = {}
     for line in tree.nodes(cst.SimpleStatementLine):
         if not isinstance(tree.parent(line), (cst.IndentedBlock, cst.Module)):
             continue
         first = line.body[0]
         parsed = _parse_target(first) if len(line.body) == 1 else None
         if parsed and _wanted(parsed[0], parsers):
-            found[line] = [line, _guard(tree.module, option, parsed[1], quote)]
+            found[line] = Around(after=(_guard(tree.module, option, parsed[1], quote),))
         elif (
             len(line.body) == 1
             and isinstance(first, cst.Return)
@@ -295,16 +294,14 @@ class LocalRankFromEnv(Rule):
                 "read LOCAL_RANK from the environment where the arguments are parsed",
             )
             return
-        replacements: dict[cst.CSTNode, list[cst.BaseStatement]] = dict(insertions)
-        for anchor, statements in import_fix(tree.module, "os").items():
-            if anchor in replacements:  # the import lands next to the parse statement itself
-                guard = replacements[anchor][1:]
-                statements = [
-                    part
-                    for statement in statements
-                    for part in [statement, *([] if imported_module(statement) else guard)]
-                ]
-            replacements[anchor] = statements
+        replacements: dict[cst.CSTNode, Replacement] = dict(insertions)
+        for anchor, around in import_fix(tree.module, "os").items():
+            present = replacements.get(anchor)
+            if isinstance(present, Around):  # the import lands next to the parse statement itself
+                around = present.merged(around)
+            elif present is not None:
+                continue  # the parse statement is rewritten: the next pass adds the import
+            replacements[anchor] = around
         first = next(iter(insertions))
         ctx.fix(
             first,

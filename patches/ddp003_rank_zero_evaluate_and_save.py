@@ -82,7 +82,7 @@ class RankZeroEvaluateAndSave(Rule):
     name = "rank-zero-evaluate-and-save"
     summary = "Evaluate and save on rank 0 (local_rank in [-1, 0]), not only when local_rank == -1."
     rationale = __doc__
-    settles = True
+    settles = False  # its rank-0 gates are what DDP008 then makes global
     triggers = ("local_rank",)
     companions = ("DDP004", "DDP005")
     companion_reason = (

@@ -39,10 +39,12 @@ def test_apply_rewrites_and_reports(script: Path) -> None:
     assert run.code == 0
     assert run.stdout == ""
     text = script.read_text()
-    assert "if args.local_rank in [-1, 0] and args.evaluate_during_training:" in text
+    gate = 'if int(os.environ.get("RANK", args.local_rank)) in [-1, 0] and args.evaluate_during'
+    assert gate in text
     assert f"{script.as_posix()}:5:5: DDP003 (fixed)" in run.stderr
     assert f"{script.as_posix()}:10:1: DDP002 (fixed)" in run.stderr
-    assert run.stderr.strip().endswith("3 fixes applied in 1 file, 1 file checked.")
+    assert f"{script.as_posix()}:5:5: DDP008 (fixed)" in run.stderr
+    assert run.stderr.strip().endswith("4 fixes applied in 1 file, 1 file checked.")
     again = ddpfix("apply", script)
     assert again.code == 0 and script.read_text() == text
     assert "no file changed" in again.stderr
@@ -129,7 +131,7 @@ def test_json_report(script: Path) -> None:
         "message": entry["findings"][0]["message"],
         "fixed": True,
     }
-    assert report["summary"] == {"files": 1, "changed": 1, "fixed": 3, "unfixed": 0, "errors": 0}
+    assert report["summary"] == {"files": 1, "changed": 1, "fixed": 4, "unfixed": 0, "errors": 0}
 
 
 def test_json_report_for_errors(tmp_path: Path) -> None:
