@@ -78,14 +78,18 @@ def test_the_four_classification_scripts_end_up_right(relative: str) -> None:
     assert re.search(r"\.parse_args\(\)\n\s+# ddpfix:.*\n\s+if \"LOCAL_RANK\" in os.environ", out)
     assert '"--local_rank", "--local-rank"' in out
     assert "local_rank == -1 and args.evaluate_during_training" not in out
-    assert "local_rank in [-1, 0] and args.evaluate_during_training" in out
+    gate = (
+        'int(os.environ.get("RANK", args.local_rank)) in [-1, 0] '
+        "and args.evaluate_during_training"
+    )
+    assert gate in out  # rank 0 of the whole job (DDP003, then DDP008)
     assert 'evaluate(args, model.module if hasattr(model, "module") else model' in out
     assert "else DistributedSampler(eval_dataset)" not in out
     assert out.count("eval_sampler = SequentialSampler(eval_dataset)\n") == 2
     # the best-model read now sits inside the evaluation gate
-    gate = out.index("local_rank in [-1, 0] and args.evaluate_during_training")
+    gate = out.index(gate)
     read = out.index("if results['eval_", gate)
-    gate_indent = len(out[:gate].rsplit("\n", 1)[1]) - len("if args.")
+    gate_indent = len(out[:gate].rsplit("\n", 1)[1]) - len("if ")
     read_indent = len(out[:read].rsplit("\n", 1)[1])
     assert read_indent > gate_indent
     assert fix_text(out, all_rules())[0] == out
