@@ -14,11 +14,15 @@ from patches.ddp007_sampler_set_epoch import SamplerSetEpoch
 from patches.ddp008_global_rank_gates import GlobalRankGates
 from patches.ddp009_node_index_offset import NodeIndexOffset
 from patches.ddp010_collective_timeout import CollectiveTimeout
+from patches.ddp011_rank_zero_eval_blocks import RankZeroEvalBlocks
 from patches.prt001_torch_adamw import TorchAdamW
 from patches.prt002_optional_tensorboard import OptionalTensorboard
 from patches.prt003_distributed_setup_on_cpu import DistributedSetupOnCpu
 from patches.prt004_ddp_devices_on_gpu_only import DdpDevicesOnGpuOnly
 from patches.prt005_n_gpu_division import NGpuDivision
+from patches.prt006_apex_ddp_fallback import ApexDdpFallback
+from patches.prt007_config_torchscript import ConfigTorchscript
+from patches.prt008_cuda_tensor_types import CudaTensorTypes
 
 RULES = (
     LocalRankFromEnv,
@@ -31,11 +35,15 @@ RULES = (
     GlobalRankGates,
     NodeIndexOffset,
     CollectiveTimeout,
+    RankZeroEvalBlocks,
     TorchAdamW,
     OptionalTensorboard,
     DistributedSetupOnCpu,
     DdpDevicesOnGpuOnly,
     NGpuDivision,
+    ApexDdpFallback,
+    ConfigTorchscript,
+    CudaTensorTypes,
 )
 
 __all__ = ["RULES"]

@@ -8,7 +8,8 @@ process-group timeout.
 Where a name holds a wrapped model (``model = DistributedDataParallel(model, ...)`` with any import
 path or alias, apex included, or a parameter that a caller passes a wrapped model for) and an
 evaluate/test-like function is called with it behind a gate that only rank 0 (or a lone process)
-passes, the argument becomes ``model.module if hasattr(model, "module") else model``. The last
+passes, the argument becomes ``model.module if hasattr(model, "module") else model``; a forward
+written inline there (``model(source_ids=...)``) calls that expression instead. The last
 assignment before the call decides (a model reloaded with ``from_pretrained`` is not wrapped).
 Calls that every rank makes are left alone: there the wrapper is right.
 """
@@ -52,8 +53,10 @@ def _parameters(function: cst.FunctionDef) -> list[str]:
 class _Flow:
     """Which local names hold a DDP-wrapped model at a given point, in source order.
 
-    The last assignment to a name that has completed before the point decides:
-    ``model = DDP(model)`` wraps, a later ``model = Model.from_pretrained(...)`` unwraps.
+    A wrap in any branch (``if args.local_rank != -1: model = DDP(model)``) makes the name
+    possibly wrapped; a later assignment that always runs before the point
+    (``model = Model.from_pretrained(...)``) unwraps it, one in another branch (``elif n_gpu > 1:
+    model = DataParallel(model)``) does not.
     Parameters start wrapped when some caller passes a wrapped model for them.
     """
 
@@ -72,14 +75,28 @@ class _Flow:
                         self.assignments.setdefault(id(scope), []).append(entry)
         self.wrapped_params: dict[str, set[str]] = {}
 
+    def _dominates(self, assign: cst.Assign, at: cst.CSTNode) -> bool:
+        """Whether ``assign`` runs whenever ``at`` does: every block it sits in holds ``at``."""
+        for block in self.tree.ancestors(assign):
+            if isinstance(block, (cst.FunctionDef, cst.Module)):
+                return True
+            if isinstance(block, cst.IndentedBlock) and not self.tree.contains(block, at):
+                return False
+        return True
+
     def is_wrapped(self, expr: cst.BaseExpression, at: cst.CSTNode) -> bool:
+        """May ``expr`` hold a wrapped model at ``at``? A wrap in any branch says yes, until an
+        assignment that always runs (not in another branch) rebinds the name."""
         if not isinstance(expr, cst.Name):
             return False
         scope = self.tree.scope(at)
         state = None
         for assign, name, wraps in self.assignments.get(id(scope), ()):
             if name == expr.value and self.tree.after(at, assign):
-                state = wraps
+                if wraps:
+                    state = True
+                elif self._dominates(assign, at):
+                    state = False
         if state is not None:
             return state
         return isinstance(scope, cst.FunctionDef) and expr.value in self.wrapped_params.get(
@@ -179,7 +196,21 @@ class EvaluateUnwrappedModel(Rule):
         flow.propagate(module_functions(tree.module))
         quote = preferred_quote(tree.code)
         for call in tree.nodes(cst.Call):
-            if not is_eval_call(call) or not in_rank_zero_region(tree, call):
+            if not in_rank_zero_region(tree, call):
+                continue
+            if flow.is_wrapped(call.func, call):  # evaluation written inline: model(...)
+                assert isinstance(call.func, cst.Name)
+                unwrapped = _unwrapped(call.func.value, quote).with_changes(
+                    lpar=[cst.LeftParen()], rpar=[cst.RightParen()]
+                )
+                ctx.fix(
+                    call,
+                    f"rank 0 runs {call.func.value} alone here: call the unwrapped model (DDP's "
+                    "forward broadcasts buffers, a collective the other ranks never join)",
+                    {call.func: unwrapped},
+                )
+                continue
+            if not is_eval_call(call):
                 continue
             args = []
             changed = []

@@ -79,8 +79,7 @@ def test_the_four_classification_scripts_end_up_right(relative: str) -> None:
     assert '"--local_rank", "--local-rank"' in out
     assert "local_rank == -1 and args.evaluate_during_training" not in out
     gate = (
-        'int(os.environ.get("RANK", args.local_rank)) in [-1, 0] '
-        "and args.evaluate_during_training"
+        'int(os.environ.get("RANK", args.local_rank)) in [-1, 0] and args.evaluate_during_training'
     )
     assert gate in out  # rank 0 of the whole job (DDP003, then DDP008)
     assert 'evaluate(args, model.module if hasattr(model, "module") else model' in out

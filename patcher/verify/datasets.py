@@ -88,7 +88,18 @@ def codesearch_adv(out: Path) -> list[str]:
     return [row["url"] for row in rows[48:56]]
 
 
+def code_to_text(out: Path) -> list[str]:
+    """JSON lines ``{"code_tokens", "docstring_tokens"}``; examples are numbered by line."""
+    funcs = functions(32)
+    rows = [_search_row(f, i) for i, f in enumerate(funcs)]
+    _jsonl(out / "train.jsonl", rows[:16])
+    _jsonl(out / "valid.jsonl", rows[16:24])
+    _jsonl(out / "test.jsonl", rows[24:32])
+    return [str(i) for i in range(8)]
+
+
 GENERATORS: dict[str, Callable[[Path], list[str]]] = {
+    "code-to-text": code_to_text,
     "bigclonebench": bigclonebench,
     "poj104": poj104,
     "defect": defect,

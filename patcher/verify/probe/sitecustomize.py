@@ -183,6 +183,10 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 
 
 def _patch_open() -> None:
+    """``open`` and ``io.open`` (the same function; scripts of the era did ``from io import
+    open``, and pathlib calls ``io.open``)."""
+    import io
+
     real_open = builtins.open
 
     def probed_open(file, mode="r", *args, **kwargs):
@@ -191,6 +195,7 @@ def _patch_open() -> None:
         return real_open(file, mode, *args, **kwargs)
 
     builtins.open = probed_open
+    io.open = probed_open
 
 
 def _on_exception(kind, value, tb) -> None:
