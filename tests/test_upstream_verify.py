@@ -66,7 +66,9 @@ def test_seq2seq_without_rank_zero_blocks_writes_twice() -> None:
     script = _script(SCRIPTS["codexglue-code-to-text"])
     code, report = _verify(str(script), "--ignore", "DDP011")
     assert code == 1
-    assert "written by 2 processes" in report["verdict"]
+    # both ranks write the same files: seen as two writers, or as their makedirs race
+    verdict = report["verdict"]
+    assert "written by 2 processes" in verdict or "raised FileExistsError" in verdict, verdict
 
 
 def test_bigclonebench_distributed_predictions_equal_a_single_process_test(tmp_path: Path) -> None:
