@@ -251,7 +251,12 @@ def verify(
     script_args: Optional[List[str]] = typer.Argument(  # noqa: UP006, UP045
         None, metavar="[-- SCRIPT ARGS...]", help="Extra arguments for the script (after --)."
     ),
-    gpus: int = typer.Option(2, "--gpus", help="Ranks to run (on CPU with gloo if fewer GPUs)."),
+    gpus: int = typer.Option(
+        2, "--gpus", help="Ranks per node (on the CPU with gloo when there are fewer GPUs)."
+    ),
+    nodes: int = typer.Option(
+        1, "--nodes", help="Simulated nodes: launchers meeting at a local rendezvous."
+    ),
     target: Optional[str] = typer.Option(  # noqa: UP045
         None, "--target", help="A known target by name (default: identify the script)."
     ),
@@ -283,6 +288,7 @@ def verify(
     options = command.Options(
         script=script,
         ranks=gpus,
+        nodes=nodes,
         target=target,
         original=original,
         keep=keep,

@@ -221,3 +221,16 @@ def test_probe_chains_an_existing_sitecustomize(cache: Path, tmp_path: Path) -> 
     assert run.returncode == 0, report["verdict"]
     ranks = {str(p["pid"]) for p in report["processes"]}
     assert ranks <= {p.name for p in marks.iterdir()}  # their sitecustomize ran in every rank
+
+
+def test_two_simulated_nodes_one_writer_and_the_local_rank_double_write(cache: Path) -> None:
+    code, report = verify(cache, CLONE, "--nodes", "2", "--gpus", "1")
+    assert code == 0, report["verdict"] + "\n" + report["log_tail"]
+    assert report["nodes"] == 2 and len(report["commands"]) == 2
+    assert "2 simulated nodes x 1" in report["notice"]
+    assert {p["env"]["LOCAL_RANK"] for p in report["processes"]} == {0}  # rank 0 of each node
+    # Patched for one node only (gates on local rank 0): both nodes' rank 0 write the outputs.
+    code, single_node = verify(cache, CLONE, "--nodes", "2", "--gpus", "1", "--ignore", "DDP008")
+    assert code == 1
+    verdict = single_node["verdict"]
+    assert any(sign in verdict for sign in ("written by 2 processes", "two writers?")), verdict

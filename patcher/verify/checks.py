@@ -134,6 +134,10 @@ _COLLECTIVE_SIGNS = ("Connection closed by peer", "collective", "Connection rese
 
 
 def _hint(summary: str) -> str:
+    if "failed reading zip archive" in summary:
+        return " (a checkpoint read while another process was writing it: two writers?)"
+    if summary.startswith("FileExistsError"):
+        return " (two processes creating the same output: two writers?)"
     if any(sign in summary for sign in _COLLECTIVE_SIGNS):
         return (
             " (a collective the other ranks never joined: does rank 0 evaluate through the "
@@ -150,7 +154,8 @@ def _root_cause(records: Sequence[RankRecord]) -> RankRecord | None:
 
     def key(record: RankRecord) -> tuple[bool, float]:
         assert record.exception is not None
-        return bool(_hint(record.exception.summary)), record.exception.time
+        consequence = any(sign in record.exception.summary for sign in _COLLECTIVE_SIGNS)
+        return consequence, record.exception.time
 
     return min(failed, key=key)
 

@@ -37,7 +37,8 @@ class SetupError(Exception):
 @dataclass
 class Options:
     script: Path
-    ranks: int = 2
+    ranks: int = 2  # per node
+    nodes: int = 1
     target: str | None = None
     original: bool = False
     keep: Path | None = None
@@ -59,6 +60,7 @@ class Report:
     records: list = field(default_factory=list)
     outcome: launch.Outcome | None = None
     workdir: Path | None = None
+    nodes: int = 1
     kept: bool = False
     log_tail: str = ""
     model_cached: bool | None = None
@@ -79,9 +81,11 @@ class Report:
             "mode": "original" if self.original else "patched",
             "fixes_applied": self.fixes,
             "ranks": self.ranks,
+            "nodes": self.nodes,
             "device": None if self.plan is None else self.plan.device,
             "notice": None if self.plan is None else self.plan.notice,
             "command": None if self.plan is None else self.plan.command,
+            "commands": None if self.plan is None else self.plan.commands,
             "seconds": None if self.outcome is None else round(self.outcome.seconds, 2),
             "checks": [row.to_json() for row in self.rows],
             "passed": self.passed,
@@ -142,13 +146,14 @@ def run(options: Options, progress=None) -> Report:
     script = options.script
     if not script.is_file():
         raise SetupError(f"{script}: no such file")
-    if options.ranks < 1:
-        raise SetupError("--gpus must be at least 1")
+    if options.ranks < 1 or options.nodes < 1:
+        raise SetupError("--gpus and --nodes must be at least 1")
     try:
         target, how = choose_target(options)
     except TargetError as exc:
         raise SetupError(str(exc)) from None
-    report = Report(script, target, how, options.original, options.ranks)
+    report = Report(script, target, how, options.original, options.ranks * options.nodes)
+    report.nodes = options.nodes
 
     if options.keep is not None:
         workdir = options.keep.resolve()
@@ -204,22 +209,29 @@ def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
         script,
         args,
         ranks=options.ranks,
+        nodes=options.nodes,
         probe_dir=probe_dir,
         cwd=code_dir,
         cuda_devices=launch.cuda_device_count(),
     )
     report.plan = plan
     notice = f" ({plan.notice})" if plan.notice else ""
-    say(f"launching {options.ranks} rank(s) on {plan.device}{notice}")
+    say(f"launching {options.ranks * options.nodes} rank(s) on {plan.device}{notice}")
     log = workdir / "launch.log"
-    outcome = launch.run(plan, timeout=options.timeout, log=log, probe_dir=probe_dir)
+    outcome = launch.run(
+        plan,
+        timeout=options.timeout,
+        log=log,
+        probe_dir=probe_dir,
+        expected=options.ranks * options.nodes,
+    )
     report.outcome = outcome
     say("checking the results")
     report.records = read_records(probe_dir)
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
     report.log_tail = "\n".join(lines[-25:])
     expect = checks.Expectations(
-        ranks=options.ranks,
+        ranks=options.ranks * options.nodes,
         checkpoints=target.checkpoints if target else (),
         results=tuple(
             checks.Results(r.path, r.format, tuple(expected_keys)) for r in target.results

@@ -28,11 +28,15 @@ PROBE_DIR = Path(__file__).resolve().parent / "probe"
 
 @dataclass(frozen=True)
 class Plan:
-    command: list[str]
-    env: dict[str, str]
+    commands: list[list[str]]  # one launcher per simulated node
+    envs: list[dict[str, str]]
     cwd: Path
     device: str  # "cuda" or "cpu"
     notice: str | None = None
+
+    @property
+    def command(self) -> list[str]:
+        return self.commands[0]
 
 
 @dataclass
@@ -42,6 +46,7 @@ class Outcome:
     seconds: float
     stacks: dict[int, str] = field(default_factory=dict)
     interrupted: bool = False
+    launcher_lingered: bool = False
 
 
 def free_port() -> int:
@@ -73,27 +78,15 @@ def plan(
     probe_dir: Path,
     cwd: Path,
     cuda_devices: int,
+    nodes: int = 1,
 ) -> Plan:
+    """``nodes`` launchers of ``ranks`` processes each; with ``nodes`` > 1 they meet at a
+    rendezvous on this machine, as the machines of a multi-node job would."""
     port = free_port()
-    use_cuda = cuda_devices >= ranks
-    accelerate = [sys.executable, "-m", "accelerate.commands.launch"]
-    command = [
-        *accelerate,
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(port),
-        "--num_processes",
-        str(ranks),
-    ]
-    if ranks > 1:
-        command.append("--multi_gpu")
-    env = dict(os.environ)
-    env.update(
+    total = ranks * nodes
+    use_cuda = cuda_devices >= total
+    base = dict(os.environ)
+    base.update(
         {
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
@@ -103,24 +96,43 @@ def plan(
             "GLOO_SOCKET_IFNAME": "lo",
             "PYTHONUNBUFFERED": "1",
             "DDPFIX_PROBE_DIR": str(probe_dir),
-            "PYTHONPATH": os.pathsep.join([str(PROBE_DIR), *filter(None, [env.get("PYTHONPATH")])]),
+            "PYTHONPATH": os.pathsep.join(
+                [str(PROBE_DIR), *filter(None, [base.get("PYTHONPATH")])]
+            ),
         }
     )
-    env.pop("DDPFIX_PROBE_OWNER", None)
-    if ranks == 1:
-        env["DDPFIX_PROBE_SINGLE"] = "1"
+    base.pop("DDPFIX_PROBE_OWNER", None)
+    if total == 1:
+        base["DDPFIX_PROBE_SINGLE"] = "1"
     notice = None
     if not use_cuda:
-        env["ACCELERATE_USE_CPU"] = "1"
-        if ranks > 1:
-            env["CUDA_VISIBLE_DEVICES"] = ""
+        base["ACCELERATE_USE_CPU"] = "1"
+        if total > 1:
+            base["CUDA_VISIBLE_DEVICES"] = ""
         have = f"{cuda_devices} CUDA device{'s' if cuda_devices != 1 else ''}"
+        many = "s" if total != 1 else ""
+        where = f" ({nodes} simulated nodes x {ranks})" if nodes > 1 else ""
         notice = (
-            f"{have} for {ranks} rank{'s' if ranks != 1 else ''}: simulating {ranks} "
-            f"rank{'s' if ranks != 1 else ''} on the CPU (gloo)"
+            f"{have} for {total} rank{many}: simulating {total} rank{many}{where} on the CPU (gloo)"
         )
-    command += [str(script), *script_args]
-    return Plan(command, env, cwd, "cuda" if use_cuda else "cpu", notice)
+    commands, envs = [], []
+    for node in range(nodes):
+        command = [sys.executable, "-m", "accelerate.commands.launch"]
+        command += ["--num_machines", str(nodes), "--mixed_precision", "no"]
+        command += ["--dynamo_backend", "no", "--main_process_port", str(port)]
+        command += ["--num_processes", str(total)]
+        if nodes > 1:
+            command += ["--machine_rank", str(node), "--main_process_ip", "127.0.0.1"]
+        if total > 1:
+            command.append("--multi_gpu")
+        commands.append([*command, str(script), *script_args])
+        env = dict(base)
+        if use_cuda and nodes > 1:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(
+                str(device) for device in range(node * ranks, (node + 1) * ranks)
+            )
+        envs.append(env)
+    return Plan(commands, envs, cwd, "cuda" if use_cuda else "cpu", notice)
 
 
 # --- process management -------------------------------------------------------------------
@@ -175,24 +187,27 @@ def alive(pid: int) -> bool:
         return True
 
 
-def kill_all(process: subprocess.Popen, probe_dir: Path) -> list[int]:
-    """SIGKILL the launcher, its descendants and every probed process; returns who was hit."""
-    targets = {process.pid, *descendants(process.pid), *probe_pids(probe_dir)}
+def kill_all(processes: list[subprocess.Popen], probe_dir: Path) -> list[int]:
+    """SIGKILL the launchers, their descendants and every probed process; returns who was hit."""
+    targets = {*probe_pids(probe_dir)}
+    for process in processes:
+        targets |= {process.pid, *descendants(process.pid)}
     targets.discard(os.getpid())
     for pid in targets:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(alive(pid) for pid in targets):
         time.sleep(0.05)
     return sorted(targets)
 
 
-def dump_stacks(process: subprocess.Popen, probe_dir: Path, wait: float = 2.0) -> dict[int, str]:
+def dump_stacks(probe_dir: Path, wait: float = 2.0) -> dict[int, str]:
     """Ask every probed process for its Python stacks (faulthandler on SIGUSR1)."""
     pids = [pid for pid in probe_pids(probe_dir) if alive(pid)]
     for pid in pids:
@@ -209,31 +224,68 @@ def dump_stacks(process: subprocess.Popen, probe_dir: Path, wait: float = 2.0) -
     return stacks
 
 
-def run(plan: Plan, *, timeout: float, log: Path, probe_dir: Path) -> Outcome:
+LINGER = 15.0  # seconds a launcher may outlive every rank before it is considered stuck
+
+
+def _wait(
+    processes: list[subprocess.Popen],
+    start: float,
+    timeout: float,
+    probe_dir: Path,
+    expected: int,
+    outcome: Outcome,
+) -> None:
+    """Wait for the launchers. When every rank has exited but a launcher lingers (torchrun
+    agents of simulated nodes wait in an exit barrier for each other), stop waiting after
+    ``LINGER`` seconds: that is launcher teardown, not a hang of the script."""
+    ranks_gone_at: float | None = None
+    while True:
+        codes = [process.poll() for process in processes]
+        if all(code is not None for code in codes):
+            outcome.returncode = next((code for code in codes if code != 0), 0)
+            return
+        now = time.monotonic()
+        if now - start > timeout:
+            raise subprocess.TimeoutExpired(processes[0].args, timeout)
+        pids = probe_pids(probe_dir)
+        if len(pids) >= expected and not any(alive(pid) for pid in pids):
+            ranks_gone_at = ranks_gone_at or now
+            if now - ranks_gone_at > LINGER:
+                outcome.returncode = next((c for c in codes if c not in (0, None)), 0)
+                outcome.launcher_lingered = True
+                return
+        time.sleep(0.2)
+
+
+def run(plan: Plan, *, timeout: float, log: Path, probe_dir: Path, expected: int = 1) -> Outcome:
     """Run the plan to completion, timeout or Ctrl-C; no process survives this function."""
     start = time.monotonic()
+    outcome = Outcome(returncode=None, timed_out=False, seconds=0.0)
+    processes: list[subprocess.Popen] = []
     with open(log, "wb") as output:
-        process = subprocess.Popen(
-            plan.command,
-            cwd=plan.cwd,
-            env=plan.env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        outcome = Outcome(returncode=None, timed_out=False, seconds=0.0)
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
-            outcome.returncode = process.wait(timeout=timeout)
+            for command, env in zip(plan.commands, plan.envs):
+                processes.append(
+                    subprocess.Popen(
+                        command,
+                        cwd=plan.cwd,
+                        env=env,
+                        stdout=output,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
+            _wait(processes, start, timeout, probe_dir, expected, outcome)
         except subprocess.TimeoutExpired:
             outcome.timed_out = True
-            outcome.stacks = dump_stacks(process, probe_dir)
+            outcome.stacks = dump_stacks(probe_dir)
         except KeyboardInterrupt:
             outcome.interrupted = True
             raise
         finally:
-            kill_all(process, probe_dir)
+            kill_all(processes, probe_dir)
             signal.signal(signal.SIGTERM, previous)
             outcome.seconds = time.monotonic() - start
     return outcome
