@@ -73,6 +73,12 @@ class Report:
     def verdict(self) -> str:
         return checks.verdict(self.rows)
 
+    @property
+    def longest_wait(self):
+        """The record that waited longest in one collective (or a DDP backward), if any."""
+        waited = [r for r in self.records if r.longest_wait is not None]
+        return max(waited, key=lambda r: r.longest_wait, default=None)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "script": str(self.script),
@@ -91,6 +97,13 @@ class Report:
             "passed": self.passed,
             "verdict": self.verdict,
             "processes": [record.to_json() for record in self.records],
+            "longest_wait": None
+            if self.longest_wait is None
+            else {
+                "rank": self.longest_wait.rank,
+                "seconds": self.longest_wait.longest_wait,
+                "in": self.longest_wait.longest_wait_in,
+            },
             "stacks": {} if self.outcome is None else self.outcome.stacks,
             "workdir": str(self.workdir) if self.kept else None,
             "log_tail": self.log_tail,

@@ -36,6 +36,8 @@ class RankRecord:
     exit_code: int | None = None  # None: the process never reached its exit (killed)
     steps: int | None = None
     eval_calls: int = 0
+    longest_wait: float | None = None  # seconds in one collective or backward
+    longest_wait_in: str | None = None
 
     @property
     def rank(self) -> int:
@@ -71,6 +73,9 @@ class RankRecord:
             "exit_code": self.exit_code,
             "optimizer_steps": self.steps,
             "eval_calls": self.eval_calls,
+            "longest_wait": None
+            if self.longest_wait is None
+            else {"seconds": self.longest_wait, "in": self.longest_wait_in},
         }
 
 
@@ -121,5 +126,8 @@ def apply_event(record: RankRecord, event: dict[str, Any]) -> None:
     elif kind == "exit":
         record.exit_code = _int(event.get("code"))
         record.steps = _int(event.get("steps"))
+        wait = event.get("longest_wait")
+        record.longest_wait = float(wait) if isinstance(wait, (int, float)) else None
+        record.longest_wait_in = event.get("longest_wait_in")
     elif kind == "eval_mode":
         record.eval_calls += 1

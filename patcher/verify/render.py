@@ -33,6 +33,14 @@ def print_report(report: Report, console: Console) -> None:
             Text(row.evidence),
         )
     console.print(table)
+    waited = report.longest_wait
+    if waited is not None and waited.longest_wait:
+        console.print(
+            Text(
+                f"longest wait in a collective: {waited.label}, {waited.longest_wait:.2f} s in "
+                f"{waited.longest_wait_in} (the process-group timeout must exceed this; DDP010)"
+            )
+        )
     if not report.passed and report.log_tail:
         console.print(Text("last lines of the launch log:", style="bold"))
         console.print(Text(report.log_tail, style="dim"))

@@ -26,7 +26,27 @@ import traceback
 
 _DIR = os.environ.get("DDPFIX_PROBE_DIR")
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_state = {"steps": 0, "exit": None, "files": None, "stacks": None, "owner": None}
+_state = {
+    "steps": 0,
+    "exit": None,
+    "files": None,
+    "stacks": None,
+    "owner": None,
+    "wait": 0.0,
+    "wait_in": None,
+}
+_COLLECTIVES = (
+    "all_reduce",
+    "all_gather",
+    "all_gather_object",
+    "broadcast",
+    "broadcast_object_list",
+    "reduce",
+    "gather",
+    "scatter",
+    "barrier",
+    "monitored_barrier",
+)
 
 
 def _chain_next_sitecustomize() -> None:
@@ -97,6 +117,8 @@ def _patch_torch(torch) -> None:
     except Exception:
         pass
 
+    torch.Tensor.backward = _timed(torch.Tensor.backward, "backward (DDP's gradient all-reduce)")
+
     eval_mode = torch.nn.Module.eval
 
     def probed_eval(self):
@@ -107,7 +129,26 @@ def _patch_torch(torch) -> None:
     torch.nn.Module.eval = probed_eval
 
 
+def _timed(function, label: str):
+    """``function``, noting the longest time one call of it took in this process."""
+
+    def timed(*args, **kwargs):
+        start = time.monotonic()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent = time.monotonic() - start
+            if spent > _state["wait"]:
+                _state["wait"], _state["wait_in"] = spent, label
+
+    return timed
+
+
 def _patch_distributed(dist) -> None:
+    for name in _COLLECTIVES:
+        function = getattr(dist, name, None)
+        if function is not None:
+            setattr(dist, name, _timed(function, f"torch.distributed.{name}"))
     init = dist.init_process_group
 
     def probed_init(*args, **kwargs):
@@ -229,7 +270,14 @@ def _at_exit() -> None:
         code = 0
     elif not isinstance(code, int):
         code = 1
-    _emit("exit", code=code, steps=_state["steps"], rank=_rank())
+    _emit(
+        "exit",
+        code=code,
+        steps=_state["steps"],
+        rank=_rank(),
+        longest_wait=round(_state["wait"], 3),
+        longest_wait_in=_state["wait_in"],
+    )
 
 
 def _start() -> None:
