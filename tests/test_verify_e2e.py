@@ -230,7 +230,9 @@ def test_two_simulated_nodes_one_writer_and_the_local_rank_double_write(cache: P
     assert "2 simulated nodes x 1" in report["notice"]
     assert {p["env"]["LOCAL_RANK"] for p in report["processes"]} == {0}  # rank 0 of each node
     # Patched for one node only (gates on local rank 0): both nodes' rank 0 write the outputs.
-    code, single_node = verify(cache, CLONE, "--nodes", "2", "--gpus", "1", "--ignore", "DDP008")
+    code, single_node = verify(
+        cache, CLONE, "--nodes", "2", "--gpus", "1", "--ignore", "DDP008", "--timeout", "120"
+    )
     assert code == 1
     verdict = single_node["verdict"]
     assert any(sign in verdict for sign in ("written by 2 processes", "two writers?")), verdict
