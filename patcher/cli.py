@@ -267,6 +267,12 @@ def verify(
         None, "--keep", metavar="DIR", help="Keep the sandbox, logs and outputs in DIR."
     ),
     timeout: float = typer.Option(300.0, "--timeout", metavar="S", help="Seconds before a hang."),
+    no_health: bool = typer.Option(
+        False, "--no-health", help="Skip the training-health checks (orphaned parameters...)."
+    ),
+    max_steps: Optional[int] = typer.Option(  # noqa: UP045
+        None, "--max-steps", metavar="K", help="Stop every rank cleanly after K optimizer steps."
+    ),
     select: Optional[List[str]] = SELECT,  # noqa: UP006, UP045
     ignore: Optional[List[str]] = IGNORE,  # noqa: UP006, UP045
     output: Format = FORMAT,
@@ -295,6 +301,8 @@ def verify(
         timeout=timeout,
         script_args=list(script_args or []),
         rules=rules,
+        health=not no_health,
+        max_steps=max_steps,
     )
     try:
         if output is Format.json:

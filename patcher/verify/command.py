@@ -19,7 +19,7 @@ from typing import Any
 from patcher.discover import discover
 from patcher.engine import process_file
 from patcher.rule import Rule
-from patcher.verify import checks, launch
+from patcher.verify import checks, health, launch
 from patcher.verify.datasets import GENERATORS
 from patcher.verify.models import ensure_model
 from patcher.verify.records import read_records
@@ -45,6 +45,8 @@ class Options:
     timeout: float = 300.0
     script_args: Sequence[str] = ()
     rules: Sequence[Rule] = ()
+    health: bool = True
+    max_steps: int | None = None
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Report:
     kept: bool = False
     log_tail: str = ""
     model_cached: bool | None = None
+    health: list = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -107,6 +110,7 @@ class Report:
             "stacks": {} if self.outcome is None else self.outcome.stacks,
             "workdir": str(self.workdir) if self.kept else None,
             "log_tail": self.log_tail,
+            "health": [finding.to_json() for finding in self.health],
         }
 
 
@@ -218,6 +222,9 @@ def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
         expected_keys = GENERATORS[target.dataset](data_dir)
         args = target.script_args(model=model_dir, data=data_dir, output=output_dir) + args
 
+    extra_env = {"DDPFIX_HEALTH": "1" if options.health else "0"}
+    if options.max_steps is not None:
+        extra_env["DDPFIX_MAX_STEPS"] = str(options.max_steps)
     plan = launch.plan(
         script,
         args,
@@ -226,6 +233,7 @@ def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
         probe_dir=probe_dir,
         cwd=code_dir,
         cuda_devices=launch.cuda_device_count(),
+        extra_env=extra_env,
     )
     report.plan = plan
     notice = f" ({plan.notice})" if plan.notice else ""
@@ -243,15 +251,16 @@ def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
     report.records = read_records(probe_dir)
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
     report.log_tail = "\n".join(lines[-25:])
+    full_run = target is not None and options.max_steps is None
     expect = checks.Expectations(
         ranks=options.ranks * options.nodes,
-        checkpoints=target.checkpoints if target else (),
+        checkpoints=target.checkpoints if full_run and target else (),
         results=tuple(
             checks.Results(r.path, r.format, tuple(expected_keys)) for r in target.results
         )
-        if target
+        if full_run and target
         else (),
-        evaluation=target is not None,
+        evaluation=full_run,
     )
     run_data = checks.Run(
         records=report.records,
@@ -264,3 +273,6 @@ def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
         load_checkpoint=_load_checkpoint,
     )
     report.rows = checks.evaluate(run_data, expect)
+    if options.health:
+        report.rows.append(health.row(report.records))
+        report.health = health.findings(report.records)

@@ -79,6 +79,7 @@ def plan(
     cwd: Path,
     cuda_devices: int,
     nodes: int = 1,
+    extra_env: dict[str, str] | None = None,
 ) -> Plan:
     """``nodes`` launchers of ``ranks`` processes each; with ``nodes`` > 1 they meet at a
     rendezvous on this machine, as the machines of a multi-node job would."""
@@ -102,6 +103,7 @@ def plan(
         }
     )
     base.pop("DDPFIX_PROBE_OWNER", None)
+    base.update(extra_env or {})
     if total == 1:
         base["DDPFIX_PROBE_SINGLE"] = "1"
     notice = None

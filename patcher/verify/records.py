@@ -38,6 +38,8 @@ class RankRecord:
     eval_calls: int = 0
     longest_wait: float | None = None  # seconds in one collective or backward
     longest_wait_in: str | None = None
+    health: list[dict[str, Any]] | None = None  # per-parameter facts (probe/ddpfix_health.py)
+    stopped_after: int | None = None  # --max-steps stopped it after this many steps
 
     @property
     def rank(self) -> int:
@@ -129,5 +131,9 @@ def apply_event(record: RankRecord, event: dict[str, Any]) -> None:
         wait = event.get("longest_wait")
         record.longest_wait = float(wait) if isinstance(wait, (int, float)) else None
         record.longest_wait_in = event.get("longest_wait_in")
+        health = event.get("health")
+        record.health = health if isinstance(health, list) else None
+    elif kind == "stopped":
+        record.stopped_after = _int(event.get("steps"))
     elif kind == "eval_mode":
         record.eval_calls += 1

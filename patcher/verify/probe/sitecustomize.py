@@ -112,12 +112,25 @@ def _patch_torch(torch) -> None:
             _state["steps"] += 1
             if _state["steps"] == 1:
                 _emit("first_step", rank=_rank())
+            limit = os.environ.get("DDPFIX_MAX_STEPS")
+            if limit and _state["steps"] >= int(limit):
+                _emit("stopped", steps=_state["steps"], rank=_rank())
+                raise SystemExit(0)  # --max-steps: a clean stop, atexit records the rest
 
         register_optimizer_step_post_hook(count)
     except Exception:
         pass
 
     torch.Tensor.backward = _timed(torch.Tensor.backward, "backward (DDP's gradient all-reduce)")
+
+    if os.environ.get("DDPFIX_HEALTH", "1") != "0":
+        try:
+            import ddpfix_health
+
+            ddpfix_health.install(torch)
+            _state["health"] = ddpfix_health
+        except Exception:
+            traceback.print_exc()
 
     eval_mode = torch.nn.Module.eval
 
@@ -270,6 +283,12 @@ def _at_exit() -> None:
         code = 0
     elif not isinstance(code, int):
         code = 1
+    health = None
+    if _state.get("health") is not None:
+        try:
+            health = _state["health"].report()
+        except Exception:
+            traceback.print_exc()
     _emit(
         "exit",
         code=code,
@@ -277,13 +296,15 @@ def _at_exit() -> None:
         rank=_rank(),
         longest_wait=round(_state["wait"], 3),
         longest_wait_in=_state["wait_in"],
+        health=health,
     )
 
 
 def _start() -> None:
     owner = os.environ.get("DDPFIX_PROBE_OWNER")
     is_rank = "LOCAL_RANK" in os.environ or os.environ.get("DDPFIX_PROBE_SINGLE") == "1"
-    if not _DIR or not is_rank or (owner and owner != str(os.getpid())):
+    launcher = bool(sys.argv) and sys.argv[0] in ("-m", "-c")  # python -m accelerate...
+    if not _DIR or not is_rank or launcher or (owner and owner != str(os.getpid())):
         return  # the launcher, or a helper process a rank started
     os.environ["DDPFIX_PROBE_OWNER"] = str(os.getpid())
     _state["owner"] = os.getpid()

@@ -1,0 +1,232 @@
+"""Training-health recording for the verify probe (imported by sitecustomize once torch is).
+
+Global hooks only, nothing in the user's script changes: every parameter registered on any
+module is remembered with the user-code line that created it; every optimizer's construction is
+remembered likewise; before each optimizer step the gradient of every parameter is classified
+(None, exactly zero, non-zero); at exit one ``health`` event lists per parameter what happened.
+The harness turns that into findings (patcher/verify/health.py).
+"""
+
+import gc
+import os
+import sys
+import sysconfig
+import traceback
+
+_LIBRARY_DIRS = (
+    *(
+        os.path.realpath(p)
+        for p in {
+            sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")
+        }
+        if p
+    ),
+    os.path.dirname(os.path.realpath(__file__)),
+)
+
+_params = {}  # id(param) -> record
+_optimizers = []  # records of constructed optimizers
+_state = {"seq": 0, "steps": 0, "snapshots": False}
+
+
+def _site():
+    """The innermost line of user code on the stack (not torch, not the standard library)."""
+    for frame in reversed(traceback.extract_stack()):
+        path = os.path.realpath(frame.filename)
+        if frame.filename.startswith("<") or path.startswith(_LIBRARY_DIRS):
+            continue
+        return f"{os.path.basename(path)}:{frame.lineno}"
+    return "?"
+
+
+def _next_seq():
+    _state["seq"] += 1
+    return _state["seq"]
+
+
+def _track(param, site):
+    if param is None or id(param) in _params or getattr(param, "is_meta", False):
+        return  # meta tensors are placeholders that loading replaces
+    try:
+        _params[id(param)] = {
+            "param": param,  # kept alive: the script's model may be gone when the report runs
+            "site": site,
+            "seq": _next_seq(),
+            "optimizers_before": len(_optimizers),
+            "none": 0,
+            "zero": 0,
+            "nonzero": 0,
+            "trailing_zero": 0,
+            "snapshot": None,
+        }
+    except TypeError:
+        pass
+
+
+def _param(record):
+    return record["param"]
+
+
+def _on_parameter(module, name, param):
+    _track(param, _site())
+    return None
+
+
+def _before_step(optimizer, args, kwargs):
+    import torch
+
+    in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    for group in optimizer.param_groups:  # created where registration hooks were bypassed
+        for param in group["params"]:
+            _track(param, "?")
+    for record in _params.values():
+        if id(_param(record)) in in_optimizer:
+            record["in_optimizer"] = True
+    if not _state["snapshots"]:
+        _state["snapshots"] = True
+        _names(list(_params.values()))  # while the modules are certainly alive
+        for record in _params.values():
+            param = _param(record)
+            if param.requires_grad:
+                record["snapshot"] = param.detach().clone()
+    with torch.no_grad():
+        for record in _params.values():
+            param = _param(record)
+            if not param.requires_grad:
+                continue
+            grad = param.grad
+            if grad is None:
+                record["none"] += 1
+            elif bool(torch.count_nonzero(grad)):
+                record["nonzero"] += 1
+                record["trailing_zero"] = 0
+            else:
+                record["zero"] += 1
+                record["trailing_zero"] += 1
+
+
+def _module_maps():
+    """Who owns each parameter, and each module's parent, from the live modules."""
+    import warnings
+
+    import torch
+
+    owners, parents = {}, {}
+    module_type = torch.nn.Module
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated proxies in torch warn on isinstance
+        modules = [obj for obj in gc.get_objects() if isinstance(obj, module_type)]
+    for obj in modules:
+        for name, param in obj._parameters.items():
+            if param is not None:
+                owners.setdefault(id(param), (obj, name))
+        for name, child in obj._modules.items():
+            if child is not None:
+                parents.setdefault(id(child), (obj, name))
+    return owners, parents
+
+
+def _name(param, owners, parents, holders):
+    """``Model.encoder.layer.0.weight``; a module held by a plain object: ``Trainer.lm_head``."""
+    owner = owners.get(id(param))
+    if owner is None:
+        return f"<parameter of shape {tuple(param.shape)}>"
+    module, name = owner
+    path = [name]
+    while id(module) in parents:
+        module, name = parents[id(module)]
+        path.append(name)
+    root = holders.get(id(module)) or type(module).__name__
+    return ".".join([root, *reversed(path)])
+
+
+def _names(records):
+    owners, parents = _module_maps()
+    roots = []
+    for record in records:
+        owner = owners.get(id(_param(record)))
+        module = owner[0] if owner else None
+        while module is not None and id(module) in parents:
+            module = parents[id(module)][0]
+        if module is not None:
+            roots.append(module)
+    holders = _holders(roots)
+    for record in records:
+        record["name"] = _name(_param(record), owners, parents, holders)
+
+
+def _holders(modules_without_parent):
+    """``Class.attr`` of plain (non-Module) objects that hold each root module."""
+    import types
+
+    import torch
+
+    wanted = {id(m): m for m in modules_without_parent}
+    found = {}
+    skip = (torch.nn.Module, types.ModuleType, type, types.FunctionType)
+    for obj in gc.get_objects():
+        if isinstance(obj, skip) or not hasattr(type(obj), "__dict__"):
+            continue
+        try:
+            attributes = vars(obj)
+        except TypeError:
+            continue
+        if not isinstance(attributes, dict):
+            continue
+        for key, value in attributes.items():
+            if id(value) in wanted and wanted[id(value)] is value:
+                found.setdefault(id(value), f"{type(obj).__name__}.{key}")
+    return found
+
+
+def report():
+    """Per-parameter facts for the exit event (only parameters that took part in training)."""
+    import torch
+
+    entries = []
+    if not _state["snapshots"]:
+        return entries
+    unnamed = [r for r in _params.values() if "name" not in r]
+    if unnamed:
+        _names(unnamed)
+    for record in _params.values():
+        param = _param(record)
+        if not param.requires_grad:
+            continue
+        changed = None
+        if record["snapshot"] is not None:
+            with torch.no_grad():
+                changed = not torch.equal(record["snapshot"], param.detach())
+        entries.append(
+            {
+                "name": record["name"],
+                "site": record["site"],
+                "in_optimizer": bool(record.get("in_optimizer")),
+                "created_after_optimizer": record["optimizers_before"] > 0,
+                "optimizer_site": _optimizers[0]["site"] if _optimizers else None,
+                "none": record["none"],
+                "zero": record["zero"],
+                "nonzero": record["nonzero"],
+                "trailing_zero": record["trailing_zero"],
+                "changed": changed,
+            }
+        )
+    return entries
+
+
+def install(torch):
+    from torch.nn.modules.module import register_module_parameter_registration_hook
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    register_module_parameter_registration_hook(_on_parameter)
+    register_optimizer_step_pre_hook(_before_step)
+    init = torch.optim.Optimizer.__init__
+
+    def probed_init(self, *args, **kwargs):
+        if not getattr(self, "_ddpfix_seen", False):
+            self._ddpfix_seen = True
+            _optimizers.append({"site": _site(), "seq": _next_seq()})
+        return init(self, *args, **kwargs)
+
+    torch.optim.Optimizer.__init__ = probed_init
+    sys.modules[__name__].installed = True
