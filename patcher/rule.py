@@ -38,10 +38,14 @@ class Finding:
 
 @dataclass(frozen=True)
 class Example:
-    """A before/after pair; ``after is None`` means the code must come out unchanged."""
+    """A before/after pair; ``after is None`` means the code must come out unchanged.
+
+    ``reports`` is how many findings without a fix the example must produce (report-only rules
+    document themselves with a flagged example and a silent one)."""
 
     before: str
     after: str | None = None
+    reports: int = 0
 
 
 @dataclass

@@ -264,3 +264,14 @@ def is_cuda_check(node: cst.CSTNode) -> bool:
 
 def mentions_cuda_check(node: cst.CSTNode) -> bool:
     return any(is_cuda_check(n) for n in tree_walk(node))
+
+
+def dominates(tree, earlier: cst.CSTNode, later: cst.CSTNode) -> bool:
+    """Whether ``earlier`` runs whenever ``later`` does: every block it sits in (up to its
+    function) also holds ``later``, so it is not in a branch ``later`` is outside of."""
+    for block in tree.ancestors(earlier):
+        if isinstance(block, (cst.FunctionDef, cst.Module)):
+            return True
+        if isinstance(block, cst.IndentedBlock) and not tree.contains(block, later):
+            return False
+    return True

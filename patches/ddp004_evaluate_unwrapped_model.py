@@ -23,6 +23,7 @@ from patcher.tree import Tree
 from patches._gates import in_rank_zero_region
 from patches._syntax import (
     callee_name,
+    dominates,
     dotted_name,
     is_eval_call,
     module_functions,
@@ -75,15 +76,6 @@ class _Flow:
                         self.assignments.setdefault(id(scope), []).append(entry)
         self.wrapped_params: dict[str, set[str]] = {}
 
-    def _dominates(self, assign: cst.Assign, at: cst.CSTNode) -> bool:
-        """Whether ``assign`` runs whenever ``at`` does: every block it sits in holds ``at``."""
-        for block in self.tree.ancestors(assign):
-            if isinstance(block, (cst.FunctionDef, cst.Module)):
-                return True
-            if isinstance(block, cst.IndentedBlock) and not self.tree.contains(block, at):
-                return False
-        return True
-
     def is_wrapped(self, expr: cst.BaseExpression, at: cst.CSTNode) -> bool:
         """May ``expr`` hold a wrapped model at ``at``? A wrap in any branch says yes, until an
         assignment that always runs (not in another branch) rebinds the name."""
@@ -95,7 +87,7 @@ class _Flow:
             if name == expr.value and self.tree.after(at, assign):
                 if wraps:
                     state = True
-                elif self._dominates(assign, at):
+                elif dominates(self.tree, assign, at):
                     state = False
         if state is not None:
             return state

@@ -82,7 +82,9 @@ class OptionalTensorboard(Rule):
                 "    from tensorboardX import SummaryWriter\n"
                 "tb_writer = SummaryWriter()\n"
             ),
+            reports=1,
         ),
+        Example(before="from torch.utils.tensorboard import SummaryWriter\n"),
     )
 
     def run(self, ctx: RuleContext) -> None:

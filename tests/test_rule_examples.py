@@ -19,6 +19,7 @@ EXAMPLES = [
 @pytest.mark.parametrize(("rule", "example"), EXAMPLES)
 def test_example(rule, example) -> None:
     output, findings = fix_text(example.before, [rule])
+    assert len([f for f in findings if not f.fixed]) == example.reports
     if example.after is None:
         assert output == example.before
         assert not [f for f in findings if f.fixed]
@@ -31,11 +32,11 @@ def test_example(rule, example) -> None:
 
 @pytest.mark.parametrize("rule", all_rules(), ids=lambda r: r.code)
 def test_rule_is_documented(rule) -> None:
-    assert re.fullmatch(r"(DDP|PRT)\d{3}", rule.code)
+    assert re.fullmatch(r"(DDP|PRT|TRN)\d{3}", rule.code)
     assert rule.name and rule.summary and len(rule.rationale.strip()) > 200
     assert rule.rationale.startswith(f"{rule.code} {rule.name}:")
-    assert any(e.after is not None for e in rule.examples)
-    assert any(e.after is None for e in rule.examples)
+    assert any(e.after is not None or e.reports for e in rule.examples)  # shows what it does
+    assert any(e.after is None and not e.reports for e in rule.examples)  # and a look-alike
 
 
 def test_codes_and_names_are_unique() -> None:

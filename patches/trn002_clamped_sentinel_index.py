@@ -1,0 +1,134 @@
+"""TRN002 clamped-sentinel-index: a -1 index clamped to 0 becomes a real embedding row.
+
+Graph and span models mark "no edge" or "no token" with -1, then clamp the ids before the
+embedding lookup (``ids.clamp(min=0)``, ``ids.clamp_min(0)``, ``torch.where(ids < 0, 0, ids)``),
+because an embedding cannot index -1. Unless the looked-up vectors are masked afterwards, "no
+edge" silently becomes relation 0 and reaches the loss. The rule reports an embedding whose index
+is clamped this way and whose output is neither multiplied by a mask nor passed through
+``masked_fill`` in the same function. Report only.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from patcher.rule import Example, Rule, RuleContext
+from patches._syntax import callee_name, int_literal, walk
+
+
+def _clamps_negatives(node: cst.CSTNode) -> bool:
+    for call in walk(node):
+        if not isinstance(call, cst.Call):
+            continue
+        name = callee_name(call)
+        values = [a.value for a in call.args]
+        keywords = {a.keyword.value: a.value for a in call.args if a.keyword}
+        if name == "clamp" and (
+            int_literal(keywords.get("min", cst.Name("x"))) == 0
+            or (
+                len(values) >= 1
+                and not call.args[0].keyword
+                and int_literal(values[-1]) == 0
+                and isinstance(call.func, cst.Attribute)
+                and not isinstance(call.func.value, cst.Name)
+            )
+        ):
+            return True
+        if name in ("clamp_min", "clamp_min_") and values and int_literal(values[0]) == 0:
+            return True
+        if name == "where" and any(int_literal(v) == 0 for v in values[1:]):
+            return True
+    return False
+
+
+def _embeddings(cls: cst.ClassDef) -> set[str]:
+    names = set()
+    for node in walk(cls, into_functions=True):
+        if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
+            if callee_name(node.value) == "Embedding":
+                for target in node.targets:
+                    t = target.target
+                    if isinstance(t, cst.Attribute) and isinstance(t.value, cst.Name):
+                        if t.value.value == "self":
+                            names.add(t.attr.value)
+    return names
+
+
+class ClampedSentinelIndex(Rule):
+    code = "TRN002"
+    name = "clamped-sentinel-index"
+    summary = "An embedding index clamped from -1 to 0 and never masked (report)."
+    rationale = __doc__
+    settles = True
+    triggers = ("Embedding",)
+    examples = (
+        Example(
+            before=(
+                "class Graph(nn.Module):\n"
+                "    def __init__(self):\n"
+                "        self.relations = nn.Embedding(4, 16)\n"
+                "    def forward(self, relation_ids):\n"
+                "        return self.relations(relation_ids.clamp(min=0))\n"
+            ),
+            reports=1,
+        ),
+        Example(
+            before=(
+                "class Graph(nn.Module):\n"
+                "    def __init__(self):\n"
+                "        self.relations = nn.Embedding(4, 16)\n"
+                "    def forward(self, relation_ids):\n"
+                "        mask = (relation_ids >= 0).unsqueeze(-1)\n"
+                "        return self.relations(relation_ids.clamp(min=0)) * mask\n"
+            ),
+        ),
+    )
+
+    def run(self, ctx: RuleContext) -> None:
+        tree = ctx.tree
+        for cls in tree.nodes(cst.ClassDef):
+            embeddings = _embeddings(cls)
+            if not embeddings:
+                continue
+            for call in walk(cls, into_functions=True):
+                if not (
+                    isinstance(call, cst.Call)
+                    and isinstance(call.func, cst.Attribute)
+                    and isinstance(call.func.value, cst.Name)
+                    and call.func.value.value == "self"
+                    and call.func.attr.value in embeddings
+                    and call.args
+                    and _clamps_negatives(call.args[0].value)
+                ):
+                    continue
+                if self._masked(tree, call):
+                    continue
+                ctx.report(
+                    call,
+                    f'self.{call.func.attr.value} looks up clamped indices: -1 ("none") becomes '
+                    "row 0 and reaches the loss unless the result is masked",
+                )
+
+    @staticmethod
+    def _masked(tree, call: cst.Call) -> bool:
+        parent = tree.parent(call)
+        if isinstance(parent, cst.BinaryOperation) and isinstance(parent.operator, cst.Multiply):
+            return True
+        statement = tree.statement(call)
+        assigned = None
+        if isinstance(statement, cst.Assign) and isinstance(statement.targets[0].target, cst.Name):
+            assigned = statement.targets[0].target.value
+        if assigned is None:
+            return False
+        scope = tree.scope(call)
+        for node in walk(scope):
+            if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply):
+                if any(
+                    isinstance(n, cst.Name) and n.value == assigned for n in (node.left, node.right)
+                ):
+                    return True
+            if isinstance(node, cst.Call) and callee_name(node) in ("masked_fill", "masked_fill_"):
+                receiver = node.func.value if isinstance(node.func, cst.Attribute) else None
+                if isinstance(receiver, cst.Name) and receiver.value == assigned:
+                    return True
+        return False
