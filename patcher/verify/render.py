@@ -34,7 +34,7 @@ def print_report(report: Report, console: Console) -> None:
         )
     console.print(table)
     waited = report.longest_wait
-    if waited is not None and waited.longest_wait:
+    if waited is not None and waited.longest_wait and waited.dist_rank is not None:
         console.print(
             Text(
                 f"longest wait in a collective: {waited.label}, {waited.longest_wait:.2f} s in "

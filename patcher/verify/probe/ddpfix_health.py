@@ -158,24 +158,27 @@ def _names(records):
 def _holders(modules_without_parent):
     """``Class.attr`` of plain (non-Module) objects that hold each root module."""
     import types
+    import warnings
 
     import torch
 
     wanted = {id(m): m for m in modules_without_parent}
     found = {}
     skip = (torch.nn.Module, types.ModuleType, type, types.FunctionType)
-    for obj in gc.get_objects():
-        if isinstance(obj, skip) or not hasattr(type(obj), "__dict__"):
-            continue
-        try:
-            attributes = vars(obj)
-        except TypeError:
-            continue
-        if not isinstance(attributes, dict):
-            continue
-        for key, value in attributes.items():
-            if id(value) in wanted and wanted[id(value)] is value:
-                found.setdefault(id(value), f"{type(obj).__name__}.{key}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated proxies in torch warn on inspection
+        for obj in gc.get_objects():
+            if isinstance(obj, skip):
+                continue
+            try:
+                attributes = vars(obj)
+            except TypeError:
+                continue
+            if not isinstance(attributes, dict):
+                continue
+            for key, value in attributes.items():
+                if id(value) in wanted and wanted[id(value)] is value:
+                    found.setdefault(id(value), f"{type(obj).__name__}.{key}")
     return found
 
 
