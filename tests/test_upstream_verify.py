@@ -53,6 +53,7 @@ def test_patched_passes_original_fails(name: str) -> None:
     code, report = _verify(str(script))
     assert code == 0, report["verdict"] + "\n" + report["log_tail"]
     assert report["target"] == name and report["identified_by"] == "sha256"
+    assert report["health"] == []  # a healthy run has no training-health findings
     code, original = _verify(str(script), "--original")
     assert code == 1
     # the first thing a user meets on today's stack: the tensorboard fallback or AdamW import
