@@ -58,6 +58,7 @@ def _track(param, site):
             "nonzero": 0,
             "trailing_zero": 0,
             "snapshot": None,
+            "changed": False,
         }
     except TypeError:
         pass
@@ -94,6 +95,10 @@ def _before_step(optimizer, args, kwargs):
             param = _param(record)
             if not param.requires_grad:
                 continue
+            snapshot = record["snapshot"]
+            if snapshot is not None and not torch.equal(snapshot, param.detach()):
+                # changed by a step (checked as it trains: scripts reload checkpoints later)
+                record["changed"], record["snapshot"] = True, None
             grad = param.grad
             if grad is None:
                 record["none"] += 1
@@ -196,10 +201,10 @@ def report():
         param = _param(record)
         if not param.requires_grad:
             continue
-        changed = None
         if record["snapshot"] is not None:
-            with torch.no_grad():
-                changed = not torch.equal(record["snapshot"], param.detach())
+            with torch.no_grad():  # the last step's update is seen only now
+                if not torch.equal(record["snapshot"], param.detach()):
+                    record["changed"] = True
         entries.append(
             {
                 "name": record["name"],
@@ -211,7 +216,7 @@ def report():
                 "zero": record["zero"],
                 "nonzero": record["nonzero"],
                 "trailing_zero": record["trailing_zero"],
-                "changed": changed,
+                "changed": record["changed"],
             }
         )
     return entries
