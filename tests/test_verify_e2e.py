@@ -81,6 +81,7 @@ def test_patched_example_passes_and_user_files_stay(cache: Path) -> None:
         "evaluation ran",
         "checkpoints",
         "results complete",
+        "training health",
     ]
     assert "--multi_gpu" in report["command"] and "--cpu" not in report["command"]
     ranks = sorted(p["distributed"]["rank"] for p in report["processes"])
