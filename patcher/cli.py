@@ -270,6 +270,12 @@ def verify(
     no_health: bool = typer.Option(
         False, "--no-health", help="Skip the training-health checks (orphaned parameters...)."
     ),
+    health: Optional[List[str]] = typer.Option(  # noqa: UP006, UP045
+        None,
+        "--health",
+        metavar="CHECK",
+        help="Opt-in health checks: sentinel (negative indices clamped into an embedding).",
+    ),
     max_steps: Optional[int] = typer.Option(  # noqa: UP045
         None, "--max-steps", metavar="K", help="Stop every rank cleanly after K optimizer steps."
     ),
@@ -282,6 +288,9 @@ def verify(
     from patcher.verify.render import print_report, to_json
 
     out, err = _consoles()
+    unknown = sorted(set(health or []) - {"sentinel"})
+    if unknown:
+        raise _fail(f"unknown --health check(s): {', '.join(unknown)} (known: sentinel)")
     try:
         config = load_config([script])
         rules = select_rules(
@@ -302,6 +311,7 @@ def verify(
         script_args=list(script_args or []),
         rules=rules,
         health=not no_health,
+        sentinel="sentinel" in (health or []),
         max_steps=max_steps,
     )
     try:

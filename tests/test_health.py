@@ -65,6 +65,18 @@ def test_no_grad_grad_died_unchanged() -> None:
     assert _kinds(_entry(name="C", changed=False)) == ["UNCHANGED C"]
 
 
+def test_sentinel_only_when_the_clamped_rows_reach_the_loss() -> None:
+    hit = {"name": "G.relations.weight", "site": "g.py:35", "positions": 26, "reaches_loss": True}
+    masked = {**hit, "reaches_loss": False}
+    record = RankRecord(pid=1, dist_rank=0, health=[_entry()], sentinels=[hit, masked])
+    (finding,) = findings([record])
+    assert finding.line() == (
+        "SENTINEL G.relations.weight (looked up at g.py:35): 26 indices that were negative "
+        "(a -1 'none' sentinel?) were clamped to 0, and their embedding rows reach the loss "
+        "(non-zero gradient there)"
+    )
+
+
 def test_row_when_nothing_trained_and_when_all_is_well() -> None:
     assert row([RankRecord(pid=1)]).evidence == "no optimizer step was taken: nothing to judge"
     healthy = RankRecord(pid=1, dist_rank=0, health=[_entry(), _entry(name="Model.b")])
@@ -113,3 +125,15 @@ def test_no_health_skips_the_row() -> None:
     )
     assert report["passed"] and report["health"] == []
     assert "training health" not in [c["check"] for c in report["checks"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("bug", "expected"), [("sentinel", ["SENTINEL"]), ("none", [])])
+def test_sentinel_check_is_opt_in_and_finds_the_unmasked_lookup(bug: str, expected) -> None:
+    args = [str(CASES / "graph_mlm.py"), "--gpus", "1", "--max-steps", "5"]
+    report = _verify(*args, "--health", "sentinel", "--", "--bug", bug)
+    assert [f["kind"] for f in report["health"]] == expected
+    if expected:
+        assert report["health"][0]["name"] == "Trainer.encoder.relations.weight"
+        default = _verify(*args, "--", "--bug", bug)  # without the opt-in: not looked for
+        assert default["health"] == []

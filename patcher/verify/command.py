@@ -46,6 +46,7 @@ class Options:
     script_args: Sequence[str] = ()
     rules: Sequence[Rule] = ()
     health: bool = True
+    sentinel: bool = False
     max_steps: int | None = None
 
 
@@ -223,6 +224,8 @@ def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
         args = target.script_args(model=model_dir, data=data_dir, output=output_dir) + args
 
     extra_env = {"DDPFIX_HEALTH": "1" if options.health else "0"}
+    if options.health and options.sentinel:
+        extra_env["DDPFIX_HEALTH_SENTINEL"] = "1"
     if options.max_steps is not None:
         extra_env["DDPFIX_MAX_STEPS"] = str(options.max_steps)
     plan = launch.plan(

@@ -4,6 +4,8 @@ ORPHAN     received a non-zero gradient but is in no optimizer param group: it n
 NO-GRAD    in an optimizer, took part in backward, yet its gradient was exactly zero every step.
 GRAD-DIED  had non-zero gradients, then exactly zero for the last K steps.
 UNCHANGED  in an optimizer and given non-zero gradients, yet its value never changed.
+SENTINEL   (opt-in) integer indices with negative values clamped to 0 were looked up in an
+           embedding, and the rows they hit got gradient: "none" reached the loss.
 
 A parameter whose gradient stayed None (not part of the loss at all, like an unused pooler) is not
 a finding: that is a model choice, and DDP's find_unused_parameters territory.
@@ -27,7 +29,8 @@ class Finding:
     detail: str
 
     def line(self) -> str:
-        return f"{self.kind} {self.name} (created at {self.site}): {self.detail}"
+        where = "looked up at" if self.kind == "SENTINEL" else "created at"
+        return f"{self.kind} {self.name} ({where} {self.site}): {self.detail}"
 
     def to_json(self) -> dict[str, str]:
         return {"kind": self.kind, "name": self.name, "site": self.site, "detail": self.detail}
@@ -73,11 +76,24 @@ def _finding(entry: dict[str, Any], k: int) -> Finding | None:
     return None
 
 
+def _sentinel(entry: dict[str, Any]) -> Finding | None:
+    if not entry.get("reaches_loss"):
+        return None  # clamped, but masked out downstream: fine
+    return Finding(
+        "SENTINEL",
+        entry["name"],
+        entry["site"],
+        f"{entry['positions']} indices that were negative (a -1 'none' sentinel?) were clamped "
+        "to 0, and their embedding rows reach the loss (non-zero gradient there)",
+    )
+
+
 def findings(records: list[RankRecord], k: int = DEFAULT_K) -> list[Finding]:
     """Findings of the first rank that reported health (ranks train the same parameters)."""
     for record in sorted(records, key=lambda r: r.rank):
         if record.health:
             found = [f for entry in record.health if (f := _finding(entry, k)) is not None]
+            found += [f for entry in record.sentinels or () if (f := _sentinel(entry))]
             return sorted(found, key=lambda f: (f.kind, f.name))
     return []
 

@@ -39,6 +39,7 @@ class RankRecord:
     longest_wait: float | None = None  # seconds in one collective or backward
     longest_wait_in: str | None = None
     health: list[dict[str, Any]] | None = None  # per-parameter facts (probe/ddpfix_health.py)
+    sentinels: list[dict[str, Any]] | None = None  # clamped -1 indices seen (--health sentinel)
     stopped_after: int | None = None  # --max-steps stopped it after this many steps
 
     @property
@@ -133,6 +134,8 @@ def apply_event(record: RankRecord, event: dict[str, Any]) -> None:
         record.longest_wait_in = event.get("longest_wait_in")
         health = event.get("health")
         record.health = health if isinstance(health, list) else None
+        sentinels = event.get("sentinels")
+        record.sentinels = sentinels if isinstance(sentinels, list) else None
     elif kind == "stopped":
         record.stopped_after = _int(event.get("steps"))
     elif kind == "eval_mode":

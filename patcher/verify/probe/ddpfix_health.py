@@ -238,3 +238,85 @@ def install(torch):
 
     torch.optim.Optimizer.__init__ = probed_init
     sys.modules[__name__].installed = True
+
+
+# --- SENTINEL (opt-in): indices clamped from -1 to 0 that reach the loss ----------------------
+
+_sentinels = {}  # (site, id(weight)) -> {"site", "weight", "positions", "reaches_loss"}
+
+
+def _clamp_min(func, args, kwargs):
+    import torch
+
+    if func in (torch.clamp, torch.Tensor.clamp, torch.Tensor.clamp_):
+        low = kwargs.get("min", args[1] if len(args) > 1 else None)
+        return low
+    if func in (torch.clamp_min, torch.Tensor.clamp_min, torch.Tensor.clamp_min_):
+        return kwargs.get("min", args[1] if len(args) > 1 else None)
+    return None
+
+
+def _sentinel_mode():
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class SentinelMode(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            result = func(*args, **kwargs)
+            try:
+                source = args[0] if args else None
+                if (
+                    isinstance(source, torch.Tensor)
+                    and not source.is_floating_point()
+                    and _clamp_min(func, args, kwargs) == 0
+                ):
+                    negative = source < 0 if func is not torch.Tensor.clamp_ else None
+                    if negative is not None and bool(negative.any()):
+                        result._ddpfix_sentinel = negative
+                elif func is torch.nn.functional.embedding:
+                    indices, weight = args[0], args[1]
+                    mask = getattr(indices, "_ddpfix_sentinel", None)
+                    if mask is not None and isinstance(result, torch.Tensor):
+                        _watch(result, mask, weight)
+            except Exception:
+                pass
+            return result
+
+    return SentinelMode()
+
+
+def _watch(output, mask, weight):
+    key = (_site(), id(weight))
+    entry = _sentinels.setdefault(
+        key,
+        {"site": key[0], "weight": weight, "positions": 0, "reaches_loss": False},
+    )
+    entry["positions"] += int(mask.sum())
+    if output.requires_grad:
+
+        def check(grad):
+            if bool(grad[mask].abs().sum() > 0):
+                entry["reaches_loss"] = True
+            return grad
+
+        output.register_hook(check)
+
+
+def sentinel_report():
+    weights = {id(_param(r)): r.get("name") for r in _params.values()}
+    return [
+        {
+            "name": weights.get(id(e["weight"])) or "an embedding",
+            "site": e["site"],
+            "positions": e["positions"],
+            "reaches_loss": e["reaches_loss"],
+        }
+        for e in _sentinels.values()
+    ]
+
+
+def install_sentinel():
+    mode = _sentinel_mode()
+    mode.__enter__()  # stays on for the life of the process (opt-in: it slows every op)
+    _state["sentinel_mode"] = mode

@@ -129,6 +129,8 @@ def _patch_torch(torch) -> None:
 
             ddpfix_health.install(torch)
             _state["health"] = ddpfix_health
+            if os.environ.get("DDPFIX_HEALTH_SENTINEL") == "1":
+                ddpfix_health.install_sentinel()
         except Exception:
             traceback.print_exc()
 
@@ -283,10 +285,12 @@ def _at_exit() -> None:
         code = 0
     elif not isinstance(code, int):
         code = 1
-    health = None
+    health = sentinels = None
     if _state.get("health") is not None:
         try:
             health = _state["health"].report()
+            if os.environ.get("DDPFIX_HEALTH_SENTINEL") == "1":
+                sentinels = _state["health"].sentinel_report()
         except Exception:
             traceback.print_exc()
     _emit(
@@ -297,6 +301,7 @@ def _at_exit() -> None:
         longest_wait=round(_state["wait"], 3),
         longest_wait_in=_state["wait_in"],
         health=health,
+        sentinels=sentinels,
     )
 
 
