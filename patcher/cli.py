@@ -31,8 +31,8 @@ app = typer.Typer(
     ),
     epilog=(
         "Exit codes: 0 nothing to do or everything fixed; 1 files would change (--check, "
-        "check) or findings have no automatic fix; 2 usage error, unreadable or "
-        "unparseable file, I/O error."
+        "check), or findings have no automatic fix (apply; check with --strict); 2 usage "
+        "error, unreadable or unparseable file, I/O error."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -107,6 +107,9 @@ FORCE_EXCLUDE = typer.Option(
     help="Apply exclusions to files named on the command line too (as pre-commit passes them).",
 )
 FORMAT = typer.Option(Format.text, "--format", help="Output format.")
+STRICT = typer.Option(
+    False, "--strict", help="With --check/check: also exit 1 on findings that have no autofix."
+)
 
 
 def _run(
@@ -119,6 +122,7 @@ def _run(
     exclude: Optional[List[str]],  # noqa: UP006, UP045
     force_exclude: bool,
     output: Format,
+    strict: bool = False,
 ) -> None:
     out, err = _consoles()
     try:
@@ -152,7 +156,7 @@ def _run(
         results.append(process_file(path, rules, config.rule_options, write=write))
     results.sort(key=lambda r: r.path.as_posix())
 
-    code = exit_code(results, check=check)
+    code = exit_code(results, check=check, strict=strict)
     if output is Format.json:
         out.print(Text(to_json(results, check=not write, diff=diff, code=code)))
     else:
@@ -172,6 +176,7 @@ def apply(
     exclude: Optional[List[str]] = EXCLUDE,  # noqa: UP006, UP045
     force_exclude: bool = FORCE_EXCLUDE,
     output: Format = FORMAT,
+    strict: bool = STRICT,
 ) -> None:
     """Rewrite scripts in place (atomically), printing what each rule changed."""
     _run(
@@ -183,6 +188,7 @@ def apply(
         exclude=exclude,
         force_exclude=force_exclude,
         output=output,
+        strict=strict,
     )
 
 
@@ -194,6 +200,7 @@ def check(
     exclude: Optional[List[str]] = EXCLUDE,  # noqa: UP006, UP045
     force_exclude: bool = FORCE_EXCLUDE,
     output: Format = FORMAT,
+    strict: bool = STRICT,
 ) -> None:
     """Same as apply --check --diff: show what would change; exit 1 if anything would."""
     _run(
@@ -205,6 +212,7 @@ def check(
         exclude=exclude,
         force_exclude=force_exclude,
         output=output,
+        strict=strict,
     )
 
 
@@ -422,6 +430,100 @@ def launch(
     err.print(Text(f"log: {launch_plan.log}"))
     code = run_launch(launch_plan, echo=lambda line: out.print(Text(line)))
     raise typer.Exit(code=code)
+
+
+upstream_app = typer.Typer(
+    help="Pins of the upstream scripts ddpfix targets, and drift of a checkout from them.",
+    no_args_is_help=True,
+)
+app.add_typer(upstream_app, name="upstream")
+MANIFESTS = typer.Option(
+    None, "--manifests", metavar="DIR", help="Manifest directory (default: ddpfix's upstream/)."
+)
+
+
+@upstream_app.command("pin")
+def upstream_pin(
+    checkout: Path = typer.Option(..., "--checkout", help="A local checkout of the repository."),
+    repo: str = typer.Option(..., "--repo", help="owner/name of the repository."),
+    commit: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--commit", help="The commit checked out (default: git rev-parse HEAD there)."
+    ),
+    output: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--output", help="Write the manifest here (default: stdout)."
+    ),
+) -> None:
+    """Write the manifest of every script in CHECKOUT that some rule changes or reports."""
+    import subprocess
+
+    from patcher.upstream import pin
+
+    if not checkout.is_dir():
+        raise _fail(f"{checkout}: not a directory")
+    if commit is None:
+        run = subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True
+        )
+        if run.returncode != 0:
+            raise _fail(f"{checkout}: not a git checkout; pass --commit")
+        commit = run.stdout.strip()
+    text = pin(checkout, repo, commit)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+@upstream_app.command("status")
+def upstream_status(
+    checkout: Path = typer.Option(..., "--checkout", help="A local checkout to compare."),
+    repo: Optional[str] = typer.Option(None, "--repo", help="owner/name (default: inferred)."),  # noqa: UP045
+    verify: bool = typer.Option(False, "--verify", help="Also verify changed scripts."),
+    manifests: Optional[Path] = MANIFESTS,  # noqa: UP045
+    output: Format = FORMAT,
+) -> None:
+    """Unchanged / changed / missing pinned scripts, and whether a change breaks the patch."""
+    from patcher.upstream import MANIFEST_DIR, status
+
+    if not checkout.is_dir():
+        raise _fail(f"{checkout}: not a directory")
+
+    def run_verify(path: Path) -> str | None:
+        import json
+        import subprocess
+
+        run = subprocess.run(
+            [sys.executable, "-m", "patcher", "verify", str(path), "--format", "json"],
+            capture_output=True,
+            text=True,
+        )
+        if run.returncode == 2:
+            return None  # not a verify target
+        return None if run.returncode == 0 else json.loads(run.stdout)["verdict"]
+
+    drifts = status(checkout, repo, manifests or MANIFEST_DIR, run_verify if verify else None)
+    broken = any(d.broken for d in drifts)
+    out, err = _consoles()
+    if output is Format.json:
+        import json
+
+        payload = {"files": [d.to_json() for d in drifts], "broken": broken}
+        out.print(Text(json.dumps(payload, indent=2)))
+    else:
+        grid = Table(title=f"upstream status of {checkout}")
+        for column in ("path", "state", "problems"):
+            grid.add_column(column)
+        for drift in drifts:
+            style = "red" if drift.broken else ("yellow" if drift.state != "unchanged" else "")
+            grid.add_row(drift.path, Text(drift.state, style=style), "; ".join(drift.problems))
+        out.print(grid)
+        states = {
+            s: sum(d.state == s for d in drifts) for s in ("unchanged", "changed", "missing", "new")
+        }
+        summary = ", ".join(f"{n} {s}" for s, n in states.items() if n)
+        verdict = "drift breaks a patch" if broken else "no patch broken"
+        err.print(Text(f"{summary or 'nothing pinned here'}; {verdict}"))
+    raise typer.Exit(code=1 if broken else 0)
 
 
 def _indent(code: str) -> str:

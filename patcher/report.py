@@ -49,12 +49,16 @@ class Summary:
         )
 
 
-def exit_code(results: Sequence[FileResult], *, check: bool) -> int:
-    """0 clean or all fixed; 1 changes needed (check) or findings without a fix; 2 errors."""
+def exit_code(results: Sequence[FileResult], *, check: bool, strict: bool = False) -> int:
+    """2 on errors. ``apply``: 1 when findings without a fix remain. ``--check``/``check``: 1
+    when a file would change (it drifted from its patched state), and with ``strict`` also when
+    findings without a fix remain. Otherwise 0."""
     summary = Summary.of(results)
     if summary.errors:
         return 2
-    if summary.unfixed or (check and summary.changed):
+    if check and summary.changed:
+        return 1
+    if summary.unfixed and (strict or not check):
         return 1
     return 0
 

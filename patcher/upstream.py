@@ -31,6 +31,8 @@ class PinnedScript:
 def load_manifests(directory: Path = MANIFEST_DIR) -> list[PinnedScript]:
     pins = []
     for manifest in sorted(directory.glob("*.toml")):
+        if manifest.parent.name == "targets":
+            continue
         data = tomllib.loads(manifest.read_text(encoding="utf-8"))
         for script in data.get("script", []):
             pins.append(
@@ -57,7 +59,7 @@ def pin(checkout: Path, repo: str, commit: str) -> str:
     rules = all_rules()
     lines = [
         "# Pinned upstream scripts: metadata only, never their code.",
-        f"# Regenerate: python -m patcher.upstream CHECKOUT {repo} COMMIT > upstream/<name>.toml",
+        f"# Regenerate: ddpfix upstream pin --checkout CHECKOUT --repo {repo} --output FILE",
         f'repo = "{repo}"',
         f'commit = "{commit}"',
         "",
@@ -87,9 +89,93 @@ def pin(checkout: Path, repo: str, commit: str) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    import sys
+@dataclass
+class Drift:
+    """One pinned (or unpinned) script of a checkout, compared with its pin."""
 
-    if len(sys.argv) != 4:
-        sys.exit("usage: python -m patcher.upstream CHECKOUT OWNER/NAME COMMIT")
-    print(pin(Path(sys.argv[1]), sys.argv[2], sys.argv[3]), end="")
+    path: str
+    state: str  # unchanged | changed | missing | new
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def broken(self) -> bool:
+        return bool(self.problems)
+
+    def to_json(self) -> dict[str, object]:
+        return {"path": self.path, "state": self.state, "problems": self.problems}
+
+
+def _counts(findings, fixed: bool) -> dict[str, int]:
+    from collections import Counter
+
+    return dict(Counter(f.code for f in findings if f.fixed == fixed))
+
+
+def _describe(expected: dict[str, int], got: dict[str, int], what: str) -> list[str]:
+    problems = []
+    for code in sorted(set(expected) | set(got)):
+        if expected.get(code, 0) != got.get(code, 0):
+            problems.append(
+                f"{code} {what}: expected {expected.get(code, 0)}, now {got.get(code, 0)}"
+            )
+    return problems
+
+
+def status(
+    checkout: Path,
+    repo: str | None = None,
+    manifests: Path = MANIFEST_DIR,
+    verify=None,
+) -> list[Drift]:
+    """Each pinned script of ``repo`` (or of the manifests whose files are in ``checkout``):
+    unchanged, missing, or changed, and then whether its patch still holds; plus scripts some
+    rule changes that are not pinned. ``verify(path)`` returns a problem or None."""
+    from patcher.engine import fix_text
+    from patcher.registry import all_rules
+    from patcher.source import SourceError, read_source
+
+    pins = load_manifests(manifests)
+    if repo is not None:
+        pins = [p for p in pins if p.repo == repo]
+    else:
+        present = {p.repo for p in pins if (checkout / p.path).exists()}
+        pins = [p for p in pins if p.repo in present]
+    rules = all_rules()
+    drifts = []
+    for pin in pins:
+        path = checkout / pin.path
+        if not path.exists():
+            drifts.append(Drift(pin.path, "missing"))
+            continue
+        if pin.matches(path.read_bytes()):
+            drifts.append(Drift(pin.path, "unchanged"))
+            continue
+        drift = Drift(pin.path, "changed")
+        try:
+            output, findings = fix_text(read_source(path).text, rules)
+        except SourceError as exc:
+            drift.problems.append(f"apply fails: {exc}")
+            drifts.append(drift)
+            continue
+        drift.problems += _describe(pin.fixes, _counts(findings, True), "fixes")
+        drift.problems += _describe(pin.unfixed, _counts(findings, False), "reports")
+        again, _ = fix_text(output, rules)
+        if again != output:
+            drift.problems.append("a second apply changes the output (not idempotent)")
+        if verify is not None and not drift.problems:
+            problem = verify(path)
+            if problem:
+                drift.problems.append(f"verify: {problem}")
+        drifts.append(drift)
+    pinned = {p.path for p in pins}
+    for path in sorted(checkout.rglob("*.py")):
+        relative = path.relative_to(checkout).as_posix()
+        if relative in pinned or ".git" in path.parts:
+            continue
+        try:
+            _, findings = fix_text(read_source(path).text, rules)
+        except SourceError:
+            continue
+        if any(f.fixed for f in findings):
+            drifts.append(Drift(relative, "new"))
+    return drifts

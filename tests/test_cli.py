@@ -115,6 +115,10 @@ def test_unfixable_findings_exit_1_in_apply(tmp_path: Path) -> None:
     assert run.code == 1
     assert "DDP001 (no fix)" in run.stderr
     assert "1 finding without a fix" in run.stderr
+    # check asks "has the file drifted from its patched state?"; --strict adds the findings
+    assert ddpfix("check", path).code == 0
+    assert ddpfix("check", "--strict", path).code == 1
+    assert ddpfix("apply", "--check", "--strict", path).code == 1
 
 
 def test_json_report(script: Path) -> None:

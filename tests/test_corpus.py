@@ -92,3 +92,15 @@ def test_the_four_classification_scripts_end_up_right(relative: str) -> None:
     read_indent = len(out[:read].rsplit("\n", 1)[1])
     assert read_indent > gate_indent
     assert fix_text(out, all_rules())[0] == out
+
+
+def test_upstream_status_reports_every_pin_unchanged() -> None:
+    from patcher.upstream import status
+
+    for root in ROOTS:
+        drifts = status(root)
+        pinned = [d for d in drifts if d.state != "new"]
+        if not pinned:
+            continue
+        assert {d.state for d in pinned} == {"unchanged"}, [d.to_json() for d in pinned]
+        assert not [d for d in drifts if d.state == "new"]
