@@ -13,7 +13,7 @@ import libcst as cst
 
 from patcher.linemap import LineMap
 from patcher.rule import Finding, Fix, Rule, RuleContext
-from patcher.source import Source, SourceError, read_source, write_atomic
+from patcher.source import Source, SourceError, read_source, remove_leftovers, write_atomic
 from patcher.tree import Around, Tree
 
 # Lines that only parse as Python 2; used to explain a syntax error, never to decide anything.
@@ -173,6 +173,8 @@ def process_file(
     """Run ``rules`` on one file; with ``write`` the file is replaced atomically when changed."""
     result = FileResult(path=path)
     try:
+        if write and path.is_file():
+            remove_leftovers(path.resolve())
         source: Source = read_source(path)
         result.original = source.text
         result.fixed, result.findings = fix_text(source.text, rules, options)

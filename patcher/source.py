@@ -16,6 +16,7 @@ import stat
 import tempfile
 import tokenize
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 
 
@@ -77,15 +78,38 @@ def check_writable(path: Path) -> None:
         raise SourceError(f"cannot write to directory {real.parent}")
 
 
+def remove_leftovers(real: Path) -> None:
+    """Temp files of this file left by a ddpfix process that was killed (its pid is dead)."""
+    for leftover in real.parent.glob(f".{glob_escape(real.name)}.*.ddpfix.tmp"):
+        pid = leftover.name[len(real.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically, keeping its mode.
 
-    A symlink is followed: the target file is replaced and the link stays a link.
+    A symlink is followed: the target file is replaced and the link stays a link. The temp file
+    carries the writer's pid, so one left behind by a killed run is removed by the next.
     """
     real = path.resolve()
     check_writable(path)
     mode = stat.S_IMODE(real.stat().st_mode)
-    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".ddpfix.tmp", dir=real.parent)
+    remove_leftovers(real)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{real.name}.{os.getpid()}.", suffix=".ddpfix.tmp", dir=real.parent
+    )
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

@@ -210,3 +210,14 @@ def test_records_are_read_from_probe_lines(tmp_path: Path) -> None:
     other = RankRecord(pid=1)
     apply_event(other, {"kind": "exception", "type": "E", "message": "m", "traceback": "t"})
     assert other.exception is not None and other.exception.summary == "E: m"
+
+
+def test_a_killed_rank_is_named_before_its_peers_lost_connection(tmp_path: Path) -> None:
+    records = _healthy(tmp_path)
+    records[1].exit_code = None  # SIGKILLed: no exit event
+    records[0].exception = Exception_("RuntimeError", "Connection closed by peer [1]:2", "tb")
+    records[0].exit_code = 1
+    rows = _rows(_run(tmp_path, records, returncode=1))
+    assert rows["every rank exited 0"].evidence == (
+        "rank 1 was killed before it could exit (rank 0 then lost its peer)"
+    )

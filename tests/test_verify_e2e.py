@@ -126,6 +126,7 @@ def test_a_hang_is_killed_with_stacks_and_no_survivors(cache: Path, tmp_path: Pa
         cache, CASES / "collective.py", "--timeout", "8", "--keep", keep, "--", "--mode", "hang"
     )
     assert code == 1
+    assert report["seconds"] < 8 + 10  # the whole group killed within the timeout + 10 s
     assert time.monotonic() - started < 8 + 40
     assert report["target"] is None
     assert report["verdict"].startswith("FAIL: no hang: still running after 8 s, killed")
@@ -237,3 +238,27 @@ def test_two_simulated_nodes_one_writer_and_the_local_rank_double_write(cache: P
     assert code == 1
     verdict = single_node["verdict"]
     assert any(sign in verdict for sign in ("written by 2 processes", "two writers?")), verdict
+
+
+def test_a_rank_killed_mid_run_is_named_and_nothing_survives(cache: Path) -> None:
+    code, report = verify(
+        cache, CASES / "collective.py", "--timeout", "60", "--", "--mode", "killed"
+    )
+    assert code == 1
+    assert report["verdict"].startswith("FAIL: every rank exited 0: rank 1 was killed")
+    assert not [p["pid"] for p in report["processes"] if _running(p["pid"])]
+
+
+def test_an_unwritable_output_directory_has_a_clear_cause(cache: Path, tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        blocked = "/proc/ddpfix-cannot-write-here"  # not writable even for root
+    else:
+        blocked = str(tmp_path / "ro")
+        Path(blocked).mkdir(mode=0o555)
+    code, report = verify(
+        cache, CASES / "collective.py", "--", "--mode", "write", "--path", blocked
+    )
+    assert code == 1
+    assert "rank 0 raised" in report["verdict"]
+    assert "FileNotFoundError" in report["verdict"] or "PermissionError" in report["verdict"]
+    assert blocked in report["verdict"]

@@ -162,13 +162,22 @@ def _root_cause(records: Sequence[RankRecord]) -> RankRecord | None:
 
 def exited_cleanly(run: Run, expect: Expectations) -> Row:
     name = "every rank exited 0"
-    record = _root_cause(run.records)
-    if record is not None and record.exception is not None:
-        summary = record.exception.summary.splitlines()[0][:240]
-        return Row(name, False, f"{record.label} raised {summary}{_hint(summary)}")
+    root = _root_cause(run.records)
+    consequence = root is not None and any(
+        sign in root.exception.summary for sign in _COLLECTIVE_SIGNS  # type: ignore[union-attr]
+    )
+    if root is not None and not consequence:
+        summary = root.exception.summary.splitlines()[0][:240]  # type: ignore[union-attr]
+        return Row(name, False, f"{root.label} raised {summary}{_hint(summary)}")
+    if not run.timed_out:
+        for record in run.records:
+            if record.exit_code is None and record.exception is None:
+                then = f" ({root.label} then lost its peer)" if root is not None else ""
+                return Row(name, False, f"{record.label} was killed before it could exit{then}")
+    if root is not None:
+        summary = root.exception.summary.splitlines()[0][:240]  # type: ignore[union-attr]
+        return Row(name, False, f"{root.label} raised {summary}{_hint(summary)}")
     for record in run.records:
-        if record.exit_code is None and not run.timed_out:
-            return Row(name, False, f"{record.label} was killed before it could exit")
         if record.exit_code not in (0, None):
             said = _error_line(run.log_tail)
             detail = f": {said}" if said else ""

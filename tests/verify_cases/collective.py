@@ -1,13 +1,16 @@
-"""A tiny distributed program for verify's own tests: --mode ok | hang | crash."""
+"""A tiny distributed program for verify's own tests: --mode ok | hang | crash | killed | write."""
 
 import argparse
+import os
+import signal
 import time
 
 import torch
 import torch.distributed as dist
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--mode", choices=["ok", "hang", "crash"], default="ok")
+parser.add_argument("--mode", choices=["ok", "hang", "crash", "killed", "write"], default="ok")
+parser.add_argument("--path", default="")
 args = parser.parse_args()
 
 dist.init_process_group("gloo")
@@ -19,6 +22,13 @@ if args.mode == "hang":
         time.sleep(3600)
 elif args.mode == "crash" and rank == 1:
     raise RuntimeError("rank 1 lost its data")
+elif args.mode == "killed" and rank == 1:
+    os.kill(os.getpid(), signal.SIGKILL)  # the OOM killer, say
+elif args.mode == "killed":
+    dist.barrier()  # waits for rank 1, which is gone
+elif args.mode == "write" and rank == 0:
+    with open(os.path.join(args.path, "results.txt"), "w") as handle:
+        handle.write("0\n")
 else:
     total = torch.ones(1)
     dist.all_reduce(total)

@@ -1,0 +1,177 @@
+"""Reliability: generated legacy-script variants, fuzzed input, kills in the middle of a batch.
+
+Short runs always; ``DDPFIX_FUZZ_EXAMPLES=N`` makes the generated suites run N examples each.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from patcher.engine import fix_text, process_file
+from patcher.registry import all_rules
+
+EXAMPLES = int(os.environ.get("DDPFIX_FUZZ_EXAMPLES", "60"))
+RULES = all_rules()
+SETTINGS = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+# What the rules may touch: every line that changes must mention one of these.
+TOUCHABLE = re.compile(
+    r"local_rank|local-rank|LOCAL_RANK|RANK|DistributedSampler|Sampler|set_epoch|evaluate|"
+    r"results|model|import|nccl|gloo|cuda|device|n_gpu|AdamW|ddpfix|init_process_group|"
+    r"timeout|best_f1|save|torch\\.save|^\\s*$"
+)
+
+
+def _script(args: str, indent: str, newline: str, comments: list[bool], nesting: str) -> str:
+    """A legacy-style trainer in many surface forms, built from the hypothesis draws."""
+    i1, i2, i3 = indent, indent * 2, indent * 3
+    gate = f"if {args}.local_rank == -1 and {args}.evaluate_during_training:"
+    lines = [
+        "import argparse",
+        "import torch",
+        "from torch.utils.data import DataLoader, SequentialSampler",
+        "from torch.utils.data.distributed import DistributedSampler",
+        "",
+        "",
+        f"def evaluate({args}, model):",
+        f"{i1}sampler = SequentialSampler(data) if {args}.local_rank == -1 "
+        "else DistributedSampler(data)",
+        f"{i1}return {{'f1': score(model, DataLoader(data, sampler=sampler))}}",
+        "",
+        "",
+        f"def train({args}, model):",
+        f"{i1}if {args}.local_rank != -1:",
+        f"{i2}model = torch.nn.parallel.DistributedDataParallel("
+        f"model, device_ids=[{args}.local_rank])",
+        f"{i1}best_f1 = 0",
+        f"{i1}for step in range(3):",
+    ]
+    body = [
+        f"{i2}{gate}",
+        f"{i3}results = evaluate({args}, model)",
+        f"{i2}if results['f1'] > best_f1:",
+        f"{i3}torch.save(model.state_dict(), 'best.bin')",
+    ]
+    if nesting == "if":
+        body = [f"{i2}if True:"] + [indent + line for line in body]
+    elif nesting == "with":
+        body = [f"{i2}with torch.no_grad():"] + [indent + line for line in body]
+    lines += body
+    lines += [
+        "",
+        "",
+        "def main():",
+        f"{i1}parser = argparse.ArgumentParser()",
+        f"{i1}parser.add_argument('--local_rank', type=int, default=-1)",
+        f"{i1}{args} = parser.parse_args()",
+        f"{i1}if {args}.do_eval and {args}.local_rank in [-1, 0]:",
+        f"{i2}evaluate({args}, None)",
+    ]
+    out = []
+    for index, line in enumerate(lines):
+        if comments[index % len(comments)] and line.strip() and not line.strip().startswith("if"):
+            lead = line[: len(line) - len(line.lstrip())]
+            out.append(f"{lead}# note {index}")
+        out.append(line)
+    return newline.join(out) + newline
+
+
+variants = st.builds(
+    _script,
+    args=st.sampled_from(["args", "opts", "cfg", "hparams"]),
+    indent=st.sampled_from(["    ", "  ", "\t"]),
+    newline=st.sampled_from(["\n", "\r\n"]),
+    comments=st.lists(st.booleans(), min_size=1, max_size=7),
+    nesting=st.sampled_from(["none", "if", "with"]),
+)
+
+
+@SETTINGS
+@given(variants)
+def test_variants_stay_valid_idempotent_and_local(source: str) -> None:
+    compile(source, "variant.py", "exec")
+    output, findings = fix_text(source, RULES)
+    compile(output, "variant.py", "exec")
+    assert fix_text(output, RULES)[0] == output
+    assert {"DDP001", "DDP003", "DDP004", "DDP005", "DDP006"} <= {f.code for f in findings}
+    newline = "\r\n" if "\r\n" in source else "\n"
+    assert output.count("\r\n") == output.count("\n") if newline == "\r\n" else "\r" not in output
+    before = collections.Counter(line.strip() for line in source.splitlines())
+    after = collections.Counter(line.strip() for line in output.splitlines())
+    for line in (before - after) + (after - before):
+        assert TOUCHABLE.search(line), f"untouchable line changed: {line!r}"
+
+
+@SETTINGS
+@given(st.binary(max_size=400))
+def test_random_bytes_never_crash_and_never_change_the_file(tmp_path_factory, data: bytes) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "run.py"
+    path.write_bytes(data)
+    result = process_file(path, RULES, write=True)
+    if result.error is not None:
+        assert "\n" not in result.error
+    if result.changed:  # whatever ddpfix writes is valid Python
+        compile(path.read_bytes(), "run.py", "exec")
+    else:
+        assert path.read_bytes() == data
+
+
+FIXTURE = (Path(__file__).parent / "fixtures" / "scripts" / "clone_bcb_style.in.py").read_bytes()
+
+
+@SETTINGS
+@given(st.integers(min_value=0, max_value=len(FIXTURE)), st.binary(max_size=8))
+def test_truncated_scripts_never_crash(tmp_path_factory, cut: int, tail: bytes) -> None:
+    data = FIXTURE[:cut] + tail
+    path = tmp_path_factory.mktemp("cut") / "run.py"
+    path.write_bytes(data)
+    result = process_file(path, RULES, write=True)
+    if result.changed:
+        compile(path.read_bytes(), "run.py", "exec")
+    else:
+        assert path.read_bytes() == data
+
+
+def test_sigkill_in_the_middle_of_a_batch_leaves_old_or_new_files(tmp_path: Path) -> None:
+    original = FIXTURE.decode()
+    patched, _ = fix_text(original, RULES)
+    for index in range(400):
+        (tmp_path / f"run_{index:03}.py").write_text(original)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "patcher", "apply", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done = sum((tmp_path / f"run_{i:03}.py").read_text() == patched for i in range(0, 400, 20))
+        if done >= 3:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    states = collections.Counter()
+    for path in sorted(tmp_path.glob("run_*.py")):
+        text = path.read_text()
+        assert text in (original, patched), path
+        states[text == patched] += 1
+    assert states[True] and states[False]  # killed mid-batch, really
+    # A kill between writing a temp file and renaming it can leave one behind; plant one
+    # from a dead writer (pid 2**22 + 1 is beyond pid_max here) as well: the next run removes both.
+    stale = tmp_path / f".run_000.py.{2**22 + 1}.abcd.ddpfix.tmp"
+    stale.write_text("partial")
+    subprocess.run([sys.executable, "-m", "patcher", "apply", str(tmp_path)], capture_output=True)
+    assert not list(tmp_path.glob(".*.ddpfix.tmp"))
+    assert {p.read_text() for p in tmp_path.glob("run_*.py")} == {patched}
