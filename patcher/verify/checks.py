@@ -134,7 +134,7 @@ _COLLECTIVE_SIGNS = ("Connection closed by peer", "collective", "Connection rese
 
 
 def _hint(summary: str) -> str:
-    if "failed reading zip archive" in summary:
+    if "PytorchStreamReader failed" in summary or "failed reading zip archive" in summary:
         return " (a checkpoint read while another process was writing it: two writers?)"
     if summary.startswith("FileExistsError"):
         return " (two processes creating the same output: two writers?)"
