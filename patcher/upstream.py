@@ -23,6 +23,7 @@ class PinnedScript:
     sha256: str
     fixes: dict[str, int] = field(default_factory=dict)
     unfixed: dict[str, int] = field(default_factory=dict)
+    target: str | None = None  # the `ddpfix verify` target for this script, if there is one
 
     def matches(self, data: bytes) -> bool:
         return hashlib.sha256(data).hexdigest() == self.sha256
@@ -43,6 +44,7 @@ def load_manifests(directory: Path = MANIFEST_DIR) -> list[PinnedScript]:
                     sha256=script["sha256"],
                     fixes=dict(script.get("fixes", {})),
                     unfixed=dict(script.get("unfixed", {})),
+                    target=script.get("target"),
                 )
             )
     return pins
@@ -56,7 +58,10 @@ def pin(checkout: Path, repo: str, commit: str) -> str:
     from patcher.registry import all_rules
     from patcher.source import SourceError, read_source
 
+    from patcher.verify.targets import load_targets
+
     rules = all_rules()
+    targets = {t.path: t.name for t in load_targets().values() if t.repo == repo}
     lines = [
         "# Pinned upstream scripts: metadata only, never their code.",
         f"# Regenerate: ddpfix upstream pin --checkout CHECKOUT --repo {repo} --output FILE",
@@ -85,6 +90,9 @@ def pin(checkout: Path, repo: str, commit: str) -> str:
             lines.append(
                 "unfixed = { " + ", ".join(f"{k} = {v}" for k, v in sorted(unfixed.items())) + " }"
             )
+        relative = path.relative_to(checkout).as_posix()
+        if relative in targets:
+            lines.append(f'target = "{targets[relative]}"')
         lines.append("")
     return "\n".join(lines)
 
