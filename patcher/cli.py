@@ -203,10 +203,10 @@ def check(
     strict: bool = STRICT,
 ) -> None:
     """Same as apply --check --diff: show what would change; exit 1 if anything would."""
-    _run(
+    apply(
         paths,
-        check=True,
         diff=True,
+        check=True,
         select=select,
         ignore=ignore,
         exclude=exclude,

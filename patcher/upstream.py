@@ -57,7 +57,6 @@ def pin(checkout: Path, repo: str, commit: str) -> str:
     from patcher.engine import fix_text
     from patcher.registry import all_rules
     from patcher.source import SourceError, read_source
-
     from patcher.verify.targets import load_targets
 
     rules = all_rules()

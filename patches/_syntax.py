@@ -275,3 +275,16 @@ def dominates(tree, earlier: cst.CSTNode, later: cst.CSTNode) -> bool:
         if isinstance(block, cst.IndentedBlock) and not tree.contains(block, later):
             return False
     return True
+
+
+def self_attributes(cls: cst.ClassDef, constructor: str) -> set[str]:
+    """Names ``x`` of ``self.x = <...>.constructor(...)`` anywhere in the class."""
+    names = set()
+    for node in walk(cls, into_functions=True):
+        if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
+            if callee_name(node.value) == constructor:
+                for target in node.targets:
+                    t = target.target
+                    if isinstance(t, cst.Attribute) and dotted_name(t.value) == "self":
+                        names.add(t.attr.value)
+    return names

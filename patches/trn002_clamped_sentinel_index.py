@@ -13,7 +13,7 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patches._syntax import callee_name, int_literal, walk
+from patches._syntax import callee_name, int_literal, self_attributes, walk
 
 
 def _clamps_negatives(node: cst.CSTNode) -> bool:
@@ -39,19 +39,6 @@ def _clamps_negatives(node: cst.CSTNode) -> bool:
         if name == "where" and any(int_literal(v) == 0 for v in values[1:]):
             return True
     return False
-
-
-def _embeddings(cls: cst.ClassDef) -> set[str]:
-    names = set()
-    for node in walk(cls, into_functions=True):
-        if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
-            if callee_name(node.value) == "Embedding":
-                for target in node.targets:
-                    t = target.target
-                    if isinstance(t, cst.Attribute) and isinstance(t.value, cst.Name):
-                        if t.value.value == "self":
-                            names.add(t.attr.value)
-    return names
 
 
 class ClampedSentinelIndex(Rule):
@@ -87,7 +74,7 @@ class ClampedSentinelIndex(Rule):
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
         for cls in tree.nodes(cst.ClassDef):
-            embeddings = _embeddings(cls)
+            embeddings = self_attributes(cls, "Embedding")
             if not embeddings:
                 continue
             for call in walk(cls, into_functions=True):

@@ -13,22 +13,10 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patches._syntax import callee_name, dotted_name, walk
+from patches._syntax import dotted_name, self_attributes, walk
 
 _CUTTING_METHODS = ("item", "detach", "numpy", "tolist")
 _CUTTING_FUNCTIONS = ("float", "int", "torch.tensor", "torch.as_tensor")
-
-
-def _parameters(cls: cst.ClassDef) -> set[str]:
-    names = set()
-    for node in walk(cls, into_functions=True):
-        if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
-            if callee_name(node.value) == "Parameter":
-                for target in node.targets:
-                    t = target.target
-                    if isinstance(t, cst.Attribute) and dotted_name(t.value) == "self":
-                        names.add(t.attr.value)
-    return names
 
 
 def _self_param(node: cst.CSTNode, params: set[str]) -> str | None:
@@ -70,7 +58,7 @@ class AutogradCutParameter(Rule):
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
         for cls in tree.nodes(cst.ClassDef):
-            params = _parameters(cls)
+            params = self_attributes(cls, "Parameter")
             if not params:
                 continue
             for function in walk(cls.body, into_functions=True):

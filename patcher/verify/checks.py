@@ -164,7 +164,8 @@ def exited_cleanly(run: Run, expect: Expectations) -> Row:
     name = "every rank exited 0"
     root = _root_cause(run.records)
     consequence = root is not None and any(
-        sign in root.exception.summary for sign in _COLLECTIVE_SIGNS  # type: ignore[union-attr]
+        sign in root.exception.summary
+        for sign in _COLLECTIVE_SIGNS  # type: ignore[union-attr]
     )
     if root is not None and not consequence:
         summary = root.exception.summary.splitlines()[0][:240]  # type: ignore[union-attr]
