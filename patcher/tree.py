@@ -111,6 +111,7 @@ class Tree:
         self._by_type: dict[type, list[cst.CSTNode]] = {}
         self._lines: dict[int, tuple[int, int]] | None = None
         self._indexed = False
+        self._queries: dict[tuple[type, ...], list[cst.CSTNode]] = {}
 
     def _index(self) -> None:
         """Walk the tree once; done on the first question, not on construction."""
@@ -138,14 +139,17 @@ class Tree:
     # --- structure -------------------------------------------------------------------------
 
     def nodes(self, *types: type[N]) -> list[N]:
-        """Every node of the given types, in source order."""
+        """Every node of the given types, in source order (answers are kept)."""
         self._index()
+        if types in self._queries:
+            return self._queries[types]  # type: ignore[return-value]
         found: list[cst.CSTNode] = []
         for kind, nodes in self._by_type.items():
             if issubclass(kind, types):
                 found.extend(nodes)
         if len(types) > 1 or len(found) != len(self._by_type.get(types[0], ())):
             found.sort(key=self.order)
+        self._queries[types] = found
         return found  # type: ignore[return-value]
 
     def parent(self, node: cst.CSTNode) -> cst.CSTNode | None:

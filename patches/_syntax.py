@@ -288,3 +288,19 @@ def self_attributes(cls: cst.ClassDef, constructor: str) -> set[str]:
                     if isinstance(t, cst.Attribute) and dotted_name(t.value) == "self":
                         names.add(t.attr.value)
     return names
+
+
+def global_rank(rank: cst.BaseExpression, quote: str) -> cst.Call:
+    """``int(os.environ.get("RANK", <rank>))``, built directly (parsing is the slow part)."""
+    space = cst.SimpleWhitespace(" ")
+    get = cst.Attribute(cst.Attribute(cst.Name("os"), cst.Name("environ")), cst.Name("get"))
+    lookup = cst.Call(
+        get,
+        [
+            cst.Arg(
+                cst.SimpleString(f"{quote}RANK{quote}"), comma=cst.Comma(whitespace_after=space)
+            ),
+            cst.Arg(rank.with_changes(lpar=[], rpar=[])),
+        ],
+    )
+    return cst.Call(cst.Name("int"), [cst.Arg(lookup)])

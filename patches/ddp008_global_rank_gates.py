@@ -24,6 +24,7 @@ from patches._gates import conjuncts, rank_comparison
 from patches._syntax import (
     callee_name,
     calls_in,
+    global_rank,
     import_fix,
     is_eval_call,
     is_save_call,
@@ -33,14 +34,15 @@ from patches._syntax import (
 RANK_ZERO = (frozenset({-1, 0}), frozenset({0}))
 
 
-def _global(term: cst.Comparison, module: cst.Module, quote: str) -> cst.BaseExpression:
+def _global(term: cst.Comparison, quote: str) -> cst.BaseExpression:
+    """``int(os.environ.get("RANK", x.local_rank)) <the same comparison>``."""
     found = rank_comparison(term)
     assert found is not None
-    rank = module.code_for_node(found[0])
-    comparison = module.code_for_node(term.comparisons[0])
-    code = f"int(os.environ.get({quote}RANK{quote}, {rank})){comparison}"
-    new = cst.parse_expression(code, config=module.config_for_parsing)
-    return new.with_changes(lpar=term.lpar, rpar=term.rpar)
+    if found[0] is term.left:
+        return term.with_changes(left=global_rank(found[0], quote))
+    # -1 == x.local_rank: the rank goes left, as the rule writes it
+    operator = term.comparisons[0].with_changes(comparator=term.left)
+    return term.with_changes(left=global_rank(found[0], quote), comparisons=[operator])
 
 
 def _barrier_only(body: cst.BaseSuite) -> bool:
@@ -109,5 +111,5 @@ class GlobalRankGates(Rule):
             ctx.fix(
                 gate,
                 f"local rank 0 exists on every node: gate {what} on the global rank (RANK)",
-                {t: _global(t, module, quote) for t in terms} | needs_os,  # type: ignore[arg-type]
+                {t: _global(t, quote) for t in terms} | needs_os,  # type: ignore[arg-type]
             )

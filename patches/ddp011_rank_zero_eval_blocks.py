@@ -21,6 +21,7 @@ from patches._syntax import (
     callee_name,
     calls_in,
     dotted_name,
+    global_rank,
     import_fix,
     is_eval_call,
     is_save_call,
@@ -107,9 +108,23 @@ class RankZeroEvalBlocks(Rule):
                 or not any(is_eval_call(c) or is_save_call(c) for c in calls)
             ):
                 continue
-            who = tree.module.code_for_node(flag.value)
-            rank = cst.parse_expression(
-                f"int(os.environ.get({quote}RANK{quote}, {who}.local_rank)) in [-1, 0]"
+            local_rank = cst.Attribute(flag.value, cst.Name("local_rank"))
+            rank = cst.Comparison(
+                global_rank(local_rank, quote),
+                [
+                    cst.ComparisonTarget(
+                        cst.In(),
+                        cst.List(
+                            [
+                                cst.Element(
+                                    cst.UnaryOperation(cst.Minus(), cst.Integer("1")),
+                                    comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")),
+                                ),
+                                cst.Element(cst.Integer("0")),
+                            ]
+                        ),
+                    )
+                ],
             )
             test = cst.BooleanOperation(
                 left=node.test,

@@ -17,7 +17,7 @@ import re
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patches._syntax import callee_name, dominates, dotted_name, walk
+from patches._syntax import callee_name, dominates, dotted_name
 
 _OPTIMIZER = re.compile(
     r"^(Adam|AdamW|SGD|Adagrad|Adadelta|Adamax|NAdam|RAdam|RMSprop|LBFGS|Adafactor|Lamb|LAMB)$"
@@ -71,34 +71,38 @@ class ParametersAfterOptimizer(Rule):
 
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
-        for function in tree.nodes(cst.FunctionDef):
-            optimizer_at = None
-            assigns = [
-                n for n in walk(function.body) if isinstance(n, cst.Assign)
-            ]  # source order, this function's own frame
-            rest = [n for n in walk(function.body) if isinstance(n, cst.Call)]
-            for assign in assigns:
-                value = assign.value
-                if not isinstance(value, cst.Call):
-                    continue
-                if _is_optimizer(value):
-                    optimizer_at = assign
-                    continue
-                if optimizer_at is None or not _creates_parameters(value):
-                    continue
-                if not dominates(tree, optimizer_at, assign):
-                    continue  # the optimizer is built in another branch
-                target = tree.module.code_for_node(assign.targets[0].target)
-                later = [c for c in rest if tree.order(c) > tree.order(assign)]
-                if any(
-                    (callee_name(c) == "add_param_group" or _is_optimizer(c))
-                    and target in tree.module.code_for_node(c)
-                    for c in later
-                ):
-                    continue  # handed to the optimizer after all
-                line = tree.position(optimizer_at)[0]
-                ctx.report(
-                    assign,
-                    f"{target} is created after the optimizer (line {line}): it will get "
-                    "gradients but its parameters never reach the optimizer",
-                )
+        calls = [a for a in tree.nodes(cst.Assign) if isinstance(a.value, cst.Call)]
+        optimizers = [a for a in calls if _is_optimizer(a.value)]  # type: ignore[arg-type]
+        if not optimizers:
+            return
+        for assign in calls:
+            if not _creates_parameters(assign.value):  # type: ignore[arg-type]
+                continue
+            scope = tree.scope(assign)
+            before = [
+                o
+                for o in optimizers
+                if tree.scope(o) is scope
+                and tree.order(o) < tree.order(assign)
+                and dominates(tree, o, assign)  # not built in another branch
+            ]
+            if not before:
+                continue
+            target = tree.module.code_for_node(assign.targets[0].target)
+            later = [
+                c
+                for c in tree.nodes(cst.Call)
+                if tree.order(c) > tree.order(assign) and tree.scope(c) is scope
+            ]
+            if any(
+                (callee_name(c) == "add_param_group" or _is_optimizer(c))
+                and target in tree.module.code_for_node(c)
+                for c in later
+            ):
+                continue  # handed to the optimizer after all
+            line = tree.position(before[-1])[0]
+            ctx.report(
+                assign,
+                f"{target} is created after the optimizer (line {line}): it will get "
+                "gradients but its parameters never reach the optimizer",
+            )
