@@ -112,6 +112,24 @@ STRICT = typer.Option(
 )
 
 
+def _configured_rules(
+    paths: list[Path],
+    select: Optional[List[str]],  # noqa: UP006, UP045
+    ignore: Optional[List[str]],  # noqa: UP006, UP045
+) -> tuple[Config, list]:
+    """The nearest ``[tool.ddpfix]`` and the rules it and the flags select (flags win)."""
+    try:
+        config = load_config(paths)
+        rules = select_rules(
+            all_rules(),
+            _split(select) if select is not None else config.select,
+            _split(ignore) if ignore is not None else config.ignore,
+        )
+    except (ConfigError, SelectionError) as exc:
+        raise _fail(str(exc)) from None
+    return config, rules
+
+
 def _run(
     paths: list[Path],
     *,
@@ -125,15 +143,7 @@ def _run(
     strict: bool = False,
 ) -> None:
     out, err = _consoles()
-    try:
-        config: Config = load_config(paths)
-        rules = select_rules(
-            all_rules(),
-            _split(select) if select is not None else config.select,
-            _split(ignore) if ignore is not None else config.ignore,
-        )
-    except (ConfigError, SelectionError) as exc:
-        raise _fail(str(exc)) from None
+    config, rules = _configured_rules(paths, select, ignore)
     if not rules:
         raise _fail("no rule selected (check --select / --ignore)")
     for warning in companion_warnings(rules):
@@ -299,15 +309,7 @@ def verify(
     unknown = sorted(set(health or []) - {"sentinel"})
     if unknown:
         raise _fail(f"unknown --health check(s): {', '.join(unknown)} (known: sentinel)")
-    try:
-        config = load_config([script])
-        rules = select_rules(
-            all_rules(),
-            _split(select) if select is not None else config.select,
-            _split(ignore) if ignore is not None else config.ignore,
-        )
-    except (ConfigError, SelectionError) as exc:
-        raise _fail(str(exc)) from None
+    _, rules = _configured_rules([script], select, ignore)
     options = command.Options(
         script=script,
         ranks=gpus,
