@@ -53,25 +53,6 @@ def _evaluated_names(if_node: cst.If) -> list[str]:
     return names
 
 
-def _leaves_block(statements: Sequence[cst.CSTNode]) -> bool:
-    """Whether moving ``statements`` would change where control goes: a ``return``, or a
-    ``break``/``continue`` of the loop around them."""
-    for statement in statements:
-        loops = 0
-        stack: list[tuple[cst.CSTNode, int]] = [(statement, 0)]
-        while stack:
-            node, loops = stack.pop()
-            if isinstance(node, (cst.Return, cst.Yield)):
-                return True
-            if isinstance(node, (cst.Break, cst.Continue)) and loops == 0:
-                return True
-            if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-                continue
-            inner = loops + isinstance(node, (cst.For, cst.While))
-            stack.extend((child, inner) for child in node.children)
-    return False
-
-
 def _bound_names(node: cst.CSTNode) -> list[cst.Name]:
     """The names a binding construct binds (``a, b = ...`` binds two)."""
     if isinstance(node, cst.Param):
