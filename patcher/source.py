@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from glob import escape as glob_escape
 from pathlib import Path
 
+from patcher.pids import alive
+
 
 class SourceError(Exception):
     """A file that cannot be processed; the message is one line, meant for the user."""
@@ -82,19 +84,9 @@ def remove_leftovers(real: Path) -> None:
     """Temp files of this file left by a ddpfix process that was killed (its pid is dead)."""
     for leftover in real.parent.glob(f".{glob_escape(real.name)}.*.ddpfix.tmp"):
         pid = leftover.name[len(real.name) + 2 :].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
             with contextlib.suppress(OSError):
                 leftover.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_atomic(path: Path, data: bytes) -> None:

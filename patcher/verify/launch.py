@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from patcher.pids import alive
+
 PROBE_DIR = Path(__file__).resolve().parent / "probe"
 
 
@@ -173,20 +175,6 @@ def probe_pids(probe_dir: Path) -> list[int]:
         with contextlib.suppress(ValueError):
             pids.append(int(path.stem.split("-", 1)[1]))
     return pids
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().split(b") ")[-1][:1] != b"Z"  # a zombie is gone already
-    except OSError:
-        return True
 
 
 def kill_all(processes: list[subprocess.Popen], probe_dir: Path) -> list[int]:
