@@ -85,6 +85,35 @@ def test_every_process_ran_as_rank_minus_one(tmp_path: Path) -> None:
     )
 
 
+def test_alone_processes_that_trained_then_crashed_blame_local_rank(tmp_path: Path) -> None:
+    # Both processes trained as rank -1 and saved the same model.bin; one read it while the other
+    # was still writing it (torch.load of an empty file raises a bare EOFError).
+    records = _healthy(tmp_path)
+    for record in records:
+        record.dist_rank = record.dist_world_size = record.backend = None
+    records[1].exception = Exception_("EOFError", "", "tb", time=5.0)
+    records[1].exit_code = 1
+    rows = _rows(_run(tmp_path, records, returncode=1))
+    assert rows["ranks joined"].evidence.endswith("(the script does not read LOCAL_RANK)")
+    assert rows["every rank exited 0"].evidence == (
+        "pid 1001 (LOCAL_RANK=1, ran as rank -1) raised EOFError (a file read while another "
+        "process was still writing it: two writers?)"
+    )
+
+
+def test_alone_process_that_crashed_before_training_is_the_cause(tmp_path: Path) -> None:
+    records = _healthy(tmp_path)
+    for record in records:
+        record.dist_rank = record.dist_world_size = record.backend = None
+        record.steps = 0
+    records[0].exception = Exception_("ValueError", "bad --model_type", "tb")
+    rows = _rows(_run(tmp_path, records, returncode=1))
+    assert rows["ranks joined"].evidence.endswith(
+        "(pid 1000 (LOCAL_RANK=0, ran as rank -1) raised ValueError: bad --model_type before "
+        "joining)"
+    )
+
+
 def test_a_process_that_never_started(tmp_path: Path) -> None:
     rows = _rows(_run(tmp_path, _healthy(tmp_path)[:1]))
     assert rows["ranks joined"].evidence == "1 of 2 processes started"
@@ -126,6 +155,7 @@ def test_argparse_error_is_quoted_from_the_log(tmp_path: Path) -> None:
     for record in records:
         record.dist_rank = None
         record.exit_code = 2
+        record.steps = 0
     log = "usage: run.py [-h]\nrun.py: error: unrecognized arguments: --local-rank=0\n"
     rows = _rows(_run(tmp_path, records, returncode=1, log_tail=log))
     assert rows["ranks joined"].evidence.endswith(

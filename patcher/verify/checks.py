@@ -102,11 +102,16 @@ def _error_line(log_tail: str) -> str | None:
 
 
 def _why_alone(alone: list[RankRecord], run: Run) -> str:
+    """Why no process joined: a crash before training, else the script never read LOCAL_RANK.
+
+    A process that took optimizer steps trained alone, so its later failure (often one process
+    reading a checkpoint another is still writing) is a consequence, reported by its own row.
+    """
     for record in alone:
-        if record.exception is not None:
+        if record.exception is not None and not record.steps:
             return f"{record.label} raised {record.exception.summary} before joining"
     for record in alone:
-        if record.exit_code not in (0, None):
+        if record.exit_code not in (0, None) and not record.steps:
             said = _error_line(run.log_tail)
             return f"exited with code {record.exit_code} before joining" + (
                 f": {said}" if said else ""
@@ -136,6 +141,8 @@ _COLLECTIVE_SIGNS = ("Connection closed by peer", "collective", "Connection rese
 def _hint(summary: str) -> str:
     if "PytorchStreamReader failed" in summary or "failed reading zip archive" in summary:
         return " (a checkpoint read while another process was writing it: two writers?)"
+    if summary == "EOFError" or summary.startswith("EOFError: Ran out of input"):
+        return " (a file read while another process was still writing it: two writers?)"
     if summary.startswith("FileExistsError"):
         return " (two processes creating the same output: two writers?)"
     if any(sign in summary for sign in _COLLECTIVE_SIGNS):
