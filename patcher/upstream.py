@@ -7,12 +7,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from patcher.manifests import manifest_dir
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-MANIFEST_DIR = Path(__file__).resolve().parent.parent / "upstream"
+MANIFEST_DIR = manifest_dir()
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import libcst as cst
 
+from patcher.manifests import manifest_dir
 from patcher.tree import walk
 
 if sys.version_info >= (3, 11):
@@ -21,7 +22,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-TARGET_DIR = Path(__file__).resolve().parent.parent.parent / "upstream" / "targets"
+TARGET_DIR = manifest_dir() / "targets"
 MATCH_THRESHOLD = 0.7
 
 
