@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from locality import unexplained_changes
 from patcher.engine import fix_text
 from patcher.registry import all_rules
 from patcher.source import SourceError, read_source
@@ -47,6 +48,8 @@ def test_every_file_parses_idempotent_no_failure(capsys) -> None:
         ast.parse(once)
         twice, _ = fix_text(once, rules)
         assert twice == once, f"not idempotent: {path}"
+        fixed_at = {f.line for f in findings if f.fixed}
+        assert not unexplained_changes(text, once, fixed_at), f"not local: {path}"
         for code in {f.code for f in findings if f.fixed}:
             changed[code] += 1
     with capsys.disabled():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fixture_cases import Case, cases, render_findings
+from locality import unexplained_changes
 from patcher.engine import fix_text
 from patcher.registry import all_rules
 
@@ -30,6 +31,15 @@ def test_apply_is_idempotent_with_every_rule(case: Case) -> None:
     twice, findings = fix_text(once, rules)
     assert twice == once
     assert not [f for f in findings if f.fixed]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_every_change_is_inside_a_statement_a_fix_names(case: Case) -> None:
+    source = case.read()
+    for rules in (case.rules(), all_rules()):
+        output, findings = fix_text(source, rules)
+        fixed_at = {f.line for f in findings if f.fixed}
+        assert unexplained_changes(source, output, fixed_at) == []
 
 
 def test_every_rule_has_fixtures_that_change_and_that_do_not() -> None:

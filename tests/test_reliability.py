@@ -17,6 +17,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from locality import unexplained_changes
 from patcher.engine import fix_text, process_file
 from patcher.registry import all_rules
 
@@ -112,6 +113,8 @@ def test_variants_stay_valid_idempotent_and_local(source: str) -> None:
     after = collections.Counter(line.strip() for line in output.splitlines())
     for line in (before - after) + (after - before):
         assert TOUCHABLE.search(line), f"untouchable line changed: {line!r}"
+    # and as trees: nothing changes outside the statements the fixes name
+    assert unexplained_changes(source, output, {f.line for f in findings if f.fixed}) == []
 
 
 @SETTINGS
