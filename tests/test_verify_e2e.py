@@ -97,8 +97,12 @@ def test_original_example_fails_with_the_cause(cache: Path) -> None:
         "FAIL: ranks joined: 2 processes, torch.distributed never initialised: every process "
         "ran as rank -1 (the script does not read LOCAL_RANK)"
     )
-    writers = [p for p in report["processes"] if p["writes"]]
-    assert len(writers) == 2  # both "rank -1" processes wrote the same files
+    processes = report["processes"]
+    assert all(p["optimizer_steps"] for p in processes)  # each trained alone
+    # Both "rank -1" processes save the same files; when they collide (a makedirs race, a
+    # torch.load of the other's half-written model.bin), the loser dies before it writes.
+    silent = [p for p in processes if not p["writes"]]
+    assert len(silent) < 2 and all(p["exception"] for p in silent), silent
 
 
 def test_second_target_patched_passes_and_seed_fix_fails(cache: Path) -> None:
