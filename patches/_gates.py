@@ -9,9 +9,11 @@ or None for "depends on something else"), so that ``args.local_rank in [-1, 0] a
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 import libcst as cst
 
-from patcher.tree import Tree
+from patcher.tree import Tree, children
 from patches._syntax import (
     LOCAL_RANK,
     callee_name,
@@ -25,6 +27,7 @@ from patches._syntax import (
 )
 
 SINGLE, RANK0, OTHER = -1, 0, 1
+_SCOPES = (cst.FunctionDef, cst.Lambda, cst.ClassDef)
 KINDS = (SINGLE, RANK0, OTHER)
 
 
@@ -90,7 +93,9 @@ def _global_rank_comparison(node: cst.CSTNode) -> tuple[frozenset[int], bool] | 
     return values, isinstance(target.operator, (cst.Equal, cst.In))
 
 
-def _member(kind: int, values: frozenset[int]) -> bool | None:
+def _member(kind: int | None, values: frozenset[int]) -> bool | None:
+    if kind is None:
+        return None
     if kind != OTHER:
         return kind in values
     return None if any(v >= 1 for v in values) else False  # rank 1 may match, rank 2 not
@@ -100,8 +105,13 @@ def _signed(member: bool | None, positive: bool) -> bool | None:
     return None if member is None else member == positive
 
 
-def truth(node: cst.BaseExpression, kind: int) -> bool | None:
-    """The value of condition ``node`` in a process of ``kind``; None when it depends."""
+def truth(
+    node: cst.BaseExpression, kind: int | None, known: Mapping[str, bool] | None = None
+) -> bool | None:
+    """The value of condition ``node`` in a process of ``kind`` (None: any process); None when
+    it depends. ``known`` gives names whose value is known (a flag parameter at a call)."""
+    if isinstance(node, cst.Name):
+        return literal_bool(node, known or {})
     found = rank_comparison(node)
     if found is not None:
         _, values, positive = found
@@ -109,13 +119,15 @@ def truth(node: cst.BaseExpression, kind: int) -> bool | None:
     global_rank = _global_rank_comparison(node)
     if global_rank is not None:
         values, positive = global_rank
+        if kind is None:
+            return None
         if kind == SINGLE:
             if global_rank_source(node.left) == "env":  # type: ignore[attr-defined]
                 return _signed(-1 in values, positive)  # no RANK: the local rank, -1
             return None  # not initialised: such tests are only reached behind a local_rank test
         return _signed(_member(kind, values), positive)
     if isinstance(node, cst.BooleanOperation):
-        left, right = truth(node.left, kind), truth(node.right, kind)
+        left, right = truth(node.left, kind, known), truth(node.right, kind, known)
         if isinstance(node.operator, cst.And):
             if left is False or right is False:
                 return False
@@ -124,7 +136,7 @@ def truth(node: cst.BaseExpression, kind: int) -> bool | None:
             return True
         return False if left is False and right is False else None
     if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
-        inner = truth(node.expression, kind)
+        inner = truth(node.expression, kind, known)
         return None if inner is None else not inner
     return None
 
@@ -230,18 +242,112 @@ def rank_zero_functions(tree: Tree) -> tuple[set[str], set[str]]:
     return candidates, sometimes
 
 
-def calls_collectives(function: cst.FunctionDef, functions: dict[str, cst.FunctionDef]) -> bool:
-    """Whether ``function`` (or a module function it calls, transitively) joins a collective."""
-    seen: set[str] = set()
-    pending = [function]
+def literal_bool(node: cst.BaseExpression, known: Mapping[str, bool]) -> bool | None:
+    """``True``/``False``, or a name whose value is known; None otherwise."""
+    if isinstance(node, cst.Name):
+        if node.value in ("True", "False"):
+            return node.value == "True"
+        return known.get(node.value)
+    return None
+
+
+def _rebound(function: cst.FunctionDef) -> set[str]:
+    """Names the function assigns to: a parameter among them is not its argument any more."""
+    names: set[str] = set()
+    for node in walk(function.body):
+        if isinstance(node, (cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.For)):
+            target = node.target
+        elif isinstance(node, (cst.NamedExpr, cst.AsName)):
+            target = node.target if isinstance(node, cst.NamedExpr) else node.name
+        else:
+            continue
+        names.update(n.value for n in walk(target) if isinstance(n, cst.Name))
+    return names
+
+
+def flag_arguments(
+    function: cst.FunctionDef, call: cst.Call | None, known: Mapping[str, bool]
+) -> dict[str, bool]:
+    """The parameters of ``function`` that hold a known True/False when ``call`` runs it:
+    literal defaults, then literal (or known) arguments; ``*args``/``**kwargs`` make it unknown."""
+    params = function.params
+    positional = [*params.posonly_params, *params.params]
+    values: dict[str, bool] = {}
+    for param in (*positional, *params.kwonly_params):
+        if param.default is not None:
+            value = literal_bool(param.default, {})
+            if value is not None:
+                values[param.name.value] = value
+    if call is not None:
+        position = 0
+        for arg in call.args:
+            if arg.star:
+                return {}  # unpacked arguments may fill any parameter
+            if arg.keyword is not None:
+                name = arg.keyword.value
+            elif position < len(positional):
+                name = positional[position].name.value
+                position += 1
+            else:
+                continue
+            value = literal_bool(arg.value, known)
+            if value is None:
+                values.pop(name, None)
+            else:
+                values[name] = value
+    for name in _rebound(function):
+        values.pop(name, None)
+    return values
+
+
+def _reached(
+    node: cst.CSTNode, kind: int | None, known: Mapping[str, bool]
+) -> Iterator[cst.CSTNode]:
+    """The nodes below ``node`` that can run in a process of ``kind`` with ``known`` flags:
+    an ``if`` branch whose test is known to be False there is left out."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        if current is not node and isinstance(current, _SCOPES):
+            continue
+        if isinstance(current, cst.If):
+            value = truth(current.test, kind, known)
+            kids: list[cst.CSTNode] = [current.test]
+            if value is not False:
+                kids.append(current.body)
+            if value is not True and current.orelse is not None:
+                kids.append(current.orelse)
+        else:
+            kids = children(current)
+        stack.extend(reversed(kids))
+
+
+def calls_collectives(
+    function: cst.FunctionDef,
+    functions: dict[str, cst.FunctionDef],
+    *,
+    kind: int | None = None,
+    call: cst.Call | None = None,
+) -> bool:
+    """Whether ``function`` (or a module function it calls, transitively) joins a collective
+    when ``call`` runs it in a process of ``kind``. Branches that cannot run there are skipped:
+    the HF template's ``if args.local_rank == 0 and not evaluate: barrier()`` is dead when
+    ``evaluate()`` passes ``evaluate=True``."""
+    seen: set[tuple[str, frozenset[tuple[str, bool]]]] = set()
+    pending = [(function, flag_arguments(function, call, {}))]
     while pending:
-        current = pending.pop()
-        for node in walk(current.body):
+        current, known = pending.pop()
+        key = (current.name.value, frozenset(known.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        for node in _reached(current.body, kind, known):
             if isinstance(node, cst.Call):
                 if is_collective_call(node):
                     return True
                 name = callee_name(node)
-                if isinstance(node.func, cst.Name) and name in functions and name not in seen:
-                    seen.add(name)
-                    pending.append(functions[name])
+                if isinstance(node.func, cst.Name) and name in functions:
+                    callee = functions[name]
+                    pending.append((callee, flag_arguments(callee, node, known)))
     return False

@@ -14,7 +14,10 @@ the distributed case), comparisons under ``or``/``not`` (``== -1 or args.no_cuda
 ``== -1 or get_rank() == 0`` which is already right), bodies that neither evaluate nor save
 (sampler choice, barriers), and gates that already admit rank 0. When the evaluation itself joins
 collectives (``all_gather``, ``barrier``...), running it on rank 0 alone would hang; the rule
-reports it without a fix.
+reports it without a fix. Only collectives rank 0 can reach count: not those behind ``local_rank
+not in [-1, 0]``, nor the HF template's cache barriers ``if args.local_rank == 0 and not
+evaluate:`` when the call passes ``evaluate=True`` (literal flags are followed through the calls,
+with the functions' defaults).
 
 This rule alone reproduces the two bugs of the popular ``sed`` fix: rank 0 then evaluates through
 the DDP wrapper (DDP004) and through a DistributedSampler shard (DDP005). Select them together.
@@ -25,7 +28,7 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patches._gates import calls_collectives, conjuncts, rank_comparison
+from patches._gates import RANK0, calls_collectives, conjuncts, rank_comparison
 from patches._syntax import callee_name, calls_in, is_eval_call, is_save_call, module_functions
 
 
@@ -72,7 +75,9 @@ def _joins_collectives(body: cst.BaseSuite, functions: dict[str, cst.FunctionDef
     for call in calls_in(body):
         name = callee_name(call)
         if isinstance(call.func, cst.Name) and name in functions:
-            if is_eval_call(call) and calls_collectives(functions[name], functions):
+            if is_eval_call(call) and calls_collectives(
+                functions[name], functions, kind=RANK0, call=call
+            ):
                 return name
     return None
 
