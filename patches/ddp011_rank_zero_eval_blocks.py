@@ -5,9 +5,10 @@ gated only on their flags: ``if args.do_eval:`` inside the epoch loop, ``if args
 end. Under a launcher every rank runs them: each decodes the whole dev set, and all of them write
 ``dev.output``, ``test_1.output`` and the checkpoints to the same paths at once. The rule adds a
 global rank-0 condition to such a block, ``if args.do_eval and int(os.environ.get("RANK",
-args.local_rank)) in [-1, 0]:``, when the block writes files and trains nothing (no
-``backward()``, no optimizer step, no call to a train function). Blocks already behind a rank
-condition, and blocks in scripts without ``--local_rank``, are left alone.
+args.local_rank)) in [-1, 0]:`` (``(args.do_eval or args.do_test) and ...`` when the flags are
+joined by ``or``), when the block writes files and trains nothing (no ``backward()``, no optimizer
+step, no call to a train function). Blocks already behind a rank condition, and blocks in scripts
+without ``--local_rank``, are left alone.
 """
 
 from __future__ import annotations
@@ -50,6 +51,17 @@ def _trains(body: cst.BaseSuite) -> bool:
         if isinstance(call.func, cst.Name) and name.startswith("train"):
             return True
     return False
+
+
+def _as_and_operand(test: cst.BaseExpression) -> cst.BaseExpression:
+    """``a or b`` gets parentheses before ``and rank``: ``a or b and rank`` is ``a or (b and
+    rank)``, and the block would still run on every rank when ``a`` holds."""
+    binds_looser = (
+        isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.Or)
+    ) or isinstance(test, (cst.IfExp, cst.Lambda, cst.NamedExpr))
+    if binds_looser and not test.lpar:
+        return test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    return test
 
 
 def _rank_gated(tree: Tree, node: cst.If) -> bool:
@@ -127,7 +139,7 @@ class RankZeroEvalBlocks(Rule):
                 ],
             )
             test = cst.BooleanOperation(
-                left=node.test,
+                left=_as_and_operand(node.test),
                 operator=cst.And(),
                 right=rank,
             )

@@ -31,11 +31,21 @@ SETTINGS = settings(
 TOUCHABLE = re.compile(
     r"local_rank|local-rank|LOCAL_RANK|RANK|DistributedSampler|Sampler|set_epoch|evaluate|"
     r"results|model|import|nccl|gloo|cuda|device|n_gpu|AdamW|ddpfix|init_process_group|"
-    r"timeout|best_f1|save|torch\\.save|^\\s*$"
+    r"timeout|best_f1|save|do_test|do_predict|^$"
+)
+
+# How a do_test block may be gated (DDP011 adds a rank-0 condition to each).
+TEST_FLAGS = (
+    "{a}.do_test",
+    "{a}.do_test or {a}.do_predict",
+    "({a}.do_test)",
+    "{a}.do_test if {a}.split else False",
 )
 
 
-def _script(args: str, indent: str, newline: str, comments: list[bool], nesting: str) -> str:
+def _script(
+    args: str, indent: str, newline: str, comments: list[bool], nesting: str, test_flag: str
+) -> str:
     """A legacy-style trainer in many surface forms, built from the hypothesis draws."""
     i1, i2, i3 = indent, indent * 2, indent * 3
     gate = f"if {args}.local_rank == -1 and {args}.evaluate_during_training:"
@@ -79,6 +89,9 @@ def _script(args: str, indent: str, newline: str, comments: list[bool], nesting:
         f"{i1}{args} = parser.parse_args()",
         f"{i1}if {args}.do_eval and {args}.local_rank in [-1, 0]:",
         f"{i2}evaluate({args}, None)",
+        f"{i1}if {test_flag.format(a=args)}:",
+        f"{i2}with open('test.output', 'w') as f:",
+        f"{i3}f.write(str(evaluate({args}, None)))",
     ]
     out = []
     for index, line in enumerate(lines):
@@ -96,6 +109,7 @@ variants = st.builds(
     newline=st.sampled_from(["\n", "\r\n"]),
     comments=st.lists(st.booleans(), min_size=1, max_size=7),
     nesting=st.sampled_from(["none", "if", "with"]),
+    test_flag=st.sampled_from(TEST_FLAGS),
 )
 
 
@@ -106,7 +120,9 @@ def test_variants_stay_valid_idempotent_and_local(source: str) -> None:
     output, findings = fix_text(source, RULES)
     compile(output, "variant.py", "exec")
     assert fix_text(output, RULES)[0] == output
-    assert {"DDP001", "DDP003", "DDP004", "DDP005", "DDP006"} <= {f.code for f in findings}
+    assert {"DDP001", "DDP003", "DDP004", "DDP005", "DDP006", "DDP011"} <= {
+        f.code for f in findings
+    }
     newline = "\r\n" if "\r\n" in source else "\n"
     assert output.count("\r\n") == output.count("\n") if newline == "\r\n" else "\r" not in output
     before = collections.Counter(line.strip() for line in source.splitlines())
