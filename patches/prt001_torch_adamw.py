@@ -4,8 +4,9 @@
 in 4.x and removed); it is the first thing a 2020 script meets on today's stack. The rule drops
 ``AdamW`` from the transformers import (the other names stay, layout kept) and imports it from
 ``torch.optim`` right after; ``transformers.AdamW(...)`` becomes ``torch.optim.AdamW(...)``.
-torch's AdamW always corrects the bias, so ``correct_bias=True`` is dropped and
-``correct_bias=False`` is reported without a fix.
+torch's AdamW always corrects the bias and has no ``correct_bias`` argument (passing it raises
+TypeError), so ``correct_bias=True`` is dropped and ``correct_bias=False`` is reported without a
+fix, before and after the import moved: a patched script keeps the report until someone decides.
 """
 
 from __future__ import annotations
@@ -19,6 +20,19 @@ from patches._syntax import dotted_name, import_fix
 
 def _from_transformers(node: cst.ImportFrom) -> bool:
     return node.module is not None and dotted_name(node.module) == "transformers"
+
+
+ADAMW_CALLS = ("transformers.AdamW", "torch.optim.AdamW", "optim.AdamW")
+
+
+def _adamw_source(node: cst.ImportFrom) -> str | None:
+    """ "transformers" or "torch.optim" when ``node`` imports ``AdamW`` (unaliased) from it."""
+    module = dotted_name(node.module) if node.module is not None else None
+    if module not in ("transformers", "torch.optim") or isinstance(node.names, cst.ImportStar):
+        return None
+    if any(dotted_name(a.name) == "AdamW" and a.asname is None for a in node.names):
+        return module
+    return None
 
 
 def _without(node: cst.ImportFrom, name: str) -> cst.ImportFrom | None:
@@ -80,15 +94,10 @@ class TorchAdamW(Rule):
                 new.append(torch_import.with_changes(leading_lines=line.leading_lines))
             message = "AdamW was removed from transformers: import it from torch.optim"
             ctx.fix(line, message, {line: new})
-        from_transformers = any(
-            _from_transformers(n)
-            and not isinstance(n.names, cst.ImportStar)
-            and any(dotted_name(a.name) == "AdamW" for a in n.names)
-            for n in tree.nodes(cst.ImportFrom)
-        )
+        imported = {_adamw_source(n) for n in tree.nodes(cst.ImportFrom)} - {None}
         for call in tree.nodes(cst.Call):
             dotted = dotted_name(call.func)
-            if not (dotted == "transformers.AdamW" or (dotted == "AdamW" and from_transformers)):
+            if not (dotted in ADAMW_CALLS or (dotted == "AdamW" and imported)):
                 continue
             args = [a for a in call.args if not (a.keyword and a.keyword.value == "correct_bias")]
             dropped = [a for a in call.args if a not in args]

@@ -46,8 +46,10 @@ def test_every_file_parses_idempotent_no_failure(capsys) -> None:
         except SourceError:
             continue  # Python 2 or broken upstream files are reported, not crashed on
         ast.parse(once)
-        twice, _ = fix_text(once, rules)
+        twice, again = fix_text(once, rules)
         assert twice == once, f"not idempotent: {path}"
+        unfixed = sorted((f.code, f.message) for f in findings if not f.fixed)
+        assert sorted((f.code, f.message) for f in again) == unfixed, f"report lost: {path}"
         fixed_at = {f.line for f in findings if f.fixed}
         assert not unexplained_changes(text, once, fixed_at), f"not local: {path}"
         for code in {f.code for f in findings if f.fixed}:

@@ -42,6 +42,18 @@ def test_every_change_is_inside_a_statement_a_fix_names(case: Case) -> None:
         assert unexplained_changes(source, output, fixed_at) == []
 
 
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_reports_survive_apply(case: Case) -> None:
+    """What apply cannot fix, check still reports afterwards: a fix must not hide a problem."""
+
+    def reports(findings):
+        return sorted((f.code, f.message) for f in findings if not f.fixed)
+
+    for rules in (case.rules(), all_rules()):
+        once, findings = fix_text(case.read(), rules)
+        assert reports(fix_text(once, rules)[1]) == reports(findings)
+
+
 def test_every_rule_has_fixtures_that_change_and_that_do_not() -> None:
     for rule in all_rules():
         mine = [c for c in CASES if c.group == rule.code]
