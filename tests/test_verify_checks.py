@@ -74,10 +74,16 @@ def test_healthy_run_passes(tmp_path: Path) -> None:
     )
 
 
-def test_every_process_ran_as_rank_minus_one(tmp_path: Path) -> None:
-    records = _healthy(tmp_path)
+def _alone(out: Path) -> list[RankRecord]:
+    """The healthy run's processes, none of which ever joined a process group."""
+    records = _healthy(out)
     for record in records:
         record.dist_rank = record.dist_world_size = record.backend = None
+    return records
+
+
+def test_every_process_ran_as_rank_minus_one(tmp_path: Path) -> None:
+    records = _alone(tmp_path)
     rows = checks.evaluate(_run(tmp_path, records), EXPECT)
     assert checks.verdict(rows) == (
         "FAIL: ranks joined: 2 processes, torch.distributed never initialised: every process "
@@ -88,9 +94,7 @@ def test_every_process_ran_as_rank_minus_one(tmp_path: Path) -> None:
 def test_alone_processes_that_trained_then_crashed_blame_local_rank(tmp_path: Path) -> None:
     # Both processes trained as rank -1 and saved the same model.bin; one read it while the other
     # was still writing it (torch.load of an empty file raises a bare EOFError).
-    records = _healthy(tmp_path)
-    for record in records:
-        record.dist_rank = record.dist_world_size = record.backend = None
+    records = _alone(tmp_path)
     records[1].exception = Exception_("EOFError", "", "tb", time=5.0)
     records[1].exit_code = 1
     rows = _rows(_run(tmp_path, records, returncode=1))
@@ -102,9 +106,8 @@ def test_alone_processes_that_trained_then_crashed_blame_local_rank(tmp_path: Pa
 
 
 def test_alone_process_that_crashed_before_training_is_the_cause(tmp_path: Path) -> None:
-    records = _healthy(tmp_path)
+    records = _alone(tmp_path)
     for record in records:
-        record.dist_rank = record.dist_world_size = record.backend = None
         record.steps = 0
     records[0].exception = Exception_("ValueError", "bad --model_type", "tb")
     rows = _rows(_run(tmp_path, records, returncode=1))
