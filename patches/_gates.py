@@ -27,8 +27,9 @@ from patches._syntax import (
 )
 
 SINGLE, RANK0, OTHER = -1, 0, 1
-_SCOPES = (cst.FunctionDef, cst.Lambda, cst.ClassDef)
 KINDS = (SINGLE, RANK0, OTHER)
+_SCOPES = (cst.FunctionDef, cst.Lambda, cst.ClassDef)
+_TARGETED = (cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.For, cst.NamedExpr)
 
 
 def rank_comparison(
@@ -255,10 +256,10 @@ def _rebound(function: cst.FunctionDef) -> set[str]:
     """Names the function assigns to: a parameter among them is not its argument any more."""
     names: set[str] = set()
     for node in walk(function.body):
-        if isinstance(node, (cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.For)):
+        if isinstance(node, _TARGETED):
             target = node.target
-        elif isinstance(node, (cst.NamedExpr, cst.AsName)):
-            target = node.target if isinstance(node, cst.NamedExpr) else node.name
+        elif isinstance(node, cst.AsName):
+            target = node.name
         else:
             continue
         names.update(n.value for n in walk(target) if isinstance(n, cst.Name))
