@@ -15,7 +15,9 @@ import libcst as cst
 
 from patcher.tree import Tree, children
 from patches._syntax import (
+    BINDERS,
     LOCAL_RANK,
+    bound_names,
     callee_name,
     int_collection,
     int_literal,
@@ -29,7 +31,6 @@ from patches._syntax import (
 SINGLE, RANK0, OTHER = -1, 0, 1
 KINDS = (SINGLE, RANK0, OTHER)
 _SCOPES = (cst.FunctionDef, cst.Lambda, cst.ClassDef)
-_TARGETED = (cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.For, cst.NamedExpr)
 
 
 def rank_comparison(
@@ -254,16 +255,12 @@ def literal_bool(node: cst.BaseExpression, known: Mapping[str, bool]) -> bool | 
 
 def _rebound(function: cst.FunctionDef) -> set[str]:
     """Names the function assigns to: a parameter among them is not its argument any more."""
-    names: set[str] = set()
-    for node in walk(function.body):
-        if isinstance(node, _TARGETED):
-            target = node.target
-        elif isinstance(node, cst.AsName):
-            target = node.name
-        else:
-            continue
-        names.update(n.value for n in walk(target) if isinstance(n, cst.Name))
-    return names
+    return {
+        name.value
+        for node in walk(function.body)
+        if isinstance(node, (*BINDERS, cst.NamedExpr))
+        for name in bound_names(node)
+    }
 
 
 def flag_arguments(

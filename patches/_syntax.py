@@ -25,6 +25,8 @@ _EVAL_NAME = re.compile(
 )
 # Function names that persist something: torch.save, np.save, save_pretrained, json.dump ...
 _SAVE_NAME = re.compile(r"^(?:save|save_\w+|\w+_save|dump|savez\w*|to_csv|to_json)$")
+#: Constructs that bind names (``bound_names`` says which).
+BINDERS = (cst.AssignTarget, cst.AnnAssign, cst.AugAssign, cst.For, cst.AsName, cst.Param)
 _COLLECTIVES = frozenset(
     {
         "all_reduce",
@@ -113,6 +115,24 @@ def dotted_name(node: cst.CSTNode) -> str | None:
         base = dotted_name(node.value)
         return None if base is None else f"{base}.{node.attr.value}"
     return None
+
+
+def bound_names(node: cst.CSTNode) -> list[cst.Name]:
+    """The names a binding construct binds (``a, b = ...`` binds two)."""
+    if isinstance(node, cst.Param):
+        return [node.name]
+    target = node.name if isinstance(node, cst.AsName) else getattr(node, "target", None)
+    names = []
+    stack = [target] if target is not None else []
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Name):
+            names.append(current)
+        elif isinstance(current, (cst.Tuple, cst.List)):
+            stack.extend(e.value for e in current.elements)
+        elif isinstance(current, cst.StarredElement):
+            stack.append(current.value)
+    return names
 
 
 def walk(node: cst.CSTNode, *, into_functions: bool = False) -> Iterator[cst.CSTNode]:

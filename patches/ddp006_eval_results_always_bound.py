@@ -24,9 +24,8 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement, Tree, children
-from patches._syntax import is_eval_call, walk
+from patches._syntax import BINDERS, bound_names, is_eval_call, walk
 
-_BINDERS = (cst.AssignTarget, cst.AnnAssign, cst.AugAssign, cst.For, cst.AsName, cst.Param)
 _SCOPES = (cst.FunctionDef, cst.Lambda, cst.ClassDef)
 
 
@@ -53,24 +52,6 @@ def _evaluated_names(if_node: cst.If) -> list[str]:
     return names
 
 
-def _bound_names(node: cst.CSTNode) -> list[cst.Name]:
-    """The names a binding construct binds (``a, b = ...`` binds two)."""
-    if isinstance(node, cst.Param):
-        return [node.name]
-    target = node.name if isinstance(node, cst.AsName) else getattr(node, "target", None)
-    names = []
-    stack = [target] if target is not None else []
-    while stack:
-        current = stack.pop()
-        if isinstance(current, cst.Name):
-            names.append(current)
-        elif isinstance(current, (cst.Tuple, cst.List)):
-            stack.extend(e.value for e in current.elements)
-        elif isinstance(current, cst.StarredElement):
-            stack.append(current.value)
-    return names
-
-
 def _classify(tree: Tree, mention: cst.Name) -> tuple[cst.CSTNode, str, cst.CSTNode | None]:
     """(frame, kind, binding node) of one mention: kind is bind, read, unknowable or other."""
     parent = tree.parent(mention)
@@ -86,7 +67,7 @@ def _classify(tree: Tree, mention: cst.Name) -> tuple[cst.CSTNode, str, cst.CSTN
             if tree.contains(holder.target, mention):
                 return frame, "other", None  # a comprehension's own variable
             break
-        if isinstance(holder, _BINDERS) and any(n is mention for n in _bound_names(holder)):
+        if isinstance(holder, BINDERS) and any(n is mention for n in bound_names(holder)):
             return frame, "bind", holder
     return frame, ("read" if _reads(tree, mention) else "other"), None
 
