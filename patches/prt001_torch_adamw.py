@@ -18,15 +18,11 @@ from patcher.tree import Replacement
 from patches._syntax import dotted_name, import_fix
 
 
-def _from_transformers(node: cst.ImportFrom) -> bool:
-    return node.module is not None and dotted_name(node.module) == "transformers"
-
-
 ADAMW_CALLS = ("transformers.AdamW", "torch.optim.AdamW", "optim.AdamW")
 
 
 def _adamw_source(node: cst.ImportFrom) -> str | None:
-    """ "transformers" or "torch.optim" when ``node`` imports ``AdamW`` (unaliased) from it."""
+    """The module ``node`` imports ``AdamW`` (unaliased) from: transformers or torch.optim."""
     module = dotted_name(node.module) if node.module is not None else None
     if module not in ("transformers", "torch.optim") or isinstance(node.names, cst.ImportStar):
         return None
@@ -80,9 +76,7 @@ class TorchAdamW(Rule):
             node = line.body[0]
             if len(line.body) != 1 or not isinstance(node, cst.ImportFrom):
                 continue
-            if not _from_transformers(node) or isinstance(node.names, cst.ImportStar):
-                continue
-            if not any(dotted_name(a.name) == "AdamW" and a.asname is None for a in node.names):
+            if _adamw_source(node) != "transformers":
                 continue
             rest = _without(node, "AdamW")
             torch_import = cst.parse_statement("from torch.optim import AdamW\n")
