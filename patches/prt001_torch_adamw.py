@@ -17,7 +17,6 @@ from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement
 from patches._syntax import dotted_name, import_fix
 
-
 ADAMW_CALLS = ("transformers.AdamW", "torch.optim.AdamW", "optim.AdamW")
 
 
