@@ -1,0 +1,122 @@
+"""Run a legacy-style script, original and patched, under 2 gloo ranks and say what every rank did.
+
+The rules' runtime proofs (``tests/test_runtime_*.py``) use this: a small script of ours that
+reproduces one structure of the real scripts is patched with the engine, both versions run under
+the real ``accelerate launch`` (``ACCELERATE_USE_CPU=1 --multi_gpu``, as ``ddpfix verify`` does,
+with its probe recording every process's writes and fate), and the test asserts what a user cares
+about: every rank exits 0, nothing hangs, the ranks' parameters agree, every example is scored
+once, every file has one writer.
+
+The scripts report their own end state: each process writes ``state-<pid>.json`` (its ``RANK``,
+a hash of its model's parameters) into the output directory; :func:`param_hashes` reads them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from patcher.engine import fix_text
+from patcher.registry import all_rules, select_rules
+from patcher.verify.launch import Outcome, plan, run
+from patcher.verify.records import RankRecord, read_records
+
+SCRIPTS = Path(__file__).resolve().parent / "runtime_scripts"
+
+#: What the scripts call to leave their end state; pasted into each of them, so the scripts stay
+#: single files a user could run.
+STATE_SNIPPET = '''
+def dump_state(output_dir, model):
+    """Leave this process's end state for the test: its rank and a hash of its parameters."""
+    import hashlib
+    digest = hashlib.sha256()
+    for tensor in model.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    path = os.path.join(output_dir, "state-%d.json" % os.getpid())
+    with open(path, "w") as handle:
+        json.dump({"rank": os.environ.get("RANK"), "params": digest.hexdigest()}, handle)
+'''
+
+
+@dataclass
+class Ranked:
+    """One multi-rank run."""
+
+    outcome: Outcome
+    records: list[RankRecord]
+    output: Path
+    log: str
+
+    @property
+    def exit_codes(self) -> list[int | None]:
+        return [record.exit_code for record in self.records]
+
+    @property
+    def ok(self) -> bool:
+        """Every rank joined the process group and exited 0, and nothing hung."""
+        return (
+            not self.outcome.timed_out
+            and self.outcome.returncode == 0
+            and len(self.records) == 2
+            and all(r.exit_code == 0 and r.dist_rank is not None for r in self.records)
+        )
+
+    def param_hashes(self) -> dict[str, str]:
+        """RANK → parameter hash, from the ``state-<pid>.json`` files the processes left."""
+        hashes = {}
+        for path in sorted(self.output.glob("state-*.json")):
+            state = json.loads(path.read_text())
+            hashes[str(state["rank"])] = state["params"]
+        return hashes
+
+    def writers(self) -> dict[str, set[int]]:
+        """File name (relative to the output directory) → pids of the processes that wrote it;
+        the per-process state files are left out."""
+        found: dict[str, set[int]] = {}
+        for record in self.records:
+            for path, _how in record.writes:
+                name = Path(path).name
+                if not name.startswith("state-"):
+                    found.setdefault(name, set()).add(record.pid)
+        return found
+
+    def explain(self) -> str:
+        lines = [f"returncode={self.outcome.returncode} timed_out={self.outcome.timed_out}"]
+        for record in self.records:
+            why = record.exception.summary if record.exception else ""
+            lines.append(f"  {record.label}: exit {record.exit_code} {why}")
+        return "\n".join(lines) + "\n--- log tail ---\n" + self.log[-3000:]
+
+
+def patched(source: str, select: Sequence[str] | None = None) -> str:
+    """``source`` as ``ddpfix apply`` leaves it (all rules, or ``select``)."""
+    rules = all_rules() if select is None else select_rules(all_rules(), select)
+    output, _ = fix_text(source, rules)
+    return output
+
+
+def launch(
+    source: str, args: Sequence[str], workdir: Path, *, ranks: int = 2, timeout: float = 120
+) -> Ranked:
+    """Write ``source`` to ``workdir/run.py`` and run it with ``ranks`` gloo ranks; the script
+    gets ``--output_dir workdir/output`` after ``args``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    script = workdir / "run.py"
+    script.write_text(source)
+    output = workdir / "output"
+    output.mkdir(exist_ok=True)
+    probe = workdir / "probe"
+    probe.mkdir(exist_ok=True)
+    steps = plan(
+        script,
+        [*args, "--output_dir", str(output)],
+        ranks=ranks,
+        probe_dir=probe,
+        cwd=workdir,
+        cuda_devices=0,
+    )
+    log = workdir / "launch.log"
+    outcome = run(steps, timeout=timeout, log=log, probe_dir=probe, expected=ranks)
+    return Ranked(outcome, read_records(probe), output, log.read_text(errors="replace"))
