@@ -22,6 +22,7 @@ from patcher.discover import discover
 from patcher.engine import FileResult, process_file
 from patcher.registry import SelectionError, all_rules, companion_warnings, find_rule, select_rules
 from patcher.report import exit_code, print_text, to_json
+from patcher.suppress import file_codes, unknown_selectors
 
 app = typer.Typer(
     name="ddpfix",
@@ -110,6 +111,12 @@ FORMAT = typer.Option(Format.text, "--format", help="Output format.")
 STRICT = typer.Option(
     False, "--strict", help="With --check/check: also exit 1 on findings that have no autofix."
 )
+SHOW_SUPPRESSED = typer.Option(
+    False,
+    "--show-suppressed",
+    help="Also list findings suppressed by '# ddpfix: ignore[CODE]' comments or "
+    "per-file-ignores, marked (suppressed); they still never affect the exit code.",
+)
 
 
 def _configured_rules(
@@ -127,6 +134,13 @@ def _configured_rules(
         )
     except (ConfigError, SelectionError) as exc:
         raise _fail(str(exc)) from None
+    codes = [rule.code for rule in all_rules()] if config.per_file_ignores else []
+    for pattern, selectors in config.per_file_ignores:
+        unknown = unknown_selectors(selectors, codes)
+        if unknown:  # a misspelt code would otherwise suppress nothing, silently
+            known = ", ".join(codes)
+            where = f"{config.path}: [tool.ddpfix] per-file-ignores {pattern!r}"
+            raise _fail(f"{where}: unknown rule selector {unknown[0]!r} (known: ALL, {known})")
     return config, rules
 
 
@@ -141,6 +155,7 @@ def _run(
     force_exclude: bool,
     output: Format,
     strict: bool = False,
+    show_suppressed: bool = False,
 ) -> None:
     out, err = _consoles()
     config, rules = _configured_rules(paths, select, ignore)
@@ -163,14 +178,22 @@ def _run(
         )
     write = not (check or diff)
     for path in found.files:
-        results.append(process_file(path, rules, config.rule_options, write=write))
+        suppress = file_codes(path, config.per_file_ignores, config.root)
+        results.append(
+            process_file(path, rules, config.rule_options, write=write, suppress=suppress)
+        )
     results.sort(key=lambda r: r.path.as_posix())
 
     code = exit_code(results, check=check, strict=strict)
     if output is Format.json:
-        out.print(Text(to_json(results, check=not write, diff=diff, code=code)))
+        document = to_json(
+            results, check=not write, diff=diff, code=code, show_suppressed=show_suppressed
+        )
+        out.print(Text(document))
     else:
-        print_text(results, check=not write, diff=diff, out=out, err=err)
+        print_text(
+            results, check=not write, diff=diff, out=out, err=err, show_suppressed=show_suppressed
+        )
     raise typer.Exit(code=code)
 
 
@@ -187,6 +210,7 @@ def apply(
     force_exclude: bool = FORCE_EXCLUDE,
     output: Format = FORMAT,
     strict: bool = STRICT,
+    show_suppressed: bool = SHOW_SUPPRESSED,
 ) -> None:
     """Rewrite scripts in place (atomically), printing what each rule changed."""
     _run(
@@ -199,6 +223,7 @@ def apply(
         force_exclude=force_exclude,
         output=output,
         strict=strict,
+        show_suppressed=show_suppressed,
     )
 
 
@@ -211,6 +236,7 @@ def check(
     force_exclude: bool = FORCE_EXCLUDE,
     output: Format = FORMAT,
     strict: bool = STRICT,
+    show_suppressed: bool = SHOW_SUPPRESSED,
 ) -> None:
     """Same as apply --check --diff: show what would change; exit 1 if anything would."""
     apply(
@@ -223,6 +249,7 @@ def check(
         force_exclude=force_exclude,
         output=output,
         strict=strict,
+        show_suppressed=show_suppressed,
     )
 
 

@@ -26,6 +26,13 @@ class Config:
     exclude: tuple[str, ...] = ()
     #: Per-rule options: ``[tool.ddpfix.rules.DDP008]`` → ``{"DDP008": {...}}``.
     rule_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: ``per-file-ignores``: (glob, selectors) pairs, globs relative to ``path.parent``.
+    per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def root(self) -> Path | None:
+        """The directory ``per-file-ignores`` globs are relative to (ruff's project root)."""
+        return None if self.path is None else self.path.parent
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -50,6 +57,29 @@ def _strings(table: Mapping[str, Any], key: str, where: Path) -> tuple[str, ...]
     return tuple(value)
 
 
+def _per_file_ignores(
+    table: Mapping[str, Any], where: Path
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``{"glob" = ["CODE", ...]}``, validated: a wrong type is a usage error, never ignored."""
+    value = table.get("per-file-ignores", {})
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{where}: [tool.ddpfix] per-file-ignores must be a table of "
+            f'glob = ["CODE", ...], e.g. {{"scripts/*.py" = ["DDP011"]}}'
+        )
+    pairs = []
+    for pattern, codes in value.items():
+        if isinstance(codes, str):
+            codes = [codes]
+        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+            raise ConfigError(
+                f"{where}: [tool.ddpfix] per-file-ignores {pattern!r} must be a list of rule "
+                f"codes, not {type(codes).__name__}"
+            )
+        pairs.append((pattern, tuple(c.strip().upper() for c in codes if c.strip())))
+    return tuple(pairs)
+
+
 def load_config(paths: Sequence[Path]) -> Config:
     """Read the config nearest to the first path (or the working directory)."""
     start = paths[0] if paths else Path.cwd()
@@ -65,7 +95,7 @@ def load_config(paths: Sequence[Path]) -> Config:
         return Config()
     if not isinstance(table, dict):
         raise ConfigError(f"{pyproject}: [tool.ddpfix] must be a table")
-    known = {"select", "ignore", "exclude", "rules"}
+    known = {"select", "ignore", "exclude", "rules", "per-file-ignores"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(f"{pyproject}: unknown [tool.ddpfix] key(s): {', '.join(unknown)}")
@@ -78,4 +108,5 @@ def load_config(paths: Sequence[Path]) -> Config:
         ignore=_strings(table, "ignore", pyproject) or (),
         exclude=_strings(table, "exclude", pyproject) or (),
         rule_options={code.upper(): dict(opts) for code, opts in rules.items()},
+        per_file_ignores=_per_file_ignores(table, pyproject),
     )

@@ -14,6 +14,7 @@ import libcst as cst
 from patcher.linemap import LineMap
 from patcher.rule import Finding, Fix, Rule, RuleContext
 from patcher.source import Source, SourceError, read_source, remove_leftovers, write_atomic
+from patcher.suppress import Suppressions, find_suppressions
 from patcher.tree import Around, Tree
 
 # Lines that only parse as Python 2; used to explain a syntax error, never to decide anything.
@@ -45,7 +46,7 @@ class FileResult:
 
     @property
     def unfixed(self) -> list[Finding]:
-        return [f for f in self.findings if not f.fixed]
+        return [f for f in self.findings if not f.fixed and not f.suppressed]
 
 
 def describe_syntax_error(text: str, exc: SyntaxError) -> str:
@@ -108,6 +109,8 @@ def fix_text(
     text: str,
     rules: Sequence[Rule],
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    suppress: Sequence[str] = (),
 ) -> tuple[str, list[Finding]]:
     """Apply ``rules`` to ``text`` until none proposes anything; findings carry lines of ``text``.
 
@@ -116,10 +119,14 @@ def fix_text(
     statement moved behind a rank-0 gate), so passes repeat until a pass proposes nothing, or
     until every applied fix came from a rule declared to settle (``Rule.settles``): the result
     is a fixed point, which is what makes ``apply`` idempotent.
+
+    Findings suppressed by ``# ddpfix: ignore`` comments in ``text`` or by the selectors in
+    ``suppress`` (``per-file-ignores``) are returned marked, and their fixes are not applied.
     """
     options = options or {}
     if not any(rule.may_apply(text) for rule in rules):
         return text, []
+    suppressions = find_suppressions(text, suppress)
     settling = {rule.code for rule in rules if rule.settles}
     module, syntax = parse(text)
     current = text
@@ -135,12 +142,20 @@ def fix_text(
             rule.run(ctx)
             fixes.extend(ctx.fixes)
             for f in ctx.findings:
-                _record(findings, f, mapping)
+                _record(findings, f, mapping, suppressions)
+        # ruff does not fix a noqa'd violation: a suppressed fix is recorded, never applied.
+        unsuppressed: list[Fix] = []
+        for fix in fixes:
+            if suppressions.covers(fix.finding.code, mapping.to_original(fix.finding.line)):
+                _record(findings, fix.finding, mapping, suppressions)
+            else:
+                unsuppressed.append(fix)
+        fixes = unsuppressed
         accepted = _accept(fixes, tree)
         if not accepted:
             break
         for fix in accepted:
-            _record(findings, fix.finding, mapping)
+            _record(findings, fix.finding, mapping, suppressions)
         module = tree.replace({k: v for fix in accepted for k, v in fix.replacements.items()})
         current = module.code
         tree = Tree(module, current)
@@ -158,9 +173,16 @@ def fix_text(
     return current, ordered
 
 
-def _record(found: dict[tuple[str, int, str], Finding], f: Finding, mapping: LineMap) -> None:
+def _record(
+    found: dict[tuple[str, int, str], Finding],
+    f: Finding,
+    mapping: LineMap,
+    suppressions: Suppressions,
+) -> None:
     line = mapping.to_original(f.line)
-    found.setdefault((f.code, line, f.message), Finding(f.code, line, f.column, f.message, f.fixed))
+    hidden = suppressions.covers(f.code, line)  # then its fix is not in the output either
+    finding = Finding(f.code, line, f.column, f.message, f.fixed and not hidden, hidden)
+    found.setdefault((f.code, line, f.message), finding)
 
 
 def process_file(
@@ -169,6 +191,7 @@ def process_file(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     *,
     write: bool,
+    suppress: Sequence[str] = (),
 ) -> FileResult:
     """Run ``rules`` on one file; with ``write`` the file is replaced atomically when changed."""
     result = FileResult(path=path)
@@ -177,7 +200,7 @@ def process_file(
             remove_leftovers(path.resolve())
         source: Source = read_source(path)
         result.original = source.text
-        result.fixed, result.findings = fix_text(source.text, rules, options)
+        result.fixed, result.findings = fix_text(source.text, rules, options, suppress=suppress)
         if write and result.changed:
             write_atomic(path, source.encode(result.fixed))
             result.written = True

@@ -37,6 +37,8 @@ class Summary:
     fixed: int
     unfixed: int
     errors: int
+    #: Hidden by ``# ddpfix: ignore`` / ``per-file-ignores``; in no other count (as in ruff).
+    suppressed: int = 0
 
     @classmethod
     def of(cls, results: Sequence[FileResult]) -> Summary:
@@ -46,6 +48,7 @@ class Summary:
             fixed=sum(f.fixed for r in results for f in r.findings),
             unfixed=sum(len(r.unfixed) for r in results),
             errors=sum(r.error is not None for r in results),
+            suppressed=sum(f.suppressed for r in results for f in r.findings),
         )
 
 
@@ -69,16 +72,28 @@ def _plural(count: int, word: str) -> str:
 
 
 def print_text(
-    results: Sequence[FileResult], *, check: bool, diff: bool, out: Console, err: Console
+    results: Sequence[FileResult],
+    *,
+    check: bool,
+    diff: bool,
+    out: Console,
+    err: Console,
+    show_suppressed: bool = False,
 ) -> None:
-    """Diffs on stdout (pipeable into ``git apply``); findings, errors and the summary on stderr."""
+    """Diffs on stdout (pipeable into ``git apply``); findings, errors and the summary on stderr.
+
+    Suppressed findings are listed only with ``show_suppressed``: the user already decided."""
     for result in results:
         name = result.path.as_posix()
         if result.error is not None:
             err.print(Text.assemble((f"{name}: ", "bold"), ("error: ", "bold red"), result.error))
             continue
         for finding in result.findings:
-            if not finding.fixed:
+            if finding.suppressed:
+                if not show_suppressed:
+                    continue
+                state = ("suppressed", "dim")
+            elif not finding.fixed:
                 state = ("no fix", "yellow")
             elif check:
                 state = ("fixable", "cyan")
@@ -96,10 +111,12 @@ def print_text(
             )
         if diff and result.changed:
             out.print(Text(unified_diff(result)), end="")
-    err.print(Text(summary_line(results, check=check)))
+    err.print(Text(summary_line(results, check=check, show_suppressed=show_suppressed)))
 
 
-def summary_line(results: Sequence[FileResult], *, check: bool) -> str:
+def summary_line(
+    results: Sequence[FileResult], *, check: bool, show_suppressed: bool = False
+) -> str:
     s = Summary.of(results)
     parts = []
     if check:
@@ -119,19 +136,32 @@ def summary_line(results: Sequence[FileResult], *, check: bool) -> str:
         parts.append(f"{_plural(s.unfixed, 'finding')} without a fix")
     if s.errors:
         parts.append(f"{_plural(s.errors, 'file')} with errors")
+    if show_suppressed and s.suppressed:
+        parts.append(f"{_plural(s.suppressed, 'finding')} suppressed")
     return ", ".join(parts) + "."
 
 
-def to_json(results: Sequence[FileResult], *, check: bool, diff: bool, code: int) -> str:
-    """One JSON document; ``check`` means nothing was written (``--check`` or ``--diff``)."""
+def to_json(
+    results: Sequence[FileResult],
+    *,
+    check: bool,
+    diff: bool,
+    code: int,
+    show_suppressed: bool = False,
+) -> str:
+    """One JSON document; ``check`` means nothing was written (``--check`` or ``--diff``).
+
+    Suppressed findings are included (with ``"suppressed": true``) only with
+    ``show_suppressed``, so a consumer that ignores the key sees what the text output shows."""
     files: list[dict[str, Any]] = []
     for result in results:
+        shown = [f for f in result.findings if show_suppressed or not f.suppressed]
         entry: dict[str, Any] = {
             "path": result.path.as_posix(),
             "changed": result.changed,
             "written": result.written,
             "error": result.error,
-            "findings": [f.to_json() for f in result.findings],
+            "findings": [f.to_json() for f in shown],
         }
         if diff:
             entry["diff"] = unified_diff(result) if result.changed else ""

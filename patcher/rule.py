@@ -25,15 +25,21 @@ class Finding:
     column: int
     message: str
     fixed: bool
+    #: Hidden by ``# ddpfix: ignore`` or ``per-file-ignores``: not fixed, counted or printed.
+    suppressed: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        """``suppressed`` appears only when true, so unsuppressed findings keep their shape."""
+        data: dict[str, Any] = {
             "code": self.code,
             "line": self.line,
             "column": self.column,
             "message": self.message,
             "fixed": self.fixed,
         }
+        if self.suppressed:
+            data["suppressed"] = True
+        return data
 
 
 @dataclass(frozen=True)
