@@ -11,25 +11,56 @@ In a function that only ever runs in one process (every call to it is behind a g
 0 or a lone process passes, or inside such a function) or directly behind such a gate, the rule
 replaces the sampler choice by the branch a lone process takes: the ``SequentialSampler``. Both
 the conditional expression (either operand order) and the ``if``/``else`` statement form are
-handled. Training samplers, which every rank builds, are left alone. A function that runs on rank
-0 alone at some call sites and on every rank at others is reported without a fix.
+handled. Training samplers, which every rank builds, are left alone.
+
+A function that runs on rank 0 alone at some call sites and on every rank at others (an epoch-0
+``results = evaluate(args, model, tokenizer)`` before training, then rank-0 evaluations behind
+``if args.local_rank in [-1, 0] and ...:``) gets the ``SequentialSampler`` too: it is right for
+both kinds of call. At the every-rank calls each rank then scores the whole set in the same
+order and computes the same full metrics (instead of metrics of its own shard); every rank makes
+the same number of forward passes, so the DDP wrapper's buffer broadcasts stay matched. Each rank
+does world_size times the evaluation work there. Files the function writes are still written by
+every rank at those calls (now the same complete content instead of clashing shards); this rule
+does not gate them. The rule reports without a fix when an every-rank call reaches a collective
+that carries data (``all_gather``/``all_reduce`` of per-shard predictions, accelerate's
+``gather_for_metrics``/``reduce``), in the function or on its result in the caller: with a
+SequentialSampler it would gather every prediction world_size times. Barriers carry no data and
+do not count.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
+from patcher.tree import Tree, children
 from patches._gates import (
     SINGLE,
+    flag_arguments,
     in_rank_zero_region,
+    local_names,
     rank_comparison,
     rank_zero_functions,
     truth,
 )
-from patches._syntax import callee_name
+from patches._syntax import (
+    callee_name,
+    dotted_name,
+    is_collective_call,
+    is_save_call,
+    module_functions,
+    walk,
+)
 
 DISTRIBUTED = "DistributedSampler"
+# Collectives that only synchronise: their count, not the data they carry, is what matters, and
+# every rank calls them equally often with either sampler.
+_NO_DATA = frozenset({"barrier", "monitored_barrier"})
+# accelerate's gathers that ``is_collective_call`` does not list.
+_ACCELERATE_GATHERS = frozenset({"gather_for_metrics", "pad_across_processes"})
+_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
 
 
 def _sampler(node: cst.BaseExpression) -> str | None:
@@ -93,6 +124,138 @@ def _sampler_choice(
     return lone, sampler
 
 
+def _data_collective(call: cst.Call) -> str | None:
+    """The name of a collective whose result depends on what each rank holds; None otherwise."""
+    name = callee_name(call)
+    if is_collective_call(call):
+        return None if name in _NO_DATA else name
+    receiver = dotted_name(call.func.value) if isinstance(call.func, cst.Attribute) else None
+    if name in _ACCELERATE_GATHERS and (receiver or "").endswith("accelerator"):
+        return name
+    return None
+
+
+def _reachable(node: cst.CSTNode, known: Mapping[str, bool]) -> Iterator[cst.CSTNode]:
+    """Nodes below ``node`` that some process can run with the ``known`` flag values (a branch
+    whose test is False for those flags is dead whatever the rank). Like ``_gates._reached``
+    for any kind of process; kept here while _gates is being refactored."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        if current is not node and isinstance(current, _SCOPES):
+            continue
+        if isinstance(current, cst.If):
+            value = truth(current.test, None, known)
+            kids: list[cst.CSTNode] = [current.test]
+            if value is not False:
+                kids.append(current.body)
+            if value is not True and current.orelse is not None:
+                kids.append(current.orelse)
+        else:
+            kids = children(current)
+        stack.extend(reversed(kids))
+
+
+def _reached_functions(
+    function: cst.FunctionDef, functions: dict[str, cst.FunctionDef], call: cst.Call | None
+) -> Iterator[cst.CSTNode]:
+    """Every node ``call`` runs in ``function`` and, transitively, in the module functions it
+    calls (literal flag arguments followed, as in ``_gates.calls_collectives``)."""
+    seen: set[tuple[str, frozenset[tuple[str, bool]]]] = set()
+    pending = [(function, flag_arguments(function, call, {}))]
+    while pending:
+        current, known = pending.pop()
+        key = (current.name.value, frozenset(known.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        for node in _reachable(current.body, known):
+            yield node
+            if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
+                callee = functions.get(node.func.value)
+                if callee is not None:
+                    pending.append((callee, flag_arguments(callee, node, known)))
+
+
+def _every_rank_calls(tree: Tree, names: set[str], only: set[str]) -> dict[str, list[cst.Call]]:
+    """The calls of ``names`` that every rank makes: outside rank-0 gates and outside functions
+    that only rank 0 runs (the sites ``rank_zero_functions`` counts against them)."""
+    shadowed = local_names(tree)
+    found: dict[str, list[cst.Call]] = {}
+    for call in tree.nodes(cst.Call):
+        func = call.func
+        if not (isinstance(func, cst.Name) and func.value in names):
+            continue
+        scope = tree.scope(call)
+        caller = scope.name.value if isinstance(scope, cst.FunctionDef) else None
+        if isinstance(scope, cst.FunctionDef) and func.value in shadowed.get(id(scope), ()):
+            continue
+        if caller in only or in_rank_zero_region(tree, call):
+            continue
+        found.setdefault(func.value, []).append(call)
+    return found
+
+
+def _result_collective(tree: Tree, call: cst.Call) -> str | None:
+    """A data collective that the caller applies, later in its function, to a name bound from
+    ``call`` (``results = evaluate(...)`` then ``dist.all_reduce(results["loss"])``)."""
+    statement = tree.statement(call)
+    if not (isinstance(statement, cst.Assign) and tree.contains(statement.value, call)):
+        return None
+    bound = {
+        node.value
+        for target in statement.targets
+        for node in walk(target.target)
+        if isinstance(node, cst.Name)
+    }
+    scope = tree.scope(call)
+    for later in tree.nodes(cst.Call):
+        if tree.order(later) <= tree.order(statement) or tree.scope(later) is not scope:
+            continue
+        name = _data_collective(later)
+        if name is not None and any(
+            isinstance(node, cst.Name) and node.value in bound
+            for arg in later.args
+            for node in walk(arg.value)
+        ):
+            return name
+    return None
+
+
+def _shard_collective(
+    tree: Tree,
+    function: cst.FunctionDef,
+    functions: dict[str, cst.FunctionDef],
+    calls: list[cst.Call],
+) -> tuple[cst.Call, str] | None:
+    """An every-rank call whose evaluation (or its result) goes through a data collective: with
+    a SequentialSampler each rank would contribute the whole set, world_size copies of it."""
+    for call in calls:
+        for node in _reached_functions(function, functions, call):
+            name = _data_collective(node) if isinstance(node, cst.Call) else None
+            if name is not None:
+                return call, name
+        name = _result_collective(tree, call)
+        if name is not None:
+            return call, name
+    return None
+
+
+def _caller(tree: Tree, call: cst.Call) -> str:
+    """Where a call is, by function (lines shift as other rules fix the file)."""
+    scope = tree.scope(call)
+    return f"in {scope.name.value}()" if isinstance(scope, cst.FunctionDef) else "at module level"
+
+
+def _writes(function: cst.FunctionDef, functions: dict[str, cst.FunctionDef]) -> bool:
+    """Whether running ``function`` may write a file (``open(..., "w")``, ``torch.save`` ...)."""
+    return any(
+        isinstance(node, cst.Call) and is_save_call(node)
+        for node in _reached_functions(function, functions, None)
+    )
+
+
 class CompleteRankZeroEvaluation(Rule):
     code = "DDP005"
     name = "complete-rank-zero-evaluation"
@@ -139,19 +302,60 @@ class CompleteRankZeroEvaluation(Rule):
                 "    evaluate(args, dataset)\n"
             ),
         ),
+        Example(
+            before=(
+                "def evaluate(args, model, dataset):\n"
+                "    sampler = SequentialSampler(dataset) if args.local_rank == -1 "
+                "else DistributedSampler(dataset)\n"
+                "    return score(model, sampler)\n"
+                "\n"
+                "def train(args, model, dataset):\n"
+                "    results = evaluate(args, model, dataset)  # epoch 0, every rank\n"
+                "    for epoch in range(args.epochs):\n"
+                "        if args.local_rank in [-1, 0] and args.evaluate_during_training:\n"
+                "            results = evaluate(args, model, dataset)\n"
+            ),
+            after=(
+                "def evaluate(args, model, dataset):\n"
+                "    sampler = SequentialSampler(dataset)\n"
+                "    return score(model, sampler)\n"
+                "\n"
+                "def train(args, model, dataset):\n"
+                "    results = evaluate(args, model, dataset)  # epoch 0, every rank\n"
+                "    for epoch in range(args.epochs):\n"
+                "        if args.local_rank in [-1, 0] and args.evaluate_during_training:\n"
+                "            results = evaluate(args, model, dataset)\n"
+            ),
+        ),
+        Example(
+            before=(
+                "def evaluate(args, model, dataset):\n"
+                "    sampler = SequentialSampler(dataset) if args.local_rank == -1 "
+                "else DistributedSampler(dataset)\n"
+                "    preds = predict(model, sampler)\n"
+                "    torch.distributed.all_gather_object(shards, preds)\n"
+                "\n"
+                "results = evaluate(args, model, dataset)\n"
+                "if args.local_rank in [-1, 0]:\n"
+                "    results = evaluate(args, model, dataset)\n"
+            ),
+            reports=1,
+        ),
     )
 
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
         only, sometimes = rank_zero_functions(tree)
+        functions = module_functions(tree.module)
+        every_rank = _every_rank_calls(tree, sometimes, only) if sometimes else {}
         for node in tree.nodes(cst.IfExp, cst.If):
             choice = _sampler_choice(node)
             if choice is None:
                 continue
+            lone, sampler = choice
             scope = tree.scope(node)
             function = scope.name.value if isinstance(scope, cst.FunctionDef) else None
             if in_rank_zero_region(tree, node) or function in only:
-                lone, sampler = choice
                 ctx.fix(
                     node,
                     f"only one process runs this evaluation: use {sampler} so it scores every "
@@ -159,10 +363,32 @@ class CompleteRankZeroEvaluation(Rule):
                     "shuffled)",
                     {node: lone},
                 )
-            elif function in sometimes:
-                ctx.report(
+            elif function in sometimes and function in functions:
+                calls = every_rank.get(function, [])
+                where = ", ".join(dict.fromkeys(_caller(tree, c) for c in calls))
+                blocker = _shard_collective(tree, functions[function], functions, calls)
+                if blocker is not None:
+                    call, collective = blocker
+                    ctx.report(
+                        node,
+                        f"{function}() runs on rank 0 alone at some call sites and on every rank "
+                        f"at others ({_caller(tree, call)}), where it goes through "
+                        f"{collective}(): with a {sampler} every rank would contribute the whole "
+                        f"set, world_size copies of it; with the {DISTRIBUTED} rank 0 alone "
+                        "scores a shard. Split the rank-0 path by hand",
+                    )
+                    continue
+                writes = (
+                    "; the files it writes are still written by every rank there (now the "
+                    "same complete content; this rule does not gate them)"
+                    if _writes(functions[function], functions)
+                    else ""
+                )
+                ctx.fix(
                     node,
                     f"{function}() runs on rank 0 alone at some call sites and on every rank at "
-                    f"others: there rank 0 scores a {DISTRIBUTED} shard; split the rank-0 path "
-                    "by hand",
+                    f"others ({where}): use {sampler} at both, so rank 0 scores every "
+                    "example in order and every rank computes the same full metrics (a "
+                    f"{DISTRIBUTED} gives each 1/world_size of the data, shuffled){writes}",
+                    {node: lone},
                 )
