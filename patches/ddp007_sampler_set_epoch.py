@@ -3,95 +3,410 @@
 A ``DistributedSampler`` shuffles with a seed derived from its epoch, and the epoch only changes
 when the training loop calls ``sampler.set_epoch(epoch)``. Almost every legacy script forgets it,
 so every epoch visits the data in exactly the same order on every rank. The rule finds the
-DataLoader whose ``sampler=`` may be a DistributedSampler (built directly, by a conditional
-expression, or by an ``if``/``else``), the epoch loop that iterates over that DataLoader (``for idx
-in range(...)``, ``for epoch in trange(...)``, any loop variable, the DataLoader used directly or
-through ``enumerate``/``tqdm``), and inserts at the top of the epoch loop::
+DataLoader whose ``sampler=`` may be a DistributedSampler (a variable built directly, by a
+conditional expression or by an ``if``/``else``; a ``DistributedSampler(...)`` passed inline; an
+entry of a dict of samplers; or a DataLoader returned by a helper function that builds one), and
+the epoch loop that iterates over that DataLoader (``for idx in range(...)``, ``for epoch in
+trange(...)``, any loop variable, the DataLoader used directly or through ``enumerate``/``tqdm``).
 
-    if hasattr(train_sampler, "set_epoch"):
-        train_sampler.set_epoch(idx)
+The call goes where the sampler is certainly bound, because ``hasattr(train_sampler, ...)`` on a
+name not bound yet raises ``UnboundLocalError`` in epoch 0, single process included:
 
-The guard keeps the single-process path (a RandomSampler has no ``set_epoch``) unchanged. A loop
-that already calls ``set_epoch`` on that sampler is left alone.
+- DataLoader built inside the epoch loop (a new dataset and sampler every epoch): right after the
+  statement that builds it, in the same block, so it runs whenever the DataLoader is built (and
+  only then: a DataLoader rebuilt under an ``if`` is reshuffled in the epochs that rebuild it;
+  a build not on a line of its own, ``if x: loader = DataLoader(...)``, is reported instead)::
+
+      train_sampler = RandomSampler(ds) if args.local_rank == -1 else DistributedSampler(ds)
+      train_dataloader = DataLoader(ds, sampler=train_sampler)
+      if hasattr(train_sampler, "set_epoch"):
+          train_sampler.set_epoch(epoch)
+
+- DataLoader built before the loop, from a sampler variable bound before the loop on every path
+  (an assignment, an ``if``/``else`` whose branches all bind it, a parameter): at the top of the
+  epoch loop::
+
+      for idx in range(args.epoch):
+          if hasattr(train_sampler, "set_epoch"):
+              train_sampler.set_epoch(idx)
+
+- otherwise (a sampler in a dict or passed inline, a DataLoader from a helper, a sampler bound in
+  only one branch), when the DataLoader variable itself is bound before the loop on every path and
+  only ever holds a DataLoader: the same call through the DataLoader, whose ``.sampler`` always
+  exists::
+
+      if hasattr(train_dataloader.sampler, "set_epoch"):
+          train_dataloader.sampler.set_epoch(idx)
+
+- and when neither can be proven bound (the DataLoader built in an ``if`` before the loop, a dict
+  of DataLoaders), the rule reports "cannot tell where the sampler is bound" and inserts nothing.
+
+The ``hasattr`` guard keeps the single-process path (a RandomSampler has no ``set_epoch``)
+unchanged. A loop that already calls ``set_epoch`` on that sampler (or on ``loader.sampler``) is
+left alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patcher.tree import Tree, walk
-from patches._syntax import callee_name, preferred_quote
+from patcher.tree import Around, Tree, walk
+from patches._syntax import BINDERS, bound_names, callee_name, dotted_name, preferred_quote
 
 SAMPLER = "DistributedSampler"
+LOADER = "DataLoader"
+_EXITS = (cst.Return, cst.Raise, cst.Continue, cst.Break)
 
 
-def _may_be_distributed(value: cst.CSTNode) -> bool:
-    return any(isinstance(n, cst.Call) and callee_name(n) == SAMPLER for n in walk(value))
+@dataclass(frozen=True)
+class _Build:
+    """One ``name = DataLoader(..., sampler=<may be distributed>)`` (or a helper's DataLoader)."""
+
+    assign: cst.Assign
+    #: The statement line to insert after; None when it is not on a line of its own.
+    line: cst.SimpleStatementLine | None
+    #: The ``sampler=`` argument when it is a plain name (it is bound once this has run).
+    sampler: str | None
+    #: The ``sampler=`` argument as written; None for a helper's DataLoader.
+    expression: cst.BaseExpression | None
 
 
-def _distributed_samplers(tree: Tree, scope: cst.CSTNode) -> set[str]:
-    """Names in ``scope`` assigned something that may be a DistributedSampler."""
-    names = set()
-    for assign in tree.nodes(cst.Assign):
-        if tree.scope(assign) is scope and _may_be_distributed(assign.value):
-            for target in assign.targets:
-                if isinstance(target.target, cst.Name):
-                    names.add(target.target.value)
-    return names
+@dataclass
+class _Scope:
+    """What one function (or the module) binds: samplers, DataLoaders built from them."""
+
+    builds: dict[str, list[_Build]] = field(default_factory=dict)
+    #: Loader names every binding of which is a ``DataLoader(...)``/helper call (has ``.sampler``).
+    plain: set[str] = field(default_factory=set)
+    #: Names holding DataLoaders over such samplers inside a container (a dict of loaders).
+    containers: set[str] = field(default_factory=set)
 
 
-def _loaders(tree: Tree, scope: cst.CSTNode, samplers: set[str]) -> dict[str, str]:
-    """DataLoader variable -> the sampler variable it draws from."""
-    found = {}
-    for assign in tree.nodes(cst.Assign):
-        value = assign.value
-        if tree.scope(assign) is not scope or not isinstance(value, cst.Call):
-            continue
-        if callee_name(value) != "DataLoader":
-            continue
-        for arg in value.args:
-            if arg.keyword and arg.keyword.value == "sampler" and isinstance(arg.value, cst.Name):
-                if arg.value.value in samplers:
-                    for target in assign.targets:
-                        if isinstance(target.target, cst.Name):
-                            found[target.target.value] = arg.value.value
-    return found
+def _has_distributed_call(node: cst.CSTNode) -> bool:
+    return any(
+        isinstance(n, cst.Call) and callee_name(n) == SAMPLER for n in walk(node, into_scopes=False)
+    )
 
 
-def _iterates_over(tree: Tree, loop: cst.For, loaders: dict[str, str]) -> str | None:
-    """The sampler of the loader that an inner loop of ``loop`` walks through, if any."""
-    wrapped: dict[str, str] = {}  # bar = tqdm(train_dataloader) / bar = train_dataloader
-    for node in walk(loop.body):
-        if isinstance(node, cst.Assign):
-            for name in walk(node.value):
-                if isinstance(name, cst.Name) and name.value in loaders:
-                    for target in node.targets:
-                        if isinstance(target.target, cst.Name):
-                            wrapped[target.target.value] = loaders[name.value]
-        if isinstance(node, cst.For) and node is not loop:
-            for name in walk(node.iter):
-                if isinstance(name, cst.Name):
-                    if name.value in loaders:
-                        return loaders[name.value]
-                    if name.value in wrapped:
-                        return wrapped[name.value]
+def _root(node: cst.BaseExpression) -> cst.BaseExpression:
+    """``samplers["train"].inner`` → ``samplers``."""
+    while isinstance(node, (cst.Subscript, cst.Attribute)):
+        node = node.value
+    return node
+
+
+def _assign_targets(assign: cst.Assign) -> Iterator[cst.BaseAssignTargetExpression]:
+    for target in assign.targets:
+        yield target.target
+
+
+def _sampler_argument(call: cst.Call) -> cst.BaseExpression | None:
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == "sampler":
+            return arg.value
     return None
 
 
-def _already_set(loop: cst.For, sampler: str) -> bool:
-    for node in walk(loop.body):
-        if isinstance(node, cst.Call) and callee_name(node) == "set_epoch":
-            receiver = node.func.value if isinstance(node.func, cst.Attribute) else None
-            if isinstance(receiver, cst.Name) and receiver.value == sampler:
+def _distributed(expression: cst.BaseExpression, names: set[str], roots: set[str]) -> bool:
+    """Whether a ``sampler=`` argument may be a DistributedSampler: one built inline, a name
+    assigned one, or an entry of a container holding them (``samplers["train"]``)."""
+    if _has_distributed_call(expression) or dotted_name(expression) in names:
+        return True
+    root = _root(expression)
+    return (
+        isinstance(expression, cst.Subscript)
+        and isinstance(root, cst.Name)
+        and (root.value in names or root.value in roots)
+    )
+
+
+def _distributed_loader(call: cst.Call, names: set[str], roots: set[str]) -> bool:
+    sampler = _sampler_argument(call)
+    return sampler is not None and _distributed(sampler, names, roots)
+
+
+class _Analysis:
+    """Per-scope facts, computed once per run; helpers are found from the scopes' own facts."""
+
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self.assigns: dict[int, list[cst.Assign]] = {}
+        for assign in tree.nodes(cst.Assign):
+            self.assigns.setdefault(id(tree.scope(assign)), []).append(assign)
+        self._scopes: dict[int, _Scope] = {}
+        self.helpers: frozenset[str] = self._helpers()
+
+    def _samplers(self, scope: cst.CSTNode) -> tuple[set[str], set[str]]:
+        """Dotted names assigned something that may be a DistributedSampler, and the roots of
+        subscripts assigned one (``samplers["train"] = DistributedSampler(d)``)."""
+        names: set[str] = set()
+        roots: set[str] = set()
+        for assign in self.assigns.get(id(scope), ()):
+            if not _has_distributed_call(assign.value):
+                continue
+            for target in _assign_targets(assign):
+                name = dotted_name(target)
+                if name is not None:
+                    names.add(name)
+                elif isinstance(target, cst.Subscript) and isinstance(_root(target), cst.Name):
+                    roots.add(_root(target).value)  # type: ignore[attr-defined]
+        return names, roots
+
+    def facts(self, scope: cst.CSTNode) -> _Scope:
+        """The facts of ``scope``, DataLoaders from helper functions included."""
+        key = id(scope)
+        if key not in self._scopes:
+            self._scopes[key] = self._scope(scope, self.helpers)
+        return self._scopes[key]
+
+    def _scope(self, scope: cst.CSTNode, helpers: frozenset[str]) -> _Scope:
+        """The facts of ``scope``, with ``helpers`` taken as functions returning DataLoaders."""
+        names, roots = self._samplers(scope)
+        found = _Scope()
+        loader_like: set[str] = set()  # names bound to some DataLoader/helper call
+        for assign in self.assigns.get(id(scope), ()):
+            value = assign.value
+            build: _Build | None = None
+            is_loader = isinstance(value, cst.Call) and (
+                callee_name(value) == LOADER or callee_name(value) in helpers
+            )
+            if isinstance(value, cst.Call) and callee_name(value) == LOADER:
+                if _distributed_loader(value, names, roots):
+                    sampler = _sampler_argument(value)
+                    plain = sampler.value if isinstance(sampler, cst.Name) else None
+                    build = _Build(assign, self._line(assign), plain, sampler)
+            elif isinstance(value, cst.Call) and callee_name(value) in helpers:
+                build = _Build(assign, self._line(assign), None, None)
+            elif any(
+                isinstance(n, cst.Call)
+                and callee_name(n) == LOADER
+                and _distributed_loader(n, names, roots)
+                for n in walk(value, into_scopes=False)
+            ):
+                for target in _assign_targets(assign):
+                    root = _root(target)
+                    if isinstance(root, cst.Name):
+                        found.containers.add(root.value)
+            for target in _assign_targets(assign):
+                if isinstance(target, cst.Name):
+                    if build is not None:
+                        found.builds.setdefault(target.value, []).append(build)
+                    if is_loader:
+                        loader_like.add(target.value)
+                elif isinstance(target, cst.Subscript) and build is not None:
+                    root = _root(target)
+                    if isinstance(root, cst.Name):  # loaders["train"] = DataLoader(...)
+                        found.containers.add(root.value)
+        found.plain = {n for n in loader_like if self._only_loaders(scope, n, helpers)}
+        return found
+
+    def _line(self, assign: cst.Assign) -> cst.SimpleStatementLine | None:
+        line = self.tree.parent(assign)
+        if isinstance(line, cst.SimpleStatementLine) and isinstance(
+            self.tree.parent(line), (cst.IndentedBlock, cst.Module)
+        ):
+            return line
+        return None
+
+    def _only_loaders(self, scope: cst.CSTNode, name: str, helpers: frozenset[str]) -> bool:
+        """Whether every binding of ``name`` in ``scope`` assigns it a DataLoader/helper call
+        (then ``name.sampler`` exists wherever ``name`` is bound)."""
+        for binder in self.tree.nodes(*BINDERS):
+            if self.tree.scope(binder) is not scope:
+                continue
+            if not any(n.value == name for n in bound_names(binder)):
+                continue
+            assign = self.tree.parent(binder)
+            if not (
+                isinstance(binder, cst.AssignTarget)
+                and isinstance(binder.target, cst.Name)
+                and isinstance(assign, cst.Assign)
+                and isinstance(assign.value, cst.Call)
+                and (callee_name(assign.value) == LOADER or callee_name(assign.value) in helpers)
+            ):
+                return False
+        return True
+
+    def _helpers(self) -> frozenset[str]:
+        """Functions (defined once) that return a DataLoader whose sampler may be distributed:
+        ``train_dataloader = build_loader(args, ds)`` is then such a DataLoader."""
+        defined: dict[str, int] = {}
+        for function in self.tree.nodes(cst.FunctionDef):
+            defined[function.name.value] = defined.get(function.name.value, 0) + 1
+        found: set[str] = set()
+        own: dict[int, _Scope] = {}  # each function's facts, helpers aside
+        for node in self.tree.nodes(cst.Return):
+            function = self.tree.scope(node)
+            value = node.value
+            if not isinstance(function, cst.FunctionDef) or value is None:
+                continue
+            if defined.get(function.name.value) != 1 or function.name.value in found:
+                continue
+            if isinstance(value, cst.Call) and callee_name(value) == LOADER:
+                names, roots = self._samplers(function)
+                if _distributed_loader(value, names, roots):
+                    found.add(function.name.value)
+            elif isinstance(value, cst.Name):
+                if id(function) not in own:
+                    own[id(function)] = self._scope(function, frozenset())
+                if value.value in own[id(function)].builds:
+                    found.add(function.name.value)
+        return frozenset(found)
+
+
+# --- is a name certainly bound when a statement starts? -----------------------------------------
+
+
+def _small_binds(small: cst.BaseSmallStatement, name: str) -> bool:
+    if isinstance(small, cst.Assign):
+        return any(n.value == name for t in small.targets for n in bound_names(t))
+    if isinstance(small, cst.AnnAssign):
+        return small.value is not None and any(n.value == name for n in bound_names(small))
+    if isinstance(small, cst.AugAssign):
+        return any(n.value == name for n in bound_names(small))  # it was bound, or it raised
+    if isinstance(small, (cst.Import, cst.ImportFrom)) and not isinstance(
+        small.names, cst.ImportStar
+    ):
+        for alias in small.names:
+            bound = alias.asname.name if alias.asname else _root(alias.name)
+            if isinstance(bound, cst.Name) and bound.value == name:
                 return True
+    return False
+
+
+def _binds(statement: cst.CSTNode, name: str) -> bool:
+    """Whether control leaves ``statement`` normally only with ``name`` bound (a statement
+    that never falls through, a ``return`` or ``continue``, counts: nothing after it runs)."""
+    if isinstance(statement, (cst.SimpleStatementLine, cst.SimpleStatementSuite)):
+        for small in statement.body:
+            if _small_binds(small, name) or isinstance(small, _EXITS):
+                return True
+        return False
+    if isinstance(statement, cst.If):
+        orelse = statement.orelse
+        if orelse is None or not _block_binds(statement.body, name):
+            return False
+        return (
+            _binds(orelse, name) if isinstance(orelse, cst.If) else _block_binds(orelse.body, name)
+        )
+    if isinstance(statement, cst.With):
+        return _block_binds(statement.body, name) or any(
+            item.asname is not None and any(n.value == name for n in bound_names(item.asname))
+            for item in statement.items
+        )
+    if isinstance(statement, cst.Try):
+        if statement.finalbody is not None and _block_binds(statement.finalbody.body, name):
+            return True
+        body = _block_binds(statement.body, name) or (
+            statement.orelse is not None and _block_binds(statement.orelse.body, name)
+        )
+        return body and all(_block_binds(h.body, name) for h in statement.handlers)
+    if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+        return statement.name.value == name
+    return False  # loops may run zero times
+
+
+def _block_binds(block: cst.BaseSuite, name: str) -> bool:
+    if isinstance(block, cst.SimpleStatementSuite):
+        return _binds(block, name)
+    return any(_binds(statement, name) for statement in block.body)
+
+
+def _parameters(function: cst.FunctionDef) -> Iterable[str]:
+    params = function.params
+    for param in (*params.posonly_params, *params.params, *params.kwonly_params):
+        yield param.name.value
+    for star in (params.star_arg, params.star_kwarg):
+        if isinstance(star, cst.Param):
+            yield star.name.value
+
+
+def _bound_at(tree: Tree, name: str, statement: cst.CSTNode) -> bool:
+    """Whether ``name`` is bound on every path that reaches ``statement`` (within its scope)."""
+    child: cst.CSTNode = statement
+    for parent in tree.ancestors(statement):
+        if isinstance(parent, (cst.IndentedBlock, cst.Module)):
+            for earlier in parent.body:
+                if earlier is child:
+                    break
+                if _binds(earlier, name):
+                    return True
+        elif isinstance(parent, cst.For) and child is parent.body:
+            if any(n.value == name for n in bound_names(parent)):
+                return True
+        elif isinstance(parent, cst.With) and child is parent.body:
+            for item in parent.items:
+                if item.asname is not None and any(
+                    n.value == name for n in bound_names(item.asname)
+                ):
+                    return True
+        elif isinstance(parent, cst.ExceptHandler) and child is parent.body:
+            if parent.name is not None and any(n.value == name for n in bound_names(parent.name)):
+                return True
+        elif isinstance(parent, cst.FunctionDef):
+            return name in set(_parameters(parent))
+        elif isinstance(parent, (cst.ClassDef, cst.Lambda)):
+            return False
+        child = parent
+    return False
+
+
+# --- the epoch loop -------------------------------------------------------------------------------
+
+
+def _inner_loop(
+    loop: cst.For, loaders: set[str], containers: set[str]
+) -> tuple[str, cst.For, set[str]] | None:
+    """The loader (or container of loaders) an inner loop of ``loop`` walks through, that loop,
+    and the loader's aliases (``bar = tqdm(train_dataloader)``)."""
+    known = loaders | containers
+    wrapped: dict[str, str] = {}
+    for node in walk(loop.body, into_scopes=False):
+        if isinstance(node, cst.Assign):
+            for name in walk(node.value, into_scopes=False):
+                if isinstance(name, cst.Name) and name.value in known:
+                    for target in node.targets:
+                        if isinstance(target.target, cst.Name):
+                            wrapped[target.target.value] = name.value
+        if isinstance(node, cst.For) and node is not loop:
+            for name in walk(node.iter, into_scopes=False):
+                if isinstance(name, cst.Name) and (name.value in known or name.value in wrapped):
+                    loader = name.value if name.value in known else wrapped[name.value]
+                    aliases = {alias for alias, of in wrapped.items() if of == loader}
+                    return loader, node, aliases
+    return None
+
+
+def _set_epoch_receivers(loop: cst.For) -> Iterator[cst.BaseExpression]:
+    for node in walk(loop.body, into_scopes=False):
+        if isinstance(node, cst.Call) and callee_name(node) == "set_epoch":
+            if isinstance(node.func, cst.Attribute):
+                yield node.func.value
+
+
+def _already_set(loop: cst.For, loader: str, aliases: set[str], builds: list[_Build]) -> bool:
+    """Whether the loop calls ``set_epoch`` on one of the loader's samplers already."""
+    names = {b.sampler for b in builds if b.sampler} | {
+        f"{name}.sampler" for name in (loader, *aliases)
+    }
+    expressions = [b.expression for b in builds if b.expression is not None]
+    for receiver in _set_epoch_receivers(loop):
+        if dotted_name(receiver) in names or any(receiver.deep_equals(e) for e in expressions):
+            return True
     return False
 
 
 class SamplerSetEpoch(Rule):
     code = "DDP007"
     name = "sampler-set-epoch"
-    summary = "Call sampler.set_epoch(epoch) at the top of each epoch of a DistributedSampler loop."
+    summary = (
+        "Call sampler.set_epoch(epoch) every epoch of a DistributedSampler loop, where the "
+        "sampler is certainly bound."
+    )
     rationale = __doc__
     settles = True
     triggers = (SAMPLER,)
@@ -122,6 +437,68 @@ class SamplerSetEpoch(Rule):
         ),
         Example(
             before=(
+                "def train(args):\n"
+                "    for epoch in range(args.epochs):\n"
+                "        dataset = load_shard(args, epoch)\n"
+                "        train_sampler = RandomSampler(dataset) if args.local_rank == -1 "
+                "else DistributedSampler(dataset)\n"
+                "        train_dataloader = DataLoader(dataset, sampler=train_sampler)\n"
+                "        for batch in train_dataloader:\n"
+                "            step_once(batch)\n"
+            ),
+            after=(
+                "def train(args):\n"
+                "    for epoch in range(args.epochs):\n"
+                "        dataset = load_shard(args, epoch)\n"
+                "        train_sampler = RandomSampler(dataset) if args.local_rank == -1 "
+                "else DistributedSampler(dataset)\n"
+                "        train_dataloader = DataLoader(dataset, sampler=train_sampler)\n"
+                '        if hasattr(train_sampler, "set_epoch"):\n'
+                "            train_sampler.set_epoch(epoch)\n"
+                "        for batch in train_dataloader:\n"
+                "            step_once(batch)\n"
+            ),
+        ),
+        Example(
+            before=(
+                "def train(args, dataset):\n"
+                "    if args.local_rank != -1:\n"
+                "        train_sampler = DistributedSampler(dataset)\n"
+                "        loader = DataLoader(dataset, sampler=train_sampler)\n"
+                "    else:\n"
+                "        loader = DataLoader(dataset, shuffle=True)\n"
+                "    for epoch in range(args.epochs):\n"
+                "        for batch in loader:\n"
+                "            step_once(batch)\n"
+            ),
+            after=(
+                "def train(args, dataset):\n"
+                "    if args.local_rank != -1:\n"
+                "        train_sampler = DistributedSampler(dataset)\n"
+                "        loader = DataLoader(dataset, sampler=train_sampler)\n"
+                "    else:\n"
+                "        loader = DataLoader(dataset, shuffle=True)\n"
+                "    for epoch in range(args.epochs):\n"
+                '        if hasattr(loader.sampler, "set_epoch"):\n'
+                "            loader.sampler.set_epoch(epoch)\n"
+                "        for batch in loader:\n"
+                "            step_once(batch)\n"
+            ),
+        ),
+        Example(
+            before=(
+                "def train(args, dataset):\n"
+                "    if args.do_train:\n"
+                "        sampler = DistributedSampler(dataset)\n"
+                "        loader = DataLoader(dataset, sampler=sampler)\n"
+                "    for epoch in range(args.epochs):\n"
+                "        for batch in loader:\n"
+                "            step_once(batch)\n"
+            ),
+            reports=1,
+        ),
+        Example(
+            before=(
                 "sampler = DistributedSampler(dataset)\n"
                 "loader = DataLoader(dataset, sampler=sampler)\n"
                 "for epoch in range(3):\n"
@@ -134,32 +511,95 @@ class SamplerSetEpoch(Rule):
 
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
-        quote = preferred_quote(tree.code)
-        cache: dict[int, dict[str, str]] = {}
+        analysis: _Analysis | None = None
         for loop in tree.nodes(cst.For):
             if not isinstance(loop.target, cst.Name) or not isinstance(
                 loop.body, cst.IndentedBlock
             ):
                 continue
+            if any(isinstance(a, cst.For) for a in tree.ancestors(loop)):
+                continue  # not an outermost loop
+            analysis = analysis or _Analysis(tree)
             scope = tree.scope(loop)
-            if id(scope) not in cache:
-                cache[id(scope)] = _loaders(tree, scope, _distributed_samplers(tree, scope))
-            loaders = cache[id(scope)]
-            if not loaders or any(isinstance(a, cst.For) for a in tree.ancestors(loop)):
-                continue  # not an outermost loop, or no distributed loader here
-            sampler = _iterates_over(tree, loop, loaders)
-            if sampler is None or _already_set(loop, sampler):
+            facts = analysis.facts(scope)
+            if not facts.builds and not facts.containers:
                 continue
-            epoch = loop.target.value
-            code = (
-                f"if hasattr({sampler}, {quote}set_epoch{quote}):\n"
-                f"    {sampler}.set_epoch({epoch})\n"
-            )
-            guard = cst.parse_statement(code, config=tree.module.config_for_parsing)
-            body = loop.body.with_changes(body=[guard, *loop.body.body])
+            found = _inner_loop(loop, set(facts.builds), facts.containers)
+            if found is not None:
+                self._one_loop(ctx, loop, facts, *found)
+
+    def _one_loop(
+        self,
+        ctx: RuleContext,
+        loop: cst.For,
+        facts: _Scope,
+        loader: str,
+        inner: cst.For,
+        aliases: set[str],
+    ) -> None:
+        tree = ctx.tree
+        epoch = loop.target.value  # type: ignore[attr-defined]
+        if loader not in facts.builds:  # for batch in loaders["train"]
+            if not any(True for _ in _set_epoch_receivers(loop)):
+                ctx.report(loop, self._cannot_tell(f"a DataLoader in {loader}", epoch))
+            return
+        builds = [
+            b
+            for b in facts.builds[loader]
+            if tree.order(b.assign) < tree.order(loop) or tree.contains(loop, b.assign)
+        ]
+        if not builds or _already_set(loop, loader, aliases, builds):
+            return
+        in_loop = [
+            b for b in builds if tree.contains(loop, b.assign) and tree.after(inner, b.assign)
+        ]
+        if in_loop:  # right after each build: the sampler has just been evaluated
+            replacements: dict[cst.CSTNode, Around] = {}
+            for build in in_loop:
+                if build.line is None:  # `if x: loader = DataLoader(...)`: no line to add after
+                    ctx.report(build.assign, self._cannot_tell(loader, epoch))
+                    return
+                call = self._call(tree, build.sampler or f"{loader}.sampler", epoch)
+                replacements[build.line] = Around(after=(call,))
+            first = in_loop[0]
+            receiver = first.sampler or f"{loader}.sampler"
             ctx.fix(
-                loop,
-                f"{sampler} is a DistributedSampler here: call set_epoch({epoch}) every epoch, "
-                "or every epoch repeats the same shuffle",
-                {loop: loop.with_changes(body=body)},
+                first.assign,
+                f"{loader} is built inside the epoch loop: call {receiver}.set_epoch({epoch}) "
+                "right after it is built, or every epoch repeats the same shuffle",
+                replacements,
             )
+            return
+        samplers = {b.sampler for b in builds}
+        sampler = next(iter(samplers)) if len(samplers) == 1 else None
+        if sampler is not None and _bound_at(tree, sampler, loop):
+            receiver = sampler
+            message = f"{sampler} may be a DistributedSampler here"
+        elif loader in facts.plain and _bound_at(tree, loader, loop):
+            receiver = f"{loader}.sampler"
+            message = f"{loader}.sampler may be a DistributedSampler here"
+        else:
+            ctx.report(loop, self._cannot_tell(loader, epoch))
+            return
+        body = loop.body.with_changes(body=[self._call(tree, receiver, epoch), *loop.body.body])
+        ctx.fix(
+            loop,
+            f"{message}: call set_epoch({epoch}) every epoch, or every epoch repeats the same "
+            "shuffle",
+            {loop: loop.with_changes(body=body)},
+        )
+
+    @staticmethod
+    def _call(tree: Tree, receiver: str, epoch: str) -> cst.BaseStatement:
+        quote = preferred_quote(tree.code)
+        guard = f"if hasattr({receiver}, {quote}set_epoch{quote}):\n"
+        code = f"{guard}    {receiver}.set_epoch({epoch})\n"
+        return cst.parse_statement(code, config=tree.module.config_for_parsing)
+
+    @staticmethod
+    def _cannot_tell(loader: str, epoch: str) -> str:
+        return (
+            f"{loader} may draw from a DistributedSampler, but ddpfix cannot tell where the "
+            f"sampler is bound: call set_epoch({epoch}) on it every epoch, once it exists, or "
+            "every epoch repeats the same shuffle"
+        )
