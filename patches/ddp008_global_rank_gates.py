@@ -8,30 +8,444 @@ rank: ``int(os.environ.get("RANK", args.local_rank)) in [-1, 0]``. Every launche
 without one the expression falls back to the local rank, so single-process and single-node runs
 behave exactly as before.
 
+Gates that bind and gates that read must agree. When a rewritten gate (or one the script
+already gates on the global rank) binds a name (``tb_writer = SummaryWriter(log_dir)``) that
+another local-rank-0 gate of the same function (or of the module-level code) reads, or reads a
+name such a gate binds, that gate is rewritten the same way even though it neither saves nor
+evaluates, and so on transitively; otherwise local rank 0 of the second node skips the first
+gate and dies with ``UnboundLocalError`` in the second. When one gate of such a group cannot be
+rewritten (the cache save of a per-node barrier pair, a gate that joins a barrier or has an
+``else``, or a test the rule does not rewrite, such as ``local_rank in [-1, 0] or debug``), none
+of the group is, and the rule reports why.
+
+Gates that are already global are left alone: a test with ``torch.distributed.get_rank() == 0``,
+``int(os.environ["RANK"]) == 0``, ``args.rank == 0``, ``args.global_rank in [-1, 0]``,
+``accelerator.is_main_process``, ``trainer.is_world_process_zero()`` or ``is_main_process(...)``
+among its ``and`` terms (or ``local_rank == -1 or get_rank() == 0``), or a gate inside such a
+gate, gets no redundant ``RANK`` clause.
+
 The barrier pairs around downloading and caching (``if args.local_rank not in [-1, 0]:
-barrier()`` … ``if args.local_rank == 0: barrier()``) are per node by nature when each node has its
-own cache, and stay. If the cache directory is shared between nodes, set ``shared_cache = true``
-in ``[tool.ddpfix.rules.DDP008]``: those pairs then gate on the global rank too, so one process in
-the whole job downloads first.
+barrier()`` … ``if args.local_rank == 0: barrier()``, in one function) are per node by nature
+when each node has its own cache, and stay; so does the cache save between their two halves
+(the HF template's ``if args.local_rank in [-1, 0]: torch.save(features, cached_features_file)``,
+also in an ``if``/``else`` branch there): every node builds its own cache once, and the node's
+other ranks wait for it. If the cache directory is shared between nodes, set ``shared_cache =
+true`` in ``[tool.ddpfix.rules.DDP008]``: the pairs and the saves between them then gate on the
+global rank together, so one process in the whole job builds the cache and every other waits.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patches._gates import conjuncts, rank_comparison
+from patcher.tree import Around, Tree
+from patches._gates import (
+    OTHER,
+    RANK0,
+    SINGLE,
+    conjuncts,
+    gates,
+    global_rank_source,
+    rank_comparison,
+    truth,
+)
 from patches._syntax import (
+    BINDERS,
+    bound_names,
     callee_name,
     calls_in,
     global_rank,
     import_fix,
+    int_collection,
+    int_literal,
+    is_collective_call,
     is_eval_call,
+    is_local_rank,
     is_save_call,
     preferred_quote,
+    string_value,
+    walk,
 )
 
 RANK_ZERO = (frozenset({-1, 0}), frozenset({0}))
+NOT_RANK_ZERO = frozenset({-1, 0})
+_BARRIERS = frozenset({"barrier", "monitored_barrier"})
+# Booleans (attribute or call) that are true on global rank 0 only.
+_MAIN_PROCESS = frozenset({"is_main_process", "is_world_process_zero"})
+# ``args.rank``, ``self.global_rank``, ``accelerator.process_index``: global ranks.
+_RANK_ATTRS = frozenset({"rank", "global_rank", "world_rank", "process_index"})
+_RANK_NAMES = frozenset({"global_rank", "world_rank"})
+
+
+# --- what is already global ------------------------------------------------------------------
+
+
+def _global_rank_expr(node: cst.BaseExpression) -> bool:
+    """``get_rank()``, ``int(os.environ["RANK"])``, ``os.environ.get("RANK")``, ``args.rank``."""
+    if global_rank_source(node) is not None:
+        return True
+    if isinstance(node, cst.Attribute):
+        return node.attr.value in _RANK_ATTRS
+    if isinstance(node, cst.Name):
+        return node.value in _RANK_NAMES
+    if isinstance(node, cst.Subscript) and len(node.slice) == 1:  # os.environ["RANK"]
+        index = node.slice[0].slice
+        return isinstance(index, cst.Index) and string_value(index.value) == "RANK"
+    if isinstance(node, cst.Call) and callee_name(node) in ("get", "getenv") and node.args:
+        return string_value(node.args[0].value) == "RANK"
+    return False
+
+
+def _rank_values(node: cst.BaseExpression) -> frozenset[int] | None:
+    text = string_value(node)
+    if text is not None:
+        return frozenset({int(text)}) if text.lstrip("-").isdigit() else None
+    value = int_literal(node)
+    return frozenset({value}) if value is not None else int_collection(node)
+
+
+def _global_zero(node: cst.BaseExpression) -> bool:
+    """Whether ``node`` is true on global rank 0 (or a lone process) only."""
+    if isinstance(node, cst.BooleanOperation):
+        sides = [node.left, node.right]
+        if isinstance(node.operator, cst.And):
+            return any(_global_zero(side) for side in sides)
+        # ``local_rank == -1 or get_rank() == 0``: a lone process, or global rank 0
+        lone = [truth(s, RANK0) is False and truth(s, OTHER) is False for s in sides]
+        zero = [_global_zero(s) for s in sides]
+        return any(zero) and all(z or one for z, one in zip(zero, lone))
+    if isinstance(node, cst.Attribute):
+        return node.attr.value in _MAIN_PROCESS
+    if isinstance(node, cst.Call):
+        return callee_name(node) in _MAIN_PROCESS
+    if not isinstance(node, cst.Comparison) or len(node.comparisons) != 1:
+        return False
+    target = node.comparisons[0]
+    left, right = node.left, target.comparator
+    if not _global_rank_expr(left) and isinstance(target.operator, cst.Equal):
+        left, right = right, left
+    if not _global_rank_expr(left):
+        return False
+    if isinstance(target.operator, cst.Equal):
+        values = _rank_values(right)
+    elif isinstance(target.operator, cst.In):
+        values = int_collection(right)
+    else:
+        return False
+    return values is not None and 0 in values and values <= NOT_RANK_ZERO
+
+
+def _ours(node: cst.BaseExpression) -> bool:
+    """``int(os.environ.get("RANK", x.local_rank)) ...``: a gate this rule (or DDP011) made
+    global. Unlike a global test the script was written with, it does not make the gates
+    inside it redundant: they were rewritten along with it."""
+    if not isinstance(node, cst.Comparison) or global_rank_source(node.left) != "env":
+        return False
+    call = node.left
+    assert isinstance(call, cst.Call)
+    inner = call.args[0].value
+    return isinstance(inner, cst.Call) and any(is_local_rank(a.value) for a in inner.args[1:])
+
+
+def _on_global_rank(term: cst.BaseExpression) -> bool:
+    """True on global rank 0 only, or any other test of the global rank (the first half of a
+    shared cache's barrier pair: ``int(os.environ.get("RANK", ...)) not in [-1, 0]``)."""
+    if isinstance(term, cst.Comparison) and len(term.comparisons) == 1:
+        if _global_rank_expr(term.left):
+            return True
+    return _global_zero(term)
+
+
+def _global_test(test: cst.BaseExpression, *, ours: bool = True) -> bool:
+    return any(_on_global_rank(t) and (ours or not _ours(t)) for t in conjuncts(test))
+
+
+def _global_around(tree: Tree, gate: cst.If) -> bool:
+    """A test the script wrote around ``gate`` admits global rank 0 only."""
+    return any(_global_test(test, ours=False) for test in gates(tree, gate))
+
+
+# --- names a gate binds and reads --------------------------------------------------------------
+
+
+def _is_read(tree: Tree, name: cst.Name) -> bool:
+    parent = tree.parent(name)
+    if isinstance(parent, cst.Attribute) and parent.attr is name:
+        return False
+    if isinstance(parent, cst.Arg) and parent.keyword is name:
+        return False
+    if isinstance(parent, (cst.Param, cst.FunctionDef, cst.ClassDef)) and parent.name is name:
+        return False
+    return not isinstance(parent, (cst.ImportAlias, cst.AsName, cst.NameItem))
+
+
+_BINDING = frozenset((*BINDERS, cst.NamedExpr))
+_DEFINING = frozenset((cst.FunctionDef, cst.ClassDef))
+_IMPORTS = frozenset((cst.Import, cst.ImportFrom))
+
+
+def _names(tree: Tree, gate: cst.If) -> tuple[frozenset[str], frozenset[str]]:
+    """(names the gate binds, names it reads without binding them anywhere in it). Node types
+    are compared exactly (LibCST's are final): ``isinstance`` on its tuples is the slow part."""
+    binding: set[int] = set()
+    binds: set[str] = set()
+    updated: set[str] = set()  # x += 1 reads x
+    own: set[str] = set()  # comprehension variables: not read from outside, not exported
+    names: list[cst.Name] = []
+    for node in walk(gate):
+        kind = type(node)
+        if kind is cst.Name:
+            names.append(node)  # type: ignore[arg-type]
+        elif kind in _BINDING:
+            for name in bound_names(node):
+                binding.add(id(name))
+                (updated if kind is cst.AugAssign else binds).add(name.value)
+        elif kind is cst.CompFor:
+            target = node.target  # type: ignore[attr-defined]
+            own.update(n.value for n in walk(target) if isinstance(n, cst.Name))
+        elif kind in _DEFINING:
+            binds.add(node.name.value)  # type: ignore[attr-defined]
+        elif kind in _IMPORTS and not isinstance(node.names, cst.ImportStar):  # type: ignore[attr-defined]
+            for alias in node.names:  # type: ignore[attr-defined]
+                bound = alias.asname.name if alias.asname else alias.name
+                while isinstance(bound, cst.Attribute):
+                    bound = bound.value
+                if isinstance(bound, cst.Name):
+                    binds.add(bound.value)
+    reads = {n.value for n in names if id(n) not in binding and _is_read(tree, n)}
+    return frozenset(binds | updated), frozenset((reads | updated) - binds - own)
+
+
+# --- the gates of one scope ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Joins:
+    """The ``if`` statements (by id) that join a barrier or another collective: in their body,
+    and anywhere in them (``else`` included). Found from the calls, not by walking every
+    ``if``."""
+
+    body: frozenset[int]
+    anywhere: frozenset[int]
+
+    @staticmethod
+    def of(tree: Tree) -> _Joins:
+        body: set[int] = set()
+        anywhere: set[int] = set()
+        for call in tree.nodes(cst.Call):
+            if not (callee_name(call) in _BARRIERS or is_collective_call(call)):
+                continue
+            child: cst.CSTNode = call
+            for ancestor in tree.ancestors(call):
+                if isinstance(ancestor, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+                    break
+                if isinstance(ancestor, cst.If):
+                    anywhere.add(id(ancestor))
+                    if child is ancestor.body:
+                        body.add(id(ancestor))
+                child = ancestor
+        return _Joins(frozenset(body), frozenset(anywhere))
+
+
+def _rank_tests(tree: Tree) -> tuple[frozenset[int], frozenset[int]]:
+    """The ``if`` statements (by id) whose test compares a local or global rank, and those whose
+    test has ``local_rank in [-1, 0]`` anywhere, also under ``or`` (local rank 0 of every node
+    passes ``local_rank in [-1, 0] or args.debug``). Found from the comparisons."""
+    ranked: set[int] = set()
+    rank_zero: set[int] = set()
+    for comparison in tree.nodes(cst.Comparison):
+        found = rank_comparison(comparison)
+        if found is None and not _global_rank_expr(comparison.left):
+            continue
+        child: cst.CSTNode = comparison
+        for ancestor in tree.ancestors(comparison):
+            if isinstance(ancestor, cst.If):
+                if child is ancestor.test:
+                    ranked.add(id(ancestor))
+                    if found is not None and found[2] and found[1] in RANK_ZERO:
+                        rank_zero.add(id(ancestor))
+                break
+            if isinstance(ancestor, (cst.BaseStatement, cst.BaseSmallStatement)):
+                break
+            child = ancestor
+    return frozenset(ranked), frozenset(rank_zero)
+
+
+def _local_terms(test: cst.BaseExpression, *, barrier: bool) -> list[cst.Comparison]:
+    """The ``and`` terms to rewrite: ``local_rank in [-1, 0]`` / ``== 0`` (and, for a barrier
+    gate of a shared cache, ``not in [-1, 0]``). One such term on the global rank makes the
+    whole ``and`` chain global; none (``local_rank in [-1, 0] or debug``) is a form the rule
+    does not rewrite."""
+    terms = []
+    for term in conjuncts(test):
+        found = rank_comparison(term)
+        if found is None:
+            continue
+        _, values, positive = found
+        if (positive and values in RANK_ZERO) or (
+            barrier and not positive and values == NOT_RANK_ZERO
+        ):
+            assert isinstance(term, cst.Comparison)
+            terms.append(term)
+    return terms
+
+
+@dataclass
+class _Gate:
+    """An ``if`` of one scope that local rank 0 may run, or one already on the global rank."""
+
+    node: cst.If
+    global_: bool
+    terms: list[cst.Comparison]
+    writes: bool = False
+    barrier: bool = False  # joins a barrier and neither saves nor evaluates
+    seed: bool = False  # rewritten for what it does itself
+    blocker: str | None = None  # why it cannot be rewritten
+    binds: frozenset[str] = field(default_factory=frozenset)
+    reads: frozenset[str] = field(default_factory=frozenset)
+
+
+def _barrier_pairs(tree: Tree, ifs: list[cst.If], joins: _Joins) -> list[tuple[cst.If, cst.If]]:
+    """``if local_rank not in [-1, 0]: barrier()`` … ``if local_rank == 0: barrier()``: the
+    first half keeps local rank 0 out, the second admits it alone; each first half pairs with
+    the next second half."""
+    firsts, pairs = [], []
+    for gate in ifs:
+        if id(gate) not in joins.body:
+            continue
+        test = gate.test
+        if truth(test, RANK0) is False and truth(test, OTHER) is not False:
+            firsts.append(gate)
+        elif (
+            firsts
+            and truth(test, SINGLE) is False
+            and truth(test, OTHER) is False
+            and truth(test, RANK0) is not False
+        ):
+            first = firsts.pop()
+            if tree.after(gate, first):
+                pairs.append((first, gate))
+    return pairs
+
+
+def _short(tree: Tree, gate: cst.If) -> str:
+    text = " ".join(tree.module.code_for_node(gate.test).split())
+    return f"if {text if len(text) <= 60 else text[:57] + '...'}:"
+
+
+def _scope_gates(
+    tree: Tree,
+    ifs: list[cst.If],
+    joins: _Joins,
+    tests: tuple[frozenset[int], frozenset[int]],
+    shared_cache: bool,
+) -> tuple[list[_Gate], list[tuple[int, int]]]:
+    """The gates of one scope that local rank 0 may run (and the global ones), with the edges
+    that tie them: shared names, and for a shared cache the barrier pairs and their saves."""
+    pairs = _barrier_pairs(tree, ifs, joins)
+    halves = {id(g) for pair in pairs for g in pair}
+    found: list[_Gate] = []
+    index: dict[int, int] = {}
+    edges: list[tuple[int, int]] = []
+    ranked, rank_zero = tests
+    for gate in ifs:
+        own = _global_test(gate.test)
+        joined = id(gate) in joins.body
+        if not (own or id(gate) in ranked or (shared_cache and joined)):
+            continue
+        rank0 = truth(gate.test, RANK0) is not False and (
+            id(gate) in rank_zero or truth(gate.test, OTHER) is False
+        )
+        if not (own or rank0 or (shared_cache and joined)):
+            continue
+        is_global = own or _global_around(tree, gate)
+        writes = any(is_eval_call(c) or is_save_call(c) for c in calls_in(gate.body))
+        barrier = joined and not writes and (id(gate) in halves or _barrier_only(gate.body))
+        if not (is_global or rank0 or barrier):
+            continue
+        terms = [] if is_global else _local_terms(gate.test, barrier=shared_cache and barrier)
+        info = _Gate(gate, is_global, terms, writes, barrier)
+        inside = [p for p in pairs if tree.after(gate, p[0]) and tree.after(p[1], gate)]
+        pinned = bool(inside) and writes and not shared_cache
+        if not is_global:
+            joined_anywhere = id(gate) in joins.anywhere
+            info.blocker = _blocker(info, pinned, joined_anywhere, shared_cache)
+            info.seed = bool(terms) and (
+                (writes and gate.orelse is None and not pinned) or (shared_cache and barrier)
+            )
+        index[id(gate)] = len(found)
+        found.append(info)
+        if shared_cache and writes:
+            edges.extend((index[id(p[0])], index[id(gate)]) for p in inside if id(p[0]) in index)
+    if shared_cache:
+        edges.extend((index[id(a)], index[id(b)]) for a, b in pairs if id(a) in index)
+    if not any(info.seed or info.global_ for info in found):
+        return found, edges  # nothing would be made global here: no ties to find
+    for info in found:
+        info.binds, info.reads = _names(tree, info.node)
+    for i, one in enumerate(found):
+        for j in range(i + 1, len(found)):
+            two = found[j]
+            if tree.contains(one.node, two.node) or tree.contains(two.node, one.node):
+                continue
+            if (one.reads & two.binds) or (one.binds & two.reads):
+                edges.append((i, j))
+    return found, edges
+
+
+def _blocker(gate: _Gate, pinned: bool, joins: bool, shared_cache: bool) -> str | None:
+    """Why ``gate`` cannot be gated on the global rank; None when it can."""
+    if not gate.terms:
+        return "has a test the rule does not rewrite"
+    if pinned:
+        return (
+            "saves a cache between the halves of a per-node barrier pair "
+            "(set shared_cache = true if the nodes share the cache)"
+        )
+    if joins and not (shared_cache and gate.barrier):
+        return "joins a barrier that every node's local rank 0 must reach"
+    if gate.node.orelse is not None and not gate.barrier:
+        return "has an else branch, which other nodes' local rank 0 would then run"
+    return None
+
+
+def _barrier_only(body: cst.BaseSuite) -> bool:
+    calls = list(calls_in(body))
+    return bool(calls) and all(callee_name(c) in _BARRIERS for c in calls)
+
+
+def _groups(count: int, edges: list[tuple[int, int]]) -> list[list[int]]:
+    """Connected components, each in source order."""
+    neighbours: dict[int, set[int]] = {i: set() for i in range(count)}
+    for a, b in edges:
+        neighbours[a].add(b)
+        neighbours[b].add(a)
+    seen: set[int] = set()
+    groups = []
+    for start in range(count):
+        if start in seen:
+            continue
+        group, stack = [], [start]
+        seen.add(start)
+        while stack:
+            current = stack.pop()
+            group.append(current)
+            for other in neighbours[current] - seen:
+                seen.add(other)
+                stack.append(other)
+        groups.append(sorted(group))
+    return groups
+
+
+def _shared(one: _Gate, others: list[_Gate]) -> list[str]:
+    names: set[str] = set()
+    for other in others:
+        if other is not one:
+            names |= (one.reads & other.binds) | (one.binds & other.reads)
+    return sorted(names)
 
 
 def _global(term: cst.Comparison, quote: str) -> cst.BaseExpression:
@@ -43,11 +457,6 @@ def _global(term: cst.Comparison, quote: str) -> cst.BaseExpression:
     # -1 == x.local_rank: the rank goes left, as the rule writes it
     operator = term.comparisons[0].with_changes(comparator=term.left)
     return term.with_changes(left=global_rank(found[0], quote), comparisons=[operator])
-
-
-def _barrier_only(body: cst.BaseSuite) -> bool:
-    calls = list(calls_in(body))
-    return bool(calls) and all(callee_name(c) == "barrier" for c in calls)
 
 
 class GlobalRankGates(Rule):
@@ -73,43 +482,108 @@ class GlobalRankGates(Rule):
         ),
         Example(
             before=(
-                "if args.local_rank not in [-1, 0]:\n"
-                "    torch.distributed.barrier()  # one process per node downloads first\n"
-                "model = Model.from_pretrained(name)\n"
-                "if args.local_rank == 0:\n"
-                "    torch.distributed.barrier()\n"
+                "import os\n"
+                "def train(args, model):\n"
+                "    if args.local_rank in [-1, 0]:\n"
+                "        tb_writer = SummaryWriter(args.output_dir)\n"
+                '        torch.save(args, os.path.join(args.output_dir, "args.bin"))\n'
+                "    loss = model(batch)\n"
+                "    if args.local_rank in [-1, 0]:\n"
+                '        tb_writer.add_scalar("loss", loss)\n'
+            ),
+            after=(
+                "import os\n"
+                "def train(args, model):\n"
+                '    if int(os.environ.get("RANK", args.local_rank)) in [-1, 0]:\n'
+                "        tb_writer = SummaryWriter(args.output_dir)\n"
+                '        torch.save(args, os.path.join(args.output_dir, "args.bin"))\n'
+                "    loss = model(batch)\n"
+                '    if int(os.environ.get("RANK", args.local_rank)) in [-1, 0]:\n'
+                '        tb_writer.add_scalar("loss", loss)\n'
+            ),
+        ),
+        Example(
+            before=(
+                "def load_and_cache_examples(args, evaluate=False):\n"
+                "    if args.local_rank not in [-1, 0] and not evaluate:\n"
+                "        torch.distributed.barrier()  # the node's other ranks use the cache\n"
+                "    if os.path.exists(cached_file):\n"
+                "        features = torch.load(cached_file)\n"
+                "    else:\n"
+                "        features = convert_examples_to_features(args)\n"
+                "        if args.local_rank in [-1, 0]:\n"
+                "            torch.save(features, cached_file)\n"
+                "    if args.local_rank == 0 and not evaluate:\n"
+                "        torch.distributed.barrier()\n"
+                "    return features\n"
+            ),
+        ),
+        Example(
+            before=(
+                "if args.local_rank in [-1, 0] and torch.distributed.get_rank() == 0:\n"
+                "    torch.save(model.state_dict(), path)\n"
+                "if accelerator.is_main_process:\n"
+                "    if args.local_rank in [-1, 0]:\n"
+                "        evaluate(args, model)\n"
             ),
         ),
     )
 
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
-        module = tree.module
         shared_cache = bool(ctx.options.get("shared_cache", False))
         quote = preferred_quote(tree.code)
-        needs_os = import_fix(module, "os")
+        needs_os = import_fix(tree.module, "os")
+        scopes: dict[int, list[cst.If]] = {}
         for gate in tree.nodes(cst.If):
-            terms = []
-            for term in conjuncts(gate.test):
-                found = rank_comparison(term)
-                if found is None:
+            scopes.setdefault(id(tree.scope(gate)), []).append(gate)
+        joins, tests = _Joins.of(tree), _rank_tests(tree)
+        for ifs in scopes.values():
+            found, edges = _scope_gates(tree, ifs, joins, tests, shared_cache)
+            for group in _groups(len(found), edges):
+                members = [found[i] for i in group]
+                local = [g for g in members if not g.global_]
+                seeds = [g for g in local if g.seed]
+                if not local or not (seeds or len(local) < len(members)):
+                    continue  # nothing made global, or every gate stays per node together
+                blocked = [g for g in local if g.blocker]
+                if blocked:
+                    self._report(ctx, members, seeds or blocked, blocked[0])
                     continue
-                _, values, positive = found
-                rank_zero = positive and values in RANK_ZERO
-                barrier_gate = shared_cache and not positive and values == frozenset({-1, 0})
-                if rank_zero or barrier_gate:
-                    terms.append(term)
-            if not terms:
-                continue
-            calls = list(calls_in(gate.body))
-            writes = any(is_eval_call(c) or is_save_call(c) for c in calls)
-            barrier = shared_cache and _barrier_only(gate.body)
-            if not (writes or barrier) or (gate.orelse is not None and not barrier):
-                continue
-            assert all(isinstance(t, cst.Comparison) for t in terms)
-            what = "the shared cache" if barrier and not writes else "saves and evaluation"
-            ctx.fix(
-                gate,
-                f"local rank 0 exists on every node: gate {what} on the global rank (RANK)",
-                {t: _global(t, quote) for t in terms} | needs_os,  # type: ignore[arg-type]
+                for gate in local:
+                    self._fix(ctx, gate, members, quote, needs_os)
+
+    @staticmethod
+    def _fix(
+        ctx: RuleContext,
+        gate: _Gate,
+        members: list[_Gate],
+        quote: str,
+        needs_os: dict[cst.CSTNode, Around],
+    ) -> None:
+        assert gate.terms
+        if gate.seed:
+            what = (
+                "the shared cache" if gate.barrier and not gate.writes else "saves and evaluation"
             )
+            message = f"local rank 0 exists on every node: gate {what} on the global rank (RANK)"
+        else:
+            names = ", ".join(_shared(gate, members))
+            message = (
+                f"local rank 0 exists on every node: this gate shares {names} with gates on the "
+                "global rank (RANK); gate it the same way, or other nodes' local rank 0 read "
+                "what they never bound"
+            )
+        ctx.fix(gate.node, message, {t: _global(t, quote) for t in gate.terms} | needs_os)
+
+    @staticmethod
+    def _report(ctx: RuleContext, members: list[_Gate], seeds: list[_Gate], blocker: _Gate) -> None:
+        names = ", ".join(_shared(blocker, members))
+        tied = f"tied by {names} to" if names else "tied to"
+        ctx.report(
+            seeds[0].node,
+            f"local rank 0 exists on every node, but this gate is {tied} "
+            f"`{_short(ctx.tree, blocker.node)}`, which {blocker.blocker}: the gates that bind "
+            "and read these names are left per node; gate them on the global rank together by "
+            "hand",
+        )
