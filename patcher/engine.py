@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,8 @@ from typing import Any
 import libcst as cst
 
 from patcher.linemap import LineMap
-from patcher.rule import Finding, Fix, Rule, RuleContext
+from patcher.registry import postconditions
+from patcher.rule import Finding, Fix, Postcondition, Rule, RuleContext
 from patcher.source import Source, SourceError, read_source, remove_leftovers, write_atomic
 from patcher.suppress import Suppressions, find_suppressions
 from patcher.tree import Around, Tree
@@ -111,6 +112,7 @@ def fix_text(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     *,
     suppress: Sequence[str] = (),
+    checks: Sequence[Postcondition] | None = None,
 ) -> tuple[str, list[Finding]]:
     """Apply ``rules`` to ``text`` until none proposes anything; findings carry lines of ``text``.
 
@@ -122,16 +124,51 @@ def fix_text(
 
     Findings suppressed by ``# ddpfix: ignore`` comments in ``text`` or by the selectors in
     ``suppress`` (``per-file-ignores``) are returned marked, and their fixes are not applied.
+
+    ``checks`` are the post-conditions every output must keep (default: the rules' own,
+    :func:`patcher.registry.postconditions`); a fix that breaks one is withdrawn and reported.
     """
     options = options or {}
     if not any(rule.may_apply(text) for rule in rules):
         return text, []
     suppressions = find_suppressions(text, suppress)
-    settling = {rule.code for rule in rules if rule.settles}
     module, syntax = parse(text)
+    first = Tree(module, text, syntax)
+    checks = postconditions() if checks is None else checks
+    banned: dict[FixKey, str] = {}
+    current, last, findings, applied = _passes(text, first, rules, options, suppressions, banned)
+    if current != text and checks:
+        current, last, findings = _withdraw_unsafe(
+            text, first, rules, options, suppressions, checks, (current, last, findings, applied)
+        )
+    if current != text:
+        try:
+            last.syntax  # noqa: B018 - parses the output once more, as Python would
+        except SyntaxError as exc:  # pragma: no cover - a rule bug; never write such a file
+            msg = f"rules produced invalid Python ({exc.msg} at line {exc.lineno})"
+            raise RuleError(msg) from None
+    ordered = sorted(findings.values(), key=lambda f: (f.line, f.code, f.column))
+    return current, ordered
+
+
+#: A fix as the engine recognises it again in a later run: (code, line in the input, message).
+FixKey = tuple[str, int, str]
+_Run = tuple[str, Tree, dict[FixKey, Finding], list[FixKey]]
+
+
+def _passes(
+    text: str,
+    tree: Tree,
+    rules: Sequence[Rule],
+    options: Mapping[str, Mapping[str, Any]],
+    suppressions: Suppressions,
+    banned: Mapping[FixKey, str],
+) -> _Run:
+    """The passes up to a fixed point; fixes in ``banned`` are reported, never applied."""
+    settling = {rule.code for rule in rules if rule.settles}
     current = text
-    findings: dict[tuple[str, int, str], Finding] = {}
-    tree = Tree(module, current, syntax)
+    findings: dict[FixKey, Finding] = {}
+    applied: list[FixKey] = []
     for _ in range(MAX_PASSES):
         mapping = LineMap(text, current)
         fixes: list[Fix] = []
@@ -143,10 +180,17 @@ def fix_text(
             fixes.extend(ctx.fixes)
             for f in ctx.findings:
                 _record(findings, f, mapping, suppressions)
-        # ruff does not fix a noqa'd violation: a suppressed fix is recorded, never applied.
+        # ruff does not fix a noqa'd violation: a suppressed fix is recorded, never applied;
+        # a fix withdrawn by a post-condition is reported with the reason instead.
         unsuppressed: list[Fix] = []
         for fix in fixes:
-            if suppressions.covers(fix.finding.code, mapping.to_original(fix.finding.line)):
+            key = _key(fix.finding, mapping)
+            if key in banned:
+                f = fix.finding
+                why = f"{f.message}; not rewritten: {banned[key]}"
+                withdrawn = Finding(f.code, f.line, f.column, why, False)
+                _record(findings, withdrawn, mapping, suppressions)
+            elif suppressions.covers(fix.finding.code, key[1]):
                 _record(findings, fix.finding, mapping, suppressions)
             else:
                 unsuppressed.append(fix)
@@ -156,6 +200,7 @@ def fix_text(
             break
         for fix in accepted:
             _record(findings, fix.finding, mapping, suppressions)
+            applied.append(_key(fix.finding, mapping))
         module = tree.replace({k: v for fix in accepted for k, v in fix.replacements.items()})
         current = module.code
         tree = Tree(module, current)
@@ -163,14 +208,56 @@ def fix_text(
             break  # nothing deferred, and nothing applied can create new work
     else:  # pragma: no cover - would mean two rules undo each other
         raise RuleError(f"rules did not reach a fixed point in {MAX_PASSES} passes")
-    if current != text:
-        try:
-            tree.syntax  # noqa: B018 - parses the output once more, as Python would
-        except SyntaxError as exc:  # pragma: no cover - a rule bug; never write such a file
-            msg = f"rules produced invalid Python ({exc.msg} at line {exc.lineno})"
-            raise RuleError(msg) from None
-    ordered = sorted(findings.values(), key=lambda f: (f.line, f.code, f.column))
-    return current, ordered
+    return current, tree, findings, applied
+
+
+def _key(f: Finding, mapping: LineMap) -> FixKey:
+    return (f.code, mapping.to_original(f.line), f.message)
+
+
+def _broken(tree: Tree, checks: Sequence[Postcondition]) -> dict[Hashable, str]:
+    found: dict[Hashable, str] = {}
+    for check in checks:
+        found.update(check(tree))
+    return found
+
+
+def _withdraw_unsafe(
+    text: str,
+    first: Tree,
+    rules: Sequence[Rule],
+    options: Mapping[str, Mapping[str, Any]],
+    suppressions: Suppressions,
+    checks: Sequence[Postcondition],
+    run: _Run,
+) -> tuple[str, Tree, dict[FixKey, Finding]]:
+    """Withdraw the fixes that break a post-condition the input kept.
+
+    The rules' output is compared with their input, not pass by pass: fixes cooperate (one
+    gates an evaluation, the next moves the reads of its results inside), and only the whole
+    must be safe. A violation the output has and the input had not is pinned on the applied fix
+    whose withdrawal removes it, latest first; a fix that cannot be pinned makes every fix go,
+    and the file is left as it was with every finding reported."""
+    before = _broken(first, checks)
+    banned: dict[FixKey, str] = {}
+    current, last, findings, applied = run
+    for _ in range(len(applied) + 1):
+        introduced = {k: v for k, v in _broken(last, checks).items() if k not in before}
+        if not introduced:
+            return current, last, findings
+        key, why = next(iter(introduced.items()))
+        for candidate in reversed([a for a in applied if a not in banned]):
+            trial = _passes(text, first, rules, options, suppressions, {**banned, candidate: why})
+            if key not in _broken(trial[1], checks):
+                banned[candidate] = why
+                current, last, findings, applied = trial
+                break
+        else:
+            break
+    everything = {a: "a post-condition of the rank model failed" for a in applied}
+    banned.update({a: why for a, why in everything.items() if a not in banned})
+    current, last, findings, _ = _passes(text, first, rules, options, suppressions, banned)
+    return current, last, findings
 
 
 def _record(

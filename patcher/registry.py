@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from patcher.rule import Rule
+from patcher.rule import Postcondition, Rule
 
 
 class SelectionError(ValueError):
@@ -16,6 +16,14 @@ def all_rules() -> list[Rule]:
     from patches import RULES
 
     return sorted((cls() for cls in RULES), key=lambda rule: rule.code)
+
+
+def postconditions() -> list[Postcondition]:
+    """What every fix must keep (the rules' rank model: no collective reached by a subset of
+    the ranks, no name unbound on a rank that reads it, no unordered read of a rank-0 file)."""
+    from patches import POSTCONDITIONS
+
+    return list(POSTCONDITIONS)
 
 
 def _matches(selector: str, code: str) -> bool:

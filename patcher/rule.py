@@ -9,7 +9,7 @@ the whole module themselves.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -40,6 +40,12 @@ class Finding:
         if self.suppressed:
             data["suppressed"] = True
         return data
+
+
+#: A property every output must keep, as the rules define it: a module version → what it
+#: breaks, by a key that stays the same across versions (→ a one-line reason). The engine
+#: withdraws a fix whose output breaks one that its input kept.
+Postcondition = Callable[[Tree], Mapping[Hashable, str]]
 
 
 @dataclass(frozen=True)

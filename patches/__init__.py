@@ -4,6 +4,7 @@ Every module defines one :class:`patcher.rule.Rule` subclass with a stable code,
 rationale (the module docstring) and before/after examples that the test suite runs.
 """
 
+from patches._ranks import postcondition
 from patches.ddp001_local_rank_from_env import LocalRankFromEnv
 from patches.ddp002_local_rank_hyphen_alias import LocalRankHyphenAlias
 from patches.ddp003_rank_zero_evaluate_and_save import RankZeroEvaluateAndSave
@@ -26,6 +27,9 @@ from patches.prt008_cuda_tensor_types import CudaTensorTypes
 from patches.trn001_parameters_after_optimizer import ParametersAfterOptimizer
 from patches.trn002_clamped_sentinel_index import ClampedSentinelIndex
 from patches.trn003_autograd_cut_parameter import AutogradCutParameter
+
+#: What the engine checks every fix against (the rank model's post-conditions).
+POSTCONDITIONS = (postcondition,)
 
 RULES = (
     LocalRankFromEnv,
@@ -52,4 +56,4 @@ RULES = (
     AutogradCutParameter,
 )
 
-__all__ = ["RULES"]
+__all__ = ["POSTCONDITIONS", "RULES"]

@@ -1,0 +1,607 @@
+"""The rank model: which processes run each statement, and what that does to the other ranks.
+
+A launched job has, as far as a legacy script can tell, four kinds of process: a lone process
+started without a launcher (``SINGLE``, local rank -1), global rank 0 (``RANK0``), local rank 0 of
+another node (``NODE0``: a ``local_rank in [-1, 0]`` gate admits it, ``get_rank() == 0`` does
+not), and every other rank (``OTHER``). For a statement, :meth:`RankModel.runs` says, per kind,
+whether it runs there (True), never runs there (False) or depends on data (None), from the ``if``
+tests around it (``else`` branches negated) and from the call sites of the function holding it
+(a function every call of which is behind a rank-0 gate runs on rank 0 alone).
+
+The rules decide with this model, and the engine checks every fix against it
+(:func:`violations`, registered as the rules' post-condition): a rewrite must not make
+
+- a collective (``torch.distributed``, accelerate, the HF ``Trainer``: :data:`COLLECTIVES`)
+  reached by a strict subset of the launched ranks (the others hang or crash);
+- a name bound on a strict subset of the ranks while other ranks read it (``UnboundLocalError``
+  there, or ranks that diverge: ``nb_tr_steps`` reset on rank 0 alone desynchronises gradient
+  accumulation);
+- a file written by a strict subset of the ranks and read by the others with no barrier between.
+
+Violations are compared before and after a fix; one that was already there is the script's own
+and is left to the rules that report it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import libcst as cst
+
+from patcher.tree import Tree, children
+from patches._gates import OTHER as _OTHER
+from patches._gates import RANK0 as _RANK0
+from patches._gates import SINGLE as _SINGLE
+from patches._gates import calls_collectives, rank_zero_functions
+from patches._gates import truth as _local_truth
+from patches._syntax import (
+    BINDERS,
+    bound_names,
+    callee_name,
+    dominates,
+    dotted_name,
+    is_collective_call,
+    is_save_call,
+    module_functions,
+    string_value,
+)
+
+SINGLE, RANK0, NODE0, OTHER = "single", "rank0", "node0", "other"
+LAUNCHED = (RANK0, NODE0, OTHER)
+_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+# Booleans that are true on global rank 0 / on each node's local rank 0 (attribute or call name).
+_GLOBAL_MAIN = frozenset({"is_main_process", "is_world_process_zero", "is_master", "is_rank_0"})
+_LOCAL_MAIN = frozenset({"is_local_main_process", "is_local_process_zero"})
+_GLOBAL_RANK_ATTRS = frozenset({"rank", "global_rank", "world_rank"})
+# What reads a file back: torch.load, from_pretrained, open() without a write mode, np.load ...
+_READS = frozenset({"load", "from_pretrained", "load_state_dict_from", "read_csv", "open"})
+
+
+def _as_local(kind: str) -> int:
+    return {SINGLE: _SINGLE, RANK0: _RANK0, NODE0: _RANK0, OTHER: _OTHER}[kind]
+
+
+def _as_global(kind: str) -> int:
+    return {SINGLE: _SINGLE, RANK0: _RANK0, NODE0: _OTHER, OTHER: _OTHER}[kind]
+
+
+def _global_flag(node: cst.BaseExpression) -> str | None:
+    """``accelerator.is_main_process`` / ``trainer.is_world_process_zero()`` → "global";
+    ``is_local_main_process`` → "local"."""
+    target = node.func if isinstance(node, cst.Call) and not node.args else node
+    name = None
+    if isinstance(target, cst.Attribute):
+        name = target.attr.value
+    elif isinstance(target, cst.Name) and isinstance(node, cst.Call):
+        name = target.value
+    if name in _GLOBAL_MAIN:
+        return "global"
+    if name in _LOCAL_MAIN:
+        return "local"
+    return None
+
+
+def _rank_attr_comparison(node: cst.BaseExpression) -> cst.Comparison | None:
+    """``args.rank == 0`` rewritten as ``args.local_rank == 0``, to be judged on the global rank."""
+    if not isinstance(node, cst.Comparison) or len(node.comparisons) != 1:
+        return None
+    left = node.left
+    if isinstance(left, cst.Attribute) and left.attr.value in _GLOBAL_RANK_ATTRS:
+        return node.with_changes(left=left.with_changes(attr=cst.Name("local_rank")))
+    return None
+
+
+def truth(
+    node: cst.BaseExpression, kind: str, known: Mapping[str, bool] | None = None
+) -> bool | None:
+    """The value of condition ``node`` in a process of ``kind``; None when it depends on data.
+
+    Local-rank tests are judged on the local rank (``NODE0`` is local rank 0), global ones
+    (``get_rank()``, ``RANK``, ``args.rank``, ``is_main_process``) on the global rank."""
+    known = known or {}
+    flag = _global_flag(node)
+    if flag is not None:
+        if kind == SINGLE:
+            return True
+        return kind == RANK0 or (flag == "local" and kind == NODE0)
+    renamed = _rank_attr_comparison(node)
+    if renamed is not None:
+        return _local_truth(renamed, _as_global(kind), known)
+    if isinstance(node, cst.BooleanOperation):
+        left, right = truth(node.left, kind, known), truth(node.right, kind, known)
+        if isinstance(node.operator, cst.And):
+            if left is False or right is False:
+                return False
+            return True if left and right else None
+        if left is True or right is True:
+            return True
+        return False if left is False and right is False else None
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
+        inner = truth(node.expression, kind, known)
+        return None if inner is None else not inner
+    local = _local_truth(node, _as_local(kind), known)
+    if kind == NODE0 and _mentions_global_rank(node):
+        return _local_truth(node, _OTHER, known)
+    return local
+
+
+def _mentions_global_rank(node: cst.CSTNode) -> bool:
+    from patches._gates import global_rank_source
+
+    if isinstance(node, cst.Comparison):
+        return global_rank_source(node.left) is not None
+    return False
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A post-condition broken in one version of a module; ``key`` is stable across versions."""
+
+    key: tuple[str, ...]
+    message: str
+
+
+class RankModel:
+    """The rank model of one module version (build it with :func:`model`)."""
+
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self.functions = module_functions(tree.module)
+        only, _sometimes = rank_zero_functions(tree)
+        self._rank_zero_only = only
+        self._runs: dict[tuple[int, str], bool | None] = {}
+        self._paths: dict[int, tuple[tuple[cst.BaseExpression, bool], ...]] = {}
+        self._scopes: dict[int, cst.CSTNode] = {}
+        self._truths: dict[tuple[int, str], bool | None] = {}
+        self._assigns: dict[tuple[int, str], list[cst.BaseExpression]] | None = None
+
+    # --- who runs what ---------------------------------------------------------------------
+
+    def conditions(self, node: cst.CSTNode) -> tuple[tuple[cst.BaseExpression, bool], ...]:
+        """The ``if`` tests that decide whether ``node`` runs, within its function, each with
+        the value it must have (False in an ``else``/``elif``); outermost first."""
+        chain: list[cst.CSTNode] = []
+        current: cst.CSTNode | None = node
+        while current is not None and id(current) not in self._paths:
+            chain.append(current)
+            current = self.tree.parent(current)
+        found = self._paths[id(current)] if current is not None else ()
+        for child in reversed(chain):
+            parent = self.tree.parent(child)
+            if parent is None or isinstance(parent, _SCOPES):
+                found = ()
+            elif isinstance(parent, (cst.If, cst.IfExp)):
+                if child is parent.body:
+                    found = (*found, (parent.test, True))
+                elif child is parent.orelse:
+                    found = (*found, (parent.test, False))
+            self._paths[id(child)] = found
+        return found
+
+    def scope(self, node: cst.CSTNode) -> cst.CSTNode:
+        """The function (or module) whose frame runs ``node``; cached."""
+        found = self._scopes.get(id(node))
+        if found is None:
+            parent = self.tree.parent(node)
+            if parent is None:
+                found = self.tree.module
+            elif isinstance(parent, cst.FunctionDef):
+                found = parent
+            else:
+                found = self.scope(parent)
+            self._scopes[id(node)] = found
+        return found
+
+    def _truth(self, test: cst.BaseExpression, kind: str) -> bool | None:
+        key = (id(test), kind)
+        if key not in self._truths:
+            self._truths[key] = truth(test, kind)
+        return self._truths[key]
+
+    def runs(self, node: cst.CSTNode, kind: str) -> bool | None:
+        """Whether a process of ``kind`` runs ``node`` when its function runs: True, False, or
+        None (it depends on data)."""
+        key = (id(node), kind)
+        if key in self._runs:
+            return self._runs[key]
+        value: bool | None = True
+        scope = self.scope(node)
+        if (
+            isinstance(scope, cst.FunctionDef)
+            and scope.name.value in self._rank_zero_only
+            and kind in (NODE0, OTHER)
+        ):
+            value = False
+        else:
+            for test, wanted in self.conditions(node):
+                got = self._truth(test, kind)
+                if got is None:
+                    value = None
+                elif got != wanted:
+                    value = False
+                    break
+        self._runs[key] = value
+        return value
+
+    def launched(self, node: cst.CSTNode) -> dict[str, bool | None]:
+        return {kind: self.runs(node, kind) for kind in (RANK0, OTHER)}
+
+    def subset(self, node: cst.CSTNode) -> bool:
+        """Whether some launched ranks may run ``node`` while others never do."""
+        values = self.launched(node).values()
+        return False in values and any(v is not False for v in values)
+
+    # --- collectives -----------------------------------------------------------------------
+
+    def collective(self, call: cst.Call, kind: str) -> str | None:
+        """The collective ``call`` joins in a process of ``kind`` (itself, or one reached
+        through a module function), as a name; None when it joins none."""
+        if is_collective_call(call):
+            return dotted_name(call.func) or callee_name(call) or "a collective"
+        name = callee_name(call)
+        if isinstance(call.func, cst.Name) and name in self.functions:
+            if calls_collectives(
+                self.functions[name], self.functions, kind=_as_local(kind), call=call
+            ):
+                return f"{name}()"
+        return None
+
+    # --- files -----------------------------------------------------------------------------
+
+    def path_words(self, expression: cst.CSTNode, depth: int = 0) -> set[str]:
+        """The file-name-like string literals a path expression is made of, following names to
+        their assignments in the same function (``os.path.join(out, "model.bin")``)."""
+        words: set[str] = set()
+        for node in _walk(expression):
+            text = string_value(node) if isinstance(node, cst.SimpleString) else None
+            if text and ("." in text or "/" in text) and len(text) > 2:
+                words.add(text.strip("/").rsplit("/", 1)[-1])
+            if isinstance(node, cst.Name) and depth < 3:
+                for value in self._assigned_values(node):
+                    words |= self.path_words(value, depth + 1)
+        return {w for w in words if w and "{" not in w and "%" not in w}
+
+    def _assigned_values(self, name: cst.Name) -> list[cst.BaseExpression]:
+        if self._assigns is None:
+            self._assigns = {}
+            for assign in self.tree.nodes(cst.Assign):
+                scope = id(self.scope(assign))
+                for target in assign.targets:
+                    for bound in bound_names(target):
+                        self._assigns.setdefault((scope, bound.value), []).append(assign.value)
+        return self._assigns.get((id(self.scope(name)), name.value), [])
+
+
+def _walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(children(current))
+
+
+def model(tree: Tree) -> RankModel:
+    """The model of ``tree``, built once per tree version."""
+    found = getattr(tree, "_rank_model", None)
+    if found is None:
+        found = RankModel(tree)
+        tree._rank_model = found  # type: ignore[attr-defined]
+    return found
+
+
+# --- post-conditions ------------------------------------------------------------------------
+
+
+def _code(tree: Tree, node: cst.CSTNode) -> str:
+    return " ".join(tree.module.code_for_node(node).split())
+
+
+def _where(m: RankModel, node: cst.CSTNode) -> str:
+    scope = m.scope(node)
+    return scope.name.value if isinstance(scope, cst.FunctionDef) else "<module>"
+
+
+def _ranks_text(values: Mapping[str, bool | None]) -> str:
+    return "rank 0" if values.get(RANK0) is not False else "ranks other than 0"
+
+
+def _collective_violations(m: RankModel) -> Iterator[Violation]:
+    tree = m.tree
+    for call in tree.nodes(cst.Call):
+        runs = m.launched(call)
+        if False not in runs.values() or all(v is False for v in runs.values()):
+            continue
+        kind = RANK0 if runs[RANK0] is not False else OTHER
+        joined = m.collective(call, kind)
+        if joined is None:
+            continue
+        yield Violation(
+            ("collective", _where(m, call), _code(tree, call)),
+            f"{joined} is a collective and only {_ranks_text(runs)} would reach it "
+            "(the others never join: hang or crash)",
+        )
+
+
+def _binding_sites(m: RankModel) -> dict[tuple[int, str], list[cst.CSTNode]]:
+    sites: dict[tuple[int, str], list[cst.CSTNode]] = {}
+    for node in m.tree.nodes(*BINDERS):
+        if isinstance(node, cst.Param):
+            continue
+        scope = m.scope(node)
+        for name in bound_names(node):
+            sites.setdefault((id(scope), name.value), []).append(node)
+    return sites
+
+
+def _is_read(tree: Tree, name: cst.Name) -> bool:
+    parent = tree.parent(name)
+    if isinstance(parent, cst.Attribute) and parent.attr is name:
+        return False
+    if isinstance(parent, cst.Arg) and parent.keyword is name:
+        return False
+    if isinstance(parent, (*_SCOPES, cst.Param, cst.ImportAlias, cst.AsName)):
+        return False
+    if isinstance(parent, (cst.AssignTarget, cst.For)):
+        return False
+    if isinstance(parent, (cst.Element, cst.StarredElement)) and _in_target(tree, parent):
+        return False
+    return not _comprehension_variable(tree, name)
+
+
+_COMPREHENSIONS = (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)
+
+
+def _comprehension_variable(tree: Tree, name: cst.Name) -> bool:
+    """Whether ``name`` is a comprehension's own variable (``f`` in ``[f.x for f in fs]``)."""
+    for ancestor in tree.ancestors(name):
+        if isinstance(ancestor, _SCOPES):
+            return False
+        if isinstance(ancestor, _COMPREHENSIONS):
+            clause: cst.CompFor | None = ancestor.for_in
+            while clause is not None:
+                if any(
+                    isinstance(n, cst.Name) and n.value == name.value for n in _walk(clause.target)
+                ):
+                    return True
+                clause = clause.inner_for_in
+    return False
+
+
+def _in_target(tree: Tree, node: cst.CSTNode) -> bool:
+    for ancestor in tree.ancestors(node):
+        if isinstance(ancestor, (cst.AssignTarget, cst.For)):
+            return True
+        if not isinstance(ancestor, (cst.Tuple, cst.List, cst.Element, cst.StarredElement)):
+            return False
+    return False
+
+
+def _binding_violations(m: RankModel) -> Iterator[Violation]:
+    """A name that some launched ranks bind and others never bind, read by those others."""
+    tree = m.tree
+    sites = _binding_sites(m)
+    partial: dict[tuple[int, str], set[str]] = {}
+    for key, bindings in sites.items():
+        skipped = set()
+        for kind in (RANK0, OTHER):
+            if all(m.runs(b, kind) is False for b in bindings):
+                skipped.add(kind)  # unbound there
+            elif any(
+                m.runs(b, kind) is False
+                and any(m.runs(b, k) is not False for k in (RANK0, OTHER))
+                and not _alternative(tree, b, key[1])
+                for b in bindings
+            ):
+                skipped.add(kind)  # an update that kind skips: its value diverges
+        if skipped:
+            partial[key] = skipped
+    if not partial:
+        return
+    seen: set[tuple[str, ...]] = set()
+    for name in tree.nodes(cst.Name):
+        scope = m.scope(name)
+        kinds = partial.get((id(scope), name.value))
+        if not kinds or not _is_read(tree, name):
+            continue
+        bindings = [
+            b
+            for b in sites[(id(scope), name.value)]
+            if tree.order(b) < tree.order(name) or _shared_loop(tree, b, name)
+        ]
+        if not bindings:
+            continue  # read before any binding: the script's own problem, on every rank
+        for kind in kinds:
+            if m.runs(name, kind) is False:
+                continue
+            unbound = all(m.runs(b, kind) is False for b in bindings)
+            if not unbound and (
+                _fresh(m, name, bindings, kind)
+                or not _feeds_training(tree, name)
+                or not any(
+                    m.runs(b, kind) is False
+                    and any(m.runs(b, k) is not False for k in (RANK0, OTHER))
+                    and not _alternative(tree, b, name.value)
+                    for b in bindings
+                )
+            ):
+                continue
+            statement = tree.statement(name)
+            key = ("binding", _where(m, name), name.value, _code(tree, statement), kind)
+            if key in seen:
+                continue
+            seen.add(key)
+            others = "rank 0" if kind == RANK0 else "the other ranks"
+            what = "never binds it" if unbound else "skip some of its updates"
+            yield Violation(
+                key,
+                f"{name.value!r} is read on {others}, which {what} "
+                f"({'UnboundLocalError' if unbound else 'ranks step out of sync'})",
+            )
+
+
+#: Calls that train: what every rank must do in lockstep.
+_TRAINING_CALLS = frozenset({"backward", "step", "zero_grad", "clip_grad_norm_"})
+
+
+def _feeds_training(tree: Tree, read: cst.Name) -> bool:
+    """Whether ``read`` decides or feeds a training step: it is in the test of an ``if``/
+    ``while`` whose body trains, or in a statement that trains (``(loss / n).backward()``)."""
+    statement = tree.statement(read)
+    if isinstance(statement, (cst.If, cst.While)) and tree.contains(statement.test, read):
+        body = statement.body
+    else:
+        body = statement
+    return any(callee_name(call) in _TRAINING_CALLS for call in _calls(body))
+
+
+def _shared_loop(tree: Tree, first: cst.CSTNode, second: cst.CSTNode) -> bool:
+    loop = _innermost_loop(tree, first)
+    while loop is not None:
+        if tree.contains(loop, second):
+            return True
+        loop = _innermost_loop(tree, loop)
+    return False
+
+
+def _fresh(m: RankModel, read: cst.Name, bindings: list[cst.CSTNode], kind: str) -> bool:
+    """Whether ``read`` sees a value this process itself just bound: a plain assignment that
+    runs there, before the read in the same loop iteration, on every path to it
+    (``batch = next(it)`` at the top of the loop body). ``x += 1`` keeps the old value."""
+    tree = m.tree
+    loop = _innermost_loop(tree, read)
+    for binding in bindings:
+        if isinstance(binding, cst.AugAssign) or m.runs(binding, kind) is False:
+            continue
+        if not tree.after(read, binding) or _innermost_loop(tree, binding) is not loop:
+            continue
+        if dominates(tree, binding, read):
+            return True
+    return False
+
+
+def _innermost_loop(tree: Tree, node: cst.CSTNode) -> cst.CSTNode | None:
+    for ancestor in tree.ancestors(node):
+        if isinstance(ancestor, (cst.For, cst.While)):
+            return ancestor
+        if isinstance(ancestor, _SCOPES):
+            return None
+    return None
+
+
+def _alternative(tree: Tree, binding: cst.CSTNode, name: str) -> bool:
+    """Whether the ``if`` that decides ``binding`` binds ``name`` in its other branch too
+    (``sampler = Random(...)`` / ``else: sampler = Distributed(...)``)."""
+    child = binding
+    for ancestor in tree.ancestors(binding):
+        if isinstance(ancestor, _SCOPES):
+            return False
+        if isinstance(ancestor, cst.If):
+            other = ancestor.orelse if child is ancestor.body else ancestor.body
+            if other is None:
+                return False
+            return any(
+                n.value == name
+                for node in _walk(other)
+                if isinstance(node, BINDERS)
+                for n in bound_names(node)
+            )
+        child = ancestor
+    return False
+
+
+def _reads_file(call: cst.Call) -> bool:
+    name = callee_name(call)
+    if name not in _READS:
+        return False
+    return not (name == "open" and is_save_call(call))
+
+
+def _first_arg(call: cst.Call) -> cst.BaseExpression | None:
+    for arg in call.args:
+        if arg.keyword is None and not arg.star:
+            return arg.value
+    return None
+
+
+def _file_violations(m: RankModel) -> Iterator[Violation]:
+    """A file a strict subset of the ranks writes and the others then read, no barrier between."""
+    tree = m.tree
+    writes: list[tuple[cst.Call, set[str]]] = []
+    reads: list[tuple[cst.Call, set[str]]] = []
+    for call in tree.nodes(cst.Call):
+        if is_save_call(call) and callee_name(call) != "open":
+            args = [a.value for a in call.args if a.keyword is None and not a.star]
+            path = args[1] if len(args) > 1 else (args[0] if args else None)
+            if path is not None and m.subset(call):
+                writes.append((call, m.path_words(path)))
+        elif is_save_call(call):
+            path = _first_arg(call)
+            if path is not None and m.subset(call):
+                writes.append((call, m.path_words(path)))
+        elif _reads_file(call):
+            path = _first_arg(call)
+            if path is not None:
+                reads.append((call, m.path_words(path)))
+    for write, written in writes:
+        if not written:
+            continue
+        runs = m.launched(write)
+        for read, wanted in reads:
+            if not (written & wanted):
+                continue
+            readers = [k for k in (RANK0, OTHER) if runs[k] is False and m.runs(read, k)]
+            if not readers or _barrier_before(m, read):
+                continue
+            word = sorted(written & wanted)[0]
+            yield Violation(
+                ("file", word, _where(m, read), _code(tree, read)),
+                f"{word!r} is written by {_ranks_text(runs)} only and read by every rank "
+                "with no barrier between (FileNotFoundError or a half-written file)",
+            )
+
+
+def _barrier_before(m: RankModel, node: cst.CSTNode) -> bool:
+    """A collective that every rank runs earlier in the same block as ``node``'s statement
+    (or in a block around it), so the write before it is ordered before the read."""
+    tree = m.tree
+    statement = tree.statement(node)
+    for holder in (statement, *tree.ancestors(statement)):
+        if isinstance(holder, _SCOPES):
+            return False
+        parent = tree.parent(holder)
+        siblings = getattr(parent, "body", None)
+        if not isinstance(siblings, (list, tuple)):
+            continue
+        for sibling in siblings:
+            if sibling is holder:
+                break
+            for call in _calls(sibling):
+                if is_collective_call(call) and not m.subset(call):
+                    return True
+    return False
+
+
+def _calls(node: cst.CSTNode) -> Iterator[cst.Call]:
+    for child in _walk(node):
+        if isinstance(child, cst.Call):
+            yield child
+
+
+def violations(tree: Tree) -> dict[tuple[str, ...], Violation]:
+    """Every post-condition the module version breaks, by key (kept on the tree)."""
+    found = getattr(tree, "_rank_violations", None)
+    if found is None:
+        m = model(tree)
+        found = {}
+        if "local_rank" in tree.code or "rank" in tree.code:
+            for check in (_collective_violations, _binding_violations, _file_violations):
+                for violation in check(m):
+                    found.setdefault(violation.key, violation)
+        tree._rank_violations = found  # type: ignore[attr-defined]
+    return found
+
+
+def postcondition(tree: Tree) -> dict[tuple[str, ...], str]:
+    """The engine's view of :func:`violations`: key → reason."""
+    return {key: violation.message for key, violation in violations(tree).items()}
