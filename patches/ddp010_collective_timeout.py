@@ -5,6 +5,11 @@ default process-group timeout (30 minutes; 10 for NCCL in recent torch) then kil
 evaluation takes longer, which BigCloneBench's tens of thousands of validation pairs easily do.
 The rule adds ``timeout=datetime.timedelta(minutes=N)`` to ``init_process_group`` calls that have
 none. N is ``timeout_minutes`` in ``[tool.ddpfix.rules.DDP010]`` (default 180).
+
+The keyword follows the call's own layout: appended after the last argument of a one-line call;
+in a call written one argument per line, on a line of its own, indented like the other
+arguments, with the closing parenthesis where it was, a comment after the last argument still
+after it, and a magic trailing comma kept.
 """
 
 from __future__ import annotations
@@ -15,6 +20,60 @@ from patcher.rule import Example, Rule, RuleContext
 from patches._syntax import callee_name, import_fix
 
 DEFAULT_MINUTES = 180
+_SPACE = cst.SimpleWhitespace(" ")
+_NONE = cst.SimpleWhitespace("")
+
+
+def _line_break(space: cst.BaseParenthesizableWhitespace) -> cst.ParenthesizedWhitespace | None:
+    return space if isinstance(space, cst.ParenthesizedWhitespace) else None
+
+
+def _with_argument(call: cst.Call, new: cst.Arg) -> list[cst.Arg]:
+    """``call``'s arguments with ``new`` last, in the call's own layout.
+
+    One line: ``, new``. One argument per line: ``new`` on a line of its own, indented like the
+    argument before it; the closing parenthesis stays where it was, a comment after the last
+    argument stays on its line, and a magic trailing comma stays trailing."""
+    args = list(call.args)
+    if not args:
+        return [new]
+    last = args[-1]
+    trailing = last.comma if isinstance(last.comma, cst.Comma) else None
+    # what separates the arguments: after the previous one's comma, or after the parenthesis
+    previous = args[-2].comma if len(args) > 1 else None
+    before = (
+        previous.whitespace_after
+        if isinstance(previous, cst.Comma)
+        else call.whitespace_before_args
+    )
+    separator = _line_break(before)
+    # what follows the last argument, up to the closing parenthesis
+    closing = trailing.whitespace_after if trailing else last.whitespace_after_arg
+    if separator is None:  # one line (or a layout without a line per argument)
+        comma = cst.Comma(whitespace_after=_SPACE)
+        if trailing:  # f(a,) → f(a, new,)
+            args[-1] = last.with_changes(comma=comma)
+            return [*args, new.with_changes(comma=trailing)]
+        args[-1] = last.with_changes(comma=comma, whitespace_after_arg=_NONE)
+        return [*args, new.with_changes(whitespace_after_arg=closing)]
+    broken = _line_break(closing)
+    # the last argument's comment (and nothing else) stays after it; the new one goes below
+    after_last = separator.with_changes(
+        first_line=broken.first_line if broken else cst.TrailingWhitespace(),
+        empty_lines=[],
+    )
+    if broken is not None:  # the parenthesis on its own line: keep it there
+        closing = broken.with_changes(first_line=cst.TrailingWhitespace())
+    args[-1] = last.with_changes(
+        comma=cst.Comma(
+            whitespace_before=trailing.whitespace_before if trailing else _NONE,
+            whitespace_after=after_last,
+        ),
+        whitespace_after_arg=_NONE,
+    )
+    if trailing:
+        return [*args, new.with_changes(comma=cst.Comma(whitespace_after=closing))]
+    return [*args, new.with_changes(whitespace_after_arg=closing)]
 
 
 class CollectiveTimeout(Rule):
@@ -34,6 +93,23 @@ class CollectiveTimeout(Rule):
                 "timeout=datetime.timedelta(minutes=180))\n"
             ),
         ),
+        Example(
+            before=(
+                "import datetime\n"
+                "torch.distributed.init_process_group(\n"
+                "    backend='nccl',\n"
+                "    init_method='env://',  # set by the launcher\n"
+                ")\n"
+            ),
+            after=(
+                "import datetime\n"
+                "torch.distributed.init_process_group(\n"
+                "    backend='nccl',\n"
+                "    init_method='env://',  # set by the launcher\n"
+                "    timeout=datetime.timedelta(minutes=180),\n"
+                ")\n"
+            ),
+        ),
         Example(before="dist.init_process_group('gloo', timeout=timedelta(hours=2))\n"),
     )
 
@@ -50,17 +126,10 @@ class CollectiveTimeout(Rule):
             ):
                 continue
             value = cst.parse_expression(f"datetime.timedelta(minutes={minutes})")
-            space = cst.SimpleWhitespace(" ")
-            args = list(call.args)
-            if args:
-                args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=space))
-            args.append(
-                cst.Arg(
-                    value,
-                    keyword=cst.Name("timeout"),
-                    equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")),
-                )
+            timeout = cst.Arg(
+                value, keyword=cst.Name("timeout"), equal=cst.AssignEqual(_NONE, _NONE)
             )
+            args = _with_argument(call, timeout)
             ctx.fix(
                 call,
                 f"other ranks wait in a collective while rank 0 evaluates: allow {minutes} "
