@@ -4,10 +4,22 @@ An optimizer holds the parameters it was given when it was built. A layer create
 trainer that adds its LM head once the optimizer exists, a probe added in a fine-tuning loop)
 receives gradients, so the loss looks alive, but the optimizer never updates it: in the project
 this rule comes from, masked-LM loss sat at the random-guess level for a whole run. The rule
-reports a module with parameters (``nn.Linear``, ``nn.Embedding``, ``nn.Parameter``...) created in
-the same function after an optimizer was constructed, unless it is handed to an optimizer later
-(``add_param_group(...)`` or a new optimizer whose arguments name it). Report only: where
-the layer belongs is the author's call. ``ddpfix verify`` confirms it at run time (ORPHAN).
+reports a module with parameters (``nn.Linear``, ``nn.Embedding``, ``nn.Parameter``...) created
+after an optimizer was constructed, in three shapes:
+
+- in the same function, after the optimizer is built there;
+- in a function or method that receives an already-built optimizer as a parameter (named
+  ``optimizer``, ``optim``, ``<something>_optimizer``, or annotated ``Optimizer``): a trainer whose
+  ``__init__(self, model, optimizer)`` creates ``self.lm_head``;
+- in a module function or class ``__init__`` that attaches it to an object it is passed
+  (``model.classifier = nn.Linear(...)``), called after the caller built its optimizer.
+
+A layer is not reported when it is handed to an optimizer afterwards (``add_param_group(...)``
+naming it, or a new optimizer built from it or from ``<owner>.parameters()``; in a class, any
+method counts; in the mirrored shape, any optimizer the caller builds after the call), when its
+parameters are frozen (``requires_grad_(False)``, ``requires_grad = False``), or when a function
+that receives the optimizer returns the layer to its caller. Report only: where the layer belongs
+is the author's call. ``ddpfix verify`` confirms it at run time (ORPHAN).
 """
 
 from __future__ import annotations
@@ -17,7 +29,8 @@ import re
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patches._syntax import callee_name, dominates, dotted_name
+from patcher.tree import Tree
+from patches._syntax import callee_name, dominates, dotted_name, module_functions, walk
 
 _OPTIMIZER = re.compile(
     r"^(Adam|AdamW|SGD|Adagrad|Adadelta|Adamax|NAdam|RAdam|RMSprop|LBFGS|Adafactor|Lamb|LAMB)$"
@@ -42,6 +55,144 @@ def _creates_parameters(call: cst.Call) -> bool:
     )
 
 
+# A parameter that holds an optimizer already built by the caller.
+_OPTIMIZER_PARAM = re.compile(r"^(?:\w+_)?(?:optimizer|optimiser|optim)$")
+
+
+def _code(tree: Tree, node: cst.CSTNode) -> str:
+    return tree.module.code_for_node(node)
+
+
+def _names(target: str, code: str) -> bool:
+    """Whether ``code`` hands ``target``'s parameters over: it names the layer, or the
+    ``parameters()`` of the object that owns it (``self.parameters()`` for ``self.head``)."""
+    if target in code:
+        return True
+    owner = target.rpartition(".")[0]
+    return bool(owner) and (f"{owner}.parameters(" in code or f"{owner}.named_parameters(" in code)
+
+
+def _hands_over(tree: Tree, target: str, calls: list[cst.Call]) -> bool:
+    """An ``add_param_group(...)`` or a new optimizer among ``calls`` that takes the layer."""
+    return any(
+        (callee_name(c) == "add_param_group" or _is_optimizer(c)) and _names(target, _code(tree, c))
+        for c in calls
+    )
+
+
+def _false(node: cst.BaseExpression) -> bool:
+    return isinstance(node, cst.Name) and node.value == "False"
+
+
+def _owned_by(tree: Tree, node: cst.CSTNode, target: str) -> bool:
+    """``node`` is ``target`` or a part of it (``self.head.weight`` for ``self.head``)."""
+    code = _code(tree, node)
+    return code == target or code.startswith(f"{target}.")
+
+
+def _freezes(tree: Tree, target: str, nodes: list[cst.CSTNode]) -> bool:
+    """``target.requires_grad_(False)``, ``target.weight.requires_grad = False``, or a loop over
+    ``target.parameters()`` that switches them off."""
+    for node in nodes:
+        if (
+            isinstance(node, cst.Call)
+            and callee_name(node) == "requires_grad_"
+            and isinstance(node.func, cst.Attribute)
+            and node.args
+            and _false(node.args[0].value)
+        ):
+            if _owned_by(tree, node.func.value, target):
+                return True
+            loop = next((a for a in tree.ancestors(node) if isinstance(a, cst.For)), None)
+            if loop is not None and f"{target}.parameters(" in _code(tree, loop.iter):
+                return True
+        if isinstance(node, cst.Assign) and _false(node.value):
+            for assign_target in node.targets:
+                t = assign_target.target
+                if isinstance(t, cst.Attribute) and t.attr.value == "requires_grad":
+                    if _owned_by(tree, t.value, target):
+                        return True
+                    loop = next((a for a in tree.ancestors(node) if isinstance(a, cst.For)), None)
+                    if loop is not None and f"{target}.parameters(" in _code(tree, loop.iter):
+                        return True
+    return False
+
+
+def _enclosing_class(tree: Tree, function: cst.FunctionDef) -> cst.ClassDef | None:
+    parent = tree.parent(tree.parent(function) or function)  # FunctionDef <- block <- ClassDef
+    return parent if isinstance(parent, cst.ClassDef) else None
+
+
+def _region(
+    tree: Tree, scope: cst.FunctionDef | cst.Module, layer: cst.Assign
+) -> list[cst.CSTNode]:
+    """Where the layer may still be handed over or frozen: after it in its own function, and,
+    for an attribute of ``self``, in every other method of the class."""
+    nodes = [n for n in walk(scope) if tree.order(n) > tree.order(layer)]
+    target = _code(tree, layer.targets[0].target)
+    if isinstance(scope, cst.FunctionDef) and target.startswith("self."):
+        cls = _enclosing_class(tree, scope)
+        if cls is not None:
+            nodes += [n for n in walk(cls, into_functions=True) if not tree.contains(scope, n)]
+    return nodes
+
+
+def _parameters(function: cst.FunctionDef) -> list[cst.Param]:
+    params = function.params
+    return [*params.posonly_params, *params.params, *params.kwonly_params]
+
+
+def _optimizer_parameter(function: cst.FunctionDef) -> str | None:
+    """The parameter that receives an already-built optimizer, by name or annotation."""
+    for param in _parameters(function):
+        annotation = param.annotation
+        annotated = annotation is not None and (dotted_name(annotation.annotation) or "").endswith(
+            "Optimizer"
+        )
+        if annotated or _OPTIMIZER_PARAM.match(param.name.value):
+            return param.name.value
+    return None
+
+
+def _returned(function: cst.FunctionDef, name: str) -> bool:
+    """Whether ``function`` returns the local ``name`` (its caller then decides where it goes)."""
+    return any(
+        isinstance(node, cst.Return)
+        and node.value is not None
+        and any(isinstance(n, cst.Name) and n.value == name for n in walk(node.value))
+        for node in walk(function.body)
+    )
+
+
+def _arguments(callee: cst.FunctionDef, call: cst.Call, method: bool) -> dict[str, str]:
+    """Parameter name → the plain name or attribute path the call passes for it."""
+    positional = [p.name.value for p in (*callee.params.posonly_params, *callee.params.params)]
+    if method:
+        positional = positional[1:]
+    bound: dict[str, str] = {}
+    for index, arg in enumerate(call.args):
+        if arg.star:
+            break  # unpacked: the following positions are unknown
+        name = arg.keyword.value if arg.keyword is not None else None
+        if name is None and index < len(positional):
+            name = positional[index]
+        text = dotted_name(arg.value)
+        if name is not None and text is not None:
+            bound[name] = text
+    return bound
+
+
+def _callees(module: cst.Module) -> dict[str, tuple[cst.FunctionDef, bool]]:
+    """Module functions, and classes by their ``__init__`` (a method: ``self`` is not passed)."""
+    found = {name: (fn, False) for name, fn in module_functions(module).items()}
+    for statement in module.body:
+        if isinstance(statement, cst.ClassDef) and isinstance(statement.body, cst.IndentedBlock):
+            for item in statement.body.body:
+                if isinstance(item, cst.FunctionDef) and item.name.value == "__init__":
+                    found[statement.name.value] = (item, True)
+    return found
+
+
 class ParametersAfterOptimizer(Rule):
     code = "TRN001"
     name = "parameters-after-optimizer"
@@ -61,6 +212,42 @@ class ParametersAfterOptimizer(Rule):
         ),
         Example(
             before=(
+                "class Trainer:\n"
+                "    def __init__(self, encoder, optimizer):\n"
+                "        self.optimizer = optimizer  # built by the caller\n"
+                "        self.lm_head = nn.Linear(768, 50265)\n"
+            ),
+            reports=1,
+        ),
+        Example(
+            before=(
+                "def add_classifier(model, num_labels):\n"
+                "    model.classifier = nn.Linear(768, num_labels)\n"
+                "\n"
+                "def main(args, model):\n"
+                "    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)\n"
+                "    add_classifier(model, args.num_labels)\n"
+            ),
+            reports=1,
+        ),
+        Example(
+            before=(
+                "class Trainer:\n"
+                "    def __init__(self, encoder, optimizer):\n"
+                "        self.lm_head = nn.Linear(768, 50265)\n"
+                "        optimizer.add_param_group({'params': self.lm_head.parameters()})\n"
+            ),
+        ),
+        Example(
+            before=(
+                "def main(args, model):\n"
+                "    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)\n"
+                "    add_classifier(model, args.num_labels)\n"
+                "    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)\n"
+            ),
+        ),
+        Example(
+            before=(
                 "def build(model):\n"
                 "    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)\n"
                 "    loss_fct = nn.CrossEntropyLoss()\n"
@@ -71,38 +258,93 @@ class ParametersAfterOptimizer(Rule):
 
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
-        calls = [a for a in tree.nodes(cst.Assign) if isinstance(a.value, cst.Call)]
-        optimizers = [a for a in calls if _is_optimizer(a.value)]  # type: ignore[arg-type]
-        if not optimizers:
+        assigns = [a for a in tree.nodes(cst.Assign) if isinstance(a.value, cst.Call)]
+        layers = [a for a in assigns if _creates_parameters(a.value)]  # type: ignore[arg-type]
+        if not layers:
             return
-        for assign in calls:
-            if not _creates_parameters(assign.value):  # type: ignore[arg-type]
+        optimizers = [a for a in assigns if _is_optimizer(a.value)]  # type: ignore[arg-type]
+        callees = _callees(tree.module)
+        for layer in layers:
+            scope = tree.scope(layer)
+            target_node = layer.targets[0].target
+            target = _code(tree, target_node)
+            region = _region(tree, scope, layer)
+            calls = [n for n in region if isinstance(n, cst.Call)]
+            if _hands_over(tree, target, calls) or _freezes(tree, target, region):
                 continue
-            scope = tree.scope(assign)
             before = [
                 o
                 for o in optimizers
                 if tree.scope(o) is scope
-                and tree.order(o) < tree.order(assign)
-                and dominates(tree, o, assign)  # not built in another branch
+                and tree.order(o) < tree.order(layer)
+                and dominates(tree, o, layer)  # not built in another branch
             ]
-            if not before:
+            if before:
+                line = tree.position(before[-1])[0]
+                ctx.report(
+                    layer,
+                    f"{target} is created after the optimizer (line {line}): it will get "
+                    "gradients but its parameters never reach the optimizer",
+                )
                 continue
-            target = tree.module.code_for_node(assign.targets[0].target)
-            later = [
-                c
-                for c in tree.nodes(cst.Call)
-                if tree.order(c) > tree.order(assign) and tree.scope(c) is scope
-            ]
-            if any(
-                (callee_name(c) == "add_param_group" or _is_optimizer(c))
-                and target in tree.module.code_for_node(c)
-                for c in later
+            if not isinstance(scope, cst.FunctionDef):
+                continue
+            param = _optimizer_parameter(scope)
+            if param is not None and not (
+                isinstance(target_node, cst.Name) and _returned(scope, target)
             ):
-                continue  # handed to the optimizer after all
-            line = tree.position(before[-1])[0]
-            ctx.report(
-                assign,
-                f"{target} is created after the optimizer (line {line}): it will get "
-                "gradients but its parameters never reach the optimizer",
-            )
+                ctx.report(
+                    layer,
+                    f"{target} is created after the optimizer this function receives ({param}, "
+                    "built by its caller): it will get gradients but its parameters never reach "
+                    f"the optimizer unless added with {param}.add_param_group(...)",
+                )
+                continue
+            message = _mirrored(tree, layer, target, scope, optimizers, callees)
+            if message is not None:
+                ctx.report(layer, message)
+
+
+def _mirrored(
+    tree: Tree,
+    layer: cst.Assign,
+    target: str,
+    function: cst.FunctionDef,
+    optimizers: list[cst.Assign],
+    callees: dict[str, tuple[cst.FunctionDef, bool]],
+) -> str | None:
+    """The report for a layer that ``function`` attaches to an object it is passed, when a
+    caller built its optimizer before the call and builds none (nor adds the layer) after it."""
+    owner = target.partition(".")[0]
+    if owner == target or owner not in {p.name.value for p in _parameters(function)}:
+        return None
+    names = [name for name, (fn, _) in callees.items() if fn is function]
+    for call in tree.nodes(cst.Call):
+        if not (isinstance(call.func, cst.Name) and call.func.value in names):
+            continue
+        callee, method = callees[call.func.value]
+        passed = _arguments(callee, call, method).get(owner)
+        scope = tree.scope(call)
+        built = [
+            o
+            for o in optimizers
+            if tree.scope(o) is scope
+            and tree.order(o) < tree.order(call)
+            and dominates(tree, o, call)
+        ]
+        if passed is None or not built:
+            continue
+        outer = passed + target[len(owner) :]
+        after = [n for n in walk(scope) if tree.order(n) > tree.order(call)]
+        rebuilt = any(isinstance(n, cst.Call) and _is_optimizer(n) for n in after)
+        added = _hands_over(tree, outer, [n for n in after if isinstance(n, cst.Call)])
+        if rebuilt or added or _freezes(tree, outer, after):
+            continue
+        caller = f"{scope.name.value}()" if isinstance(scope, cst.FunctionDef) else "module code"
+        seen_as = f" ({outer} there)" if outer != target else ""
+        return (
+            f"{call.func.value}() attaches {target} after {caller} built the optimizer{seen_as}: "
+            "it will get gradients but its parameters never reach the optimizer (build the "
+            "optimizer after the call, or add them with add_param_group)"
+        )
+    return None
