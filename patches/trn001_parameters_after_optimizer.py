@@ -90,9 +90,18 @@ def _owned_by(tree: Tree, node: cst.CSTNode, target: str) -> bool:
     return code == target or code.startswith(f"{target}.")
 
 
+def _switched_off(tree: Tree, node: cst.CSTNode, receiver: cst.CSTNode, target: str) -> bool:
+    """``receiver`` (what ``node`` turns ``requires_grad`` off for) is part of ``target``, or the
+    loop around ``node`` walks ``target.parameters()`` (``for p in head.parameters(): ...``)."""
+    if _owned_by(tree, receiver, target):
+        return True
+    loop = next((a for a in tree.ancestors(node) if isinstance(a, cst.For)), None)
+    return loop is not None and f"{target}.parameters(" in _code(tree, loop.iter)
+
+
 def _freezes(tree: Tree, target: str, nodes: list[cst.CSTNode]) -> bool:
     """``target.requires_grad_(False)``, ``target.weight.requires_grad = False``, or a loop over
-    ``target.parameters()`` that switches them off."""
+    ``target.parameters()`` that switches them off: a frozen layer is not meant to train."""
     for node in nodes:
         if (
             isinstance(node, cst.Call)
@@ -100,21 +109,18 @@ def _freezes(tree: Tree, target: str, nodes: list[cst.CSTNode]) -> bool:
             and isinstance(node.func, cst.Attribute)
             and node.args
             and _false(node.args[0].value)
+            and _switched_off(tree, node, node.func.value, target)
         ):
-            if _owned_by(tree, node.func.value, target):
-                return True
-            loop = next((a for a in tree.ancestors(node) if isinstance(a, cst.For)), None)
-            if loop is not None and f"{target}.parameters(" in _code(tree, loop.iter):
-                return True
+            return True
         if isinstance(node, cst.Assign) and _false(node.value):
             for assign_target in node.targets:
                 t = assign_target.target
-                if isinstance(t, cst.Attribute) and t.attr.value == "requires_grad":
-                    if _owned_by(tree, t.value, target):
-                        return True
-                    loop = next((a for a in tree.ancestors(node) if isinstance(a, cst.For)), None)
-                    if loop is not None and f"{target}.parameters(" in _code(tree, loop.iter):
-                        return True
+                if (
+                    isinstance(t, cst.Attribute)
+                    and t.attr.value == "requires_grad"
+                    and _switched_off(tree, node, t.value, target)
+                ):
+                    return True
     return False
 
 
