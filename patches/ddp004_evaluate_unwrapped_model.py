@@ -11,7 +11,11 @@ evaluate/test-like function is called with it behind a gate that only rank 0 (or
 passes, the argument becomes ``model.module if hasattr(model, "module") else model``; a forward
 written inline there (``model(source_ids=...)``) calls that expression instead. The last
 assignment before the call decides (a model reloaded with ``from_pretrained`` is not wrapped).
-Calls that every rank makes are left alone: there the wrapper is right.
+Calls that every rank makes are left alone: there the wrapper is right. So are calls behind a
+gate that keeps rank 0 out too, such as ``if args.local_rank == -1:`` when no rule turns it into
+a rank-0 gate (it has an ``else``, or its evaluation joins collectives): under a launcher no
+process runs it, and a lone process has no wrapper to take off. Only code that rank 0 of a
+distributed job really runs alone gets the unwrapped model.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree
-from patches._gates import in_rank_zero_region
+from patches._gates import OTHER, RANK0, gates, truth
 from patches._syntax import (
     callee_name,
     dominates,
@@ -44,6 +48,17 @@ def _wrapper_aliases(tree: Tree) -> set[str]:
                     if isinstance(asname, cst.Name):
                         names.add(asname.value)
     return names
+
+
+def _rank_zero_alone(tree: Tree, node: cst.CSTNode) -> bool:
+    """Whether rank 0 of a distributed job runs ``node`` while the other ranks do not: some gate
+    around it keeps the other ranks out, and none keeps rank 0 out. ``if args.local_rank ==
+    -1:`` alone is not such a gate: under a launcher nobody runs it, and a lone process has no
+    wrapper (DDP003 turns it into a rank-0 gate when it evaluates; then this rule applies)."""
+    tests = gates(tree, node)
+    return any(truth(t, OTHER) is False for t in tests) and all(
+        truth(t, RANK0) is not False for t in tests
+    )
 
 
 def _parameters(function: cst.FunctionDef) -> list[str]:
@@ -180,6 +195,17 @@ class EvaluateUnwrappedModel(Rule):
                 "        evaluate(args, model)\n"
             ),
         ),
+        Example(
+            before=(
+                "def train(args, model):\n"
+                "    if args.local_rank != -1:\n"
+                "        model = DDP(model)\n"
+                "    if args.local_rank == -1:  # a lone process: no wrapper here\n"
+                "        results = evaluate(args, model)\n"
+                "    else:\n"
+                "        results = evaluate_on_every_rank(args, model)\n"
+            ),
+        ),
     )
 
     def run(self, ctx: RuleContext) -> None:
@@ -188,7 +214,7 @@ class EvaluateUnwrappedModel(Rule):
         flow.propagate(module_functions(tree.module))
         quote = preferred_quote(tree.code)
         for call in tree.nodes(cst.Call):
-            if not in_rank_zero_region(tree, call):
+            if not _rank_zero_alone(tree, call):
                 continue
             if flow.is_wrapped(call.func, call):  # evaluation written inline: model(...)
                 assert isinstance(call.func, cst.Name)
