@@ -263,6 +263,12 @@ def _rebound(function: cst.FunctionDef) -> set[str]:
     }
 
 
+def _parameters(function: cst.FunctionDef) -> list[cst.Param]:
+    params = function.params
+    star = [p for p in (params.star_arg, params.star_kwarg) if isinstance(p, cst.Param)]
+    return [*params.posonly_params, *params.params, *params.kwonly_params, *star]
+
+
 def flag_arguments(
     function: cst.FunctionDef, call: cst.Call | None, known: Mapping[str, bool]
 ) -> dict[str, bool]:
@@ -340,7 +346,11 @@ def calls_collectives(
         if key in seen:
             continue
         seen.add(key)
-        for node in _reached(current.body, kind, known):
+        # A module function's name is truthy where nothing local shadows it: the template's
+        # ``not evaluate`` in a loader without an ``evaluate`` parameter is always False.
+        local = _rebound(current) | {p.name.value for p in _parameters(current)}
+        defined = {name: True for name in functions if name not in local}
+        for node in _reached(current.body, kind, {**defined, **known}):
             if isinstance(node, cst.Call):
                 if is_collective_call(node):
                     return True

@@ -24,7 +24,7 @@ and is left to the rules that report it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import libcst as cst
@@ -247,6 +247,40 @@ class RankModel:
                 return f"{name}()"
         return None
 
+    def carried_out(self, region: cst.CSTNode) -> set[str]:
+        """Names bound inside ``region`` whose value a read outside it (in the same function)
+        may see: no fresh binding outside the region comes first. Skipping ``region`` on some
+        ranks would leave those reads unbound or out of step there."""
+        scope = self.scope(region)
+        inside: set[str] = set()
+        for node in _walk(region):
+            if isinstance(node, BINDERS) and not isinstance(node, cst.Param):
+                inside.update(n.value for n in bound_names(node))
+        if not inside:
+            return set()
+        sites = _binding_sites(self)
+        carried = set()
+        for name in self.tree.nodes(cst.Name):
+            if name.value not in inside or name.value in carried:
+                continue
+            if self.tree.contains(region, name) or self.scope(name) is not scope:
+                continue
+            if not _is_read(self.tree, name):
+                continue
+            if self.tree.order(name) < self.tree.order(region) and not _shared_loop(
+                self.tree, region, name
+            ):
+                continue  # runs before the region: cannot see what it binds
+            outside = [
+                b
+                for b in sites.get((id(scope), name.value), [])
+                if not self.tree.contains(region, b)
+            ]
+            kind = OTHER if self.runs(name, OTHER) is not False else RANK0
+            if not _fresh(self, name, outside, kind, [region]):
+                carried.add(name.value)
+        return carried
+
     # --- files -----------------------------------------------------------------------------
 
     def path_words(self, expression: cst.CSTNode, depth: int = 0) -> set[str]:
@@ -415,8 +449,9 @@ def _binding_violations(m: RankModel) -> Iterator[Violation]:
             if m.runs(name, kind) is False:
                 continue
             unbound = all(m.runs(b, kind) is False for b in bindings)
+            skipped = [b for b in bindings if m.runs(b, kind) is False]
             if not unbound and (
-                _fresh(m, name, bindings, kind)
+                _fresh(m, name, bindings, kind, skipped)
                 or not _feeds_training(tree, name)
                 or not any(
                     m.runs(b, kind) is False
@@ -464,19 +499,35 @@ def _shared_loop(tree: Tree, first: cst.CSTNode, second: cst.CSTNode) -> bool:
     return False
 
 
-def _fresh(m: RankModel, read: cst.Name, bindings: list[cst.CSTNode], kind: str) -> bool:
-    """Whether ``read`` sees a value this process itself just bound: a plain assignment that
-    runs there, before the read in the same loop iteration, on every path to it
-    (``batch = next(it)`` at the top of the loop body). ``x += 1`` keeps the old value."""
+def _fresh(
+    m: RankModel,
+    read: cst.Name,
+    bindings: Sequence[cst.CSTNode],
+    kind: str,
+    against: Sequence[cst.CSTNode] = (),
+) -> bool:
+    """Whether ``read`` sees a value this process itself just bound: a plain assignment (or a
+    ``for``/``with`` target) that runs there, before the read on every path to it, inside every
+    loop that holds both the read and one of the ``against`` places (so an update from an
+    earlier iteration cannot reach the read). ``x += 1`` keeps the old value."""
     tree = m.tree
-    loop = _innermost_loop(tree, read)
+    loops = [a for a in tree.ancestors(read) if isinstance(a, (cst.For, cst.While))]
+    scope = m.scope(read)
+    loops = [loop for loop in loops if tree.contains(scope, loop)]
     for binding in bindings:
         if isinstance(binding, cst.AugAssign) or m.runs(binding, kind) is False:
             continue
-        if not tree.after(read, binding) or _innermost_loop(tree, binding) is not loop:
+        if isinstance(binding, cst.For):
+            if not tree.contains(binding.body, read):
+                continue
+        elif not tree.after(read, binding) or not dominates(tree, binding, read):
             continue
-        if dominates(tree, binding, read):
-            return True
+        if any(
+            not tree.contains(loop, binding) and any(tree.contains(loop, g) for g in against)
+            for loop in loops
+        ):
+            continue
+        return True
     return False
 
 

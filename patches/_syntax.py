@@ -172,12 +172,30 @@ def is_save_call(call: cst.Call) -> bool:
     return bool(_SAVE_NAME.match(name))
 
 
+#: Library methods that are collectives although they do not look like one: every rank must
+#: call them (receiver pattern → method names). accelerate gathers, reduces and waits; the HF
+#: ``Trainer``'s evaluate/predict gather predictions across ranks, and train all-reduces.
+LIBRARY_COLLECTIVES: dict[str, frozenset[str]] = {
+    "accelerator": frozenset(
+        {"gather", "gather_for_metrics", "reduce", "wait_for_everyone", "pad_across_processes"}
+    ),
+    "trainer": frozenset({"evaluate", "predict", "train", "evaluation_loop", "prediction_loop"}),
+}
+
+
 def is_collective_call(call: cst.Call) -> bool:
+    """A ``torch.distributed`` collective (``dist.barrier()``, ``torch.distributed.
+    all_gather_object(...)``) or a library one (:data:`LIBRARY_COLLECTIVES`)."""
     name = callee_name(call)
-    if name not in _COLLECTIVES:
-        return False
     receiver = dotted_name(call.func.value) if isinstance(call.func, cst.Attribute) else None
-    return receiver is not None and ("dist" in receiver or receiver.endswith("accelerator"))
+    if receiver is None or name is None:
+        return False
+    if name in _COLLECTIVES and ("dist" in receiver or receiver.endswith("accelerator")):
+        return True
+    last = receiver.rsplit(".", 1)[-1].lower()
+    return any(
+        pattern in last and name in methods for pattern, methods in LIBRARY_COLLECTIVES.items()
+    )
 
 
 def module_functions(module: cst.Module) -> dict[str, cst.FunctionDef]:

@@ -9,6 +9,21 @@ args.local_rank)) in [-1, 0]:`` (``(args.do_eval or args.do_test) and ...`` when
 joined by ``or``), when the block writes files and trains nothing (no ``backward()``, no optimizer
 step, no call to a train function). Blocks already behind a rank condition, and blocks in scripts
 without ``--local_rank``, are left alone.
+
+What every rank does around the block decides the form of the rewrite (the rank model,
+``patches/_ranks.py``):
+
+- Writes made by a function the block calls count (``test(...)`` writing ``test_1.output``).
+- A block that reaches a collective (``dist.barrier()``, accelerate's ``gather``, the HF
+  ``Trainer``'s ``evaluate``/``predict``, which gather across ranks) must run on every rank: it is
+  never gated. Trainer and accelerate blocks write on the main process by themselves and are
+  left alone; a block reaching a ``torch.distributed`` collective is reported.
+- A block that also updates training state, names it binds that are read outside it (the
+  seq2seq template resets ``tr_loss``, ``nb_tr_steps`` and ``eval_flag``, which drive gradient
+  accumulation), keeps those updates on every rank: when they are plain assignments at the top of
+  the block, only the rest (evaluation, writes, logging) moves under an inner ``if int(os.environ.
+  get("RANK", args.local_rank)) in [-1, 0]:``. Otherwise the block is reported: gating all of it
+  would make the ranks step on different iterations.
 """
 
 from __future__ import annotations
@@ -18,7 +33,13 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree
 from patches._gates import OTHER, RANK0, gates, truth
+from patches._ranks import OTHER as OTHER_KIND
+from patches._ranks import RANK0 as RANK0_KIND
+from patches._ranks import model
 from patches._syntax import (
+    BINDERS,
+    LIBRARY_COLLECTIVES,
+    bound_names,
     callee_name,
     calls_in,
     dotted_name,
@@ -26,6 +47,7 @@ from patches._syntax import (
     import_fix,
     is_eval_call,
     is_save_call,
+    module_functions,
     preferred_quote,
     walk,
 )
@@ -62,6 +84,88 @@ def _as_and_operand(test: cst.BaseExpression) -> cst.BaseExpression:
     if binds_looser and not test.lpar:
         return test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
     return test
+
+
+def _rank_test(flag: cst.Attribute, quote: str) -> cst.Comparison:
+    """``int(os.environ.get("RANK", args.local_rank)) in [-1, 0]``."""
+    local_rank = cst.Attribute(flag.value, cst.Name("local_rank"))
+    minus_one = cst.Element(
+        cst.UnaryOperation(cst.Minus(), cst.Integer("1")),
+        comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")),
+    )
+    return cst.Comparison(
+        global_rank(local_rank, quote),
+        [cst.ComparisonTarget(cst.In(), cst.List([minus_one, cst.Element(cst.Integer("0"))]))],
+    )
+
+
+def _reached_calls(body: cst.BaseSuite, functions: dict[str, cst.FunctionDef]) -> list[cst.Call]:
+    """The calls in ``body`` and, transitively, in the module functions it calls."""
+    found: list[cst.Call] = []
+    pending: list[cst.CSTNode] = [body]
+    seen: set[str] = set()
+    while pending:
+        for call in calls_in(pending.pop()):
+            found.append(call)
+            name = callee_name(call)
+            if isinstance(call.func, cst.Name) and name in functions and name not in seen:
+                seen.add(name)
+                pending.append(functions[name].body)
+    return found
+
+
+def _library_call(call: cst.Call) -> bool:
+    """A method of an accelerate Accelerator or an HF Trainer (they write on the main process)."""
+    if not isinstance(call.func, cst.Attribute):
+        return False
+    receiver = (dotted_name(call.func.value) or "").rsplit(".", 1)[-1].lower()
+    return any(pattern in receiver for pattern in LIBRARY_COLLECTIVES)
+
+
+def _state_prefix(body: cst.BaseSuite, state: set[str]) -> int | None:
+    """How many leading statements only reset ``state`` (plain assignments without calls);
+    None when the rest of the block still binds some of it."""
+    if not isinstance(body, cst.IndentedBlock):
+        return None
+    count = 0
+    for statement in body.body:
+        if not isinstance(statement, cst.SimpleStatementLine) or not all(
+            isinstance(small, (cst.Assign, cst.AugAssign))
+            and not any(isinstance(n, cst.Call) for n in walk(small.value))
+            and {n.value for n in bound_names(_target_holder(small))} <= state
+            for small in statement.body
+        ):
+            break
+        count += 1
+    rest = body.body[count:]
+    if count == 0 or not rest:
+        return None
+    for statement in rest:
+        for binder in walk(statement):
+            if isinstance(binder, BINDERS) and {n.value for n in bound_names(binder)} & state:
+                return None
+    return count
+
+
+def _target_holder(small: cst.BaseSmallStatement) -> cst.CSTNode:
+    if isinstance(small, cst.Assign):
+        if len(small.targets) == 1:
+            return small.targets[0]
+        return cst.AssignTarget(cst.Tuple([cst.Element(t.target) for t in small.targets]))
+    return small
+
+
+def _split(node: cst.If, keep: int, rank: cst.Comparison) -> cst.If:
+    """``node`` with its first ``keep`` statements as they are and the rest under ``rank``."""
+    assert isinstance(node.body, cst.IndentedBlock)
+    statements = list(node.body.body)
+    rest = statements[keep:]
+    inner = cst.If(
+        test=rank,
+        body=cst.IndentedBlock(body=rest),
+        leading_lines=[],
+    )
+    return node.with_changes(body=node.body.with_changes(body=[*statements[:keep], inner]))
 
 
 def _rank_gated(tree: Tree, node: cst.If) -> bool:
@@ -108,44 +212,62 @@ class RankZeroEvalBlocks(Rule):
         if "local_rank" not in tree.code:
             return
         quote = preferred_quote(tree.code)
+        functions = module_functions(tree.module)
+        ranks = model(tree)
         for node in tree.nodes(cst.If):
             flag = _flag(node.test)
             if flag is None or node.orelse is not None or _rank_gated(tree, node):
                 continue
-            calls = list(calls_in(node.body))
-            writes = any(is_save_call(c) for c in calls)
+            calls = _reached_calls(node.body, functions)
+            writes = any(is_save_call(c) and not _library_call(c) for c in calls)
+            if all(
+                ranks.runs(c, OTHER_KIND) is False
+                for c in calls_in(node.body)
+                if is_save_call(c) or is_eval_call(c) or callee_name(c) in functions
+            ):
+                continue  # split already: what it does beyond state resets is on rank 0
             if (
                 not writes
                 or _trains(node.body)
                 or not any(is_eval_call(c) or is_save_call(c) for c in calls)
             ):
                 continue
-            local_rank = cst.Attribute(flag.value, cst.Name("local_rank"))
-            rank = cst.Comparison(
-                global_rank(local_rank, quote),
-                [
-                    cst.ComparisonTarget(
-                        cst.In(),
-                        cst.List(
-                            [
-                                cst.Element(
-                                    cst.UnaryOperation(cst.Minus(), cst.Integer("1")),
-                                    comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")),
-                                ),
-                                cst.Element(cst.Integer("0")),
-                            ]
-                        ),
+            joined = next((c for c in calls if ranks.collective(c, RANK0_KIND)), None)
+            if joined is not None:
+                if not _library_call(joined):
+                    ctx.report(
+                        node,
+                        f"this {flag.attr.value} block writes files on every rank but reaches "
+                        f"the collective {dotted_name(joined.func) or 'call'}(), so every rank "
+                        "must run it: gate only its writes on rank 0, by hand",
                     )
-                ],
-            )
-            test = cst.BooleanOperation(
-                left=_as_and_operand(node.test),
-                operator=cst.And(),
-                right=rank,
-            )
+                continue
+            rank = _rank_test(flag, quote)
+            state = ranks.carried_out(node.body)
+            imports = import_fix(tree.module, "os")
+            what = f"every rank runs this {flag.attr.value} block and writes the same files"
+            if not state:
+                test = cst.BooleanOperation(
+                    left=_as_and_operand(node.test), operator=cst.And(), right=rank
+                )
+                ctx.fix(
+                    node,
+                    f"{what}: run it on global rank 0",
+                    {node: node.with_changes(test=test), **imports},
+                )
+                continue
+            names = ", ".join(sorted(state))
+            keep = _state_prefix(node.body, state)
+            if keep is None:
+                ctx.report(
+                    node,
+                    f"{what}, but it also updates training state read outside it ({names}): "
+                    "gate only its evaluation and writes on rank 0, by hand",
+                )
+                continue
             ctx.fix(
                 node,
-                f"every rank runs this {flag.attr.value} block and writes the same files: "
-                "run it on global rank 0",
-                {node: node.with_changes(test=test), **import_fix(tree.module, "os")},
+                f"{what}: its evaluation and writes run on global rank 0; the training state "
+                f"it resets ({names}) stays on every rank",
+                {node: _split(node, keep, rank), **imports},
             )
