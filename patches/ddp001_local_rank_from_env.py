@@ -13,10 +13,53 @@ so an explicit ``--local_rank`` keeps working. It recognises ``parse_args()`` an
 adds ``import os`` only when missing, and does nothing when the script already reads LOCAL_RANK
 into the argument in any spelling (``os.environ[...]``, ``.get``, ``os.getenv``, an env-derived
 ``default=``).
+
+No process group, no rank. A DataParallel-only script (GraphCodeBERT, UniXcoder style) often
+keeps the template's ``--local_rank`` and dormant distributed code: ``get_world_size()`` or a
+``barrier()`` behind ``local_rank != -1``, a ``DistributedSampler`` in the other branch. Under a
+launcher it runs as N independent copies. Reading LOCAL_RANK would wake that code up with no
+process group ("Default process group has not been initialized"), so the rule reports instead
+when the file (1) never initialises a process group and (2) has code that needs one. A group
+can be initialised by ``init_process_group`` (any receiver), ``deepspeed.init_distributed`` or
+``deepspeed.initialize``, ``initialize_model_parallel``, ``init_device_mesh``, an accelerate
+``Accelerator``/``PartialState`` (or any import of accelerate), ``TrainingArguments`` /
+``HfArgumentParser`` / a ``...Trainer`` (the Trainer initialises it), ``torch.distributed.run``,
+or a call to a function not defined in the file whose name says it sets up distributed training
+(``init_distributed_mode``, ``setup_distributed``, ``init_dist``, ``set_dist``, ``dist_init``,
+``setup_ddp``): the rule would rather fix than report falsely. A script that wraps its own model
+in ``DistributedDataParallel`` is not DataParallel-only: its author ran that branch, which cannot
+work without a group, so the group is taken to be initialised where ddpfix cannot see it.
+Needing a group: ``get_world_size``, ``get_rank``, ``barrier`` and the collectives on a
+``torch.distributed`` receiver, and a ``DistributedSampler`` not given both ``num_replicas`` and
+``rank``; calls behind an ``is_initialized()`` test do not count.
+
+The parse site is elsewhere. ddpfix rewrites one file at a time; run on a directory (or on
+several files) it patches the file that parses, including a helper in another module that adds
+``--local_rank`` and parses (CodeT5's ``configs.add_args``: the read goes right after its
+``parse_args``). A file that reads ``args.local_rank`` but gets ``args`` from a helper imported
+from another module (``args = add_args(parser)``, ``get_args()``, ``parse_args()``; or a parser
+from ``get_parser()``) is reported, naming the module to run ddpfix on; a rule sees one file
+and cannot tell whether that module was patched, so the report stays until silenced with
+``# ddpfix: ignore[DDP001]``. A function decorated with ``@hydra.main`` that reads
+``cfg.local_rank`` is reported too: the default lives in a YAML file.
+
+``HfArgumentParser`` dataclasses: the Trainer itself is distributed (it builds accelerate's
+``PartialState``), but ``TrainingArguments.local_rank`` is only the parsed field: transformers 4
+(4.40 read) set it to the launcher's local rank while setting up the device, transformers 5
+leaves it at -1 under a launcher (measured with 5.24), so a script's own gates on
+``training_args.local_rank`` and ``is_main_process(training_args.local_rank)`` are wrong on every
+rank. When the file reads ``.local_rank`` of exactly one result of
+``parse_args_into_dataclasses()`` (or ``parse_json_file``/``parse_yaml_file``/``parse_dict``),
+the guarded read goes after that parse, compared with the field's default (-1, TrainingArguments';
+or the literal default of the file's own ``local_rank`` field). Nothing in transformers 5 reads
+the field, so the Trainer is unaffected. One exception is reported instead: a gate on
+``.local_rank`` around a call on the Trainer (``trainer.evaluate()`` gathers across ranks): every
+rank passes it today, and with the real rank, rank 0 would wait for the others forever.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import libcst as cst
@@ -24,6 +67,7 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
 from patches._syntax import (
+    callee_name,
     dotted_name,
     import_fix,
     int_literal,
@@ -35,6 +79,21 @@ from patches._syntax import (
 OPTION_NAMES = ("--local_rank", "--local-rank")
 PARSE_METHODS = ("parse_args", "parse_known_args")
 MARKER = "# ddpfix: torchrun / accelerate launch pass the local rank only as LOCAL_RANK"
+DEST = "local_rank"
+
+NO_PROCESS_GROUP = (
+    "no process group is ever initialised in this file: reading LOCAL_RANK would run its "
+    "distributed code (torch.distributed calls, DistributedSampler) without one ('Default "
+    "process group has not been initialized'); convert the script to DistributedDataParallel "
+    "first (initialise the process group), then read LOCAL_RANK"
+)
+
+TRAINER_BEHIND_GATE = (
+    "this gate on local_rank reaches the Trainer, which gathers across ranks: today every rank "
+    "passes it (transformers 5 leaves TrainingArguments.local_rank at -1 under a launcher), with "
+    "the real rank the others would leave rank 0 waiting; call the Trainer on every rank and "
+    "gate only side effects on trainer.is_world_process_zero()"
+)
 
 
 @dataclass(frozen=True)
@@ -116,11 +175,13 @@ def _already_reads_env(tree: Tree, dest: str) -> bool:
     return False
 
 
-def _parse_call(node: cst.CSTNode | None) -> cst.Call | None:
+def _parse_call(
+    node: cst.CSTNode | None, methods: tuple[str, ...] = PARSE_METHODS
+) -> cst.Call | None:
     if (
         isinstance(node, cst.Call)
         and isinstance(node.func, cst.Attribute)
-        and node.func.attr.value in PARSE_METHODS
+        and node.func.attr.value in methods
     ):
         return node
     return None
@@ -142,12 +203,15 @@ def _parse_target(statement: cst.BaseSmallStatement) -> tuple[cst.Call, cst.Base
 
 
 def _guard(
-    module: cst.Module, option: LocalRankOption, target: cst.BaseExpression, quote: str
+    module: cst.Module,
+    dest: str,
+    default: cst.BaseExpression | None,
+    target: cst.BaseExpression,
+    quote: str,
 ) -> cst.If:
     """``if "LOCAL_RANK" in os.environ and args.local_rank == -1: args.local_rank = ...``."""
-    q, dest = quote, option.dest
+    q = quote
     who = module.code_for_node(target)
-    default = option.default
     if default is None or (isinstance(default, cst.Name) and default.value == "None"):
         unset = f"{who}.{dest} is None"
     else:
@@ -167,16 +231,15 @@ def _insertions(
     """For each statement that parses the arguments: that statement followed by the guard."""
     quote = preferred_quote(tree.code)
     found: dict[cst.CSTNode, Replacement] = {}
-    for line in tree.nodes(cst.SimpleStatementLine):
-        if not isinstance(tree.parent(line), (cst.IndentedBlock, cst.Module)):
-            continue
+    dest, default = option.dest, option.default
+    for line in _statement_lines(tree):
         first = line.body[0]
-        parsed = _parse_target(first) if len(line.body) == 1 else None
+        parsed = _parse_target(first)
         if parsed and _wanted(parsed[0], parsers):
-            found[line] = Around(after=(_guard(tree.module, option, parsed[1], quote),))
+            guard = _guard(tree.module, dest, default, parsed[1], quote)
+            found[line] = Around(after=(guard,))
         elif (
-            len(line.body) == 1
-            and isinstance(first, cst.Return)
+            isinstance(first, cst.Return)
             and (call := _parse_call(first.value)) is not None
             and _wanted(call, parsers)
         ):
@@ -184,10 +247,19 @@ def _insertions(
             assign = line.with_changes(body=[cst.Assign([cst.AssignTarget(args)], call)])
             found[line] = [
                 assign,
-                _guard(tree.module, option, args, quote),
+                _guard(tree.module, dest, default, args, quote),
                 cst.SimpleStatementLine([cst.Return(args)]),
             ]
     return found
+
+
+def _statement_lines(tree: Tree) -> list[cst.SimpleStatementLine]:
+    """One-statement lines directly in a block, where a guard can follow them."""
+    return [
+        line
+        for line in tree.nodes(cst.SimpleStatementLine)
+        if len(line.body) == 1 and isinstance(tree.parent(line), (cst.IndentedBlock, cst.Module))
+    ]
 
 
 def _wanted(call: cst.Call, parsers: set[str | None]) -> bool:
@@ -199,6 +271,471 @@ def _count_parse_statements(tree: Tree) -> int:
     assigned = sum(1 for node in tree.nodes(cst.Assign) if _parse_target(node))
     returned = sum(1 for node in tree.nodes(cst.Return) if _parse_call(node.value))
     return assigned + returned
+
+
+# --- can this file have a process group? (issue 9, class 6) ----------------------------------
+
+#: Calls that create the default process group (or objects that do: accelerate's states).
+_INITIALISERS = frozenset(
+    {
+        "init_process_group",
+        "init_distributed",  # deepspeed.init_distributed
+        "initialize_model_parallel",  # Megatron
+        "init_device_mesh",
+        "Accelerator",
+        "PartialState",
+        "AcceleratorState",
+    }
+)
+#: Names whose presence means the Trainer (which initialises the group itself) is in use.
+_TRAINER_ARGUMENTS = re.compile(r"^(?:\w*TrainingArguments|HfArgumentParser)$")
+#: Modules whose import means something else launches or initialises the group.
+_INITIALISING_MODULES = ("accelerate", "torch.distributed.run", "torch.distributed.launcher")
+#: The name of a helper from another file that sets up distributed training. Queries
+#: (``is_dist_avail_and_initialized``, ``get_dist_info``) are not setup.
+_SETUP_HELPER = re.compile(
+    r"(?:init|setup|set_up|^set)_?\w*?(?:dist|ddp)|(?:dist|ddp)\w*?(?:init|setup)", re.IGNORECASE
+)
+_QUERY_PREFIXES = ("is_", "get_", "has_", "check_")
+#: torch.distributed functions that raise without a default process group.
+_NEEDS_GROUP = frozenset(
+    {
+        "get_world_size",
+        "get_rank",
+        "get_backend",
+        "barrier",
+        "monitored_barrier",
+        "new_group",
+        "all_reduce",
+        "all_gather",
+        "all_gather_object",
+        "all_gather_into_tensor",
+        "broadcast",
+        "broadcast_object_list",
+        "reduce",
+        "gather",
+        "gather_object",
+        "scatter",
+        "scatter_object_list",
+        "reduce_scatter",
+        "all_to_all",
+    }
+)
+
+
+def _defined_names(tree: Tree) -> set[str]:
+    """Functions and classes defined anywhere in the file (their bodies are judged directly)."""
+    return {node.name.value for node in tree.nodes(cst.FunctionDef, cst.ClassDef)}
+
+
+def _sets_up_distributed(name: str) -> bool:
+    lowered = name.lower().lstrip("_")
+    return not lowered.startswith(_QUERY_PREFIXES) and bool(_SETUP_HELPER.search(lowered))
+
+
+def _imported_modules(tree: Tree) -> list[str]:
+    found = []
+    for node in tree.nodes(cst.Import):
+        found.extend(dotted_name(alias.name) or "" for alias in node.names)
+    for node in tree.nodes(cst.ImportFrom):
+        if not node.relative and node.module is not None:
+            found.append(dotted_name(node.module) or "")
+    return found
+
+
+def initialises_process_group(tree: Tree) -> bool:
+    """Whether anything in the file initialises (or may, in code it calls) a process group."""
+    defined = _defined_names(tree)
+    for call in tree.nodes(cst.Call):
+        name = callee_name(call)
+        if name is None:
+            continue
+        if name in _INITIALISERS or (dotted_name(call.func) or "").endswith("deepspeed.initialize"):
+            return True
+        if name not in defined and (_sets_up_distributed(name) or name.endswith("Trainer")):
+            return True
+    if any(_TRAINER_ARGUMENTS.match(node.value) for node in tree.nodes(cst.Name)):
+        return True
+    for module in _imported_modules(tree):
+        if any(module == m or module.startswith(m + ".") for m in _INITIALISING_MODULES):
+            return True
+    return any(
+        (dotted_name(node) or "").startswith(_INITIALISING_MODULES[1:])
+        for node in tree.nodes(cst.Attribute)
+    )
+
+
+def _aliases(tree: Tree, original: str) -> set[str]:
+    """``original`` and the names it is imported as (``DistributedDataParallel as DDP``)."""
+    names = {original}
+    for alias in tree.nodes(cst.ImportAlias):
+        imported = dotted_name(alias.name) or ""
+        if imported.split(".")[-1] == original and alias.asname is not None:
+            bound = alias.asname.name
+            if isinstance(bound, cst.Name):
+                names.add(bound.value)
+    return names
+
+
+def _from_torch_distributed(tree: Tree) -> set[str]:
+    """Bare names imported from torch.distributed (``from torch.distributed import barrier``)."""
+    names: set[str] = set()
+    for node in tree.nodes(cst.ImportFrom):
+        module = dotted_name(node.module) if node.module is not None else None
+        if module != "torch.distributed" or isinstance(node.names, cst.ImportStar):
+            continue
+        for alias in node.names:
+            bound = alias.asname.name if alias.asname else alias.name
+            if isinstance(bound, cst.Name) and isinstance(alias.name, cst.Name):
+                if alias.name.value in _NEEDS_GROUP:
+                    names.add(bound.value)
+    return names
+
+
+def _checks_initialized(node: cst.CSTNode) -> bool:
+    return any(
+        isinstance(n, cst.Call) and "initialized" in (callee_name(n) or "")
+        for n in walk(node, into_functions=True)
+    )
+
+
+def _behind_initialized_check(tree: Tree, call: cst.Call) -> bool:
+    """``if dist.is_initialized(): ...``, ``a if dist.is_initialized() else b``, ``x and ...``,
+    or a function that tests it at all (``if not dist.is_initialized(): return 1``)."""
+    for ancestor in tree.ancestors(call):
+        if isinstance(ancestor, (cst.If, cst.IfExp, cst.While)):
+            if _checks_initialized(ancestor.test):
+                return True
+        elif isinstance(ancestor, cst.BooleanOperation):
+            if _checks_initialized(ancestor.left):
+                return True
+        elif isinstance(ancestor, cst.FunctionDef):
+            return _checks_initialized(ancestor.body)
+    return False
+
+
+def _explicit_replicas(call: cst.Call) -> bool:
+    """``DistributedSampler(d, num_replicas=n, rank=r)`` never asks the process group."""
+    positional = [a for a in call.args if a.keyword is None and not a.star]
+    keywords = {a.keyword.value for a in call.args if a.keyword is not None}
+    return (
+        len(positional) >= 3
+        or {"num_replicas", "rank"} <= keywords
+        or (len(positional) == 2 and "rank" in keywords)
+    )
+
+
+def _is_torch_distributed(receiver: str | None) -> bool:
+    """``torch.distributed``, ``dist``, ``torch_dist``: not ``self.distances`` (``reduce`` and
+    ``gather`` are common method names)."""
+    last = (receiver or "").lower().rsplit(".", 1)[-1]
+    return last in ("dist", "distributed") or last.endswith("_dist")
+
+
+def needs_process_group(tree: Tree) -> bool:
+    """Whether the file has code that raises without a default process group."""
+    samplers = _aliases(tree, "DistributedSampler")
+    bare = _from_torch_distributed(tree)
+    for call in tree.nodes(cst.Call):
+        name = callee_name(call)
+        if name in samplers:
+            needs = not _explicit_replicas(call)
+        elif name in _NEEDS_GROUP and isinstance(call.func, cst.Attribute):
+            needs = _is_torch_distributed(dotted_name(call.func.value))
+        else:
+            needs = isinstance(call.func, cst.Name) and call.func.value in bare
+        if needs and not _behind_initialized_check(tree, call):
+            return True
+    return False
+
+
+def wraps_in_ddp(tree: Tree) -> bool:
+    """Whether the file builds a ``DistributedDataParallel`` (torch's or apex's) itself."""
+    wrappers = _aliases(tree, "DistributedDataParallel")
+    return any(callee_name(call) in wrappers for call in tree.nodes(cst.Call))
+
+
+def lacks_process_group(tree: Tree) -> bool:
+    """Class 6: distributed code that only runs with a rank, and no group for it."""
+    return (
+        not wraps_in_ddp(tree) and needs_process_group(tree) and not initialises_process_group(tree)
+    )
+
+
+# --- the parse site is elsewhere (issue 9, class 9) -------------------------------------------
+
+#: A helper that returns parsed arguments (``add_args(parser)``, ``get_args()``) or a parser.
+_ARGS_HELPER = re.compile(
+    r"^_?(?:add|get|parse|load|make|build|read|setup|set_up|create|prepare|init)_?(?:\w+_)?"
+    r"(?:args|arguments|argparser|options|opts|opt|config|configs|cfg|params|hparams|flags)$"
+    r"|^(?:args?|arguments|options|opts)_?pars(?:e|er|ing)$",
+    re.IGNORECASE,
+)
+_PARSER_HELPER = re.compile(r"^_?(?:get|make|build|create|setup|init)_?(?:\w+_)?(?:arg)?parser$")
+#: Libraries whose helpers are not the project's own argument parsing.
+_LIBRARIES = frozenset(
+    {
+        "argparse",
+        "absl",
+        "accelerate",
+        "configargparse",
+        "fire",
+        "hydra",
+        "jsonargparse",
+        "omegaconf",
+        "simple_parsing",
+        "torch",
+        "transformers",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Helper:
+    """A function of another module: ``configs.add_args``."""
+
+    module: str  # as imported, relative dots kept
+    function: str
+
+    def where(self) -> str:
+        return f"{self.module}.{self.function}" if self.module.strip(".") else self.function
+
+    def path(self) -> str:
+        """The file of ``module``, relative to this one's package: ``configs.py``."""
+        dots = len(self.module) - len(self.module.lstrip("."))
+        rest = self.module.lstrip(".")
+        prefix = "../" * max(0, dots - 1)
+        return prefix + (rest.replace(".", "/") + ".py" if rest else "__init__.py")
+
+
+def _join(package: str, name: str) -> str:
+    return package + name if package.endswith(".") else f"{package}.{name}"
+
+
+def _imports(tree: Tree) -> dict[str, tuple[str, str | None]]:
+    """Local name → (module, imported name); the name is None when the local name is a module
+    (``import configs``, ``import utils.configs as cfg``)."""
+    found: dict[str, tuple[str, str | None]] = {}
+    for node in tree.nodes(cst.Import):
+        for alias in node.names:
+            module = dotted_name(alias.name) or ""
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                found[alias.asname.name.value] = (module, None)
+            else:
+                head = module.split(".")[0]
+                found[head] = (head, None)
+    for node in tree.nodes(cst.ImportFrom):
+        if isinstance(node.names, cst.ImportStar):
+            continue
+        module = dotted_name(node.module) if node.module is not None else None
+        package = "." * len(node.relative) + (module or "")
+        for alias in node.names:
+            name = dotted_name(alias.name) or ""
+            bound = alias.asname.name if alias.asname else alias.name
+            if isinstance(bound, cst.Name):
+                found[bound.value] = (package, name)
+    return found
+
+
+def _imported_helper(
+    call: cst.CSTNode, imports: dict[str, tuple[str, str | None]], pattern: re.Pattern[str]
+) -> Helper | None:
+    """The project helper from another module that ``call`` calls, if its name matches."""
+    if not isinstance(call, cst.Call):
+        return None
+    func = call.func
+    if isinstance(func, cst.Name) and func.value in imports:
+        module, name = imports[func.value]
+        helper = None if name is None else Helper(module, name)
+    elif isinstance(func, cst.Attribute) and (base := dotted_name(func.value)) is not None:
+        head, _, rest = base.partition(".")
+        if head not in imports:
+            return None
+        module, name = imports[head]
+        full = module if name is None else _join(module, name)
+        helper = Helper(f"{full}.{rest}" if rest else full, func.attr.value)
+    else:
+        return None
+    if helper is None or not pattern.match(helper.function):
+        return None
+    top = helper.module.lstrip(".").split(".")[0]
+    return None if top in _LIBRARIES else helper
+
+
+def _rank_readers(tree: Tree) -> dict[str, cst.Attribute]:
+    """Names ``x`` of every ``x.local_rank`` in the file (the first such attribute each)."""
+    found: dict[str, cst.Attribute] = {}
+    for node in tree.nodes(cst.Attribute):
+        if node.attr.value == DEST and isinstance(node.value, cst.Name):
+            found.setdefault(node.value.value, node)
+    return found
+
+
+def _parsed_elsewhere(tree: Tree) -> list[tuple[cst.CSTNode, str]]:
+    """``args = add_args(parser)`` (a helper of another module parses) and ``args =
+    get_parser().parse_args()`` (it declares): where to report, and what."""
+    readers = _rank_readers(tree)
+    imports = _imports(tree)
+    parsers: dict[str, Helper] = {}  # parser variables made by an imported helper
+    found: list[tuple[cst.CSTNode, str]] = []
+    for node in tree.nodes(cst.Assign):
+        if len(node.targets) != 1 or not isinstance(node.targets[0].target, cst.Name):
+            continue
+        name = node.targets[0].target.value
+        helper = _imported_helper(node.value, imports, _PARSER_HELPER)
+        if helper is not None:
+            parsers[name] = helper
+            continue
+        if name not in readers:
+            continue
+        helper = _imported_helper(node.value, imports, _ARGS_HELPER)
+        if helper is not None:
+            found.append(
+                (
+                    node,
+                    f"`--local_rank` is parsed in {helper.where()} ({helper.path()}): run ddpfix "
+                    "on that file too, or read LOCAL_RANK there",
+                )
+            )
+            continue
+        call = _parse_call(node.value)
+        if call is None:
+            continue
+        assert isinstance(call.func, cst.Attribute)
+        declared = _imported_helper(call.func.value, imports, _PARSER_HELPER)
+        receiver = dotted_name(call.func.value)
+        declared = declared or (parsers.get(receiver) if receiver else None)
+        if declared is not None:
+            found.append(
+                (
+                    node,
+                    f"`--local_rank` is declared in {declared.where()} ({declared.path()}), so "
+                    "its default is not visible here: read LOCAL_RANK after this parse by hand",
+                )
+            )
+    return found
+
+
+def _hydra_configs(tree: Tree) -> list[tuple[cst.CSTNode, str]]:
+    """``@hydra.main`` functions that read ``cfg.local_rank``: the YAML holds the default."""
+    imports = _imports(tree)
+    found: list[tuple[cst.CSTNode, str]] = []
+    for function in tree.nodes(cst.FunctionDef):
+        hydra = False
+        for decorator in function.decorators:
+            target = decorator.decorator
+            func = target.func if isinstance(target, cst.Call) else target
+            dotted = dotted_name(func) or ""
+            head = dotted.split(".")[0]
+            hydra = hydra or dotted.endswith("hydra.main") or imports.get(head) == ("hydra", "main")
+        params = function.params.params
+        if not hydra or not params:
+            continue
+        config = params[0].name.value
+        for node in walk(function.body, into_functions=True):
+            if isinstance(node, cst.Attribute) and node.attr.value == DEST:
+                root = node.value
+                while isinstance(root, cst.Attribute):
+                    root = root.value
+                if isinstance(root, cst.Name) and root.value == config:
+                    who = tree.module.code_for_node(node)
+                    found.append(
+                        (
+                            function,
+                            f"`{who}` comes from the Hydra config of {function.name.value}(), "
+                            "whose default lives in a YAML file ddpfix does not read: set it "
+                            "from LOCAL_RANK at the start of the function",
+                        )
+                    )
+                    break
+    return found
+
+
+# --- HfArgumentParser dataclasses (issue 9, class 9c) ------------------------------------------
+
+_DATACLASS_PARSES = (
+    "parse_args_into_dataclasses",
+    "parse_json_file",
+    "parse_yaml_file",
+    "parse_dict",
+)
+
+
+def _field_default(tree: Tree) -> tuple[bool, cst.BaseExpression]:
+    """(reads the env already, default) of the ``local_rank`` field of the file's dataclasses;
+    TrainingArguments' -1 when the file declares none (or several that disagree)."""
+    defaults: list[cst.BaseExpression] = []
+    for cls in tree.nodes(cst.ClassDef):
+        for statement in walk(cls.body):
+            if (
+                isinstance(statement, cst.AnnAssign)
+                and isinstance(statement.target, cst.Name)
+                and statement.target.value == DEST
+                and statement.value is not None
+            ):
+                value = statement.value
+                if isinstance(value, cst.Call) and callee_name(value) == "field":
+                    value = _keyword(value, "default") or value
+                if _mentions_local_rank_env(value):
+                    return True, value
+                defaults.append(value)
+    literals = {int_literal(d) for d in defaults}
+    if len(literals) == 1 and None not in literals:
+        return False, defaults[0]
+    return False, cst.UnaryOperation(cst.Minus(), cst.Integer("1"))
+
+
+def _dataclass_insertions(tree: Tree) -> dict[cst.CSTNode, Replacement]:
+    """After ``a, b, training_args = parser.parse_args_into_dataclasses()``, the guarded read
+    into the one result whose ``.local_rank`` the file reads."""
+    readers = _rank_readers(tree)
+    if not readers:
+        return {}
+    env, default = _field_default(tree)
+    if env:
+        return {}
+    quote = preferred_quote(tree.code)
+    found: dict[cst.CSTNode, Replacement] = {}
+    for line in _statement_lines(tree):
+        statement = line.body[0]
+        if not isinstance(statement, cst.Assign) or len(statement.targets) != 1:
+            continue
+        if _parse_call(statement.value, _DATACLASS_PARSES) is None:
+            continue
+        target = statement.targets[0].target
+        names = (
+            [e.value for e in target.elements]
+            if isinstance(target, (cst.Tuple, cst.List))
+            else [target]
+        )
+        chosen = [n for n in names if isinstance(n, cst.Name) and n.value in readers]
+        if len(chosen) == 1:
+            found[line] = Around(after=(_guard(tree.module, DEST, default, chosen[0], quote),))
+    return found
+
+
+def _trainer_behind_rank_gate(tree: Tree) -> cst.If | None:
+    """An ``if`` on ``x.local_rank`` around a call on a Trainer (``trainer.evaluate()``): every
+    rank passes it today (the field stays -1), and the Trainer gathers across ranks, so a real
+    rank would leave rank 0 waiting for the others."""
+    trainers = {
+        target.target.value
+        for node in tree.nodes(cst.Assign)
+        if isinstance(node.value, cst.Call) and (callee_name(node.value) or "").endswith("Trainer")
+        for target in node.targets
+        if isinstance(target.target, cst.Name)
+    }
+    for gate in tree.nodes(cst.If):
+        if not any(isinstance(n, cst.Attribute) and n.attr.value == DEST for n in walk(gate.test)):
+            continue
+        for node in walk(gate.body):
+            if (
+                isinstance(node, cst.Call)
+                and isinstance(node.func, cst.Attribute)
+                and dotted_name(node.func.value) in trainers
+            ):
+                return gate
+    return None
 
 
 class LocalRankFromEnv(Rule):
@@ -261,12 +798,32 @@ class LocalRankFromEnv(Rule):
                 "args = parser.parse_args()\n"
             ),
         ),
+        Example(  # DataParallel-only: no process group for its dormant distributed code
+            before=(
+                "import torch\n"
+                "parser.add_argument('--local_rank', type=int, default=-1)\n"
+                "args = parser.parse_args()\n"
+                "model = torch.nn.DataParallel(model)\n"
+                "world = torch.distributed.get_world_size() if args.local_rank != -1 else 1\n"
+            ),
+            reports=1,
+        ),
+        Example(  # the parse happens in configs.py: run ddpfix there
+            before=(
+                "import argparse\n"
+                "from configs import add_args\n"
+                "args = add_args(argparse.ArgumentParser())\n"
+                "print(args.local_rank)\n"
+            ),
+            reports=1,
+        ),
     )
 
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
         options = find_options(tree)
         if not options:
+            self._without_option(ctx)
             return
         option = options[0]
         if any(o.default is not None and _mentions_local_rank_env(o.default) for o in options):
@@ -283,6 +840,9 @@ class LocalRankFromEnv(Rule):
                 "after parsing by hand",
             )
             return
+        if lacks_process_group(tree):
+            ctx.report(option.call, NO_PROCESS_GROUP)
+            return
         parsers = {o.parser for o in options}
         if _count_parse_statements(tree) == 1:
             parsers = set()  # the only parse in the file is the one that matters
@@ -294,18 +854,38 @@ class LocalRankFromEnv(Rule):
                 "read LOCAL_RANK from the environment where the arguments are parsed",
             )
             return
-        replacements: dict[cst.CSTNode, Replacement] = dict(insertions)
-        for anchor, around in import_fix(tree.module, "os").items():
-            present = replacements.get(anchor)
-            if isinstance(present, Around):  # the import lands next to the parse statement itself
-                around = present.merged(around)
-            elif present is not None:
-                continue  # the parse statement is rewritten: the next pass adds the import
-            replacements[anchor] = around
-        first = next(iter(insertions))
-        ctx.fix(
-            first,
-            f"read LOCAL_RANK into .{option.dest} after parsing (torchrun/accelerate pass "
-            "it only in the environment)",
-            replacements,
-        )
+        _fix(ctx, insertions, option.dest)
+
+    def _without_option(self, ctx: RuleContext) -> None:
+        """No ``--local_rank`` here: a dataclass parse to fix, or a parse site to name."""
+        tree = ctx.tree
+        if _already_reads_env(tree, DEST):
+            return
+        insertions = _dataclass_insertions(tree)
+        if insertions and (gate := _trainer_behind_rank_gate(tree)) is not None:
+            ctx.report(gate, TRAINER_BEHIND_GATE)
+            return
+        if insertions:
+            _fix(ctx, insertions, DEST)
+            return
+        for node, message in (*_parsed_elsewhere(tree), *_hydra_configs(tree)):
+            ctx.report(node, message)
+
+
+def _fix(ctx: RuleContext, insertions: dict[cst.CSTNode, Replacement], dest: str) -> None:
+    """The guards, plus ``import os`` where the file has none."""
+    replacements: dict[cst.CSTNode, Replacement] = dict(insertions)
+    for anchor, around in import_fix(ctx.tree.module, "os").items():
+        present = replacements.get(anchor)
+        if isinstance(present, Around):  # the import lands next to the parse statement itself
+            around = present.merged(around)
+        elif present is not None:
+            continue  # the parse statement is rewritten: the next pass adds the import
+        replacements[anchor] = around
+    first = next(iter(insertions))
+    ctx.fix(
+        first,
+        f"read LOCAL_RANK into .{dest} after parsing (torchrun/accelerate pass it only in the "
+        "environment)",
+        replacements,
+    )

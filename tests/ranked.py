@@ -48,6 +48,7 @@ class Ranked:
     records: list[RankRecord]
     output: Path
     log: str
+    processes: int = 2  # how many were launched (nodes x ranks)
 
     @property
     def exit_codes(self) -> list[int | None]:
@@ -59,7 +60,7 @@ class Ranked:
         return (
             not self.outcome.timed_out
             and self.outcome.returncode == 0
-            and len(self.records) == 2
+            and len(self.records) == self.processes
             and all(r.exit_code == 0 and r.dist_rank is not None for r in self.records)
         )
 
@@ -98,11 +99,23 @@ def patched(source: str, select: Sequence[str] | None = None) -> str:
 
 
 def launch(
-    source: str, args: Sequence[str], workdir: Path, *, ranks: int = 2, timeout: float = 120
+    source: str,
+    args: Sequence[str],
+    workdir: Path,
+    *,
+    ranks: int = 2,
+    timeout: float = 120,
+    nodes: int = 1,
+    extra_files: dict[str, str] | None = None,
 ) -> Ranked:
     """Write ``source`` to ``workdir/run.py`` and run it with ``ranks`` gloo ranks; the script
-    gets ``--output_dir workdir/output`` after ``args``."""
+    gets ``--output_dir workdir/output`` after ``args``. ``extra_files`` (name → source) are
+    written next to it first: the modules of a multi-file project that run.py imports.
+    ``nodes`` > 1 simulates that many machines of ``ranks`` processes each (each has its own
+    local rank 0)."""
     workdir.mkdir(parents=True, exist_ok=True)
+    for name, text in (extra_files or {}).items():
+        (workdir / name).write_text(text)
     script = workdir / "run.py"
     script.write_text(source)
     output = workdir / "output"
@@ -116,7 +129,9 @@ def launch(
         probe_dir=probe,
         cwd=workdir,
         cuda_devices=0,
+        nodes=nodes,
     )
     log = workdir / "launch.log"
-    outcome = run(steps, timeout=timeout, log=log, probe_dir=probe, expected=ranks)
-    return Ranked(outcome, read_records(probe), output, log.read_text(errors="replace"))
+    outcome = run(steps, timeout=timeout, log=log, probe_dir=probe, expected=ranks * nodes)
+    records = read_records(probe)
+    return Ranked(outcome, records, output, log.read_text(errors="replace"), ranks * nodes)
