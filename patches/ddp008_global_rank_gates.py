@@ -14,9 +14,11 @@ another local-rank-0 gate of the same function (or of the module-level code) rea
 name such a gate binds, that gate is rewritten the same way even though it neither saves nor
 evaluates, and so on transitively; otherwise local rank 0 of the second node skips the first
 gate and dies with ``UnboundLocalError`` in the second. When one gate of such a group cannot be
-rewritten (the cache save of a per-node barrier pair, a gate that joins a barrier or has an
-``else``, or a test the rule does not rewrite, such as ``local_rank in [-1, 0] or debug``), none
-of the group is, and the rule reports why.
+rewritten (the cache save of a per-node barrier pair, a gate that joins a barrier, in either
+branch, or a test the rule does not rewrite, such as ``local_rank in [-1, 0] or debug``), none of
+the group is, and the rule reports why. A gate of the group with an ``else`` (``tb_writer =
+None`` there) is rewritten too: the other nodes' local rank 0 then take the ``else``, as every
+other rank does.
 
 Gates that are already global are left alone: a test with ``torch.distributed.get_rank() == 0``,
 ``int(os.environ["RANK"]) == 0``, ``args.rank == 0``, ``args.global_rank in [-1, 0]``,
@@ -407,9 +409,7 @@ def _blocker(gate: _Gate, pinned: bool, joins: bool, shared_cache: bool) -> str 
         )
     if joins and not (shared_cache and gate.barrier):
         return "joins a barrier that every node's local rank 0 must reach"
-    if gate.node.orelse is not None and not gate.barrier:
-        return "has an else branch, which other nodes' local rank 0 would then run"
-    return None
+    return None  # an else branch is fine: other nodes' local rank 0 then run it, as rank 1 does
 
 
 def _barrier_only(body: cst.BaseSuite) -> bool:
