@@ -289,7 +289,7 @@ class RankModel:
         words: set[str] = set()
         for node in _walk(expression):
             text = string_value(node) if isinstance(node, cst.SimpleString) else None
-            if text and ("." in text or "/" in text) and len(text) > 2:
+            if text and len(text) > 3 and any(c in text for c in "./-_"):
                 words.add(text.strip("/").rsplit("/", 1)[-1])
             if isinstance(node, cst.Name) and depth < 3:
                 for value in self._assigned_values(node):
@@ -575,41 +575,88 @@ def _first_arg(call: cst.Call) -> cst.BaseExpression | None:
     return None
 
 
-def _file_violations(m: RankModel) -> Iterator[Violation]:
-    """A file a strict subset of the ranks writes and the others then read, no barrier between."""
+def _write_path(call: cst.Call) -> cst.BaseExpression | None:
+    """The path a save call writes: ``torch.save(obj, path)``, ``open(path, "w")``,
+    ``x.save_pretrained(path)``."""
+    positional = [a.value for a in call.args if a.keyword is None and not a.star]
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value in ("f", "file", "path", "save_directory"):
+            return arg.value
+    if callee_name(call) == "save" and len(positional) > 1:
+        return positional[1]
+    return positional[0] if positional else None
+
+
+def shared_reads(m: RankModel) -> Iterator[tuple[cst.Call, cst.Call, str]]:
+    """(read, write, file name): a file that a strict subset of the launched ranks writes and
+    that ranks which never write it read, with no barrier before the read."""
     tree = m.tree
     writes: list[tuple[cst.Call, set[str]]] = []
     reads: list[tuple[cst.Call, set[str]]] = []
     for call in tree.nodes(cst.Call):
-        if is_save_call(call) and callee_name(call) != "open":
-            args = [a.value for a in call.args if a.keyword is None and not a.star]
-            path = args[1] if len(args) > 1 else (args[0] if args else None)
-            if path is not None and m.subset(call):
-                writes.append((call, m.path_words(path)))
-        elif is_save_call(call):
-            path = _first_arg(call)
+        if is_save_call(call):
+            path = _write_path(call)
             if path is not None and m.subset(call):
                 writes.append((call, m.path_words(path)))
         elif _reads_file(call):
             path = _first_arg(call)
             if path is not None:
                 reads.append((call, m.path_words(path)))
-    for write, written in writes:
-        if not written:
-            continue
-        runs = m.launched(write)
-        for read, wanted in reads:
-            if not (written & wanted):
+    if not writes:
+        return
+    for read, wanted in reads:
+        for write, written in writes:
+            common = written & wanted
+            if not (callee_name(write) or "").endswith("_pretrained"):
+                common = {word for word in common if "." in word}  # the same file, not its folder
+            if not common or not _may_follow(m, write, read):
                 continue
-            readers = [k for k in (RANK0, OTHER) if runs[k] is False and m.runs(read, k)]
-            if not readers or _barrier_before(m, read):
+            runs = m.launched(write)
+            readers = [
+                k for k in (RANK0, OTHER) if runs[k] is False and m.runs(read, k) is not False
+            ]
+            if readers and not _barrier_before(m, read):
+                yield read, write, sorted(common)[0]
+                break
+
+
+def _may_follow(m: RankModel, write: cst.CSTNode, read: cst.CSTNode) -> bool:
+    """Whether ``read`` can run after ``write``: later in the same function (or in a loop they
+    share), or after a call, in the reader's function, to a function that (transitively) holds
+    the write. A resume read before the training loop that saves is not a read of that save."""
+    tree = m.tree
+    writer, reader = m.scope(write), m.scope(read)
+    if writer is reader:
+        return tree.after(read, write) or _shared_loop(tree, write, read)
+    holders = {writer.name.value} if isinstance(writer, cst.FunctionDef) else set()
+    changed = True
+    while changed:  # every module function that calls one that writes
+        changed = False
+        for name, function in m.functions.items():
+            if name in holders:
                 continue
-            word = sorted(written & wanted)[0]
-            yield Violation(
-                ("file", word, _where(m, read), _code(tree, read)),
-                f"{word!r} is written by {_ranks_text(runs)} only and read by every rank "
-                "with no barrier between (FileNotFoundError or a half-written file)",
-            )
+            if any(
+                isinstance(c.func, cst.Name) and c.func.value in holders for c in _calls(function)
+            ):
+                holders.add(name)
+                changed = True
+    return any(
+        isinstance(call.func, cst.Name)
+        and call.func.value in holders
+        and m.scope(call) is reader
+        and (tree.after(read, call) or _shared_loop(tree, call, read))
+        for call in tree.nodes(cst.Call)
+    )
+
+
+def _file_violations(m: RankModel) -> Iterator[Violation]:
+    """A file a strict subset of the ranks writes and the others then read, no barrier between."""
+    for read, write, word in shared_reads(m):
+        yield Violation(
+            ("file", word, _where(m, read), _code(m.tree, read)),
+            f"{word!r} is written by {_ranks_text(m.launched(write))} only and read by every "
+            "rank with no barrier between (FileNotFoundError or a half-written file)",
+        )
 
 
 def _barrier_before(m: RankModel, node: cst.CSTNode) -> bool:
