@@ -190,12 +190,19 @@ _IMPORTS = frozenset((cst.Import, cst.ImportFrom))
 
 
 def _names(tree: Tree, gate: cst.If) -> tuple[frozenset[str], frozenset[str]]:
-    """(names the gate binds, names it reads without binding them anywhere in it). Node types
-    are compared exactly (LibCST's are final): ``isinstance`` on its tuples is the slow part."""
+    """(names the gate binds, names it reads before binding them in it): a read counts when
+    its statement is not after the gate's first binding of the name (``x = x + 1`` and ``x +=
+    1`` read ``x``; ``x = f()`` then ``g(x)`` does not). Node types are compared exactly
+    (LibCST's are final): ``isinstance`` on its tuples is the slow part."""
     binding: set[int] = set()
-    binds: set[str] = set()
-    updated: set[str] = set()  # x += 1 reads x
+    first: dict[str, int] = {}  # name → source order of the statement that first binds it
     own: set[str] = set()  # comprehension variables: not read from outside, not exported
+
+    def bind(name: str, at: cst.CSTNode) -> None:
+        order = tree.order(tree.statement(at))
+        if order < first.get(name, order + 1):
+            first[name] = order
+
     names: list[cst.Name] = []
     for node in walk(gate):
         kind = type(node)
@@ -204,21 +211,30 @@ def _names(tree: Tree, gate: cst.If) -> tuple[frozenset[str], frozenset[str]]:
         elif kind in _BINDING:
             for name in bound_names(node):
                 binding.add(id(name))
-                (updated if kind is cst.AugAssign else binds).add(name.value)
+                bind(name.value, node)
         elif kind is cst.CompFor:
             target = node.target  # type: ignore[attr-defined]
             own.update(n.value for n in walk(target) if isinstance(n, cst.Name))
         elif kind in _DEFINING:
-            binds.add(node.name.value)  # type: ignore[attr-defined]
+            bind(node.name.value, node)  # type: ignore[attr-defined]
         elif kind in _IMPORTS and not isinstance(node.names, cst.ImportStar):  # type: ignore[attr-defined]
             for alias in node.names:  # type: ignore[attr-defined]
                 bound = alias.asname.name if alias.asname else alias.name
                 while isinstance(bound, cst.Attribute):
                     bound = bound.value
                 if isinstance(bound, cst.Name):
-                    binds.add(bound.value)
-    reads = {n.value for n in names if id(n) not in binding and _is_read(tree, n)}
-    return frozenset(binds | updated), frozenset((reads | updated) - binds - own)
+                    bind(bound.value, node)
+    reads = set()
+    for name in names:
+        if name.value in own or name.value in reads or not _is_read(tree, name):
+            continue
+        bound_at = first.get(name.value)
+        if id(name) in binding:  # x += 1 reads x (other bindings only bind)
+            if isinstance(tree.parent(name), cst.AugAssign):
+                reads.add(name.value)
+        elif bound_at is None or tree.order(tree.statement(name)) <= bound_at:
+            reads.add(name.value)
+    return frozenset(first), frozenset(reads)
 
 
 # --- the gates of one scope ------------------------------------------------------------------
