@@ -185,8 +185,15 @@ def local_names(tree: Tree) -> dict[int, set[str]]:
 
 
 def _is_reference(tree: Tree, name: cst.Name) -> bool:
-    """A Name that reads a variable (not an attribute, keyword, parameter or definition)."""
+    """A Name that reads a variable (not an attribute, keyword, parameter or definition), and
+    could hand the function on: ``not evaluate`` only tests it (always true) and calls nothing."""
     parent = tree.parent(name)
+    if isinstance(parent, cst.UnaryOperation) and isinstance(parent.operator, cst.Not):
+        return False
+    if isinstance(parent, cst.BooleanOperation):
+        return False
+    if isinstance(parent, cst.If) and parent.test is name:
+        return False
     if isinstance(parent, cst.Attribute) and parent.attr is name:
         return False
     if isinstance(parent, cst.Arg) and parent.keyword is name:

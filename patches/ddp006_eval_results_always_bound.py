@@ -14,6 +14,13 @@ into the gate's body, so they run exactly when the results exist. Comments and b
 with them. It applies only when the gate's body is the sole place the name is bound in its scope;
 a read elsewhere (an outer block, an earlier loop iteration), or statements to move that would
 change control flow (``return``, a ``break`` of the enclosing loop), is reported without a fix.
+
+The name may be bound under several gates, each rank-0 only (an evaluation before training and
+one in the epoch loop): each gate then takes the reads that follow it in its block, up to the
+next statement that binds the name again, so rank 1 never reads it and rank 0 reads the results
+of the evaluation just run. (A single process that skipped the latest evaluation used to compare
+the previous results once more; it now skips that comparison too.) A name also bound outside any
+gate is always bound and left alone.
 """
 
 from __future__ import annotations
@@ -127,25 +134,59 @@ def _leaves_block(statements: Sequence[cst.CSTNode]) -> bool:
     return False
 
 
-def _plan(tree: Tree, gate: cst.If, name: str) -> tuple[list[cst.BaseStatement], str] | None:
-    """The later siblings to move into ``gate``, or ([], why not); None: nothing to do."""
-    bindings, reads = _uses(tree, tree.scope(gate), name)
-    if any(not tree.contains(gate.body, b) for b in bindings):
-        return None  # bound elsewhere too (or unknowable): not this rule's pattern
-    outside = [r for r in reads if not tree.contains(gate.body, r)]
-    if not outside:
-        return None
+def _binding_gate(tree: Tree, binding: cst.CSTNode, scope: cst.CSTNode) -> cst.If | None:
+    """The innermost ``if`` whose body holds ``binding``, within ``scope``."""
+    child = binding
+    for ancestor in tree.ancestors(binding):
+        if ancestor is scope:
+            return None
+        if isinstance(ancestor, cst.If) and child is ancestor.body:
+            return ancestor
+        child = ancestor
+    return None
+
+
+def _window(tree: Tree, gate: cst.If, bindings: Sequence[cst.CSTNode]) -> list[cst.BaseStatement]:
+    """The statements after ``gate`` in its block, up to the next one that binds the name
+    again: what can only see the value this gate bound (or none)."""
     siblings = list(getattr(tree.parent(gate), "body", ()))
     if not any(s is gate for s in siblings):
-        return [], "the gate is not in a statement block"
-    later = siblings[next(i for i, s in enumerate(siblings) if s is gate) + 1 :]
-    holders = [
-        i for i, statement in enumerate(later) if any(tree.contains(statement, r) for r in outside)
-    ]
-    covered = sum(1 for r in outside if any(tree.contains(s, r) for s in later))
-    if not holders or covered != len(outside):
-        return [], "it is also read outside the statements that follow the gate"
-    moved = later[: holders[-1] + 1]
+        return []
+    window = []
+    for statement in siblings[next(i for i, s in enumerate(siblings) if s is gate) + 1 :]:
+        if any(tree.contains(statement, b) for b in bindings):
+            break
+        window.append(statement)
+    return window
+
+
+def _plan(tree: Tree, gate: cst.If, name: str) -> tuple[list[cst.BaseStatement], str] | None:
+    """The later siblings to move into ``gate``, or ([], why not); None: nothing to do.
+
+    The name may be bound under several gates (an evaluation before training and one in the
+    epoch loop): each gate takes the reads that follow it, up to the next binding."""
+    scope = tree.scope(gate)
+    bindings, reads = _uses(tree, scope, name)
+    holders = [_binding_gate(tree, b, scope) for b in bindings]
+    if any(h is None for h in holders):
+        return None  # bound unconditionally (or unknowable): always bound where it is read
+    gates = list({id(h): h for h in holders if h is not None}.values())
+    outside = [r for r in reads if not any(tree.contains(g.body, r) for g in gates)]
+    if not outside:
+        return None
+    windows = {id(g): _window(tree, g, bindings) for g in gates}
+    mine = windows[id(gate)]
+    holders_mine = [i for i, s in enumerate(mine) if any(tree.contains(s, r) for r in outside)]
+    covered = sum(
+        1 for r in outside if any(tree.contains(s, r) for w in windows.values() for s in w)
+    )
+    if covered != len(outside):
+        if gate is min(gates, key=tree.order):  # one report, from the first gate
+            return [], "it is also read outside the statements that follow the gate"
+        return None
+    if not holders_mine:
+        return None
+    moved = mine[: holders_mine[-1] + 1]
     if _leaves_block(moved):
         return [], "moving the reads would change control flow (return/break/continue)"
     return moved, ""

@@ -16,8 +16,9 @@ What every rank does around the block decides the form of the rewrite (the rank 
 - Writes made by a function the block calls count (``test(...)`` writing ``test_1.output``).
 - A block that reaches a collective (``dist.barrier()``, accelerate's ``gather``, the HF
   ``Trainer``'s ``evaluate``/``predict``, which gather across ranks) must run on every rank: it is
-  never gated. Trainer and accelerate blocks write on the main process by themselves and are
-  left alone; a block reaching a ``torch.distributed`` collective is reported.
+  never gated. It is reported when it writes files itself outside a rank-0 condition (an
+  ``accelerator.is_main_process`` guard counts); Trainer and accelerate methods that write
+  (``save_metrics``, ``save_model``) do so on the main process by themselves.
 - A block that also updates training state, names it binds that are read outside it (the
   seq2seq template resets ``tr_loss``, ``nb_tr_steps`` and ``eval_flag``, which drive gradient
   accumulation), keeps those updates on every rank: when they are plain assignments at the top of
@@ -234,7 +235,14 @@ class RankZeroEvalBlocks(Rule):
                 continue
             joined = next((c for c in calls if ranks.collective(c, RANK0_KIND)), None)
             if joined is not None:
-                if not _library_call(joined):
+                unguarded = [
+                    c
+                    for c in calls_in(node.body)
+                    if is_save_call(c)
+                    and not _library_call(c)
+                    and ranks.runs(c, OTHER_KIND) is not False
+                ]
+                if not _library_call(joined) or unguarded:
                     ctx.report(
                         node,
                         f"this {flag.attr.value} block writes files on every rank but reaches "

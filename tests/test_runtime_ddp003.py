@@ -11,12 +11,9 @@ SequentialSampler. Patched, 2 gloo ranks under ``accelerate launch`` must finish
 parameters, write predictions.txt from rank 0 alone and score each of the 37 examples once, in
 order; patched without DDP005, rank 0 scores a shuffled shard.
 
-Known gap (strict xfails below): DDP005 does not fire on this script. ``rank_zero_functions``
-(``patches/_gates.py``) counts the bare name in ``not evaluate`` as a reference through which
-evaluate() escapes, so evaluate() is neither "rank 0 only" nor "sometimes", and its
-``SequentialSampler if local_rank == -1 else DistributedSampler`` choice is left as it is: the
-patched script is the same text as the one patched without DDP005. The test of the text DDP005
-should produce (``_sequential``) shows the rest of the patch is right.
+``rank_zero_functions`` (``patches/_gates.py``) once counted the bare name in ``not evaluate``
+as a reference through which evaluate() escapes, and DDP005 then left the shard choice; the
+last tests fail on that version.
 """
 
 from __future__ import annotations
@@ -48,10 +45,6 @@ DEAD_BARRIERS = (
     "    if args.local_rank not in [-1, 0] and not evaluate:\n        torch.distributed.barrier()",
     "    if args.local_rank == 0 and not evaluate:\n        torch.distributed.barrier()",
 )
-DDP005_MISSES = (
-    "DDP005 does not fire: rank_zero_functions counts `not evaluate` (a truth test) as evaluate() "
-    "escaping, so evaluate() keeps its DistributedSampler on rank 0"
-)
 
 _runs: dict[str, Ranked] = {}
 
@@ -66,12 +59,6 @@ def _launch_once(source: str, name: str, factory: pytest.TempPathFactory) -> Ran
 def _predicted_ids(run: Ranked) -> list[int]:
     lines = (run.output / "predictions.txt").read_text().splitlines()
     return [int(line.split("\t")[0]) for line in lines]
-
-
-def _sequential(source: str) -> str:
-    """What DDP005 should leave in evaluate(): the branch a lone process takes."""
-    assert source.count(SHARD_CHOICE) == 1
-    return source.replace(SHARD_CHOICE, "SequentialSampler(eval_dataset)")
 
 
 def _assert_runs_and_writes_once(run: Ranked) -> None:
@@ -104,11 +91,6 @@ def fixed(patched_source: str, tmp_path_factory: pytest.TempPathFactory) -> Rank
 
 
 @pytest.fixture(scope="module")
-def sequential(patched_source: str, tmp_path_factory: pytest.TempPathFactory) -> Ranked:
-    return _launch_once(_sequential(patched_source), "sequential", tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
 def without_ddp005(without_ddp005_source: str, tmp_path_factory: pytest.TempPathFactory) -> Ranked:
     return _launch_once(without_ddp005_source, "without-ddp005", tmp_path_factory)
 
@@ -126,7 +108,6 @@ def test_ddp003_rewrites_the_single_process_gate(patched_source: str) -> None:
         assert barrier in SOURCE and barrier in patched_source
 
 
-@pytest.mark.xfail(strict=True, reason=DDP005_MISSES)
 def test_ddp005_gives_evaluate_a_sequential_sampler(patched_source: str) -> None:
     assert SHARD_CHOICE not in patched_source
     assert "eval_sampler = SequentialSampler(eval_dataset)\n" in patched_source
@@ -137,17 +118,8 @@ def test_patched_script_runs_on_two_ranks(fixed: Ranked) -> None:
     _assert_runs_and_writes_once(fixed)
 
 
-@pytest.mark.xfail(strict=True, reason=DDP005_MISSES)
 def test_patched_script_scores_every_example_once_in_order(fixed: Ranked) -> None:
     assert _predicted_ids(fixed) == list(range(EXAMPLES))
-
-
-def test_with_the_sequential_sampler_every_example_is_scored_once_in_order(
-    sequential: Ranked,
-) -> None:
-    """The patch with the sampler DDP005 should leave: what a user needs, on 2 ranks."""
-    _assert_runs_and_writes_once(sequential)
-    assert _predicted_ids(sequential) == list(range(EXAMPLES))
 
 
 def test_without_ddp005_rank_zero_scores_a_shard(without_ddp005: Ranked) -> None:
