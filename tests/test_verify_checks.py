@@ -12,7 +12,9 @@ from patcher.verify.records import Exception_, RankRecord, apply_event, read_rec
 KEYS = tuple(f"{i}" for i in range(8))
 
 
-def _rank(rank: int, *, writes=(), steps=4, evals=0, exit_code=0, exception=None) -> RankRecord:
+def _rank(
+    rank: int, *, writes=(), steps=4, evals=0, exit_code=0, exception=None, checksum="c0ffee"
+) -> RankRecord:
     return RankRecord(
         pid=1000 + rank,
         env_rank=rank,
@@ -26,6 +28,10 @@ def _rank(rank: int, *, writes=(), steps=4, evals=0, exit_code=0, exception=None
         eval_calls=evals,
         exit_code=exit_code,
         exception=exception,
+        checksum=checksum,
+        checksum_step=steps if checksum else None,
+        checksum_tensors=41,
+        checksum_values=142_722,
     )
 
 
@@ -64,13 +70,16 @@ def _rows(run: checks.Run) -> dict[str, checks.Row]:
 def test_healthy_run_passes(tmp_path: Path) -> None:
     rows = checks.evaluate(_run(tmp_path, _healthy(tmp_path)), EXPECT)
     assert all(row.ok for row in rows), rows
-    assert checks.verdict(rows) == "PASS: all 6 checks passed"
+    assert checks.verdict(rows) == "PASS: all 7 checks passed"
     by_name = {row.name: row for row in rows}
     assert by_name["ranks joined"].evidence == (
         "2 processes, ranks 0, 1, world size 2 (gloo), 4, 4 optimizer steps"
     )
     assert by_name["results complete"].evidence == (
         "predictions.txt: 8 of 8 lines, in order (rank 0)"
+    )
+    assert by_name["replicas in sync"].evidence == (
+        "ranks 0, 1 hold identical parameters after optimizer step 4 (41 tensors, 142,722 values)"
     )
 
 
@@ -254,3 +263,98 @@ def test_a_killed_rank_is_named_before_its_peers_lost_connection(tmp_path: Path)
     assert rows["every rank exited 0"].evidence == (
         "rank 1 was killed before it could exit (rank 0 then lost its peer)"
     )
+
+
+def test_replicas_that_differ_after_the_same_steps_are_not_wrapped(tmp_path: Path) -> None:
+    # Each rank trained its own model on its own DistributedSampler shard (no DDP wrap).
+    records = _healthy(tmp_path)
+    records[1].checksum = "bad5eed"
+    rows = checks.evaluate(_run(tmp_path, records), EXPECT)
+    assert checks.verdict(rows) == (
+        "FAIL: replicas in sync: rank 0 and rank 1 hold different parameters after their last "
+        "optimizer step (step 4 vs step 4): the model is not wrapped in DistributedDataParallel "
+        "(each rank trains its own), or ranks update differently (a scheduler or clipping gated "
+        "to one rank)"
+    )
+
+
+def test_replicas_that_took_different_numbers_of_steps(tmp_path: Path) -> None:
+    records = [*_healthy(tmp_path), _rank(2, steps=2, checksum="other")]
+    records[1].checksum = "third"
+    for record in records:
+        record.dist_world_size = 3
+    expect = checks.Expectations(ranks=3)
+    row = {r.name: r for r in checks.evaluate(_run(tmp_path, records), expect)}["replicas in sync"]
+    assert not row.ok
+    assert row.evidence.startswith("rank 0 and rank 1 hold different parameters after their")
+    assert row.evidence.endswith("; 3 different parameter sets")
+    records[1].checksum = "c0ffee"  # ranks 0 and 1 agree, rank 2 stepped half as often
+    row = {r.name: r for r in checks.evaluate(_run(tmp_path, records), expect)}["replicas in sync"]
+    assert row.evidence == (
+        "rank 0 and rank 2 took different numbers of optimizer steps (step 4 vs step 2) and hold "
+        "different parameters: ranks step on different iterations (an optimizer step gated to "
+        "one rank, or gradient accumulation counted per rank)"
+    )
+
+
+def test_a_rank_that_never_stepped_while_another_did(tmp_path: Path) -> None:
+    records = _healthy(tmp_path)
+    records[1].steps, records[1].checksum, records[1].checksum_step = 0, None, None
+    row = _rows(_run(tmp_path, records))["replicas in sync"]
+    assert not row.ok
+    assert row.evidence == (
+        "rank 0 took 4 optimizer steps and rank 1 none: ranks step on different iterations (an "
+        "optimizer step gated to one rank?)"
+    )
+
+
+def test_a_missing_checksum_is_said_not_failed(tmp_path: Path) -> None:
+    records = _healthy(tmp_path)
+    records[1].checksum, records[1].checksum_error = None, "TypeError: sparse tensor"
+    row = _rows(_run(tmp_path, records))["replicas in sync"]
+    assert row.ok
+    assert row.evidence == (
+        "not compared: rank 1 has no parameter digest (TypeError: sparse tensor)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("spoil", "evidence"),
+    [
+        ("single", "n/a: a single process has no replicas"),
+        ("alone", "n/a: not every process joined the process group"),
+        ("crash", "n/a: rank 1 did not finish training"),
+        ("hang", "n/a: the run was killed mid-training"),
+        ("no steps", "n/a: no optimizer step was taken"),
+    ],
+)
+def test_replicas_are_not_compared_when_meaningless(tmp_path: Path, spoil, evidence) -> None:
+    records = _alone(tmp_path) if spoil == "alone" else _healthy(tmp_path)
+    records[1].checksum = "would differ"
+    expect, kwargs = EXPECT, {}
+    if spoil == "single":
+        records, expect = records[:1], checks.Expectations(ranks=1)
+        records[0].dist_world_size = 1
+    elif spoil == "crash":
+        records[1].exception = Exception_("RuntimeError", "boom", "tb")
+        records[1].exit_code = 1
+    elif spoil == "hang":
+        kwargs = {"timed_out": True, "returncode": None}
+    else:
+        for record in records:
+            record.steps, record.checksum, record.checksum_step = 0, None, None
+    rows = {r.name: r for r in checks.evaluate(_run(tmp_path, records, **kwargs), expect)}
+    assert rows["replicas in sync"] == checks.Row("replicas in sync", True, evidence)
+
+
+def test_the_last_checksum_read_wins(tmp_path: Path) -> None:
+    (tmp_path / "events-9.jsonl").write_text(
+        '{"kind": "replica", "step": 1, "checksum": "aa", "tensors": 2, "values": 10}\n'
+        '{"kind": "replica", "step": 2, "checksum": "bb", "tensors": 2, "values": 10}\n'
+        '{"kind": "replica", "step": 3, "checksum": "cc", "tens'  # cut short by a kill
+    )
+    (record,) = read_records(tmp_path)
+    assert (record.checksum, record.checksum_step, record.checksum_tensors) == ("bb", 2, 2)
+    assert record.to_json()["parameter_checksum"]["blake2b"] == "bb"
+    apply_event(record, {"kind": "replica", "step": 3, "checksum": None, "error": "E: x"})
+    assert (record.checksum, record.checksum_step, record.checksum_error) == (None, 3, "E: x")

@@ -78,6 +78,7 @@ def test_patched_example_passes_and_user_files_stay(cache: Path) -> None:
         "ranks joined",
         "no hang",
         "every rank exited 0",
+        "replicas in sync",
         "evaluation ran",
         "checkpoints",
         "results complete",
@@ -86,7 +87,39 @@ def test_patched_example_passes_and_user_files_stay(cache: Path) -> None:
     assert "--multi_gpu" in report["command"] and "--cpu" not in report["command"]
     ranks = sorted(p["distributed"]["rank"] for p in report["processes"])
     assert ranks == [0, 1]
+    digests = {p["parameter_checksum"]["blake2b"] for p in report["processes"]}
+    assert len(digests) == 1 and None not in digests  # bit-identical under gloo
     assert _digest(DEFECT.parent) == before
+
+
+@pytest.mark.parametrize(
+    ("mode", "verdict"),
+    [
+        (
+            "nowrap",
+            "FAIL: replicas in sync: rank 0 and rank 1 hold different parameters after their last "
+            "optimizer step (step 8 vs step 8): the model is not wrapped in "
+            "DistributedDataParallel (each rank trains its own)",
+        ),
+        (
+            "gated",
+            "FAIL: replicas in sync: rank 0 took 8 optimizer steps and rank 1 none: ranks step on "
+            "different iterations",
+        ),
+        ("ddp", "PASS: all 8 checks passed"),
+    ],
+)
+def test_ranks_that_train_their_own_models_fail_replicas_in_sync(
+    cache: Path, mode: str, verdict: str
+) -> None:
+    # A DistributedSampler and init_process_group, and every other check passes: only the
+    # parameters tell that each rank trained a model of its own (or stepped alone).
+    code, report = verify(cache, CASES / "unwrapped.py", "--", "--mode", mode)
+    assert report["verdict"].startswith(verdict), report["verdict"] + "\n" + report["log_tail"]
+    assert code == (0 if mode == "ddp" else 1)
+    assert [c["check"] for c in report["checks"] if not c["ok"]] == (
+        [] if mode == "ddp" else ["replicas in sync"]
+    )
 
 
 def test_original_example_fails_with_the_cause(cache: Path) -> None:

@@ -197,6 +197,91 @@ def exited_cleanly(run: Run, expect: Expectations) -> Row:
     return Row(name, True, f"{len(run.records)} of {len(run.records)} exited 0, no traceback")
 
 
+def _not_comparable(run: Run, expect: Expectations) -> str | None:
+    """Why the ranks' parameters cannot be compared, if they cannot (evidence for "n/a")."""
+    records = run.records
+    if expect.ranks == 1 or len(records) == 1:
+        return "n/a: a single process has no replicas"
+    if len(records) != expect.ranks or any(r.dist_rank is None for r in records):
+        return "n/a: not every process joined the process group"
+    if run.timed_out:
+        return "n/a: the run was killed mid-training"
+    unfinished = [r for r in records if r.exception is not None or r.exit_code != 0]
+    if unfinished:
+        return f"n/a: {unfinished[0].label} did not finish training"
+    if not any(r.steps for r in records):
+        return "n/a: no optimizer step was taken"
+    return None
+
+
+def _step_text(record: RankRecord) -> str:
+    return f"step {record.checksum_step if record.checksum_step is not None else record.steps}"
+
+
+def replicas_in_sync(run: Run, expect: Expectations) -> Row:
+    """Every rank holds the same parameters after its last optimizer step.
+
+    DDP makes replicas bit-identical, so a difference means ranks train separate models (a
+    DistributedSampler but no DDP wrap) or update differently (a step or schedule gated to one
+    rank), which nothing else in the run shows: it exits 0 and writes a checkpoint.
+    """
+    name = "replicas in sync"
+    skip = _not_comparable(run, expect)
+    if skip:
+        return Row(name, True, skip)
+    records = sorted(run.records, key=lambda r: r.rank)
+    idle = [r for r in records if not r.steps]
+    if idle:
+        busy = next(r for r in records if r.steps)
+        return Row(
+            name,
+            False,
+            f"{busy.label} took {busy.steps} optimizer steps and {idle[0].label} none: ranks "
+            "step on different iterations (an optimizer step gated to one rank?)",
+        )
+    missing = [r for r in records if r.checksum is None]
+    if missing:
+        why = missing[0].checksum_error or "no digest recorded"
+        return Row(name, True, f"not compared: {missing[0].label} has no parameter digest ({why})")
+    groups: dict[str, list[RankRecord]] = {}
+    for record in records:
+        groups.setdefault(record.checksum, []).append(record)  # type: ignore[arg-type]
+    if len(groups) == 1:
+        counts = sorted({r.checksum_step or 0 for r in records})
+        first = records[0]
+        size = f"{first.checksum_tensors} tensors, {first.checksum_values or 0:,} values"
+        if len(counts) == 1:
+            after = f"after optimizer step {counts[0]}"
+        else:  # e.g. an extra step with zero gradients: the parameters still agree
+            after = f"after their last optimizer steps ({_ranks_text(counts)})"
+        ranks = _ranks_text([r.rank for r in records])
+        return Row(name, True, f"ranks {ranks} hold identical parameters {after} ({size})")
+    one, other = (members[0] for members in list(groups.values())[:2])
+    steps = f"({_step_text(one)} vs {_step_text(other)})"
+    distinct = f"; {len(groups)} different parameter sets" if len(groups) > 2 else ""
+    if one.checksum_step != other.checksum_step:
+        cause = (
+            "ranks step on different iterations (an optimizer step gated to one rank, or "
+            "gradient accumulation counted per rank)"
+        )
+        return Row(
+            name,
+            False,
+            f"{one.label} and {other.label} took different numbers of optimizer steps {steps} "
+            f"and hold different parameters: {cause}{distinct}",
+        )
+    cause = (
+        "the model is not wrapped in DistributedDataParallel (each rank trains its own), or "
+        "ranks update differently (a scheduler or clipping gated to one rank)"
+    )
+    return Row(
+        name,
+        False,
+        f"{one.label} and {other.label} hold different parameters after their last optimizer "
+        f"step {steps}: {cause}{distinct}",
+    )
+
+
 def evaluation_ran(run: Run, expect: Expectations) -> Row:
     name = "evaluation ran"
     evaluated = [r for r in run.records if r.eval_calls]
@@ -299,7 +384,15 @@ def results_complete(run: Run, expect: Expectations) -> Row:
     return Row(name, True, "; ".join(notes))
 
 
-CHECKS = (ranks_joined, no_hang, exited_cleanly, evaluation_ran, checkpoints, results_complete)
+CHECKS = (
+    ranks_joined,
+    no_hang,
+    exited_cleanly,
+    replicas_in_sync,
+    evaluation_ran,
+    checkpoints,
+    results_complete,
+)
 
 
 def evaluate(run: Run, expect: Expectations) -> list[Row]:

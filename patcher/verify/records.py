@@ -41,6 +41,11 @@ class RankRecord:
     health: list[dict[str, Any]] | None = None  # per-parameter facts (probe/ddpfix_health.py)
     sentinels: list[dict[str, Any]] | None = None  # clamped -1 indices seen (--health sentinel)
     stopped_after: int | None = None  # --max-steps stopped it after this many steps
+    checksum: str | None = None  # digest of the trained parameters after its last step
+    checksum_step: int | None = None  # the optimizer step (1-based) that digest followed
+    checksum_error: str | None = None  # why the last digest could not be taken
+    checksum_tensors: int | None = None
+    checksum_values: int | None = None
 
     @property
     def rank(self) -> int:
@@ -79,6 +84,15 @@ class RankRecord:
             "longest_wait": None
             if self.longest_wait is None
             else {"seconds": self.longest_wait, "in": self.longest_wait_in},
+            "parameter_checksum": None
+            if self.checksum_step is None
+            else {
+                "after_step": self.checksum_step,
+                "blake2b": self.checksum,
+                "tensors": self.checksum_tensors,
+                "values": self.checksum_values,
+                "error": self.checksum_error,
+            },
         }
 
 
@@ -140,3 +154,10 @@ def apply_event(record: RankRecord, event: dict[str, Any]) -> None:
         record.stopped_after = _int(event.get("steps"))
     elif kind == "eval_mode":
         record.eval_calls += 1
+    elif kind == "replica":  # one a step: the last one read wins
+        checksum = event.get("checksum")
+        record.checksum = checksum if isinstance(checksum, str) else None
+        record.checksum_step = _int(event.get("step"))
+        record.checksum_error = None if record.checksum else str(event.get("error") or "?")
+        record.checksum_tensors = _int(event.get("tensors"))
+        record.checksum_values = _int(event.get("values"))

@@ -6,6 +6,8 @@ the accelerate launcher itself (no ``LOCAL_RANK``) and helper processes a rank s
 told apart by ``DDPFIX_PROBE_OWNER``. Events go, one JSON object a line, flushed at once, to
 ``<probe dir>/events-<pid>.jsonl``, so a process that is killed still leaves its evidence.
 SIGUSR1 dumps every thread's stack to ``<probe dir>/stacks-<pid>.txt`` (faulthandler).
+After every optimizer step a ``replica`` event carries a digest of the parameters the step left,
+so the last one survives a kill; the harness compares the ranks' last digests.
 
 This file must import nothing heavy and must never break the process it lives in: every hook
 is wrapped so that a failure in the probe is swallowed.
@@ -34,7 +36,11 @@ _state = {
     "owner": None,
     "wait": 0.0,
     "wait_in": None,
+    "checksum_time": 0.0,
 }
+# Every optimizer step records a digest of the parameters it left ("replicas in sync");
+# DDPFIX_CHECKSUM=0 turns that off (to measure what it costs).
+_CHECKSUM = os.environ.get("DDPFIX_CHECKSUM", "1") != "0"
 _COLLECTIVES = (
     "all_reduce",
     "all_gather",
@@ -112,6 +118,8 @@ def _patch_torch(torch) -> None:
             _state["steps"] += 1
             if _state["steps"] == 1:
                 _emit("first_step", rank=_rank())
+            if _CHECKSUM and _state.get("owner") == os.getpid():
+                _emit("replica", step=_state["steps"], **_checksum(optimizer))
             limit = os.environ.get("DDPFIX_MAX_STEPS")
             if limit and _state["steps"] >= int(limit):
                 _emit("stopped", steps=_state["steps"], rank=_rank())
@@ -142,6 +150,39 @@ def _patch_torch(torch) -> None:
         return eval_mode(self)
 
     torch.nn.Module.eval = probed_eval
+
+
+def _checksum(optimizer) -> dict:
+    """A blake2b of the raw bytes of every trainable parameter ``optimizer`` holds.
+
+    DDP keeps replicas bit-identical (rank 0's initial values are broadcast, gradients are
+    all-reduced to the same bytes on every rank), so the harness compares these digests exactly.
+    Params are taken in param_groups order, which is the same on every rank; each tensor's dtype
+    and shape go into the digest too. A failure is reported, never raised.
+    """
+    start = time.monotonic()
+    try:
+        import hashlib
+
+        import torch
+
+        digest = hashlib.blake2b(digest_size=16)
+        tensors = values = 0
+        with torch.no_grad():
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    if not param.requires_grad:
+                        continue
+                    flat = param.detach().cpu().contiguous().reshape(-1)
+                    digest.update(f"{flat.dtype}{tuple(param.shape)};".encode())
+                    digest.update(flat.view(torch.uint8).numpy())  # no copy on the CPU
+                    tensors += 1
+                    values += flat.numel()
+        result = {"checksum": digest.hexdigest(), "tensors": tensors, "values": values}
+    except Exception as exc:
+        result = {"checksum": None, "error": f"{type(exc).__name__}: {exc}"[:200]}
+    _state["checksum_time"] += time.monotonic() - start
+    return result
 
 
 def _timed(function, label: str):
@@ -300,6 +341,7 @@ def _at_exit() -> None:
         rank=_rank(),
         longest_wait=round(_state["wait"], 3),
         longest_wait_in=_state["wait_in"],
+        checksum_seconds=round(_state["checksum_time"], 4),
         health=health,
         sentinels=sentinels,
     )
