@@ -615,7 +615,7 @@ def shared_reads(m: RankModel) -> Iterator[tuple[cst.Call, cst.Call, str]]:
             readers = [
                 k for k in (RANK0, OTHER) if runs[k] is False and m.runs(read, k) is not False
             ]
-            if readers and not _barrier_before(m, read):
+            if readers and not _barrier_before(m, read, write):
                 yield read, write, sorted(common)[0]
                 break
 
@@ -659,10 +659,12 @@ def _file_violations(m: RankModel) -> Iterator[Violation]:
         )
 
 
-def _barrier_before(m: RankModel, node: cst.CSTNode) -> bool:
+def _barrier_before(m: RankModel, node: cst.CSTNode, write: cst.CSTNode) -> bool:
     """A collective that every rank runs earlier in the same block as ``node``'s statement
-    (or in a block around it), so the write before it is ordered before the read."""
+    (or in a block around it), and after ``write`` when both are in one function, so the
+    write is ordered before the read."""
     tree = m.tree
+    same = m.scope(write) is m.scope(node)
     statement = tree.statement(node)
     for holder in (statement, *tree.ancestors(statement)):
         if isinstance(holder, _SCOPES):
@@ -675,9 +677,21 @@ def _barrier_before(m: RankModel, node: cst.CSTNode) -> bool:
             if sibling is holder:
                 break
             for call in _calls(sibling):
-                if is_collective_call(call) and not m.subset(call):
-                    return True
+                if is_collective_call(call) and _certain(m, call):
+                    if not same or tree.order(call) > tree.order(write):
+                        return True
     return False
+
+
+def _certain(m: RankModel, call: cst.Call) -> bool:
+    """Whether every launched rank surely runs ``call`` when a process group exists: each test
+    around it is true there, or only asks whether the group exists (``is_initialized()``)."""
+    for test, wanted in m.conditions(call):
+        if any(callee_name(c) == "is_initialized" for c in _calls(test)):
+            continue
+        if any(truth(test, kind) is not wanted for kind in (RANK0, OTHER)):
+            return False
+    return True
 
 
 def _calls(node: cst.CSTNode) -> Iterator[cst.Call]:

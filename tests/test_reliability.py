@@ -194,3 +194,115 @@ def test_sigkill_in_the_middle_of_a_batch_leaves_old_or_new_files(tmp_path: Path
     subprocess.run([sys.executable, "-m", "patcher", "apply", str(tmp_path)], capture_output=True)
     assert not list(tmp_path.glob(".*.ddpfix.tmp"))
     assert {p.read_text() for p in tmp_path.glob("run_*.py")} == {patched}
+
+
+# --- structures from unseen scripts (issue 9): every rank's view must survive the rewrite ----
+
+#: Pieces a trainer's epoch loop may hold, each a structure a naive rewrite got wrong.
+PIECES = {
+    # the seq2seq template: an evaluation block that also resets accumulation state
+    "state_reset": [
+        "if {a}.do_eval and eval_flag:",
+        "{i}tr_loss = 0",
+        "{i}nb_tr_steps = 0",
+        "{i}eval_flag = False",
+        "{i}bleu = score(model, {a}.dev_filename)",
+        "{i}with open('dev.output', 'w') as f:",
+        "{i}{i}f.write(str(bleu))",
+    ],
+    # an accelerate block: gathering is a collective, never gated
+    "library_collective": [
+        "if {a}.do_predict:",
+        "{i}preds = accelerator.gather_for_metrics(predict(model))",
+        "{i}accelerator.save_state('last')",
+    ],
+    # a sampler built inside the epoch loop
+    "sampler_in_loop": [
+        "sampler = RandomSampler(data) if {a}.local_rank == -1 else DistributedSampler(data)",
+        "loader = DataLoader(data, sampler=sampler)",
+    ],
+    # results bound again under the in-loop gate
+    "results_again": [
+        "if {a}.local_rank in [-1, 0] and {a}.evaluate_during_training:",
+        "{i}results = evaluate({a}, model)",
+        "if results['f1'] > best_f1:",
+        "{i}best_f1 = results['f1']",
+        "{i}torch.save(model.state_dict(), 'model_best.pt')",
+    ],
+}
+
+
+def _trainer(args: str, indent: str, pieces: list[str], reload: bool) -> str:
+    i = indent
+    lines = [
+        "import torch",
+        "from torch.utils.data import DataLoader, RandomSampler",
+        "from torch.utils.data.distributed import DistributedSampler",
+        "",
+        "",
+        f"def train({args}, model, optimizer, data, accelerator):",
+        f"{i}tr_loss, nb_tr_steps, best_f1, eval_flag = 0, 0, 0, True",
+        f"{i}if {args}.local_rank in [-1, 0] and {args}.eval_before_training:",
+        f"{i}{i}results = evaluate({args}, model)",
+        f"{i}loader = DataLoader(data)",
+        f"{i}for epoch in range(3):",
+    ]
+    for name in pieces:
+        if name == "sampler_in_loop":
+            lines += [f"{i}{i}" + line.format(a=args, i=i) for line in PIECES[name]]
+    lines += [
+        f"{i}{i}for batch in loader:",
+        f"{i}{i}{i}loss = model(batch)",
+        f"{i}{i}{i}tr_loss += loss.item()",
+        f"{i}{i}{i}nb_tr_steps += 1",
+        f"{i}{i}{i}loss.backward()",
+        f"{i}{i}{i}if nb_tr_steps % {args}.gradient_accumulation_steps == 0:",
+        f"{i}{i}{i}{i}optimizer.step()",
+        f"{i}{i}{i}{i}eval_flag = True",
+    ]
+    for name in pieces:
+        if name != "sampler_in_loop":
+            lines += [f"{i}{i}" + line.format(a=args, i=i) for line in PIECES[name]]
+    if reload:
+        lines.append(f"{i}model.load_state_dict(torch.load('model_best.pt'))")
+    lines += ["", "", "def parse(parser):", f"{i}parser.add_argument('--local_rank', type=int)"]
+    return "\n".join(lines) + "\n"
+
+
+trainers = st.builds(
+    _trainer,
+    args=st.sampled_from(["args", "opts", "cfg"]),
+    indent=st.sampled_from(["    ", "  ", "\t"]),
+    pieces=st.lists(st.sampled_from(sorted(PIECES)), min_size=1, max_size=4, unique=True),
+    reload=st.booleans(),
+)
+
+
+@SETTINGS
+@given(trainers)
+def test_rank_structures_keep_every_rank_correct(source: str) -> None:
+    """Whatever the rules rewrite, the output breaks no post-condition of the rank model that
+    the input kept (no collective on a subset of ranks, no name unbound or out of step on a
+    rank that reads it, no unordered read of a rank-0 file), and each structure is handled."""
+    import libcst as cst
+
+    from patcher.registry import postconditions
+    from patcher.tree import Tree
+    from patches._ranks import violations
+
+    compile(source, "variant.py", "exec")
+    output, findings = fix_text(source, RULES)
+    compile(output, "variant.py", "exec")
+    assert fix_text(output, RULES)[0] == output
+    before = violations(Tree(cst.parse_module(source), source))
+    after = violations(Tree(cst.parse_module(output), output))
+    assert set(after) <= set(before), [after[k].message for k in set(after) - set(before)]
+    assert postconditions()  # the engine checks the same model
+    assert not [f for f in findings if "not rewritten" in f.message], findings
+    if "eval_flag = False" in source:  # the resets stay on every rank, the rest is gated
+        block = output.split("eval_flag = False", 1)[1]
+        assert "RANK" in block.split("bleu = score", 1)[0]
+    if "gather_for_metrics" in source:
+        assert "do_predict:" in output  # never gated
+    if "torch.save(model.state_dict(), 'model_best.pt')" in source and "torch.load" in source:
+        assert "torch.distributed.barrier()" in output.split("torch.load", 1)[0]
