@@ -575,6 +575,27 @@ def _first_arg(call: cst.Call) -> cst.BaseExpression | None:
     return None
 
 
+def _exit_violations(m: RankModel) -> Iterator[Violation]:
+    """A ``return`` or ``break`` that only some ranks take, out of a loop or function that
+    synchronises (a ``backward()``, whose DDP gradient all-reduce every rank must join, or a
+    collective): the ranks that stay run their next one alone."""
+    tree = m.tree
+    for node in tree.nodes(cst.Return, cst.Break):
+        if not m.subset(node):
+            continue
+        left = _innermost_loop(tree, node) if isinstance(node, cst.Break) else m.scope(node)
+        if left is None or not any(
+            callee_name(call) == "backward" or is_collective_call(call) for call in _calls(left)
+        ):
+            continue
+        what = "leaves the loop" if isinstance(node, cst.Break) else "returns"
+        yield Violation(
+            ("exit", _where(m, node), _code(tree, tree.statement(node))),
+            f"only {_ranks_text(m.launched(node))} {what} here, out of code that synchronises: the "
+            "other ranks wait for it in their next collective (hang)",
+        )
+
+
 def _write_path(call: cst.Call) -> cst.BaseExpression | None:
     """The path a save call writes: ``torch.save(obj, path)``, ``open(path, "w")``,
     ``x.save_pretrained(path)``."""
@@ -707,7 +728,12 @@ def violations(tree: Tree) -> dict[tuple[str, ...], Violation]:
         m = model(tree)
         found = {}
         if "local_rank" in tree.code or "rank" in tree.code:
-            for check in (_collective_violations, _binding_violations, _file_violations):
+            for check in (
+                _collective_violations,
+                _binding_violations,
+                _file_violations,
+                _exit_violations,
+            ):
                 for violation in check(m):
                     found.setdefault(violation.key, violation)
         tree._rank_violations = found  # type: ignore[attr-defined]

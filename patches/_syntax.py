@@ -177,16 +177,31 @@ def is_save_call(call: cst.Call) -> bool:
 #: ``Trainer``'s evaluate/predict gather predictions across ranks, and train all-reduces.
 LIBRARY_COLLECTIVES: dict[str, frozenset[str]] = {
     "accelerator": frozenset(
-        {"gather", "gather_for_metrics", "reduce", "wait_for_everyone", "pad_across_processes"}
+        {
+            "gather",
+            "gather_for_metrics",
+            "reduce",
+            "wait_for_everyone",
+            "pad_across_processes",
+            "prepare",  # wraps the model in DDP and shards the loaders
+            "prepare_model",
+        }
     ),
     "trainer": frozenset({"evaluate", "predict", "train", "evaluation_loop", "prediction_loop"}),
 }
 
 
+#: Constructing these is a collective: DDP broadcasts the module's state from rank 0.
+_WRAPPERS = frozenset({"DistributedDataParallel", "DDP"})
+
+
 def is_collective_call(call: cst.Call) -> bool:
     """A ``torch.distributed`` collective (``dist.barrier()``, ``torch.distributed.
-    all_gather_object(...)``) or a library one (:data:`LIBRARY_COLLECTIVES`)."""
+    all_gather_object(...)``), a library one (:data:`LIBRARY_COLLECTIVES`), or wrapping a
+    model in ``DistributedDataParallel``."""
     name = callee_name(call)
+    if name in _WRAPPERS:
+        return True  # wrapping broadcasts rank 0's parameters to every rank
     receiver = dotted_name(call.func.value) if isinstance(call.func, cst.Attribute) else None
     if receiver is None or name is None:
         return False

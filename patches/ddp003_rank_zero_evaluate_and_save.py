@@ -5,19 +5,21 @@ when single GPU otherwise metrics may not average well"). Under a launcher no pr
 so nothing is evaluated or saved, and a later ``results[...]`` dies after hours of training. The
 rule rewrites that requirement to ``local_rank in [-1, 0]`` in an ``if`` whose body evaluates
 (calls an evaluate/test/validate-like function) or saves (``torch.save``, ``save_pretrained``,
-``json.dump``, ``open(..., "w")``, ...). It matches the comparison in either operand order and
-``in [-1]``, alone or as one term of an ``and`` chain (over backslash continuations, with the
-comments kept); only that comparison is rewritten.
+``json.dump``, ``open(..., "w")``, ...). It matches the comparison in either operand order and ``in
+[-1]``, alone or as one term of an ``and`` chain (over backslash continuations, with the comments
+kept); only that comparison is rewritten.
 
 Left byte-identical: ``if`` statements with an ``else``/``elif`` (the other branch was written for
 the distributed case), comparisons under ``or``/``not`` (``== -1 or args.no_cuda`` device setup,
 ``== -1 or get_rank() == 0`` which is already right), bodies that neither evaluate nor save
 (sampler choice, barriers), and gates that already admit rank 0. When the evaluation itself joins
 collectives (``all_gather``, ``barrier``...), running it on rank 0 alone would hang; the rule
-reports it without a fix. Only collectives rank 0 can reach count: not those behind ``local_rank
-not in [-1, 0]``, nor the HF template's cache barriers ``if args.local_rank == 0 and not
-evaluate:`` when the call passes ``evaluate=True`` (literal flags are followed through the calls,
-with the functions' defaults).
+reports it without a fix. An evaluation that the script already runs on rank 0 alone (``local_rank
+in [-1, 0]``, ``get_rank() == 0``) gets the same analysis and the same report, so a gate is never
+rewritten by one rule while the hang it holds goes unsaid. Only collectives rank 0 can reach count:
+not those behind ``local_rank not in [-1, 0]``, nor the HF template's cache barriers ``if
+args.local_rank == 0 and not evaluate:`` when the call passes ``evaluate=True`` (literal flags are
+followed through the calls, with the functions' defaults).
 
 This rule alone reproduces the two bugs of the popular ``sed`` fix: rank 0 then evaluates through
 the DDP wrapper (DDP004) and through a DistributedSampler shard (DDP005). Select them together.
@@ -29,6 +31,8 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patches._gates import RANK0, calls_collectives, conjuncts, rank_comparison
+from patches._ranks import OTHER, RankModel, model
+from patches._ranks import RANK0 as RANK0_KIND
 from patches._syntax import callee_name, calls_in, is_eval_call, is_save_call, module_functions
 
 
@@ -143,11 +147,13 @@ class RankZeroEvaluateAndSave(Rule):
 
     def run(self, ctx: RuleContext) -> None:
         functions = module_functions(ctx.module)
+        ranks = model(ctx.tree)
         for gate in ctx.tree.nodes(cst.If):
-            if gate.orelse is not None:
-                continue
             terms = _single_process_terms(gate.test)
             if not terms:
+                self._check_rank_zero_gate(ctx, gate, ranks, functions)
+                continue
+            if gate.orelse is not None:
                 continue
             calls = list(calls_in(gate.body))
             evaluates = any(is_eval_call(c) for c in calls)
@@ -167,4 +173,32 @@ class RankZeroEvaluateAndSave(Rule):
                 f"{what} gated on local_rank == -1 never runs under a launcher; run it on rank 0 "
                 "(local_rank in [-1, 0])",
                 {term: _rank_zero(term) for term in terms},
+            )
+
+    def _check_rank_zero_gate(
+        self, ctx: RuleContext, gate: cst.If, ranks: RankModel, functions: dict
+    ) -> None:
+        """The same analysis for gates that already run on rank 0 alone, whichever rule
+        touches them: an evaluation there that joins a collective is a hang already."""
+        if ranks.runs(gate.body, OTHER) is not False or ranks.runs(gate.body, RANK0_KIND) is False:
+            return
+        if ranks.runs(gate, OTHER) is False:
+            return  # inside a rank-0 region already: reported at its outermost gate
+        reached = [c for c in calls_in(gate.body) if ranks.runs(c, RANK0_KIND) is not False]
+        collective = next(
+            (
+                callee_name(c)
+                for c in reached
+                if isinstance(c.func, cst.Name)
+                and is_eval_call(c)
+                and callee_name(c) in functions
+                and ranks.collective(c, RANK0_KIND)
+            ),
+            None,
+        )
+        if collective:
+            ctx.report(
+                gate,
+                f"{collective}() joins collectives but only rank 0 runs it here: the other ranks "
+                "never join them (a hang). Run it on every rank, or remove its collectives",
             )

@@ -149,7 +149,10 @@ def _binding_gate(tree: Tree, binding: cst.CSTNode, scope: cst.CSTNode) -> cst.I
 def _window(tree: Tree, gate: cst.If, bindings: Sequence[cst.CSTNode]) -> list[cst.BaseStatement]:
     """The statements after ``gate`` in its block, up to the next one that binds the name
     again: what can only see the value this gate bound (or none)."""
-    siblings = list(getattr(tree.parent(gate), "body", ()))
+    block = tree.parent(gate)
+    if not isinstance(block, (cst.IndentedBlock, cst.Module)):
+        return []  # an elif: nothing follows it in a block of its own
+    siblings = list(block.body)
     if not any(s is gate for s in siblings):
         return []
     window = []

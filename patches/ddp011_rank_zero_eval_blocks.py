@@ -53,7 +53,7 @@ from patches._syntax import (
     walk,
 )
 
-FLAGS = ("do_eval", "do_test", "do_predict")
+FLAGS = ("do_eval", "do_test", "do_predict", "do_infer", "do_inference")
 
 
 def _flag(test: cst.BaseExpression) -> cst.Attribute | None:
@@ -180,7 +180,7 @@ class RankZeroEvalBlocks(Rule):
     summary = "do_eval/do_test blocks that write files run on global rank 0 only."
     rationale = __doc__
     settles = False  # the block becomes a rank-0 region: DDP004/DDP005 may apply inside
-    triggers = ("do_eval", "do_test", "do_predict")
+    triggers = ("do_eval", "do_test", "do_predict", "do_infer")
     examples = (
         Example(
             before=(
