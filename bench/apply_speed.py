@@ -4,9 +4,10 @@
     DDPFIX_CORPUS=/path/to/CodeXGLUE python bench/apply_speed.py
 
 Reports, in one run: the median over repeats of (a) the rule engine over every *.py file of the
-directory (read, prefilter, parse, all rules, render; nothing written) and (b) a bare
+directory that some rule's prefilter lets through (read, parse, all rules, the rank model's
+post-conditions, render; nothing written) and (b) a bare
 ``libcst.parse_module(text).code`` of the same files; their ratio; and the wall time of a cold
-``ddpfix check one_file.py`` process. Targets: ratio <= 1.5, cold start <= 0.6 s.
+``ddpfix check one_file.py`` process. Targets: ratio <= 2, cold start <= 0.6 s.
 """
 
 from __future__ import annotations
@@ -44,12 +45,16 @@ def _median(fn) -> float:
 def main() -> None:
     corpus = os.environ.get("DDPFIX_CORPUS")
     roots = [Path(p) for p in corpus.split(os.pathsep)] if corpus else [ROOT / "tests" / "fixtures"]
-    files = discover(roots).files
-    texts = []
-    for path in files:
-        with contextlib.suppress(SourceError):
-            texts.append(read_source(path).text)
     rules = all_rules()
+    files, texts = [], []
+    for path in discover(roots).files:
+        with contextlib.suppress(SourceError):
+            text = read_source(path).text
+            # files the rules look at: the prefilter skips the rest before parsing, which would
+            # flatter the ratio
+            if any(rule.may_apply(text) for rule in rules):
+                files.append(path)
+                texts.append(text)
 
     def engine() -> None:
         for path in files:
@@ -66,7 +71,7 @@ def main() -> None:
     print(f"files: {len(files)} ({lines} lines) under {', '.join(map(str, roots))}")
     print(f"ddpfix check (in-process): {ddpfix_s * 1000:8.1f} ms")
     print(f"bare LibCST parse+render:  {bare_s * 1000:8.1f} ms")
-    print(f"ratio: {ddpfix_s / bare_s:.2f}x (target <= 1.5x)")
+    print(f"ratio: {ddpfix_s / bare_s:.2f}x (target <= 2x)")
 
     one = ROOT / "examples" / "defect_detection" / "run.py"
     cold = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,6 +222,30 @@ def _broken(tree: Tree, checks: Sequence[Postcondition]) -> dict[Hashable, str]:
     return found
 
 
+def _culprit(
+    key: Hashable,
+    why: str,
+    candidates: list[FixKey],
+    banned: Mapping[FixKey, str],
+    checks: Sequence[Postcondition],
+    run: Callable[[Mapping[FixKey, str]], _Run],
+) -> tuple[FixKey, _Run] | None:
+    """The one applied fix whose withdrawal removes violation ``key``, and the run without it.
+
+    Bisection over the candidates (a run costs a whole pass sequence): withdraw half of them; if
+    the violation goes, the culprit is in that half, else in the other. The fix found is
+    confirmed alone; None when no single fix explains the violation."""
+    pool = list(candidates)
+    while len(pool) > 1:
+        half = pool[: len(pool) // 2]
+        trial = run({**banned, **{c: why for c in half}})
+        pool = half if key not in _broken(trial[1], checks) else pool[len(pool) // 2 :]
+    if not pool:
+        return None
+    trial = run({**banned, pool[0]: why})
+    return (pool[0], trial) if key not in _broken(trial[1], checks) else None
+
+
 def _withdraw_unsafe(
     text: str,
     first: Tree,
@@ -236,8 +260,8 @@ def _withdraw_unsafe(
     The rules' output is compared with their input, not pass by pass: fixes cooperate (one
     gates an evaluation, the next moves the reads of its results inside), and only the whole
     must be safe. A violation the output has and the input had not is pinned on the applied fix
-    whose withdrawal removes it, latest first; a fix that cannot be pinned makes every fix go,
-    and the file is left as it was with every finding reported."""
+    whose withdrawal removes it (found by bisection); a fix that cannot be pinned makes every
+    fix go, and the file is left as it was with every finding reported."""
     before = _broken(first, checks)
     banned: dict[FixKey, str] = {}
     current, last, findings, applied = run
@@ -246,14 +270,18 @@ def _withdraw_unsafe(
         if not introduced:
             return current, last, findings
         key, why = next(iter(introduced.items()))
-        for candidate in reversed([a for a in applied if a not in banned]):
-            trial = _passes(text, first, rules, options, suppressions, {**banned, candidate: why})
-            if key not in _broken(trial[1], checks):
-                banned[candidate] = why
-                current, last, findings, applied = trial
-                break
-        else:
+        found = _culprit(
+            key,
+            why,
+            [a for a in applied if a not in banned],
+            banned,
+            checks,
+            lambda ban: _passes(text, first, rules, options, suppressions, ban),
+        )
+        if found is None:
             break
+        banned[found[0]] = why
+        current, last, findings, applied = found[1]
     everything = {a: "a post-condition of the rank model failed" for a in applied}
     banned.update({a: why for a, why in everything.items() if a not in banned})
     current, last, findings, _ = _passes(text, first, rules, options, suppressions, banned)

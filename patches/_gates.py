@@ -260,14 +260,41 @@ def literal_bool(node: cst.BaseExpression, known: Mapping[str, bool]) -> bool | 
     return None
 
 
+class _NodeCache(dict):
+    """Answers per node, kept with the node itself so that an id reused by a later tree
+    version is never mistaken for the old node (nodes are immutable: an answer stays true)."""
+
+    def lookup(self, key: tuple, nodes: tuple[cst.CSTNode, ...]):
+        found = self.get(key)
+        if found is None or len(found[0]) != len(nodes):
+            return None
+        return found[1] if all(a is b for a, b in zip(found[0], nodes)) else None
+
+    def store(self, key: tuple, nodes: tuple[cst.CSTNode, ...], value):
+        if len(self) > 50_000:
+            self.clear()
+        self[key] = (nodes, value)
+        return value
+
+
+_CACHE = _NodeCache()
+
+
 def _rebound(function: cst.FunctionDef) -> set[str]:
     """Names the function assigns to: a parameter among them is not its argument any more."""
-    return {
-        name.value
-        for node in walk(function.body)
-        if isinstance(node, (*BINDERS, cst.NamedExpr))
-        for name in bound_names(node)
-    }
+    found = _CACHE.lookup(("rebound", id(function)), (function,))
+    if found is None:
+        found = _CACHE.store(
+            ("rebound", id(function)),
+            (function,),
+            {
+                name.value
+                for node in walk(function.body)
+                if isinstance(node, (*BINDERS, cst.NamedExpr))
+                for name in bound_names(node)
+            },
+        )
+    return found
 
 
 def _parameters(function: cst.FunctionDef) -> list[cst.Param]:
@@ -345,8 +372,23 @@ def calls_collectives(
     when ``call`` runs it in a process of ``kind``. Branches that cannot run there are skipped:
     the HF template's ``if args.local_rank == 0 and not evaluate: barrier()`` is dead when
     ``evaluate()`` passes ``evaluate=True``."""
+    flags = flag_arguments(function, call, {})
+    nodes = (function, *functions.values())
+    key = ("collectives", kind, frozenset(flags.items()), *map(id, nodes))
+    found = _CACHE.lookup(key, nodes)
+    if found is None:
+        found = _CACHE.store(key, nodes, _joins(function, functions, kind, flags))
+    return found
+
+
+def _joins(
+    function: cst.FunctionDef,
+    functions: dict[str, cst.FunctionDef],
+    kind: int | None,
+    flags: dict[str, bool],
+) -> bool:
     seen: set[tuple[str, frozenset[tuple[str, bool]]]] = set()
-    pending = [(function, flag_arguments(function, call, {}))]
+    pending = [(function, flags)]
     while pending:
         current, known = pending.pop()
         key = (current.name.value, frozenset(known.items()))

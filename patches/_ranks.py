@@ -328,6 +328,14 @@ def model(tree: Tree) -> RankModel:
 
 
 def _code(tree: Tree, node: cst.CSTNode) -> str:
+    """A statement's text, without layout, as a key that survives other rewrites; for a
+    compound statement only its header (rendering a whole loop per key was the model's cost)."""
+    if isinstance(node, (cst.If, cst.While)):
+        return "if " + _code(tree, node.test)
+    if isinstance(node, cst.For):
+        return f"for {_code(tree, node.target)} in {_code(tree, node.iter)}"
+    if isinstance(node, (cst.With, cst.Try, cst.FunctionDef, cst.ClassDef)):
+        return type(node).__name__ + str(tree.order(node) - tree.order(tree.scope(node)))
     return " ".join(tree.module.code_for_node(node).split())
 
 
@@ -698,16 +706,20 @@ def _barrier_before(m: RankModel, node: cst.CSTNode, write: cst.CSTNode) -> bool
             if sibling is holder:
                 break
             for call in _calls(sibling):
-                if is_collective_call(call) and _certain(m, call):
+                if is_collective_call(call) and _certain(m, call, node):
                     if not same or tree.order(call) > tree.order(write):
                         return True
     return False
 
 
-def _certain(m: RankModel, call: cst.Call) -> bool:
-    """Whether every launched rank surely runs ``call`` when a process group exists: each test
-    around it is true there, or only asks whether the group exists (``is_initialized()``)."""
+def _certain(m: RankModel, call: cst.Call, read: cst.CSTNode) -> bool:
+    """Whether every launched rank that runs ``read`` surely runs ``call`` before it when a
+    process group exists: each test around the call that is not around the read too is true
+    there, or only asks whether the group exists (``is_initialized()``)."""
+    shared = {id(test) for test, _ in m.conditions(read)}
     for test, wanted in m.conditions(call):
+        if id(test) in shared:
+            continue
         if any(callee_name(c) == "is_initialized" for c in _calls(test)):
             continue
         if any(truth(test, kind) is not wanted for kind in (RANK0, OTHER)):

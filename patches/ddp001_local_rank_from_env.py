@@ -88,6 +88,12 @@ NO_PROCESS_GROUP = (
     "first (initialise the process group), then read LOCAL_RANK"
 )
 
+UNWRAPPED_SHARDS = (
+    "this file shards its data with a DistributedSampler but never wraps the model in "
+    "DistributedDataParallel: reading LOCAL_RANK would make every rank train its own model on its "
+    "shard, drifting apart silently; wrap the model in DDP first, then read LOCAL_RANK"
+)
+
 TRAINER_BEHIND_GATE = (
     "this gate on local_rank reaches the Trainer, which gathers across ranks: today every rank "
     "passes it (transformers 5 leaves TrainingArguments.local_rank at -1 under a launcher), with "
@@ -453,6 +459,19 @@ def wraps_in_ddp(tree: Tree) -> bool:
     """Whether the file builds a ``DistributedDataParallel`` (torch's or apex's) itself."""
     wrappers = _aliases(tree, "DistributedDataParallel")
     return any(callee_name(call) in wrappers for call in tree.nodes(cst.Call))
+
+
+def shards_without_wrapping(tree: Tree) -> bool:
+    """Half distributed: the file shards training data with a ``DistributedSampler`` but never
+    wraps its model (no DDP, no ``accelerator.prepare``, no Trainer). With a real rank each rank
+    would train its own model on its shard, and they drift apart silently; as shipped, under a
+    launcher, the processes are N identical full-data copies."""
+    if wraps_in_ddp(tree):
+        return False
+    names = {callee_name(call) for call in tree.nodes(cst.Call)}
+    if names & {"prepare", "prepare_model", "initialize", "Trainer", "Seq2SeqTrainer", "DDP"}:
+        return False
+    return "DistributedSampler" in names
 
 
 def lacks_process_group(tree: Tree) -> bool:
@@ -842,6 +861,9 @@ class LocalRankFromEnv(Rule):
             return
         if lacks_process_group(tree):
             ctx.report(option.call, NO_PROCESS_GROUP)
+            return
+        if shards_without_wrapping(tree):
+            ctx.report(option.call, UNWRAPPED_SHARDS)
             return
         parsers = {o.parser for o in options}
         if _count_parse_statements(tree) == 1:

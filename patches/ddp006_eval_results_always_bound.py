@@ -31,6 +31,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement, Tree, children
+from patches._ranks import OTHER, model
 from patches._syntax import BINDERS, bound_names, is_eval_call, walk
 
 _SCOPES = (cst.FunctionDef, cst.Lambda, cst.ClassDef)
@@ -174,6 +175,10 @@ def _plan(tree: Tree, gate: cst.If, name: str) -> tuple[list[cst.BaseStatement],
     if any(h is None for h in holders):
         return None  # bound unconditionally (or unknowable): always bound where it is read
     gates = list({id(h): h for h in holders if h is not None}.values())
+    if len(gates) > 1:
+        ranks = model(tree)
+        if any(ranks.runs(g.body, OTHER) is not False for g in gates):
+            return None  # several gates, some on a flag alone: which binding holds is data
     outside = [r for r in reads if not any(tree.contains(g.body, r) for g in gates)]
     if not outside:
         return None

@@ -48,6 +48,7 @@ left alone.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -55,6 +56,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Tree, walk
+from patches._ranks import OTHER, model
 from patches._syntax import BINDERS, bound_names, callee_name, dotted_name, preferred_quote
 
 SAMPLER = "DistributedSampler"
@@ -400,6 +402,14 @@ def _already_set(loop: cst.For, loader: str, aliases: set[str], builds: list[_Bu
     return False
 
 
+def _evaluation_code(tree: Tree, node: cst.CSTNode) -> bool:
+    """Inside an evaluate/test-like function: its sampler needs no reshuffle."""
+    scope = tree.scope(node)
+    return isinstance(scope, cst.FunctionDef) and bool(
+        re.search(r"eval|test|valid|predict|infer", scope.name.value)
+    )
+
+
 class SamplerSetEpoch(Rule):
     code = "DDP007"
     name = "sampler-set-epoch"
@@ -527,6 +537,34 @@ class SamplerSetEpoch(Rule):
             found = _inner_loop(loop, set(facts.builds), facts.containers)
             if found is not None:
                 self._one_loop(ctx, loop, facts, *found)
+        if not ctx.fixes and not ctx.findings:
+            self._unmatched(ctx)
+
+    def _unmatched(self, ctx: RuleContext) -> None:
+        """A training DistributedSampler and no ``set_epoch`` anywhere in the file, while no
+        epoch loop above was recognised (a loader handed to another function, a DataLoader
+        subclass, a generator of loaders): said, never silently left."""
+        tree = ctx.tree
+        if "set_epoch" in tree.code:
+            return
+        ranks = model(tree)
+        for call in tree.nodes(cst.Call):
+            if callee_name(call) != "DistributedSampler":
+                continue
+            if ranks.runs(call, OTHER) is False or _evaluation_code(tree, call):
+                continue
+            if any(a.keyword is not None and a.keyword.value == "shuffle" for a in call.args):
+                continue  # shuffle=False (or chosen on purpose): nothing to reshuffle
+            holder = tree.statement(call)
+            if re.search(r"eval|test|valid|dev|pred", tree.module.code_for_node(holder)[:80]):
+                continue  # an evaluation sampler built next to training
+            ctx.report(
+                call,
+                "a DistributedSampler is built here but no epoch loop that ddpfix can follow "
+                "calls set_epoch on it: every epoch repeats the same shuffle; call "
+                "sampler.set_epoch(epoch) at the start of each epoch by hand",
+            )
+            return
 
     def _one_loop(
         self,
