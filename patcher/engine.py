@@ -141,6 +141,7 @@ def fix_text(
         current, last, findings = _withdraw_unsafe(
             text, first, rules, options, suppressions, checks, (current, last, findings, applied)
         )
+    _judge(text, current, last, rules, options, suppressions, findings)
     if current != text:
         try:
             last.syntax  # noqa: B018 - parses the output once more, as Python would
@@ -173,7 +174,7 @@ def _passes(
         mapping = LineMap(text, current)
         fixes: list[Fix] = []
         for rule in rules:
-            if not rule.may_apply(current):
+            if rule.judges_output or not rule.may_apply(current):
                 continue
             ctx = RuleContext(tree=tree, code=rule.code, options=options.get(rule.code, {}))
             rule.run(ctx)
@@ -209,6 +210,26 @@ def _passes(
     else:  # pragma: no cover - would mean two rules undo each other
         raise RuleError(f"rules did not reach a fixed point in {MAX_PASSES} passes")
     return current, tree, findings, applied
+
+
+def _judge(
+    text: str,
+    current: str,
+    last: Tree,
+    rules: Sequence[Rule],
+    options: Mapping[str, Mapping[str, Any]],
+    suppressions: Suppressions,
+    findings: dict[FixKey, Finding],
+) -> None:
+    """Rules that judge the output (``Rule.judges_output``) run once, on the final version:
+    what they report is what the user gets, not what a later pass already fixed."""
+    mapping = LineMap(text, current)
+    for rule in rules:
+        if rule.judges_output and rule.may_apply(current):
+            ctx = RuleContext(tree=last, code=rule.code, options=options.get(rule.code, {}))
+            rule.run(ctx)
+            for f in ctx.findings:
+                _record(findings, f, mapping, suppressions)
 
 
 def _key(f: Finding, mapping: LineMap) -> FixKey:

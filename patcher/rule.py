@@ -113,6 +113,9 @@ class Rule:
     #: True when this rule's fixes never create work for any rule (its own or others'): the
     #: engine may then skip the confirming pass. The idempotence tests hold rules to it.
     settles: ClassVar[bool] = False
+    #: True for report-only rules that judge the final output (after every fix): the engine
+    #: runs them once, on the version it returns, so they never report what a later pass fixed.
+    judges_output: ClassVar[bool] = False
     #: Rules this one is only safe together with, and why (a warning when selected alone).
     companions: ClassVar[tuple[str, ...]] = ()
     companion_reason: ClassVar[str] = ""

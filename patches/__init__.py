@@ -17,6 +17,7 @@ from patches.ddp009_node_index_offset import NodeIndexOffset
 from patches.ddp010_collective_timeout import CollectiveTimeout
 from patches.ddp011_rank_zero_eval_blocks import RankZeroEvalBlocks
 from patches.ddp012_barrier_before_shared_read import BarrierBeforeSharedRead
+from patches.ddp013_rank_divergence import RankDivergence
 from patches.prt001_torch_adamw import TorchAdamW
 from patches.prt002_optional_tensorboard import OptionalTensorboard
 from patches.prt003_distributed_setup_on_cpu import DistributedSetupOnCpu
@@ -45,6 +46,7 @@ RULES = (
     CollectiveTimeout,
     RankZeroEvalBlocks,
     BarrierBeforeSharedRead,
+    RankDivergence,
     TorchAdamW,
     OptionalTensorboard,
     DistributedSetupOnCpu,

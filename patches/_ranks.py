@@ -25,7 +25,7 @@ and is left to the rules that report it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import libcst as cst
 
@@ -136,10 +136,12 @@ def _mentions_global_rank(node: cst.CSTNode) -> bool:
 
 @dataclass(frozen=True)
 class Violation:
-    """A post-condition broken in one version of a module; ``key`` is stable across versions."""
+    """A post-condition broken in one version of a module; ``key`` is stable across versions,
+    ``node`` is where it shows in this version."""
 
     key: tuple[str, ...]
     message: str
+    node: cst.CSTNode | None = field(default=None, compare=False)
 
 
 class RankModel:
@@ -480,6 +482,7 @@ def _binding_violations(m: RankModel) -> Iterator[Violation]:
                 key,
                 f"{name.value!r} is read on {others}, which {what} "
                 f"({'UnboundLocalError' if unbound else 'ranks step out of sync'})",
+                name,
             )
 
 
@@ -601,6 +604,7 @@ def _exit_violations(m: RankModel) -> Iterator[Violation]:
             ("exit", _where(m, node), _code(tree, tree.statement(node))),
             f"only {_ranks_text(m.launched(node))} {what} here, out of code that synchronises: the "
             "other ranks wait for it in their next collective (hang)",
+            node,
         )
 
 
