@@ -283,9 +283,11 @@ def _withdraw_unsafe(
     must be safe. A violation the output has and the input had not is pinned on the applied fix
     whose withdrawal removes it (found by bisection); a fix that cannot be pinned makes every
     fix go, and the file is left as it was with every finding reported."""
+    current, last, findings, applied = run
+    if not _broken(last, checks):
+        return current, last, findings  # nothing broken: no need to look at the input
     before = _broken(first, checks)
     banned: dict[FixKey, str] = {}
-    current, last, findings, applied = run
     for _ in range(len(applied) + 1):
         introduced = {k: v for k, v in _broken(last, checks).items() if k not in before}
         if not introduced:

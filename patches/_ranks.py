@@ -157,6 +157,8 @@ class RankModel:
         self._scopes: dict[int, cst.CSTNode] = {}
         self._truths: dict[tuple[int, str], bool | None] = {}
         self._assigns: dict[tuple[int, str], list[cst.BaseExpression]] | None = None
+        self._module_calls: list[cst.Call] | None = None
+        self._callers: dict[str, set[str]] | None = None
 
     # --- who runs what ---------------------------------------------------------------------
 
@@ -282,6 +284,33 @@ class RankModel:
             if not _fresh(self, name, outside, kind, [region]):
                 carried.add(name.value)
         return carried
+
+    def module_calls(self) -> list[cst.Call]:
+        """Calls of module functions by plain name (``train(...)``), in source order."""
+        if self._module_calls is None:
+            self._module_calls = [
+                c
+                for c in self.tree.nodes(cst.Call)
+                if isinstance(c.func, cst.Name) and c.func.value in self.functions
+            ]
+        return self._module_calls
+
+    def callers(self, name: str) -> set[str]:
+        """``name`` and every module function that calls it, transitively."""
+        if self._callers is None:
+            direct: dict[str, set[str]] = {}
+            for call in self.module_calls():
+                scope = self.scope(call)
+                if isinstance(scope, cst.FunctionDef):
+                    direct.setdefault(call.func.value, set()).add(scope.name.value)  # type: ignore[attr-defined]
+            self._callers = direct
+        found, pending = {name}, [name]
+        while pending:
+            for caller in self._callers.get(pending.pop(), ()):
+                if caller not in found:
+                    found.add(caller)
+                    pending.append(caller)
+        return found
 
     # --- files -----------------------------------------------------------------------------
 
@@ -661,24 +690,15 @@ def _may_follow(m: RankModel, write: cst.CSTNode, read: cst.CSTNode) -> bool:
     writer, reader = m.scope(write), m.scope(read)
     if writer is reader:
         return tree.after(read, write) or _shared_loop(tree, write, read)
-    holders = {writer.name.value} if isinstance(writer, cst.FunctionDef) else set()
-    changed = True
-    while changed:  # every module function that calls one that writes
-        changed = False
-        for name, function in m.functions.items():
-            if name in holders:
-                continue
-            if any(
-                isinstance(c.func, cst.Name) and c.func.value in holders for c in _calls(function)
-            ):
-                holders.add(name)
-                changed = True
+    if not isinstance(writer, cst.FunctionDef):
+        return False
+    holders = m.callers(writer.name.value)
     return any(
         isinstance(call.func, cst.Name)
         and call.func.value in holders
         and m.scope(call) is reader
         and (tree.after(read, call) or _shared_loop(tree, call, read))
-        for call in tree.nodes(cst.Call)
+        for call in m.module_calls()
     )
 
 
