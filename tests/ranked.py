@@ -59,10 +59,17 @@ class Ranked:
         """Every rank joined the process group and exited 0, and nothing hung."""
         return (
             not self.outcome.timed_out
-            and self.outcome.returncode == 0
+            and (self.outcome.returncode == 0 or self.teardown_abort)
             and len(self.records) == self.processes
             and all(r.exit_code == 0 and r.dist_rank is not None for r in self.records)
         )
+
+    @property
+    def teardown_abort(self) -> bool:
+        """gloo (torch 2.13) sometimes aborts a process after the script's own exit, while it
+        tears down a process group nobody destroyed ("terminate called without an active
+        exception"); the probe saw every rank exit 0 first. Not the script's doing."""
+        return "terminate called without an active exception" in self.log
 
     def param_hashes(self) -> dict[str, str]:
         """RANK → parameter hash, from the ``state-<pid>.json`` files the processes left."""

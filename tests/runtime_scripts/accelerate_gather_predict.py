@@ -81,6 +81,9 @@ def main():
 
     model_to_save = accelerator.unwrap_model(model)
     dump_state(args.output_dir, model_to_save)
+    # leave the process group cleanly (gloo may abort a process that exits inside it)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
 
 
 def dump_state(output_dir, model):
