@@ -9,7 +9,7 @@ or None for "depends on something else"), so that ``args.local_rank in [-1, 0] a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import libcst as cst
 
@@ -128,8 +128,15 @@ def truth(
                 return _signed(-1 in values, positive)  # no RANK: the local rank, -1
             return None  # not initialised: such tests are only reached behind a local_rank test
         return _signed(_member(kind, values), positive)
+    return logic(node, lambda term: truth(term, kind, known))
+
+
+def logic(
+    node: cst.BaseExpression, value: Callable[[cst.BaseExpression], bool | None]
+) -> bool | None:
+    """Three-valued ``and``/``or``/``not`` over ``value`` of the terms (None: depends)."""
     if isinstance(node, cst.BooleanOperation):
-        left, right = truth(node.left, kind, known), truth(node.right, kind, known)
+        left, right = value(node.left), value(node.right)
         if isinstance(node.operator, cst.And):
             if left is False or right is False:
                 return False
@@ -138,7 +145,7 @@ def truth(
             return True
         return False if left is False and right is False else None
     if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
-        inner = truth(node.expression, kind, known)
+        inner = value(node.expression)
         return None if inner is None else not inner
     return None
 
@@ -338,7 +345,7 @@ def flag_arguments(
     return values
 
 
-def _reached(
+def reached(
     node: cst.CSTNode, kind: int | None, known: Mapping[str, bool]
 ) -> Iterator[cst.CSTNode]:
     """The nodes below ``node`` that can run in a process of ``kind`` with ``known`` flags:
@@ -399,7 +406,7 @@ def _joins(
         # ``not evaluate`` in a loader without an ``evaluate`` parameter is always False.
         local = _rebound(current) | {p.name.value for p in _parameters(current)}
         defined = {name: True for name in functions if name not in local}
-        for node in _reached(current.body, kind, {**defined, **known}):
+        for node in reached(current.body, kind, {**defined, **known}):
             if isinstance(node, cst.Call):
                 if is_collective_call(node):
                     return True

@@ -33,7 +33,7 @@ from patcher.tree import Tree, children
 from patches._gates import OTHER as _OTHER
 from patches._gates import RANK0 as _RANK0
 from patches._gates import SINGLE as _SINGLE
-from patches._gates import calls_collectives, rank_zero_functions
+from patches._gates import calls_collectives, logic, rank_zero_functions
 from patches._gates import truth as _local_truth
 from patches._syntax import (
     BINDERS,
@@ -108,18 +108,8 @@ def truth(
     renamed = _rank_attr_comparison(node)
     if renamed is not None:
         return _local_truth(renamed, _as_global(kind), known)
-    if isinstance(node, cst.BooleanOperation):
-        left, right = truth(node.left, kind, known), truth(node.right, kind, known)
-        if isinstance(node.operator, cst.And):
-            if left is False or right is False:
-                return False
-            return True if left and right else None
-        if left is True or right is True:
-            return True
-        return False if left is False and right is False else None
-    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
-        inner = truth(node.expression, kind, known)
-        return None if inner is None else not inner
+    if isinstance(node, (cst.BooleanOperation, cst.UnaryOperation)):
+        return logic(node, lambda term: truth(term, kind, known))
     local = _local_truth(node, _as_local(kind), known)
     if kind == NODE0 and _mentions_global_rank(node):
         return _local_truth(node, _OTHER, known)

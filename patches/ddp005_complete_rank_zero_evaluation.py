@@ -30,12 +30,12 @@ do not count.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patcher.tree import Tree, children
+from patcher.tree import Tree
 from patches._gates import (
     SINGLE,
     flag_arguments,
@@ -43,6 +43,7 @@ from patches._gates import (
     local_names,
     rank_comparison,
     rank_zero_functions,
+    reached,
     truth,
 )
 from patches._syntax import (
@@ -135,28 +136,6 @@ def _data_collective(call: cst.Call) -> str | None:
     return None
 
 
-def _reachable(node: cst.CSTNode, known: Mapping[str, bool]) -> Iterator[cst.CSTNode]:
-    """Nodes below ``node`` that some process can run with the ``known`` flag values (a branch
-    whose test is False for those flags is dead whatever the rank). Like ``_gates._reached``
-    for any kind of process; kept here while _gates is being refactored."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        if current is not node and isinstance(current, _SCOPES):
-            continue
-        if isinstance(current, cst.If):
-            value = truth(current.test, None, known)
-            kids: list[cst.CSTNode] = [current.test]
-            if value is not False:
-                kids.append(current.body)
-            if value is not True and current.orelse is not None:
-                kids.append(current.orelse)
-        else:
-            kids = children(current)
-        stack.extend(reversed(kids))
-
-
 def _reached_functions(
     function: cst.FunctionDef, functions: dict[str, cst.FunctionDef], call: cst.Call | None
 ) -> Iterator[cst.CSTNode]:
@@ -170,7 +149,7 @@ def _reached_functions(
         if key in seen:
             continue
         seen.add(key)
-        for node in _reachable(current.body, known):
+        for node in reached(current.body, None, known):  # any process: dead flags only
             yield node
             if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
                 callee = functions.get(node.func.value)
