@@ -402,6 +402,22 @@ def _already_set(loop: cst.For, loader: str, aliases: set[str], builds: list[_Bu
     return False
 
 
+def _epoch_name(loop: cst.For) -> str | None:
+    """The loop's epoch counter: ``for epoch in ...``, or the index of ``for idx, _ in
+    enumerate(train_iterator)``."""
+    if isinstance(loop.target, cst.Name):
+        return loop.target.value
+    if (
+        isinstance(loop.target, cst.Tuple)
+        and loop.target.elements
+        and isinstance(loop.target.elements[0].value, cst.Name)
+        and isinstance(loop.iter, cst.Call)
+        and callee_name(loop.iter) == "enumerate"
+    ):
+        return loop.target.elements[0].value.value
+    return None
+
+
 def _evaluation_code(tree: Tree, node: cst.CSTNode) -> bool:
     """Inside an evaluate/test-like function: its sampler needs no reshuffle."""
     scope = tree.scope(node)
@@ -523,9 +539,7 @@ class SamplerSetEpoch(Rule):
         tree = ctx.tree
         analysis: _Analysis | None = None
         for loop in tree.nodes(cst.For):
-            if not isinstance(loop.target, cst.Name) or not isinstance(
-                loop.body, cst.IndentedBlock
-            ):
+            if _epoch_name(loop) is None or not isinstance(loop.body, cst.IndentedBlock):
                 continue
             if any(isinstance(a, cst.For) for a in tree.ancestors(loop)):
                 continue  # not an outermost loop
@@ -576,7 +590,7 @@ class SamplerSetEpoch(Rule):
         aliases: set[str],
     ) -> None:
         tree = ctx.tree
-        epoch = loop.target.value  # type: ignore[attr-defined]
+        epoch = _epoch_name(loop)
         if loader not in facts.builds:  # for batch in loaders["train"]
             if not any(True for _ in _set_epoch_receivers(loop)):
                 ctx.report(loop, self._cannot_tell(f"a DataLoader in {loader}", epoch))
