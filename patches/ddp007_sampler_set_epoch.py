@@ -57,7 +57,14 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Tree, walk
 from patches._ranks import OTHER, model
-from patches._syntax import BINDERS, bound_names, callee_name, dotted_name, preferred_quote
+from patches._syntax import (
+    BINDERS,
+    bound_names,
+    callee_name,
+    dominates,
+    dotted_name,
+    preferred_quote,
+)
 
 SAMPLER = "DistributedSampler"
 LOADER = "DataLoader"
@@ -613,6 +620,10 @@ class SamplerSetEpoch(Rule):
                     return
                 call = self._call(tree, build.sampler or f"{loader}.sampler", epoch)
                 replacements[build.line] = Around(after=(call,))
+            top = self._top_receiver(tree, loop, loader, facts, builds, in_loop)
+            if top is not None:  # also built before the loop: epochs that skip the rebuild
+                first_statement = loop.body.body[0]
+                replacements[first_statement] = Around(before=(self._call(tree, top, epoch),))
             first = in_loop[0]
             receiver = first.sampler or f"{loader}.sampler"
             ctx.fix(
@@ -640,6 +651,28 @@ class SamplerSetEpoch(Rule):
             "shuffle",
             {loop: loop.with_changes(body=body)},
         )
+
+    @staticmethod
+    def _top_receiver(
+        tree: Tree,
+        loop: cst.For,
+        loader: str,
+        facts: _Scope,
+        builds: list[_Build],
+        in_loop: list[_Build],
+    ) -> str | None:
+        """What to call ``set_epoch`` on at the top of the loop when the loader is built
+        before it as well as (maybe conditionally) inside it; None when not needed or unsafe."""
+        before = [b for b in builds if not tree.contains(loop, b.assign)]
+        if not before or any(dominates(tree, b.assign, loop.body.body[-1]) for b in in_loop):
+            return None  # rebuilt every epoch: the calls after each build suffice
+        samplers = {b.sampler for b in before}
+        sampler = next(iter(samplers)) if len(samplers) == 1 else None
+        if sampler is not None and _bound_at(tree, sampler, loop):
+            return sampler
+        if loader in facts.plain and _bound_at(tree, loader, loop):
+            return f"{loader}.sampler"
+        return None
 
     @staticmethod
     def _call(tree: Tree, receiver: str, epoch: str) -> cst.BaseStatement:
