@@ -7,6 +7,14 @@ raises. The rule keeps every GPU path exactly as it was and adds the CPU alterna
 ``set_device`` runs only when CUDA is available, the device falls back to ``torch.device("cpu")``
 and the backend to ``"gloo"``. On a multi-GPU machine the patched script behaves as before (NCCL,
 one device per rank).
+
+Some forks steer CPU machines away from the distributed branch instead: ``if args.local_rank ==
+-1 or args.no_cuda or not torch.cuda.is_available(): <device only> else: <init_process_group>``.
+Launched on the CPU, every rank then skips the process group while its rank still drives
+``barrier()`` and ``DistributedSampler`` calls ("Default process group has not been
+initialized"). The rule drops the ``not torch.cuda.is_available()`` term from such a test, so
+launched ranks set up the group, with the CPU and gloo fallbacks above; a single process
+(``local_rank == -1``) takes the same branch as before.
 """
 
 from __future__ import annotations
@@ -15,10 +23,13 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree
+from patches._gates import rank_comparison
 from patches._syntax import (
     callee_name,
+    calls_in,
     dotted_name,
     import_fix,
+    is_cuda_check,
     mentions_cuda_check,
     string_value,
 )
@@ -36,6 +47,37 @@ def _checked(tree: Tree, node: cst.CSTNode) -> bool:
     return False
 
 
+def _or_terms(node: cst.BaseExpression) -> list[cst.BaseExpression]:
+    if isinstance(node, cst.BooleanOperation) and isinstance(node.operator, cst.Or):
+        return _or_terms(node.left) + _or_terms(node.right)
+    return [node]
+
+
+def _without_cpu_escape(gate: cst.If) -> cst.BaseExpression | None:
+    """``local_rank == -1 or ... or not torch.cuda.is_available()`` whose ``else`` sets up the
+    process group → the same test without the CUDA term; None for any other ``if``."""
+    if not isinstance(gate.orelse, cst.Else) or gate.test.lpar:
+        return None
+    terms = _or_terms(gate.test)
+    escapes = [
+        t
+        for t in terms
+        if isinstance(t, cst.UnaryOperation)
+        and isinstance(t.operator, cst.Not)
+        and is_cuda_check(t.expression)
+    ]
+    single = [t for t in terms if (found := rank_comparison(t)) and found[1] == frozenset({-1})]
+    if len(escapes) != 1 or not single or len(terms) < 2:
+        return None
+    if not any(callee_name(c) == "init_process_group" for c in calls_in(gate.orelse.body)):
+        return None
+    rest = [t for t in terms if t is not escapes[0]]
+    test = rest[0]
+    for term in rest[1:]:
+        test = cst.BooleanOperation(left=test, operator=cst.Or(), right=term)
+    return test
+
+
 def _expression(code: str, module: cst.Module) -> cst.BaseExpression:
     return cst.parse_expression(code, config=module.config_for_parsing)
 
@@ -45,7 +87,7 @@ class DistributedSetupOnCpu(Rule):
     name = "distributed-setup-on-cpu"
     summary = "NCCL backend, cuda device and set_device fall back to gloo/CPU without CUDA."
     rationale = __doc__
-    settles = True
+    settles = False  # dropping a CPU escape exposes the distributed branch to the fixes above
     triggers = ("nccl", "set_device", '"cuda"', "'cuda'")
     examples = (
         Example(
@@ -78,6 +120,15 @@ class DistributedSetupOnCpu(Rule):
         tree = ctx.tree
         module = tree.module
         needs_torch = import_fix(module, "torch")
+        for gate in tree.nodes(cst.If):
+            kept = _without_cpu_escape(gate)
+            if kept is not None:
+                ctx.fix(
+                    gate,
+                    "without CUDA this test sends launched ranks past init_process_group: let "
+                    "them set up the process group (on gloo and the CPU)",
+                    {gate.test: kept},
+                )
         for call in tree.nodes(cst.Call):
             name = callee_name(call)
             if name == "init_process_group":
