@@ -26,6 +26,11 @@ that carries data (``all_gather``/``all_reduce`` of per-shard predictions, accel
 ``gather_for_metrics``/``reduce``), in the function or on its result in the caller: with a
 SequentialSampler it would gather every prediction world_size times. Barriers carry no data and
 do not count.
+
+A function that only every rank runs, through the same choice, and that writes files (a
+representation dump, a test pass) is reported: each rank writes its own shard to the same path
+and the last writer wins. Which fix is right (rank 0 alone, or gathering the shards) depends on
+what the callers need.
 """
 
 from __future__ import annotations
@@ -370,4 +375,17 @@ class CompleteRankZeroEvaluation(Rule):
                     "example in order and every rank computes the same full metrics (a "
                     f"{DISTRIBUTED} gives each 1/world_size of the data, shuffled){writes}",
                     {node: lone},
+                )
+            elif (
+                function in functions
+                and sampler == "SequentialSampler"
+                and _writes(functions[function], functions)
+                and not _shard_collective(tree, functions[function], functions, [])
+            ):
+                ctx.report(
+                    node,
+                    f"{function}() runs on every rank through a {DISTRIBUTED} shard and writes "
+                    "files: each rank writes its own shard to the same path and the last one "
+                    f"wins. Run it on rank 0 alone (with the {sampler}), or gather the shards "
+                    "before writing",
                 )
