@@ -42,6 +42,7 @@ from patches._syntax import (
     dominates,
     dotted_name,
     is_collective_call,
+    is_read,
     is_save_call,
     module_functions,
     string_value,
@@ -259,7 +260,7 @@ class RankModel:
                 continue
             if self.tree.contains(region, name) or self.scope(name) is not scope:
                 continue
-            if not _is_read(self.tree, name):
+            if not is_read(self.tree, name):
                 continue
             if self.tree.order(name) < self.tree.order(region) and not _shared_loop(
                 self.tree, region, name
@@ -397,49 +398,6 @@ def _binding_sites(m: RankModel) -> dict[tuple[int, str], list[cst.CSTNode]]:
     return sites
 
 
-def _is_read(tree: Tree, name: cst.Name) -> bool:
-    parent = tree.parent(name)
-    if isinstance(parent, cst.Attribute) and parent.attr is name:
-        return False
-    if isinstance(parent, cst.Arg) and parent.keyword is name:
-        return False
-    if isinstance(parent, (*_SCOPES, cst.Param, cst.ImportAlias, cst.AsName)):
-        return False
-    if isinstance(parent, (cst.AssignTarget, cst.For)):
-        return False
-    if isinstance(parent, (cst.Element, cst.StarredElement)) and _in_target(tree, parent):
-        return False
-    return not _comprehension_variable(tree, name)
-
-
-_COMPREHENSIONS = (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)
-
-
-def _comprehension_variable(tree: Tree, name: cst.Name) -> bool:
-    """Whether ``name`` is a comprehension's own variable (``f`` in ``[f.x for f in fs]``)."""
-    for ancestor in tree.ancestors(name):
-        if isinstance(ancestor, _SCOPES):
-            return False
-        if isinstance(ancestor, _COMPREHENSIONS):
-            clause: cst.CompFor | None = ancestor.for_in
-            while clause is not None:
-                if any(
-                    isinstance(n, cst.Name) and n.value == name.value for n in _walk(clause.target)
-                ):
-                    return True
-                clause = clause.inner_for_in
-    return False
-
-
-def _in_target(tree: Tree, node: cst.CSTNode) -> bool:
-    for ancestor in tree.ancestors(node):
-        if isinstance(ancestor, (cst.AssignTarget, cst.For)):
-            return True
-        if not isinstance(ancestor, (cst.Tuple, cst.List, cst.Element, cst.StarredElement)):
-            return False
-    return False
-
-
 def _binding_violations(m: RankModel) -> Iterator[Violation]:
     """A name that some launched ranks bind and others never bind, read by those others."""
     tree = m.tree
@@ -465,7 +423,7 @@ def _binding_violations(m: RankModel) -> Iterator[Violation]:
     for name in tree.nodes(cst.Name):
         scope = m.scope(name)
         kinds = partial.get((id(scope), name.value))
-        if not kinds or not _is_read(tree, name):
+        if not kinds or not is_read(tree, name):
             continue
         bindings = [
             b

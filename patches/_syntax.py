@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from patcher.tree import Around
+from patcher.tree import Around, Tree
 from patcher.tree import walk as tree_walk
 
 LOCAL_RANK = "local_rank"
@@ -27,7 +27,8 @@ _EVAL_NAME = re.compile(
 _SAVE_NAME = re.compile(r"^(?:save|save_\w+|\w+_save|dump|savez\w*|to_csv|to_json)$")
 #: Constructs that bind names (``bound_names`` says which).
 BINDERS = (cst.AssignTarget, cst.AnnAssign, cst.AugAssign, cst.For, cst.AsName, cst.Param)
-_COLLECTIVES = frozenset(
+#: ``torch.distributed`` collectives (every rank of the group must call them).
+COLLECTIVES = frozenset(
     {
         "all_reduce",
         "all_gather",
@@ -41,6 +42,7 @@ _COLLECTIVES = frozenset(
         "gather",
         "gather_object",
         "scatter",
+        "scatter_object_list",
         "reduce_scatter",
         "all_to_all",
     }
@@ -205,7 +207,7 @@ def is_collective_call(call: cst.Call) -> bool:
     receiver = dotted_name(call.func.value) if isinstance(call.func, cst.Attribute) else None
     if receiver is None or name is None:
         return False
-    if name in _COLLECTIVES and ("dist" in receiver or receiver.endswith("accelerator")):
+    if name in COLLECTIVES and ("dist" in receiver or receiver.endswith("accelerator")):
         return True
     last = receiver.rsplit(".", 1)[-1].lower()
     return any(
@@ -357,3 +359,50 @@ def global_rank(rank: cst.BaseExpression, quote: str) -> cst.Call:
         ],
     )
     return cst.Call(cst.Name("int"), [cst.Arg(lookup)])
+
+
+_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
+
+def is_read(tree: Tree, name: cst.Name) -> bool:
+    """Whether ``name`` reads a variable of its function: not an attribute, keyword, definition,
+    import, assignment or loop target, nor a comprehension's own variable (``x += 1`` reads)."""
+    parent = tree.parent(name)
+    if isinstance(parent, cst.Attribute) and parent.attr is name:
+        return False
+    if isinstance(parent, cst.Arg) and parent.keyword is name:
+        return False
+    if isinstance(parent, (*_SCOPES, cst.Param, cst.ImportAlias, cst.AsName, cst.NameItem)):
+        return False
+    if isinstance(parent, (cst.AssignTarget, cst.For)):
+        return False
+    if isinstance(parent, (cst.Element, cst.StarredElement)) and _in_target(tree, parent):
+        return False
+    return not _comprehension_variable(tree, name)
+
+
+_COMPREHENSIONS = (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)
+
+
+def _comprehension_variable(tree: Tree, name: cst.Name) -> bool:
+    """Whether ``name`` is a comprehension's own variable (``f`` in ``[f.x for f in fs]``)."""
+    for ancestor in tree.ancestors(name):
+        if isinstance(ancestor, _SCOPES):
+            return False
+        if isinstance(ancestor, _COMPREHENSIONS):
+            clause: cst.CompFor | None = ancestor.for_in
+            while clause is not None:
+                targets = tree_walk(clause.target)
+                if any(isinstance(n, cst.Name) and n.value == name.value for n in targets):
+                    return True
+                clause = clause.inner_for_in
+    return False
+
+
+def _in_target(tree: Tree, node: cst.CSTNode) -> bool:
+    for ancestor in tree.ancestors(node):
+        if isinstance(ancestor, (cst.AssignTarget, cst.For)):
+            return True
+        if not isinstance(ancestor, (cst.Tuple, cst.List, cst.Element, cst.StarredElement)):
+            return False
+    return False

@@ -67,6 +67,7 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
 from patches._syntax import (
+    COLLECTIVES,
     callee_name,
     dotted_name,
     import_fix,
@@ -303,30 +304,9 @@ _SETUP_HELPER = re.compile(
     r"(?:init|setup|set_up|^set)_?\w*?(?:dist|ddp)|(?:dist|ddp)\w*?(?:init|setup)", re.IGNORECASE
 )
 _QUERY_PREFIXES = ("is_", "get_", "has_", "check_")
-#: torch.distributed functions that raise without a default process group.
-_NEEDS_GROUP = frozenset(
-    {
-        "get_world_size",
-        "get_rank",
-        "get_backend",
-        "barrier",
-        "monitored_barrier",
-        "new_group",
-        "all_reduce",
-        "all_gather",
-        "all_gather_object",
-        "all_gather_into_tensor",
-        "broadcast",
-        "broadcast_object_list",
-        "reduce",
-        "gather",
-        "gather_object",
-        "scatter",
-        "scatter_object_list",
-        "reduce_scatter",
-        "all_to_all",
-    }
-)
+#: torch.distributed functions that raise without a default process group: the collectives
+#: and the queries of the group.
+_NEEDS_GROUP = COLLECTIVES | {"get_world_size", "get_rank", "get_backend", "new_group"}
 
 
 def _defined_names(tree: Tree) -> set[str]:

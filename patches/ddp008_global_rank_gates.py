@@ -66,6 +66,7 @@ from patches._syntax import (
     is_collective_call,
     is_eval_call,
     is_local_rank,
+    is_read,
     is_save_call,
     preferred_quote,
     string_value,
@@ -173,17 +174,6 @@ def _global_around(tree: Tree, gate: cst.If) -> bool:
 # --- names a gate binds and reads --------------------------------------------------------------
 
 
-def _is_read(tree: Tree, name: cst.Name) -> bool:
-    parent = tree.parent(name)
-    if isinstance(parent, cst.Attribute) and parent.attr is name:
-        return False
-    if isinstance(parent, cst.Arg) and parent.keyword is name:
-        return False
-    if isinstance(parent, (cst.Param, cst.FunctionDef, cst.ClassDef)) and parent.name is name:
-        return False
-    return not isinstance(parent, (cst.ImportAlias, cst.AsName, cst.NameItem))
-
-
 _BINDING = frozenset((*BINDERS, cst.NamedExpr))
 _DEFINING = frozenset((cst.FunctionDef, cst.ClassDef))
 _IMPORTS = frozenset((cst.Import, cst.ImportFrom))
@@ -226,7 +216,7 @@ def _names(tree: Tree, gate: cst.If) -> tuple[frozenset[str], frozenset[str]]:
                     bind(bound.value, node)
     reads = set()
     for name in names:
-        if name.value in own or name.value in reads or not _is_read(tree, name):
+        if name.value in own or name.value in reads or not is_read(tree, name):
             continue
         bound_at = first.get(name.value)
         if id(name) in binding:  # x += 1 reads x (other bindings only bind)
