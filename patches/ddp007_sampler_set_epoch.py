@@ -609,9 +609,9 @@ class SamplerSetEpoch(Rule):
         ]
         if not builds or _already_set(loop, loader, aliases, builds):
             return
-        in_loop = [
-            b for b in builds if tree.contains(loop, b.assign) and tree.after(inner, b.assign)
-        ]
+        # every build inside the loop, also one that feeds a second inner loop further down
+        # (a task loop in an ``else`` branch): right after a build the sampler is bound
+        in_loop = [b for b in builds if tree.contains(loop, b.assign)]
         if in_loop:  # right after each build: the sampler has just been evaluated
             replacements: dict[cst.CSTNode, Around] = {}
             for build in in_loop:
