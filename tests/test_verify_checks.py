@@ -175,6 +175,19 @@ def test_argparse_error_is_quoted_from_the_log(tmp_path: Path) -> None:
     )
 
 
+def test_gloo_teardown_abort_after_clean_exits_is_not_the_scripts(tmp_path: Path) -> None:
+    log = "rank 0: last loss 0.1\nterminate called without an active exception\nChildFailedError\n"
+    records = _healthy(tmp_path)
+    rows = _rows(_run(tmp_path, records, returncode=1, log_tail=log))
+    assert rows["every rank exited 0"].ok
+    assert rows["every rank exited 0"].evidence.startswith(
+        "2 of 2 exited 0; then gloo aborted a rank while tearing down"
+    )
+    # without that line a failing launcher still fails the row
+    rows = _rows(_run(tmp_path, records, returncode=1, log_tail="ChildFailedError\n"))
+    assert rows["every rank exited 0"].evidence == "the launcher exited with code 1"
+
+
 def test_duplicate_checkpoint_writer(tmp_path: Path) -> None:
     records = _healthy(tmp_path)
     records[1].writes.append((str(tmp_path / "ckpt" / "model.bin"), "torch.save"))

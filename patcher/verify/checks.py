@@ -167,6 +167,12 @@ def _root_cause(records: Sequence[RankRecord]) -> RankRecord | None:
     return min(failed, key=key)
 
 
+#: What a rank prints when gloo (torch 2.13) aborts it in the process group's teardown, after the
+#: script has exited 0; seen about once in 30 CPU runs, with or without destroy_process_group().
+TEARDOWN_ABORT = "terminate called without an active exception"
+_TORCH = "a torch/gloo fault after the script's own exit, not the script's"
+
+
 def exited_cleanly(run: Run, expect: Expectations) -> Row:
     name = "every rank exited 0"
     root = _root_cause(run.records)
@@ -192,9 +198,13 @@ def exited_cleanly(run: Run, expect: Expectations) -> Row:
             return Row(name, False, f"{record.label} exited with code {record.exit_code}{detail}")
     if run.timed_out:
         return Row(name, False, "killed after the timeout")
+    exited = f"{len(run.records)} of {len(run.records)} exited 0"
+    if run.returncode != 0 and TEARDOWN_ABORT in run.log_tail:
+        # every rank's own exit was 0 (above); the abort came later, inside gloo's teardown
+        return Row(name, True, f"{exited}; then gloo aborted a rank while tearing down ({_TORCH})")
     if run.returncode != 0:
         return Row(name, False, f"the launcher exited with code {run.returncode}")
-    return Row(name, True, f"{len(run.records)} of {len(run.records)} exited 0, no traceback")
+    return Row(name, True, f"{exited}, no traceback")
 
 
 def _not_comparable(run: Run, expect: Expectations) -> str | None:
