@@ -394,8 +394,22 @@ def _joins(
     kind: int | None,
     flags: dict[str, bool],
 ) -> bool:
+    return any(
+        isinstance(node, cst.Call) and is_collective_call(node)
+        for node in reached_through_calls(function, functions, kind, flags)
+    )
+
+
+def reached_through_calls(
+    function: cst.FunctionDef,
+    functions: dict[str, cst.FunctionDef],
+    kind: int | None,
+    flags: Mapping[str, bool],
+) -> Iterator[cst.CSTNode]:
+    """Every node a process of ``kind`` can run in ``function`` called with ``flags`` and,
+    transitively, in the module functions it calls (literal flag arguments followed)."""
     seen: set[tuple[str, frozenset[tuple[str, bool]]]] = set()
-    pending = [(function, flags)]
+    pending: list[tuple[cst.FunctionDef, Mapping[str, bool]]] = [(function, flags)]
     while pending:
         current, known = pending.pop()
         key = (current.name.value, frozenset(known.items()))
@@ -407,11 +421,8 @@ def _joins(
         local = _rebound(current) | {p.name.value for p in _parameters(current)}
         defined = {name: True for name in functions if name not in local}
         for node in reached(current.body, kind, {**defined, **known}):
-            if isinstance(node, cst.Call):
-                if is_collective_call(node):
-                    return True
-                name = callee_name(node)
-                if isinstance(node.func, cst.Name) and name in functions:
-                    callee = functions[name]
+            yield node
+            if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
+                callee = functions.get(node.func.value)
+                if callee is not None:
                     pending.append((callee, flag_arguments(callee, node, known)))
-    return False

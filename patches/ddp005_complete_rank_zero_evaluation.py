@@ -48,7 +48,7 @@ from patches._gates import (
     local_names,
     rank_comparison,
     rank_zero_functions,
-    reached,
+    reached_through_calls,
     truth,
 )
 from patches._syntax import (
@@ -144,22 +144,9 @@ def _data_collective(call: cst.Call) -> str | None:
 def _reached_functions(
     function: cst.FunctionDef, functions: dict[str, cst.FunctionDef], call: cst.Call | None
 ) -> Iterator[cst.CSTNode]:
-    """Every node ``call`` runs in ``function`` and, transitively, in the module functions it
-    calls (literal flag arguments followed, as in ``_gates.calls_collectives``)."""
-    seen: set[tuple[str, frozenset[tuple[str, bool]]]] = set()
-    pending = [(function, flag_arguments(function, call, {}))]
-    while pending:
-        current, known = pending.pop()
-        key = (current.name.value, frozenset(known.items()))
-        if key in seen:
-            continue
-        seen.add(key)
-        for node in reached(current.body, None, known):  # any process: dead flags only
-            yield node
-            if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
-                callee = functions.get(node.func.value)
-                if callee is not None:
-                    pending.append((callee, flag_arguments(callee, node, known)))
+    """Every node ``call`` runs in ``function`` and the module functions it calls, in any
+    process (only branches dead for the flags are left out)."""
+    return reached_through_calls(function, functions, None, flag_arguments(function, call, {}))
 
 
 def _every_rank_calls(tree: Tree, names: set[str], only: set[str]) -> dict[str, list[cst.Call]]:
