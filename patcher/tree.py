@@ -108,16 +108,37 @@ def children(node: cst.CSTNode) -> list[cst.CSTNode]:
     return out
 
 
+_WALKS: dict[tuple[int, bool], tuple[cst.CSTNode, list[cst.CSTNode]]] = {}
+_WALKS_KEPT = 50_000
+_SCOPE_TYPES = frozenset(_SCOPES)
+
+
 def walk(node: cst.CSTNode, *, into_scopes: bool = True) -> Iterator[cst.CSTNode]:
     """``node`` and its descendants in source order; ``into_scopes=False`` does not enter
-    nested functions, classes and lambdas (their bodies run elsewhere)."""
+    nested functions, classes and lambdas (their bodies run elsewhere).
+
+    Rules walk the same subtrees again and again (a gate's body for calls, then for names);
+    nodes are immutable, so a walk is kept, keyed by identity and holding the node so the key
+    cannot be reused, until many are kept."""
+    key = (id(node), into_scopes)
+    kept = _WALKS.get(key)
+    if kept is not None and kept[0] is node:
+        return iter(kept[1])
+    found: list[cst.CSTNode] = []
     stack = [node]
+    scopes = _SCOPE_TYPES
     while stack:
         current = stack.pop()
-        yield current
-        if current is not node and not into_scopes and isinstance(current, _SCOPES):
+        found.append(current)
+        if not into_scopes and current is not node and type(current) in scopes:
             continue
-        stack.extend(reversed(children(current)))
+        kids = children(current)
+        kids.reverse()
+        stack.extend(kids)
+    if len(_WALKS) >= _WALKS_KEPT:
+        _WALKS.clear()
+    _WALKS[key] = (node, found)
+    return iter(found)
 
 
 class Tree:
@@ -133,6 +154,7 @@ class Tree:
         self._lines: dict[int, tuple[int, int]] | None = None
         self._indexed = False
         self._queries: dict[tuple[type, ...], list[cst.CSTNode]] = {}
+        self._scopes: dict[int, cst.FunctionDef | cst.Module] = {}
 
     def _index(self) -> None:
         """Walk the tree once; done on the first question, not on construction."""
@@ -204,11 +226,18 @@ class Tree:
         return any(a is outer for a in self.ancestors(inner))
 
     def scope(self, node: cst.CSTNode) -> cst.FunctionDef | cst.Module:
-        """The function whose frame runs ``node`` (the module for top-level code)."""
-        for ancestor in self.ancestors(node):
-            if isinstance(ancestor, cst.FunctionDef):
-                return ancestor
-        return self.module
+        """The function whose frame runs ``node`` (the module for top-level code); kept."""
+        found = self._scopes.get(id(node))
+        if found is None:
+            parent = self.parent(node)
+            if parent is None:
+                found = self.module
+            elif type(parent) is cst.FunctionDef:
+                found = parent
+            else:
+                found = self.scope(parent)
+            self._scopes[id(node)] = found
+        return found
 
     def statement(self, node: cst.CSTNode) -> cst.CSTNode:
         """The innermost statement containing ``node`` (itself if it is one)."""
