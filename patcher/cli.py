@@ -292,9 +292,16 @@ def explain(code: str = typer.Argument(..., help="A rule code (DDP003) or name."
     epilog="Exit codes: 0 every check passed; 1 a check failed; 2 usage or setup error.",
 )
 def verify(
-    script: Path = typer.Argument(..., metavar="SCRIPT", help="The training script to run."),
+    script: Path = typer.Argument(
+        ...,
+        metavar="SCRIPT",
+        help="The training script, or the launch script (run.sh) that starts it, or (after --) "
+        "the launch command itself: accelerate launch / torchrun / python ... run.py ...",
+    ),
     script_args: Optional[List[str]] = typer.Argument(  # noqa: UP006, UP045
-        None, metavar="[-- SCRIPT ARGS...]", help="Extra arguments for the script (after --)."
+        None,
+        metavar="[-- ARGS...]",
+        help="Extra arguments for the script (after --); for run.sh, its $1, $2, ...",
     ),
     gpus: int = typer.Option(
         2, "--gpus", help="Ranks per node (on the CPU with gloo when there are fewer GPUs)."
@@ -336,8 +343,17 @@ def verify(
     unknown = sorted(set(health or []) - {"sentinel"})
     if unknown:
         raise _fail(f"unknown --health check(s): {', '.join(unknown)} (known: sentinel)")
-    _, rules = _configured_rules([script], select, ignore)
+    from patcher.verify.launchline import LAUNCHERS
+
+    launch_line: Path | list[str] | None = None
+    if script.suffix == ".sh":
+        launch_line = script
+    elif not script.exists() and script.name in LAUNCHERS:
+        launch_line = [str(script), *(script_args or [])]
+        script_args = []
+    _, rules = _configured_rules([script if launch_line is None else Path.cwd()], select, ignore)
     options = command.Options(
+        launch_line=launch_line,
         script=script,
         ranks=gpus,
         nodes=nodes,

@@ -120,10 +120,23 @@ def test_alone_process_that_crashed_before_training_is_the_cause(tmp_path: Path)
         record.steps = 0
     records[0].exception = Exception_("ValueError", "bad --model_type", "tb")
     rows = _rows(_run(tmp_path, records, returncode=1))
-    assert rows["ranks joined"].evidence.endswith(
-        "(pid 1000 (LOCAL_RANK=0, ran as rank -1) raised ValueError: bad --model_type before "
-        "joining)"
+    assert rows["ranks joined"].evidence == (
+        "rank 0 raised ValueError: bad --model_type before it could set up distribution"
     )
+
+
+def test_a_missing_module_is_named_as_the_cause_with_its_package(tmp_path: Path) -> None:
+    records = _alone(tmp_path)
+    for record in records:
+        record.steps = 0
+        record.exception = Exception_("ModuleNotFoundError", "No module named 'fairseq'", "tb")
+    records[1].exception = Exception_("ModuleNotFoundError", "No module named 'sklearn'", "tb")
+    rows = _rows(_run(tmp_path, records, returncode=1))
+    assert rows["ranks joined"].evidence == (
+        "rank 0 failed at import: No module named 'fairseq' (pip install fairseq, or a module of "
+        "the script's repository not beside it)"
+    )
+    assert checks.verdict(list(rows.values())).startswith("FAIL: ranks joined: rank 0 failed at")
 
 
 def test_a_process_that_never_started(tmp_path: Path) -> None:
@@ -170,8 +183,14 @@ def test_argparse_error_is_quoted_from_the_log(tmp_path: Path) -> None:
         record.steps = 0
     log = "usage: run.py [-h]\nrun.py: error: unrecognized arguments: --local-rank=0\n"
     rows = _rows(_run(tmp_path, records, returncode=1, log_tail=log))
-    assert rows["ranks joined"].evidence.endswith(
-        "exited with code 2 before joining: run.py: error: unrecognized arguments: --local-rank=0)"
+    assert rows["ranks joined"].evidence == (
+        "run.py: error: unrecognized arguments: --local-rank=0"
+    )
+    run = _run(tmp_path, records, returncode=1, log_tail=log)
+    run.script_args = ("--output_dir=/o", "--do_train", "--epoch", "1")
+    assert checks.ranks_joined(run, checks.Expectations(ranks=2)).evidence == (
+        "run.py: error: unrecognized arguments: --local-rank=0 "
+        "(verify passed --do_train, --epoch, --output_dir)"
     )
 
 

@@ -153,7 +153,10 @@ def test_original_second_target_names_the_import_error(cache: Path) -> None:
     code, report = verify(cache, CLONE, "--original", "--target", "example-clone-detection")
     assert code == 1
     assert report["identified_by"] == "--target"
-    assert "raised ModuleNotFoundError: No module named 'tensorboardX'" in report["verdict"]
+    assert report["verdict"] == (
+        "FAIL: ranks joined: rank 0 failed at import: No module named 'tensorboardX' "
+        "(pip install tensorboardX)"
+    )
 
 
 def test_a_hang_is_killed_with_stacks_and_no_survivors(cache: Path, tmp_path: Path) -> None:
@@ -299,3 +302,81 @@ def test_an_unwritable_output_directory_has_a_clear_cause(cache: Path, tmp_path:
     assert "rank 0 raised" in report["verdict"]
     assert "FileNotFoundError" in report["verdict"] or "PermissionError" in report["verdict"]
     assert blocked in report["verdict"]
+
+
+def test_a_codegpt_command_runs_on_a_tiny_gpt2(cache: Path) -> None:
+    """The family comes from the user's own command (``--model_type=gpt2`` and a CodeGPT id),
+    sizes are shrunk, unknown-to-verify flags stay, and the model id becomes the tiny GPT-2."""
+    codegpt = "microsoft/CodeGPT-small-java-adaptedGPT2"
+    code, report = verify(
+        cache,
+        CLONE,
+        "--",
+        "--model_type=gpt2",
+        f"--model_name_or_path={codegpt}",
+        "--block_size",
+        "1024",
+        "--train_batch_size",
+        "8",
+    )
+    assert code == 0, report["verdict"] + "\n" + report["log_tail"]
+    assert report["family"] == "gpt2"
+    args = report["script_args"]
+    assert "--model_type=gpt2" in args and not any(codegpt in a for a in args)
+    assert args[args.index("--block_size") + 1] == "32"
+    assert args[args.index("--train_batch_size") + 1] == "2"
+    assert [a for a in args if a.startswith("--model_name_or_path")] == [
+        f"--model_name_or_path={Path(a.partition('=')[2])}"
+        for a in args
+        if a.startswith("--model_name_or_path") and "gpt2-" in a
+    ]
+    assert report["command"][-len(args) :] == args
+
+
+def test_a_users_run_sh_verifies_with_its_own_flags(cache: Path, tmp_path: Path) -> None:
+    """An auto-scaling run.sh (GPU count from nvidia-smi, accumulation from shell arithmetic,
+    the model id from $1) is read with stand-in launchers and run with its own flags."""
+    code_dir = tmp_path / "code"
+    code_dir.mkdir()
+    (code_dir / "run.sh").write_text(
+        "#!/bin/bash\n"
+        "NUM_GPUS=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)\n"
+        "ACCUM_STEPS=$(( 16 / NUM_GPUS / 8 ))\n"
+        "MODEL=${1:-microsoft/codebert-base}\n"
+        "mkdir -p saved_models\n"
+        f"accelerate launch --multi_gpu --num_processes $NUM_GPUS {CLONE} \\\n"
+        "    --output_dir=./saved_models --model_type=gpt2 --model_name_or_path=$MODEL \\\n"
+        "    --do_train --do_eval --do_test --train_data_file=../dataset/train.txt \\\n"
+        "    --eval_data_file=../dataset/valid.txt --test_data_file=../dataset/test.txt \\\n"
+        "    --epoch 2 --block_size 1024 --train_batch_size 8 --eval_batch_size 16 \\\n"
+        "    --evaluate_during_training --seed 7 2>&1 | tee train.log\n"
+    )
+    code, report = verify(
+        cache, code_dir / "run.sh", "--", "microsoft/CodeGPT-small-java-adaptedGPT2"
+    )
+    assert code == 0, report["verdict"] + "\n" + report["log_tail"]
+    assert report["launch_line"]["script"] == str(CLONE)
+    assert report["launch_line"]["processes"] == 2
+    assert report["family"] == "gpt2"  # from the user's --model_type and $1
+    args = report["script_args"]
+    assert args[args.index("--seed") + 1] == "7"  # the user's own value stays
+    assert args[args.index("--block_size") + 1] == "32"
+    assert sorted(p.name for p in code_dir.iterdir()) == ["run.sh"]  # nothing written here
+
+
+def test_a_launcher_command_after_double_dash(cache: Path) -> None:
+    code, report = verify(
+        cache,
+        "--",
+        "torchrun",
+        "--nproc_per_node=8",
+        CLONE,
+        "--output_dir=out",
+        "--model_name_or_path=microsoft/codebert-base",
+        "--do_train",
+        "--do_eval",
+        "--do_test",
+    )
+    assert code == 0, report["verdict"] + "\n" + report["log_tail"]
+    assert report["launch_line"]["command"].startswith("torchrun --nproc_per_node=8 ")
+    assert report["family"] == "roberta" and report["ranks"] == 2

@@ -7,7 +7,8 @@ class PairHead(nn.Module):
     def __init__(self, config):
         super(PairHead, self).__init__()
         self.dense = nn.Linear(config.hidden_size * 2, config.hidden_size)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        # RoBERTa names it hidden_dropout_prob, GPT-2 resid_pdrop
+        self.dropout = nn.Dropout(getattr(config, 'hidden_dropout_prob', None) or config.resid_pdrop)
         self.out_proj = nn.Linear(config.hidden_size, 2)
 
     def forward(self, features):

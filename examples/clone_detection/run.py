@@ -21,11 +21,17 @@ except:
     from tensorboardX import SummaryWriter
 
 from transformers import (AdamW, get_linear_schedule_with_warmup,
-                          RobertaConfig, RobertaModel, RobertaTokenizer)
+                          RobertaConfig, RobertaModel, RobertaTokenizer,
+                          GPT2Config, GPT2Model, GPT2Tokenizer)
 
 from model import Model
 
 logger = logging.getLogger(__name__)
+
+MODEL_CLASSES = {
+    'roberta': (RobertaConfig, RobertaModel, RobertaTokenizer),  # CodeBERT
+    'gpt2': (GPT2Config, GPT2Model, GPT2Tokenizer),  # CodeGPT
+}
 
 
 class PairExample(object):
@@ -38,7 +44,9 @@ class PairExample(object):
 
 def encode_function(code, tokenizer, block_size):
     tokens = tokenizer.tokenize(' '.join(code.split()))[:block_size - 2]
-    tokens = [tokenizer.cls_token] + tokens + [tokenizer.sep_token]
+    # GPT-2 tokenizers have no <cls>/<sep>: their <s>/</s> take the places
+    tokens = [tokenizer.cls_token or tokenizer.bos_token] + tokens + [
+        tokenizer.sep_token or tokenizer.eos_token]
     ids = tokenizer.convert_tokens_to_ids(tokens)
     return ids + [tokenizer.pad_token_id] * (block_size - len(ids))
 
@@ -174,6 +182,7 @@ def main():
     parser.add_argument("--eval_data_file", default=None, type=str)
     parser.add_argument("--test_data_file", default=None, type=str)
     parser.add_argument("--model_name_or_path", default=None, type=str)
+    parser.add_argument("--model_type", default="roberta", type=str, help="roberta or gpt2")
     parser.add_argument("--block_size", default=64, type=int)
     parser.add_argument("--do_train", action='store_true')
     parser.add_argument("--do_eval", action='store_true')
@@ -205,9 +214,10 @@ def main():
 
     if args.local_rank not in [-1, 0]:
         torch.distributed.barrier()
-    config = RobertaConfig.from_pretrained(args.model_name_or_path)
-    tokenizer = RobertaTokenizer.from_pretrained(args.model_name_or_path)
-    encoder = RobertaModel.from_pretrained(args.model_name_or_path, config=config)
+    config_class, model_class, tokenizer_class = MODEL_CLASSES[args.model_type]
+    config = config_class.from_pretrained(args.model_name_or_path)
+    tokenizer = tokenizer_class.from_pretrained(args.model_name_or_path)
+    encoder = model_class.from_pretrained(args.model_name_or_path, config=config)
     model = Model(encoder, config, tokenizer, args)
     if args.local_rank == 0:
         torch.distributed.barrier()

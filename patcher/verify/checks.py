@@ -9,6 +9,7 @@ crash, a crash explains a missing checkpoint.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ class Run:
     stacks: dict[int, str] = field(default_factory=dict)
     log_tail: str = ""
     load_checkpoint: Callable[[Path], str | None] | None = None  # None when it loads
+    script_args: tuple[str, ...] = ()  # what verify passed to the script
 
 
 def _ranks_text(values: Sequence[int]) -> str:
@@ -71,11 +73,14 @@ def ranks_joined(run: Run, expect: Expectations) -> Row:
         return Row(name, True, "1 process")
     alone = [r for r in records if r.dist_rank is None]
     if len(alone) == len(records):
+        early = _setup_failure(alone, run)
+        if early is not None:
+            return Row(name, False, early)
         return Row(
             name,
             False,
             f"{n} processes, torch.distributed never initialised: every process ran as rank -1 "
-            f"({_why_alone(alone, run)})",
+            "(the script does not read LOCAL_RANK)",
         )
     if alone:
         who = ", ".join(r.label for r in alone)
@@ -101,22 +106,61 @@ def _error_line(log_tail: str) -> str | None:
     return None
 
 
-def _why_alone(alone: list[RankRecord], run: Run) -> str:
-    """Why no process joined: a crash before training, else the script never read LOCAL_RANK.
+#: Import names whose package is called otherwise on the package index.
+PACKAGES = {
+    "sklearn": "scikit-learn",
+    "tree_sitter": "tree-sitter",
+    "yaml": "pyyaml",
+    "cv2": "opencv-python",
+    "bs4": "beautifulsoup4",
+    "Levenshtein": "python-Levenshtein",
+    "tensorboardX": "tensorboardX",
+    "sentencepiece": "sentencepiece",
+    "apex": "NVIDIA apex, built from source",
+}
+
+
+def install_hint(summary: str) -> str:
+    """``(pip install fairseq)`` for a missing module; empty for other errors."""
+    if not summary.startswith(("ModuleNotFoundError", "ImportError")):
+        return ""
+    match = re.search(r"No module named '([\w.]+)'", summary)
+    if match is None:
+        return ""
+    top = match.group(1).split(".")[0]
+    package = PACKAGES.get(top)
+    if package is None:
+        guess = top.replace("_", "-")
+        return f" (pip install {guess}, or a module of the script's repository not beside it)"
+    return f" ({package})" if " " in package else f" (pip install {package})"
+
+
+def _setup_failure(alone: list[RankRecord], run: Run) -> str | None:
+    """Why no process joined, when it died before it could set up distribution: an import, the
+    argument parser, or another exception before any training step. None when the processes
+    really ran (and trained) as rank -1.
 
     A process that took optimizer steps trained alone, so its later failure (often one process
     reading a checkpoint another is still writing) is a consequence, reported by its own row.
     """
-    for record in alone:
-        if record.exception is not None and not record.steps:
-            return f"{record.label} raised {record.exception.summary} before joining"
-    for record in alone:
-        if record.exit_code not in (0, None) and not record.steps:
+    for record in sorted(alone, key=lambda r: r.env_rank if r.env_rank is not None else 1 << 30):
+        if record.steps:
+            continue
+        who = f"rank {record.env_rank}" if record.env_rank is not None else record.label
+        if record.exception is not None:
+            summary = record.exception.summary.splitlines()[0][:240]
+            if record.exception.type in ("ModuleNotFoundError", "ImportError"):
+                return f"{who} failed at import: {record.exception.message}{install_hint(summary)}"
+            return f"{who} raised {summary} before it could set up distribution"
+        if record.exit_code not in (0, None):
             said = _error_line(run.log_tail)
-            return f"exited with code {record.exit_code} before joining" + (
+            if said and record.exit_code == 2:  # argparse's exit: its message is the cause
+                flags = sorted({a.partition("=")[0] for a in run.script_args if a.startswith("--")})
+                return said + (f" (verify passed {', '.join(flags)})" if flags else "")
+            return f"{who} exited with code {record.exit_code} before joining" + (
                 f": {said}" if said else ""
             )
-    return "the script does not read LOCAL_RANK"
+    return None
 
 
 def no_hang(run: Run, expect: Expectations) -> Row:
@@ -145,6 +189,8 @@ def _hint(summary: str) -> str:
         return " (a file read while another process was still writing it: two writers?)"
     if summary.startswith("FileExistsError"):
         return " (two processes creating the same output: two writers?)"
+    if summary.startswith(("ModuleNotFoundError", "ImportError")):
+        return install_hint(summary)
     if any(sign in summary for sign in _COLLECTIVE_SIGNS):
         return (
             " (a collective the other ranks never joined: does rank 0 evaluate through the "

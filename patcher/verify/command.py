@@ -8,6 +8,7 @@ logs and probe records stay in the sandbox (kept with ``--keep DIR``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import tempfile
 import threading
@@ -19,7 +20,7 @@ from typing import Any
 from patcher.discover import discover
 from patcher.engine import process_file
 from patcher.rule import Rule
-from patcher.verify import checks, health, launch
+from patcher.verify import checks, cmdline, families, health, launch, launchline
 from patcher.verify.datasets import GENERATORS
 from patcher.verify.models import ensure_model
 from patcher.verify.records import read_records
@@ -48,6 +49,9 @@ class Options:
     health: bool = True
     sentinel: bool = False
     max_steps: int | None = None
+    #: The user's launch line instead of ``script``: a shell script (run with ``script_args``)
+    #: or a launcher command (``accelerate launch ... run.py ...``); see launchline.
+    launch_line: Path | list[str] | None = None
 
 
 @dataclass
@@ -68,6 +72,9 @@ class Report:
     log_tail: str = ""
     model_cached: bool | None = None
     health: list = field(default_factory=list)
+    family: str | None = None  # the tiny model's family (patcher.verify.families)
+    launch_line: launchline.Launch | None = None  # what the user's launch line runs
+    script_args: list[str] = field(default_factory=list)  # what the script was given
 
     @property
     def passed(self) -> bool:
@@ -91,6 +98,16 @@ class Report:
             "mode": "original" if self.original else "patched",
             "fixes_applied": self.fixes,
             "ranks": self.ranks,
+            "family": self.family,
+            "launch_line": None
+            if self.launch_line is None
+            else {
+                "script": str(self.launch_line.script),
+                "command": self.launch_line.shown,
+                "processes": self.launch_line.processes,
+                "not_verified": self.launch_line.others,
+            },
+            "script_args": self.script_args,
             "nodes": self.nodes,
             "device": None if self.plan is None else self.plan.device,
             "notice": None if self.plan is None else self.plan.notice,
@@ -161,6 +178,18 @@ def _load_checkpoint(path: Path) -> str | None:
 def run(options: Options, progress=None) -> Report:
     """Do the whole verify; ``progress(message)`` is told what is happening."""
     say = progress or (lambda message: None)
+    launched: launchline.Launch | None = None
+    if isinstance(options.launch_line, Path) and not options.launch_line.is_file():
+        raise SetupError(f"{options.launch_line}: no such file")
+    if options.launch_line is not None:
+        say("reading the launch line (launchers stood in)")
+        try:
+            launched = launchline.read(
+                options.launch_line, gpus=options.ranks, shell_args=list(options.script_args)
+            )
+        except (launchline.LaunchLineError, OSError) as exc:
+            raise SetupError(str(exc)) from None
+        options = dataclasses.replace(options, script=launched.script, script_args=launched.args)
     script = options.script
     if not script.is_file():
         raise SetupError(f"{script}: no such file")
@@ -172,6 +201,7 @@ def run(options: Options, progress=None) -> Report:
         raise SetupError(str(exc)) from None
     report = Report(script, target, how, options.original, options.ranks * options.nodes)
     report.nodes = options.nodes
+    report.launch_line = launched
 
     if options.keep is not None:
         workdir = options.keep.resolve()
@@ -215,13 +245,24 @@ def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
         report.fixes = _patch_copy(code_dir, options.rules)
 
     expected_keys: list[str] = []
-    args = list(options.script_args)
+    args = cmdline.shrink(options.script_args)
+    source = script.read_text(encoding="utf-8", errors="replace")
+    chosen = families.family(args, source, target.model_type if target is not None else None)
+    report.family = chosen
+    model_dir: Path | None = None
+    if chosen is not None:
+        say(f"building a tiny {chosen} model (cached after the first run)")
+        model_dir, report.model_cached = ensure_model(chosen)
+        args = families.substitute_models(args, str(model_dir))
     if target is not None:
-        say(f"building a tiny {target.model_type} model (cached after the first run)")
-        model_dir, report.model_cached = ensure_model(target.model_type)
+        assert model_dir is not None
         say(f"writing synthetic {target.dataset} data")
         expected_keys = GENERATORS[target.dataset](data_dir)
-        args = target.script_args(model=model_dir, data=data_dir, output=output_dir) + args
+        own = target.script_args(model=model_dir, data=data_dir, output=output_dir)
+        if chosen != target.model_type and not families.flag_values(args, ("--model_type",)):
+            own = [f"--model_type={chosen}" if a.startswith("--model_type") else a for a in own]
+        args = cmdline.merge(args, own, target.harness_flags)
+    report.script_args = args
 
     extra_env = {"DDPFIX_HEALTH": "1" if options.health else "0"}
     if options.health and options.sentinel:
@@ -274,6 +315,7 @@ def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
         stacks=outcome.stacks,
         log_tail="\n".join(lines[-200:]),
         load_checkpoint=_load_checkpoint,
+        script_args=tuple(args),
     )
     report.rows = checks.evaluate(run_data, expect)
     if options.health:

@@ -2,7 +2,9 @@
 
 A byte-level BPE is trained with ``tokenizers`` on synthetic code, with the special tokens first
 (``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3, ``<mask>``=4: the scripts' model code hard-codes
-``input_ids.ne(1)``). The model (2 layers, 64 wide) is saved with ``save_pretrained`` so a
+``input_ids.ne(1)``). One model per family (:mod:`patcher.verify.families`): RoBERTa
+(CodeBERT, GraphCodeBERT, UniXcoder), GPT-2 (CodeGPT), T5 with CodeT5's RoBERTa-style BPE, and
+BART. The model (2 layers, 64 wide) is saved with ``save_pretrained`` so a
 script's own ``from_pretrained(path)`` loads it. Builds are cached per (model type, library
 versions): the second verify does not rebuild.
 """
@@ -14,11 +16,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from patcher.verify.families import FAMILIES
 from patcher.verify.synthetic import docstring, functions
 
 SPECIAL = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 LAYOUT_VERSION = "1"
-MODEL_TYPES = ("roberta", "gpt2")
+MODEL_TYPES = FAMILIES
 
 
 def cache_root() -> Path:
@@ -73,10 +76,7 @@ def _build(model_type: str, out: Path) -> None:
     bpe.train_from_iterator(_corpus(), vocab_size=600, min_frequency=1, special_tokens=SPECIAL)
     bpe.save_model(str(out))
     vocab_size = bpe.get_vocab_size()
-    if model_type == "roberta":
-        _roberta(out, vocab_size)
-    else:
-        _gpt2(out, vocab_size)
+    {"roberta": _roberta, "gpt2": _gpt2, "t5": _t5, "bart": _bart}[model_type](out, vocab_size)
 
 
 def _roberta(out: Path, vocab_size: int) -> None:
@@ -122,3 +122,49 @@ def _gpt2(out: Path, vocab_size: int) -> None:
         pad_token_id=1,
     )
     GPT2LMHeadModel(config).save_pretrained(str(out))
+
+
+def _t5(out: Path, vocab_size: int) -> None:
+    """CodeT5: a T5 encoder-decoder with a RoBERTa BPE tokenizer (``<s>``/``<pad>``/``</s>``)."""
+    from transformers import RobertaTokenizer, T5Config, T5ForConditionalGeneration
+
+    tokenizer = RobertaTokenizer(str(out / "vocab.json"), str(out / "merges.txt"))
+    tokenizer.save_pretrained(str(out))
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=64,
+        d_kv=32,
+        d_ff=128,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=2,
+        bos_token_id=0,
+        pad_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=0,
+    )
+    T5ForConditionalGeneration(config).save_pretrained(str(out))
+
+
+def _bart(out: Path, vocab_size: int) -> None:
+    from transformers import BartConfig, BartForConditionalGeneration, BartTokenizer
+
+    tokenizer = BartTokenizer(str(out / "vocab.json"), str(out / "merges.txt"))
+    tokenizer.save_pretrained(str(out))
+    config = BartConfig(
+        vocab_size=vocab_size,
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        max_position_embeddings=512,
+        bos_token_id=0,
+        pad_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        forced_eos_token_id=2,
+    )
+    BartForConditionalGeneration(config).save_pretrained(str(out))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 from rich.console import Console
 from rich.table import Table
@@ -20,6 +21,18 @@ def print_report(report: Report, console: Console) -> None:
     how = f"{target} (identified by {report.identified_by})"
     console.print(Text.assemble(("target: ", "bold"), how))
     console.print(Text.assemble(("mode: ", "bold"), mode))
+    if report.launch_line is not None:
+        asked = report.launch_line.processes
+        what = f" (asks for {asked} processes; verify runs {report.ranks})" if asked else ""
+        console.print(Text.assemble(("launch line: ", "bold"), report.launch_line.shown + what))
+        for other in report.launch_line.others:
+            console.print(Text.assemble(("not verified: ", "bold yellow"), other))
+    if report.family is not None:
+        console.print(Text.assemble(("model: ", "bold"), f"tiny local {report.family}"))
+    if report.plan is not None:
+        cpu = "ACCELERATE_USE_CPU=1 " if report.plan.envs[0].get("ACCELERATE_USE_CPU") else ""
+        ran = cpu + shlex.join(["accelerate", "launch", *report.plan.command[3:]])
+        console.print(Text.assemble(("command: ", "bold"), ran), soft_wrap=True)
     if report.plan is not None and report.plan.notice:
         console.print(Text.assemble(("notice: ", "bold yellow"), report.plan.notice))
     table = Table(show_lines=False)

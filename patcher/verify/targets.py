@@ -55,6 +55,13 @@ class Target:
         values = {"model": str(model), "data": str(data), "output": str(output)}
         return [arg.format(**values) for arg in self.args]
 
+    @property
+    def harness_flags(self) -> frozenset[str]:
+        """The flags verify fills in (model, data, output): they win over the user's."""
+        from patcher.verify.cmdline import flag, groups
+
+        return frozenset(flag(g) for g in groups(self.args) if any("{" in a for a in g))
+
 
 def _target(path: Path) -> Target:
     try:
