@@ -21,7 +21,7 @@ from patcher.discover import discover
 from patcher.engine import process_file
 from patcher.rule import Rule
 from patcher.verify import checks, cmdline, families, health, launch, launchline
-from patcher.verify.datasets import GENERATORS
+from patcher.verify.datasets import generators
 from patcher.verify.models import ensure_model
 from patcher.verify.records import read_records
 from patcher.verify.targets import Target, TargetError, identify, load_targets
@@ -257,7 +257,7 @@ def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
     if target is not None:
         assert model_dir is not None
         say(f"writing synthetic {target.dataset} data")
-        expected_keys = GENERATORS[target.dataset](data_dir)
+        expected_keys = generators()[target.dataset](data_dir)
         own = target.script_args(model=model_dir, data=data_dir, output=output_dir)
         if chosen != target.model_type and not families.flag_values(args, ("--model_type",)):
             own = [f"--model_type={chosen}" if a.startswith("--model_type") else a for a in own]

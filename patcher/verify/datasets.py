@@ -8,7 +8,9 @@ labels, NL-code-search-Adv evaluates every len(train_loader)//10 steps (so at le
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -105,3 +107,14 @@ GENERATORS: dict[str, Callable[[Path], list[str]]] = {
     "defect": defect,
     "codesearch-adv": codesearch_adv,
 }
+
+
+def generators() -> dict[str, Callable[[Path], list[str]]]:
+    """Every dataset generator: the ones above and those of :mod:`patcher.verify.tasks`."""
+    from patcher.verify import tasks
+
+    found = dict(GENERATORS)
+    for info in pkgutil.iter_modules(tasks.__path__):
+        module = importlib.import_module(f"{tasks.__name__}.{info.name}")
+        found.update(module.GENERATORS)
+    return found
