@@ -436,15 +436,57 @@ def launch(
     accumulation_flag: str = typer.Option(
         "--gradient_accumulation_steps", "--accumulation-flag", help="Its accumulation flag."
     ),
+    num_machines: Optional[int] = typer.Option(  # noqa: UP045
+        None, "--num-machines", "--nodes", help="Nodes in the job (one launcher per node)."
+    ),
+    machine_rank: Optional[int] = typer.Option(  # noqa: UP045
+        None, "--machine-rank", "--node-rank", help="This node's index, 0..nodes-1."
+    ),
+    main_process_ip: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--main-process-ip", help="Address of the node with rank 0."
+    ),
+    main_process_port: Optional[int] = typer.Option(  # noqa: UP045
+        None, "--main-process-port", help="Its rendezvous port (default: a free one)."
+    ),
+    config_file: Optional[Path] = typer.Option(  # noqa: UP045
+        None,
+        "--config-file",
+        help="An accelerate config (num_machines, machine_rank, main_process_ip/port, "
+        "num_processes = the total); flags given here override it.",
+    ),
 ) -> None:
-    """Run SCRIPT under accelerate with per-GPU batch x ranks x accumulation = global batch."""
-    from patcher.launching import LaunchError, plan_launch, run_launch
+    """Run SCRIPT under accelerate with per-GPU batch x ranks x accumulation = global batch.
+
+    The ranks are --gpus per node times the nodes; run one launcher per node (SLURM: srun)."""
+    from patcher.launching import (
+        LaunchError,
+        Machines,
+        plan_launch,
+        read_accelerate_config,
+        run_launch,
+    )
     from patcher.verify.launch import cuda_device_count
 
     out, err = _consoles()
     if not script.is_file():
         raise _fail(f"{script}: no such file")
     try:
+        machines, total = Machines(), None
+        if config_file is not None:
+            machines, total = read_accelerate_config(config_file)
+        machines = Machines(
+            nodes=num_machines if num_machines is not None else machines.nodes,
+            node_rank=machine_rank if machine_rank is not None else machines.node_rank,
+            main_ip=main_process_ip or machines.main_ip,
+            main_port=main_process_port if main_process_port is not None else machines.main_port,
+        )
+        if gpus is None and total is not None:
+            if total % machines.nodes:
+                raise LaunchError(
+                    f"{config_file}: num_processes {total} is not a multiple of "
+                    f"{machines.nodes} machines"
+                )
+            gpus = total // machines.nodes
         launch_plan = plan_launch(
             script,
             list(script_args or []),
@@ -455,14 +497,18 @@ def launch(
             allow_inexact=allow_inexact,
             batch_flag=batch_flag,
             accumulation_flag=accumulation_flag,
+            machines=machines,
         )
     except (LaunchError, ValueError) as exc:
         raise _fail(str(exc)) from None
     split = launch_plan.split
+    over = (
+        f" ({machines.nodes} nodes x {split.ranks // machines.nodes})" if machines.nodes > 1 else ""
+    )
     err.print(
         Text(
             f"global batch {split.global_batch} = {split.per_gpu} per GPU x {split.ranks} "
-            f"rank(s) x {split.accumulation} accumulation step(s)"
+            f"rank(s){over} x {split.accumulation} accumulation step(s)"
         )
     )
     for warning in launch_plan.warnings:

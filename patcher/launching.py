@@ -92,6 +92,46 @@ def declared_flags(script: Path) -> set[str] | None:
     return flags
 
 
+@dataclass(frozen=True)
+class Machines:
+    """Where this launcher sits among the nodes (accelerate's multi-node flags)."""
+
+    nodes: int = 1
+    node_rank: int = 0
+    main_ip: str | None = None
+    main_port: int | None = None
+
+
+def read_accelerate_config(path: Path) -> tuple[Machines, int | None]:
+    """The machines and the *total* process count of an accelerate config file (YAML)."""
+    try:
+        import yaml  # accelerate's own dependency: present wherever launch can run
+    except ImportError:  # pragma: no cover - accelerate missing altogether
+        raise LaunchError("reading an accelerate config needs pyyaml (pip install accelerate)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise LaunchError(f"{path}: cannot read the accelerate config ({exc})") from None
+    if not isinstance(data, dict):
+        raise LaunchError(f"{path}: not an accelerate config (expected a mapping)")
+
+    def number(key: str, default: int | None) -> int | None:
+        value = data.get(key, default)
+        if value is None:
+            return None
+        if not isinstance(value, int) or value < 0:
+            raise LaunchError(f"{path}: {key} must be a non-negative integer, not {value!r}")
+        return value
+
+    machines = Machines(
+        nodes=number("num_machines", 1) or 1,
+        node_rank=number("machine_rank", 0) or 0,
+        main_ip=data.get("main_process_ip") or None,
+        main_port=number("main_process_port", None),
+    )
+    return machines, number("num_processes", None)
+
+
 def plan_launch(
     script: Path,
     script_args: Sequence[str],
@@ -103,12 +143,21 @@ def plan_launch(
     allow_inexact: bool = False,
     batch_flag: str = BATCH_FLAG,
     accumulation_flag: str = ACCUMULATION_FLAG,
+    machines: Machines = Machines(),
 ) -> LaunchPlan:
+    """``gpus`` is per node; the split is over every rank of every node (``machines``)."""
     from patcher.verify.launch import free_port
 
-    ranks = gpus if gpus is not None else max(1, cuda_devices)
-    if ranks < 1:
+    per_node = gpus if gpus is not None else max(1, cuda_devices)
+    if per_node < 1:
         raise LaunchError("--gpus must be at least 1")
+    if machines.nodes < 1 or not 0 <= machines.node_rank < machines.nodes:
+        raise LaunchError(
+            f"--node-rank must be in 0..{machines.nodes - 1} for {machines.nodes} node(s)"
+        )
+    if machines.nodes > 1 and not machines.main_ip:
+        raise LaunchError("more than one node needs --main-process-ip (the node-rank-0 host)")
+    ranks = per_node * machines.nodes
     for flag in (batch_flag, accumulation_flag):
         if _has_flag(script_args, flag):
             raise LaunchError(
@@ -136,12 +185,17 @@ def plan_launch(
             f"INEXACT: the global batch will be {split.global_batch}, not {global_batch} "
             f"({size} x {ranks} x {accumulation})"
         )
-    use_cuda = cuda_devices >= ranks
+    use_cuda = cuda_devices >= per_node
     env = dict(os.environ)
     notice = None
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1"]
+    port = machines.main_port if machines.main_port is not None else free_port()
+    command = [sys.executable, "-m", "accelerate.commands.launch"]
+    command += ["--num_machines", str(machines.nodes)]
+    if machines.nodes > 1:
+        command += ["--machine_rank", str(machines.node_rank)]
+        command += ["--main_process_ip", str(machines.main_ip)]
     command += ["--mixed_precision", "no", "--dynamo_backend", "no"]
-    command += ["--main_process_port", str(free_port()), "--num_processes", str(ranks)]
+    command += ["--main_process_port", str(port), "--num_processes", str(ranks)]
     if ranks > 1:
         command.append("--multi_gpu")
     if not use_cuda:
@@ -149,8 +203,8 @@ def plan_launch(
         if ranks > 1:
             env["CUDA_VISIBLE_DEVICES"] = ""
         notice = (
-            f"{cuda_devices} CUDA device(s) for {ranks} rank(s): "
-            f"running {ranks} rank(s) on the CPU (gloo)"
+            f"{cuda_devices} CUDA device(s) for {per_node} rank(s) on this node: "
+            f"running {per_node} rank(s) on the CPU (gloo)"
         )
     elif ranks == 1 and cuda_devices > 1:
         # one process would wrap the model in DataParallel over every GPU and divide the batch

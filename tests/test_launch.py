@@ -152,3 +152,84 @@ def test_real_launch_gets_the_exact_batch_and_returns_the_exit_code(tmp_path: Pa
     assert sorted(p.read_text() for p in tmp_path.glob("rank*.txt")) == ["12", "12"]
     log = (tmp_path / "ddpfix-launch.log").read_text()
     assert "rank 0: global batch 12" in log and "rank 1: global batch 12" in log
+
+
+def test_multi_node_plans_the_global_batch_over_nodes_x_gpus(tmp_path: Path) -> None:
+    """One launcher per node (as under SLURM): the split covers every rank of every node."""
+    run = ddpfix(
+        "launch",
+        CASES / "batch_echo.py",
+        "--global-batch",
+        "128",
+        "--per-gpu-batch",
+        "8",
+        "--gpus",
+        "4",
+        "--num-machines",
+        "2",
+        "--machine-rank",
+        "1",
+        "--main-process-ip",
+        "10.1.2.3",
+        "--main-process-port",
+        "29500",
+        "--dry-run",
+        "--",
+        "--output_dir",
+        tmp_path,
+    )
+    assert run.code == 0, run.stderr
+    assert (
+        "global batch 128 = 8 per GPU x 8 rank(s) (2 nodes x 4) x 2 accumulation step(s)"
+        in run.stderr
+    )
+    line = run.stdout.strip()
+    assert (
+        "--num_machines 2 --machine_rank 1 --main_process_ip 10.1.2.3 --mixed_precision no "
+        "--dynamo_backend no --main_process_port 29500 --num_processes 8 --multi_gpu" in line
+    )
+    assert line.endswith("--train_batch_size 8 --gradient_accumulation_steps 2")
+
+
+def test_an_accelerate_config_file_gives_the_machines(tmp_path: Path) -> None:
+    config = tmp_path / "multi.yaml"
+    config.write_text(
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nnum_machines: 4\n"
+        "num_processes: 16\nmachine_rank: 3\nmain_process_ip: 10.0.0.7\nmain_process_port: 6000\n"
+    )
+    run = ddpfix(
+        "launch",
+        CASES / "batch_echo.py",
+        "--global-batch",
+        "256",
+        "--config-file",
+        config,
+        "--dry-run",
+    )
+    assert run.code == 0, run.stderr
+    assert "256 = 16 per GPU x 16 rank(s) (4 nodes x 4) x 1 accumulation step(s)" in run.stderr
+    assert "--num_machines 4 --machine_rank 3 --main_process_ip 10.0.0.7" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--num-machines", "2"], "more than one node needs --main-process-ip"),
+        (
+            ["--num-machines", "2", "--machine-rank", "2", "--main-process-ip", "h"],
+            "--node-rank must be in 0..1 for 2 node(s)",
+        ),
+    ],
+)
+def test_multi_node_refusals(flags: list[str], message: str) -> None:
+    run = ddpfix(
+        "launch",
+        CASES / "batch_echo.py",
+        "--global-batch",
+        "64",
+        "--gpus",
+        "2",
+        *flags,
+        "--dry-run",
+    )
+    assert run.code == 2 and message in run.stderr and run.stdout == ""
