@@ -26,6 +26,7 @@ from patches.prt005_n_gpu_division import NGpuDivision
 from patches.prt006_apex_ddp_fallback import ApexDdpFallback
 from patches.prt007_config_torchscript import ConfigTorchscript
 from patches.prt008_cuda_tensor_types import CudaTensorTypes
+from patches.prt010_tree_sitter_grammar_wheels import TreeSitterGrammarWheels
 from patches.trn001_parameters_after_optimizer import ParametersAfterOptimizer
 from patches.trn002_clamped_sentinel_index import ClampedSentinelIndex
 from patches.trn003_autograd_cut_parameter import AutogradCutParameter
@@ -55,6 +56,7 @@ RULES = (
     ApexDdpFallback,
     ConfigTorchscript,
     CudaTensorTypes,
+    TreeSitterGrammarWheels,
     ParametersAfterOptimizer,
     ClampedSentinelIndex,
     AutogradCutParameter,

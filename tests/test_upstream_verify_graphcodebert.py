@@ -1,0 +1,81 @@
+"""Opt-in: ``ddpfix verify`` on GraphCodeBERT clone detection, read from a CodeBERT checkout.
+
+``DDPFIX_CORPUS=/path/to/CodeBERT[:...]``; skipped when unset. The script builds its tree-sitter
+parsers at import with the 2021 API, so the unpatched copy never gets past the top of the file;
+with PRT010 it loads the grammar wheels and extracts real data flow from the synthetic Java. It
+wraps the model in DataParallel only (no process group), so the run itself is not expected to
+pass here; these tests pin how far it gets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("tree_sitter_java")
+ROOTS = [Path(p) for p in os.environ.get("DDPFIX_CORPUS", "").split(os.pathsep) if p]
+pytestmark = [
+    pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeBERT checkout to run"),
+    pytest.mark.slow,
+]
+
+SCRIPT = "GraphCodeBERT/clonedetection/run.py"
+TARGET = "codebert-graphcodebert-clonedetection"
+#: What a verdict says when the script died on an import or on the old tree-sitter API.
+IMPORT_OR_TREE_SITTER = re.compile(
+    r"failed at import|ImportError|ModuleNotFoundError|tree_sitter|set_language|"
+    r"takes exactly 1 argument|my-languages"
+)
+
+
+def _script() -> Path:
+    for root in ROOTS:
+        if (root / SCRIPT).exists():
+            return root / SCRIPT
+    pytest.skip(f"{SCRIPT} is not under DDPFIX_CORPUS")
+
+
+def _verify(*args: str) -> tuple[int, dict]:
+    run = subprocess.run(
+        [sys.executable, "-m", "patcher", "verify", "--format", "json", "--gpus", "2", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    return run.returncode, json.loads(run.stdout)
+
+
+def test_patched_gets_past_imports_and_extracts_data_flow(tmp_path: Path) -> None:
+    keep = tmp_path / "sandbox"
+    _, report = _verify(str(_script()), "--keep", str(keep))
+    assert report["target"] == TARGET and report["identified_by"] == "sha256"
+    assert report["fixes_applied"] >= 2  # Language(...) and set_language, at least
+    assert not IMPORT_OR_TREE_SITTER.search(report["verdict"]), report["verdict"]
+    patched = (keep / "code" / "run.py").read_text()
+    assert "TREE_SITTER_GRAMMARS[lang]()" in patched and ".set_language(" not in patched
+    # the first training examples are logged with their data-flow edges: tree-sitter parsed the
+    # Java and DFG_java found variables flowing into each other
+    log = (keep / "launch.log").read_text(errors="replace")
+    edges = re.findall(r"dfg_to_dfg_1: (.*)", log)
+    assert edges and any(re.search(r"\[\d", line) for line in edges), log[-2000:]
+
+
+def test_without_prt010_the_old_language_call_is_what_fails() -> None:
+    code, report = _verify(str(_script()), "--ignore", "PRT010")
+    assert code == 1
+    assert "raised TypeError: __init__() takes exactly 1 argument (2 given)" in report["verdict"]
+
+
+def test_original_fails_at_import() -> None:
+    code, report = _verify(str(_script()), "--original", "--target", TARGET)
+    assert code == 1
+    assert "raised ImportError: cannot import name 'AdamW'" in report["verdict"] or (
+        "failed at import" in report["verdict"]
+    )
