@@ -1,0 +1,139 @@
+"""``ddpfix verify`` on CodeXGLUE text-to-code (concode, CodeGPT/GPT-2), and its synthetic data.
+
+The verify tests are opt-in: ``DDPFIX_CORPUS=/path/to/CodeXGLUE[:...]``, skipped when unset.
+Nothing from the checkout is stored here; verify copies the script's directory into a sandbox.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from patcher.verify.datasets import generators
+from patcher.verify.targets import identify, load_targets
+
+NAME = "codexglue-text-to-code"
+RELATIVE = "Text-Code/text-to-code/code/run.py"
+ROOTS = [Path(p) for p in os.environ.get("DDPFIX_CORPUS", "").split(os.pathsep) if p]
+needs_corpus = pytest.mark.skipif(
+    not ROOTS, reason="set DDPFIX_CORPUS to a CodeXGLUE checkout to run"
+)
+SIBLINGS = (  # CodeGPT scripts sharing most of this one's flags, which must not be taken for it
+    "Code-Code/CodeCompletion-token/code/run_lm.py",
+    "Code-Code/CodeCompletion-line/code/run_lm.py",
+    "Code-Code/Method-Generation/code/run.py",
+)
+
+
+def _script(relative: str = RELATIVE) -> Path:
+    for root in ROOTS:
+        if (root / relative).exists():
+            return root / relative
+    pytest.skip(f"{relative} is not under DDPFIX_CORPUS")
+
+
+def _verify(*args: str) -> tuple[int, dict]:
+    run = subprocess.run(
+        [sys.executable, "-m", "patcher", "verify", "--format", "json", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    return run.returncode, json.loads(run.stdout)
+
+
+def _probe_misses_pretrained_eval() -> bool:
+    """transformers 5 overrides ``PreTrainedModel.eval``, which the probe's hook on
+    ``torch.nn.Module.eval`` does not see: a bare HF model's ``model.eval()`` goes uncounted."""
+    try:
+        from transformers import PreTrainedModel
+    except ImportError:
+        return False
+    return "eval" in PreTrainedModel.__dict__
+
+
+def test_generator_writes_concode_splits(tmp_path: Path) -> None:
+    keys = generators()["concode"](tmp_path)
+    sizes = {}
+    for name in ("train.json", "dev.json", "test.json"):
+        lines = (tmp_path / name).read_text().splitlines()
+        rows = [json.loads(line) for line in lines]
+        assert all(set(row) == {"nl", "code"} for row in rows)
+        assert all("concode_field_sep" in row["nl"] for row in rows)
+        sizes[name] = len(rows)
+    # the script divides by len(lines) // 10: every split needs 10 lines or more
+    assert sizes == {"train.json": 24, "dev.json": 12, "test.json": 12}
+    test = [json.loads(line)["code"] for line in (tmp_path / "test.json").read_text().splitlines()]
+    assert keys == test
+    assert len(set(keys)) == 12
+    assert all("\t" not in k and "\n" not in k for k in keys)
+    assert keys[0].startswith("long checkFactorial36 ( int count ) { long limit = 1 ; for ")
+    assert "cursor <= count ; cursor ++ )" in keys[0]  # operators stay whole, as in concode
+    again = tmp_path / "again"
+    again.mkdir()
+    assert generators()["concode"](again) == keys  # seeded: the same data on every machine
+    assert (again / "train.json").read_bytes() == (tmp_path / "train.json").read_bytes()
+
+
+@needs_corpus
+def test_target_identified_by_sha256_and_forks_by_fingerprint(tmp_path: Path) -> None:
+    targets = load_targets()
+    script = _script()
+    match, _ = identify(script, targets)
+    assert match is not None and (match.target.name, match.how) == (NAME, "sha256")
+    fork = tmp_path / "run.py"
+    fork.write_text(script.read_text(encoding="utf-8") + "\n# a fork\n", encoding="utf-8")
+    match, _ = identify(fork, targets)
+    assert match is not None and (match.target.name, match.how, match.score) == (
+        NAME,
+        "fingerprint",
+        1.0,
+    )
+    for sibling in SIBLINGS:
+        path = next((root / sibling for root in ROOTS if (root / sibling).exists()), None)
+        if path is None:
+            continue
+        match, scored = identify(path, targets)
+        assert match is None or match.target.name != NAME, sibling
+        assert next(m.score for m in scored if m.target.name == NAME) == 0.5
+
+
+@needs_corpus
+@pytest.mark.slow
+def test_patched_passes() -> None:
+    pytest.importorskip("torch")
+    if not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+        pytest.skip("the script really uses SummaryWriter (PRT002, no fix): needs tensorboard")
+    code, report = _verify(str(_script()))
+    assert report["target"] == NAME and report["identified_by"] == "sha256"
+    assert report["family"] == "gpt2"
+    failing = [row["check"] for row in report["checks"] if not row["ok"]]
+    if failing == ["evaluation ran"] and _probe_misses_pretrained_eval():
+        pytest.xfail("probe hooks torch.nn.Module.eval; transformers 5 overrides it")
+    assert code == 0, report["verdict"] + "\n" + report["log_tail"]
+    rows = {row["check"]: row["evidence"] for row in report["checks"]}
+    assert rows["ranks joined"].startswith("2 processes, ranks 0, 1, world size 2 (gloo)")
+    assert "after optimizer step 3" in rows["replicas in sync"]
+    assert rows["checkpoints"].startswith("checkpoint-last (rank 0,")
+    assert report["health"] == []
+
+
+@needs_corpus
+@pytest.mark.slow
+def test_original_fails_at_import() -> None:
+    pytest.importorskip("torch")
+    code, report = _verify(str(_script()), "--original")
+    assert code == 1
+    assert report["target"] == NAME and report["identified_by"] == "sha256"
+    # without tensorboard the tensorboardX fallback fails first; with it, transformers' AdamW
+    assert report["verdict"].startswith("FAIL: ranks joined: rank 0 failed at import: ")
+    assert (
+        "No module named 'tensorboardX'" in report["verdict"]
+        or "cannot import name 'AdamW' from 'transformers'" in report["verdict"]
+    )
