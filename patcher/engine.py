@@ -165,13 +165,19 @@ def _passes(
     suppressions: Suppressions,
     banned: Mapping[FixKey, str],
 ) -> _Run:
-    """The passes up to a fixed point; fixes in ``banned`` are reported, never applied."""
+    """The passes up to a fixed point; fixes in ``banned`` are reported, never applied.
+
+    The findings are every fix applied and what the last pass reported: a report made on an
+    earlier version may have been resolved by a later fix (DDP001 declines to read LOCAL_RANK
+    while the model is unwrapped; DDP014 then wraps it, and DDP001 reads it)."""
     settling = {rule.code for rule in rules if rule.settles}
     current = text
-    findings: dict[FixKey, Finding] = {}
+    done: dict[FixKey, Finding] = {}  # the fixes applied, over every pass
+    findings: dict[FixKey, Finding] = {}  # what the last pass reported
     applied: list[FixKey] = []
     for _ in range(MAX_PASSES):
         mapping = LineMap(text, current)
+        findings = {}  # a report describes the version it was made on: only the last counts
         fixes: list[Fix] = []
         for rule in rules:
             if rule.judges_output or not rule.may_apply(current):
@@ -200,7 +206,7 @@ def _passes(
         if not accepted:
             break
         for fix in accepted:
-            _record(findings, fix.finding, mapping, suppressions)
+            _record(done, fix.finding, mapping, suppressions)
             applied.append(_key(fix.finding, mapping))
         module = tree.replace({k: v for fix in accepted for k, v in fix.replacements.items()})
         current = module.code
@@ -209,7 +215,9 @@ def _passes(
             break  # nothing deferred, and nothing applied can create new work
     else:  # pragma: no cover - would mean two rules undo each other
         raise RuleError(f"rules did not reach a fixed point in {MAX_PASSES} passes")
-    return current, tree, findings, applied
+    for key, finding in findings.items():
+        done.setdefault(key, finding)
+    return current, tree, done, applied
 
 
 def _judge(

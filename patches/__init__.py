@@ -18,6 +18,7 @@ from patches.ddp010_collective_timeout import CollectiveTimeout
 from patches.ddp011_rank_zero_eval_blocks import RankZeroEvalBlocks
 from patches.ddp012_barrier_before_shared_read import BarrierBeforeSharedRead
 from patches.ddp013_rank_divergence import RankDivergence
+from patches.ddp014_wrap_sharded_model import WrapShardedModel
 from patches.prt001_torch_adamw import TorchAdamW
 from patches.prt002_optional_tensorboard import OptionalTensorboard
 from patches.prt003_distributed_setup_on_cpu import DistributedSetupOnCpu
@@ -26,6 +27,7 @@ from patches.prt005_n_gpu_division import NGpuDivision
 from patches.prt006_apex_ddp_fallback import ApexDdpFallback
 from patches.prt007_config_torchscript import ConfigTorchscript
 from patches.prt008_cuda_tensor_types import CudaTensorTypes
+from patches.prt009_transformers5_imports import Transformers5Imports
 from patches.prt010_tree_sitter_grammar_wheels import TreeSitterGrammarWheels
 from patches.trn001_parameters_after_optimizer import ParametersAfterOptimizer
 from patches.trn002_clamped_sentinel_index import ClampedSentinelIndex
@@ -48,6 +50,7 @@ RULES = (
     RankZeroEvalBlocks,
     BarrierBeforeSharedRead,
     RankDivergence,
+    WrapShardedModel,
     TorchAdamW,
     OptionalTensorboard,
     DistributedSetupOnCpu,
@@ -56,6 +59,7 @@ RULES = (
     ApexDdpFallback,
     ConfigTorchscript,
     CudaTensorTypes,
+    Transformers5Imports,
     TreeSitterGrammarWheels,
     ParametersAfterOptimizer,
     ClampedSentinelIndex,

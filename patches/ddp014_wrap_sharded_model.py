@@ -1,0 +1,278 @@
+"""DDP014 wrap-sharded-model: a script that shards its data across ranks trains one model.
+
+Half-distributed scripts (CodeT5's ``run_gen.py``/``run_clone.py``/``run_defect.py``) create a
+process group and give every rank its own shard through a ``DistributedSampler``, but wrap the
+model only in ``DataParallel`` (for ``n_gpu > 1``, which is 1 under a launcher): nothing
+synchronises the ranks, so each trains its own model on 1/N of the data, and whichever rank saves
+last decides the checkpoint. ``ddpfix verify`` sees it as replicas out of sync.
+
+Where the data are sharded under a local-rank test (``RandomSampler(d) if args.local_rank == -1
+else DistributedSampler(d)``), the file constructs no ``DistributedDataParallel`` and prepares
+nothing with accelerate, the rule wraps the model right after its ``DataParallel`` block::
+
+    if args.n_gpu > 1:
+        model = torch.nn.DataParallel(model)
+    if args.local_rank != -1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[args.local_rank] if torch.cuda.is_available() else None
+        )
+
+so a single process (``local_rank == -1``) runs exactly as before. The wrapper forwards
+``model(...)``, ``train()``/``eval()``, ``parameters()`` and the rest of ``nn.Module``'s own
+interface; what it does not have is taken from the model inside it: after the wrap, and in the
+script's functions the wrapped model is passed to, ``model.generate(...)``, ``model.config``,
+``model.save_pretrained(...)``, and ``state_dict``/``load_state_dict`` (whose keys would gain a
+``module.`` prefix) become ``(model.module if hasattr(model, "module") else model).X``.
+``find_unused_parameters`` stays off: a model with parameters outside the loss makes DDP raise,
+naming them, at the second step, which ``ddpfix verify`` shows. No ``DataParallel`` block to
+follow, or no local-rank test to gate on: reported, not rewritten.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from patcher.rule import Example, Rule, RuleContext
+from patcher.tree import Around, Replacement, Tree, walk
+from patches._syntax import (
+    _EVAL_NAME,
+    callee_name,
+    calls_in,
+    dotted_name,
+    import_fix,
+    module_functions,
+    preferred_quote,
+)
+
+#: What ``DistributedDataParallel`` answers itself (``nn.Module``'s interface); every other
+#: attribute of the model is taken from the module inside it.
+MODULE_API = frozenset(
+    {
+        "module", "forward", "train", "eval", "parameters", "named_parameters", "buffers",
+        "named_buffers", "children", "named_children", "modules", "named_modules", "zero_grad",
+        "to", "cuda", "cpu", "half", "float", "double", "bfloat16", "apply", "requires_grad_",
+        "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+        "register_buffer", "register_parameter", "training", "type",
+    }
+)  # fmt: skip
+_SAMPLER = "DistributedSampler"
+
+
+def _local_rank_in(node: cst.CSTNode) -> cst.Attribute | cst.Name | None:
+    """The ``args.local_rank``-like expression a test reads, if any."""
+    for child in walk(node):
+        if isinstance(child, cst.Attribute) and child.attr.value == "local_rank":
+            return child
+        if isinstance(child, cst.Name) and child.value == "local_rank":
+            return child
+    return None
+
+
+def _sharding_gate(tree: Tree, call: cst.Call) -> cst.Attribute | cst.Name | None:
+    """The local-rank expression that decides whether ``call`` (a sampler) is built."""
+    for ancestor in tree.ancestors(call):
+        if isinstance(ancestor, (cst.IfExp, cst.If)):
+            found = _local_rank_in(ancestor.test)
+            if found is not None:
+                return found
+        if isinstance(ancestor, (cst.FunctionDef, cst.ClassDef)):
+            return None
+    return None
+
+
+def _trains(tree: Tree, sampler: cst.Call) -> bool:
+    """Whether ``sampler`` shards *training* data: its function steps an optimizer (or calls
+    ``backward``), or the name it is bound to says train. An evaluation's DistributedSampler
+    is DDP005's business."""
+    scope = tree.scope(sampler)
+    if isinstance(scope, cst.FunctionDef) and _EVAL_NAME.search(scope.name.value):
+        return False
+    statement = tree.statement(sampler)
+    if isinstance(statement, cst.Assign) and any(
+        "train" in tree.module.code_for_node(t.target).lower() for t in statement.targets
+    ):
+        return True
+    return any(callee_name(call) in ("backward", "step") for call in calls_in(scope))
+
+
+def _wraps_data_parallel(statement: cst.CSTNode) -> str | None:
+    """``model = torch.nn.DataParallel(model)`` → ``model``."""
+    if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+        return None
+    assign = statement.body[0]
+    if not (isinstance(assign, cst.Assign) and len(assign.targets) == 1):
+        return None
+    target, value = assign.targets[0].target, assign.value
+    if not (isinstance(target, cst.Name) and isinstance(value, cst.Call)):
+        return None
+    if callee_name(value) != "DataParallel" or not value.args:
+        return None
+    first = value.args[0].value
+    return target.value if isinstance(first, cst.Name) and first.value == target.value else None
+
+
+def _unwrapped(name: str, quote: str) -> cst.BaseExpression:
+    return cst.parse_expression(
+        f"({name}.module if hasattr({name}, {quote}module{quote}) else {name})"
+    )
+
+
+def _wrap(model: str, rank: str) -> cst.If:
+    code = (
+        f"if {rank} != -1:\n"
+        f"    {model} = torch.nn.parallel.DistributedDataParallel(\n"
+        f"        {model}, device_ids=[{rank}] if torch.cuda.is_available() else None\n"
+        "    )\n"
+    )
+    return cst.ensure_type(cst.parse_statement(code), cst.If)
+
+
+class WrapShardedModel(Rule):
+    code = "DDP014"
+    name = "wrap-sharded-model"
+    summary = "Data sharded with a DistributedSampler but no DDP wrap: wrap the model."
+    rationale = __doc__
+    settles = False  # the wrap is a collective, and rank-0 evaluation then needs DDP004
+    triggers = (_SAMPLER,)
+    examples = (
+        Example(
+            before=(
+                "import torch\n"
+                "def main(args, model, data):\n"
+                "    if args.n_gpu > 1:\n"
+                "        model = torch.nn.DataParallel(model)\n"
+                "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"
+                "    train(args, model, train_sampler)\n"
+                "    preds = model.generate(data)\n"
+            ),
+            after=(
+                "import torch\n"
+                "def main(args, model, data):\n"
+                "    if args.n_gpu > 1:\n"
+                "        model = torch.nn.DataParallel(model)\n"
+                "    if args.local_rank != -1:\n"
+                "        model = torch.nn.parallel.DistributedDataParallel(\n"
+                "            model, device_ids=[args.local_rank] if torch.cuda.is_available() else None\n"
+                "        )\n"
+                "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"
+                "    train(args, model, train_sampler)\n"
+                '    preds = (model.module if hasattr(model, "module") else model).generate(data)\n'
+            ),
+        ),
+        Example(
+            before=(
+                "def main(args, model, data):\n"
+                "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"
+                "    train(args, model, train_sampler)\n"
+            ),
+            reports=1,
+        ),
+        Example(  # already one model: nothing to do
+            before=(
+                "import torch\n"
+                "def main(args, model, data):\n"
+                "    if args.local_rank != -1:\n"
+                "        model = torch.nn.parallel.DistributedDataParallel(model)\n"
+                "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"
+                "    train(args, model, train_sampler)\n"
+            ),
+        ),
+    )
+
+    def run(self, ctx: RuleContext) -> None:
+        tree = ctx.tree
+        if "DistributedDataParallel" in tree.code or ".prepare(" in tree.code:
+            return
+        samplers = [
+            c for c in tree.nodes(cst.Call) if callee_name(c) == _SAMPLER and _trains(tree, c)
+        ]
+        gated = [(c, _sharding_gate(tree, c)) for c in samplers]
+        gated = [(c, rank) for c, rank in gated if rank is not None]
+        if not gated:
+            return
+        sampler, rank = gated[0]
+        wraps = [
+            (s, name)
+            for s in tree.nodes(cst.SimpleStatementLine)
+            if (name := _wraps_data_parallel(s)) is not None
+        ]
+        if not wraps:
+            ctx.report(
+                sampler,
+                "the data are sharded across ranks but the model is never wrapped in "
+                "DistributedDataParallel: every rank trains its own model; wrap it by hand "
+                "(no DataParallel block to follow)",
+            )
+            return
+        statement, name = wraps[0]
+        holder = tree.parent(tree.parent(statement))  # IndentedBlock → its If
+        site = holder if isinstance(holder, cst.If) else statement
+        rank_code = tree.module.code_for_node(rank)
+        quote = preferred_quote(tree.code)
+        replacements: dict[cst.CSTNode, Replacement] = {
+            site: Around(after=(_wrap(name, rank_code),))
+        }
+        replacements.update(import_fix(tree.module, "torch"))
+        ctx.fix(
+            statement,
+            f"the data are sharded across ranks (line {tree.position(sampler)[0]}) but nothing "
+            "synchronises the models: each rank trains its own; wrap the model in "
+            "DistributedDataParallel when launched",
+            replacements,
+        )
+        for node, new in self._unwrap(tree, site, name, quote).items():
+            ctx.fix(
+                node,
+                f"{name} is wrapped in DistributedDataParallel when launched (DDP014): take "
+                "what the wrapper does not answer itself from the module inside it",
+                {node: new},
+            )
+
+    def _unwrap(
+        self, tree: Tree, site: cst.CSTNode, name: str, quote: str
+    ) -> dict[cst.CSTNode, Replacement]:
+        """Non-``nn.Module`` attributes of the wrapped model, after the wrap and in the
+        functions it is passed to, taken from the module inside."""
+        scope = tree.scope(site)
+        found: dict[cst.CSTNode, Replacement] = {}
+        functions = module_functions(tree.module)
+        receivers: list[tuple[cst.FunctionDef, str]] = []
+        for node in walk(scope, into_scopes=False):
+            if not tree.after(node, site):
+                continue
+            if isinstance(node, cst.Attribute) and _reads(node, name):
+                found[node.value] = _unwrapped(name, quote)
+            if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
+                callee = functions.get(node.func.value)
+                if callee is not None and callee is not scope:
+                    receivers += _receiving(callee, node, name)
+        for function, param in receivers:
+            for node in walk(function.body, into_scopes=False):
+                if isinstance(node, cst.Attribute) and _reads(node, param):
+                    found[node.value] = _unwrapped(param, quote)
+        return found
+
+
+def _reads(attribute: cst.Attribute, name: str) -> bool:
+    """``name.X`` for an X the wrapper does not answer itself."""
+    return (
+        isinstance(attribute.value, cst.Name)
+        and attribute.value.value == name
+        and attribute.attr.value not in MODULE_API
+        and dotted_name(attribute) is not None
+    )
+
+
+def _receiving(
+    function: cst.FunctionDef, call: cst.Call, name: str
+) -> list[tuple[cst.FunctionDef, str]]:
+    """(function, parameter) for each parameter ``call`` passes ``name`` as."""
+    params = [p.name.value for p in function.params.params]
+    found = []
+    for index, arg in enumerate(call.args):
+        if isinstance(arg.value, cst.Name) and arg.value.value == name and arg.star == "":
+            if arg.keyword is not None:
+                found.append((function, arg.keyword.value))
+            elif index < len(params):
+                found.append((function, params[index]))
+    return found
