@@ -1,0 +1,406 @@
+"""PRT009 transformers5-imports: names these scripts import that transformers 4 moved or 5 removed.
+
+Scripts written against transformers 2.x/3.x import from flat modules such as
+``transformers.modeling_bert`` or ``transformers.tokenization_roberta_fast``; transformers 4 moved
+every model into ``transformers.models.<family>`` and the old paths raise ModuleNotFoundError.
+For the families these scripts use (BERT, RoBERTa, GPT-2, OpenAI GPT, DistilBERT, T5, BART,
+XLM-RoBERTa, Longformer, auto) the rule rewrites the module path when every imported name is a pure
+relocation: the same object, importable at the new path in both transformers 4.40 and 5, so the
+patched script runs on either. Fast-tokenizer modules (gone in 5) and Longformer's tokenizer
+module become ``from transformers import ...``, valid in every release. ``BertLayerNorm`` was
+``torch.nn.LayerNorm`` in every release that had it (2.0 to 3.x), so it becomes
+``from torch.nn import LayerNorm as BertLayerNorm``. Formatting and aliases are kept.
+
+Reported without a fix, because the replacement changes behaviour or signature:
+``WarmupLinearSchedule`` and its siblings (the ``get_*_schedule*`` functions take
+``num_warmup_steps``/``num_training_steps``, not ``warmup_steps``/``t_total``), ``cached_path``
+(``huggingface_hub.hf_hub_download`` downloads by repo and file name), ``AutoModelWithLMHead``
+(pick ``AutoModelForCausalLM``, ``AutoModelForMaskedLM`` or ``AutoModelForSeq2SeqLM``),
+``find_pruneable_heads_and_indices`` (removed in 5 with no replacement), and any name of a flat
+module that is not at its new path in both 4.40 and 5 (a flat-module import holding one is left
+whole and reported). ``import transformers.modeling_x`` is reported too: its uses would need
+rewriting. ``AdamW`` belongs to PRT001.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from patcher.rule import Example, Rule, RuleContext
+from patcher.tree import Replacement
+from patches._syntax import dotted_name
+
+
+def _family(
+    family: str, modeling: str, configuration: str, tokenization: str, fast: str | None = None
+) -> dict[str, tuple[str, frozenset[str]]]:
+    """The flat modules of one model family → (module to import from now, names found there).
+
+    Every name was checked importable at the new path in transformers 4.40.2 and 5.24.0."""
+    new = f"transformers.models.{family}"
+    moved = {
+        f"transformers.modeling_{family}": (
+            f"{new}.modeling_{family}",
+            frozenset(modeling.split()),
+        ),
+        f"transformers.configuration_{family}": (
+            f"{new}.configuration_{family}",
+            frozenset(configuration.split()),
+        ),
+        f"transformers.tokenization_{family}": (
+            f"{new}.tokenization_{family}",
+            frozenset(tokenization.split()),
+        ),
+    }
+    if fast:  # gone in transformers 5; the top-level name works in every release
+        moved[f"transformers.tokenization_{family}_fast"] = ("transformers", frozenset([fast]))
+    return moved
+
+
+RELOCATED: dict[str, tuple[str, frozenset[str]]] = {
+    **_family(
+        "bert",
+        "BertAttention BertEmbeddings BertEncoder BertForMaskedLM BertForMultipleChoice"
+        " BertForNextSentencePrediction BertForPreTraining BertForPreTrainingOutput"
+        " BertForQuestionAnswering BertForSequenceClassification BertForTokenClassification"
+        " BertIntermediate BertLMHeadModel BertLMPredictionHead BertLayer BertModel"
+        " BertOnlyMLMHead BertOnlyNSPHead BertOutput BertPooler BertPreTrainedModel"
+        " BertPreTrainingHeads BertPredictionHeadTransform BertSelfAttention BertSelfOutput",
+        "BertConfig",
+        "BertTokenizer VOCAB_FILES_NAMES load_vocab",
+        "BertTokenizerFast",
+    ),
+    **_family(
+        "roberta",
+        "RobertaAttention RobertaClassificationHead RobertaEmbeddings RobertaEncoder"
+        " RobertaForCausalLM RobertaForMaskedLM RobertaForMultipleChoice"
+        " RobertaForQuestionAnswering RobertaForSequenceClassification"
+        " RobertaForTokenClassification RobertaIntermediate RobertaLMHead RobertaLayer"
+        " RobertaModel RobertaOutput RobertaPooler RobertaPreTrainedModel RobertaSelfAttention"
+        " RobertaSelfOutput",
+        "RobertaConfig",
+        "RobertaTokenizer VOCAB_FILES_NAMES",
+        "RobertaTokenizerFast",
+    ),
+    **_family(
+        "gpt2",
+        "GPT2DoubleHeadsModel GPT2DoubleHeadsModelOutput GPT2ForSequenceClassification"
+        " GPT2LMHeadModel GPT2Model GPT2PreTrainedModel",
+        "GPT2Config",
+        "GPT2Tokenizer VOCAB_FILES_NAMES",
+        "GPT2TokenizerFast",
+    ),
+    **_family(
+        "openai",
+        "OpenAIGPTDoubleHeadsModel OpenAIGPTDoubleHeadsModelOutput"
+        " OpenAIGPTForSequenceClassification OpenAIGPTLMHeadModel OpenAIGPTModel"
+        " OpenAIGPTPreTrainedModel",
+        "OpenAIGPTConfig",
+        "OpenAIGPTTokenizer VOCAB_FILES_NAMES",
+        "OpenAIGPTTokenizerFast",
+    ),
+    **_family(
+        "distilbert",
+        "DistilBertForMaskedLM DistilBertForMultipleChoice DistilBertForQuestionAnswering"
+        " DistilBertForSequenceClassification DistilBertForTokenClassification DistilBertModel"
+        " DistilBertPreTrainedModel Embeddings FFN Transformer TransformerBlock"
+        " create_sinusoidal_embeddings",
+        "DistilBertConfig",
+        "DistilBertTokenizer VOCAB_FILES_NAMES",
+        "DistilBertTokenizerFast",
+    ),
+    **_family(
+        "t5",
+        "T5Attention T5Block T5ForConditionalGeneration T5LayerCrossAttention T5LayerFF"
+        " T5LayerNorm T5LayerSelfAttention T5Model T5PreTrainedModel T5Stack",
+        "T5Config",
+        "T5Tokenizer VOCAB_FILES_NAMES",
+        "T5TokenizerFast",
+    ),
+    **_family(
+        "bart",
+        "BartClassificationHead BartDecoder BartEncoder BartForConditionalGeneration"
+        " BartForQuestionAnswering BartForSequenceClassification BartModel PretrainedBartModel"
+        " shift_tokens_right",
+        "BartConfig",
+        "BartTokenizer",
+        "BartTokenizerFast",
+    ),
+    **_family(
+        "xlm_roberta",
+        "XLMRobertaForCausalLM XLMRobertaForMaskedLM XLMRobertaForMultipleChoice"
+        " XLMRobertaForQuestionAnswering XLMRobertaForSequenceClassification"
+        " XLMRobertaForTokenClassification XLMRobertaModel",
+        "XLMRobertaConfig",
+        "XLMRobertaTokenizer VOCAB_FILES_NAMES",
+        "XLMRobertaTokenizerFast",
+    ),
+    **_family(
+        "longformer",
+        "LongformerAttention LongformerBaseModelOutput LongformerBaseModelOutputWithPooling"
+        " LongformerClassificationHead LongformerEmbeddings LongformerEncoder"
+        " LongformerForMaskedLM LongformerForMultipleChoice LongformerForQuestionAnswering"
+        " LongformerForSequenceClassification LongformerForTokenClassification"
+        " LongformerIntermediate LongformerLMHead LongformerLayer LongformerModel"
+        " LongformerMultipleChoiceModelOutput LongformerOutput LongformerPooler"
+        " LongformerPreTrainedModel LongformerQuestionAnsweringModelOutput"
+        " LongformerSelfAttention LongformerSelfOutput create_position_ids_from_input_ids",
+        "LongformerConfig",
+        "",
+        "LongformerTokenizerFast",
+    ),
+    **_family(
+        "auto",
+        "AutoModel AutoModelForCausalLM AutoModelForMaskedLM AutoModelForMultipleChoice"
+        " AutoModelForNextSentencePrediction AutoModelForPreTraining"
+        " AutoModelForQuestionAnswering AutoModelForSeq2SeqLM"
+        " AutoModelForSequenceClassification AutoModelForTokenClassification MODEL_MAPPING"
+        " MODEL_FOR_CAUSAL_LM_MAPPING MODEL_FOR_MASKED_LM_MAPPING"
+        " MODEL_FOR_MULTIPLE_CHOICE_MAPPING MODEL_FOR_NEXT_SENTENCE_PREDICTION_MAPPING"
+        " MODEL_FOR_PRETRAINING_MAPPING MODEL_FOR_QUESTION_ANSWERING_MAPPING"
+        " MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING"
+        " MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING",
+        "AutoConfig CONFIG_MAPPING",
+        "AutoTokenizer TOKENIZER_MAPPING",
+    ),
+}
+# transformers 4 has no models/longformer/tokenization_longformer (5 neither): top level it is.
+RELOCATED["transformers.tokenization_longformer"] = (
+    "transformers",
+    frozenset(["LongformerTokenizer"]),
+)
+
+_SCHEDULE = (
+    "{name} is gone since transformers 3: use {new}(optimizer, num_warmup_steps=...{more}), "
+    "whose arguments differ"
+)
+_TRAINING = ", num_training_steps=..."
+_OPTIMIZATION = ("transformers", "transformers.optimization")
+#: name → (modules it was imported from, what replaces it and why it is not a drop-in).
+REMOVED: dict[str, tuple[tuple[str, ...], str]] = {
+    "WarmupLinearSchedule": (
+        _OPTIMIZATION,
+        _SCHEDULE.format(
+            name="WarmupLinearSchedule", new="get_linear_schedule_with_warmup", more=_TRAINING
+        ),
+    ),
+    "WarmupCosineSchedule": (
+        _OPTIMIZATION,
+        _SCHEDULE.format(
+            name="WarmupCosineSchedule", new="get_cosine_schedule_with_warmup", more=_TRAINING
+        ),
+    ),
+    "WarmupCosineWithHardRestartsSchedule": (
+        _OPTIMIZATION,
+        _SCHEDULE.format(
+            name="WarmupCosineWithHardRestartsSchedule",
+            new="get_cosine_with_hard_restarts_schedule_with_warmup",
+            more=_TRAINING,
+        ),
+    ),
+    "WarmupConstantSchedule": (
+        _OPTIMIZATION,
+        _SCHEDULE.format(
+            name="WarmupConstantSchedule", new="get_constant_schedule_with_warmup", more=""
+        ),
+    ),
+    "ConstantLRSchedule": (
+        _OPTIMIZATION,
+        "ConstantLRSchedule is gone since transformers 3: use get_constant_schedule(optimizer)",
+    ),
+    "cached_path": (
+        ("transformers", "transformers.file_utils", "transformers.utils"),
+        "cached_path is gone (in transformers 3, not 4.40 or 5): download with "
+        "huggingface_hub.hf_hub_download(repo_id, filename); plain URLs need another downloader",
+    ),
+    "AutoModelWithLMHead": (
+        (
+            "transformers",
+            "transformers.modeling_auto",
+            "transformers.models.auto.modeling_auto",
+        ),
+        "AutoModelWithLMHead was removed in transformers 5: use AutoModelForCausalLM, "
+        "AutoModelForMaskedLM or AutoModelForSeq2SeqLM, whichever head the model needs",
+    ),
+    "find_pruneable_heads_and_indices": (
+        ("transformers.pytorch_utils", "transformers.modeling_utils"),
+        "find_pruneable_heads_and_indices was removed in transformers 5 and has no replacement "
+        "there: define the helper in the script (prune_linear_layer is still there)",
+    ),
+}
+#: Names of flat modules whose replacement is not a relocation (else: "not at the new path").
+NOT_MOVED: dict[tuple[str, str], str] = {
+    (
+        "transformers.modeling_roberta",
+        "create_position_ids_from_input_ids",
+    ): "create_position_ids_from_input_ids is a static method of RobertaEmbeddings in "
+    "transformers 5 (a module function in 4)",
+    ("transformers.tokenization_bert", "BasicTokenizer"): (
+        "BasicTokenizer left transformers 5's BERT tokenizer (tokenizers does the splitting)"
+    ),
+    ("transformers.tokenization_bert", "WordpieceTokenizer"): (
+        "WordpieceTokenizer left transformers 5's BERT tokenizer (tokenizers does the splitting)"
+    ),
+}
+#: Was ``torch.nn.LayerNorm`` itself in every release that had it (checked: 2.0.0, 2.1.1, 3.0.2).
+LAYER_NORM = ("transformers.modeling_bert", "BertLayerNorm")
+
+
+def _module_expr(dotted: str) -> cst.Attribute | cst.Name:
+    parts = dotted.split(".")
+    node: cst.Attribute | cst.Name = cst.Name(parts[0])
+    for part in parts[1:]:
+        node = cst.Attribute(node, cst.Name(part))
+    return node
+
+
+def _is_flat(module: str) -> bool:
+    """``transformers.modeling_bert``-style: a model module from before transformers 4."""
+    return module in RELOCATED
+
+
+def _layer_norm_import(alias: cst.ImportAlias) -> cst.SimpleStatementLine:
+    """``from torch.nn import LayerNorm as <the name the script uses>``."""
+    bound = alias.asname.name if alias.asname else cst.Name("BertLayerNorm")
+    assert isinstance(bound, cst.Name)
+    alias_text = "" if bound.value == "LayerNorm" else f" as {bound.value}"
+    statement = cst.parse_statement(f"from torch.nn import LayerNorm{alias_text}\n")
+    assert isinstance(statement, cst.SimpleStatementLine)
+    return statement
+
+
+def _removed(module: str, name: str) -> str:
+    """Why ``name`` cannot be imported from ``module`` any more; empty when not known here."""
+    modules, message = REMOVED.get(name, ((), ""))
+    return message if module in modules else ""
+
+
+def _without(names: list[cst.ImportAlias], drop: cst.ImportAlias) -> list[cst.ImportAlias]:
+    """``names`` without ``drop``; the name before it takes its comma, so lines stay lines."""
+    kept: list[cst.ImportAlias] = []
+    for alias in names:
+        if alias is drop:
+            if kept:
+                kept[-1] = kept[-1].with_changes(comma=alias.comma)
+            continue
+        kept.append(alias)
+    return kept
+
+
+class Transformers5Imports(Rule):
+    code = "PRT009"
+    name = "transformers5-imports"
+    summary = "Move imports from pre-4 transformers module paths; report removed names."
+    rationale = __doc__
+    settles = True
+    triggers = (
+        "transformers.modeling_",
+        "transformers.configuration_",
+        "transformers.tokenization_",
+        *REMOVED,
+    )
+    examples = (
+        Example(
+            before=(
+                "from transformers.modeling_roberta import (RobertaModel,\n"
+                "                                           create_position_ids_from_input_ids)\n"
+            ),
+            reports=1,
+        ),
+        Example(
+            before=(
+                "from transformers.modeling_roberta import (RobertaModel,\n"
+                "                                           RobertaClassificationHead)\n"
+            ),
+            after=(
+                "from transformers.models.roberta.modeling_roberta import (RobertaModel,\n"
+                "                                           RobertaClassificationHead)\n"
+            ),
+        ),
+        Example(
+            before="import torch\nfrom transformers.modeling_bert import BertLayerNorm\n",
+            after="import torch\nfrom torch.nn import LayerNorm as BertLayerNorm\n",
+        ),
+        Example(before="from transformers import WEIGHTS_NAME, WarmupLinearSchedule\n", reports=1),
+        Example(before="from transformers.models.bert.modeling_bert import BertModel\n"),
+    )
+
+    def run(self, ctx: RuleContext) -> None:
+        tree = ctx.tree
+        for line in tree.nodes(cst.SimpleStatementLine):
+            for node in line.body:
+                if isinstance(node, cst.Import):
+                    self._plain_import(ctx, node)
+                elif isinstance(node, cst.ImportFrom) and node.module is not None:
+                    if node.relative:
+                        continue
+                    module = dotted_name(node.module) or ""
+                    if _is_flat(module):
+                        self._flat(ctx, line, node, module)
+                    else:
+                        self._removed_names(ctx, node, module)
+        for attribute in tree.nodes(cst.Attribute):
+            dotted = dotted_name(attribute) or ""
+            head, _, name = dotted.rpartition(".")
+            if name in REMOVED and head in REMOVED[name][0]:
+                ctx.report(attribute, REMOVED[name][1])
+
+    def _plain_import(self, ctx: RuleContext, node: cst.Import) -> None:
+        for alias in node.names:
+            module = dotted_name(alias.name) or ""
+            if _is_flat(module):
+                new = RELOCATED[module][0]
+                ctx.report(alias, f"{module} is gone since transformers 4: its names are in {new}")
+
+    def _removed_names(self, ctx: RuleContext, node: cst.ImportFrom, module: str) -> None:
+        if isinstance(node.names, cst.ImportStar):
+            return
+        for alias in node.names:
+            name = dotted_name(alias.name)
+            if name is not None and _removed(module, name):
+                ctx.report(alias, _removed(module, name))
+
+    def _flat(
+        self, ctx: RuleContext, line: cst.SimpleStatementLine, node: cst.ImportFrom, module: str
+    ) -> None:
+        new, moved = RELOCATED[module]
+        if isinstance(node.names, cst.ImportStar):
+            ctx.report(node, f"{module} is gone since transformers 4: import from {new}")
+            return
+        layer_norm = [a for a in node.names if (module, dotted_name(a.name)) == LAYER_NORM]
+        stuck = [
+            dotted_name(a.name) or ""
+            for a in node.names
+            if a not in layer_norm and dotted_name(a.name) not in moved
+        ]
+        if stuck:
+            why = [NOT_MOVED.get((module, n)) or _removed(module, n) for n in stuck]
+            detail = "; ".join(w for w in why if w)
+            message = (
+                f"{module} is gone since transformers 4 (now {new}), but "
+                f"{', '.join(stuck)} is not there in both transformers 4.40 and 5"
+            )
+            ctx.report(node, f"{message}: {detail}" if detail else message)
+            return
+        if len(line.body) != 1:  # `from ... import x; y = 1`: one statement per line only
+            ctx.report(node, f"{module} is gone since transformers 4: import from {new}")
+            return
+        names = list(node.names)
+        for alias in layer_norm:
+            names = _without(names, alias)
+        new_lines: list[cst.BaseStatement] = []
+        if names:
+            moved_node = node.with_changes(module=_module_expr(new), names=names)
+            new_lines.append(line.with_changes(body=[moved_node]))
+        for alias in layer_norm:
+            statement = _layer_norm_import(alias)
+            if not new_lines:
+                statement = statement.with_changes(leading_lines=line.leading_lines)
+            new_lines.append(statement)
+        parts = []
+        if names:
+            parts.append(f"{module} is gone since transformers 4: import from {new}")
+        if layer_norm:
+            parts.append("BertLayerNorm was torch.nn.LayerNorm")
+        replacements: dict[cst.CSTNode, Replacement] = {line: new_lines}
+        ctx.fix(line, "; ".join(parts), replacements)
