@@ -28,7 +28,6 @@ from patches.prt006_apex_ddp_fallback import ApexDdpFallback
 from patches.prt007_config_torchscript import ConfigTorchscript
 from patches.prt008_cuda_tensor_types import CudaTensorTypes
 from patches.prt009_transformers5_imports import Transformers5Imports
-from patches.prt009_transformers5_imports import Transformers5Imports
 from patches.prt010_tree_sitter_grammar_wheels import TreeSitterGrammarWheels
 from patches.trn001_parameters_after_optimizer import ParametersAfterOptimizer
 from patches.trn002_clamped_sentinel_index import ClampedSentinelIndex
@@ -60,7 +59,6 @@ RULES = (
     ApexDdpFallback,
     ConfigTorchscript,
     CudaTensorTypes,
-    Transformers5Imports,
     Transformers5Imports,
     TreeSitterGrammarWheels,
     ParametersAfterOptimizer,
