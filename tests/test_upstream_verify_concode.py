@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from patcher.verify.datasets import generators
 from patcher.verify.targets import identify, load_targets
 
 NAME = "codexglue-text-to-code"
@@ -46,39 +45,6 @@ def _verify(*args: str) -> tuple[int, dict]:
         timeout=900,
     )
     return run.returncode, json.loads(run.stdout)
-
-
-def _probe_misses_pretrained_eval() -> bool:
-    """transformers 5 overrides ``PreTrainedModel.eval``, which the probe's hook on
-    ``torch.nn.Module.eval`` does not see: a bare HF model's ``model.eval()`` goes uncounted."""
-    try:
-        from transformers import PreTrainedModel
-    except ImportError:
-        return False
-    return "eval" in PreTrainedModel.__dict__
-
-
-def test_generator_writes_concode_splits(tmp_path: Path) -> None:
-    keys = generators()["concode"](tmp_path)
-    sizes = {}
-    for name in ("train.json", "dev.json", "test.json"):
-        lines = (tmp_path / name).read_text().splitlines()
-        rows = [json.loads(line) for line in lines]
-        assert all(set(row) == {"nl", "code"} for row in rows)
-        assert all("concode_field_sep" in row["nl"] for row in rows)
-        sizes[name] = len(rows)
-    # the script divides by len(lines) // 10: every split needs 10 lines or more
-    assert sizes == {"train.json": 24, "dev.json": 12, "test.json": 12}
-    test = [json.loads(line)["code"] for line in (tmp_path / "test.json").read_text().splitlines()]
-    assert keys == test
-    assert len(set(keys)) == 12
-    assert all("\t" not in k and "\n" not in k for k in keys)
-    assert keys[0].startswith("long checkFactorial36 ( int count ) { long limit = 1 ; for ")
-    assert "cursor <= count ; cursor ++ )" in keys[0]  # operators stay whole, as in concode
-    again = tmp_path / "again"
-    again.mkdir()
-    assert generators()["concode"](again) == keys  # seeded: the same data on every machine
-    assert (again / "train.json").read_bytes() == (tmp_path / "train.json").read_bytes()
 
 
 @needs_corpus
@@ -113,15 +79,14 @@ def test_patched_passes() -> None:
     code, report = _verify(str(_script()))
     assert report["target"] == NAME and report["identified_by"] == "sha256"
     assert report["family"] == "gpt2"
-    failing = [row["check"] for row in report["checks"] if not row["ok"]]
-    if failing == ["evaluation ran"] and _probe_misses_pretrained_eval():
-        pytest.xfail("probe hooks torch.nn.Module.eval; transformers 5 overrides it")
     assert code == 0, report["verdict"] + "\n" + report["log_tail"]
     rows = {row["check"]: row["evidence"] for row in report["checks"]}
     assert rows["ranks joined"].startswith("2 processes, ranks 0, 1, world size 2 (gloo)")
     assert "after optimizer step 3" in rows["replicas in sync"]
     assert rows["checkpoints"].startswith("checkpoint-last (rank 0,")
     assert report["health"] == []
+    # a bare GPT2LMHeadModel evaluated by rank 0: transformers 5's own eval() is seen
+    assert rows["evaluation ran"] == "on rank 0 (1x)"
 
 
 @needs_corpus

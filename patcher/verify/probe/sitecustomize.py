@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 
@@ -142,14 +143,45 @@ def _patch_torch(torch) -> None:
         except Exception:
             traceback.print_exc()
 
-    eval_mode = torch.nn.Module.eval
+    # Evaluation mode is recorded at train(False), where every path meets: Module.eval() and
+    # transformers 5's own PreTrainedModel.eval() (which calls train(False) itself). Once per
+    # top-level call (train recurses into the children), and only when the script asked for
+    # it: a load (from_pretrained puts the model in eval mode) is not an evaluation.
+    train_mode = torch.nn.Module.train
 
-    def probed_eval(self):
-        # eval() recurses through train(False), so this fires once per top-level call
-        _emit("eval_mode", module=type(self).__name__, rank=_rank())
-        return eval_mode(self)
+    def probed_train(self, mode=True):
+        if getattr(_inside_train, "active", False):
+            return train_mode(self, mode)
+        if not mode and _asked_by_the_script():
+            _emit("eval_mode", module=type(self).__name__, rank=_rank())
+        _inside_train.active = True
+        try:
+            return train_mode(self, mode)
+        finally:
+            _inside_train.active = False
 
-    torch.nn.Module.eval = probed_eval
+    torch.nn.Module.train = probed_train
+
+
+_inside_train = threading.local()
+_LIBRARIES = tuple(
+    f"{os.sep}{name}{os.sep}" for name in ("torch", "transformers", "accelerate", "peft")
+)
+_LOADERS = frozenset({"from_pretrained", "_load_pretrained_model", "load_checkpoint"})
+
+
+def _asked_by_the_script() -> bool:
+    """Whether the script's own code (not a library loading a model) reached this call."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name in _LOADERS:
+            return False
+        name = code.co_filename
+        if not any(part in name for part in _LIBRARIES) and not name.endswith("sitecustomize.py"):
+            return True
+        frame = frame.f_back
+    return True
 
 
 def _checksum(optimizer) -> dict:
