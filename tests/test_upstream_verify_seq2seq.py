@@ -2,8 +2,8 @@
 
 The generator tests need nothing. The verify tests read the real scripts from a local checkout
 (``DDPFIX_CORPUS=/path/to/CodeXGLUE[:...]``) and are skipped without one; nothing from it is stored
-here. The two upstream run.py files are byte-identical, so hashing alone names the refinement
-target for both; the translation task is run with ``--target``.
+here. The two upstream run.py files are byte-identical: the hash matches both targets and the
+script's own path (its task directory) decides between them.
 """
 
 from __future__ import annotations
@@ -128,8 +128,8 @@ def test_scripts_are_identified_by_sha256(name: str) -> None:
     assert targets[name].sha256 == digest
     match, _ = identify(script, targets)
     assert match is not None and match.how == "sha256"
-    # byte-identical scripts: the hash names the first of the two targets for both
-    assert match.target.name == REFINEMENT
+    # byte-identical scripts: the path decides
+    assert match.target.name == name
 
 
 @corpus
@@ -138,12 +138,11 @@ def test_scripts_are_identified_by_sha256(name: str) -> None:
 def test_patched_script_passes_verify(name: str, tmp_path: Path) -> None:
     script = _script(SCRIPTS[name])
     keep = tmp_path / "sandbox"
-    target_args = [] if name == REFINEMENT else ["--target", name]
-    code, report = _verify(str(script), *target_args, "--keep", str(keep))
+    code, report = _verify(str(script), "--keep", str(keep))
     assert code == 0, report["verdict"] + "\n" + report["log_tail"]
     assert report["verdict"] == "PASS: all 8 checks passed"
     assert report["target"] == name
-    assert report["identified_by"] == ("sha256" if name == REFINEMENT else "--target")
+    assert report["identified_by"] == "sha256"
     assert report["health"] == []
     gold = SUFFIXES[name][1]
     output = keep / "output"

@@ -110,6 +110,18 @@ def script_features(source: str) -> set[str]:
     return features
 
 
+def _shared_tail(upstream: str, script: Path) -> int:
+    """How many trailing path components (file name included) the two paths share."""
+    mine = script.resolve().parts[::-1]
+    theirs = Path(upstream).parts[::-1]
+    count = 0
+    for a, b in zip(mine, theirs):
+        if a != b:
+            break
+        count += 1
+    return count
+
+
 @dataclass(frozen=True)
 class Match:
     target: Target
@@ -121,9 +133,11 @@ def identify(script: Path, targets: dict[str, Target]) -> tuple[Match | None, li
     """The target this script is, or a fork of; and every candidate with its score."""
     data = script.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
-    for target in targets.values():
-        if target.sha256 and target.sha256 == digest:
-            return Match(target, "sha256", 1.0), []
+    exact = [t for t in targets.values() if t.sha256 and t.sha256 == digest]
+    if exact:
+        # byte-identical upstream scripts (CodeXGLUE's refinement and translation run.py): the
+        # one whose upstream path shares the most trailing directories with this script's
+        return Match(max(exact, key=lambda t: _shared_tail(t.path, script)), "sha256", 1.0), []
     features = script_features(data.decode("utf-8", errors="replace"))
     scored = sorted(
         (
