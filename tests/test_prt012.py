@@ -1,0 +1,147 @@
+"""PRT012: the exact rewrite, idempotency, and that the rewritten mask means 4's 3-D mask.
+
+The runtime test builds a tiny RobertaModel from a config (no hub) and compares the rewritten
+expression against transformers 4's handling of a 3-D mask, reproduced by hand: ``mask[:, None]``
+made additive with ``finfo(dtype).min``. On transformers 5 the original 3-D mask must crash.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from patcher.engine import fix_text
+from patches.prt012_roberta_3d_attention_mask import Roberta3dAttentionMask
+
+RULE = [Roberta3dAttentionMask()]
+
+BEFORE = """\
+import torch
+
+
+def encode(encoder, ids, pos, m1, m2, l):
+    attn_mask = torch.cat((m1.unsqueeze(1), m2.unsqueeze(1)), 1).view(-1, l, l)
+    embeds = encoder.embeddings.word_embeddings(ids)
+    return encoder(inputs_embeds=embeds, attention_mask=attn_mask, position_ids=pos)[0]
+"""
+AFTER = """\
+import torch
+import transformers
+
+
+def encode(encoder, ids, pos, m1, m2, l):
+    attn_mask = torch.cat((m1.unsqueeze(1), m2.unsqueeze(1)), 1).view(-1, l, l)
+    embeds = encoder.embeddings.word_embeddings(ids)
+    return encoder(inputs_embeds=embeds, attention_mask=attn_mask if int(\
+transformers.__version__.split(".")[0]) < 5 else (1.0 - attn_mask[:, None, :, :].to(\
+embeds.dtype)) * torch.finfo(embeds.dtype).min, position_ids=pos)[0]
+"""
+REWRITTEN = (
+    "attn_mask if int(transformers.__version__.split('.')[0]) < 5 else "
+    "(1.0 - attn_mask[:, None, :, :].to(embeds.dtype)) * torch.finfo(embeds.dtype).min"
+)
+
+
+def test_exact_rewrite_and_idempotent() -> None:
+    output, findings = fix_text(BEFORE, RULE)
+    assert output == AFTER
+    assert [(f.line, f.fixed) for f in findings] == [(7, True)]
+    again, findings = fix_text(output, RULE)
+    assert again == output and not findings
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        "attn_mask[:, None, :, :]",
+        "attn_mask.unsqueeze(1)",
+        "attn_mask.view(-1, l, l)[:, None]",
+    ],
+)
+def test_four_d_masks_are_left_alone(mask: str) -> None:
+    source = BEFORE.replace("attention_mask=attn_mask", f"attention_mask={mask}")
+    output, findings = fix_text(source, RULE)
+    assert output == source and not findings
+
+
+def test_mask_rebound_before_the_call_is_not_known() -> None:
+    source = BEFORE.replace(
+        "    embeds =", "    if l > 1:\n        attn_mask = attn_mask[:, 0]\n    embeds ="
+    )
+    output, findings = fix_text(source, RULE)
+    assert output == source and not findings
+
+
+def _tiny_roberta():
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.RobertaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=40,
+        type_vocab_size=1,
+    )
+    return torch, transformers, transformers.RobertaModel(config).eval()
+
+
+def _by_hand(torch, model, embeds, attn_mask, pos):
+    """The encoder computed here with transformers 4's reading of a 3-D mask: ``[b, 1, l, l]``,
+    then ``(1 - m) * finfo(dtype).min`` added to every head's scores (eval mode, no dropout)."""
+    extended = (1.0 - attn_mask[:, None, :, :].to(embeds.dtype)) * torch.finfo(embeds.dtype).min
+    hidden = model.embeddings(
+        inputs_embeds=embeds, position_ids=pos, token_type_ids=torch.zeros_like(pos)
+    )
+    heads = model.config.num_attention_heads
+    batch, length, width = hidden.shape
+    for layer in model.encoder.layer:
+        attention = layer.attention.self
+
+        def split(x):
+            return x.view(batch, length, heads, width // heads).transpose(1, 2)
+
+        query, key, value = (
+            split(attention.query(hidden)),
+            split(attention.key(hidden)),
+            split(attention.value(hidden)),
+        )
+        scores = query @ key.transpose(-1, -2) / (width // heads) ** 0.5 + extended
+        context = (scores.softmax(-1) @ value).transpose(1, 2).reshape(batch, length, width)
+        out = layer.attention.output
+        hidden = out.LayerNorm(out.dense(context) + hidden)
+        inner = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(hidden))
+        hidden = layer.output.LayerNorm(layer.output.dense(inner) + hidden)
+    return hidden
+
+
+def test_rewritten_mask_runs_and_matches_the_3d_reference() -> None:
+    torch, transformers, model = _tiny_roberta()
+    batch, length = 3, 24
+    ids = torch.randint(3, 64, (batch, length))
+    pos = torch.arange(2, length + 2).expand(batch, length)
+    attn_mask = torch.rand(batch, length, length) > 0.5
+    attn_mask |= torch.eye(length, dtype=torch.bool)
+    attn_mask[0, length - 3 :, :] = False  # padding rows see nothing, as in GraphCodeBERT
+    major = int(transformers.__version__.split(".")[0])
+    with torch.no_grad():
+        embeds = model.embeddings.word_embeddings(ids)
+        if major >= 5:
+            with pytest.raises(RuntimeError):
+                model(inputs_embeds=embeds, attention_mask=attn_mask, position_ids=pos)
+        mask = eval(REWRITTEN, {"torch": torch, "transformers": transformers}, locals())
+        for implementation in ("eager", "sdpa"):
+            model.config._attn_implementation = implementation
+            if hasattr(model, "set_attn_implementation"):
+                model.set_attn_implementation(implementation)
+            got = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos)[0]
+            want = _by_hand(torch, model, embeds, attn_mask, pos)
+            assert torch.allclose(got, want, rtol=1e-5, atol=1e-6), implementation
+            # a boolean 4-D mask is not the same thing on 5 (eager adds it, SDPA differs on
+            # rows that see nothing): the rule must not emit it
+            if major >= 5:
+                wrong = model(
+                    inputs_embeds=embeds, attention_mask=attn_mask[:, None], position_ids=pos
+                )[0]
+                assert not torch.allclose(wrong, want, rtol=1e-5, atol=1e-6), implementation
