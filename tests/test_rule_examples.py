@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +44,9 @@ def test_codes_and_names_are_unique() -> None:
     rules = all_rules()
     assert len({r.code for r in rules}) == len(rules)
     assert len({r.name for r in rules}) == len(rules)
+
+
+def test_readme_rules_table_lists_every_rule_by_code_and_name() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    listed = re.findall(r"^\| ((?:DDP|PRT|TRN)\d{3}) \| ([\w-]+) \|", readme, flags=re.M)
+    assert sorted(listed) == sorted((rule.code, rule.name) for rule in all_rules())
