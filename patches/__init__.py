@@ -30,6 +30,7 @@ from patches.prt007_config_torchscript import ConfigTorchscript
 from patches.prt008_cuda_tensor_types import CudaTensorTypes
 from patches.prt009_transformers5_imports import Transformers5Imports
 from patches.prt010_tree_sitter_grammar_wheels import TreeSitterGrammarWheels
+from patches.prt011_torch_load_weights_only import TorchLoadWeightsOnly
 from patches.prt012_roberta_3d_attention_mask import Roberta3dAttentionMask
 from patches.trn001_parameters_after_optimizer import ParametersAfterOptimizer
 from patches.trn002_clamped_sentinel_index import ClampedSentinelIndex
@@ -64,6 +65,7 @@ RULES = (
     CudaTensorTypes,
     Transformers5Imports,
     TreeSitterGrammarWheels,
+    TorchLoadWeightsOnly,
     Roberta3dAttentionMask,
     ParametersAfterOptimizer,
     ClampedSentinelIndex,
