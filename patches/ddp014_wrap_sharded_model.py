@@ -141,7 +141,7 @@ class WrapShardedModel(Rule):
                 "def main(args, model, data):\n"
                 "    if args.n_gpu > 1:\n"
                 "        model = torch.nn.DataParallel(model)\n"
-                "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"
+                "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"  # noqa: E501
                 "    train(args, model, train_sampler)\n"
                 "    preds = model.generate(data)\n"
             ),
@@ -152,9 +152,9 @@ class WrapShardedModel(Rule):
                 "        model = torch.nn.DataParallel(model)\n"
                 "    if args.local_rank != -1:\n"
                 "        model = torch.nn.parallel.DistributedDataParallel(\n"
-                "            model, device_ids=[args.local_rank] if torch.cuda.is_available() else None\n"
+                "            model, device_ids=[args.local_rank] if torch.cuda.is_available() else None\n"  # noqa: E501
                 "        )\n"
-                "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"
+                "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"  # noqa: E501
                 "    train(args, model, train_sampler)\n"
                 '    preds = (model.module if hasattr(model, "module") else model).generate(data)\n'
             ),
@@ -162,7 +162,7 @@ class WrapShardedModel(Rule):
         Example(
             before=(
                 "def main(args, model, data):\n"
-                "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"
+                "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"  # noqa: E501
                 "    train(args, model, train_sampler)\n"
             ),
             reports=1,
@@ -173,7 +173,7 @@ class WrapShardedModel(Rule):
                 "def main(args, model, data):\n"
                 "    if args.local_rank != -1:\n"
                 "        model = torch.nn.parallel.DistributedDataParallel(model)\n"
-                "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"
+                "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"  # noqa: E501
                 "    train(args, model, train_sampler)\n"
             ),
         ),
@@ -181,7 +181,12 @@ class WrapShardedModel(Rule):
 
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
-        if "DistributedDataParallel" in tree.code or ".prepare(" in tree.code:
+        if ".prepare(" in tree.code:
+            return
+        if "DistributedDataParallel" in tree.code:
+            # a wrap of ours from an earlier pass: the unwraps another fix held back
+            for site, name in _own_wraps(tree):
+                self._fix_unwraps(ctx, site, name, preferred_quote(tree.code))
             return
         samplers = [
             c for c in tree.nodes(cst.Call) if callee_name(c) == _SAMPLER and _trains(tree, c)
@@ -220,7 +225,10 @@ class WrapShardedModel(Rule):
             "DistributedDataParallel when launched",
             replacements,
         )
-        for node, new in self._unwrap(tree, site, name, quote).items():
+        self._fix_unwraps(ctx, site, name, quote)
+
+    def _fix_unwraps(self, ctx: RuleContext, site: cst.CSTNode, name: str, quote: str) -> None:
+        for node, new in self._unwrap(ctx.tree, site, name, quote).items():
             ctx.fix(
                 node,
                 f"{name} is wrapped in DistributedDataParallel when launched (DDP014): take "
@@ -251,6 +259,38 @@ class WrapShardedModel(Rule):
                 if isinstance(node, cst.Attribute) and _reads(node, param):
                     found[node.value] = _unwrapped(param, quote)
         return found
+
+
+def _own_wraps(tree: Tree) -> list[tuple[cst.If, str]]:
+    """The wraps this rule inserted: ``if <rank> != -1: X = torch.nn.parallel.
+    DistributedDataParallel(X, device_ids=... if torch.cuda.is_available() else None)`` right
+    after a ``DataParallel`` block."""
+    found = []
+    for node in tree.nodes(cst.If):
+        body = node.body.body if isinstance(node.body, cst.IndentedBlock) else ()
+        if node.orelse is not None or len(body) != 1:
+            continue
+        line = body[0]
+        if not (isinstance(line, cst.SimpleStatementLine) and len(line.body) == 1):
+            continue
+        assign = line.body[0]
+        if not (
+            isinstance(assign, cst.Assign)
+            and isinstance(assign.value, cst.Call)
+            and dotted_name(assign.value.func) == "torch.nn.parallel.DistributedDataParallel"
+            and "torch.cuda.is_available() else None" in tree.module.code_for_node(assign.value)
+            and len(assign.targets) == 1
+            and isinstance(assign.targets[0].target, cst.Name)
+        ):
+            continue
+        holder = tree.parent(node)
+        siblings = list(holder.body) if isinstance(holder, (cst.IndentedBlock, cst.Module)) else []
+        index = next((i for i, s in enumerate(siblings) if s is node), 0)
+        previous = siblings[index - 1] if index else None
+        inner = previous.body.body if isinstance(previous, cst.If) else ()
+        if any(_wraps_data_parallel(s) for s in inner):
+            found.append((previous, assign.targets[0].target.value))
+    return found
 
 
 def _reads(attribute: cst.Attribute, name: str) -> bool:
