@@ -23,8 +23,13 @@ What every rank does around the block decides the form of the rewrite (the rank 
   seq2seq template resets ``tr_loss``, ``nb_tr_steps`` and ``eval_flag``, which drive gradient
   accumulation), keeps those updates on every rank: when they are plain assignments at the top of
   the block, only the rest (evaluation, writes, logging) moves under an inner ``if int(os.environ.
-  get("RANK", args.local_rank)) in [-1, 0]:``. Otherwise the block is reported: gating all of it
-  would make the ranks step on different iterations.
+  get("RANK", args.local_rank)) in [-1, 0]:``. Otherwise (CodeT5's in-training evaluation,
+  which also decides an early stop) only its writes do: each run of write-only statements
+  (saves, ``if not os.path.exists(d): os.makedirs(d)``, blocks of them, with the logs and path
+  names between them) goes under that test, and the evaluation and the state updates stay on
+  every rank, which all score the same model on the same data and so decide alike. When the
+  evaluation shards its data (a ``DistributedSampler`` reached from the block) they would not:
+  the block is reported. Gating all of it would make the ranks step on different iterations.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from patches._syntax import (
     global_rank,
     import_fix,
     is_eval_call,
+    is_read,
     is_save_call,
     module_functions,
     preferred_quote,
@@ -169,6 +175,133 @@ def _split(node: cst.If, keep: int, rank: cst.Comparison) -> cst.If:
     return node.with_changes(body=node.body.with_changes(body=[*statements[:keep], inner]))
 
 
+_MAKES_DIRS = frozenset({"makedirs", "mkdir"})
+_LOGS = frozenset({"info", "warning", "debug", "print", "error"})
+
+
+def _writes(call: cst.Call) -> bool:
+    return (is_save_call(call) and not _library_call(call)) or callee_name(call) in _MAKES_DIRS
+
+
+def _binds(statement: cst.CSTNode) -> set[str]:
+    return {n.value for b in walk(statement) if isinstance(b, BINDERS) for n in bound_names(b)}
+
+
+def _quiet(statement: cst.CSTNode) -> bool:
+    """A log line, or a plain assignment whose value only builds a path or picks the model
+    inside its wrapper (``os.path.join``, ``hasattr``, ``format``)."""
+    if not isinstance(statement, cst.SimpleStatementLine):
+        return False
+    for small in statement.body:
+        calls = [callee_name(c) for c in calls_in(small)]
+        if isinstance(small, cst.Expr) and calls[:1] and calls[0] in _LOGS:
+            continue
+        if isinstance(small, cst.Assign) and all(
+            c in ("join", "hasattr", "format", "str") for c in calls
+        ):
+            continue
+        return False
+    return True
+
+
+def _write_only(statement: cst.CSTNode, state: set[str]) -> bool:
+    """A statement whose effects are file writes (and logs, and names for them): a save, a
+    ``makedirs``, ``if not os.path.exists(d): os.makedirs(d)``, a block of such lines."""
+    calls = list(calls_in(statement))
+    if not any(_writes(c) for c in calls) or any(is_eval_call(c) for c in calls):
+        return False
+    if _binds(statement) & state:
+        return False
+    if isinstance(statement, cst.SimpleStatementLine):
+        return all(
+            isinstance(small, cst.Expr) and isinstance(small.value, cst.Call)
+            for small in statement.body
+        )
+    if isinstance(statement, (cst.If, cst.With)) and getattr(statement, "orelse", None) is None:
+        body = statement.body.body if isinstance(statement.body, cst.IndentedBlock) else ()
+        return all(_write_only(s, state) or _quiet(s) for s in body)
+    return False
+
+
+def _gate_writes(
+    tree: Tree, body: cst.BaseSuite, state: set[str], rank: cst.Comparison
+) -> cst.IndentedBlock | None:
+    """``body`` with each run of write-only statements (with the logs and path names between
+    them) under ``if rank:``, looking into nested ``if``/``for``/``with`` bodies; None when
+    nothing is left to gate. A path name read after the run stays out of it, on every rank."""
+    if not isinstance(body, cst.IndentedBlock):
+        return None
+    statements = list(body.body)
+    out: list[cst.BaseStatement] = []
+    changed = False
+    index = 0
+    while index < len(statements):
+        statement = statements[index]
+        if isinstance(statement, cst.If) and truth(statement.test, OTHER) is False:
+            out.append(statement)  # already behind a rank test (a pass before gated it)
+            index += 1
+            continue
+        if _write_only(statement, state):
+            end = index
+            probe = index + 1
+            while probe < len(statements) and (
+                _write_only(statements[probe], state)
+                or (_quiet(statements[probe]) and not _used_after(tree, statements, probe))
+            ):
+                if _write_only(statements[probe], state):
+                    end = probe
+                probe += 1
+            while end + 1 < len(statements) and _logs_only(statements[end + 1]):
+                end += 1
+            run = statements[index : end + 1]
+            out.append(
+                cst.If(
+                    test=rank.deep_clone(),
+                    body=cst.IndentedBlock([run[0].with_changes(leading_lines=()), *run[1:]]),
+                    leading_lines=run[0].leading_lines,
+                )
+            )
+            changed = True
+            index = end + 1
+            continue
+        inner = getattr(statement, "body", None)
+        if isinstance(statement, (cst.If, cst.For, cst.While, cst.With)) and isinstance(
+            inner, cst.IndentedBlock
+        ):
+            gated = _gate_writes(tree, inner, state, rank)
+            if gated is not None:
+                statement = statement.with_changes(body=gated)
+                changed = True
+            orelse = getattr(statement, "orelse", None)
+            if isinstance(orelse, cst.Else):
+                gated = _gate_writes(tree, orelse.body, state, rank)
+                if gated is not None:
+                    statement = statement.with_changes(orelse=orelse.with_changes(body=gated))
+                    changed = True
+        out.append(statement)
+        index += 1
+    return body.with_changes(body=out) if changed else None
+
+
+def _used_after(tree: Tree, statements: list[cst.BaseStatement], index: int) -> bool:
+    """Whether a name statement ``index`` binds is read by a later statement of the block: the
+    assignment then stays on every rank (it is pure), out of the rank-0 gate."""
+    bound = _binds(statements[index])
+    return any(
+        isinstance(n, cst.Name) and n.value in bound and is_read(tree, n)
+        for later in statements[index + 1 :]
+        for n in walk(later)
+    )
+
+
+def _logs_only(statement: cst.CSTNode) -> bool:
+    return (
+        isinstance(statement, cst.SimpleStatementLine)
+        and _quiet(statement)
+        and all(isinstance(small, cst.Expr) for small in statement.body)
+    )
+
+
 def _rank_gated(tree: Tree, node: cst.If) -> bool:
     tests = [node.test, *gates(tree, node)]
     return any(truth(t, OTHER) is not None or truth(t, RANK0) is not None for t in tests)
@@ -267,10 +400,24 @@ class RankZeroEvalBlocks(Rule):
             names = ", ".join(sorted(state))
             keep = _state_prefix(node.body, state)
             if keep is None:
-                ctx.report(
+                direct = [c for c in calls_in(node.body) if _writes(c)]
+                if direct and all(ranks.runs(c, OTHER_KIND) is False for c in direct):
+                    continue  # its writes are on rank 0 already (a pass before gated them)
+                sharded = any(callee_name(c) == "DistributedSampler" for c in calls)
+                gated = None if sharded else _gate_writes(tree, node.body, state, rank)
+                if gated is None:
+                    ctx.report(
+                        node,
+                        f"{what}, but it also updates training state read outside it ({names}): "
+                        "gate only its evaluation and writes on rank 0, by hand",
+                    )
+                    continue
+                ctx.fix(
                     node,
-                    f"{what}, but it also updates training state read outside it ({names}): "
-                    "gate only its evaluation and writes on rank 0, by hand",
+                    f"{what}: its writes run on global rank 0; its evaluation and the training "
+                    f"state it updates ({names}) stay on every rank, which all score the same "
+                    "model on the same data",
+                    {node: node.with_changes(body=gated), **imports},
                 )
                 continue
             ctx.fix(
