@@ -37,7 +37,7 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patcher.tree import Tree
+from patcher.tree import Tree, children
 from patches._gates import OTHER, RANK0, gates, truth
 from patches._ranks import OTHER as OTHER_KIND
 from patches._ranks import RANK0 as RANK0_KIND
@@ -294,6 +294,25 @@ def _used_after(tree: Tree, statements: list[cst.BaseStatement], index: int) -> 
     )
 
 
+def _leaves(body: cst.BaseSuite) -> str | None:
+    """``break``/``continue``/``return`` taken from inside ``body`` out of it (an early stop):
+    a decision every rank must make alike."""
+    stack: list[cst.CSTNode] = [body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (cst.Break, cst.Continue)):
+            return "an early " + ("stop" if isinstance(node, cst.Break) else "continue")
+        if isinstance(node, cst.Return):
+            return "an early return"
+        if isinstance(node, (cst.For, cst.While)):
+            stack.extend(children(node.orelse) if node.orelse else ())  # its own break is inside
+            continue
+        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            continue
+        stack.extend(children(node))
+    return None
+
+
 def _logs_only(statement: cst.CSTNode) -> bool:
     return (
         isinstance(statement, cst.SimpleStatementLine)
@@ -387,6 +406,9 @@ class RankZeroEvalBlocks(Rule):
             state = ranks.carried_out(node.body)
             imports = import_fix(tree.module, "os")
             what = f"every rank runs this {flag.attr.value} block and writes the same files"
+            leaves = _leaves(node.body)
+            if leaves:  # an early stop decided here: every rank must take it
+                state = {*state, leaves}
             if not state:
                 test = cst.BooleanOperation(
                     left=_as_and_operand(node.test), operator=cst.And(), right=rank
