@@ -207,6 +207,8 @@ def _passes(
             break
         for fix in accepted:
             _record(done, fix.finding, mapping, suppressions)
+            for other in fix.also:
+                _record(done, other, mapping, suppressions)
             applied.append(_key(fix.finding, mapping))
         module = tree.replace({k: v for fix in accepted for k, v in fix.replacements.items()})
         current = module.code

@@ -107,7 +107,9 @@ def read_accelerate_config(path: Path) -> tuple[Machines, int | None]:
     try:
         import yaml  # accelerate's own dependency: present wherever launch can run
     except ImportError:  # pragma: no cover - accelerate missing altogether
-        raise LaunchError("reading an accelerate config needs pyyaml (pip install accelerate)")
+        raise LaunchError(
+            "reading an accelerate config needs pyyaml (pip install accelerate)"
+        ) from None
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:

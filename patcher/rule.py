@@ -9,7 +9,7 @@ the whole module themselves.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -66,6 +66,9 @@ class Fix:
 
     finding: Finding
     replacements: Mapping[cst.CSTNode, Replacement]
+    #: What else the same rewrite changes, where (a fix that touches several places: each is
+    #: named where it happens, and all of them are applied, or withdrawn, together).
+    also: tuple[Finding, ...] = ()
 
 
 @dataclass
@@ -91,10 +94,16 @@ class RuleContext:
         self.findings.append(self._finding(node, message, fixed=False))
 
     def fix(
-        self, node: cst.CSTNode, message: str, replacements: Mapping[cst.CSTNode, Replacement]
+        self,
+        node: cst.CSTNode,
+        message: str,
+        replacements: Mapping[cst.CSTNode, Replacement],
+        also: Sequence[tuple[cst.CSTNode, str]] = (),
     ) -> None:
-        """A problem and its rewrite: each key node is replaced by its value."""
-        self.fixes.append(Fix(self._finding(node, message, fixed=True), dict(replacements)))
+        """A problem and its rewrite: each key node is replaced by its value. ``also`` names
+        the other places the same rewrite changes (node, what happens there)."""
+        others = tuple(self._finding(n, m, fixed=True) for n, m in also)
+        self.fixes.append(Fix(self._finding(node, message, fixed=True), dict(replacements), others))
 
 
 class Rule:

@@ -20,6 +20,7 @@ from patches.ddp012_barrier_before_shared_read import BarrierBeforeSharedRead
 from patches.ddp013_rank_divergence import RankDivergence
 from patches.ddp014_wrap_sharded_model import WrapShardedModel
 from patches.ddp015_rank_zero_object_calls import RankZeroObjectCalls
+from patches.ddp016_convert_dataparallel import ConvertDataParallel
 from patches.prt001_torch_adamw import TorchAdamW
 from patches.prt002_optional_tensorboard import OptionalTensorboard
 from patches.prt003_distributed_setup_on_cpu import DistributedSetupOnCpu
@@ -55,6 +56,7 @@ RULES = (
     RankDivergence,
     WrapShardedModel,
     RankZeroObjectCalls,
+    ConvertDataParallel,
     TorchAdamW,
     OptionalTensorboard,
     DistributedSetupOnCpu,

@@ -223,8 +223,12 @@ def _write_only(statement: cst.CSTNode, state: set[str]) -> bool:
     return False
 
 
-def _gate_writes(
-    tree: Tree, body: cst.BaseSuite, state: set[str], rank: cst.Comparison
+def gate_writes(
+    tree: Tree,
+    body: cst.BaseSuite,
+    state: set[str],
+    rank: cst.Comparison,
+    runs: list[list[cst.BaseStatement]] | None = None,
 ) -> cst.IndentedBlock | None:
     """``body`` with each run of write-only statements (with the logs and path names between
     them) under ``if rank:``, looking into nested ``if``/``for``/``with`` bodies; None when
@@ -254,6 +258,8 @@ def _gate_writes(
             while end + 1 < len(statements) and _logs_only(statements[end + 1]):
                 end += 1
             run = statements[index : end + 1]
+            if runs is not None:
+                runs.append(run)
             out.append(
                 cst.If(
                     test=rank.deep_clone(),
@@ -268,13 +274,13 @@ def _gate_writes(
         if isinstance(statement, (cst.If, cst.For, cst.While, cst.With)) and isinstance(
             inner, cst.IndentedBlock
         ):
-            gated = _gate_writes(tree, inner, state, rank)
+            gated = gate_writes(tree, inner, state, rank, runs)
             if gated is not None:
                 statement = statement.with_changes(body=gated)
                 changed = True
             orelse = getattr(statement, "orelse", None)
             if isinstance(orelse, cst.Else):
-                gated = _gate_writes(tree, orelse.body, state, rank)
+                gated = gate_writes(tree, orelse.body, state, rank, runs)
                 if gated is not None:
                     statement = statement.with_changes(orelse=orelse.with_changes(body=gated))
                     changed = True
@@ -426,7 +432,7 @@ class RankZeroEvalBlocks(Rule):
                 if direct and all(ranks.runs(c, OTHER_KIND) is False for c in direct):
                     continue  # its writes are on rank 0 already (a pass before gated them)
                 sharded = any(callee_name(c) == "DistributedSampler" for c in calls)
-                gated = None if sharded else _gate_writes(tree, node.body, state, rank)
+                gated = None if sharded else gate_writes(tree, node.body, state, rank)
                 if gated is None:
                     ctx.report(
                         node,

@@ -23,8 +23,12 @@ interface; what it does not have is taken from the model inside it: after the wr
 script's functions the wrapped model is passed to, ``model.generate(...)``, ``model.config``,
 ``model.save_pretrained(...)``, and ``state_dict``/``load_state_dict`` (whose keys would gain a
 ``module.`` prefix) become ``(model.module if hasattr(model, "module") else model).X``.
-``find_unused_parameters`` stays off: a model with parameters outside the loss makes DDP raise,
-naming them, at the second step, which ``ddpfix verify`` shows. No ``DataParallel`` block to
+``find_unused_parameters=True`` only where the script puts a transformers model with a task
+head (``RobertaForSequenceClassification``, ``model_class.from_pretrained``) inside a model class
+of its own, which then uses the encoder and a head of its own (GraphCodeBERT): the unused head
+would make DDP raise at the second step. Elsewhere it stays off (it costs a graph traversal a
+step); a model with other unused parameters makes DDP raise, naming them, which ``ddpfix verify``
+shows. No ``DataParallel`` block to
 follow, or no local-rank test to gate on: reported, not rewritten.
 """
 
@@ -117,14 +121,49 @@ def _unwrapped(name: str, quote: str) -> cst.BaseExpression:
     )
 
 
-def _wrap(model: str, rank: str) -> cst.If:
+def _wrap(model: str, rank: str, unused: bool = False) -> cst.If:
+    extra = ",\n        find_unused_parameters=True,\n    " if unused else "\n    "
+    devices = f"device_ids=[{rank}] if torch.cuda.is_available() else None"
     code = (
         f"if {rank} != -1:\n"
         f"    {model} = torch.nn.parallel.DistributedDataParallel(\n"
-        f"        {model}, device_ids=[{rank}] if torch.cuda.is_available() else None\n"
-        "    )\n"
+        f"        {model}, {devices}{extra})\n"
     )
     return cst.ensure_type(cst.parse_statement(code), cst.If)
+
+
+def _headed_model_inside(tree: Tree) -> bool:
+    """Whether the script puts a transformers model *with a task head* (``...For...``) inside a
+    model class of its own (GraphCodeBERT's ``Model(RobertaForSequenceClassification...)``,
+    which calls ``encoder.roberta`` and its own classifier): the head's parameters never get a
+    gradient, and DDP must be told to look for unused parameters."""
+    headed: set[str] = set()
+    for assign in tree.nodes(cst.Assign):
+        value = assign.value
+        if not isinstance(value, cst.Call) or len(assign.targets) != 1:
+            continue
+        target = assign.targets[0].target
+        if not isinstance(target, cst.Name):
+            continue
+        func = value.func
+        owner = func.value if isinstance(func, cst.Attribute) else None
+        owner_name = dotted_name(owner) if owner is not None else None
+        if (
+            callee_name(value) == "from_pretrained"
+            and owner_name
+            and ("For" in owner_name or owner_name == "model_class")
+        ):
+            headed.add(target.value)
+        elif (
+            headed
+            and value.args
+            and isinstance(value.args[0].value, cst.Name)
+            and value.args[0].value.value in headed
+            and isinstance(func, cst.Name)
+            and "For" not in func.value
+        ):
+            return True
+    return False
 
 
 class WrapShardedModel(Rule):
@@ -215,7 +254,7 @@ class WrapShardedModel(Rule):
         rank_code = tree.module.code_for_node(rank)
         quote = preferred_quote(tree.code)
         replacements: dict[cst.CSTNode, Replacement] = {
-            site: Around(after=(_wrap(name, rank_code),))
+            site: Around(after=(_wrap(name, rank_code, _headed_model_inside(tree)),))
         }
         replacements.update(import_fix(tree.module, "torch"))
         ctx.fix(
@@ -277,12 +316,18 @@ def _own_wraps(tree: Tree) -> list[tuple[cst.If, str]]:
         if not (
             isinstance(assign, cst.Assign)
             and isinstance(assign.value, cst.Call)
-            and dotted_name(assign.value.func) == "torch.nn.parallel.DistributedDataParallel"
-            and "torch.cuda.is_available() else None" in tree.module.code_for_node(assign.value)
             and len(assign.targets) == 1
             and isinstance(assign.targets[0].target, cst.Name)
         ):
             continue
+        name = assign.targets[0].target.value
+        test = node.test
+        if not isinstance(test, cst.Comparison):
+            continue
+        rank_code = tree.module.code_for_node(test.left)
+        mine = node.with_changes(leading_lines=())
+        if not any(_wrap(name, rank_code, unused).deep_equals(mine) for unused in (False, True)):
+            continue  # a wrap of the script's own: not ours to unwrap around
         holder = tree.parent(node)
         siblings = list(holder.body) if isinstance(holder, (cst.IndentedBlock, cst.Module)) else []
         index = next((i for i, s in enumerate(siblings) if s is node), 0)

@@ -17,7 +17,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.slow
 
-SCRIPT = '''
+SCRIPT = """
 import argparse, os
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
@@ -37,7 +37,7 @@ for _ in range(args.evaluations):
         model(torch.zeros(1, 4, dtype=torch.long))
     model.train()
 torch.nn.Sequential(torch.nn.Linear(2, 2)).eval()  # torch's eval(): counted once, not per child
-'''
+"""
 
 
 @pytest.mark.parametrize("evaluations", [0, 2])

@@ -26,7 +26,8 @@ def _with_rank() -> str:
     """The script with its rank, as ``python -m torch.distributed.launch`` gave it."""
     return SCRIPT.read_text().replace(
         "    args = parser.parse_args()\n",
-        "    args = parser.parse_args()\n    args.local_rank = int(os.environ.get('LOCAL_RANK', -1))\n",
+        "    args = parser.parse_args()\n"
+        "    args.local_rank = int(os.environ.get('LOCAL_RANK', -1))\n",
     )
 
 

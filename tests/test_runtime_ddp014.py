@@ -33,7 +33,7 @@ def test_patch_wraps_after_the_dataparallel_block_and_unwraps_generate() -> None
     output = patched(SCRIPT.read_text())
     assert "        model = torch.nn.DataParallel(model)\n" + WRAP in output
     assert (
-        "preds.extend((model.module if hasattr(model, \"module\") else model)"
+        'preds.extend((model.module if hasattr(model, "module") else model)'
         ".generate(source.to(args.device)).tolist())" in output
     )
     assert patched(output) == output  # idempotent
@@ -44,7 +44,8 @@ def _as_legacy_launcher_runs_it() -> str:
     ``--local_rank`` argument), read here from the environment the modern launchers set."""
     return SCRIPT.read_text().replace(
         "    args = parser.parse_args()\n",
-        "    args = parser.parse_args()\n    args.local_rank = int(os.environ.get('LOCAL_RANK', -1))\n",
+        "    args = parser.parse_args()\n"
+        "    args.local_rank = int(os.environ.get('LOCAL_RANK', -1))\n",
     )
 
 
