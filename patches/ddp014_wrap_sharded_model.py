@@ -23,12 +23,12 @@ interface; what it does not have is taken from the model inside it: after the wr
 script's functions the wrapped model is passed to, ``model.generate(...)``, ``model.config``,
 ``model.save_pretrained(...)``, and ``state_dict``/``load_state_dict`` (whose keys would gain a
 ``module.`` prefix) become ``(model.module if hasattr(model, "module") else model).X``.
-``find_unused_parameters=True`` only where the script puts a transformers model with a task
-head (``RobertaForSequenceClassification``, ``model_class.from_pretrained``) inside a model class
-of its own, which then uses the encoder and a head of its own (GraphCodeBERT): the unused head
-would make DDP raise at the second step. Elsewhere it stays off (it costs a graph traversal a
-step); a model with other unused parameters makes DDP raise, naming them, which ``ddpfix verify``
-shows. No ``DataParallel`` block to
+``find_unused_parameters=True`` only where the script puts a pretrained transformers model
+(``RobertaForSequenceClassification``, ``RobertaModel``, ``model_class.from_pretrained``) inside a
+model class of its own, which then bypasses part of it (GraphCodeBERT's unused head, UniXcoder's
+unused pooler): those parameters would make DDP raise at the second step. Elsewhere it stays off
+(it costs a graph traversal a step); a model with other unused parameters makes DDP raise,
+naming them, which ``ddpfix verify`` shows. No ``DataParallel`` block to
 follow, or no local-rank test to gate on: reported, not rewritten.
 """
 
@@ -132,12 +132,13 @@ def _wrap(model: str, rank: str, unused: bool = False) -> cst.If:
     return cst.ensure_type(cst.parse_statement(code), cst.If)
 
 
-def _headed_model_inside(tree: Tree) -> bool:
-    """Whether the script puts a transformers model *with a task head* (``...For...``) inside a
-    model class of its own (GraphCodeBERT's ``Model(RobertaForSequenceClassification...)``,
-    which calls ``encoder.roberta`` and its own classifier): the head's parameters never get a
-    gradient, and DDP must be told to look for unused parameters."""
-    headed: set[str] = set()
+def _pretrained_model_inside(tree: Tree) -> bool:
+    """Whether the script puts a pretrained transformers model inside a model class of its own
+    (GraphCodeBERT's ``Model(RobertaForSequenceClassification...)``, which calls
+    ``encoder.roberta`` and a classifier of its own; UniXcoder's ``Model(RobertaModel...)``,
+    which reads the hidden states, not the pooler): the parts it bypasses never get a gradient,
+    and DDP must be told to look for unused parameters (CodeXGLUE's own DDP wraps do)."""
+    pretrained: set[str] = set()
     for assign in tree.nodes(cst.Assign):
         value = assign.value
         if not isinstance(value, cst.Call) or len(assign.targets) != 1:
@@ -147,18 +148,15 @@ def _headed_model_inside(tree: Tree) -> bool:
             continue
         func = value.func
         owner = func.value if isinstance(func, cst.Attribute) else None
-        owner_name = dotted_name(owner) if owner is not None else None
-        if (
-            callee_name(value) == "from_pretrained"
-            and owner_name
-            and ("For" in owner_name or owner_name == "model_class")
-        ):
-            headed.add(target.value)
+        owner_name = (dotted_name(owner) or "") if owner is not None else ""
+        if callee_name(value) == "from_pretrained" and owner_name:
+            if not owner_name.lower().endswith(("tokenizer", "config", "tokenizer_class")):
+                pretrained.add(target.value)
         elif (
-            headed
+            pretrained
             and value.args
             and isinstance(value.args[0].value, cst.Name)
-            and value.args[0].value.value in headed
+            and value.args[0].value.value in pretrained
             and isinstance(func, cst.Name)
             and "For" not in func.value
         ):
@@ -254,7 +252,7 @@ class WrapShardedModel(Rule):
         rank_code = tree.module.code_for_node(rank)
         quote = preferred_quote(tree.code)
         replacements: dict[cst.CSTNode, Replacement] = {
-            site: Around(after=(_wrap(name, rank_code, _headed_model_inside(tree)),))
+            site: Around(after=(_wrap(name, rank_code, _pretrained_model_inside(tree)),))
         }
         replacements.update(import_fix(tree.module, "torch"))
         ctx.fix(

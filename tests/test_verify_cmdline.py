@@ -118,3 +118,13 @@ def test_merge_keeps_the_users_flags_and_the_harness_paths() -> None:
         "--train_data_file=/sandbox/train.txt",
         "--do_train",  # ... but not for data paths
     ]
+
+
+def test_flags_a_sibling_script_does_not_declare_are_dropped() -> None:
+    target = ["--output_dir=/o", "--model_type=roberta", "--epoch", "1", "--do_train"]
+    assert cmdline.only_declared(target, {"--output_dir", "--do_train", "--epoch"}) == [
+        "--output_dir=/o",
+        "--epoch",
+        "1",
+        "--do_train",
+    ]

@@ -101,3 +101,8 @@ def merge(user: Sequence[str], target: Sequence[str], harness: Sequence[str]) ->
     given = {flag(g) for g in mine}
     theirs = [g for g in groups(target) if flag(g) not in given]
     return [arg for group in (*mine, *theirs) for arg in group]
+
+
+def only_declared(args: Sequence[str], declared: set[str]) -> list[str]:
+    """``args`` without the flag groups whose flag the script does not declare."""
+    return [a for g in groups(args) if flag(g) in declared for a in g]

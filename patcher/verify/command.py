@@ -20,6 +20,7 @@ from typing import Any
 from patcher.discover import discover
 from patcher.engine import process_file
 from patcher.rule import Rule
+from patcher.launching import declared_flags
 from patcher.verify import checks, cmdline, families, health, launch, launchline
 from patcher.verify.datasets import generators
 from patcher.verify.models import ensure_model
@@ -261,6 +262,11 @@ def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
         own = target.script_args(model=model_dir, data=data_dir, output=output_dir)
         if chosen != target.model_type and not families.flag_values(args, ("--model_type",)):
             own = [f"--model_type={chosen}" if a.startswith("--model_type") else a for a in own]
+        declared = declared_flags(script)
+        if declared is not None and report.identified_by == "fingerprint":
+            # a fork or a sibling script: the target's flags it does not declare would stop it
+            # at argparse; the user's own flags stay whatever they are
+            own = cmdline.only_declared(own, declared)
         args = cmdline.merge(args, own, target.harness_flags)
     report.script_args = args
 
