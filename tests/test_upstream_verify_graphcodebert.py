@@ -54,8 +54,14 @@ def _verify(*args: str) -> tuple[int, dict]:
 
 def test_patched_gets_past_imports_and_extracts_data_flow(tmp_path: Path) -> None:
     keep = tmp_path / "sandbox"
-    _, report = _verify(str(_script()), "--keep", str(keep))
+    code, report = _verify(str(_script()), "--keep", str(keep))
     assert report["target"] == TARGET and report["identified_by"] == "sha256"
+    # DataParallel-only upstream: converted to DDP (DDP016, DDP014), it trains one model on two
+    # ranks with the same global batch and passes every check
+    assert code == 0, report["verdict"] + "\n" + report["log_tail"]
+    patched_source = (keep / "code" / "run.py").read_text()
+    assert "args.train_batch_size //= torch.distributed.get_world_size()" in patched_source
+    assert "find_unused_parameters=True" in patched_source
     assert report["fixes_applied"] >= 2  # Language(...) and set_language, at least
     assert not IMPORT_OR_TREE_SITTER.search(report["verdict"]), report["verdict"]
     patched = (keep / "code" / "run.py").read_text()
