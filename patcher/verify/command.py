@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import shutil
 import tempfile
 import threading
@@ -19,8 +20,8 @@ from typing import Any
 
 from patcher.discover import discover
 from patcher.engine import process_file
-from patcher.rule import Rule
 from patcher.launching import declared_flags
+from patcher.rule import Rule
 from patcher.verify import checks, cmdline, families, health, launch, launchline
 from patcher.verify.datasets import generators
 from patcher.verify.models import ensure_model
@@ -263,7 +264,8 @@ def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
         if chosen != target.model_type and not families.flag_values(args, ("--model_type",)):
             own = [f"--model_type={chosen}" if a.startswith("--model_type") else a for a in own]
         declared = declared_flags(script)
-        if declared is not None and report.identified_by == "fingerprint":
+        digest = hashlib.sha256(script.read_bytes()).hexdigest()
+        if declared is not None and digest != target.sha256:
             # a fork or a sibling script: the target's flags it does not declare would stop it
             # at argparse; the user's own flags stay whatever they are
             own = cmdline.only_declared(own, declared)
