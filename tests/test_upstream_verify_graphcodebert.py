@@ -1,10 +1,11 @@
-"""Opt-in: ``ddpfix verify`` on GraphCodeBERT clone detection, read from a CodeBERT checkout.
+"""Opt-in: ``ddpfix verify`` on DataParallel-only scripts of a CodeBERT checkout: GraphCodeBERT
+clone detection and UniXcoder's POJ-104 clone detection.
 
-``DDPFIX_CORPUS=/path/to/CodeBERT[:...]``; skipped when unset. The script builds its tree-sitter
-parsers at import with the 2021 API, so the unpatched copy never gets past the top of the file;
-with PRT010 it loads the grammar wheels and extracts real data flow from the synthetic Java. It
-wraps the model in DataParallel only (no process group), so the run itself is not expected to
-pass here; these tests pin how far it gets.
+``DDPFIX_CORPUS=/path/to/CodeBERT[:...]``; skipped when unset. GraphCodeBERT builds its
+tree-sitter parsers at import with the 2021 API, so the unpatched copy never gets past the top of
+the file; with PRT010 it loads the grammar wheels and extracts real data flow from the synthetic
+Java. Both wrap the model in DataParallel only (no process group): patched, DDP016 converts them
+to one DDP process per rank, and they pass.
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ IMPORT_OR_TREE_SITTER = re.compile(
 )
 
 
-def _script() -> Path:
+def _script(relative: str = SCRIPT) -> Path:
     for root in ROOTS:
-        if (root / SCRIPT).exists():
-            return root / SCRIPT
-    pytest.skip(f"{SCRIPT} is not under DDPFIX_CORPUS")
+        if (root / relative).exists():
+            return root / relative
+    pytest.skip(f"{relative} is not under DDPFIX_CORPUS")
 
 
 def _verify(*args: str) -> tuple[int, dict]:
@@ -85,3 +86,12 @@ def test_original_fails_at_import() -> None:
     assert "raised ImportError: cannot import name 'AdamW'" in report["verdict"] or (
         "failed at import" in report["verdict"]
     )
+
+
+def test_unixcoder_poj104_converted_to_ddp_passes() -> None:
+    script = _script("UniXcoder/downstream-tasks/clone-detection/POJ-104/run.py")
+    code, report = _verify(str(script))
+    assert report["target"] == "codebert-unixcoder-poj104" and report["identified_by"] == "sha256"
+    assert code == 0, report["verdict"] + "\n" + report["log_tail"]
+    rows = {row["check"]: row["evidence"] for row in report["checks"]}
+    assert rows["replicas in sync"].startswith("ranks 0, 1 hold identical parameters")
