@@ -26,7 +26,11 @@ and DDP004 run ``do_eval``/``do_test`` on rank 0 with the unwrapped model, DDP01
 before every rank reads rank 0's checkpoint. Started with plain ``python`` (no ``WORLD_SIZE``), the
 script runs exactly as before: one process, DataParallel over its GPUs.
 
-Reported instead: a ``DataParallel`` script without an ``args.device = <name>`` assignment to
+Reported instead: a script whose training loss scores each example against the rest of its
+batch (in-batch negatives: ``einsum("ab,cb->ac", nl, code)`` against ``arange`` labels, as in
+GraphCodeBERT's and UniXcoder's code search): split over processes, each would see fewer
+negatives and the objective would change, so the embeddings must be gathered across processes
+first (by hand); a ``DataParallel`` script without an ``args.device = <name>`` assignment to
 anchor the setup on, or whose training functions have no ``args`` to read the rank from.
 """
 
@@ -68,6 +72,18 @@ def _rank_test(args: str) -> cst.Comparison:
         cst.parse_expression(f'int(os.environ.get("RANK", {args}.local_rank)) in [-1, 0]'),
         cst.Comparison,
     )
+
+
+def _in_batch_negatives(function: cst.FunctionDef) -> bool:
+    """A contrastive loss over the batch (GraphCodeBERT's and UniXcoder's code search):
+    ``scores = einsum("ab,cb->ac", nl, code)`` or a matrix product, against ``arange`` labels.
+    Under DataParallel the batch is global; split per process, the negatives shrink."""
+    names = {callee_name(c) for c in calls_in(function)}
+    matrix = names & {"einsum", "matmul", "mm", "bmm"} or any(
+        isinstance(n, cst.BinaryOperation) and isinstance(n.operator, cst.MatrixMultiply)
+        for n in walk(function.body)
+    )
+    return bool(matrix) and "arange" in names
 
 
 def _trains(function: cst.FunctionDef) -> bool:
@@ -204,6 +220,17 @@ class ConvertDataParallel(Rule):
             return
         functions = [f for f in module_functions(tree.module).values() if _trains(f)]
         if not functions:
+            return
+        coupled = next((f for f in functions if _in_batch_negatives(f)), None)
+        if coupled is not None:
+            ctx.report(
+                wraps[0],
+                f"DataParallel only, and {coupled.name.value}() scores each example against the "
+                "rest of its batch (in-batch negatives: a batch x batch score matrix against "
+                "arange labels): as DDP each process would see only its share of the batch and "
+                "the objective would change; gather the embeddings across processes before "
+                "scoring, then convert by hand",
+            )
             return
         anchor = _device_anchor(tree)
         if anchor is None:
