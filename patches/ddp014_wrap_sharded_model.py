@@ -7,7 +7,9 @@ synchronises the ranks, so each trains its own model on 1/N of the data, and whi
 last decides the checkpoint. ``ddpfix verify`` sees it as replicas out of sync.
 
 Where the data are sharded under a local-rank test (``RandomSampler(d) if args.local_rank == -1
-else DistributedSampler(d)``), the file constructs no ``DistributedDataParallel`` and prepares
+else DistributedSampler(d)``), a process group is set up (``init_process_group`` in the file, or
+a call to a ``set_dist``-like helper that does it elsewhere; without one the rank code is
+dormant and DDP001 reports it), the file constructs no ``DistributedDataParallel`` and prepares
 nothing with accelerate, the rule wraps the model right after its ``DataParallel`` block::
 
     if args.n_gpu > 1:
@@ -33,6 +35,8 @@ follow, or no local-rank test to gate on: reported, not rewritten.
 """
 
 from __future__ import annotations
+
+import re
 
 import libcst as cst
 
@@ -176,6 +180,7 @@ class WrapShardedModel(Rule):
             before=(
                 "import torch\n"
                 "def main(args, model, data):\n"
+                "    set_dist(args)\n"
                 "    if args.n_gpu > 1:\n"
                 "        model = torch.nn.DataParallel(model)\n"
                 "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"  # noqa: E501
@@ -185,6 +190,7 @@ class WrapShardedModel(Rule):
             after=(
                 "import torch\n"
                 "def main(args, model, data):\n"
+                "    set_dist(args)\n"
                 "    if args.n_gpu > 1:\n"
                 "        model = torch.nn.DataParallel(model)\n"
                 "    if args.local_rank != -1:\n"
@@ -199,6 +205,7 @@ class WrapShardedModel(Rule):
         Example(
             before=(
                 "def main(args, model, data):\n"
+                "    set_dist(args)\n"
                 "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"  # noqa: E501
                 "    train(args, model, train_sampler)\n"
             ),
@@ -225,6 +232,8 @@ class WrapShardedModel(Rule):
             for site, name in _own_wraps(tree):
                 self._fix_unwraps(ctx, site, name, preferred_quote(tree.code))
             return
+        if not _sets_up_process_group(tree):
+            return  # DataParallel only, with dormant rank code: DDP001 reports it
         samplers = [
             c for c in tree.nodes(cst.Call) if callee_name(c) == _SAMPLER and _trains(tree, c)
         ]
@@ -296,6 +305,18 @@ class WrapShardedModel(Rule):
                 if isinstance(node, cst.Attribute) and _reads(node, param):
                     found[node.value] = _unwrapped(param, quote)
         return found
+
+
+_SETUP_HELPER = re.compile(r"^_?(?:set|setup|set_up|init|initialize)_?(?:dist|distributed|ddp)\w*$")
+
+
+def _sets_up_process_group(tree: Tree) -> bool:
+    """``init_process_group`` in this file, or a call to a helper that does it elsewhere (CodeT5's
+    ``set_dist(args)`` from ``configs.py``). Without one, wrapping would need a process group
+    nobody creates."""
+    if "init_process_group" in tree.code:
+        return True
+    return any(_SETUP_HELPER.match(callee_name(call) or "") for call in tree.nodes(cst.Call))
 
 
 def _own_wraps(tree: Tree) -> list[tuple[cst.If, str]]:

@@ -264,10 +264,11 @@ def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
         if chosen != target.model_type and not families.flag_values(args, ("--model_type",)):
             own = [f"--model_type={chosen}" if a.startswith("--model_type") else a for a in own]
         declared = declared_flags(script)
-        digest = hashlib.sha256(script.read_bytes()).hexdigest()
-        if declared is not None and digest != target.sha256:
+        digest = hashlib.sha256(options.script.read_bytes()).hexdigest()  # the user's, unpatched
+        if declared and digest != target.sha256:
             # a fork or a sibling script: the target's flags it does not declare would stop it
-            # at argparse; the user's own flags stay whatever they are
+            # at argparse; the user's own flags stay whatever they are. (No flags declared in
+            # the file: it parses elsewhere, CodeT5's configs.py; nothing is dropped.)
             own = cmdline.only_declared(own, declared)
         args = cmdline.merge(args, own, target.harness_flags)
     report.script_args = args
