@@ -6,7 +6,6 @@ stored in this repository: verify copies the script's directory into a temporary
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from corpus_runs import ROOTS, find_script, run_verify
+
 pytest.importorskip("torch")
-ROOTS = [Path(p) for p in os.environ.get("DDPFIX_CORPUS", "").split(os.pathsep) if p]
 pytestmark = [
     pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeXGLUE checkout to run"),
     pytest.mark.slow,
@@ -31,20 +31,11 @@ SCRIPTS = {
 
 
 def _script(relative: str) -> Path:
-    for root in ROOTS:
-        if (root / relative).exists():
-            return root / relative
-    pytest.skip(f"{relative} is not under DDPFIX_CORPUS")
+    return find_script(relative)
 
 
 def _verify(*args: str) -> tuple[int, dict]:
-    run = subprocess.run(
-        [sys.executable, "-m", "patcher", "verify", "--format", "json", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    return run.returncode, json.loads(run.stdout)
+    return run_verify(*args)
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))

@@ -20,16 +20,14 @@ What verify reaches on today's stack (torch >= 2.6, transformers 5):
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from corpus_runs import ROOTS, run_verify
+
 pytest.importorskip("torch")
-ROOTS = [Path(p) for p in os.environ.get("DDPFIX_CORPUS", "").split(os.pathsep) if p]
 pytestmark = [
     pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a directory holding CodeT5/"),
     pytest.mark.slow,
@@ -53,14 +51,7 @@ def _script(name: str) -> Path:
 def _verify(script: Path, *args: str, **env: str) -> tuple[int, dict]:
     above = str(script.parent.parent)  # `import CodeT5.evaluator...` resolves from here
     path = os.pathsep.join(filter(None, [above, os.environ.get("PYTHONPATH")]))
-    run = subprocess.run(
-        [sys.executable, "-m", "patcher", "verify", "--format", "json", str(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "PYTHONPATH": path, **env},
-    )
-    return run.returncode, json.loads(run.stdout)
+    return run_verify(str(script), *args, env={"PYTHONPATH": path, **env})
 
 
 def _rows(report: dict) -> dict[str, dict]:

@@ -7,19 +7,15 @@ Nothing from the checkout is stored here; verify copies the script's directory i
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from corpus_runs import ROOTS, find_script, run_verify
 from patcher.verify.targets import identify, load_targets
 
 NAME = "codexglue-text-to-code"
 RELATIVE = "Text-Code/text-to-code/code/run.py"
-ROOTS = [Path(p) for p in os.environ.get("DDPFIX_CORPUS", "").split(os.pathsep) if p]
 needs_corpus = pytest.mark.skipif(
     not ROOTS, reason="set DDPFIX_CORPUS to a CodeXGLUE checkout to run"
 )
@@ -31,20 +27,11 @@ SIBLINGS = (  # CodeGPT scripts sharing most of this one's flags, which must not
 
 
 def _script(relative: str = RELATIVE) -> Path:
-    for root in ROOTS:
-        if (root / relative).exists():
-            return root / relative
-    pytest.skip(f"{relative} is not under DDPFIX_CORPUS")
+    return find_script(relative)
 
 
 def _verify(*args: str) -> tuple[int, dict]:
-    run = subprocess.run(
-        [sys.executable, "-m", "patcher", "verify", "--format", "json", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    return run.returncode, json.loads(run.stdout)
+    return run_verify(*args)
 
 
 @needs_corpus

@@ -10,18 +10,15 @@ to one DDP process per rank, and they pass.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from corpus_runs import ROOTS, find_script, run_verify
+
 pytest.importorskip("torch")
 pytest.importorskip("tree_sitter_java")
-ROOTS = [Path(p) for p in os.environ.get("DDPFIX_CORPUS", "").split(os.pathsep) if p]
 pytestmark = [
     pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeBERT checkout to run"),
     pytest.mark.slow,
@@ -37,20 +34,11 @@ IMPORT_OR_TREE_SITTER = re.compile(
 
 
 def _script(relative: str = SCRIPT) -> Path:
-    for root in ROOTS:
-        if (root / relative).exists():
-            return root / relative
-    pytest.skip(f"{relative} is not under DDPFIX_CORPUS")
+    return find_script(relative)
 
 
 def _verify(*args: str) -> tuple[int, dict]:
-    run = subprocess.run(
-        [sys.executable, "-m", "patcher", "verify", "--format", "json", "--gpus", "2", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    return run.returncode, json.loads(run.stdout)
+    return run_verify("--gpus", "2", *args)
 
 
 def test_patched_gets_past_imports_and_extracts_data_flow(tmp_path: Path) -> None:

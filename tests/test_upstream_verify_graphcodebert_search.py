@@ -11,8 +11,6 @@ verify names.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import subprocess
 import sys
@@ -20,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from corpus_runs import ROOTS, find_script, run_verify
+
 pytest.importorskip("torch")
 pytest.importorskip("tree_sitter_java")
-ROOTS = [Path(p) for p in os.environ.get("DDPFIX_CORPUS", "").split(os.pathsep) if p]
 pytestmark = [
     pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeBERT checkout to run"),
     pytest.mark.slow,
@@ -33,20 +32,11 @@ TARGET = "codebert-graphcodebert-codesearch"
 
 
 def _script() -> Path:
-    for root in ROOTS:
-        if (root / SCRIPT).exists():
-            return root / SCRIPT
-    pytest.skip(f"{SCRIPT} is not under DDPFIX_CORPUS")
+    return find_script(SCRIPT)
 
 
 def _verify(*args: str) -> tuple[int, dict]:
-    run = subprocess.run(
-        [sys.executable, "-m", "patcher", "verify", "--format", "json", "--gpus", "2", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    return run.returncode, json.loads(run.stdout)
+    return run_verify("--gpus", "2", *args)
 
 
 def test_patched_is_not_converted_and_verify_says_why(tmp_path: Path) -> None:

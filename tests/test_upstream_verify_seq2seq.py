@@ -9,19 +9,15 @@ script's own path (its task directory) decides between them.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from corpus_runs import ROOTS, find_script, run_verify
 from patcher.verify.datasets import generators
 from patcher.verify.targets import identify, load_targets
 from patcher.verify.tasks.seq2seq_pairs import code_refinement, code_to_code_trans
 
-ROOTS = [Path(p) for p in os.environ.get("DDPFIX_CORPUS", "").split(os.pathsep) if p]
 corpus = pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeXGLUE checkout to run")
 
 REFINEMENT = "codexglue-code-refinement"
@@ -103,20 +99,11 @@ def test_translation_pairs_a_java_method_with_its_csharp_rendering(tmp_path: Pat
 
 
 def _script(relative: str) -> Path:
-    for root in ROOTS:
-        if (root / relative).exists():
-            return root / relative
-    pytest.skip(f"{relative} is not under DDPFIX_CORPUS")
+    return find_script(relative)
 
 
 def _verify(*args: str) -> tuple[int, dict]:
-    run = subprocess.run(
-        [sys.executable, "-m", "patcher", "verify", "--gpus", "2", "--format", "json", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    return run.returncode, json.loads(run.stdout)
+    return run_verify("--gpus", "2", *args)
 
 
 @corpus
