@@ -361,6 +361,40 @@ def global_rank(rank: cst.BaseExpression, quote: str) -> cst.Call:
     return cst.Call(cst.Name("int"), [cst.Arg(lookup)])
 
 
+def unwrapped(name: str, quote: str) -> cst.BaseExpression:
+    """``name.module if hasattr(name, "module") else name``."""
+    space = cst.SimpleWhitespace(" ")
+    check = cst.Call(
+        cst.Name("hasattr"),
+        [
+            cst.Arg(cst.Name(name), comma=cst.Comma(whitespace_after=space)),
+            cst.Arg(cst.SimpleString(f"{quote}module{quote}")),
+        ],
+    )
+    return cst.IfExp(
+        test=check,
+        body=cst.Attribute(cst.Name(name), cst.Name("module")),
+        orelse=cst.Name(name),
+        whitespace_before_if=space,
+        whitespace_after_if=space,
+        whitespace_before_else=space,
+        whitespace_after_else=space,
+    )
+
+
+def global_rank_zero(args: cst.BaseExpression, quote: str) -> cst.Comparison:
+    """``int(os.environ.get("RANK", args.local_rank)) in [-1, 0]``."""
+    local_rank = cst.Attribute(args, cst.Name("local_rank"))
+    minus_one = cst.Element(
+        cst.UnaryOperation(cst.Minus(), cst.Integer("1")),
+        comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")),
+    )
+    return cst.Comparison(
+        global_rank(local_rank, quote),
+        [cst.ComparisonTarget(cst.In(), cst.List([minus_one, cst.Element(cst.Integer("0"))]))],
+    )
+
+
 _SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
 
 

@@ -32,6 +32,7 @@ from patches._syntax import (
     is_eval_call,
     module_functions,
     preferred_quote,
+    unwrapped,
 )
 
 WRAPPER = "DistributedDataParallel"
@@ -135,27 +136,6 @@ class _Flow:
                         changed = True
 
 
-def _unwrapped(name: str, quote: str) -> cst.BaseExpression:
-    """``name.module if hasattr(name, "module") else name``."""
-    space = cst.SimpleWhitespace(" ")
-    check = cst.Call(
-        cst.Name("hasattr"),
-        [
-            cst.Arg(cst.Name(name), comma=cst.Comma(whitespace_after=space)),
-            cst.Arg(cst.SimpleString(f"{quote}module{quote}")),
-        ],
-    )
-    return cst.IfExp(
-        test=check,
-        body=cst.Attribute(cst.Name(name), cst.Name("module")),
-        orelse=cst.Name(name),
-        whitespace_before_if=space,
-        whitespace_after_if=space,
-        whitespace_before_else=space,
-        whitespace_after_else=space,
-    )
-
-
 class EvaluateUnwrappedModel(Rule):
     code = "DDP004"
     name = "evaluate-unwrapped-model"
@@ -218,14 +198,14 @@ class EvaluateUnwrappedModel(Rule):
                 continue
             if flow.is_wrapped(call.func, call):  # evaluation written inline: model(...)
                 assert isinstance(call.func, cst.Name)
-                unwrapped = _unwrapped(call.func.value, quote).with_changes(
+                inner = unwrapped(call.func.value, quote).with_changes(
                     lpar=[cst.LeftParen()], rpar=[cst.RightParen()]
                 )
                 ctx.fix(
                     call,
                     f"rank 0 runs {call.func.value} alone here: call the unwrapped model (DDP's "
                     "forward broadcasts buffers, a collective the other ranks never join)",
-                    {call.func: unwrapped},
+                    {call.func: inner},
                 )
                 continue
             if not is_eval_call(call):
@@ -236,7 +216,7 @@ class EvaluateUnwrappedModel(Rule):
                 if not arg.star and flow.is_wrapped(arg.value, call):
                     assert isinstance(arg.value, cst.Name)
                     changed.append(arg.value.value)
-                    arg = arg.with_changes(value=_unwrapped(arg.value.value, quote))
+                    arg = arg.with_changes(value=unwrapped(arg.value.value, quote))
                 args.append(arg)
             if changed:
                 ctx.fix(

@@ -44,20 +44,19 @@ from patches._ranks import RANK0 as RANK0_KIND
 from patches._ranks import model
 from patches._syntax import (
     BINDERS,
-    LIBRARY_COLLECTIVES,
     bound_names,
     callee_name,
     calls_in,
     dotted_name,
-    global_rank,
+    global_rank_zero,
     import_fix,
     is_eval_call,
-    is_read,
     is_save_call,
     module_functions,
     preferred_quote,
     walk,
 )
+from patches._writes import gate_writes, is_write, library_call
 
 FLAGS = ("do_eval", "do_test", "do_predict", "do_infer", "do_inference")
 
@@ -93,19 +92,6 @@ def _as_and_operand(test: cst.BaseExpression) -> cst.BaseExpression:
     return test
 
 
-def _rank_test(flag: cst.Attribute, quote: str) -> cst.Comparison:
-    """``int(os.environ.get("RANK", args.local_rank)) in [-1, 0]``."""
-    local_rank = cst.Attribute(flag.value, cst.Name("local_rank"))
-    minus_one = cst.Element(
-        cst.UnaryOperation(cst.Minus(), cst.Integer("1")),
-        comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")),
-    )
-    return cst.Comparison(
-        global_rank(local_rank, quote),
-        [cst.ComparisonTarget(cst.In(), cst.List([minus_one, cst.Element(cst.Integer("0"))]))],
-    )
-
-
 def _reached_calls(body: cst.BaseSuite, functions: dict[str, cst.FunctionDef]) -> list[cst.Call]:
     """The calls in ``body`` and, transitively, in the module functions it calls."""
     found: list[cst.Call] = []
@@ -119,14 +105,6 @@ def _reached_calls(body: cst.BaseSuite, functions: dict[str, cst.FunctionDef]) -
                 seen.add(name)
                 pending.append(functions[name].body)
     return found
-
-
-def _library_call(call: cst.Call) -> bool:
-    """A method of an accelerate Accelerator or an HF Trainer (they write on the main process)."""
-    if not isinstance(call.func, cst.Attribute):
-        return False
-    receiver = (dotted_name(call.func.value) or "").rsplit(".", 1)[-1].lower()
-    return any(pattern in receiver for pattern in LIBRARY_COLLECTIVES)
 
 
 def _state_prefix(body: cst.BaseSuite, state: set[str]) -> int | None:
@@ -175,131 +153,6 @@ def _split(node: cst.If, keep: int, rank: cst.Comparison) -> cst.If:
     return node.with_changes(body=node.body.with_changes(body=[*statements[:keep], inner]))
 
 
-_MAKES_DIRS = frozenset({"makedirs", "mkdir"})
-_LOGS = frozenset({"info", "warning", "debug", "print", "error"})
-
-
-def _writes(call: cst.Call) -> bool:
-    return (is_save_call(call) and not _library_call(call)) or callee_name(call) in _MAKES_DIRS
-
-
-def _binds(statement: cst.CSTNode) -> set[str]:
-    return {n.value for b in walk(statement) if isinstance(b, BINDERS) for n in bound_names(b)}
-
-
-def _quiet(statement: cst.CSTNode) -> bool:
-    """A log line, or a plain assignment whose value only builds a path or picks the model
-    inside its wrapper (``os.path.join``, ``hasattr``, ``format``)."""
-    if not isinstance(statement, cst.SimpleStatementLine):
-        return False
-    for small in statement.body:
-        calls = [callee_name(c) for c in calls_in(small)]
-        if isinstance(small, cst.Expr) and calls[:1] and calls[0] in _LOGS:
-            continue
-        if isinstance(small, cst.Assign) and all(
-            c in ("join", "hasattr", "format", "str") for c in calls
-        ):
-            continue
-        return False
-    return True
-
-
-def _write_only(statement: cst.CSTNode, state: set[str]) -> bool:
-    """A statement whose effects are file writes (and logs, and names for them): a save, a
-    ``makedirs``, ``if not os.path.exists(d): os.makedirs(d)``, a block of such lines."""
-    calls = list(calls_in(statement))
-    if not any(_writes(c) for c in calls) or any(is_eval_call(c) for c in calls):
-        return False
-    if _binds(statement) & state:
-        return False
-    if isinstance(statement, cst.SimpleStatementLine):
-        return all(
-            isinstance(small, cst.Expr) and isinstance(small.value, cst.Call)
-            for small in statement.body
-        )
-    if isinstance(statement, (cst.If, cst.With)) and getattr(statement, "orelse", None) is None:
-        body = statement.body.body if isinstance(statement.body, cst.IndentedBlock) else ()
-        return all(_write_only(s, state) or _quiet(s) for s in body)
-    return False
-
-
-def gate_writes(
-    tree: Tree,
-    body: cst.BaseSuite,
-    state: set[str],
-    rank: cst.Comparison,
-    runs: list[list[cst.BaseStatement]] | None = None,
-) -> cst.IndentedBlock | None:
-    """``body`` with each run of write-only statements (with the logs and path names between
-    them) under ``if rank:``, looking into nested ``if``/``for``/``with`` bodies; None when
-    nothing is left to gate. A path name read after the run stays out of it, on every rank."""
-    if not isinstance(body, cst.IndentedBlock):
-        return None
-    statements = list(body.body)
-    out: list[cst.BaseStatement] = []
-    changed = False
-    index = 0
-    while index < len(statements):
-        statement = statements[index]
-        if isinstance(statement, cst.If) and truth(statement.test, OTHER) is False:
-            out.append(statement)  # already behind a rank test (a pass before gated it)
-            index += 1
-            continue
-        if _write_only(statement, state):
-            end = index
-            probe = index + 1
-            while probe < len(statements) and (
-                _write_only(statements[probe], state)
-                or (_quiet(statements[probe]) and not _used_after(tree, statements, probe))
-            ):
-                if _write_only(statements[probe], state):
-                    end = probe
-                probe += 1
-            while end + 1 < len(statements) and _logs_only(statements[end + 1]):
-                end += 1
-            run = statements[index : end + 1]
-            if runs is not None:
-                runs.append(run)
-            out.append(
-                cst.If(
-                    test=rank.deep_clone(),
-                    body=cst.IndentedBlock([run[0].with_changes(leading_lines=()), *run[1:]]),
-                    leading_lines=run[0].leading_lines,
-                )
-            )
-            changed = True
-            index = end + 1
-            continue
-        inner = getattr(statement, "body", None)
-        if isinstance(statement, (cst.If, cst.For, cst.While, cst.With)) and isinstance(
-            inner, cst.IndentedBlock
-        ):
-            gated = gate_writes(tree, inner, state, rank, runs)
-            if gated is not None:
-                statement = statement.with_changes(body=gated)
-                changed = True
-            orelse = getattr(statement, "orelse", None)
-            if isinstance(orelse, cst.Else):
-                gated = gate_writes(tree, orelse.body, state, rank, runs)
-                if gated is not None:
-                    statement = statement.with_changes(orelse=orelse.with_changes(body=gated))
-                    changed = True
-        out.append(statement)
-        index += 1
-    return body.with_changes(body=out) if changed else None
-
-
-def _used_after(tree: Tree, statements: list[cst.BaseStatement], index: int) -> bool:
-    """Whether a name statement ``index`` binds is read by a later statement of the block: the
-    assignment then stays on every rank (it is pure), out of the rank-0 gate."""
-    bound = _binds(statements[index])
-    return any(
-        isinstance(n, cst.Name) and n.value in bound and is_read(tree, n)
-        for later in statements[index + 1 :]
-        for n in walk(later)
-    )
-
-
 def _leaves(body: cst.BaseSuite) -> str | None:
     """``break``/``continue``/``return`` taken from inside ``body`` out of it (an early stop):
     a decision every rank must make alike."""
@@ -317,14 +170,6 @@ def _leaves(body: cst.BaseSuite) -> str | None:
             continue
         stack.extend(children(node))
     return None
-
-
-def _logs_only(statement: cst.CSTNode) -> bool:
-    return (
-        isinstance(statement, cst.SimpleStatementLine)
-        and _quiet(statement)
-        and all(isinstance(small, cst.Expr) for small in statement.body)
-    )
 
 
 def _rank_gated(tree: Tree, node: cst.If) -> bool:
@@ -378,7 +223,7 @@ class RankZeroEvalBlocks(Rule):
             if flag is None or node.orelse is not None or _rank_gated(tree, node):
                 continue
             calls = _reached_calls(node.body, functions)
-            writes = any(is_save_call(c) and not _library_call(c) for c in calls)
+            writes = any(is_save_call(c) and not library_call(c) for c in calls)
             if all(
                 ranks.runs(c, OTHER_KIND) is False
                 for c in calls_in(node.body)
@@ -397,10 +242,10 @@ class RankZeroEvalBlocks(Rule):
                     c
                     for c in calls_in(node.body)
                     if is_save_call(c)
-                    and not _library_call(c)
+                    and not library_call(c)
                     and ranks.runs(c, OTHER_KIND) is not False
                 ]
-                if not _library_call(joined) or unguarded:
+                if not library_call(joined) or unguarded:
                     ctx.report(
                         node,
                         f"this {flag.attr.value} block writes files on every rank but reaches "
@@ -408,7 +253,7 @@ class RankZeroEvalBlocks(Rule):
                         "must run it: gate only its writes on rank 0, by hand",
                     )
                 continue
-            rank = _rank_test(flag, quote)
+            rank = global_rank_zero(flag.value, quote)
             state = ranks.carried_out(node.body)
             imports = import_fix(tree.module, "os")
             what = f"every rank runs this {flag.attr.value} block and writes the same files"
@@ -428,7 +273,7 @@ class RankZeroEvalBlocks(Rule):
             names = ", ".join(sorted(state))
             keep = _state_prefix(node.body, state)
             if keep is None:
-                direct = [c for c in calls_in(node.body) if _writes(c)]
+                direct = [c for c in calls_in(node.body) if is_write(c)]
                 if direct and all(ranks.runs(c, OTHER_KIND) is False for c in direct):
                     continue  # its writes are on rank 0 already (a pass before gated them)
                 sharded = any(callee_name(c) == "DistributedSampler" for c in calls)

@@ -50,6 +50,7 @@ from patches._syntax import (
     import_fix,
     module_functions,
     preferred_quote,
+    unwrapped,
 )
 
 #: What ``DistributedDataParallel`` answers itself (``nn.Module``'s interface); every other
@@ -117,12 +118,6 @@ def _wraps_data_parallel(statement: cst.CSTNode) -> str | None:
         return None
     first = value.args[0].value
     return target.value if isinstance(first, cst.Name) and first.value == target.value else None
-
-
-def _unwrapped(name: str, quote: str) -> cst.BaseExpression:
-    return cst.parse_expression(
-        f"({name}.module if hasattr({name}, {quote}module{quote}) else {name})"
-    )
 
 
 def _wrap(model: str, rank: str, unused: bool = False) -> cst.If:
@@ -295,7 +290,7 @@ class WrapShardedModel(Rule):
             if not tree.after(node, site):
                 continue
             if isinstance(node, cst.Attribute) and _reads(node, name):
-                found[node.value] = _unwrapped(name, quote)
+                found[node.value] = _parenthesized(unwrapped(name, quote))
             if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
                 callee = functions.get(node.func.value)
                 if callee is not None and callee is not scope:
@@ -303,7 +298,7 @@ class WrapShardedModel(Rule):
         for function, param in receivers:
             for node in walk(function.body, into_scopes=False):
                 if isinstance(node, cst.Attribute) and _reads(node, param):
-                    found[node.value] = _unwrapped(param, quote)
+                    found[node.value] = _parenthesized(unwrapped(param, quote))
         return found
 
 
@@ -317,6 +312,11 @@ def _sets_up_process_group(tree: Tree) -> bool:
     if "init_process_group" in tree.code:
         return True
     return any(_SETUP_HELPER.match(callee_name(call) or "") for call in tree.nodes(cst.Call))
+
+
+def _parenthesized(expression: cst.BaseExpression) -> cst.BaseExpression:
+    """The conditional as the receiver of an attribute: ``(m.module if ... else m).generate``."""
+    return expression.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
 
 
 def _own_wraps(tree: Tree) -> list[tuple[cst.If, str]]:

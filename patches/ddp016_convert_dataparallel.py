@@ -40,8 +40,15 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree, walk
-from patches._syntax import callee_name, calls_in, dotted_name, import_fix, module_functions
-from patches.ddp011_rank_zero_eval_blocks import gate_writes
+from patches._syntax import (
+    callee_name,
+    calls_in,
+    dotted_name,
+    global_rank_zero,
+    import_fix,
+    module_functions,
+)
+from patches._writes import gate_writes
 
 _COMMENT = "# ddpfix: one process per GPU (DDP) when launched with several processes"
 _SETUP = """\
@@ -65,13 +72,6 @@ if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         )
     {args}.train_batch_size //= torch.distributed.get_world_size()
 """
-
-
-def _rank_test(args: str) -> cst.Comparison:
-    return cst.ensure_type(
-        cst.parse_expression(f'int(os.environ.get("RANK", {args}.local_rank)) in [-1, 0]'),
-        cst.Comparison,
-    )
 
 
 def _in_batch_negatives(function: cst.FunctionDef) -> bool:
@@ -248,7 +248,7 @@ class ConvertDataParallel(Rule):
         replacements: dict[cst.CSTNode, Replacement] = {
             line: Around(before=tuple(setup), lead=False)
         }
-        rank = _rank_test(args)
+        rank = global_rank_zero(cst.Name(args), '"')
         also: list[tuple[cst.CSTNode, str]] = [
             (line, "the process group is set up here when launched")
         ]

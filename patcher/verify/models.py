@@ -69,102 +69,81 @@ def _corpus() -> list[str]:
     return texts
 
 
+#: Per family: tokenizer class and its extra arguments, config class and its sizes, model class
+#: (names in ``transformers``). Every family shares the BPE files and the special-token ids
+#: ``<s>``=0, ``<pad>``=1, ``</s>``=2 the scripts hard-code. T5 is CodeT5's: a T5
+#: encoder-decoder with a RoBERTa BPE tokenizer.
+_FAMILIES: dict[str, tuple[str, dict, str, dict, str]] = {
+    "roberta": (
+        "RobertaTokenizer",
+        {},
+        "RobertaConfig",
+        {
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 128,
+            "max_position_embeddings": 514,
+            "type_vocab_size": 1,
+        },
+        "RobertaModel",
+    ),
+    "gpt2": (
+        "GPT2Tokenizer",
+        {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"},
+        "GPT2Config",
+        {"n_embd": 64, "n_layer": 2, "n_head": 2, "n_positions": 512},
+        "GPT2LMHeadModel",
+    ),
+    "t5": (
+        "RobertaTokenizer",
+        {},
+        "T5Config",
+        {
+            "d_model": 64,
+            "d_kv": 32,
+            "d_ff": 128,
+            "num_layers": 2,
+            "num_decoder_layers": 2,
+            "num_heads": 2,
+            "decoder_start_token_id": 0,
+        },
+        "T5ForConditionalGeneration",
+    ),
+    "bart": (
+        "BartTokenizer",
+        {},
+        "BartConfig",
+        {
+            "d_model": 64,
+            "encoder_layers": 2,
+            "decoder_layers": 2,
+            "encoder_attention_heads": 2,
+            "decoder_attention_heads": 2,
+            "encoder_ffn_dim": 128,
+            "decoder_ffn_dim": 128,
+            "max_position_embeddings": 512,
+            "decoder_start_token_id": 2,
+            "forced_eos_token_id": 2,
+        },
+        "BartForConditionalGeneration",
+    ),
+}
+
+
 def _build(model_type: str, out: Path) -> None:
+    import transformers
     from tokenizers import ByteLevelBPETokenizer
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(_corpus(), vocab_size=600, min_frequency=1, special_tokens=SPECIAL)
     bpe.save_model(str(out))
-    vocab_size = bpe.get_vocab_size()
-    {"roberta": _roberta, "gpt2": _gpt2, "t5": _t5, "bart": _bart}[model_type](out, vocab_size)
-
-
-def _roberta(out: Path, vocab_size: int) -> None:
-    from transformers import RobertaConfig, RobertaModel, RobertaTokenizer
-
-    tokenizer = RobertaTokenizer(str(out / "vocab.json"), str(out / "merges.txt"))
-    tokenizer.save_pretrained(str(out))
-    config = RobertaConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=514,
-        type_vocab_size=1,
-        bos_token_id=0,
-        pad_token_id=1,
-        eos_token_id=2,
-    )
-    RobertaModel(config).save_pretrained(str(out))
-
-
-def _gpt2(out: Path, vocab_size: int) -> None:
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
-
-    tokenizer = GPT2Tokenizer(
-        str(out / "vocab.json"),
-        str(out / "merges.txt"),
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
+    tokenizer_class, tokenizer_args, config_class, sizes, model_class = _FAMILIES[model_type]
+    tokenizer = getattr(transformers, tokenizer_class)(
+        str(out / "vocab.json"), str(out / "merges.txt"), **tokenizer_args
     )
     tokenizer.save_pretrained(str(out))
-    config = GPT2Config(
-        vocab_size=vocab_size,
-        n_embd=64,
-        n_layer=2,
-        n_head=2,
-        n_positions=512,
-        bos_token_id=0,
-        eos_token_id=2,
-        pad_token_id=1,
+    config = getattr(transformers, config_class)(
+        vocab_size=bpe.get_vocab_size(), bos_token_id=0, pad_token_id=1, eos_token_id=2, **sizes
     )
-    GPT2LMHeadModel(config).save_pretrained(str(out))
-
-
-def _t5(out: Path, vocab_size: int) -> None:
-    """CodeT5: a T5 encoder-decoder with a RoBERTa BPE tokenizer (``<s>``/``<pad>``/``</s>``)."""
-    from transformers import RobertaTokenizer, T5Config, T5ForConditionalGeneration
-
-    tokenizer = RobertaTokenizer(str(out / "vocab.json"), str(out / "merges.txt"))
-    tokenizer.save_pretrained(str(out))
-    config = T5Config(
-        vocab_size=vocab_size,
-        d_model=64,
-        d_kv=32,
-        d_ff=128,
-        num_layers=2,
-        num_decoder_layers=2,
-        num_heads=2,
-        bos_token_id=0,
-        pad_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=0,
-    )
-    T5ForConditionalGeneration(config).save_pretrained(str(out))
-
-
-def _bart(out: Path, vocab_size: int) -> None:
-    from transformers import BartConfig, BartForConditionalGeneration, BartTokenizer
-
-    tokenizer = BartTokenizer(str(out / "vocab.json"), str(out / "merges.txt"))
-    tokenizer.save_pretrained(str(out))
-    config = BartConfig(
-        vocab_size=vocab_size,
-        d_model=64,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=128,
-        decoder_ffn_dim=128,
-        max_position_embeddings=512,
-        bos_token_id=0,
-        pad_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=2,
-        forced_eos_token_id=2,
-    )
-    BartForConditionalGeneration(config).save_pretrained(str(out))
+    getattr(transformers, model_class)(config).save_pretrained(str(out))
