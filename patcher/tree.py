@@ -48,7 +48,8 @@ class Around:
 Replacement = Union[cst.CSTNode, Sequence[cst.BaseStatement], Around]
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
-_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+#: What opens a new scope: its body runs in a frame of its own (or at class creation).
+SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
 # Layout-only fields (whitespace, comments, punctuation): no rule asks about them, and skipping
 # them halves the nodes to index.
 _LAYOUT = ("whitespace", "lpar", "rpar", "comma", "semicolon", "colon", "lines", "newline")
@@ -110,7 +111,7 @@ def children(node: cst.CSTNode) -> list[cst.CSTNode]:
 
 _WALKS: dict[tuple[int, bool], tuple[cst.CSTNode, list[cst.CSTNode]]] = {}
 _WALKS_KEPT = 50_000
-_SCOPE_TYPES = frozenset(_SCOPES)
+_SCOPE_TYPES = frozenset(SCOPES)
 
 
 def walk(node: cst.CSTNode, *, into_scopes: bool = True) -> Iterator[cst.CSTNode]:

@@ -14,10 +14,9 @@ from collections.abc import Callable, Iterator, Mapping
 import libcst as cst
 
 from patcher.tree import Tree, children
+from patches._names import BINDERS, SCOPES, bound_names, walk
 from patches._syntax import (
-    BINDERS,
     LOCAL_RANK,
-    bound_names,
     callee_name,
     int_collection,
     int_literal,
@@ -25,12 +24,10 @@ from patches._syntax import (
     is_local_rank,
     module_functions,
     string_value,
-    walk,
 )
 
 SINGLE, RANK0, OTHER = -1, 0, 1
 KINDS = (SINGLE, RANK0, OTHER)
-_SCOPES = (cst.FunctionDef, cst.Lambda, cst.ClassDef)
 
 
 def rank_comparison(
@@ -167,7 +164,7 @@ def gates(tree: Tree, node: cst.CSTNode) -> list[cst.BaseExpression]:
     found = []
     child = node
     for ancestor in tree.ancestors(node):
-        if isinstance(ancestor, (cst.FunctionDef, cst.Lambda, cst.ClassDef)):
+        if isinstance(ancestor, SCOPES):
             break
         if isinstance(ancestor, cst.If) and child is ancestor.body:
             found.append(ancestor.test)
@@ -296,7 +293,7 @@ def _rebound(function: cst.FunctionDef) -> set[str]:
             (function,),
             {
                 name.value
-                for node in walk(function.body)
+                for node in walk(function.body, into_scopes=False)
                 if isinstance(node, (*BINDERS, cst.NamedExpr))
                 for name in bound_names(node)
             },
@@ -354,7 +351,7 @@ def reached(
     while stack:
         current = stack.pop()
         yield current
-        if current is not node and isinstance(current, _SCOPES):
+        if current is not node and isinstance(current, SCOPES):
             continue
         if isinstance(current, cst.If):
             value = truth(current.test, kind, known)

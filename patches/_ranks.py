@@ -29,20 +29,18 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from patcher.tree import Tree, children
+from patcher.tree import Tree
 from patches._gates import OTHER as _OTHER
 from patches._gates import RANK0 as _RANK0
 from patches._gates import SINGLE as _SINGLE
 from patches._gates import calls_collectives, logic, rank_zero_functions
 from patches._gates import truth as _local_truth
+from patches._names import BINDERS, SCOPES, bound_names, is_read, walk
 from patches._syntax import (
-    BINDERS,
-    bound_names,
     callee_name,
     dominates,
     dotted_name,
     is_collective_call,
-    is_read,
     is_save_call,
     module_functions,
     string_value,
@@ -50,7 +48,6 @@ from patches._syntax import (
 
 SINGLE, RANK0, NODE0, OTHER = "single", "rank0", "node0", "other"
 LAUNCHED = (RANK0, NODE0, OTHER)
-_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
 # Booleans that are true on global rank 0 / on each node's local rank 0 (attribute or call name).
 _GLOBAL_MAIN = frozenset({"is_main_process", "is_world_process_zero", "is_master", "is_rank_0"})
 _LOCAL_MAIN = frozenset({"is_local_main_process", "is_local_process_zero"})
@@ -145,7 +142,6 @@ class RankModel:
         self._rank_zero_only = only
         self._runs: dict[tuple[int, str], bool | None] = {}
         self._paths: dict[int, tuple[tuple[cst.BaseExpression, bool], ...]] = {}
-        self._scopes: dict[int, cst.CSTNode] = {}
         self._truths: dict[tuple[int, str], bool | None] = {}
         self._assigns: dict[tuple[int, str], list[cst.BaseExpression]] | None = None
         self._module_calls: list[cst.Call] | None = None
@@ -164,7 +160,7 @@ class RankModel:
         found = self._paths[id(current)] if current is not None else ()
         for child in reversed(chain):
             parent = self.tree.parent(child)
-            if parent is None or isinstance(parent, _SCOPES):
+            if parent is None or isinstance(parent, SCOPES):
                 found = ()
             elif isinstance(parent, (cst.If, cst.IfExp)):
                 if child is parent.body:
@@ -174,19 +170,9 @@ class RankModel:
             self._paths[id(child)] = found
         return found
 
-    def scope(self, node: cst.CSTNode) -> cst.CSTNode:
-        """The function (or module) whose frame runs ``node``; cached."""
-        found = self._scopes.get(id(node))
-        if found is None:
-            parent = self.tree.parent(node)
-            if parent is None:
-                found = self.tree.module
-            elif isinstance(parent, cst.FunctionDef):
-                found = parent
-            else:
-                found = self.scope(parent)
-            self._scopes[id(node)] = found
-        return found
+    def scope(self, node: cst.CSTNode) -> cst.FunctionDef | cst.Module:
+        """The function (or module) whose frame runs ``node`` (the tree's own scope notion)."""
+        return self.tree.scope(node)
 
     def _truth(self, test: cst.BaseExpression, kind: str) -> bool | None:
         key = (id(test), kind)
@@ -248,7 +234,7 @@ class RankModel:
         ranks would leave those reads unbound or out of step there."""
         scope = self.scope(region)
         inside: set[str] = set()
-        for node in _walk(region):
+        for node in walk(region, into_scopes=True):
             if isinstance(node, BINDERS) and not isinstance(node, cst.Param):
                 inside.update(n.value for n in bound_names(node))
         if not inside:
@@ -309,7 +295,7 @@ class RankModel:
         """The file-name-like string literals a path expression is made of, following names to
         their assignments in the same function (``os.path.join(out, "model.bin")``)."""
         words: set[str] = set()
-        for node in _walk(expression):
+        for node in walk(expression, into_scopes=True):
             text = string_value(node) if isinstance(node, cst.SimpleString) else None
             if text and len(text) > 3 and any(c in text for c in "./-_"):
                 words.add(text.strip("/").rsplit("/", 1)[-1])
@@ -327,14 +313,6 @@ class RankModel:
                     for bound in bound_names(target):
                         self._assigns.setdefault((scope, bound.value), []).append(assign.value)
         return self._assigns.get((id(self.scope(name)), name.value), [])
-
-
-def _walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(children(current))
 
 
 def model(tree: Tree) -> RankModel:
@@ -523,7 +501,7 @@ def _innermost_loop(tree: Tree, node: cst.CSTNode) -> cst.CSTNode | None:
     for ancestor in tree.ancestors(node):
         if isinstance(ancestor, (cst.For, cst.While)):
             return ancestor
-        if isinstance(ancestor, _SCOPES):
+        if isinstance(ancestor, SCOPES):
             return None
     return None
 
@@ -533,7 +511,7 @@ def _alternative(tree: Tree, binding: cst.CSTNode, name: str) -> bool:
     (``sampler = Random(...)`` / ``else: sampler = Distributed(...)``)."""
     child = binding
     for ancestor in tree.ancestors(binding):
-        if isinstance(ancestor, _SCOPES):
+        if isinstance(ancestor, SCOPES):
             return False
         if isinstance(ancestor, cst.If):
             other = ancestor.orelse if child is ancestor.body else ancestor.body
@@ -541,7 +519,7 @@ def _alternative(tree: Tree, binding: cst.CSTNode, name: str) -> bool:
                 return False
             return any(
                 n.value == name
-                for node in _walk(other)
+                for node in walk(other, into_scopes=True)
                 if isinstance(node, BINDERS)
                 for n in bound_names(node)
             )
@@ -668,7 +646,7 @@ def _barrier_before(m: RankModel, node: cst.CSTNode, write: cst.CSTNode) -> bool
     same = m.scope(write) is m.scope(node)
     statement = tree.statement(node)
     for holder in (statement, *tree.ancestors(statement)):
-        if isinstance(holder, _SCOPES):
+        if isinstance(holder, SCOPES):
             return False
         parent = tree.parent(holder)
         siblings = getattr(parent, "body", None)
@@ -700,7 +678,7 @@ def _certain(m: RankModel, call: cst.Call, read: cst.CSTNode) -> bool:
 
 
 def _calls(node: cst.CSTNode) -> Iterator[cst.Call]:
-    for child in _walk(node):
+    for child in walk(node, into_scopes=True):
         if isinstance(child, cst.Call):
             yield child
 

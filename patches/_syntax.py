@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from patcher.tree import Around, Tree
-from patcher.tree import walk as tree_walk
+from patcher.tree import Around
+from patches._names import walk
 
 LOCAL_RANK = "local_rank"
 
@@ -25,8 +25,6 @@ _EVAL_NAME = re.compile(
 )
 # Function names that persist something: torch.save, np.save, save_pretrained, json.dump ...
 _SAVE_NAME = re.compile(r"^(?:save|save_\w+|\w+_save|dump|savez\w*|to_csv|to_json)$")
-#: Constructs that bind names (``bound_names`` says which).
-BINDERS = (cst.AssignTarget, cst.AnnAssign, cst.AugAssign, cst.For, cst.AsName, cst.Param)
 #: ``torch.distributed`` collectives (every rank of the group must call them).
 COLLECTIVES = frozenset(
     {
@@ -119,31 +117,8 @@ def dotted_name(node: cst.CSTNode) -> str | None:
     return None
 
 
-def bound_names(node: cst.CSTNode) -> list[cst.Name]:
-    """The names a binding construct binds (``a, b = ...`` binds two)."""
-    if isinstance(node, cst.Param):
-        return [node.name]
-    target = node.name if isinstance(node, cst.AsName) else getattr(node, "target", None)
-    names = []
-    stack = [target] if target is not None else []
-    while stack:
-        current = stack.pop()
-        if isinstance(current, cst.Name):
-            names.append(current)
-        elif isinstance(current, (cst.Tuple, cst.List)):
-            stack.extend(e.value for e in current.elements)
-        elif isinstance(current, cst.StarredElement):
-            stack.append(current.value)
-    return names
-
-
-def walk(node: cst.CSTNode, *, into_functions: bool = False) -> Iterator[cst.CSTNode]:
-    """Every node below ``node`` (itself included), by default not entering nested scopes."""
-    return tree_walk(node, into_scopes=into_functions)
-
-
 def calls_in(node: cst.CSTNode) -> Iterator[cst.Call]:
-    for child in walk(node):
+    for child in walk(node, into_scopes=False):
         if isinstance(child, cst.Call):
             yield child
 
@@ -318,7 +293,7 @@ def is_cuda_check(node: cst.CSTNode) -> bool:
 
 
 def mentions_cuda_check(node: cst.CSTNode) -> bool:
-    return any(is_cuda_check(n) for n in tree_walk(node))
+    return any(is_cuda_check(n) for n in walk(node, into_scopes=True))
 
 
 def dominates(tree, earlier: cst.CSTNode, later: cst.CSTNode) -> bool:
@@ -335,7 +310,7 @@ def dominates(tree, earlier: cst.CSTNode, later: cst.CSTNode) -> bool:
 def self_attributes(cls: cst.ClassDef, constructor: str) -> set[str]:
     """Names ``x`` of ``self.x = <...>.constructor(...)`` anywhere in the class."""
     names = set()
-    for node in walk(cls, into_functions=True):
+    for node in walk(cls, into_scopes=True):
         if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
             if callee_name(node.value) == constructor:
                 for target in node.targets:
@@ -393,50 +368,3 @@ def global_rank_zero(args: cst.BaseExpression, quote: str) -> cst.Comparison:
         global_rank(local_rank, quote),
         [cst.ComparisonTarget(cst.In(), cst.List([minus_one, cst.Element(cst.Integer("0"))]))],
     )
-
-
-_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
-
-
-def is_read(tree: Tree, name: cst.Name) -> bool:
-    """Whether ``name`` reads a variable of its function: not an attribute, keyword, definition,
-    import, assignment or loop target, nor a comprehension's own variable (``x += 1`` reads)."""
-    parent = tree.parent(name)
-    if isinstance(parent, cst.Attribute) and parent.attr is name:
-        return False
-    if isinstance(parent, cst.Arg) and parent.keyword is name:
-        return False
-    if isinstance(parent, (*_SCOPES, cst.Param, cst.ImportAlias, cst.AsName, cst.NameItem)):
-        return False
-    if isinstance(parent, (cst.AssignTarget, cst.For)):
-        return False
-    if isinstance(parent, (cst.Element, cst.StarredElement)) and _in_target(tree, parent):
-        return False
-    return not _comprehension_variable(tree, name)
-
-
-_COMPREHENSIONS = (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)
-
-
-def _comprehension_variable(tree: Tree, name: cst.Name) -> bool:
-    """Whether ``name`` is a comprehension's own variable (``f`` in ``[f.x for f in fs]``)."""
-    for ancestor in tree.ancestors(name):
-        if isinstance(ancestor, _SCOPES):
-            return False
-        if isinstance(ancestor, _COMPREHENSIONS):
-            clause: cst.CompFor | None = ancestor.for_in
-            while clause is not None:
-                targets = tree_walk(clause.target)
-                if any(isinstance(n, cst.Name) and n.value == name.value for n in targets):
-                    return True
-                clause = clause.inner_for_in
-    return False
-
-
-def _in_target(tree: Tree, node: cst.CSTNode) -> bool:
-    for ancestor in tree.ancestors(node):
-        if isinstance(ancestor, (cst.AssignTarget, cst.For)):
-            return True
-        if not isinstance(ancestor, (cst.Tuple, cst.List, cst.Element, cst.StarredElement)):
-            return False
-    return False

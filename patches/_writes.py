@@ -11,17 +11,14 @@ import libcst as cst
 
 from patcher.tree import Tree
 from patches._gates import OTHER, truth
+from patches._names import BINDERS, bound_names, is_read, walk
 from patches._syntax import (
-    BINDERS,
     LIBRARY_COLLECTIVES,
-    bound_names,
     callee_name,
     calls_in,
     dotted_name,
     is_eval_call,
-    is_read,
     is_save_call,
-    walk,
 )
 
 
@@ -42,7 +39,12 @@ def is_write(call: cst.Call) -> bool:
 
 
 def _binds(statement: cst.CSTNode) -> set[str]:
-    return {n.value for b in walk(statement) if isinstance(b, BINDERS) for n in bound_names(b)}
+    return {
+        n.value
+        for b in walk(statement, into_scopes=False)
+        if isinstance(b, BINDERS)
+        for n in bound_names(b)
+    }
 
 
 def _quiet(statement: cst.CSTNode) -> bool:
@@ -154,7 +156,7 @@ def _used_after(tree: Tree, statements: list[cst.BaseStatement], index: int) -> 
     return any(
         isinstance(n, cst.Name) and n.value in bound and is_read(tree, n)
         for later in statements[index + 1 :]
-        for n in walk(later)
+        for n in walk(later, into_scopes=False)
     )
 
 

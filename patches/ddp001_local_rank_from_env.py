@@ -66,6 +66,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
+from patches._names import walk
 from patches._syntax import (
     COLLECTIVES,
     callee_name,
@@ -74,7 +75,6 @@ from patches._syntax import (
     int_literal,
     preferred_quote,
     string_value,
-    walk,
 )
 
 OPTION_NAMES = ("--local_rank", "--local-rank")
@@ -131,7 +131,7 @@ def _keyword(call: cst.Call, name: str) -> cst.BaseExpression | None:
 
 
 def _mentions_local_rank_env(node: cst.CSTNode) -> bool:
-    return any(string_value(n) == "LOCAL_RANK" for n in walk(node, into_functions=True))
+    return any(string_value(n) == "LOCAL_RANK" for n in walk(node, into_scopes=True))
 
 
 def find_options(tree: Tree) -> list[LocalRankOption]:
@@ -381,7 +381,7 @@ def _from_torch_distributed(tree: Tree) -> set[str]:
 def _checks_initialized(node: cst.CSTNode) -> bool:
     return any(
         isinstance(n, cst.Call) and "initialized" in (callee_name(n) or "")
-        for n in walk(node, into_functions=True)
+        for n in walk(node, into_scopes=True)
     )
 
 
@@ -631,7 +631,7 @@ def _hydra_configs(tree: Tree) -> list[tuple[cst.CSTNode, str]]:
         if not hydra or not params:
             continue
         config = params[0].name.value
-        for node in walk(function.body, into_functions=True):
+        for node in walk(function.body, into_scopes=True):
             if isinstance(node, cst.Attribute) and node.attr.value == DEST:
                 root = node.value
                 while isinstance(root, cst.Attribute):
@@ -665,7 +665,7 @@ def _field_default(tree: Tree) -> tuple[bool, cst.BaseExpression]:
     TrainingArguments' -1 when the file declares none (or several that disagree)."""
     defaults: list[cst.BaseExpression] = []
     for cls in tree.nodes(cst.ClassDef):
-        for statement in walk(cls.body):
+        for statement in walk(cls.body, into_scopes=False):
             if (
                 isinstance(statement, cst.AnnAssign)
                 and isinstance(statement.target, cst.Name)
@@ -725,9 +725,12 @@ def _trainer_behind_rank_gate(tree: Tree) -> cst.If | None:
         if isinstance(target.target, cst.Name)
     }
     for gate in tree.nodes(cst.If):
-        if not any(isinstance(n, cst.Attribute) and n.attr.value == DEST for n in walk(gate.test)):
+        if not any(
+            isinstance(n, cst.Attribute) and n.attr.value == DEST
+            for n in walk(gate.test, into_scopes=False)
+        ):
             continue
-        for node in walk(gate.body):
+        for node in walk(gate.body, into_scopes=False):
             if (
                 isinstance(node, cst.Call)
                 and isinstance(node.func, cst.Attribute)

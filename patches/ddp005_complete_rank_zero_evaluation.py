@@ -51,13 +51,13 @@ from patches._gates import (
     reached_through_calls,
     truth,
 )
+from patches._names import walk
 from patches._syntax import (
     callee_name,
     dotted_name,
     is_collective_call,
     is_save_call,
     module_functions,
-    walk,
 )
 
 DISTRIBUTED = "DistributedSampler"
@@ -66,7 +66,6 @@ DISTRIBUTED = "DistributedSampler"
 _NO_DATA = frozenset({"barrier", "monitored_barrier"})
 # accelerate's gathers that ``is_collective_call`` does not list.
 _ACCELERATE_GATHERS = frozenset({"gather_for_metrics", "pad_across_processes"})
-_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
 
 
 def _sampler(node: cst.BaseExpression) -> str | None:
@@ -177,7 +176,7 @@ def _result_collective(tree: Tree, call: cst.Call) -> str | None:
     bound = {
         node.value
         for target in statement.targets
-        for node in walk(target.target)
+        for node in walk(target.target, into_scopes=False)
         if isinstance(node, cst.Name)
     }
     scope = tree.scope(call)
@@ -188,7 +187,7 @@ def _result_collective(tree: Tree, call: cst.Call) -> str | None:
         if name is not None and any(
             isinstance(node, cst.Name) and node.value in bound
             for arg in later.args
-            for node in walk(arg.value)
+            for node in walk(arg.value, into_scopes=False)
         ):
             return name
     return None

@@ -31,10 +31,9 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement, Tree, children
+from patches._names import BINDERS, SCOPES, bound_names, walk
 from patches._ranks import OTHER, model
-from patches._syntax import BINDERS, bound_names, is_eval_call, walk
-
-_SCOPES = (cst.FunctionDef, cst.Lambda, cst.ClassDef)
+from patches._syntax import is_eval_call
 
 
 def _evaluated_names(if_node: cst.If) -> list[str]:
@@ -104,7 +103,9 @@ def _uses(tree: Tree, scope: cst.CSTNode, name: str) -> tuple[list[cst.CSTNode],
             bindings.append(scope)
     if isinstance(scope, cst.FunctionDef):
         bindings.extend(
-            p for p in walk(scope.params) if isinstance(p, cst.Param) and p.name.value == name
+            p
+            for p in walk(scope.params, into_scopes=False)
+            if isinstance(p, cst.Param) and p.name.value == name
         )
     return bindings, reads
 
@@ -115,7 +116,7 @@ def _reads(tree: Tree, name: cst.Name) -> bool:
         return False
     if isinstance(parent, cst.Arg) and parent.keyword is name:
         return False
-    return not (isinstance(parent, _SCOPES) and getattr(parent, "name", None) is name)
+    return not (isinstance(parent, SCOPES) and getattr(parent, "name", None) is name)
 
 
 def _leaves_block(statements: Sequence[cst.CSTNode]) -> bool:
@@ -128,7 +129,7 @@ def _leaves_block(statements: Sequence[cst.CSTNode]) -> bool:
             return True
         if isinstance(node, (cst.Break, cst.Continue)) and loops == 0:
             return True
-        if isinstance(node, _SCOPES):
+        if isinstance(node, SCOPES):
             continue
         inner = loops + isinstance(node, (cst.For, cst.While))
         stack.extend((child, inner) for child in children(node))

@@ -55,16 +55,10 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patcher.tree import Around, Tree, walk
+from patcher.tree import Around, Tree
+from patches._names import BINDERS, bound_names, walk
 from patches._ranks import OTHER, model
-from patches._syntax import (
-    BINDERS,
-    bound_names,
-    callee_name,
-    dominates,
-    dotted_name,
-    preferred_quote,
-)
+from patches._syntax import callee_name, dominates, dotted_name, preferred_quote
 
 SAMPLER = "DistributedSampler"
 LOADER = "DataLoader"

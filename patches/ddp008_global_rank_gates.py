@@ -54,9 +54,8 @@ from patches._gates import (
     rank_comparison,
     truth,
 )
+from patches._names import BINDERS, SCOPES, bound_names, is_read, walk
 from patches._syntax import (
-    BINDERS,
-    bound_names,
     callee_name,
     calls_in,
     global_rank,
@@ -66,11 +65,9 @@ from patches._syntax import (
     is_collective_call,
     is_eval_call,
     is_local_rank,
-    is_read,
     is_save_call,
     preferred_quote,
     string_value,
-    walk,
 )
 
 RANK_ZERO = (frozenset({-1, 0}), frozenset({0}))
@@ -194,7 +191,7 @@ def _names(tree: Tree, gate: cst.If) -> tuple[frozenset[str], frozenset[str]]:
             first[name] = order
 
     names: list[cst.Name] = []
-    for node in walk(gate):
+    for node in walk(gate, into_scopes=False):
         kind = type(node)
         if kind is cst.Name:
             names.append(node)  # type: ignore[arg-type]
@@ -204,7 +201,7 @@ def _names(tree: Tree, gate: cst.If) -> tuple[frozenset[str], frozenset[str]]:
                 bind(name.value, node)
         elif kind is cst.CompFor:
             target = node.target  # type: ignore[attr-defined]
-            own.update(n.value for n in walk(target) if isinstance(n, cst.Name))
+            own.update(n.value for n in walk(target, into_scopes=False) if isinstance(n, cst.Name))
         elif kind in _DEFINING:
             bind(node.name.value, node)  # type: ignore[attr-defined]
         elif kind in _IMPORTS and not isinstance(node.names, cst.ImportStar):  # type: ignore[attr-defined]
@@ -248,7 +245,7 @@ class _Joins:
                 continue
             child: cst.CSTNode = call
             for ancestor in tree.ancestors(call):
-                if isinstance(ancestor, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+                if isinstance(ancestor, SCOPES):
                     break
                 if isinstance(ancestor, cst.If):
                     anywhere.add(id(ancestor))

@@ -39,12 +39,11 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree, children
 from patches._gates import OTHER, RANK0, gates, truth
+from patches._names import BINDERS, SCOPES, bound_names, walk
 from patches._ranks import OTHER as OTHER_KIND
 from patches._ranks import RANK0 as RANK0_KIND
 from patches._ranks import model
 from patches._syntax import (
-    BINDERS,
-    bound_names,
     callee_name,
     calls_in,
     dotted_name,
@@ -54,7 +53,6 @@ from patches._syntax import (
     is_save_call,
     module_functions,
     preferred_quote,
-    walk,
 )
 from patches._writes import gate_writes, is_write, library_call
 
@@ -62,7 +60,7 @@ FLAGS = ("do_eval", "do_test", "do_predict", "do_infer", "do_inference")
 
 
 def _flag(test: cst.BaseExpression) -> cst.Attribute | None:
-    for node in walk(test):
+    for node in walk(test, into_scopes=False):
         if isinstance(node, cst.Attribute) and node.attr.value in FLAGS:
             return node
     return None
@@ -116,7 +114,7 @@ def _state_prefix(body: cst.BaseSuite, state: set[str]) -> int | None:
     for statement in body.body:
         if not isinstance(statement, cst.SimpleStatementLine) or not all(
             isinstance(small, (cst.Assign, cst.AugAssign))
-            and not any(isinstance(n, cst.Call) for n in walk(small.value))
+            and not any(isinstance(n, cst.Call) for n in walk(small.value, into_scopes=False))
             and {n.value for n in bound_names(_target_holder(small))} <= state
             for small in statement.body
         ):
@@ -126,7 +124,7 @@ def _state_prefix(body: cst.BaseSuite, state: set[str]) -> int | None:
     if count == 0 or not rest:
         return None
     for statement in rest:
-        for binder in walk(statement):
+        for binder in walk(statement, into_scopes=False):
             if isinstance(binder, BINDERS) and {n.value for n in bound_names(binder)} & state:
                 return None
     return count
@@ -166,7 +164,7 @@ def _leaves(body: cst.BaseSuite) -> str | None:
         if isinstance(node, (cst.For, cst.While)):
             stack.extend(children(node.orelse) if node.orelse else ())  # its own break is inside
             continue
-        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+        if isinstance(node, SCOPES):
             continue
         stack.extend(children(node))
     return None

@@ -41,7 +41,8 @@ import re
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patcher.tree import Around, Replacement, Tree, walk
+from patcher.tree import Around, Replacement, Tree
+from patches._names import walk
 from patches._syntax import (
     _EVAL_NAME,
     callee_name,
@@ -69,7 +70,7 @@ _SAMPLER = "DistributedSampler"
 
 def _local_rank_in(node: cst.CSTNode) -> cst.Attribute | cst.Name | None:
     """The ``args.local_rank``-like expression a test reads, if any."""
-    for child in walk(node):
+    for child in walk(node, into_scopes=True):
         if isinstance(child, cst.Attribute) and child.attr.value == "local_rank":
             return child
         if isinstance(child, cst.Name) and child.value == "local_rank":

@@ -30,8 +30,8 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree
+from patches._names import BINDERS, bound_names
 from patches._ranks import OTHER, RankModel, model, truth, violations
-from patches._syntax import BINDERS, bound_names
 
 
 def _method_call_statement(tree: Tree, name: cst.Name) -> cst.SimpleStatementLine | None:

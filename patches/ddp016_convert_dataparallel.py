@@ -39,7 +39,8 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patcher.tree import Around, Replacement, Tree, walk
+from patcher.tree import Around, Replacement, Tree
+from patches._names import walk
 from patches._syntax import (
     callee_name,
     calls_in,
@@ -81,7 +82,7 @@ def _in_batch_negatives(function: cst.FunctionDef) -> bool:
     names = {callee_name(c) for c in calls_in(function)}
     matrix = names & {"einsum", "matmul", "mm", "bmm"} or any(
         isinstance(n, cst.BinaryOperation) and isinstance(n.operator, cst.MatrixMultiply)
-        for n in walk(function.body)
+        for n in walk(function.body, into_scopes=True)
     )
     return bool(matrix) and "arange" in names
 
@@ -119,7 +120,7 @@ def _state(function: cst.FunctionDef) -> set[str]:
     """Names the function binds and reads again (a best score, an early-stop flag)."""
     bound: set[str] = set()
     read: set[str] = set()
-    for node in walk(function.body):
+    for node in walk(function.body, into_scopes=True):
         if isinstance(node, (cst.AssignTarget, cst.AugAssign)) and isinstance(
             node.target, cst.Name
         ):

@@ -25,8 +25,8 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
-from patcher.tree import walk as tree_walk
-from patches._syntax import BINDERS, bound_names, dotted_name, import_fix, string_value
+from patches._names import BINDERS, bound_names, walk
+from patches._syntax import dotted_name, import_fix, string_value
 
 #: The language names of the old ``my-languages.so`` (its ``tree_sitter_<name>`` symbols) →
 #: (wheel module, function returning the language). PHP's wheel has two grammars; the scripts
@@ -119,7 +119,7 @@ def _changed(tree: Tree, name: str, assignment: cst.CSTNode) -> bool:
         if isinstance(target, cst.Subscript) and dotted_name(target.value) == name:
             return True
     for node in tree.nodes(cst.Del, cst.Global, cst.Nonlocal):
-        if any(isinstance(n, cst.Name) and n.value == name for n in tree_walk(node)):
+        if any(isinstance(n, cst.Name) and n.value == name for n in walk(node, into_scopes=True)):
             return True
     for node in tree.nodes(cst.Attribute):
         if dotted_name(node.value) == name and node.attr.value not in _READ_METHODS:
@@ -134,7 +134,7 @@ def _loop(tree: Tree, call: cst.Call, variable: str) -> cst.For | None:
         if ancestor is scope:
             return None
         if isinstance(ancestor, cst.For) and dotted_name(ancestor.target) == variable:
-            for node in tree_walk(ancestor.body, into_scopes=False):
+            for node in walk(ancestor.body, into_scopes=False):
                 if isinstance(node, BINDERS) and any(
                     b.value == variable for b in bound_names(node)
                 ):

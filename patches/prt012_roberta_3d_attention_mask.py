@@ -30,14 +30,8 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
-from patches._syntax import (
-    callee_name,
-    dotted_name,
-    import_fix,
-    preferred_quote,
-    string_value,
-    walk,
-)
+from patches._names import walk
+from patches._syntax import callee_name, dotted_name, import_fix, preferred_quote, string_value
 
 #: ``torch.<factory>(shape)`` calls whose positional shape gives the number of dimensions.
 _FACTORIES = frozenset({"zeros", "ones", "empty", "rand", "randn", "full"})
@@ -67,7 +61,7 @@ def _three_d(value: cst.BaseExpression) -> bool:
 def _bindings(fn: cst.FunctionDef, name: str) -> list[cst.CSTNode]:
     """Every statement in ``fn`` (not nested scopes) that binds ``name``, parameters included."""
     found: list[cst.CSTNode] = [p for p in _params(fn) if p.name.value == name]
-    for node in walk(fn.body):
+    for node in walk(fn.body, into_scopes=False):
         if isinstance(node, cst.Assign):
             if any(_binds(t.target, name) for t in node.targets):
                 found.append(node)
@@ -124,7 +118,7 @@ def _none_at(node: cst.BaseExpression) -> int | None:
 
 def _einsum_three_index(fn: cst.FunctionDef, name: str) -> bool:
     """Whether ``name`` is a ``torch.einsum`` operand whose subscript has three indices."""
-    for node in walk(fn.body):
+    for node in walk(fn.body, into_scopes=False):
         if not (isinstance(node, cst.Call) and (dotted_name(node.func) or "").endswith("einsum")):
             continue
         if not node.args:
@@ -143,7 +137,7 @@ def _einsum_three_index(fn: cst.FunctionDef, name: str) -> bool:
 
 def _pairwise_three_d(fn: cst.FunctionDef, name: str) -> bool:
     """``t = x[:, :, None] & y[:, None, :] & name`` with ``t`` then a 3-index einsum operand."""
-    for node in walk(fn.body):
+    for node in walk(fn.body, into_scopes=False):
         if not (isinstance(node, cst.Assign) and len(node.targets) == 1):
             continue
         target = node.targets[0].target

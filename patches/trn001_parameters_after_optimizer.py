@@ -30,7 +30,8 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree
-from patches._syntax import callee_name, dominates, dotted_name, module_functions, walk
+from patches._names import walk
+from patches._syntax import callee_name, dominates, dotted_name, module_functions
 
 _OPTIMIZER = re.compile(
     r"^(Adam|AdamW|SGD|Adagrad|Adadelta|Adamax|NAdam|RAdam|RMSprop|LBFGS|Adafactor|Lamb|LAMB)$"
@@ -134,12 +135,12 @@ def _region(
 ) -> list[cst.CSTNode]:
     """Where the layer may still be handed over or frozen: after it in its own function, and,
     for an attribute of ``self``, in every other method of the class."""
-    nodes = [n for n in walk(scope) if tree.order(n) > tree.order(layer)]
+    nodes = [n for n in walk(scope, into_scopes=False) if tree.order(n) > tree.order(layer)]
     target = _code(tree, layer.targets[0].target)
     if isinstance(scope, cst.FunctionDef) and target.startswith("self."):
         cls = _enclosing_class(tree, scope)
         if cls is not None:
-            nodes += [n for n in walk(cls, into_functions=True) if not tree.contains(scope, n)]
+            nodes += [n for n in walk(cls, into_scopes=True) if not tree.contains(scope, n)]
     return nodes
 
 
@@ -165,8 +166,10 @@ def _returned(function: cst.FunctionDef, name: str) -> bool:
     return any(
         isinstance(node, cst.Return)
         and node.value is not None
-        and any(isinstance(n, cst.Name) and n.value == name for n in walk(node.value))
-        for node in walk(function.body)
+        and any(
+            isinstance(n, cst.Name) and n.value == name for n in walk(node.value, into_scopes=False)
+        )
+        for node in walk(function.body, into_scopes=False)
     )
 
 
@@ -341,7 +344,7 @@ def _mirrored(
         if passed is None or not built:
             continue
         outer = passed + target[len(owner) :]
-        after = [n for n in walk(scope) if tree.order(n) > tree.order(call)]
+        after = [n for n in walk(scope, into_scopes=False) if tree.order(n) > tree.order(call)]
         rebuilt = any(isinstance(n, cst.Call) and _is_optimizer(n) for n in after)
         added = _hands_over(tree, outer, [n for n in after if isinstance(n, cst.Call)])
         if rebuilt or added or _freezes(tree, outer, after):

@@ -13,11 +13,12 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patches._syntax import callee_name, int_literal, self_attributes, walk
+from patches._names import walk
+from patches._syntax import callee_name, int_literal, self_attributes
 
 
 def _clamps_negatives(node: cst.CSTNode) -> bool:
-    for call in walk(node):
+    for call in walk(node, into_scopes=False):
         if not isinstance(call, cst.Call):
             continue
         name = callee_name(call)
@@ -77,7 +78,7 @@ class ClampedSentinelIndex(Rule):
             embeddings = self_attributes(cls, "Embedding")
             if not embeddings:
                 continue
-            for call in walk(cls, into_functions=True):
+            for call in walk(cls, into_scopes=True):
                 if not (
                     isinstance(call, cst.Call)
                     and isinstance(call.func, cst.Attribute)
@@ -108,7 +109,7 @@ class ClampedSentinelIndex(Rule):
         if assigned is None:
             return False
         scope = tree.scope(call)
-        for node in walk(scope):
+        for node in walk(scope, into_scopes=False):
             if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply):
                 if any(
                     isinstance(n, cst.Name) and n.value == assigned for n in (node.left, node.right)

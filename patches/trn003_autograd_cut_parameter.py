@@ -13,7 +13,8 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patches._syntax import dotted_name, self_attributes, walk
+from patches._names import walk
+from patches._syntax import dotted_name, self_attributes
 
 _CUTTING_METHODS = ("item", "detach", "numpy", "tolist")
 _CUTTING_FUNCTIONS = ("float", "int", "torch.tensor", "torch.as_tensor")
@@ -61,10 +62,10 @@ class AutogradCutParameter(Rule):
             params = self_attributes(cls, "Parameter")
             if not params:
                 continue
-            for function in walk(cls.body, into_functions=True):
+            for function in walk(cls.body, into_scopes=True):
                 if not (isinstance(function, cst.FunctionDef) and function.name.value == "forward"):
                     continue
-                for node in walk(function.body):
+                for node in walk(function.body, into_scopes=False):
                     self._check(ctx, node, params)
 
     def _check(self, ctx: RuleContext, node: cst.CSTNode, params: set[str]) -> None:

@@ -1,0 +1,88 @@
+"""Names and the frames they live in: the one walk, binding and reading, scopes.
+
+Every rule asks the same questions about a ``Name``: which nodes lie below a statement (with or
+without the functions defined there), which constructs bind it, whether a mention reads it, and
+which function's frame holds it. They are answered here once, so two rules never disagree on
+what a read is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libcst as cst
+
+from patcher.tree import SCOPES, Tree
+from patcher.tree import walk as _tree_walk
+
+__all__ = ["BINDERS", "SCOPES", "bound_names", "is_read", "walk"]
+
+#: Constructs that bind names (``bound_names`` says which).
+BINDERS = (cst.AssignTarget, cst.AnnAssign, cst.AugAssign, cst.For, cst.AsName, cst.Param)
+_COMPREHENSIONS = (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)
+
+
+def walk(node: cst.CSTNode, *, into_scopes: bool) -> Iterator[cst.CSTNode]:
+    """``node`` and every node below it, in source order. ``into_scopes=False`` stays out of
+    the functions, classes and lambdas defined below it (their bodies run elsewhere); the
+    choice is spelled out at every call because it decides what a rule sees."""
+    return _tree_walk(node, into_scopes=into_scopes)
+
+
+def bound_names(node: cst.CSTNode) -> list[cst.Name]:
+    """The names a binding construct binds (``a, b = ...`` binds two)."""
+    if isinstance(node, cst.Param):
+        return [node.name]
+    target = node.name if isinstance(node, cst.AsName) else getattr(node, "target", None)
+    names = []
+    stack = [target] if target is not None else []
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Name):
+            names.append(current)
+        elif isinstance(current, (cst.Tuple, cst.List)):
+            stack.extend(e.value for e in current.elements)
+        elif isinstance(current, cst.StarredElement):
+            stack.append(current.value)
+    return names
+
+
+def is_read(tree: Tree, name: cst.Name) -> bool:
+    """Whether ``name`` reads a variable of its function: not an attribute, keyword, definition,
+    import, assignment or loop target, nor a comprehension's own variable (``x += 1`` reads)."""
+    parent = tree.parent(name)
+    if isinstance(parent, cst.Attribute) and parent.attr is name:
+        return False
+    if isinstance(parent, cst.Arg) and parent.keyword is name:
+        return False
+    if isinstance(parent, (*SCOPES, cst.Param, cst.ImportAlias, cst.AsName, cst.NameItem)):
+        return False
+    if isinstance(parent, (cst.AssignTarget, cst.For)):
+        return False
+    if isinstance(parent, (cst.Element, cst.StarredElement)) and _in_target(tree, parent):
+        return False
+    return not _comprehension_variable(tree, name)
+
+
+def _comprehension_variable(tree: Tree, name: cst.Name) -> bool:
+    """Whether ``name`` is a comprehension's own variable (``f`` in ``[f.x for f in fs]``)."""
+    for ancestor in tree.ancestors(name):
+        if isinstance(ancestor, SCOPES):
+            return False
+        if isinstance(ancestor, _COMPREHENSIONS):
+            clause: cst.CompFor | None = ancestor.for_in
+            while clause is not None:
+                targets = walk(clause.target, into_scopes=True)
+                if any(isinstance(n, cst.Name) and n.value == name.value for n in targets):
+                    return True
+                clause = clause.inner_for_in
+    return False
+
+
+def _in_target(tree: Tree, node: cst.CSTNode) -> bool:
+    for ancestor in tree.ancestors(node):
+        if isinstance(ancestor, (cst.AssignTarget, cst.For)):
+            return True
+        if not isinstance(ancestor, (cst.Tuple, cst.List, cst.Element, cst.StarredElement)):
+            return False
+    return False
