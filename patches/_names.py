@@ -48,16 +48,26 @@ def bound_names(node: cst.CSTNode) -> list[cst.Name]:
 
 
 def is_read(tree: Tree, name: cst.Name) -> bool:
-    """Whether ``name`` reads a variable of its function: not an attribute, keyword, definition,
-    import, assignment or loop target, nor a comprehension's own variable (``x += 1`` reads)."""
+    """Whether ``name`` reads a variable of its frame, as Python loads it.
+
+    Not a read: an attribute (``x.name``), a call keyword (``f(name=...)``), what a ``def``,
+    ``class``, parameter, import, ``as``, ``global``/``nonlocal`` names, a binding target
+    (``=``, ``for``, an annotated assignment, ``:=``, unpacking included), or a comprehension's
+    own variable (``f`` in ``[f.x for f in fs]``). A read: everything else, including ``x += 1``,
+    a ``for`` loop's iterable, a parameter's default and a lambda's body."""
     parent = tree.parent(name)
     if isinstance(parent, cst.Attribute) and parent.attr is name:
         return False
     if isinstance(parent, cst.Arg) and parent.keyword is name:
         return False
-    if isinstance(parent, (*SCOPES, cst.Param, cst.ImportAlias, cst.AsName, cst.NameItem)):
+    if isinstance(parent, (cst.FunctionDef, cst.ClassDef, cst.Param)) and parent.name is name:
         return False
-    if isinstance(parent, (cst.AssignTarget, cst.For)):
+    if isinstance(parent, (cst.ImportAlias, cst.AsName, cst.NameItem)):
+        return False
+    if (
+        isinstance(parent, (cst.AssignTarget, cst.AnnAssign, cst.NamedExpr, cst.For))
+        and parent.target is name
+    ):
         return False
     if isinstance(parent, (cst.Element, cst.StarredElement)) and _in_target(tree, parent):
         return False
@@ -80,9 +90,14 @@ def _comprehension_variable(tree: Tree, name: cst.Name) -> bool:
 
 
 def _in_target(tree: Tree, node: cst.CSTNode) -> bool:
+    """Whether the element ``node`` is part of an unpacking target (``a, b = ...``)."""
+    child = node
     for ancestor in tree.ancestors(node):
-        if isinstance(ancestor, (cst.AssignTarget, cst.For)):
+        if isinstance(ancestor, cst.AssignTarget):
             return True
+        if isinstance(ancestor, cst.For):
+            return ancestor.target is child
         if not isinstance(ancestor, (cst.Tuple, cst.List, cst.Element, cst.StarredElement)):
             return False
+        child = ancestor
     return False

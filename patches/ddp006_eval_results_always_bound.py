@@ -31,7 +31,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement, Tree, children
-from patches._names import BINDERS, SCOPES, bound_names, walk
+from patches._names import BINDERS, SCOPES, bound_names, is_read, walk
 from patches._ranks import OTHER, model
 from patches._syntax import is_eval_call
 
@@ -74,9 +74,11 @@ def _classify(tree: Tree, mention: cst.Name) -> tuple[cst.CSTNode, str, cst.CSTN
             if tree.contains(holder.target, mention):
                 return frame, "other", None  # a comprehension's own variable
             break
-        if isinstance(holder, BINDERS) and any(n is mention for n in bound_names(holder)):
+        if isinstance(holder, (*BINDERS, cst.NamedExpr)) and any(
+            n is mention for n in bound_names(holder)
+        ):
             return frame, "bind", holder
-    return frame, ("read" if _reads(tree, mention) else "other"), None
+    return frame, ("read" if is_read(tree, mention) else "other"), None
 
 
 def _uses(tree: Tree, scope: cst.CSTNode, name: str) -> tuple[list[cst.CSTNode], list[cst.Name]]:
@@ -108,15 +110,6 @@ def _uses(tree: Tree, scope: cst.CSTNode, name: str) -> tuple[list[cst.CSTNode],
             if isinstance(p, cst.Param) and p.name.value == name
         )
     return bindings, reads
-
-
-def _reads(tree: Tree, name: cst.Name) -> bool:
-    parent = tree.parent(name)
-    if isinstance(parent, cst.Attribute) and parent.attr is name:
-        return False
-    if isinstance(parent, cst.Arg) and parent.keyword is name:
-        return False
-    return not (isinstance(parent, SCOPES) and getattr(parent, "name", None) is name)
 
 
 def _leaves_block(statements: Sequence[cst.CSTNode]) -> bool:
