@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from patcher.tree import Tree
+from patches._args import keyword_value, positional_args, positional_values
 from patches._gates import OTHER as _OTHER
 from patches._gates import RANK0 as _RANK0
 from patches._gates import SINGLE as _SINGLE
@@ -534,13 +535,6 @@ def _reads_file(call: cst.Call) -> bool:
     return not (name == "open" and is_save_call(call))
 
 
-def _first_arg(call: cst.Call) -> cst.BaseExpression | None:
-    for arg in call.args:
-        if arg.keyword is None and not arg.star:
-            return arg.value
-    return None
-
-
 def _exit_violations(m: RankModel) -> Iterator[Violation]:
     """A ``return`` or ``break`` that only some ranks take, out of a loop or function that
     synchronises (a ``backward()``, whose DDP gradient all-reduce every rank must join, or a
@@ -566,10 +560,10 @@ def _exit_violations(m: RankModel) -> Iterator[Violation]:
 def _write_path(call: cst.Call) -> cst.BaseExpression | None:
     """The path a save call writes: ``torch.save(obj, path)``, ``open(path, "w")``,
     ``x.save_pretrained(path)``."""
-    positional = [a.value for a in call.args if a.keyword is None and not a.star]
-    for arg in call.args:
-        if arg.keyword is not None and arg.keyword.value in ("f", "file", "path", "save_directory"):
-            return arg.value
+    for name in ("f", "file", "path", "save_directory"):
+        if (value := keyword_value(call, name)) is not None:
+            return value
+    positional = positional_values(call)
     if callee_name(call) == "save" and len(positional) > 1:
         return positional[1]
     return positional[0] if positional else None
@@ -587,7 +581,7 @@ def shared_reads(m: RankModel) -> Iterator[tuple[cst.Call, cst.Call, str]]:
             if path is not None and m.subset(call):
                 writes.append((call, m.path_words(path)))
         elif _reads_file(call):
-            path = _first_arg(call)
+            path = next((arg.value for arg in positional_args(call)), None)
             if path is not None:
                 reads.append((call, m.path_words(path)))
     if not writes:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from patcher.tree import Around
+from patches._args import argument
 from patches._names import walk
 
 LOCAL_RANK = "local_rank"
@@ -129,13 +130,7 @@ def is_eval_call(call: cst.Call) -> bool:
 
 
 def _write_mode(call: cst.Call) -> bool:
-    mode: cst.BaseExpression | None = None
-    positional = [arg for arg in call.args if arg.keyword is None and not arg.star]
-    if len(positional) >= 2:
-        mode = positional[1].value
-    for arg in call.args:
-        if arg.keyword is not None and arg.keyword.value == "mode":
-            mode = arg.value
+    mode = argument(call, 1, "mode")
     text = string_value(mode) if mode is not None else None
     return text is not None and any(flag in text for flag in "wax")
 

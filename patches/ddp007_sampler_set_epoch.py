@@ -56,6 +56,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Tree
+from patches._args import has_keyword, keyword_value
 from patches._names import BINDERS, bound_names, walk
 from patches._ranks import OTHER, model
 from patches._syntax import callee_name, dominates, dotted_name, preferred_quote
@@ -107,13 +108,6 @@ def _assign_targets(assign: cst.Assign) -> Iterator[cst.BaseAssignTargetExpressi
         yield target.target
 
 
-def _sampler_argument(call: cst.Call) -> cst.BaseExpression | None:
-    for arg in call.args:
-        if arg.keyword is not None and arg.keyword.value == "sampler":
-            return arg.value
-    return None
-
-
 def _distributed(expression: cst.BaseExpression, names: set[str], roots: set[str]) -> bool:
     """Whether a ``sampler=`` argument may be a DistributedSampler: one built inline, a name
     assigned one, or an entry of a container holding them (``samplers["train"]``)."""
@@ -128,7 +122,7 @@ def _distributed(expression: cst.BaseExpression, names: set[str], roots: set[str
 
 
 def _distributed_loader(call: cst.Call, names: set[str], roots: set[str]) -> bool:
-    sampler = _sampler_argument(call)
+    sampler = keyword_value(call, "sampler")
     return sampler is not None and _distributed(sampler, names, roots)
 
 
@@ -179,7 +173,7 @@ class _Analysis:
             )
             if isinstance(value, cst.Call) and callee_name(value) == LOADER:
                 if _distributed_loader(value, names, roots):
-                    sampler = _sampler_argument(value)
+                    sampler = keyword_value(value, "sampler")
                     plain = sampler.value if isinstance(sampler, cst.Name) else None
                     build = _Build(assign, self._line(assign), plain, sampler)
             elif isinstance(value, cst.Call) and callee_name(value) in helpers:
@@ -568,7 +562,7 @@ class SamplerSetEpoch(Rule):
                 continue
             if ranks.runs(call, OTHER) is False or _evaluation_code(tree, call):
                 continue
-            if any(a.keyword is not None and a.keyword.value == "shuffle" for a in call.args):
+            if has_keyword(call, "shuffle"):
                 continue  # shuffle=False (or chosen on purpose): nothing to reshuffle
             holder = tree.statement(call)
             if re.search(r"eval|test|valid|dev|pred", tree.module.code_for_node(holder)[:80]):

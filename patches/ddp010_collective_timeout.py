@@ -17,6 +17,7 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
+from patches._args import has_keyword
 from patches._syntax import callee_name, import_fix
 
 DEFAULT_MINUTES = 180
@@ -121,9 +122,7 @@ class CollectiveTimeout(Rule):
         for call in tree.nodes(cst.Call):
             if callee_name(call) != "init_process_group":
                 continue
-            if any(a.keyword and a.keyword.value == "timeout" for a in call.args) or any(
-                a.star for a in call.args
-            ):
+            if has_keyword(call, "timeout") or any(a.star for a in call.args):
                 continue
             value = cst.parse_expression(f"datetime.timedelta(minutes={minutes})")
             timeout = cst.Arg(

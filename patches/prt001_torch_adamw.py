@@ -15,6 +15,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement
+from patches._args import keyword_arg
 from patches._syntax import dotted_name, import_fix
 
 ADAMW_CALLS = ("transformers.AdamW", "torch.optim.AdamW", "optim.AdamW")
@@ -92,7 +93,8 @@ class TorchAdamW(Rule):
             dotted = dotted_name(call.func)
             if not (dotted in ADAMW_CALLS or (dotted == "AdamW" and imported)):
                 continue
-            args = [a for a in call.args if not (a.keyword and a.keyword.value == "correct_bias")]
+            correct_bias = keyword_arg(call, "correct_bias")
+            args = [a for a in call.args if a is not correct_bias]
             dropped = [a for a in call.args if a not in args]
             if any(
                 not (isinstance(a.value, cst.Name) and a.value.value == "True") for a in dropped

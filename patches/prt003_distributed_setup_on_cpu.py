@@ -23,6 +23,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree
+from patches._args import keyword_arg
 from patches._gates import rank_comparison
 from patches._syntax import (
     callee_name,
@@ -132,20 +133,23 @@ class DistributedSetupOnCpu(Rule):
         for call in tree.nodes(cst.Call):
             name = callee_name(call)
             if name == "init_process_group":
-                for arg in call.args:
-                    is_backend = (arg.keyword and arg.keyword.value == "backend") or (
-                        arg.keyword is None and arg is call.args[0]
+                arg = keyword_arg(call, "backend")
+                if arg is None and call.args and call.args[0].keyword is None:
+                    arg = call.args[0]  # the backend is the first parameter
+                if (
+                    arg is not None
+                    and string_value(arg.value) == "nccl"
+                    and not _checked(tree, arg)
+                ):
+                    assert isinstance(arg.value, cst.SimpleString)
+                    q = arg.value.quote
+                    code = module.code_for_node(arg.value)
+                    new = _expression(f"{code} if {CHECK} else {q}gloo{q}", module)
+                    ctx.fix(
+                        call,
+                        "NCCL needs CUDA: use gloo when CUDA is not available",
+                        {arg.value: new, **needs_torch},
                     )
-                    if is_backend and string_value(arg.value) == "nccl" and not _checked(tree, arg):
-                        assert isinstance(arg.value, cst.SimpleString)
-                        q = arg.value.quote
-                        code = module.code_for_node(arg.value)
-                        new = _expression(f"{code} if {CHECK} else {q}gloo{q}", module)
-                        ctx.fix(
-                            call,
-                            "NCCL needs CUDA: use gloo when CUDA is not available",
-                            {arg.value: new, **needs_torch},
-                        )
             elif dotted_name(call.func) in ("torch.device", "device") and call.args:
                 first = string_value(call.args[0].value)
                 if first and first.startswith("cuda") and not _checked(tree, call):

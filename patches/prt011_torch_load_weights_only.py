@@ -28,6 +28,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree
+from patches._args import has_keyword, keyword_value, positional_values
 from patches._syntax import callee_name, dotted_name, string_value
 
 UNPAIRED = (
@@ -47,39 +48,25 @@ _PLACEHOLDER = re.compile(r"\{[^{}]*\}|%[-\w.]*[sdif]")
 _STATE, _OBJECTS, _UNSURE = "state", "objects", "unsure"
 
 
-def _positional(call: cst.Call) -> list[cst.BaseExpression]:
-    return [a.value for a in call.args if a.keyword is None and not a.star]
-
-
-def _keyword(call: cst.Call, name: str) -> cst.BaseExpression | None:
-    for arg in call.args:
-        if arg.keyword is not None and arg.keyword.value == name:
-            return arg.value
-    return None
-
-
 def _save_parts(call: cst.Call) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
     """(object, path) of ``torch.save(obj, f)``; None when either is not spelled out."""
-    positional = _positional(call)
-    obj = positional[0] if positional else _keyword(call, "obj")
-    path = positional[1] if len(positional) > 1 else _keyword(call, "f")
+    positional = positional_values(call)
+    obj = positional[0] if positional else keyword_value(call, "obj")
+    path = positional[1] if len(positional) > 1 else keyword_value(call, "f")
     return None if obj is None or path is None else (obj, path)
 
 
 def _load_path(call: cst.Call) -> cst.BaseExpression | None:
-    positional = _positional(call)
-    return positional[0] if positional else _keyword(call, "f")
+    positional = positional_values(call)
+    return positional[0] if positional else keyword_value(call, "f")
 
 
 def _bare_load(call: cst.Call) -> bool:
     """A load that takes torch's default: no ``weights_only``, no ``pickle_module`` (which
     turns the default off), no ``*args``/``**kwargs`` that might carry either."""
-    if any(a.star for a in call.args) or len(_positional(call)) > 2:
+    if any(a.star for a in call.args) or len(positional_values(call)) > 2:
         return False
-    return all(
-        a.keyword is None or a.keyword.value not in ("weights_only", "pickle_module")
-        for a in call.args
-    )
+    return not has_keyword(call, "weights_only", "pickle_module")
 
 
 def _assigned(tree: Tree, name: cst.Name) -> list[cst.BaseExpression]:
@@ -126,7 +113,7 @@ def file_words(tree: Tree, node: cst.BaseExpression, depth: int = 0) -> set[str]
         name = callee_name(node)
         if name == "format" and isinstance(node.func, cst.Attribute):
             return file_words(tree, node.func.value, depth)
-        positional = _positional(node)
+        positional = positional_values(node)
         if name == "join" and positional and "path" in (dotted_name(node.func) or ""):
             return file_words(tree, positional[-1], depth)
         return set()

@@ -30,6 +30,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
+from patches._args import keyword_arg
 from patches._names import walk
 from patches._syntax import callee_name, dotted_name, import_fix, preferred_quote, string_value
 
@@ -171,13 +172,6 @@ def known_three_d(tree: Tree, call: cst.Call, name: str) -> bool:
     return all(isinstance(b, cst.Assign) and _three_d(b.value) for b in bindings)
 
 
-def _keyword(call: cst.Call, keyword: str) -> cst.Arg | None:
-    for arg in call.args:
-        if arg.keyword is not None and arg.keyword.value == keyword:
-            return arg
-    return None
-
-
 def rewritten_mask(mask: str, embeds: str, quote: str = '"') -> cst.BaseExpression:
     """4's mask on transformers 4, 4's extended additive mask on 5 (same numbers)."""
     version = f"int(transformers.__version__.split({quote}.{quote})[0]) < 5"
@@ -240,13 +234,13 @@ class Roberta3dAttentionMask(Rule):
         tree = ctx.tree
         quote = preferred_quote(tree.code)
         for call in tree.nodes(cst.Call):
-            arg = _keyword(call, "attention_mask")
+            arg = keyword_arg(call, "attention_mask")
             if arg is None or not isinstance(arg.value, cst.Name):
                 continue
             mask = arg.value.value
             if not known_three_d(tree, call, mask):
                 continue
-            embeds = _keyword(call, "inputs_embeds")
+            embeds = keyword_arg(call, "inputs_embeds")
             if embeds is None or not isinstance(embeds.value, cst.Name):
                 ctx.report(
                     call,

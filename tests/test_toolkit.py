@@ -6,6 +6,14 @@ import libcst as cst
 import pytest
 
 from patcher.tree import Tree
+from patches._args import (
+    argument,
+    has_keyword,
+    keyword_arg,
+    keyword_value,
+    positional_args,
+    positional_values,
+)
 from patches._names import is_read
 
 
@@ -45,3 +53,42 @@ def _mentions(code: str, name: str) -> list[bool]:
 )
 def test_is_read_follows_python(code: str, expected: list[bool]) -> None:
     assert _mentions(code, "x") == expected
+
+
+def _call(code: str) -> cst.Call:
+    call = cst.parse_expression(code)
+    assert isinstance(call, cst.Call)
+    return call
+
+
+def _text(node: cst.CSTNode | None) -> str | None:
+    return None if node is None else cst.Module([]).code_for_node(node)
+
+
+def test_keyword_arg_and_value() -> None:
+    call = _call('torch.load(path, map_location="cpu", **extra)')
+    arg = keyword_arg(call, "map_location")
+    assert arg is not None and _text(arg.value) == '"cpu"'
+    assert _text(keyword_value(call, "map_location")) == '"cpu"'
+    assert keyword_arg(call, "weights_only") is None and keyword_value(call, "f") is None
+    assert has_keyword(call, "weights_only", "map_location")
+    assert not has_keyword(call, "weights_only", "pickle_module")
+
+
+def test_positional_arguments_skip_keywords_and_stars() -> None:
+    call = _call("torch.save(state, *rest, path, f=out)")
+    assert [_text(a.value) for a in positional_args(call)] == ["state", "path"]
+    assert [_text(v) for v in positional_values(call)] == ["state", "path"]
+
+
+@pytest.mark.parametrize(
+    ("code", "mode"),
+    [
+        ('open(p, "w")', '"w"'),
+        ('open(p, mode="a")', '"a"'),
+        ('open(p, encoding="utf-8")', None),
+        ("open(p)", None),
+    ],
+)
+def test_argument_by_position_or_keyword(code: str, mode: str | None) -> None:
+    assert _text(argument(_call(code), 1, "mode")) == mode
