@@ -66,6 +66,13 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
+from patches._argparse import (
+    ArgparseOption,
+    local_rank_options,
+    parse_call,
+    parse_target,
+)
+from patches._args import keyword_value, positional_args
 from patches._names import walk
 from patches._syntax import (
     COLLECTIVES,
@@ -77,8 +84,6 @@ from patches._syntax import (
     string_value,
 )
 
-OPTION_NAMES = ("--local_rank", "--local-rank")
-PARSE_METHODS = ("parse_args", "parse_known_args")
 MARKER = "# ddpfix: torchrun / accelerate launch pass the local rank only as LOCAL_RANK"
 DEST = "local_rank"
 
@@ -103,68 +108,8 @@ TRAINER_BEHIND_GATE = (
 )
 
 
-@dataclass(frozen=True)
-class LocalRankOption:
-    call: cst.Call
-    parser: str | None
-    dest: str
-    default: cst.BaseExpression | None
-
-
-def _option_strings(call: cst.Call) -> list[str]:
-    strings = []
-    for arg in call.args:
-        if arg.keyword is not None or arg.star:
-            break
-        value = string_value(arg.value)
-        if value is None:
-            break
-        strings.append(value)
-    return strings
-
-
-def _keyword(call: cst.Call, name: str) -> cst.BaseExpression | None:
-    for arg in call.args:
-        if arg.keyword is not None and arg.keyword.value == name:
-            return arg.value
-    return None
-
-
 def _mentions_local_rank_env(node: cst.CSTNode) -> bool:
     return any(string_value(n) == "LOCAL_RANK" for n in walk(node, into_scopes=True))
-
-
-def find_options(tree: Tree) -> list[LocalRankOption]:
-    """Every ``add_argument("--local_rank", ...)`` (either spelling) in the module."""
-    groups: dict[str, str] = {}  # group variable -> parser variable
-    for node in tree.nodes(cst.Assign):
-        call = node.value
-        if (
-            isinstance(call, cst.Call)
-            and isinstance(call.func, cst.Attribute)
-            and call.func.attr.value in ("add_argument_group", "add_mutually_exclusive_group")
-        ):
-            owner = dotted_name(call.func.value)
-            for target in node.targets:
-                name = dotted_name(target.target)
-                if name and owner:
-                    groups[name] = owner
-    options = []
-    for node in tree.nodes(cst.Call):
-        if not (isinstance(node.func, cst.Attribute) and node.func.attr.value == "add_argument"):
-            continue
-        strings = _option_strings(node)
-        if not any(s in OPTION_NAMES for s in strings):
-            continue
-        dest_node = _keyword(node, "dest")
-        dest = string_value(dest_node) if dest_node is not None else None
-        if dest is None:
-            long = next(s for s in strings if s.startswith("--"))
-            dest = long[2:].replace("-", "_")
-        parser = dotted_name(node.func.value)
-        parser = groups.get(parser or "", parser)
-        options.append(LocalRankOption(node, parser, dest, _keyword(node, "default")))
-    return options
 
 
 def _already_reads_env(tree: Tree, dest: str) -> bool:
@@ -180,33 +125,6 @@ def _already_reads_env(tree: Tree, dest: str) -> bool:
         ):
             return True
     return False
-
-
-def _parse_call(
-    node: cst.CSTNode | None, methods: tuple[str, ...] = PARSE_METHODS
-) -> cst.Call | None:
-    if (
-        isinstance(node, cst.Call)
-        and isinstance(node.func, cst.Attribute)
-        and node.func.attr.value in methods
-    ):
-        return node
-    return None
-
-
-def _parse_target(statement: cst.BaseSmallStatement) -> tuple[cst.Call, cst.BaseExpression] | None:
-    """``args = p.parse_args()`` / ``args, rest = p.parse_known_args()`` → (call, args)."""
-    if not isinstance(statement, cst.Assign) or len(statement.targets) != 1:
-        return None
-    call = _parse_call(statement.value)
-    if call is None:
-        return None
-    target = statement.targets[0].target
-    if isinstance(target, (cst.Tuple, cst.List)) and target.elements:
-        target = target.elements[0].value
-    if isinstance(target, (cst.Name, cst.Attribute)):
-        return call, target
-    return None
 
 
 def _guard(
@@ -233,7 +151,7 @@ def _guard(
 
 
 def _insertions(
-    tree: Tree, option: LocalRankOption, parsers: set[str | None]
+    tree: Tree, option: ArgparseOption, parsers: set[str | None]
 ) -> dict[cst.CSTNode, Replacement]:
     """For each statement that parses the arguments: that statement followed by the guard."""
     quote = preferred_quote(tree.code)
@@ -241,13 +159,13 @@ def _insertions(
     dest, default = option.dest, option.default
     for line in _statement_lines(tree):
         first = line.body[0]
-        parsed = _parse_target(first)
+        parsed = parse_target(first)
         if parsed and _wanted(parsed[0], parsers):
             guard = _guard(tree.module, dest, default, parsed[1], quote)
             found[line] = Around(after=(guard,))
         elif (
             isinstance(first, cst.Return)
-            and (call := _parse_call(first.value)) is not None
+            and (call := parse_call(first.value)) is not None
             and _wanted(call, parsers)
         ):
             args = cst.Name("args")
@@ -275,8 +193,8 @@ def _wanted(call: cst.Call, parsers: set[str | None]) -> bool:
 
 
 def _count_parse_statements(tree: Tree) -> int:
-    assigned = sum(1 for node in tree.nodes(cst.Assign) if _parse_target(node))
-    returned = sum(1 for node in tree.nodes(cst.Return) if _parse_call(node.value))
+    assigned = sum(1 for node in tree.nodes(cst.Assign) if parse_target(node))
+    returned = sum(1 for node in tree.nodes(cst.Return) if parse_call(node.value))
     return assigned + returned
 
 
@@ -402,7 +320,7 @@ def _behind_initialized_check(tree: Tree, call: cst.Call) -> bool:
 
 def _explicit_replicas(call: cst.Call) -> bool:
     """``DistributedSampler(d, num_replicas=n, rank=r)`` never asks the process group."""
-    positional = [a for a in call.args if a.keyword is None and not a.star]
+    positional = positional_args(call)
     keywords = {a.keyword.value for a in call.args if a.keyword is not None}
     return (
         len(positional) >= 3
@@ -597,7 +515,7 @@ def _parsed_elsewhere(tree: Tree) -> list[tuple[cst.CSTNode, str]]:
                 )
             )
             continue
-        call = _parse_call(node.value)
+        call = parse_call(node.value)
         if call is None:
             continue
         assert isinstance(call.func, cst.Attribute)
@@ -674,7 +592,7 @@ def _field_default(tree: Tree) -> tuple[bool, cst.BaseExpression]:
             ):
                 value = statement.value
                 if isinstance(value, cst.Call) and callee_name(value) == "field":
-                    value = _keyword(value, "default") or value
+                    value = keyword_value(value, "default") or value
                 if _mentions_local_rank_env(value):
                     return True, value
                 defaults.append(value)
@@ -699,7 +617,7 @@ def _dataclass_insertions(tree: Tree) -> dict[cst.CSTNode, Replacement]:
         statement = line.body[0]
         if not isinstance(statement, cst.Assign) or len(statement.targets) != 1:
             continue
-        if _parse_call(statement.value, _DATACLASS_PARSES) is None:
+        if parse_call(statement.value, _DATACLASS_PARSES) is None:
             continue
         target = statement.targets[0].target
         names = (
@@ -823,7 +741,7 @@ class LocalRankFromEnv(Rule):
 
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
-        options = find_options(tree)
+        options = local_rank_options(tree)
         if not options:
             self._without_option(ctx)
             return

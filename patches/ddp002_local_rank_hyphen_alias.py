@@ -12,15 +12,15 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
+from patches._argparse import LOCAL_RANK_OPTIONS, local_rank_options
 from patches._syntax import string_value
-from patches.ddp001_local_rank_from_env import OPTION_NAMES, find_options
 
 
 def _spellings(call: cst.Call) -> set[str]:
     return {
         value
         for arg in call.args
-        if arg.keyword is None and (value := string_value(arg.value)) in OPTION_NAMES
+        if arg.keyword is None and (value := string_value(arg.value)) in LOCAL_RANK_OPTIONS
     }
 
 
@@ -72,15 +72,15 @@ class LocalRankHyphenAlias(Rule):
     )
 
     def run(self, ctx: RuleContext) -> None:
-        options = find_options(ctx.tree)
+        options = local_rank_options(ctx.tree)
         declared = set().union(*(_spellings(o.call) for o in options)) if options else set()
-        if not options or declared >= set(OPTION_NAMES):
+        if not options or declared >= set(LOCAL_RANK_OPTIONS):
             return
         for option in options:
             present = string_value(option.call.args[0].value)
-            if present not in OPTION_NAMES:
+            if present not in LOCAL_RANK_OPTIONS:
                 continue
-            missing = next(n for n in OPTION_NAMES if n != present)
+            missing = next(n for n in LOCAL_RANK_OPTIONS if n != present)
             ctx.fix(
                 option.call,
                 f"also accept {missing} (same destination)",
