@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from patcher import __version__
-from patcher.config import Config, ConfigError, load_config
+from patcher.config import Config, ConfigError, check_rule_options, load_config
 from patcher.discover import discover
 from patcher.engine import FileResult, process_file
 from patcher.registry import SelectionError, all_rules, companion_warnings, find_rule, select_rules
@@ -127,6 +127,7 @@ def _configured_rules(
     """The nearest ``[tool.ddpfix]`` and the rules it and the flags select (flags win)."""
     try:
         config = load_config(paths)
+        check_rule_options(config, all_rules())
         rules = select_rules(
             all_rules(),
             _split(select) if select is not None else config.select,
@@ -266,6 +267,13 @@ def rules() -> None:
     out.print(table)
 
 
+def _toml(value: object) -> str:
+    """A default as it is written in pyproject.toml."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
 @app.command()
 def explain(code: str = typer.Argument(..., help="A rule code (DDP003) or name.")) -> None:
     """Show a rule's rationale and its before/after examples."""
@@ -278,6 +286,11 @@ def explain(code: str = typer.Argument(..., help="A rule code (DDP003) or name."
     out.print(Text(rule.summary))
     out.print()
     out.print(Text(rule.rationale.strip()))
+    if rule.options:
+        out.print()
+        out.print(Text(f"Options, in [tool.ddpfix.rules.{rule.code}]:", style="bold"))
+        for name, option in rule.options.items():
+            out.print(Text(f"  {name} = {_toml(option.default)}: {option.help}"))
     for number, example in enumerate(rule.examples, start=1):
         out.print()
         label = "changed" if example.after is not None else "left unchanged"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from patcher.rule import Option
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -78,6 +80,30 @@ def _per_file_ignores(
             )
         pairs.append((pattern, tuple(c.strip().upper() for c in codes if c.strip())))
     return tuple(pairs)
+
+
+class _Declares(Protocol):
+    code: str
+    options: Mapping[str, Option]
+
+
+def check_rule_options(config: Config, rules: Iterable[_Declares]) -> None:
+    """Every ``[tool.ddpfix.rules.<CODE>]`` names a rule, and each option in it is one that
+    rule declares, with a valid value; the first that is not raises :class:`ConfigError`."""
+    declared = {rule.code: rule.options for rule in rules}
+    for code, options in config.rule_options.items():
+        where = f"{config.path}: [tool.ddpfix.rules.{code}]"
+        if code not in declared:
+            raise ConfigError(f"{where}: no rule {code}")
+        known = declared[code]
+        for name, value in options.items():
+            option = known.get(name)
+            if option is None:
+                takes = f"takes: {', '.join(sorted(known))}" if known else "takes no options"
+                raise ConfigError(f"{where}: unknown option {name!r} ({code} {takes})")
+            problem = option.problem(name, value)
+            if problem is not None:
+                raise ConfigError(f"{where}: {problem}, not {value!r}")
 
 
 def load_config(paths: Sequence[Path]) -> Config:

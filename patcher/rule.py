@@ -60,6 +60,35 @@ class Example:
     reports: int = 0
 
 
+@dataclass(frozen=True)
+class Option:
+    """One rule option, set in ``[tool.ddpfix.rules.<CODE>]``: its default (whose type is the
+    option's type), what it does, and for numbers the smallest value that makes sense. The
+    configuration is checked against it when it loads, so a misspelt option or a wrong value
+    is a usage error there, not silently the default or an error in every file."""
+
+    default: bool | int | str
+    help: str
+    minimum: int | None = None
+    #: How a valid value reads in an error message ("a whole number of minutes").
+    expects: str = ""
+
+    def problem(self, name: str, value: object) -> str | None:
+        """Why ``value`` is not valid for this option (None when it is)."""
+        if isinstance(self.default, bool):
+            return None if isinstance(value, bool) else f"{name} must be true or false"
+        if isinstance(self.default, int):
+            if (
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and (self.minimum is None or value >= self.minimum)
+            ):
+                return None
+            least = "" if self.minimum is None else f" of at least {self.minimum}"
+            return f"{name} must be {self.expects or 'a whole number'}{least}"
+        return None if isinstance(value, str) else f"{name} must be a string"
+
+
 @dataclass
 class Fix:
     """A finding and the replacements that resolve it; applied together or not at all."""
@@ -119,6 +148,9 @@ class Rule:
     rationale: ClassVar[str]
     triggers: ClassVar[tuple[str, ...]]
     examples: ClassVar[tuple[Example, ...]] = ()
+    #: The options ``[tool.ddpfix.rules.<CODE>]`` may set, by name; a rule reads them with
+    #: :meth:`option`.
+    options: ClassVar[Mapping[str, Option]] = {}
     #: True when this rule's fixes never create work for any rule (its own or others'): the
     #: engine may then skip the confirming pass. The idempotence tests hold rules to it.
     settles: ClassVar[bool] = False
@@ -128,6 +160,11 @@ class Rule:
     #: Rules this one is only safe together with, and why (a warning when selected alone).
     companions: ClassVar[tuple[str, ...]] = ()
     companion_reason: ClassVar[str] = ""
+
+    def option(self, ctx: RuleContext, name: str) -> Any:
+        """The configured value of option ``name`` (checked when the config loaded), or its
+        declared default."""
+        return ctx.options.get(name, self.options[name].default)
 
     def run(self, ctx: RuleContext) -> None:  # pragma: no cover - interface
         raise NotImplementedError

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from patcher.rule import Example, Rule, RuleContext
+from patcher.rule import Example, Option, Rule, RuleContext
 from patcher.tree import Around, Tree
 from patches._gates import (
     OTHER,
@@ -469,6 +469,11 @@ class GlobalRankGates(Rule):
     rationale = __doc__
     settles = True
     triggers = ("local_rank",)
+    options = {
+        "shared_cache": Option(
+            False, "the nodes share the cache directory: barrier pairs gate on the global rank"
+        )
+    }
     examples = (
         Example(
             before=(
@@ -534,7 +539,7 @@ class GlobalRankGates(Rule):
 
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
-        shared_cache = bool(ctx.options.get("shared_cache", False))
+        shared_cache = bool(self.option(ctx, "shared_cache"))
         quote = preferred_quote(tree.code)
         needs_os = import_fix(tree.module, "os")
         scopes: dict[int, list[cst.If]] = {}

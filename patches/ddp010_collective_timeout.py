@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from patcher.rule import Example, Rule, RuleContext
+from patcher.rule import Example, Option, Rule, RuleContext
 from patches._args import has_keyword
 from patches._syntax import callee_name, import_fix
 
@@ -84,6 +84,14 @@ class CollectiveTimeout(Rule):
     rationale = __doc__
     settles = True
     triggers = ("init_process_group",)
+    options = {
+        "timeout_minutes": Option(
+            DEFAULT_MINUTES,
+            "minutes the other ranks wait in a collective before failing",
+            minimum=1,
+            expects="a whole number of minutes",
+        )
+    }
     examples = (
         Example(
             before="import torch\ntorch.distributed.init_process_group(backend='nccl')\n",
@@ -115,7 +123,7 @@ class CollectiveTimeout(Rule):
     )
 
     def run(self, ctx: RuleContext) -> None:
-        minutes = ctx.options.get("timeout_minutes", DEFAULT_MINUTES)
+        minutes = self.option(ctx, "timeout_minutes")
         if not isinstance(minutes, int) or minutes <= 0:
             raise ValueError("[tool.ddpfix.rules.DDP010] timeout_minutes must be a positive int")
         tree = ctx.tree
