@@ -9,6 +9,7 @@ the whole module themselves.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -48,16 +49,30 @@ class Finding:
 Postcondition = Callable[[Tree], Mapping[Hashable, str]]
 
 
+def _script(text: str) -> str:
+    """An example written as an indented triple-quoted string (starting with a newline) as the
+    script it stands for; any other string is taken as it is."""
+    return textwrap.dedent(text[1:]) if text.startswith("\n") else text
+
+
 @dataclass(frozen=True)
 class Example:
     """A before/after pair; ``after is None`` means the code must come out unchanged.
 
-    ``reports`` is how many findings without a fix the example must produce (report-only rules
-    document themselves with a flagged example and a silent one)."""
+    Write the code as it reads, in a triple-quoted string that starts on the next line, indented
+    with the call (it is dedented). ``reports`` is how many findings without a fix the example
+    must produce (report-only rules document themselves with a flagged example and a silent
+    one); ``messages`` are the messages of every finding it produces, in order."""
 
     before: str
     after: str | None = None
     reports: int = 0
+    messages: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "before", _script(self.before))
+        if self.after is not None:
+            object.__setattr__(self, "after", _script(self.after))
 
 
 @dataclass(frozen=True)

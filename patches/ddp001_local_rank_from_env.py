@@ -667,75 +667,94 @@ class LocalRankFromEnv(Rule):
     triggers = ("local_rank", "local-rank")
     examples = (
         Example(
-            before=(
-                "import argparse\n"
-                "parser = argparse.ArgumentParser()\n"
-                'parser.add_argument("--local_rank", type=int, default=-1)\n'
-                "args = parser.parse_args()\n"
-            ),
-            after=(
-                "import argparse\n"
-                "import os\n"
-                "parser = argparse.ArgumentParser()\n"
-                'parser.add_argument("--local_rank", type=int, default=-1)\n'
-                "args = parser.parse_args()\n"
-                f"{MARKER}\n"
-                'if "LOCAL_RANK" in os.environ and args.local_rank == -1:\n'
-                '    args.local_rank = int(os.environ["LOCAL_RANK"])\n'
-            ),
-        ),
-        Example(
-            before=(
-                "import os\n"
-                "def get_args(parser):\n"
-                "    parser.add_argument('--local_rank', type=int, default=-1)\n"
-                "    return parser.parse_args()\n"
-            ),
-            after=(
-                "import os\n"
-                "def get_args(parser):\n"
-                "    parser.add_argument('--local_rank', type=int, default=-1)\n"
-                "    args = parser.parse_args()\n"
-                f"    {MARKER}\n"
-                "    if 'LOCAL_RANK' in os.environ and args.local_rank == -1:\n"
-                "        args.local_rank = int(os.environ['LOCAL_RANK'])\n"
-                "    return args\n"
+            before="""
+                import argparse
+                parser = argparse.ArgumentParser()
+                parser.add_argument("--local_rank", type=int, default=-1)
+                args = parser.parse_args()
+            """,
+            after=f"""
+                import argparse
+                import os
+                parser = argparse.ArgumentParser()
+                parser.add_argument("--local_rank", type=int, default=-1)
+                args = parser.parse_args()
+                {MARKER}
+                if "LOCAL_RANK" in os.environ and args.local_rank == -1:
+                    args.local_rank = int(os.environ["LOCAL_RANK"])
+            """,
+            messages=(
+                "read LOCAL_RANK into .local_rank after parsing (torchrun/accelerate pass it "
+                "only in the environment)",
             ),
         ),
         Example(
-            before=(
-                "import os\n"
-                "parser.add_argument('--local_rank', type=int, default=-1)\n"
-                "args = parser.parse_args()\n"
-                "if 'LOCAL_RANK' in os.environ: args.local_rank = int(os.environ['LOCAL_RANK'])\n"
+            before="""
+                import os
+                def get_args(parser):
+                    parser.add_argument('--local_rank', type=int, default=-1)
+                    return parser.parse_args()
+            """,
+            after=f"""
+                import os
+                def get_args(parser):
+                    parser.add_argument('--local_rank', type=int, default=-1)
+                    args = parser.parse_args()
+                    {MARKER}
+                    if 'LOCAL_RANK' in os.environ and args.local_rank == -1:
+                        args.local_rank = int(os.environ['LOCAL_RANK'])
+                    return args
+            """,
+            messages=(
+                "read LOCAL_RANK into .local_rank after parsing (torchrun/accelerate pass it "
+                "only in the environment)",
             ),
         ),
         Example(
-            before=(
-                "import os\n"
-                "parser.add_argument('--local_rank', type=int,\n"
-                "                    default=int(os.getenv('LOCAL_RANK', -1)))\n"
-                "args = parser.parse_args()\n"
-            ),
+            before="""
+                import os
+                parser.add_argument('--local_rank', type=int, default=-1)
+                args = parser.parse_args()
+                if 'LOCAL_RANK' in os.environ: args.local_rank = int(os.environ['LOCAL_RANK'])
+            """,
+        ),
+        Example(
+            before="""
+                import os
+                parser.add_argument('--local_rank', type=int,
+                                    default=int(os.getenv('LOCAL_RANK', -1)))
+                args = parser.parse_args()
+            """,
         ),
         Example(  # DataParallel-only: no process group for its dormant distributed code
-            before=(
-                "import torch\n"
-                "parser.add_argument('--local_rank', type=int, default=-1)\n"
-                "args = parser.parse_args()\n"
-                "model = torch.nn.DataParallel(model)\n"
-                "world = torch.distributed.get_world_size() if args.local_rank != -1 else 1\n"
-            ),
+            before="""
+                import torch
+                parser.add_argument('--local_rank', type=int, default=-1)
+                args = parser.parse_args()
+                model = torch.nn.DataParallel(model)
+                world = torch.distributed.get_world_size() if args.local_rank != -1 else 1
+            """,
             reports=1,
+            messages=(
+                "no process group is ever initialised in this file: reading LOCAL_RANK would run "
+                "its distributed code (torch.distributed calls, DistributedSampler) without one "
+                "('Default process group has not been initialized'); convert the script to "
+                "DistributedDataParallel first (initialise the process group), then read "
+                "LOCAL_RANK",
+            ),
         ),
         Example(  # the parse happens in configs.py: run ddpfix there
-            before=(
-                "import argparse\n"
-                "from configs import add_args\n"
-                "args = add_args(argparse.ArgumentParser())\n"
-                "print(args.local_rank)\n"
-            ),
+            before="""
+                import argparse
+                from configs import add_args
+                args = add_args(argparse.ArgumentParser())
+                print(args.local_rank)
+            """,
             reports=1,
+            messages=(
+                "`--local_rank` is parsed in configs.add_args (configs.py): run ddpfix on that "
+                "file too, or read LOCAL_RANK there",
+            ),
         ),
     )
 

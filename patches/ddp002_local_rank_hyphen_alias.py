@@ -51,24 +51,42 @@ class LocalRankHyphenAlias(Rule):
     triggers = ("local_rank", "local-rank")
     examples = (
         Example(
-            before='parser.add_argument("--local_rank", type=int, default=-1)\n',
-            after='parser.add_argument("--local_rank", "--local-rank", type=int, default=-1)\n',
+            before="""
+                parser.add_argument("--local_rank", type=int, default=-1)
+            """,
+            after="""
+                parser.add_argument("--local_rank", "--local-rank", type=int, default=-1)
+            """,
+            messages=("also accept --local-rank (same destination)",),
         ),
         Example(
-            before=(
-                "parser.add_argument(\n    '--local_rank',\n    type=int,\n    default=-1,\n)\n"
-            ),
-            after=(
-                "parser.add_argument(\n"
-                "    '--local_rank',\n"
-                "    '--local-rank',\n"
-                "    type=int,\n"
-                "    default=-1,\n"
-                ")\n"
-            ),
+            before="""
+                parser.add_argument(
+                    '--local_rank',
+                    type=int,
+                    default=-1,
+                )
+            """,
+            after="""
+                parser.add_argument(
+                    '--local_rank',
+                    '--local-rank',
+                    type=int,
+                    default=-1,
+                )
+            """,
+            messages=("also accept --local-rank (same destination)",),
         ),
-        Example(before='parser.add_argument("--local_rank", "--local-rank", type=int)\n'),
-        Example(before='parser.add_argument("--local-rank", "--local_rank", type=int)\n'),
+        Example(
+            before="""
+                parser.add_argument("--local_rank", "--local-rank", type=int)
+            """
+        ),
+        Example(
+            before="""
+                parser.add_argument("--local-rank", "--local_rank", type=int)
+            """
+        ),
     )
 
     def run(self, ctx: RuleContext) -> None:

@@ -100,48 +100,56 @@ class RankZeroEvaluateAndSave(Rule):
     )
     examples = (
         Example(
-            before=(
-                "if args.local_rank == -1 and args.evaluate_during_training:  # single GPU\n"
-                "    results = evaluate(args, model, tokenizer)\n"
-            ),
-            after=(
-                "if args.local_rank in [-1, 0] and args.evaluate_during_training:  # single GPU\n"
-                "    results = evaluate(args, model, tokenizer)\n"
-            ),
-        ),
-        Example(
-            before=(
-                "if args.save_steps > 0 and -1 == args.local_rank \\\n"
-                "        and args.evaluate_during_training:\n"
-                "    torch.save(model.state_dict(), path)\n"
-            ),
-            after=(
-                "if args.save_steps > 0 and args.local_rank in [-1, 0] \\\n"
-                "        and args.evaluate_during_training:\n"
-                "    torch.save(model.state_dict(), path)\n"
+            before="""
+                if args.local_rank == -1 and args.evaluate_during_training:  # single GPU
+                    results = evaluate(args, model, tokenizer)
+            """,
+            after="""
+                if args.local_rank in [-1, 0] and args.evaluate_during_training:  # single GPU
+                    results = evaluate(args, model, tokenizer)
+            """,
+            messages=(
+                "evaluation gated on local_rank == -1 never runs under a launcher; run it on "
+                "rank 0 (local_rank in [-1, 0])",
             ),
         ),
         Example(
-            before=(
-                "if args.local_rank == -1 or args.no_cuda:\n"
-                "    device = torch.device('cuda')\n"
-                "else:\n"
-                "    torch.cuda.set_device(args.local_rank)\n"
+            before="""
+                if args.save_steps > 0 and -1 == args.local_rank \\
+                        and args.evaluate_during_training:
+                    torch.save(model.state_dict(), path)
+            """,
+            after="""
+                if args.save_steps > 0 and args.local_rank in [-1, 0] \\
+                        and args.evaluate_during_training:
+                    torch.save(model.state_dict(), path)
+            """,
+            messages=(
+                "save gated on local_rank == -1 never runs under a launcher; run it on rank 0 "
+                "(local_rank in [-1, 0])",
             ),
         ),
         Example(
-            before=(
-                "if args.local_rank == -1:\n"
-                "    train_sampler = RandomSampler(train_data)\n"
-                "else:\n"
-                "    train_sampler = DistributedSampler(train_data)\n"
-            ),
+            before="""
+                if args.local_rank == -1 or args.no_cuda:
+                    device = torch.device('cuda')
+                else:
+                    torch.cuda.set_device(args.local_rank)
+            """,
         ),
         Example(
-            before=(
-                "if args.do_eval and (args.local_rank == -1 or dist.get_rank() == 0):\n"
-                "    evaluate(args, model)\n"
-            ),
+            before="""
+                if args.local_rank == -1:
+                    train_sampler = RandomSampler(train_data)
+                else:
+                    train_sampler = DistributedSampler(train_data)
+            """,
+        ),
+        Example(
+            before="""
+                if args.do_eval and (args.local_rank == -1 or dist.get_rank() == 0):
+                    evaluate(args, model)
+            """,
         ),
     )
 

@@ -145,46 +145,49 @@ class EvaluateUnwrappedModel(Rule):
     triggers = (WRAPPER, "DDP(")
     examples = (
         Example(
-            before=(
-                "def train(args, model):\n"
-                "    if args.local_rank != -1:\n"
-                "        model = torch.nn.parallel.DistributedDataParallel(model)\n"
-                "    if args.local_rank in [-1, 0] and args.evaluate_during_training:\n"
-                "        results = evaluate(args, model, eval_when_training=True)\n"
-            ),
-            after=(
-                "def train(args, model):\n"
-                "    if args.local_rank != -1:\n"
-                "        model = torch.nn.parallel.DistributedDataParallel(model)\n"
-                "    if args.local_rank in [-1, 0] and args.evaluate_during_training:\n"
-                '        results = evaluate(args, model.module if hasattr(model, "module") '
-                "else model, eval_when_training=True)\n"
-            ),
-        ),
-        Example(
-            before=(
-                "def train(args, model):\n"
-                "    model = DDP(model)\n"
-                "    results = evaluate(args, model)\n"
+            before="""
+                def train(args, model):
+                    if args.local_rank != -1:
+                        model = torch.nn.parallel.DistributedDataParallel(model)
+                    if args.local_rank in [-1, 0] and args.evaluate_during_training:
+                        results = evaluate(args, model, eval_when_training=True)
+            """,
+            after="""
+                def train(args, model):
+                    if args.local_rank != -1:
+                        model = torch.nn.parallel.DistributedDataParallel(model)
+                    if args.local_rank in [-1, 0] and args.evaluate_during_training:
+                        results = evaluate(args, model.module if hasattr(model, "module") else model, eval_when_training=True)
+            """,  # noqa: E501
+            messages=(
+                "rank 0 evaluates alone: pass the unwrapped model (DDP's forward is a collective "
+                "the other ranks never join)",
             ),
         ),
         Example(
-            before=(
-                "def main(args, model):\n"
-                "    if args.do_eval and args.local_rank in [-1, 0]:\n"
-                "        evaluate(args, model)\n"
-            ),
+            before="""
+                def train(args, model):
+                    model = DDP(model)
+                    results = evaluate(args, model)
+            """,
         ),
         Example(
-            before=(
-                "def train(args, model):\n"
-                "    if args.local_rank != -1:\n"
-                "        model = DDP(model)\n"
-                "    if args.local_rank == -1:  # a lone process: no wrapper here\n"
-                "        results = evaluate(args, model)\n"
-                "    else:\n"
-                "        results = evaluate_on_every_rank(args, model)\n"
-            ),
+            before="""
+                def main(args, model):
+                    if args.do_eval and args.local_rank in [-1, 0]:
+                        evaluate(args, model)
+            """,
+        ),
+        Example(
+            before="""
+                def train(args, model):
+                    if args.local_rank != -1:
+                        model = DDP(model)
+                    if args.local_rank == -1:  # a lone process: no wrapper here
+                        results = evaluate(args, model)
+                    else:
+                        results = evaluate_on_every_rank(args, model)
+            """,
         ),
     )
 

@@ -235,81 +235,94 @@ class CompleteRankZeroEvaluation(Rule):
     triggers = (DISTRIBUTED,)
     examples = (
         Example(
-            before=(
-                "def evaluate(args, model, dataset):\n"
-                "    sampler = SequentialSampler(dataset) if args.local_rank == -1 "
-                "else DistributedSampler(dataset)\n"
-                "    return score(model, sampler)\n"
-                "\n"
-                "if args.do_eval and args.local_rank in [-1, 0]:\n"
-                "    evaluate(args, model, dataset)\n"
-            ),
-            after=(
-                "def evaluate(args, model, dataset):\n"
-                "    sampler = SequentialSampler(dataset)\n"
-                "    return score(model, sampler)\n"
-                "\n"
-                "if args.do_eval and args.local_rank in [-1, 0]:\n"
-                "    evaluate(args, model, dataset)\n"
-            ),
-        ),
-        Example(
-            before=(
-                "def train(args, dataset):\n"
-                "    sampler = RandomSampler(dataset) if args.local_rank == -1 "
-                "else DistributedSampler(dataset)\n"
-                "\n"
-                "train(args, dataset)\n"
+            before="""
+                def evaluate(args, model, dataset):
+                    sampler = SequentialSampler(dataset) if args.local_rank == -1 else DistributedSampler(dataset)
+                    return score(model, sampler)
+
+                if args.do_eval and args.local_rank in [-1, 0]:
+                    evaluate(args, model, dataset)
+            """,  # noqa: E501
+            after="""
+                def evaluate(args, model, dataset):
+                    sampler = SequentialSampler(dataset)
+                    return score(model, sampler)
+
+                if args.do_eval and args.local_rank in [-1, 0]:
+                    evaluate(args, model, dataset)
+            """,
+            messages=(
+                "only one process runs this evaluation: use SequentialSampler so it scores every "
+                "example in order (a DistributedSampler would give it 1/world_size of the data, "
+                "shuffled)",
             ),
         ),
         Example(
-            before=(
-                "def evaluate(args, dataset):\n"
-                "    sampler = SequentialSampler(dataset) if args.local_rank == -1 "
-                "else DistributedSampler(dataset)\n"
-                "\n"
-                "if args.do_eval:\n"
-                "    evaluate(args, dataset)\n"
+            before="""
+                def train(args, dataset):
+                    sampler = RandomSampler(dataset) if args.local_rank == -1 else DistributedSampler(dataset)
+
+                train(args, dataset)
+            """,  # noqa: E501
+        ),
+        Example(
+            before="""
+                def evaluate(args, dataset):
+                    sampler = SequentialSampler(dataset) if args.local_rank == -1 else DistributedSampler(dataset)
+
+                if args.do_eval:
+                    evaluate(args, dataset)
+            """,  # noqa: E501
+        ),
+        Example(
+            before="""
+                def evaluate(args, model, dataset):
+                    sampler = SequentialSampler(dataset) if args.local_rank == -1 else DistributedSampler(dataset)
+                    return score(model, sampler)
+
+                def train(args, model, dataset):
+                    results = evaluate(args, model, dataset)  # epoch 0, every rank
+                    for epoch in range(args.epochs):
+                        if args.local_rank in [-1, 0] and args.evaluate_during_training:
+                            results = evaluate(args, model, dataset)
+            """,  # noqa: E501
+            after="""
+                def evaluate(args, model, dataset):
+                    sampler = SequentialSampler(dataset)
+                    return score(model, sampler)
+
+                def train(args, model, dataset):
+                    results = evaluate(args, model, dataset)  # epoch 0, every rank
+                    for epoch in range(args.epochs):
+                        if args.local_rank in [-1, 0] and args.evaluate_during_training:
+                            results = evaluate(args, model, dataset)
+            """,
+            messages=(
+                "evaluate() runs on rank 0 alone at some call sites and on every rank at others "
+                "(in train()): use SequentialSampler at both, so rank 0 scores every example in "
+                "order and every rank computes the same full metrics (a DistributedSampler gives "
+                "each 1/world_size of the data, shuffled)",
             ),
         ),
         Example(
-            before=(
-                "def evaluate(args, model, dataset):\n"
-                "    sampler = SequentialSampler(dataset) if args.local_rank == -1 "
-                "else DistributedSampler(dataset)\n"
-                "    return score(model, sampler)\n"
-                "\n"
-                "def train(args, model, dataset):\n"
-                "    results = evaluate(args, model, dataset)  # epoch 0, every rank\n"
-                "    for epoch in range(args.epochs):\n"
-                "        if args.local_rank in [-1, 0] and args.evaluate_during_training:\n"
-                "            results = evaluate(args, model, dataset)\n"
-            ),
-            after=(
-                "def evaluate(args, model, dataset):\n"
-                "    sampler = SequentialSampler(dataset)\n"
-                "    return score(model, sampler)\n"
-                "\n"
-                "def train(args, model, dataset):\n"
-                "    results = evaluate(args, model, dataset)  # epoch 0, every rank\n"
-                "    for epoch in range(args.epochs):\n"
-                "        if args.local_rank in [-1, 0] and args.evaluate_during_training:\n"
-                "            results = evaluate(args, model, dataset)\n"
-            ),
-        ),
-        Example(
-            before=(
-                "def evaluate(args, model, dataset):\n"
-                "    sampler = SequentialSampler(dataset) if args.local_rank == -1 "
-                "else DistributedSampler(dataset)\n"
-                "    preds = predict(model, sampler)\n"
-                "    torch.distributed.all_gather_object(shards, preds)\n"
-                "\n"
-                "results = evaluate(args, model, dataset)\n"
-                "if args.local_rank in [-1, 0]:\n"
-                "    results = evaluate(args, model, dataset)\n"
-            ),
+            before="""
+                def evaluate(args, model, dataset):
+                    sampler = SequentialSampler(dataset) if args.local_rank == -1 else DistributedSampler(dataset)
+                    preds = predict(model, sampler)
+                    torch.distributed.all_gather_object(shards, preds)
+
+                results = evaluate(args, model, dataset)
+                if args.local_rank in [-1, 0]:
+                    results = evaluate(args, model, dataset)
+            """,  # noqa: E501
             reports=1,
+            messages=(
+                "evaluate() runs on rank 0 alone at some call sites and on every rank at others "
+                "(at module level), where it goes through all_gather_object(): with a "
+                "SequentialSampler every rank would contribute the whole set, world_size copies "
+                "of it; with the DistributedSampler rank 0 alone scores a shard. Split the "
+                "rank-0 path by hand",
+            ),
         ),
     )
 

@@ -210,39 +210,43 @@ class EvalResultsAlwaysBound(Rule):
     triggers = ("local_rank", "evaluat", "eval(", "test(")
     examples = (
         Example(
-            before=(
-                "def train(args, model):\n"
-                "    for step in range(10):\n"
-                "        if args.local_rank in [-1, 0] and args.evaluate_during_training:\n"
-                "            results = evaluate(args, model)\n"
-                "            # Save model checkpoint\n"
-                "\n"
-                "        if results['eval_f1'] > best_f1:\n"
-                "            best_f1 = results['eval_f1']\n"
-                "            save(model)\n"
-                "        log(step)\n"
-            ),
-            after=(
-                "def train(args, model):\n"
-                "    for step in range(10):\n"
-                "        if args.local_rank in [-1, 0] and args.evaluate_during_training:\n"
-                "            results = evaluate(args, model)\n"
-                "            # Save model checkpoint\n"
-                "\n"
-                "            if results['eval_f1'] > best_f1:\n"
-                "                best_f1 = results['eval_f1']\n"
-                "                save(model)\n"
-                "        log(step)\n"
+            before="""
+                def train(args, model):
+                    for step in range(10):
+                        if args.local_rank in [-1, 0] and args.evaluate_during_training:
+                            results = evaluate(args, model)
+                            # Save model checkpoint
+
+                        if results['eval_f1'] > best_f1:
+                            best_f1 = results['eval_f1']
+                            save(model)
+                        log(step)
+            """,
+            after="""
+                def train(args, model):
+                    for step in range(10):
+                        if args.local_rank in [-1, 0] and args.evaluate_during_training:
+                            results = evaluate(args, model)
+                            # Save model checkpoint
+
+                            if results['eval_f1'] > best_f1:
+                                best_f1 = results['eval_f1']
+                                save(model)
+                        log(step)
+            """,
+            messages=(
+                "'results' is only bound when this gate passes: the 1 statement(s) after it that "
+                "read it now run inside it",
             ),
         ),
         Example(
-            before=(
-                "def main(args, model):\n"
-                "    results = {}\n"
-                "    if args.do_eval:\n"
-                "        results = evaluate(args, model)\n"
-                "    return results\n"
-            ),
+            before="""
+                def main(args, model):
+                    results = {}
+                    if args.do_eval:
+                        results = evaluate(args, model)
+                    return results
+            """,
         ),
     )
 

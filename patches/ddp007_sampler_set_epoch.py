@@ -433,100 +433,114 @@ class SamplerSetEpoch(Rule):
     triggers = (SAMPLER,)
     examples = (
         Example(
-            before=(
-                "def train(args, dataset):\n"
-                "    train_sampler = RandomSampler(dataset) if args.local_rank == -1 "
-                "else DistributedSampler(dataset)\n"
-                "    train_dataloader = DataLoader(dataset, sampler=train_sampler)\n"
-                "    for idx in range(args.epoch):\n"
-                "        bar = tqdm(train_dataloader)\n"
-                "        for step, batch in enumerate(bar):\n"
-                "            step_once(batch)\n"
-            ),
-            after=(
-                "def train(args, dataset):\n"
-                "    train_sampler = RandomSampler(dataset) if args.local_rank == -1 "
-                "else DistributedSampler(dataset)\n"
-                "    train_dataloader = DataLoader(dataset, sampler=train_sampler)\n"
-                "    for idx in range(args.epoch):\n"
-                '        if hasattr(train_sampler, "set_epoch"):\n'
-                "            train_sampler.set_epoch(idx)\n"
-                "        bar = tqdm(train_dataloader)\n"
-                "        for step, batch in enumerate(bar):\n"
-                "            step_once(batch)\n"
-            ),
-        ),
-        Example(
-            before=(
-                "def train(args):\n"
-                "    for epoch in range(args.epochs):\n"
-                "        dataset = load_shard(args, epoch)\n"
-                "        train_sampler = RandomSampler(dataset) if args.local_rank == -1 "
-                "else DistributedSampler(dataset)\n"
-                "        train_dataloader = DataLoader(dataset, sampler=train_sampler)\n"
-                "        for batch in train_dataloader:\n"
-                "            step_once(batch)\n"
-            ),
-            after=(
-                "def train(args):\n"
-                "    for epoch in range(args.epochs):\n"
-                "        dataset = load_shard(args, epoch)\n"
-                "        train_sampler = RandomSampler(dataset) if args.local_rank == -1 "
-                "else DistributedSampler(dataset)\n"
-                "        train_dataloader = DataLoader(dataset, sampler=train_sampler)\n"
-                '        if hasattr(train_sampler, "set_epoch"):\n'
-                "            train_sampler.set_epoch(epoch)\n"
-                "        for batch in train_dataloader:\n"
-                "            step_once(batch)\n"
+            before="""
+                def train(args, dataset):
+                    train_sampler = RandomSampler(dataset) if args.local_rank == -1 else DistributedSampler(dataset)
+                    train_dataloader = DataLoader(dataset, sampler=train_sampler)
+                    for idx in range(args.epoch):
+                        bar = tqdm(train_dataloader)
+                        for step, batch in enumerate(bar):
+                            step_once(batch)
+            """,  # noqa: E501
+            after="""
+                def train(args, dataset):
+                    train_sampler = RandomSampler(dataset) if args.local_rank == -1 else DistributedSampler(dataset)
+                    train_dataloader = DataLoader(dataset, sampler=train_sampler)
+                    for idx in range(args.epoch):
+                        if hasattr(train_sampler, "set_epoch"):
+                            train_sampler.set_epoch(idx)
+                        bar = tqdm(train_dataloader)
+                        for step, batch in enumerate(bar):
+                            step_once(batch)
+            """,  # noqa: E501
+            messages=(
+                "train_sampler may be a DistributedSampler here: call set_epoch(idx) every "
+                "epoch, or every epoch repeats the same shuffle",
             ),
         ),
         Example(
-            before=(
-                "def train(args, dataset):\n"
-                "    if args.local_rank != -1:\n"
-                "        train_sampler = DistributedSampler(dataset)\n"
-                "        loader = DataLoader(dataset, sampler=train_sampler)\n"
-                "    else:\n"
-                "        loader = DataLoader(dataset, shuffle=True)\n"
-                "    for epoch in range(args.epochs):\n"
-                "        for batch in loader:\n"
-                "            step_once(batch)\n"
-            ),
-            after=(
-                "def train(args, dataset):\n"
-                "    if args.local_rank != -1:\n"
-                "        train_sampler = DistributedSampler(dataset)\n"
-                "        loader = DataLoader(dataset, sampler=train_sampler)\n"
-                "    else:\n"
-                "        loader = DataLoader(dataset, shuffle=True)\n"
-                "    for epoch in range(args.epochs):\n"
-                '        if hasattr(loader.sampler, "set_epoch"):\n'
-                "            loader.sampler.set_epoch(epoch)\n"
-                "        for batch in loader:\n"
-                "            step_once(batch)\n"
+            before="""
+                def train(args):
+                    for epoch in range(args.epochs):
+                        dataset = load_shard(args, epoch)
+                        train_sampler = RandomSampler(dataset) if args.local_rank == -1 else DistributedSampler(dataset)
+                        train_dataloader = DataLoader(dataset, sampler=train_sampler)
+                        for batch in train_dataloader:
+                            step_once(batch)
+            """,  # noqa: E501
+            after="""
+                def train(args):
+                    for epoch in range(args.epochs):
+                        dataset = load_shard(args, epoch)
+                        train_sampler = RandomSampler(dataset) if args.local_rank == -1 else DistributedSampler(dataset)
+                        train_dataloader = DataLoader(dataset, sampler=train_sampler)
+                        if hasattr(train_sampler, "set_epoch"):
+                            train_sampler.set_epoch(epoch)
+                        for batch in train_dataloader:
+                            step_once(batch)
+            """,  # noqa: E501
+            messages=(
+                "train_dataloader is built inside the epoch loop: call "
+                "train_sampler.set_epoch(epoch) right after it is built, or every epoch repeats "
+                "the same shuffle",
             ),
         ),
         Example(
-            before=(
-                "def train(args, dataset):\n"
-                "    if args.do_train:\n"
-                "        sampler = DistributedSampler(dataset)\n"
-                "        loader = DataLoader(dataset, sampler=sampler)\n"
-                "    for epoch in range(args.epochs):\n"
-                "        for batch in loader:\n"
-                "            step_once(batch)\n"
+            before="""
+                def train(args, dataset):
+                    if args.local_rank != -1:
+                        train_sampler = DistributedSampler(dataset)
+                        loader = DataLoader(dataset, sampler=train_sampler)
+                    else:
+                        loader = DataLoader(dataset, shuffle=True)
+                    for epoch in range(args.epochs):
+                        for batch in loader:
+                            step_once(batch)
+            """,
+            after="""
+                def train(args, dataset):
+                    if args.local_rank != -1:
+                        train_sampler = DistributedSampler(dataset)
+                        loader = DataLoader(dataset, sampler=train_sampler)
+                    else:
+                        loader = DataLoader(dataset, shuffle=True)
+                    for epoch in range(args.epochs):
+                        if hasattr(loader.sampler, "set_epoch"):
+                            loader.sampler.set_epoch(epoch)
+                        for batch in loader:
+                            step_once(batch)
+            """,
+            messages=(
+                "loader.sampler may be a DistributedSampler here: call set_epoch(epoch) every "
+                "epoch, or every epoch repeats the same shuffle",
             ),
+        ),
+        Example(
+            before="""
+                def train(args, dataset):
+                    if args.do_train:
+                        sampler = DistributedSampler(dataset)
+                        loader = DataLoader(dataset, sampler=sampler)
+                    for epoch in range(args.epochs):
+                        for batch in loader:
+                            step_once(batch)
+            """,
             reports=1,
+            messages=(
+                "loader may draw from a DistributedSampler, but ddpfix cannot tell where the "
+                "sampler is bound: call set_epoch(epoch) on it every epoch, once it exists, or "
+                "every epoch repeats the same shuffle",
+            ),
         ),
         Example(
-            before=(
-                "sampler = DistributedSampler(dataset)\n"
-                "loader = DataLoader(dataset, sampler=sampler)\n"
-                "for epoch in range(3):\n"
-                "    sampler.set_epoch(epoch)\n"
-                "    for batch in loader:\n"
-                "        step_once(batch)\n"
-            ),
+            before="""
+                sampler = DistributedSampler(dataset)
+                loader = DataLoader(dataset, sampler=sampler)
+                for epoch in range(3):
+                    sampler.set_epoch(epoch)
+                    for batch in loader:
+                        step_once(batch)
+            """,
         ),
     )
 

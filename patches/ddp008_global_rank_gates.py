@@ -476,64 +476,74 @@ class GlobalRankGates(Rule):
     }
     examples = (
         Example(
-            before=(
-                "import os\n"
-                "if args.local_rank in [-1, 0] and args.save_steps > 0:\n"
-                "    torch.save(model.state_dict(), path)\n"
-            ),
-            after=(
-                "import os\n"
-                'if int(os.environ.get("RANK", args.local_rank)) in [-1, 0] '
-                "and args.save_steps > 0:\n"
-                "    torch.save(model.state_dict(), path)\n"
-            ),
-        ),
-        Example(
-            before=(
-                "import os\n"
-                "def train(args, model):\n"
-                "    if args.local_rank in [-1, 0]:\n"
-                "        tb_writer = SummaryWriter(args.output_dir)\n"
-                '        torch.save(args, os.path.join(args.output_dir, "args.bin"))\n'
-                "    loss = model(batch)\n"
-                "    if args.local_rank in [-1, 0]:\n"
-                '        tb_writer.add_scalar("loss", loss)\n'
-            ),
-            after=(
-                "import os\n"
-                "def train(args, model):\n"
-                '    if int(os.environ.get("RANK", args.local_rank)) in [-1, 0]:\n'
-                "        tb_writer = SummaryWriter(args.output_dir)\n"
-                '        torch.save(args, os.path.join(args.output_dir, "args.bin"))\n'
-                "    loss = model(batch)\n"
-                '    if int(os.environ.get("RANK", args.local_rank)) in [-1, 0]:\n'
-                '        tb_writer.add_scalar("loss", loss)\n'
+            before="""
+                import os
+                if args.local_rank in [-1, 0] and args.save_steps > 0:
+                    torch.save(model.state_dict(), path)
+            """,
+            after="""
+                import os
+                if int(os.environ.get("RANK", args.local_rank)) in [-1, 0] and args.save_steps > 0:
+                    torch.save(model.state_dict(), path)
+            """,
+            messages=(
+                "local rank 0 exists on every node: gate saves and evaluation on the global rank "
+                "(RANK)",
             ),
         ),
         Example(
-            before=(
-                "def load_and_cache_examples(args, evaluate=False):\n"
-                "    if args.local_rank not in [-1, 0] and not evaluate:\n"
-                "        torch.distributed.barrier()  # the node's other ranks use the cache\n"
-                "    if os.path.exists(cached_file):\n"
-                "        features = torch.load(cached_file)\n"
-                "    else:\n"
-                "        features = convert_examples_to_features(args)\n"
-                "        if args.local_rank in [-1, 0]:\n"
-                "            torch.save(features, cached_file)\n"
-                "    if args.local_rank == 0 and not evaluate:\n"
-                "        torch.distributed.barrier()\n"
-                "    return features\n"
+            before="""
+                import os
+                def train(args, model):
+                    if args.local_rank in [-1, 0]:
+                        tb_writer = SummaryWriter(args.output_dir)
+                        torch.save(args, os.path.join(args.output_dir, "args.bin"))
+                    loss = model(batch)
+                    if args.local_rank in [-1, 0]:
+                        tb_writer.add_scalar("loss", loss)
+            """,
+            after="""
+                import os
+                def train(args, model):
+                    if int(os.environ.get("RANK", args.local_rank)) in [-1, 0]:
+                        tb_writer = SummaryWriter(args.output_dir)
+                        torch.save(args, os.path.join(args.output_dir, "args.bin"))
+                    loss = model(batch)
+                    if int(os.environ.get("RANK", args.local_rank)) in [-1, 0]:
+                        tb_writer.add_scalar("loss", loss)
+            """,
+            messages=(
+                "local rank 0 exists on every node: gate saves and evaluation on the global rank "
+                "(RANK)",
+                "local rank 0 exists on every node: this gate shares tb_writer with gates on the "
+                "global rank (RANK); gate it the same way, or other nodes' local rank 0 read "
+                "what they never bound",
             ),
         ),
         Example(
-            before=(
-                "if args.local_rank in [-1, 0] and torch.distributed.get_rank() == 0:\n"
-                "    torch.save(model.state_dict(), path)\n"
-                "if accelerator.is_main_process:\n"
-                "    if args.local_rank in [-1, 0]:\n"
-                "        evaluate(args, model)\n"
-            ),
+            before="""
+                def load_and_cache_examples(args, evaluate=False):
+                    if args.local_rank not in [-1, 0] and not evaluate:
+                        torch.distributed.barrier()  # the node's other ranks use the cache
+                    if os.path.exists(cached_file):
+                        features = torch.load(cached_file)
+                    else:
+                        features = convert_examples_to_features(args)
+                        if args.local_rank in [-1, 0]:
+                            torch.save(features, cached_file)
+                    if args.local_rank == 0 and not evaluate:
+                        torch.distributed.barrier()
+                    return features
+            """,
+        ),
+        Example(
+            before="""
+                if args.local_rank in [-1, 0] and torch.distributed.get_rank() == 0:
+                    torch.save(model.state_dict(), path)
+                if accelerator.is_main_process:
+                    if args.local_rank in [-1, 0]:
+                        evaluate(args, model)
+            """,
         ),
     )
 

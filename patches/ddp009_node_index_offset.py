@@ -42,16 +42,27 @@ class NodeIndexOffset(Rule):
     triggers = ("node_index",)
     examples = (
         Example(
-            before=("import os\nargs.local_rank += args.node_index * args.gpu_per_node\n"),
-            after=(
-                "import os\n"
-                "if args.node_index >= 0 and args.gpu_per_node > 0:  # the old per-node flags\n"
-                "    args.local_rank += args.node_index * args.gpu_per_node\n"
-                "else:  # ddpfix: torchrun / accelerate give the global rank as RANK\n"
-                '    args.local_rank = int(os.environ.get("RANK", args.local_rank))\n'
+            before="""
+                import os
+                args.local_rank += args.node_index * args.gpu_per_node
+            """,
+            after="""
+                import os
+                if args.node_index >= 0 and args.gpu_per_node > 0:  # the old per-node flags
+                    args.local_rank += args.node_index * args.gpu_per_node
+                else:  # ddpfix: torchrun / accelerate give the global rank as RANK
+                    args.local_rank = int(os.environ.get("RANK", args.local_rank))
+            """,
+            messages=(
+                "--node_index/--gpu_per_node default to -1 under a launcher (no rank 0): take "
+                "the global rank from RANK unless both are given",
             ),
         ),
-        Example(before="rank = args.local_rank + args.node_index\n"),
+        Example(
+            before="""
+                rank = args.local_rank + args.node_index
+            """
+        ),
     )
 
     def run(self, ctx: RuleContext) -> None:

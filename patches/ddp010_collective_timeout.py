@@ -94,32 +94,46 @@ class CollectiveTimeout(Rule):
     }
     examples = (
         Example(
-            before="import torch\ntorch.distributed.init_process_group(backend='nccl')\n",
-            after=(
-                "import datetime\n"
-                "import torch\n"
-                "torch.distributed.init_process_group(backend='nccl', "
-                "timeout=datetime.timedelta(minutes=180))\n"
+            before="""
+                import torch
+                torch.distributed.init_process_group(backend='nccl')
+            """,
+            after="""
+                import datetime
+                import torch
+                torch.distributed.init_process_group(backend='nccl', timeout=datetime.timedelta(minutes=180))
+            """,  # noqa: E501
+            messages=(
+                "other ranks wait in a collective while rank 0 evaluates: allow 180 minutes "
+                "instead of the default 30 (10 for NCCL)",
             ),
         ),
         Example(
-            before=(
-                "import datetime\n"
-                "torch.distributed.init_process_group(\n"
-                "    backend='nccl',\n"
-                "    init_method='env://',  # set by the launcher\n"
-                ")\n"
-            ),
-            after=(
-                "import datetime\n"
-                "torch.distributed.init_process_group(\n"
-                "    backend='nccl',\n"
-                "    init_method='env://',  # set by the launcher\n"
-                "    timeout=datetime.timedelta(minutes=180),\n"
-                ")\n"
+            before="""
+                import datetime
+                torch.distributed.init_process_group(
+                    backend='nccl',
+                    init_method='env://',  # set by the launcher
+                )
+            """,
+            after="""
+                import datetime
+                torch.distributed.init_process_group(
+                    backend='nccl',
+                    init_method='env://',  # set by the launcher
+                    timeout=datetime.timedelta(minutes=180),
+                )
+            """,
+            messages=(
+                "other ranks wait in a collective while rank 0 evaluates: allow 180 minutes "
+                "instead of the default 30 (10 for NCCL)",
             ),
         ),
-        Example(before="dist.init_process_group('gloo', timeout=timedelta(hours=2))\n"),
+        Example(
+            before="""
+                dist.init_process_group('gloo', timeout=timedelta(hours=2))
+            """
+        ),
     )
 
     def run(self, ctx: RuleContext) -> None:

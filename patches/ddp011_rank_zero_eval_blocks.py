@@ -184,28 +184,32 @@ class RankZeroEvalBlocks(Rule):
     triggers = ("do_eval", "do_test", "do_predict", "do_infer")
     examples = (
         Example(
-            before=(
-                "import os\n"
-                "parser.add_argument('--local_rank', type=int, default=-1)\n"
-                "if args.do_test:\n"
-                "    with open(os.path.join(args.output_dir, 'test.output'), 'w') as f:\n"
-                "        f.write(decode(model))\n"
-            ),
-            after=(
-                "import os\n"
-                "parser.add_argument('--local_rank', type=int, default=-1)\n"
-                "if args.do_test and int(os.environ.get('RANK', args.local_rank)) in [-1, 0]:\n"
-                "    with open(os.path.join(args.output_dir, 'test.output'), 'w') as f:\n"
-                "        f.write(decode(model))\n"
+            before="""
+                import os
+                parser.add_argument('--local_rank', type=int, default=-1)
+                if args.do_test:
+                    with open(os.path.join(args.output_dir, 'test.output'), 'w') as f:
+                        f.write(decode(model))
+            """,
+            after="""
+                import os
+                parser.add_argument('--local_rank', type=int, default=-1)
+                if args.do_test and int(os.environ.get('RANK', args.local_rank)) in [-1, 0]:
+                    with open(os.path.join(args.output_dir, 'test.output'), 'w') as f:
+                        f.write(decode(model))
+            """,
+            messages=(
+                "every rank runs this do_test block and writes the same files: run it on global "
+                "rank 0",
             ),
         ),
         Example(
-            before=(
-                "parser.add_argument('--local_rank', type=int, default=-1)\n"
-                "if args.do_train:\n"
-                "    loss.backward()\n"
-                "    torch.save(model.state_dict(), 'model.bin')\n"
-            ),
+            before="""
+                parser.add_argument('--local_rank', type=int, default=-1)
+                if args.do_train:
+                    loss.backward()
+                    torch.save(model.state_dict(), 'model.bin')
+            """,
         ),
     )
 

@@ -46,36 +46,40 @@ class BarrierBeforeSharedRead(Rule):
     triggers = ("local_rank", "get_rank", "RANK")
     examples = (
         Example(
-            before=(
-                "import os\n"
-                "import torch\n"
-                "def main(args, model):\n"
-                "    path = os.path.join(args.output_dir, 'model_best.pt')\n"
-                "    if args.local_rank in [-1, 0]:\n"
-                "        torch.save(model.state_dict(), path)\n"
-                "    model.load_state_dict(torch.load(path))\n"
-            ),
-            after=(
-                "import os\n"
-                "import torch\n"
-                "def main(args, model):\n"
-                "    path = os.path.join(args.output_dir, 'model_best.pt')\n"
-                "    if args.local_rank in [-1, 0]:\n"
-                "        torch.save(model.state_dict(), path)\n"
-                "    if torch.distributed.is_available() and torch.distributed.is_initialized():\n"
-                "        torch.distributed.barrier()\n"
-                "    model.load_state_dict(torch.load(path))\n"
+            before="""
+                import os
+                import torch
+                def main(args, model):
+                    path = os.path.join(args.output_dir, 'model_best.pt')
+                    if args.local_rank in [-1, 0]:
+                        torch.save(model.state_dict(), path)
+                    model.load_state_dict(torch.load(path))
+            """,
+            after="""
+                import os
+                import torch
+                def main(args, model):
+                    path = os.path.join(args.output_dir, 'model_best.pt')
+                    if args.local_rank in [-1, 0]:
+                        torch.save(model.state_dict(), path)
+                    if torch.distributed.is_available() and torch.distributed.is_initialized():
+                        torch.distributed.barrier()
+                    model.load_state_dict(torch.load(path))
+            """,
+            messages=(
+                "'model_best.pt' is written by rank 0 only and read here by every rank: wait at "
+                "a barrier first (FileNotFoundError or a half-written file otherwise)",
             ),
         ),
         Example(
-            before=(
-                "import torch\n"
-                "def main(args, model):\n"
-                "    if args.local_rank in [-1, 0]:\n"
-                "        torch.save(model.state_dict(), 'model_best.pt')\n"
-                "    if args.local_rank in [-1, 0]:\n"
-                "        model.load_state_dict(torch.load('model_best.pt'))\n"
-            ),
+            before="""
+                import torch
+                def main(args, model):
+                    if args.local_rank in [-1, 0]:
+                        torch.save(model.state_dict(), 'model_best.pt')
+                    if args.local_rank in [-1, 0]:
+                        model.load_state_dict(torch.load('model_best.pt'))
+            """,
         ),
     )
 

@@ -30,26 +30,29 @@ class RankDivergence(Rule):
     triggers = ("local_rank", "LOCAL_RANK")
     examples = (
         Example(
-            before=(
-                "def main(args, model, loader):\n"
-                "    if args.local_rank in [-1, 0]:\n"
-                "        tb_writer = SummaryWriter()\n"
-                "    for step, batch in enumerate(loader):\n"
-                "        loss = model(batch)\n"
-                "        tb_writer.add_scalar('loss', loss.item(), step)\n"
-            ),
+            before="""
+                def main(args, model, loader):
+                    if args.local_rank in [-1, 0]:
+                        tb_writer = SummaryWriter()
+                    for step, batch in enumerate(loader):
+                        loss = model(batch)
+                        tb_writer.add_scalar('loss', loss.item(), step)
+            """,
             reports=1,
+            messages=(
+                "'tb_writer' is read on the other ranks, which never binds it (UnboundLocalError)",
+            ),
         ),
         Example(
-            before=(
-                "def main(args, model, loader):\n"
-                "    tb_writer = None\n"
-                "    if args.local_rank in [-1, 0]:\n"
-                "        tb_writer = SummaryWriter()\n"
-                "    for step, batch in enumerate(loader):\n"
-                "        if tb_writer is not None:\n"
-                "            tb_writer.add_scalar('loss', model(batch).item(), step)\n"
-            ),
+            before="""
+                def main(args, model, loader):
+                    tb_writer = None
+                    if args.local_rank in [-1, 0]:
+                        tb_writer = SummaryWriter()
+                    for step, batch in enumerate(loader):
+                        if tb_writer is not None:
+                            tb_writer.add_scalar('loss', model(batch).item(), step)
+            """,
         ),
     )
 

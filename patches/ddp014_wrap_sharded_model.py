@@ -173,49 +173,61 @@ class WrapShardedModel(Rule):
     triggers = (_SAMPLER,)
     examples = (
         Example(
-            before=(
-                "import torch\n"
-                "def main(args, model, data):\n"
-                "    set_dist(args)\n"
-                "    if args.n_gpu > 1:\n"
-                "        model = torch.nn.DataParallel(model)\n"
-                "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"  # noqa: E501
-                "    train(args, model, train_sampler)\n"
-                "    preds = model.generate(data)\n"
-            ),
-            after=(
-                "import torch\n"
-                "def main(args, model, data):\n"
-                "    set_dist(args)\n"
-                "    if args.n_gpu > 1:\n"
-                "        model = torch.nn.DataParallel(model)\n"
-                "    if args.local_rank != -1:\n"
-                "        model = torch.nn.parallel.DistributedDataParallel(\n"
-                "            model, device_ids=[args.local_rank] if torch.cuda.is_available() else None\n"  # noqa: E501
-                "        )\n"
-                "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"  # noqa: E501
-                "    train(args, model, train_sampler)\n"
-                '    preds = (model.module if hasattr(model, "module") else model).generate(data)\n'
+            before="""
+                import torch
+                def main(args, model, data):
+                    set_dist(args)
+                    if args.n_gpu > 1:
+                        model = torch.nn.DataParallel(model)
+                    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)
+                    train(args, model, train_sampler)
+                    preds = model.generate(data)
+            """,  # noqa: E501
+            after="""
+                import torch
+                def main(args, model, data):
+                    set_dist(args)
+                    if args.n_gpu > 1:
+                        model = torch.nn.DataParallel(model)
+                    if args.local_rank != -1:
+                        model = torch.nn.parallel.DistributedDataParallel(
+                            model, device_ids=[args.local_rank] if torch.cuda.is_available() else None
+                        )
+                    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)
+                    train(args, model, train_sampler)
+                    preds = (model.module if hasattr(model, "module") else model).generate(data)
+            """,  # noqa: E501
+            messages=(
+                "the data are sharded across ranks (line 6) but nothing synchronises the models: "
+                "each rank trains its own; wrap the model in DistributedDataParallel when "
+                "launched",
+                "model is wrapped in DistributedDataParallel when launched (DDP014): take what "
+                "the wrapper does not answer itself from the module inside it",
             ),
         ),
         Example(
-            before=(
-                "def main(args, model, data):\n"
-                "    set_dist(args)\n"
-                "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"  # noqa: E501
-                "    train(args, model, train_sampler)\n"
-            ),
+            before="""
+                def main(args, model, data):
+                    set_dist(args)
+                    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)
+                    train(args, model, train_sampler)
+            """,  # noqa: E501
             reports=1,
+            messages=(
+                "the data are sharded across ranks but the model is never wrapped in "
+                "DistributedDataParallel: every rank trains its own model; wrap it by hand (no "
+                "DataParallel block to follow)",
+            ),
         ),
         Example(  # already one model: nothing to do
-            before=(
-                "import torch\n"
-                "def main(args, model, data):\n"
-                "    if args.local_rank != -1:\n"
-                "        model = torch.nn.parallel.DistributedDataParallel(model)\n"
-                "    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)\n"  # noqa: E501
-                "    train(args, model, train_sampler)\n"
-            ),
+            before="""
+                import torch
+                def main(args, model, data):
+                    if args.local_rank != -1:
+                        model = torch.nn.parallel.DistributedDataParallel(model)
+                    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)
+                    train(args, model, train_sampler)
+            """,  # noqa: E501
         ),
     )
 

@@ -80,33 +80,37 @@ class RankZeroObjectCalls(Rule):
     triggers = ("local_rank", "LOCAL_RANK", "get_rank", "RANK")
     examples = (
         Example(
-            before=(
-                "def main(args, model, loader):\n"
-                "    if args.local_rank in [-1, 0]:\n"
-                "        tb_writer = SummaryWriter()\n"
-                "    for step, batch in enumerate(loader):\n"
-                "        loss = model(batch)\n"
-                "        tb_writer.add_scalar('loss', loss.item(), step)\n"
-            ),
-            after=(
-                "def main(args, model, loader):\n"
-                "    if args.local_rank in [-1, 0]:\n"
-                "        tb_writer = SummaryWriter()\n"
-                "    for step, batch in enumerate(loader):\n"
-                "        loss = model(batch)\n"
-                "        if args.local_rank in [-1, 0]:\n"
-                "            tb_writer.add_scalar('loss', loss.item(), step)\n"
+            before="""
+                def main(args, model, loader):
+                    if args.local_rank in [-1, 0]:
+                        tb_writer = SummaryWriter()
+                    for step, batch in enumerate(loader):
+                        loss = model(batch)
+                        tb_writer.add_scalar('loss', loss.item(), step)
+            """,
+            after="""
+                def main(args, model, loader):
+                    if args.local_rank in [-1, 0]:
+                        tb_writer = SummaryWriter()
+                    for step, batch in enumerate(loader):
+                        loss = model(batch)
+                        if args.local_rank in [-1, 0]:
+                            tb_writer.add_scalar('loss', loss.item(), step)
+            """,
+            messages=(
+                "'tb_writer' exists only where `args.local_rank in [-1, 0]` held: call it there "
+                "alone (UnboundLocalError on the other ranks)",
             ),
         ),
         Example(  # the value is used: DDP013 reports it
-            before=(
-                "def main(args, model, loader):\n"
-                "    if args.local_rank in [-1, 0]:\n"
-                "        tracker = Tracker()\n"
-                "    for step, batch in enumerate(loader):\n"
-                "        loss = tracker.smooth(model(batch))\n"
-                "        loss.backward()\n"
-            ),
+            before="""
+                def main(args, model, loader):
+                    if args.local_rank in [-1, 0]:
+                        tracker = Tracker()
+                    for step, batch in enumerate(loader):
+                        loss = tracker.smooth(model(batch))
+                        loss.backward()
+            """,
         ),
     )
 

@@ -139,74 +139,81 @@ class ConvertDataParallel(Rule):
     triggers = ("DataParallel",)
     examples = (
         Example(
-            before=(
-                "import os\n"
-                "import torch\n"
-                "from torch.utils.data import DataLoader, RandomSampler\n"
-                "def train(args, dataset, model):\n"
-                "    loader = DataLoader(dataset, sampler=RandomSampler(dataset), "
-                "batch_size=args.train_batch_size)\n"
-                "    if args.n_gpu > 1:\n"
-                "        model = torch.nn.DataParallel(model)\n"
-                "    for batch in loader:\n"
-                "        model(batch).backward()\n"
-                "    torch.save(model.state_dict(), os.path.join(args.output_dir, 'model.bin'))\n"
-                "def main(args, dataset, model):\n"
-                '    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")\n'
-                "    args.n_gpu = torch.cuda.device_count()\n"
-                "    args.device = device\n"
-                "    train(args, dataset, model)\n"
-            ),
-            after=(
-                "import datetime\n"
-                "import os\n"
-                "import torch\n"
-                "from torch.utils.data import DataLoader, RandomSampler\n"
-                "from torch.utils.data.distributed import DistributedSampler\n"
-                "def train(args, dataset, model):\n"
-                "    loader = DataLoader(dataset, sampler=RandomSampler(dataset) if args.local_rank == -1 else DistributedSampler(dataset), batch_size=args.train_batch_size)\n"  # noqa: E501
-                "    if args.n_gpu > 1:\n"
-                "        model = torch.nn.DataParallel(model)\n"
-                "    for batch in loader:\n"
-                "        model(batch).backward()\n"
-                '    if int(os.environ.get("RANK", args.local_rank)) in [-1, 0]:\n'
-                "        torch.save(model.state_dict(), os.path.join(args.output_dir, 'model.bin'))\n"  # noqa: E501
-                "def main(args, dataset, model):\n"
-                '    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")\n'
-                "    args.n_gpu = torch.cuda.device_count()\n"
-                "    # ddpfix: one process per GPU (DDP) when launched with several processes\n"
-                '    args.local_rank = int(os.environ.get("LOCAL_RANK", -1))\n'
-                '    if int(os.environ.get("WORLD_SIZE", 1)) > 1:\n'
-                "        if torch.cuda.is_available():\n"
-                "            torch.cuda.set_device(args.local_rank)\n"
-                '            device = torch.device("cuda", args.local_rank)\n'
-                "        else:\n"
-                '            device = torch.device("cpu")\n'
-                "        torch.distributed.init_process_group(\n"
-                '            backend="nccl" if torch.cuda.is_available() else "gloo",\n'
-                "            timeout=datetime.timedelta(minutes=180),\n"
-                "        )\n"
-                "        args.n_gpu = 1\n"
-                "        # --train_batch_size stays the global batch, as DataParallel used it\n"
-                "        if args.train_batch_size % torch.distributed.get_world_size():\n"
-                "            raise SystemExit(\n"
-                '                f"--train_batch_size {args.train_batch_size} is the global batch: it must divide "\n'  # noqa: E501
-                '                f"by the {torch.distributed.get_world_size()} processes"\n'
-                "            )\n"
-                "        args.train_batch_size //= torch.distributed.get_world_size()\n"
-                "    args.device = device\n"
-                "    train(args, dataset, model)\n"
+            before="""
+                import os
+                import torch
+                from torch.utils.data import DataLoader, RandomSampler
+                def train(args, dataset, model):
+                    loader = DataLoader(dataset, sampler=RandomSampler(dataset), batch_size=args.train_batch_size)
+                    if args.n_gpu > 1:
+                        model = torch.nn.DataParallel(model)
+                    for batch in loader:
+                        model(batch).backward()
+                    torch.save(model.state_dict(), os.path.join(args.output_dir, 'model.bin'))
+                def main(args, dataset, model):
+                    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+                    args.n_gpu = torch.cuda.device_count()
+                    args.device = device
+                    train(args, dataset, model)
+            """,  # noqa: E501
+            after="""
+                import datetime
+                import os
+                import torch
+                from torch.utils.data import DataLoader, RandomSampler
+                from torch.utils.data.distributed import DistributedSampler
+                def train(args, dataset, model):
+                    loader = DataLoader(dataset, sampler=RandomSampler(dataset) if args.local_rank == -1 else DistributedSampler(dataset), batch_size=args.train_batch_size)
+                    if args.n_gpu > 1:
+                        model = torch.nn.DataParallel(model)
+                    for batch in loader:
+                        model(batch).backward()
+                    if int(os.environ.get("RANK", args.local_rank)) in [-1, 0]:
+                        torch.save(model.state_dict(), os.path.join(args.output_dir, 'model.bin'))
+                def main(args, dataset, model):
+                    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+                    args.n_gpu = torch.cuda.device_count()
+                    # ddpfix: one process per GPU (DDP) when launched with several processes
+                    args.local_rank = int(os.environ.get("LOCAL_RANK", -1))
+                    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+                        if torch.cuda.is_available():
+                            torch.cuda.set_device(args.local_rank)
+                            device = torch.device("cuda", args.local_rank)
+                        else:
+                            device = torch.device("cpu")
+                        torch.distributed.init_process_group(
+                            backend="nccl" if torch.cuda.is_available() else "gloo",
+                            timeout=datetime.timedelta(minutes=180),
+                        )
+                        args.n_gpu = 1
+                        # --train_batch_size stays the global batch, as DataParallel used it
+                        if args.train_batch_size % torch.distributed.get_world_size():
+                            raise SystemExit(
+                                f"--train_batch_size {args.train_batch_size} is the global batch: it must divide "
+                                f"by the {torch.distributed.get_world_size()} processes"
+                            )
+                        args.train_batch_size //= torch.distributed.get_world_size()
+                    args.device = device
+                    train(args, dataset, model)
+            """,  # noqa: E501
+            messages=(
+                "the training data are sharded across the processes when launched",
+                "DataParallel only: under a launcher every process would train a full copy on "
+                "all the data and write the same files; run one DDP process per GPU when "
+                "launched (--train_batch_size stays the global batch)",
+                "written by global rank 0 only when launched",
+                "the process group is set up here when launched",
             ),
         ),
         Example(  # already distributed: DDP001 and friends' business
-            before=(
-                "import torch\n"
-                "def main(args, model):\n"
-                "    if args.local_rank != -1:\n"
-                "        torch.distributed.init_process_group(backend='nccl')\n"
-                "    if args.n_gpu > 1:\n"
-                "        model = torch.nn.DataParallel(model)\n"
-            ),
+            before="""
+                import torch
+                def main(args, model):
+                    if args.local_rank != -1:
+                        torch.distributed.init_process_group(backend='nccl')
+                    if args.n_gpu > 1:
+                        model = torch.nn.DataParallel(model)
+            """,
         ),
     )
 

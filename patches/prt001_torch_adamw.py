@@ -53,21 +53,34 @@ class TorchAdamW(Rule):
     triggers = ("AdamW",)
     examples = (
         Example(
-            before=(
-                "from transformers import (WEIGHTS_NAME, AdamW,\n"
-                "                          get_linear_schedule_with_warmup)\n"
-            ),
-            after=(
-                "from transformers import (WEIGHTS_NAME,\n"
-                "                          get_linear_schedule_with_warmup)\n"
-                "from torch.optim import AdamW\n"
-            ),
+            before="""
+                from transformers import (WEIGHTS_NAME, AdamW,
+                                          get_linear_schedule_with_warmup)
+            """,
+            after="""
+                from transformers import (WEIGHTS_NAME,
+                                          get_linear_schedule_with_warmup)
+                from torch.optim import AdamW
+            """,
+            messages=("AdamW was removed from transformers: import it from torch.optim",),
         ),
         Example(
-            before="import transformers\nopt = transformers.AdamW(params, lr=1e-4)\n",
-            after="import torch\nimport transformers\nopt = torch.optim.AdamW(params, lr=1e-4)\n",
+            before="""
+                import transformers
+                opt = transformers.AdamW(params, lr=1e-4)
+            """,
+            after="""
+                import torch
+                import transformers
+                opt = torch.optim.AdamW(params, lr=1e-4)
+            """,
+            messages=("transformers.AdamW was removed: use torch.optim.AdamW",),
         ),
-        Example(before="from torch.optim import AdamW\n"),
+        Example(
+            before="""
+                from torch.optim import AdamW
+            """
+        ),
     )
 
     def run(self, ctx: RuleContext) -> None:

@@ -58,33 +58,44 @@ class OptionalTensorboard(Rule):
     triggers = (WRITER,)
     examples = (
         Example(
-            before=(
-                "try:\n"
-                "    from torch.utils.tensorboard import SummaryWriter\n"
-                "except:\n"
-                "    from tensorboardX import SummaryWriter\n"
-            ),
-            after=(
-                "try:\n"
-                "    from torch.utils.tensorboard import SummaryWriter\n"
-                "except:\n"
-                "    try:\n"
-                "        from tensorboardX import SummaryWriter\n"
-                "    except ImportError:\n"
-                f"        SummaryWriter = None  {MARKER}\n"
+            before="""
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except:
+                    from tensorboardX import SummaryWriter
+            """,
+            after=f"""
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except:
+                    try:
+                        from tensorboardX import SummaryWriter
+                    except ImportError:
+                        SummaryWriter = None  {MARKER}
+            """,
+            messages=(
+                "SummaryWriter is never used: let its import fail quietly when neither "
+                "tensorboard nor tensorboardX is installed",
             ),
         ),
         Example(
-            before=(
-                "try:\n"
-                "    from torch.utils.tensorboard import SummaryWriter\n"
-                "except ImportError:\n"
-                "    from tensorboardX import SummaryWriter\n"
-                "tb_writer = SummaryWriter()\n"
-            ),
+            before="""
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError:
+                    from tensorboardX import SummaryWriter
+                tb_writer = SummaryWriter()
+            """,
             reports=1,
+            messages=(
+                "SummaryWriter is used: this script needs tensorboard (pip install tensorboard)",
+            ),
         ),
-        Example(before="from torch.utils.tensorboard import SummaryWriter\n"),
+        Example(
+            before="""
+                from torch.utils.tensorboard import SummaryWriter
+            """
+        ),
     )
 
     def run(self, ctx: RuleContext) -> None:

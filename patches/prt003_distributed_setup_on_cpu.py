@@ -92,28 +92,31 @@ class DistributedSetupOnCpu(Rule):
     triggers = ("nccl", "set_device", '"cuda"', "'cuda'")
     examples = (
         Example(
-            before=(
-                "import torch\n"
-                "torch.cuda.set_device(args.local_rank)\n"
-                "device = torch.device('cuda', args.local_rank)\n"
-                "torch.distributed.init_process_group(backend='nccl')\n"
-            ),
-            after=(
-                "import torch\n"
-                "if torch.cuda.is_available():\n"
-                "    torch.cuda.set_device(args.local_rank)\n"
-                "device = torch.device('cuda', args.local_rank) if torch.cuda.is_available() "
-                "else torch.device('cpu')\n"
-                "torch.distributed.init_process_group(backend='nccl' if torch.cuda.is_available() "
-                "else 'gloo')\n"
+            before="""
+                import torch
+                torch.cuda.set_device(args.local_rank)
+                device = torch.device('cuda', args.local_rank)
+                torch.distributed.init_process_group(backend='nccl')
+            """,
+            after="""
+                import torch
+                if torch.cuda.is_available():
+                    torch.cuda.set_device(args.local_rank)
+                device = torch.device('cuda', args.local_rank) if torch.cuda.is_available() else torch.device('cpu')
+                torch.distributed.init_process_group(backend='nccl' if torch.cuda.is_available() else 'gloo')
+            """,  # noqa: E501
+            messages=(
+                "torch.cuda.set_device needs CUDA: call it only when CUDA is available",
+                "a cuda device needs CUDA: fall back to the CPU",
+                "NCCL needs CUDA: use gloo when CUDA is not available",
             ),
         ),
         Example(
-            before=(
-                "import torch\n"
-                "device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')\n"
-                "dist.init_process_group(backend=args.backend)\n"
-            ),
+            before="""
+                import torch
+                device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+                dist.init_process_group(backend=args.backend)
+            """,
         ),
     )
 

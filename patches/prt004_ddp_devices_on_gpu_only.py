@@ -27,19 +27,23 @@ class DdpDevicesOnGpuOnly(Rule):
     triggers = ("device_ids", "output_device")
     examples = (
         Example(
-            before=(
-                "import torch\n"
-                "model = torch.nn.parallel.DistributedDataParallel(\n"
-                "    model, device_ids=[args.local_rank], output_device=args.local_rank)\n"
-            ),
-            after=(
-                "import torch\n"
-                "model = torch.nn.parallel.DistributedDataParallel(\n"
-                "    model, device_ids=[args.local_rank] if torch.cuda.is_available() else None, "
-                "output_device=args.local_rank if torch.cuda.is_available() else None)\n"
-            ),
+            before="""
+                import torch
+                model = torch.nn.parallel.DistributedDataParallel(
+                    model, device_ids=[args.local_rank], output_device=args.local_rank)
+            """,
+            after="""
+                import torch
+                model = torch.nn.parallel.DistributedDataParallel(
+                    model, device_ids=[args.local_rank] if torch.cuda.is_available() else None, output_device=args.local_rank if torch.cuda.is_available() else None)
+            """,  # noqa: E501
+            messages=("device_ids/output_device only work for GPU modules: None without CUDA",),
         ),
-        Example(before="model = DistributedDataParallel(model)\n"),
+        Example(
+            before="""
+                model = DistributedDataParallel(model)
+            """
+        ),
     )
 
     def run(self, ctx: RuleContext) -> None:

@@ -27,11 +27,18 @@ class NGpuDivision(Rule):
     triggers = ("n_gpu",)
     examples = (
         Example(
-            before="args.per_gpu_train_batch_size=args.train_batch_size//args.n_gpu\n",
-            after="args.per_gpu_train_batch_size=args.train_batch_size//max(1, args.n_gpu)\n",
+            before="""
+                args.per_gpu_train_batch_size=args.train_batch_size//args.n_gpu
+            """,
+            after="""
+                args.per_gpu_train_batch_size=args.train_batch_size//max(1, args.n_gpu)
+            """,
+            messages=("args.n_gpu is 0 without CUDA: divide by max(1, n_gpu)",),
         ),
         Example(
-            before="args.train_batch_size = args.per_gpu_train_batch_size * max(1, args.n_gpu)\n"
+            before="""
+                args.train_batch_size = args.per_gpu_train_batch_size * max(1, args.n_gpu)
+            """
         ),
     )
 

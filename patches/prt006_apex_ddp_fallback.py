@@ -43,22 +43,30 @@ class ApexDdpFallback(Rule):
     triggers = ("apex",)
     examples = (
         Example(
-            before=(
-                "try:\n"
-                "    from apex.parallel import DistributedDataParallel as DDP\n"
-                "except ImportError:\n"
-                '    raise ImportError("Please install apex to use distributed training.")\n'
-            ),
-            after=(
-                "try:\n"
-                "    from apex.parallel import DistributedDataParallel as DDP\n"
-                "except ImportError:\n"
-                "    from functools import partial\n"
-                "    from torch.nn.parallel import DistributedDataParallel as _TorchDDP\n"
-                "    DDP = partial(_TorchDDP, find_unused_parameters=True)\n"
+            before="""
+                try:
+                    from apex.parallel import DistributedDataParallel as DDP
+                except ImportError:
+                    raise ImportError("Please install apex to use distributed training.")
+            """,
+            after="""
+                try:
+                    from apex.parallel import DistributedDataParallel as DDP
+                except ImportError:
+                    from functools import partial
+                    from torch.nn.parallel import DistributedDataParallel as _TorchDDP
+                    DDP = partial(_TorchDDP, find_unused_parameters=True)
+            """,
+            messages=(
+                "apex is not installable here: fall back to "
+                "torch.nn.parallel.DistributedDataParallel",
             ),
         ),
-        Example(before="from apex import amp\n"),
+        Example(
+            before="""
+                from apex import amp
+            """
+        ),
     )
 
     def run(self, ctx: RuleContext) -> None:

@@ -27,12 +27,21 @@ class ConfigTorchscript(Rule):
     triggers = (ATTRIBUTE,)
     examples = (
         Example(
-            before="if self.config.torchscript:\n    weights = weights.clone()\n",
-            after=(
-                'if getattr(self.config, "torchscript", False):\n    weights = weights.clone()\n'
-            ),
+            before="""
+                if self.config.torchscript:
+                    weights = weights.clone()
+            """,
+            after="""
+                if getattr(self.config, "torchscript", False):
+                    weights = weights.clone()
+            """,
+            messages=("transformers 5 configs have no .torchscript: read it with a False default",),
         ),
-        Example(before="self.config.torchscript = True\n"),
+        Example(
+            before="""
+                self.config.torchscript = True
+            """
+        ),
     )
 
     def run(self, ctx: RuleContext) -> None:

@@ -29,17 +29,29 @@ class CudaTensorTypes(Rule):
     triggers = ("torch.cuda",)
     examples = (
         Example(
-            before="zero = torch.cuda.LongTensor(1).fill_(0)\n",
-            after=(
-                "zero = (torch.cuda if torch.cuda.is_available() else torch)"
-                ".LongTensor(1).fill_(0)\n"
-            ),
+            before="""
+                zero = torch.cuda.LongTensor(1).fill_(0)
+            """,
+            after="""
+                zero = (torch.cuda if torch.cuda.is_available() else torch).LongTensor(1).fill_(0)
+            """,
+            messages=("torch.cuda.LongTensor needs CUDA: use torch's when it is not available",),
         ),
         Example(
-            before="self.tt = torch.cuda\n",
-            after="self.tt = torch.cuda if torch.cuda.is_available() else torch\n",
+            before="""
+                self.tt = torch.cuda
+            """,
+            after="""
+                self.tt = torch.cuda if torch.cuda.is_available() else torch
+            """,
+            messages=("the typed constructors of torch.cuda need CUDA: fall back to torch's",),
         ),
-        Example(before="x = torch.cuda.device_count()\nt = torch.LongTensor(1)\n"),
+        Example(
+            before="""
+                x = torch.cuda.device_count()
+                t = torch.LongTensor(1)
+            """
+        ),
     )
 
     def run(self, ctx: RuleContext) -> None:

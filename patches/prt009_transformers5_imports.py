@@ -301,28 +301,60 @@ class Transformers5Imports(Rule):
     )
     examples = (
         Example(
-            before=(
-                "from transformers.modeling_roberta import (RobertaModel,\n"
-                "                                           create_position_ids_from_input_ids)\n"
-            ),
+            before="""
+                from transformers.modeling_roberta import (RobertaModel,
+                                                           create_position_ids_from_input_ids)
+            """,
             reports=1,
-        ),
-        Example(
-            before=(
-                "from transformers.modeling_roberta import (RobertaModel,\n"
-                "                                           RobertaClassificationHead)\n"
-            ),
-            after=(
-                "from transformers.models.roberta.modeling_roberta import (RobertaModel,\n"
-                "                                           RobertaClassificationHead)\n"
+            messages=(
+                "transformers.modeling_roberta is gone since transformers 4 (now "
+                "transformers.models.roberta.modeling_roberta), but "
+                "create_position_ids_from_input_ids is not there in both transformers 4.40 and "
+                "5: create_position_ids_from_input_ids is a static method of RobertaEmbeddings "
+                "in transformers 5 (a module function in 4)",
             ),
         ),
         Example(
-            before="import torch\nfrom transformers.modeling_bert import BertLayerNorm\n",
-            after="import torch\nfrom torch.nn import LayerNorm as BertLayerNorm\n",
+            before="""
+                from transformers.modeling_roberta import (RobertaModel,
+                                                           RobertaClassificationHead)
+            """,
+            after="""
+                from transformers.models.roberta.modeling_roberta import (RobertaModel,
+                                                           RobertaClassificationHead)
+            """,
+            messages=(
+                "transformers.modeling_roberta is gone since transformers 4: import from "
+                "transformers.models.roberta.modeling_roberta",
+            ),
         ),
-        Example(before="from transformers import WEIGHTS_NAME, WarmupLinearSchedule\n", reports=1),
-        Example(before="from transformers.models.bert.modeling_bert import BertModel\n"),
+        Example(
+            before="""
+                import torch
+                from transformers.modeling_bert import BertLayerNorm
+            """,
+            after="""
+                import torch
+                from torch.nn import LayerNorm as BertLayerNorm
+            """,
+            messages=("BertLayerNorm was torch.nn.LayerNorm",),
+        ),
+        Example(
+            before="""
+                from transformers import WEIGHTS_NAME, WarmupLinearSchedule
+            """,
+            reports=1,
+            messages=(
+                "WarmupLinearSchedule is gone since transformers 3: use "
+                "get_linear_schedule_with_warmup(optimizer, num_warmup_steps=..., "
+                "num_training_steps=...), whose arguments differ",
+            ),
+        ),
+        Example(
+            before="""
+                from transformers.models.bert.modeling_bert import BertModel
+            """
+        ),
     )
 
     def run(self, ctx: RuleContext) -> None:

@@ -185,64 +185,76 @@ class TreeSitterGrammarWheels(Rule):
     triggers = ("tree_sitter",)
     examples = (
         Example(
-            before=(
-                "from tree_sitter import Language, Parser\n"
-                "LANGUAGE = Language('parser/my-languages.so', 'java')\n"
-                "parser = Parser()\n"
-                "parser.set_language(LANGUAGE)\n"
-            ),
-            after=(
-                "import tree_sitter_java\n"
-                "from tree_sitter import Language, Parser\n"
-                "LANGUAGE = Language(tree_sitter_java.language())\n"
-                "parser = Parser()\n"
-                "parser.language = LANGUAGE\n"
-            ),
-        ),
-        Example(
-            before=(
-                "import json\n"
-                "from tree_sitter import Language, Parser\n"
-                "dfg_function = {'python': DFG_python, 'java': DFG_java}\n"
-                "parsers = {}\n"
-                "for lang in dfg_function:\n"
-                "    LANGUAGE = Language('parser/my-languages.so', lang)\n"
-                "    parser = Parser()\n"
-                "    parser.set_language(LANGUAGE)\n"
-                "    parsers[lang] = [parser, dfg_function[lang]]\n"
-            ),
-            after=(
-                "import json\n"
-                "import tree_sitter_java\n"
-                "import tree_sitter_python\n"
-                "from tree_sitter import Language, Parser\n"
-                "dfg_function = {'python': DFG_python, 'java': DFG_java}\n"
-                "TREE_SITTER_GRAMMARS = {\n"
-                '    "python": tree_sitter_python.language,\n'
-                '    "java": tree_sitter_java.language,\n'
-                "}\n"
-                "parsers = {}\n"
-                "for lang in dfg_function:\n"
-                "    LANGUAGE = Language(TREE_SITTER_GRAMMARS[lang]())\n"
-                "    parser = Parser()\n"
-                "    parser.language = LANGUAGE\n"
-                "    parsers[lang] = [parser, dfg_function[lang]]\n"
+            before="""
+                from tree_sitter import Language, Parser
+                LANGUAGE = Language('parser/my-languages.so', 'java')
+                parser = Parser()
+                parser.set_language(LANGUAGE)
+            """,
+            after="""
+                import tree_sitter_java
+                from tree_sitter import Language, Parser
+                LANGUAGE = Language(tree_sitter_java.language())
+                parser = Parser()
+                parser.language = LANGUAGE
+            """,
+            messages=(
+                "load the java grammar from its wheel (tree-sitter >= 0.22)",
+                "set_language was removed in tree-sitter 0.22: assign .language",
             ),
         ),
         Example(
-            before=(
-                "from tree_sitter import Language, Parser\n"
-                "def syntax_match(lang):\n"
-                "    return Language(root_dir + '/parser/my-languages.so', lang)\n"
+            before="""
+                import json
+                from tree_sitter import Language, Parser
+                dfg_function = {'python': DFG_python, 'java': DFG_java}
+                parsers = {}
+                for lang in dfg_function:
+                    LANGUAGE = Language('parser/my-languages.so', lang)
+                    parser = Parser()
+                    parser.set_language(LANGUAGE)
+                    parsers[lang] = [parser, dfg_function[lang]]
+            """,
+            after="""
+                import json
+                import tree_sitter_java
+                import tree_sitter_python
+                from tree_sitter import Language, Parser
+                dfg_function = {'python': DFG_python, 'java': DFG_java}
+                TREE_SITTER_GRAMMARS = {
+                    "python": tree_sitter_python.language,
+                    "java": tree_sitter_java.language,
+                }
+                parsers = {}
+                for lang in dfg_function:
+                    LANGUAGE = Language(TREE_SITTER_GRAMMARS[lang]())
+                    parser = Parser()
+                    parser.language = LANGUAGE
+                    parsers[lang] = [parser, dfg_function[lang]]
+            """,
+            messages=(
+                "load each loop language's grammar from its wheel (tree-sitter >= 0.22)",
+                "set_language was removed in tree-sitter 0.22: assign .language",
             ),
+        ),
+        Example(
+            before="""
+                from tree_sitter import Language, Parser
+                def syntax_match(lang):
+                    return Language(root_dir + '/parser/my-languages.so', lang)
+            """,
             reports=1,
+            messages=(
+                "Language(<.so>, name) was removed in tree-sitter 0.22 and the name cannot be "
+                "traced to known languages: load each grammar from its wheel by hand",
+            ),
         ),
         Example(
-            before=(
-                "import tree_sitter_java\n"
-                "from tree_sitter import Language, Parser\n"
-                "parser = Parser(Language(tree_sitter_java.language()))\n"
-            )
+            before="""
+                import tree_sitter_java
+                from tree_sitter import Language, Parser
+                parser = Parser(Language(tree_sitter_java.language()))
+            """
         ),
     )
 

@@ -217,44 +217,59 @@ class TorchLoadWeightsOnly(Rule):
     triggers = ("torch.load",)
     examples = (
         Example(
-            before=(
-                "import os\n"
-                "import torch\n\n\n"
-                "def load_and_cache_examples(args, task):\n"
-                "    cached_features_file = os.path.join(\n"
-                "        args.data_dir, 'cached_{}_{}'.format(task, args.max_seq_length))\n"
-                "    if os.path.exists(cached_features_file):\n"
-                "        features = torch.load(cached_features_file)\n"
-                "    else:\n"
-                "        features = convert_examples_to_features(args, task)\n"
-                "        torch.save(features, cached_features_file)\n"
-                "    return features\n"
-            ),
-            after=(
-                "import os\n"
-                "import torch\n\n\n"
-                "def load_and_cache_examples(args, task):\n"
-                "    cached_features_file = os.path.join(\n"
-                "        args.data_dir, 'cached_{}_{}'.format(task, args.max_seq_length))\n"
-                "    if os.path.exists(cached_features_file):\n"
-                "        features = torch.load(cached_features_file, weights_only=False)\n"
-                "    else:\n"
-                "        features = convert_examples_to_features(args, task)\n"
-                "        torch.save(features, cached_features_file)\n"
-                "    return features\n"
+            before="""
+                import os
+                import torch
+
+
+                def load_and_cache_examples(args, task):
+                    cached_features_file = os.path.join(
+                        args.data_dir, 'cached_{}_{}'.format(task, args.max_seq_length))
+                    if os.path.exists(cached_features_file):
+                        features = torch.load(cached_features_file)
+                    else:
+                        features = convert_examples_to_features(args, task)
+                        torch.save(features, cached_features_file)
+                    return features
+            """,
+            after="""
+                import os
+                import torch
+
+
+                def load_and_cache_examples(args, task):
+                    cached_features_file = os.path.join(
+                        args.data_dir, 'cached_{}_{}'.format(task, args.max_seq_length))
+                    if os.path.exists(cached_features_file):
+                        features = torch.load(cached_features_file, weights_only=False)
+                    else:
+                        features = convert_examples_to_features(args, task)
+                        torch.save(features, cached_features_file)
+                    return features
+            """,
+            messages=(
+                "torch >= 2.6 loads weights only by default and this file holds Python objects "
+                "saved by this script: pass weights_only=False",
             ),
         ),
         Example(
-            before="import torch\nfeatures = torch.load(args.cache_file)\n",
+            before="""
+                import torch
+                features = torch.load(args.cache_file)
+            """,
             reports=1,
+            messages=(
+                "torch >= 2.6 loads weights only by default: if this file holds Python objects "
+                "(cached features), pass weights_only=False (only for files you trust)",
+            ),
         ),
         Example(
-            before=(
-                "import torch\n"
-                "torch.save(model.state_dict(), 'model.bin')\n"
-                "model.load_state_dict(torch.load('model.bin'))\n"
-                "data = torch.load('data.pt', weights_only=False)\n"
-            ),
+            before="""
+                import torch
+                torch.save(model.state_dict(), 'model.bin')
+                model.load_state_dict(torch.load('model.bin'))
+                data = torch.load('data.pt', weights_only=False)
+            """,
         ),
     )
 

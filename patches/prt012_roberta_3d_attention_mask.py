@@ -188,45 +188,51 @@ class Roberta3dAttentionMask(Rule):
     triggers = ("attention_mask",)
     examples = (
         Example(
-            before=(
-                "import torch\n"
-                "def forward(self, ids, m1, m2, l):\n"
-                "    mask = torch.cat((m1, m2), 0).view(-1, l, l)\n"
-                "    e = self.encoder.embeddings.word_embeddings(ids)\n"
-                "    return self.encoder(inputs_embeds=e, attention_mask=mask)[0]\n"
-            ),
-            after=(
-                "import torch\n"
-                "import transformers\n"
-                "def forward(self, ids, m1, m2, l):\n"
-                "    mask = torch.cat((m1, m2), 0).view(-1, l, l)\n"
-                "    e = self.encoder.embeddings.word_embeddings(ids)\n"
-                "    return self.encoder(inputs_embeds=e, attention_mask=mask if int("
-                'transformers.__version__.split(".")[0]) < 5 else (1.0 - mask[:, None, :, :]'
-                ".to(e.dtype)) * torch.finfo(e.dtype).min)[0]\n"
+            before="""
+                import torch
+                def forward(self, ids, m1, m2, l):
+                    mask = torch.cat((m1, m2), 0).view(-1, l, l)
+                    e = self.encoder.embeddings.word_embeddings(ids)
+                    return self.encoder(inputs_embeds=e, attention_mask=mask)[0]
+            """,
+            after="""
+                import torch
+                import transformers
+                def forward(self, ids, m1, m2, l):
+                    mask = torch.cat((m1, m2), 0).view(-1, l, l)
+                    e = self.encoder.embeddings.word_embeddings(ids)
+                    return self.encoder(inputs_embeds=e, attention_mask=mask if int(transformers.__version__.split(".")[0]) < 5 else (1.0 - mask[:, None, :, :].to(e.dtype)) * torch.finfo(e.dtype).min)[0]
+            """,  # noqa: E501
+            messages=(
+                "mask is a 3-D [batch, len, len] mask: transformers 5 needs it 4-D and additive "
+                "(as transformers 4 extended it)",
             ),
         ),
         Example(
-            before=(
-                "import torch\n"
-                "def forward(self, ids, l):\n"
-                "    mask = torch.ones((ids.size(0), l, l))\n"
-                "    return self.encoder(ids, attention_mask=mask)[0]\n"
-            ),
+            before="""
+                import torch
+                def forward(self, ids, l):
+                    mask = torch.ones((ids.size(0), l, l))
+                    return self.encoder(ids, attention_mask=mask)[0]
+            """,
             reports=1,
-        ),
-        Example(
-            before=(
-                "def forward(self, ids):\n"
-                "    mask = ids.ne(1).view(ids.size(0), -1)\n"
-                "    return self.encoder(inputs_embeds=ids, attention_mask=mask)[0]\n"
+            messages=(
+                "mask is a 3-D [batch, len, len] mask, which transformers 5 reads as [batch, "
+                "len]: give it the 4-D additive form (no inputs_embeds to take the dtype from)",
             ),
         ),
         Example(
-            before=(
-                "def forward(self, e, mask):\n"
-                "    return self.encoder(inputs_embeds=e, attention_mask=mask[:, None, :, :])\n"
-            ),
+            before="""
+                def forward(self, ids):
+                    mask = ids.ne(1).view(ids.size(0), -1)
+                    return self.encoder(inputs_embeds=ids, attention_mask=mask)[0]
+            """,
+        ),
+        Example(
+            before="""
+                def forward(self, e, mask):
+                    return self.encoder(inputs_embeds=e, attention_mask=mask[:, None, :, :])
+            """,
         ),
     )
 

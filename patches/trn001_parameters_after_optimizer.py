@@ -211,57 +211,71 @@ class ParametersAfterOptimizer(Rule):
     triggers = ("optim", "Adam", "SGD")
     examples = (
         Example(
-            before=(
-                "class Trainer:\n"
-                "    def __init__(self, model):\n"
-                "        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)\n"
-                "        self.lm_head = nn.Linear(768, 50265)\n"
-            ),
+            before="""
+                class Trainer:
+                    def __init__(self, model):
+                        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+                        self.lm_head = nn.Linear(768, 50265)
+            """,
             reports=1,
+            messages=(
+                "self.lm_head is created after the optimizer (line 3): it will get gradients but "
+                "its parameters never reach the optimizer",
+            ),
         ),
         Example(
-            before=(
-                "class Trainer:\n"
-                "    def __init__(self, encoder, optimizer):\n"
-                "        self.optimizer = optimizer  # built by the caller\n"
-                "        self.lm_head = nn.Linear(768, 50265)\n"
-            ),
+            before="""
+                class Trainer:
+                    def __init__(self, encoder, optimizer):
+                        self.optimizer = optimizer  # built by the caller
+                        self.lm_head = nn.Linear(768, 50265)
+            """,
             reports=1,
+            messages=(
+                "self.lm_head is created after the optimizer this function receives (optimizer, "
+                "built by its caller): it will get gradients but its parameters never reach the "
+                "optimizer unless added with optimizer.add_param_group(...)",
+            ),
         ),
         Example(
-            before=(
-                "def add_classifier(model, num_labels):\n"
-                "    model.classifier = nn.Linear(768, num_labels)\n"
-                "\n"
-                "def main(args, model):\n"
-                "    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)\n"
-                "    add_classifier(model, args.num_labels)\n"
-            ),
+            before="""
+                def add_classifier(model, num_labels):
+                    model.classifier = nn.Linear(768, num_labels)
+
+                def main(args, model):
+                    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+                    add_classifier(model, args.num_labels)
+            """,
             reports=1,
-        ),
-        Example(
-            before=(
-                "class Trainer:\n"
-                "    def __init__(self, encoder, optimizer):\n"
-                "        self.lm_head = nn.Linear(768, 50265)\n"
-                "        optimizer.add_param_group({'params': self.lm_head.parameters()})\n"
+            messages=(
+                "add_classifier() attaches model.classifier after main() built the optimizer: it "
+                "will get gradients but its parameters never reach the optimizer (build the "
+                "optimizer after the call, or add them with add_param_group)",
             ),
         ),
         Example(
-            before=(
-                "def main(args, model):\n"
-                "    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)\n"
-                "    add_classifier(model, args.num_labels)\n"
-                "    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)\n"
-            ),
+            before="""
+                class Trainer:
+                    def __init__(self, encoder, optimizer):
+                        self.lm_head = nn.Linear(768, 50265)
+                        optimizer.add_param_group({'params': self.lm_head.parameters()})
+            """,
         ),
         Example(
-            before=(
-                "def build(model):\n"
-                "    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)\n"
-                "    loss_fct = nn.CrossEntropyLoss()\n"
-                "    return optimizer, loss_fct\n"
-            ),
+            before="""
+                def main(args, model):
+                    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+                    add_classifier(model, args.num_labels)
+                    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+            """,
+        ),
+        Example(
+            before="""
+                def build(model):
+                    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+                    loss_fct = nn.CrossEntropyLoss()
+                    return optimizer, loss_fct
+            """,
         ),
     )
 

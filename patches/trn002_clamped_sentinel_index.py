@@ -51,24 +51,28 @@ class ClampedSentinelIndex(Rule):
     triggers = ("Embedding",)
     examples = (
         Example(
-            before=(
-                "class Graph(nn.Module):\n"
-                "    def __init__(self):\n"
-                "        self.relations = nn.Embedding(4, 16)\n"
-                "    def forward(self, relation_ids):\n"
-                "        return self.relations(relation_ids.clamp(min=0))\n"
-            ),
+            before="""
+                class Graph(nn.Module):
+                    def __init__(self):
+                        self.relations = nn.Embedding(4, 16)
+                    def forward(self, relation_ids):
+                        return self.relations(relation_ids.clamp(min=0))
+            """,
             reports=1,
+            messages=(
+                'self.relations looks up clamped indices: -1 ("none") becomes row 0 and '
+                "reaches the loss unless the result is masked",
+            ),
         ),
         Example(
-            before=(
-                "class Graph(nn.Module):\n"
-                "    def __init__(self):\n"
-                "        self.relations = nn.Embedding(4, 16)\n"
-                "    def forward(self, relation_ids):\n"
-                "        mask = (relation_ids >= 0).unsqueeze(-1)\n"
-                "        return self.relations(relation_ids.clamp(min=0)) * mask\n"
-            ),
+            before="""
+                class Graph(nn.Module):
+                    def __init__(self):
+                        self.relations = nn.Embedding(4, 16)
+                    def forward(self, relation_ids):
+                        mask = (relation_ids >= 0).unsqueeze(-1)
+                        return self.relations(relation_ids.clamp(min=0)) * mask
+            """,
         ),
     )
 

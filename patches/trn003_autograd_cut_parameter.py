@@ -36,23 +36,27 @@ class AutogradCutParameter(Rule):
     triggers = ("Parameter",)
     examples = (
         Example(
-            before=(
-                "class Decay(nn.Module):\n"
-                "    def __init__(self):\n"
-                "        self.offset = nn.Parameter(torch.tensor(0.5))\n"
-                "    def forward(self, d):\n"
-                "        return torch.exp(-(d - self.offset.item()))\n"
-            ),
+            before="""
+                class Decay(nn.Module):
+                    def __init__(self):
+                        self.offset = nn.Parameter(torch.tensor(0.5))
+                    def forward(self, d):
+                        return torch.exp(-(d - self.offset.item()))
+            """,
             reports=1,
+            messages=(
+                "self.offset is a Parameter: .item() in forward cuts autograd, so it never gets "
+                "a gradient",
+            ),
         ),
         Example(
-            before=(
-                "class Decay(nn.Module):\n"
-                "    def __init__(self):\n"
-                "        self.offset = nn.Parameter(torch.tensor(0.5))\n"
-                "    def forward(self, d):\n"
-                "        return torch.exp(-(d - self.offset))\n"
-            ),
+            before="""
+                class Decay(nn.Module):
+                    def __init__(self):
+                        self.offset = nn.Parameter(torch.tensor(0.5))
+                    def forward(self, d):
+                        return torch.exp(-(d - self.offset))
+            """,
         ),
     )
 

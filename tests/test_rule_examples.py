@@ -21,6 +21,7 @@ EXAMPLES = [
 def test_example(rule, example) -> None:
     output, findings = fix_text(example.before, [rule])
     assert len([f for f in findings if not f.fixed]) == example.reports
+    assert tuple(f.message for f in findings) == example.messages
     if example.after is None:
         assert output == example.before
         assert not [f for f in findings if f.fixed]
