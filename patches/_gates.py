@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 import libcst as cst
 
 from patcher.tree import Tree, children
-from patches._names import BINDERS, SCOPES, bound_names, walk
+from patches._names import SCOPES, names_bound_in, parameters
 from patches._syntax import (
     LOCAL_RANK,
     callee_name,
@@ -291,20 +291,9 @@ def _rebound(function: cst.FunctionDef) -> set[str]:
         found = _CACHE.store(
             ("rebound", id(function)),
             (function,),
-            {
-                name.value
-                for node in walk(function.body, into_scopes=False)
-                if isinstance(node, (*BINDERS, cst.NamedExpr))
-                for name in bound_names(node)
-            },
+            names_bound_in(function.body),
         )
     return found
-
-
-def _parameters(function: cst.FunctionDef) -> list[cst.Param]:
-    params = function.params
-    star = [p for p in (params.star_arg, params.star_kwarg) if isinstance(p, cst.Param)]
-    return [*params.posonly_params, *params.params, *params.kwonly_params, *star]
 
 
 def flag_arguments(
@@ -415,7 +404,7 @@ def reached_through_calls(
         seen.add(key)
         # A module function's name is truthy where nothing local shadows it: the template's
         # ``not evaluate`` in a loader without an ``evaluate`` parameter is always False.
-        local = _rebound(current) | {p.name.value for p in _parameters(current)}
+        local = _rebound(current) | {p.name.value for p in parameters(current)}
         defined = {name: True for name in functions if name not in local}
         for node in reached(current.body, kind, {**defined, **known}):
             yield node

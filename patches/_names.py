@@ -15,10 +15,28 @@ import libcst as cst
 from patcher.tree import SCOPES, Tree
 from patcher.tree import walk as _tree_walk
 
-__all__ = ["BINDERS", "SCOPES", "bound_names", "is_read", "walk"]
+__all__ = [
+    "BINDERS",
+    "SCOPES",
+    "bindings_of",
+    "bound_names",
+    "is_read",
+    "names_bound_in",
+    "parameters",
+    "walk",
+]
 
-#: Constructs that bind names (``bound_names`` says which).
-BINDERS = (cst.AssignTarget, cst.AnnAssign, cst.AugAssign, cst.For, cst.AsName, cst.Param)
+#: Constructs that bind names (``bound_names`` says which): ``=``, ``x: T = ...``, ``+=``, a
+#: ``for`` target, ``as`` (with, except, import), a parameter, ``:=``.
+BINDERS = (
+    cst.AssignTarget,
+    cst.AnnAssign,
+    cst.AugAssign,
+    cst.For,
+    cst.AsName,
+    cst.Param,
+    cst.NamedExpr,
+)
 _COMPREHENSIONS = (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)
 
 
@@ -45,6 +63,37 @@ def bound_names(node: cst.CSTNode) -> list[cst.Name]:
         elif isinstance(current, cst.StarredElement):
             stack.append(current.value)
     return names
+
+
+def names_bound_in(node: cst.CSTNode) -> set[str]:
+    """The names bound below ``node`` in its own frame (not inside the functions, classes or
+    lambdas defined there)."""
+    return {
+        name.value
+        for binder in walk(node, into_scopes=False)
+        if isinstance(binder, BINDERS)
+        for name in bound_names(binder)
+    }
+
+
+def parameters(function: cst.FunctionDef | cst.Lambda) -> list[cst.Param]:
+    """Every parameter, in source order (``*args`` and ``**kwargs`` included)."""
+    p = function.params
+    star = [p.star_arg] if isinstance(p.star_arg, cst.Param) else []
+    kwarg = [p.star_kwarg] if p.star_kwarg is not None else []
+    return [*p.posonly_params, *p.params, *star, *p.kwonly_params, *kwarg]
+
+
+def bindings_of(function: cst.FunctionDef, name: str) -> list[cst.CSTNode]:
+    """Where ``name`` is bound in ``function``'s own frame: its parameter, and each binding
+    construct in its body (``AssignTarget``, ``For``, ``AsName``, ...), in source order."""
+    found: list[cst.CSTNode] = [p for p in parameters(function) if p.name.value == name]
+    found += [
+        binder
+        for binder in walk(function.body, into_scopes=False)
+        if isinstance(binder, BINDERS) and any(n.value == name for n in bound_names(binder))
+    ]
+    return found
 
 
 def is_read(tree: Tree, name: cst.Name) -> bool:

@@ -11,7 +11,7 @@ import libcst as cst
 
 from patcher.tree import Tree
 from patches._gates import OTHER, truth
-from patches._names import BINDERS, bound_names, is_read, walk
+from patches._names import is_read, names_bound_in, walk
 from patches._syntax import (
     LIBRARY_COLLECTIVES,
     callee_name,
@@ -38,15 +38,6 @@ def is_write(call: cst.Call) -> bool:
     return (is_save_call(call) and not library_call(call)) or callee_name(call) in _MAKES_DIRS
 
 
-def _binds(statement: cst.CSTNode) -> set[str]:
-    return {
-        n.value
-        for b in walk(statement, into_scopes=False)
-        if isinstance(b, BINDERS)
-        for n in bound_names(b)
-    }
-
-
 def _quiet(statement: cst.CSTNode) -> bool:
     """A log line, or a plain assignment whose value only builds a path or picks the model
     inside its wrapper (``os.path.join``, ``hasattr``, ``format``)."""
@@ -70,7 +61,7 @@ def _write_only(statement: cst.CSTNode, state: set[str]) -> bool:
     calls = list(calls_in(statement))
     if not any(is_write(c) for c in calls) or any(is_eval_call(c) for c in calls):
         return False
-    if _binds(statement) & state:
+    if names_bound_in(statement) & state:
         return False
     if isinstance(statement, cst.SimpleStatementLine):
         return all(
@@ -152,7 +143,7 @@ def gate_writes(
 def _used_after(tree: Tree, statements: list[cst.BaseStatement], index: int) -> bool:
     """Whether a name statement ``index`` binds is read by a later statement of the block: the
     assignment then stays on every rank (it is pure), out of the rank-0 gate."""
-    bound = _binds(statements[index])
+    bound = names_bound_in(statements[index])
     return any(
         isinstance(n, cst.Name) and n.value in bound and is_read(tree, n)
         for later in statements[index + 1 :]

@@ -31,7 +31,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement, Tree, children
-from patches._names import BINDERS, SCOPES, bound_names, is_read, walk
+from patches._names import BINDERS, SCOPES, bound_names, is_read, parameters
 from patches._ranks import OTHER, model
 from patches._syntax import is_eval_call
 
@@ -74,9 +74,7 @@ def _classify(tree: Tree, mention: cst.Name) -> tuple[cst.CSTNode, str, cst.CSTN
             if tree.contains(holder.target, mention):
                 return frame, "other", None  # a comprehension's own variable
             break
-        if isinstance(holder, (*BINDERS, cst.NamedExpr)) and any(
-            n is mention for n in bound_names(holder)
-        ):
+        if isinstance(holder, BINDERS) and any(n is mention for n in bound_names(holder)):
             return frame, "bind", holder
     return frame, ("read" if is_read(tree, mention) else "other"), None
 
@@ -104,11 +102,7 @@ def _uses(tree: Tree, scope: cst.CSTNode, name: str) -> tuple[list[cst.CSTNode],
         elif kind == "unknowable" or (kind == "read" and id(frame) not in binding_frames):
             bindings.append(scope)
     if isinstance(scope, cst.FunctionDef):
-        bindings.extend(
-            p
-            for p in walk(scope.params, into_scopes=False)
-            if isinstance(p, cst.Param) and p.name.value == name
-        )
+        bindings.extend(p for p in parameters(scope) if p.name.value == name)
     return bindings, reads
 
 

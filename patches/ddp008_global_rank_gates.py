@@ -171,7 +171,7 @@ def _global_around(tree: Tree, gate: cst.If) -> bool:
 # --- names a gate binds and reads --------------------------------------------------------------
 
 
-_BINDING = frozenset((*BINDERS, cst.NamedExpr))
+_BINDING = frozenset(BINDERS)
 _DEFINING = frozenset((cst.FunctionDef, cst.ClassDef))
 _IMPORTS = frozenset((cst.Import, cst.ImportFrom))
 

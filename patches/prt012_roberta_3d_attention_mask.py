@@ -31,7 +31,7 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
 from patches._args import keyword_arg
-from patches._names import walk
+from patches._names import bindings_of, walk
 from patches._syntax import callee_name, dotted_name, import_fix, preferred_quote, string_value
 
 #: ``torch.<factory>(shape)`` calls whose positional shape gives the number of dimensions.
@@ -56,39 +56,6 @@ def _three_d(value: cst.BaseExpression) -> bool:
         if positional and isinstance(positional[0].value, (cst.Tuple, cst.List)):
             return len(positional[0].value.elements) == 3
         return name != "full" and len(positional) == 3
-    return False
-
-
-def _bindings(fn: cst.FunctionDef, name: str) -> list[cst.CSTNode]:
-    """Every statement in ``fn`` (not nested scopes) that binds ``name``, parameters included."""
-    found: list[cst.CSTNode] = [p for p in _params(fn) if p.name.value == name]
-    for node in walk(fn.body, into_scopes=False):
-        if isinstance(node, cst.Assign):
-            if any(_binds(t.target, name) for t in node.targets):
-                found.append(node)
-        elif isinstance(node, (cst.AugAssign, cst.AnnAssign, cst.For, cst.AsName)):
-            target = node.name if isinstance(node, cst.AsName) else node.target
-            if _binds(target, name):
-                found.append(node)
-        elif isinstance(node, cst.NamedExpr) and _binds(node.target, name):
-            found.append(node)
-    return found
-
-
-def _params(fn: cst.FunctionDef) -> list[cst.Param]:
-    p = fn.params
-    star = [p.star_arg] if isinstance(p.star_arg, cst.Param) else []
-    kwarg = [p.star_kwarg] if p.star_kwarg is not None else []
-    return [*p.posonly_params, *p.params, *star, *p.kwonly_params, *kwarg]
-
-
-def _binds(target: cst.BaseExpression, name: str) -> bool:
-    if isinstance(target, cst.Name):
-        return target.value == name
-    if isinstance(target, (cst.Tuple, cst.List)):
-        return any(_binds(e.value, name) for e in target.elements)
-    if isinstance(target, cst.StarredElement):
-        return _binds(target.value, name)
     return False
 
 
@@ -160,7 +127,7 @@ def known_three_d(tree: Tree, call: cst.Call, name: str) -> bool:
     loops = [a for a in tree.ancestors(call) if isinstance(a, (cst.For, cst.While))]
     bindings = [
         b
-        for b in _bindings(fn, name)
+        for b in bindings_of(fn, name)
         if isinstance(b, cst.Param)
         or tree.order(b) < tree.order(call)
         or any(tree.contains(loop, b) for loop in loops)
@@ -169,7 +136,12 @@ def known_three_d(tree: Tree, call: cst.Call, name: str) -> bool:
         return False
     if all(isinstance(b, cst.Param) for b in bindings):
         return _pairwise_three_d(fn, name)
-    return all(isinstance(b, cst.Assign) and _three_d(b.value) for b in bindings)
+    return all(
+        isinstance(b, cst.AssignTarget)
+        and isinstance(assign := tree.parent(b), cst.Assign)
+        and _three_d(assign.value)
+        for b in bindings
+    )
 
 
 def rewritten_mask(mask: str, embeds: str, quote: str = '"') -> cst.BaseExpression:

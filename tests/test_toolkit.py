@@ -14,7 +14,7 @@ from patches._args import (
     positional_args,
     positional_values,
 )
-from patches._names import is_read
+from patches._names import bindings_of, is_read, names_bound_in, parameters
 
 
 def _mentions(code: str, name: str) -> list[bool]:
@@ -92,3 +92,23 @@ def test_positional_arguments_skip_keywords_and_stars() -> None:
 )
 def test_argument_by_position_or_keyword(code: str, mode: str | None) -> None:
     assert _text(argument(_call(code), 1, "mode")) == mode
+
+
+def test_binding_reader() -> None:
+    code = (
+        "def f(a, /, b, *rest, c=1, **more):\n"
+        "    x, (y, *z) = g()\n"
+        "    for i in a: pass\n"
+        "    with open(b) as h: pass\n"
+        "    if (w := a): pass\n"
+        "    x += 1\n"
+        "    def inner(q): r = 1\n"
+    )
+    tree = Tree(cst.parse_module(code), code)
+    function = tree.module.body[0]
+    assert isinstance(function, cst.FunctionDef)
+    assert [p.name.value for p in parameters(function)] == ["a", "b", "rest", "c", "more"]
+    assert names_bound_in(function.body) == {"x", "y", "z", "i", "h", "w"}  # not inner's r
+    assert [type(b).__name__ for b in bindings_of(function, "x")] == ["AssignTarget", "AugAssign"]
+    assert [type(b).__name__ for b in bindings_of(function, "a")] == ["Param"]
+    assert bindings_of(function, "r") == []
