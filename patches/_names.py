@@ -20,6 +20,7 @@ __all__ = [
     "SCOPES",
     "bindings_of",
     "bound_names",
+    "frame_uses",
     "is_read",
     "names_bound_in",
     "parameters",
@@ -94,6 +95,60 @@ def bindings_of(function: cst.FunctionDef, name: str) -> list[cst.CSTNode]:
         if isinstance(binder, BINDERS) and any(n.value == name for n in bound_names(binder))
     ]
     return found
+
+
+def _mention(tree: Tree, mention: cst.Name) -> tuple[cst.CSTNode, str, cst.CSTNode | None]:
+    """(frame, kind, binding node) of one mention: kind is bind, read, unknowable or other."""
+    parent = tree.parent(mention)
+    if isinstance(parent, (cst.FunctionDef, cst.ClassDef)) and parent.name is mention:
+        return tree.scope(parent), "bind", parent
+    frame = tree.scope(mention)
+    for holder in tree.ancestors(mention):
+        if holder is frame:
+            break
+        if isinstance(holder, (cst.Global, cst.Nonlocal, cst.Del)):
+            return frame, "unknowable", None
+        if isinstance(holder, cst.CompFor):
+            if tree.contains(holder.target, mention):
+                return frame, "other", None  # a comprehension's own variable
+            break
+        if isinstance(holder, BINDERS) and any(n is mention for n in bound_names(holder)):
+            return frame, "bind", holder
+    return frame, ("read" if is_read(tree, mention) else "other"), None
+
+
+def frame_uses(
+    tree: Tree, frame: cst.CSTNode, name: str
+) -> tuple[list[cst.CSTNode], list[cst.Name]]:
+    """Where ``name`` is bound in ``frame`` (a function, or the module), and the Names that
+    read it there: what decides whether a read can find it unbound.
+
+    ``global``/``nonlocal``/``del`` of the name, or a nested function reading it without
+    binding it (a closure), make the flow unknowable here: the frame itself is then returned
+    as one more binding, so a caller that needs every binding to be a statement stops.
+    """
+    mentions = [n for n in tree.nodes(cst.Name) if n.value == name and tree.contains(frame, n)]
+    entries = [(mention, *_mention(tree, mention)) for mention in mentions]
+    binding_frames = {id(where) for _, where, kind, _ in entries if kind == "bind"}
+    bindings: list[cst.CSTNode] = []
+    reads: list[cst.Name] = []
+    for mention, where, kind, binder in entries:
+        if where is frame:
+            if kind == "bind" and binder is not None:
+                bindings.append(binder)
+            elif kind == "read":
+                reads.append(mention)
+            elif kind == "unknowable":
+                bindings.append(frame)
+        elif kind == "unknowable" or (kind == "read" and id(where) not in binding_frames):
+            bindings.append(frame)
+    if isinstance(frame, cst.FunctionDef):
+        bindings.extend(
+            p
+            for p in parameters(frame)
+            if p.name.value == name and not any(p is b for b in bindings)
+        )
+    return bindings, reads
 
 
 def is_read(tree: Tree, name: cst.Name) -> bool:

@@ -31,7 +31,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement, Tree, children
-from patches._names import BINDERS, SCOPES, bound_names, is_read, parameters
+from patches._names import SCOPES, frame_uses
 from patches._ranks import OTHER, model
 from patches._syntax import is_eval_call
 
@@ -57,53 +57,6 @@ def _evaluated_names(if_node: cst.If) -> list[str]:
                         if isinstance(candidate, cst.Name):
                             names.append(candidate.value)
     return names
-
-
-def _classify(tree: Tree, mention: cst.Name) -> tuple[cst.CSTNode, str, cst.CSTNode | None]:
-    """(frame, kind, binding node) of one mention: kind is bind, read, unknowable or other."""
-    parent = tree.parent(mention)
-    if isinstance(parent, (cst.FunctionDef, cst.ClassDef)) and parent.name is mention:
-        return tree.scope(parent), "bind", parent
-    frame = tree.scope(mention)
-    for holder in tree.ancestors(mention):
-        if holder is frame:
-            break
-        if isinstance(holder, (cst.Global, cst.Nonlocal, cst.Del)):
-            return frame, "unknowable", None
-        if isinstance(holder, cst.CompFor):
-            if tree.contains(holder.target, mention):
-                return frame, "other", None  # a comprehension's own variable
-            break
-        if isinstance(holder, BINDERS) and any(n is mention for n in bound_names(holder)):
-            return frame, "bind", holder
-    return frame, ("read" if is_read(tree, mention) else "other"), None
-
-
-def _uses(tree: Tree, scope: cst.CSTNode, name: str) -> tuple[list[cst.CSTNode], list[cst.Name]]:
-    """Bindings of ``name`` in the frame of ``scope``, and the Names that read it there.
-
-    ``global``/``nonlocal``/``del`` of the name, or a nested function reading it without
-    binding it (a closure), make the flow unknowable here: the scope itself is then returned
-    as one more binding, which stops the rule.
-    """
-    mentions = [n for n in tree.nodes(cst.Name) if n.value == name and tree.contains(scope, n)]
-    entries = [(mention, *_classify(tree, mention)) for mention in mentions]
-    binding_frames = {id(frame) for _, frame, kind, _ in entries if kind == "bind"}
-    bindings: list[cst.CSTNode] = []
-    reads: list[cst.Name] = []
-    for mention, frame, kind, binder in entries:
-        if frame is scope:
-            if kind == "bind" and binder is not None:
-                bindings.append(binder)
-            elif kind == "read":
-                reads.append(mention)
-            elif kind == "unknowable":
-                bindings.append(scope)
-        elif kind == "unknowable" or (kind == "read" and id(frame) not in binding_frames):
-            bindings.append(scope)
-    if isinstance(scope, cst.FunctionDef):
-        bindings.extend(p for p in parameters(scope) if p.name.value == name)
-    return bindings, reads
 
 
 def _leaves_block(statements: Sequence[cst.CSTNode]) -> bool:
@@ -158,7 +111,7 @@ def _plan(tree: Tree, gate: cst.If, name: str) -> tuple[list[cst.BaseStatement],
     The name may be bound under several gates (an evaluation before training and one in the
     epoch loop): each gate takes the reads that follow it, up to the next binding."""
     scope = tree.scope(gate)
-    bindings, reads = _uses(tree, scope, name)
+    bindings, reads = frame_uses(tree, scope, name)
     holders = [_binding_gate(tree, b, scope) for b in bindings]
     if any(h is None for h in holders):
         return None  # bound unconditionally (or unknowable): always bound where it is read

@@ -14,7 +14,7 @@ from patches._args import (
     positional_args,
     positional_values,
 )
-from patches._names import bindings_of, is_read, names_bound_in, parameters
+from patches._names import bindings_of, frame_uses, is_read, names_bound_in, parameters
 
 
 def _mentions(code: str, name: str) -> list[bool]:
@@ -112,3 +112,21 @@ def test_binding_reader() -> None:
     assert [type(b).__name__ for b in bindings_of(function, "x")] == ["AssignTarget", "AugAssign"]
     assert [type(b).__name__ for b in bindings_of(function, "a")] == ["Param"]
     assert bindings_of(function, "r") == []
+
+
+def _frame_uses(code: str, name: str) -> tuple[list[str], int]:
+    tree = Tree(cst.parse_module(code), code)
+    function = tree.module.body[0]
+    bindings, reads = frame_uses(tree, function, name)
+    kinds = ["frame" if b is function else type(b).__name__ for b in bindings]
+    return kinds, len(reads)
+
+
+def test_frame_uses_finds_bindings_and_reads_and_gives_up_on_unknowable_flow() -> None:
+    plain = "def f(r):\n    if r:\n        x = g()\n    print(x, [x for x in r])\n"
+    assert _frame_uses(plain, "x") == (["AssignTarget"], 1)
+    assert _frame_uses(plain, "r") == (["Param"], 2)
+    assert _frame_uses("def f():\n    global x\n    x = 1\n", "x")[0] == ["frame", "AssignTarget"]
+    closure = "def f():\n    x = 1\n    def g():\n        return x\n"
+    assert _frame_uses(closure, "x")[0] == ["AssignTarget", "frame"]
+    assert _frame_uses("def f():\n    del x\n", "x")[0] == ["frame"]
