@@ -110,7 +110,7 @@ def parse_target(statement: cst.BaseSmallStatement) -> tuple[cst.Call, cst.BaseE
     call = parse_call(statement.value)
     if call is None:
         return None
-    target = statement.targets[0].target
+    target: cst.BaseExpression = statement.targets[0].target
     if isinstance(target, (cst.Tuple, cst.List)) and target.elements:
         target = target.elements[0].value
     if isinstance(target, (cst.Name, cst.Attribute)):
