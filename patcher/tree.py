@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar, Union
@@ -19,6 +20,12 @@ from typing import TypeVar, Union
 import libcst as cst
 
 N = TypeVar("N", bound=cst.CSTNode)
+
+# ``try``/``except*`` (Python 3.11) has the same blocks as ``try``.
+if sys.version_info >= (3, 11):
+    _AST_TRY: tuple[type[ast.Try | ast.TryStar], ...] = (ast.Try, ast.TryStar)
+else:
+    _AST_TRY = (ast.Try,)
 
 
 @dataclass(frozen=True)
@@ -289,7 +296,10 @@ class _Replacer(cst.CSTTransformer):
     def on_visit(self, node: cst.CSTNode) -> bool:
         return id(node) in self.on_path
 
-    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
+    # LibCST types a transformer's result as the node's own type; a replacement may be any node.
+    def on_leave(  # type: ignore[override]
+        self, original_node: cst.CSTNode, updated_node: cst.CSTNode
+    ) -> cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNode]:
         new = self.replacements.get(id(original_node))
         if new is None:
             return updated_node
@@ -297,6 +307,7 @@ class _Replacer(cst.CSTTransformer):
             return new
         if isinstance(new, Around):
             node = updated_node
+            assert isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement))
             before = list(new.before)
             if before and new.lead:
                 before[0] = before[0].with_changes(leading_lines=node.leading_lines)
@@ -349,7 +360,9 @@ def _match_block(
                 lines[id(statement)] = first
 
 
-def _sub_blocks(statement: cst.CSTNode, node: ast.stmt):
+def _sub_blocks(
+    statement: cst.CSTNode, node: ast.stmt
+) -> Iterator[tuple[Sequence[cst.CSTNode], Sequence[ast.stmt]]]:
     """Pairs of (our statements, ast statements) for the blocks inside a compound statement."""
     if isinstance(statement, cst.If) and isinstance(node, ast.If):
         yield _suite(statement.body), node.body
@@ -368,11 +381,10 @@ def _sub_blocks(statement: cst.CSTNode, node: ast.stmt):
         node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.With, ast.AsyncWith)
     ):
         yield _suite(statement.body), node.body
-    elif isinstance(statement, (cst.Try, cst.TryStar)) and isinstance(
-        node, (ast.Try, getattr(ast, "TryStar", ast.Try))
-    ):
+    elif isinstance(statement, (cst.Try, cst.TryStar)) and isinstance(node, _AST_TRY):
         yield _suite(statement.body), node.body
-        for handler, theirs in zip(statement.handlers, node.handlers):
+        handlers: Sequence[cst.ExceptHandler | cst.ExceptStarHandler] = statement.handlers
+        for handler, theirs in zip(handlers, node.handlers):
             yield _suite(handler.body), theirs.body
         if statement.orelse is not None:
             yield _suite(statement.orelse.body), node.orelse
