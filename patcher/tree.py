@@ -15,11 +15,13 @@ import dataclasses
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar, Union
+from typing import Any, TypeVar, Union, overload
 
 import libcst as cst
 
 N = TypeVar("N", bound=cst.CSTNode)
+N2 = TypeVar("N2", bound=cst.CSTNode)
+N3 = TypeVar("N3", bound=cst.CSTNode)
 
 # ``try``/``except*`` (Python 3.11) has the same blocks as ``try``.
 if sys.version_info >= (3, 11):
@@ -188,11 +190,20 @@ class Tree:
 
     # --- structure -------------------------------------------------------------------------
 
-    def nodes(self, *types: type[N]) -> list[N]:
+    # one overload per count of types, so that a query for several types answers their union
+    @overload
+    def nodes(self, first: type[N], /) -> list[N]: ...
+    @overload
+    def nodes(self, first: type[N], second: type[N2], /) -> list[N | N2]: ...
+    @overload
+    def nodes(self, first: type[N], second: type[N2], third: type[N3], /) -> list[N | N2 | N3]: ...
+    @overload
+    def nodes(self, *types: type[cst.CSTNode]) -> list[cst.CSTNode]: ...
+    def nodes(self, *types: type[cst.CSTNode]) -> list[Any]:
         """Every node of the given types, in source order (answers are kept)."""
         self._index()
         if types in self._queries:
-            return self._queries[types]  # type: ignore[return-value]
+            return self._queries[types]
         found: list[cst.CSTNode] = []
         for kind, nodes in self._by_type.items():
             if issubclass(kind, types):
@@ -200,9 +211,10 @@ class Tree:
         if len(types) > 1 or len(found) != len(self._by_type.get(types[0], ())):
             found.sort(key=self.order)
         self._queries[types] = found
-        return found  # type: ignore[return-value]
+        return found
 
-    def parent(self, node: cst.CSTNode) -> cst.CSTNode | None:
+    def parent(self, node: cst.CSTNode | None) -> cst.CSTNode | None:
+        """The node's parent; None for the module (and for None: a grandparent may be asked)."""
         self._index()
         return self._parent.get(id(node))
 
