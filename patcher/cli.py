@@ -53,9 +53,7 @@ def _consoles() -> tuple[Console, Console]:
     return out, err
 
 
-def _split(values: Optional[List[str]]) -> Optional[list[str]]:  # noqa: UP006, UP045
-    if values is None:
-        return None
+def _split(values: list[str]) -> list[str]:
     return [part for value in values for part in value.split(",") if part.strip()]
 
 

@@ -6,9 +6,9 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from patcher.rule import Option
+from patcher.rule import Rule
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -82,12 +82,7 @@ def _per_file_ignores(
     return tuple(pairs)
 
 
-class _Declares(Protocol):
-    code: str
-    options: Mapping[str, Option]
-
-
-def check_rule_options(config: Config, rules: Iterable[_Declares]) -> None:
+def check_rule_options(config: Config, rules: Iterable[Rule]) -> None:
     """Every ``[tool.ddpfix.rules.<CODE>]`` names a rule, and each option in it is one that
     rule declares, with a valid value; the first that is not raises :class:`ConfigError`."""
     declared = {rule.code: rule.options for rule in rules}

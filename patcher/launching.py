@@ -14,7 +14,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -249,7 +249,7 @@ def script_exit_code(launcher_code: int, output: str) -> int:
     return launcher_code
 
 
-def run_launch(plan: LaunchPlan, echo) -> int:
+def run_launch(plan: LaunchPlan, echo: Callable[[str], object]) -> int:
     """Run, teeing the output to the console (``echo``) and the log; returns the script's
     exit code (the first failing rank's, when one fails)."""
     plan.log.parent.mkdir(parents=True, exist_ok=True)

@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar, Union
+from typing import Any, TypeVar, Union, overload
 
 import libcst as cst
 
 N = TypeVar("N", bound=cst.CSTNode)
+N2 = TypeVar("N2", bound=cst.CSTNode)
+N3 = TypeVar("N3", bound=cst.CSTNode)
+
+# ``try``/``except*`` (Python 3.11) has the same blocks as ``try``.
+if sys.version_info >= (3, 11):
+    _AST_TRY: tuple[type[ast.Try | ast.TryStar], ...] = (ast.Try, ast.TryStar)
+else:
+    _AST_TRY = (ast.Try,)
 
 
 @dataclass(frozen=True)
@@ -182,11 +191,20 @@ class Tree:
 
     # --- structure -------------------------------------------------------------------------
 
-    def nodes(self, *types: type[N]) -> list[N]:
+    # one overload per count of types, so that a query for several types answers their union
+    @overload
+    def nodes(self, first: type[N], /) -> list[N]: ...
+    @overload
+    def nodes(self, first: type[N], second: type[N2], /) -> list[N | N2]: ...
+    @overload
+    def nodes(self, first: type[N], second: type[N2], third: type[N3], /) -> list[N | N2 | N3]: ...
+    @overload
+    def nodes(self, *types: type[cst.CSTNode]) -> list[cst.CSTNode]: ...
+    def nodes(self, *types: type[cst.CSTNode]) -> list[Any]:
         """Every node of the given types, in source order (answers are kept)."""
         self._index()
         if types in self._queries:
-            return self._queries[types]  # type: ignore[return-value]
+            return self._queries[types]
         found: list[cst.CSTNode] = []
         for kind, nodes in self._by_type.items():
             if issubclass(kind, types):
@@ -194,9 +212,10 @@ class Tree:
         if len(types) > 1 or len(found) != len(self._by_type.get(types[0], ())):
             found.sort(key=self.order)
         self._queries[types] = found
-        return found  # type: ignore[return-value]
+        return found
 
-    def parent(self, node: cst.CSTNode) -> cst.CSTNode | None:
+    def parent(self, node: cst.CSTNode | None) -> cst.CSTNode | None:
+        """The node's parent; None for the module (and for None: a grandparent may be asked)."""
         self._index()
         return self._parent.get(id(node))
 
@@ -290,7 +309,10 @@ class _Replacer(cst.CSTTransformer):
     def on_visit(self, node: cst.CSTNode) -> bool:
         return id(node) in self.on_path
 
-    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
+    # LibCST types a transformer's result as the node's own type; a replacement may be any node.
+    def on_leave(  # type: ignore[override]
+        self, original_node: cst.CSTNode, updated_node: cst.CSTNode
+    ) -> cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNode]:
         new = self.replacements.get(id(original_node))
         if new is None:
             return updated_node
@@ -298,6 +320,7 @@ class _Replacer(cst.CSTTransformer):
             return new
         if isinstance(new, Around):
             node = updated_node
+            assert isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement))
             before = list(new.before)
             if before and new.lead:
                 before[0] = before[0].with_changes(leading_lines=node.leading_lines)
@@ -350,7 +373,9 @@ def _match_block(
                 lines[id(statement)] = first
 
 
-def _sub_blocks(statement: cst.CSTNode, node: ast.stmt):
+def _sub_blocks(
+    statement: cst.CSTNode, node: ast.stmt
+) -> Iterator[tuple[Sequence[cst.CSTNode], Sequence[ast.stmt]]]:
     """Pairs of (our statements, ast statements) for the blocks inside a compound statement."""
     if isinstance(statement, cst.If) and isinstance(node, ast.If):
         yield _suite(statement.body), node.body
@@ -369,11 +394,10 @@ def _sub_blocks(statement: cst.CSTNode, node: ast.stmt):
         node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.With, ast.AsyncWith)
     ):
         yield _suite(statement.body), node.body
-    elif isinstance(statement, (cst.Try, cst.TryStar)) and isinstance(
-        node, (ast.Try, getattr(ast, "TryStar", ast.Try))
-    ):
+    elif isinstance(statement, (cst.Try, cst.TryStar)) and isinstance(node, _AST_TRY):
         yield _suite(statement.body), node.body
-        for handler, theirs in zip(statement.handlers, node.handlers):
+        handlers: Sequence[cst.ExceptHandler | cst.ExceptStarHandler] = statement.handlers
+        for handler, theirs in zip(handlers, node.handlers):
             yield _suite(handler.body), theirs.body
         if statement.orelse is not None:
             yield _suite(statement.orelse.body), node.orelse

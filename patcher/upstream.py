@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from patcher.manifests import manifest_dir
+
+if TYPE_CHECKING:
+    from patcher.rule import Finding
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -114,7 +119,7 @@ class Drift:
         return {"path": self.path, "state": self.state, "problems": self.problems}
 
 
-def _counts(findings, fixed: bool) -> dict[str, int]:
+def _counts(findings: Iterable[Finding], fixed: bool) -> dict[str, int]:
     from collections import Counter
 
     return dict(Counter(f.code for f in findings if f.fixed == fixed))
@@ -134,7 +139,7 @@ def status(
     checkout: Path,
     repo: str | None = None,
     manifests: Path = MANIFEST_DIR,
-    verify=None,
+    verify: Callable[[Path], str | None] | None = None,
 ) -> list[Drift]:
     """Each pinned script of ``repo`` (or of the manifests whose files are in ``checkout``):
     unchanged, missing, or changed, and then whether its patch still holds; plus scripts some

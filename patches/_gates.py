@@ -10,6 +10,7 @@ or None for "depends on something else"), so that ``args.local_rank in [-1, 0] a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import libcst as cst
 
@@ -28,6 +29,7 @@ from patches._syntax import (
 
 SINGLE, RANK0, OTHER = -1, 0, 1
 KINDS = (SINGLE, RANK0, OTHER)
+_T = TypeVar("_T")
 
 
 def rank_comparison(
@@ -121,7 +123,8 @@ def truth(
         if kind is None:
             return None
         if kind == SINGLE:
-            if global_rank_source(node.left) == "env":  # type: ignore[attr-defined]
+            assert isinstance(node, cst.Comparison)  # as _global_rank_comparison found
+            if global_rank_source(node.left) == "env":
                 return _signed(-1 in values, positive)  # no RANK: the local rank, -1
             return None  # not initialised: such tests are only reached behind a local_rank test
         return _signed(_member(kind, values), positive)
@@ -268,13 +271,13 @@ class _NodeCache(dict):
     """Answers per node, kept with the node itself so that an id reused by a later tree
     version is never mistaken for the old node (nodes are immutable: an answer stays true)."""
 
-    def lookup(self, key: tuple, nodes: tuple[cst.CSTNode, ...]):
+    def lookup(self, key: tuple, nodes: tuple[cst.CSTNode, ...]) -> Any:
         found = self.get(key)
         if found is None or len(found[0]) != len(nodes):
             return None
         return found[1] if all(a is b for a, b in zip(found[0], nodes)) else None
 
-    def store(self, key: tuple, nodes: tuple[cst.CSTNode, ...], value):
+    def store(self, key: tuple, nodes: tuple[cst.CSTNode, ...], value: _T) -> _T:
         if len(self) > 50_000:
             self.clear()
         self[key] = (nodes, value)

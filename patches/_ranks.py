@@ -24,7 +24,7 @@ and is left to the rules that report it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -279,8 +279,8 @@ class RankModel:
             direct: dict[str, set[str]] = {}
             for call in self.module_calls():
                 scope = self.scope(call)
-                if isinstance(scope, cst.FunctionDef):
-                    direct.setdefault(call.func.value, set()).add(scope.name.value)  # type: ignore[attr-defined]
+                if isinstance(scope, cst.FunctionDef) and isinstance(call.func, cst.Name):
+                    direct.setdefault(call.func.value, set()).add(scope.name.value)
             self._callers = direct
         found, pending = {name}, [name]
         while pending:
@@ -321,7 +321,7 @@ def model(tree: Tree) -> RankModel:
     found = getattr(tree, "_rank_model", None)
     if found is None:
         found = RankModel(tree)
-        tree._rank_model = found  # type: ignore[attr-defined]
+        tree._rank_model = found  # type: ignore[attr-defined]  # kept with the tree it models
     return found
 
 
@@ -692,10 +692,10 @@ def violations(tree: Tree) -> dict[tuple[str, ...], Violation]:
             ):
                 for violation in check(m):
                     found.setdefault(violation.key, violation)
-        tree._rank_violations = found  # type: ignore[attr-defined]
+        tree._rank_violations = found  # type: ignore[attr-defined]  # kept with the tree
     return found
 
 
-def postcondition(tree: Tree) -> dict[tuple[str, ...], str]:
+def postcondition(tree: Tree) -> dict[Hashable, str]:
     """The engine's view of :func:`violations`: key → reason."""
     return {key: violation.message for key, violation in violations(tree).items()}

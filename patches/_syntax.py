@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from patcher.tree import Around
+from patcher.tree import Around, Tree
 from patches._args import argument
 from patches._names import walk
 
@@ -108,7 +108,7 @@ def callee_name(call: cst.Call) -> str | None:
     return None
 
 
-def dotted_name(node: cst.CSTNode) -> str | None:
+def dotted_name(node: cst.CSTNode | None) -> str | None:
     """``torch.nn.parallel.DistributedDataParallel`` as a string; None if not a plain path."""
     if isinstance(node, cst.Name):
         return node.value
@@ -291,7 +291,7 @@ def mentions_cuda_check(node: cst.CSTNode) -> bool:
     return any(is_cuda_check(n) for n in walk(node, into_scopes=True))
 
 
-def dominates(tree, earlier: cst.CSTNode, later: cst.CSTNode) -> bool:
+def dominates(tree: Tree, earlier: cst.CSTNode, later: cst.CSTNode) -> bool:
     """Whether ``earlier`` runs whenever ``later`` does: every block it sits in (up to its
     function) also holds ``later``, so it is not in a branch ``later`` is outside of."""
     for block in tree.ancestors(earlier):

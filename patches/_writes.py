@@ -111,11 +111,13 @@ def gate_writes(
             run = statements[index : end + 1]
             if runs is not None:
                 runs.append(run)
+            lead = run[0]
+            assert isinstance(lead, (cst.SimpleStatementLine, cst.BaseCompoundStatement))
             out.append(
                 cst.If(
                     test=rank.deep_clone(),
                     body=cst.IndentedBlock([run[0].with_changes(leading_lines=()), *run[1:]]),
-                    leading_lines=run[0].leading_lines,
+                    leading_lines=lead.leading_lines,
                 )
             )
             changed = True

@@ -238,7 +238,7 @@ def _sets_up_distributed(name: str) -> bool:
 
 
 def _imported_modules(tree: Tree) -> list[str]:
-    found = []
+    found: list[str] = []
     for node in tree.nodes(cst.Import):
         found.extend(dotted_name(alias.name) or "" for alias in node.names)
     for node in tree.nodes(cst.ImportFrom):

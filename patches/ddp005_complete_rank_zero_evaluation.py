@@ -36,6 +36,7 @@ what the callers need.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TypeVar
 
 import libcst as cst
 
@@ -64,6 +65,7 @@ DISTRIBUTED = "DistributedSampler"
 # Collectives that only synchronise: their count, not the data they carry, is what matters, and
 # every rank calls them equally often with either sampler.
 _NO_DATA = frozenset({"barrier", "monitored_barrier"})
+_N = TypeVar("_N", bound=cst.CSTNode)
 # accelerate's gathers that ``is_collective_call`` does not list.
 _ACCELERATE_GATHERS = frozenset({"gather_for_metrics", "pad_across_processes"})
 
@@ -72,9 +74,7 @@ def _sampler(node: cst.BaseExpression) -> str | None:
     return callee_name(node) if isinstance(node, cst.Call) else None
 
 
-def _lone_branch(
-    test: cst.BaseExpression, when_true: cst.CSTNode, when_false: cst.CSTNode
-) -> cst.CSTNode | None:
+def _lone_branch(test: cst.BaseExpression, when_true: _N, when_false: _N) -> _N | None:
     """The branch a lone process takes, if ``test`` is a plain local-rank comparison."""
     if rank_comparison(test) is None:
         return None
@@ -82,6 +82,10 @@ def _lone_branch(
     if value is None:
         return None
     return when_true if value else when_false
+
+
+def _assigned(line: cst.SimpleStatementLine) -> cst.BaseExpression:
+    return cst.ensure_type(line.body[0], cst.Assign).value
 
 
 def _single_assignment(suite: cst.BaseSuite) -> tuple[cst.SimpleStatementLine, str] | None:
@@ -108,9 +112,9 @@ def _sampler_choice(
     if isinstance(node, cst.IfExp):
         lone = _lone_branch(node.test, node.body, node.orelse)
         other = node.orelse if lone is node.body else node.body
-        if lone is None or _sampler(other) != DISTRIBUTED:  # type: ignore[arg-type]
+        if lone is None or _sampler(other) != DISTRIBUTED:
             return None
-        sampler = _sampler(lone)  # type: ignore[arg-type]
+        sampler = _sampler(lone)
     else:
         if not isinstance(node.orelse, cst.Else):
             return None
@@ -120,10 +124,11 @@ def _sampler_choice(
             return None
         lone = _lone_branch(node.test, then[0], otherwise[0])
         other = otherwise[0] if lone is then[0] else then[0]
-        if lone is None or _sampler(other.body[0].value) != DISTRIBUTED:  # type: ignore[union-attr]
+        # each branch is one line of one assignment (_single_assignment)
+        if lone is None or _sampler(_assigned(other)) != DISTRIBUTED:
             return None
-        sampler = _sampler(lone.body[0].value)  # type: ignore[union-attr]
-        lone = lone.with_changes(leading_lines=node.leading_lines)  # type: ignore[union-attr]
+        sampler = _sampler(_assigned(lone))
+        lone = lone.with_changes(leading_lines=node.leading_lines)
     if sampler is None or sampler == DISTRIBUTED:
         return None
     return lone, sampler

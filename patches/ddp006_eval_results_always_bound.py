@@ -38,7 +38,7 @@ from patches._syntax import is_eval_call
 
 def _evaluated_names(if_node: cst.If) -> list[str]:
     """Names bound directly in the gate's body from an evaluate-like call."""
-    names = []
+    names: list[str] = []
     if not isinstance(if_node.body, cst.IndentedBlock):
         return names
     for statement in if_node.body.body:
@@ -144,7 +144,9 @@ def _plan(tree: Tree, gate: cst.If, name: str) -> tuple[list[cst.BaseStatement],
 def _moved_into(gate: cst.If, moved: list[cst.BaseStatement]) -> cst.If:
     """``gate`` with ``moved`` appended to its body; the body's trailing comments stay first."""
     assert isinstance(gate.body, cst.IndentedBlock)
-    first = moved[0].with_changes(leading_lines=[*gate.body.footer, *moved[0].leading_lines])
+    lead = moved[0]
+    assert isinstance(lead, (cst.SimpleStatementLine, cst.BaseCompoundStatement))
+    first = lead.with_changes(leading_lines=[*gate.body.footer, *lead.leading_lines])
     body = gate.body.with_changes(body=[*gate.body.body, first, *moved[1:]], footer=[])
     return gate.with_changes(body=body)
 

@@ -149,8 +149,10 @@ class _Analysis:
                 name = dotted_name(target)
                 if name is not None:
                     names.add(name)
-                elif isinstance(target, cst.Subscript) and isinstance(_root(target), cst.Name):
-                    roots.add(_root(target).value)  # type: ignore[attr-defined]
+                elif isinstance(target, cst.Subscript) and isinstance(
+                    root := _root(target), cst.Name
+                ):
+                    roots.add(root.value)
         return names, roots
 
     def facts(self, scope: cst.CSTNode) -> _Scope:
@@ -600,6 +602,7 @@ class SamplerSetEpoch(Rule):
     ) -> None:
         tree = ctx.tree
         epoch = _epoch_name(loop)
+        assert epoch is not None  # run() follows only loops that have one
         if loader not in facts.builds:  # for batch in loaders["train"]
             if not any(True for _ in _set_epoch_receivers(loop)):
                 ctx.report(loop, self._cannot_tell(f"a DataLoader in {loader}", epoch))

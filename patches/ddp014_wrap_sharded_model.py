@@ -364,8 +364,9 @@ def _own_wraps(tree: Tree) -> list[tuple[cst.If, str]]:
         siblings = list(holder.body) if isinstance(holder, (cst.IndentedBlock, cst.Module)) else []
         index = next((i for i, s in enumerate(siblings) if s is node), 0)
         previous = siblings[index - 1] if index else None
-        inner = previous.body.body if isinstance(previous, cst.If) else ()
-        if any(_wraps_data_parallel(s) for s in inner):
+        if isinstance(previous, cst.If) and any(
+            _wraps_data_parallel(s) for s in previous.body.body
+        ):
             found.append((previous, assign.targets[0].target.value))
     return found
 

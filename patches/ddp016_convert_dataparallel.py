@@ -271,7 +271,9 @@ class ConvertDataParallel(Rule):
                 return
             runs: list[list[cst.BaseStatement]] = []
             body = gate_writes(tree, function.body, _state(function), rank, runs)
-            replacements[function.body] = (body or function.body).visit(_ShardSamplers(args))
+            shard = (body or function.body).visit(_ShardSamplers(args))
+            assert isinstance(shard, cst.BaseSuite)  # the transformer only rewrites calls
+            replacements[function.body] = shard
             also += [(run[0], "written by global rank 0 only when launched") for run in runs]
             also += [
                 (call, "the training data are sharded across the processes when launched")

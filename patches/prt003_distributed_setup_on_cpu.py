@@ -156,7 +156,7 @@ class DistributedSetupOnCpu(Rule):
             elif dotted_name(call.func) in ("torch.device", "device") and call.args:
                 first = string_value(call.args[0].value)
                 if first and first.startswith("cuda") and not _checked(tree, call):
-                    q = call.args[0].value.quote  # type: ignore[attr-defined]
+                    q = cst.ensure_type(call.args[0].value, cst.SimpleString).quote
                     code = module.code_for_node(call)
                     new = _expression(f"{code} if {CHECK} else torch.device({q}cpu{q})", module)
                     ctx.fix(

@@ -89,7 +89,7 @@ class ApexDdpFallback(Rule):
                 continue
             assert not isinstance(node.names, cst.ImportStar)
             alias = next(a for a in node.names if dotted_name(a.name) == WRAPPER)
-            name = alias.asname.name.value if alias.asname else WRAPPER  # type: ignore[union-attr]
+            name = cst.ensure_type(alias.asname.name, cst.Name).value if alias.asname else WRAPPER
             config = ctx.tree.module.config_for_parsing
             fallback = [
                 cst.parse_statement("from functools import partial\n", config=config),

@@ -150,7 +150,8 @@ def _loop_names(loop: cst.For) -> list[str] | None:
     names = [
         string_value(e.value) if isinstance(e, cst.Element) else None for e in loop.iter.elements
     ]
-    return None if None in names else names  # type: ignore[return-value]
+    strings = [n for n in names if n is not None]
+    return None if len(strings) < len(names) else strings
 
 
 def _dict_name(loop: cst.For) -> str | None:
@@ -168,7 +169,8 @@ def _helper(names: list[str]) -> cst.SimpleStatementLine:
     entries = "".join(
         f'    "{n}": {GRAMMARS[n][0]}.{GRAMMARS[n][1]},\n' for n in dict.fromkeys(names)
     )
-    return cst.parse_statement(f"{HELPER} = {{\n{entries}}}\n")  # type: ignore[return-value]
+    line = cst.parse_statement(f"{HELPER} = {{\n{entries}}}\n")
+    return cst.ensure_type(line, cst.SimpleStatementLine)
 
 
 def _existing_helper(tree: Tree) -> tuple[cst.SimpleStatementLine, set[str]] | None:
@@ -326,6 +328,7 @@ class TreeSitterGrammarWheels(Rule):
             if after:
                 place = Around(after=(helper,))
             else:
+                assert isinstance(anchor, (cst.SimpleStatementLine, cst.BaseCompoundStatement))
                 blank = [line for line in anchor.leading_lines if line.comment is None]
                 place = Around(before=(helper.with_changes(leading_lines=blank),), lead=False)
             current = fixes.get(anchor)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
+from patcher.tree import Tree
 from patches._names import walk
 from patches._syntax import callee_name, int_literal, self_attributes
 
@@ -102,7 +103,7 @@ class ClampedSentinelIndex(Rule):
                 )
 
     @staticmethod
-    def _masked(tree, call: cst.Call) -> bool:
+    def _masked(tree: Tree, call: cst.Call) -> bool:
         parent = tree.parent(call)
         if isinstance(parent, cst.BinaryOperation) and isinstance(parent.operator, cst.Multiply):
             return True

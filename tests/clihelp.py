@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from typer.testing import CliRunner
@@ -16,6 +17,6 @@ class Run:
     stderr: str
 
 
-def ddpfix(*args: str) -> Run:
+def ddpfix(*args: str | os.PathLike[str]) -> Run:
     result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
     return Run(result.exit_code, result.stdout, result.stderr)

@@ -67,7 +67,9 @@ def _joins(module: str, call: str) -> bool:
     functions = module_functions(tree)
     node = cst.parse_expression(call)
     assert isinstance(node, cst.Call)
-    target = functions[callee_name(node)]
+    name = callee_name(node)
+    assert name is not None
+    target = functions[name]
     return calls_collectives(target, functions, kind=RANK0, call=node)
 
 

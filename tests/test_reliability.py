@@ -181,7 +181,7 @@ def test_sigkill_in_the_middle_of_a_batch_leaves_old_or_new_files(tmp_path: Path
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    states = collections.Counter()
+    states: collections.Counter[bool] = collections.Counter()
     for path in sorted(tmp_path.glob("run_*.py")):
         text = path.read_text()
         assert text in (original, patched), path

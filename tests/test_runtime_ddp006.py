@@ -47,7 +47,5 @@ def test_without_ddp006_rank_1_reads_unbound_results(tmp_path: Path) -> None:
     assert MOVED not in source
     run = launch(source, ARGS, tmp_path / "without")
     assert not run.ok
-    failed = [r for r in run.records if r.exception is not None]
-    assert [r.exception.type for r in failed if r.dist_rank == 1] == ["UnboundLocalError"], (
-        run.explain()
-    )
+    failed = [r.exception for r in run.records if r.exception is not None and r.dist_rank == 1]
+    assert [e.type for e in failed] == ["UnboundLocalError"], run.explain()

@@ -42,9 +42,9 @@ def _by_rank(run: Ranked) -> dict[int | None, RankRecord]:
     return {record.env_rank: record for record in run.records}
 
 
-def _writers(run: Ranked, name: str) -> dict[str, set[int]]:
+def _writers(run: Ranked, name: str) -> dict[str, set[int | None]]:
     """Directory → ``RANK`` of the processes that wrote ``name`` there."""
-    found: dict[str, set[int]] = {}
+    found: dict[str, set[int | None]] = {}
     for record in run.records:
         for path, _how in record.writes:
             if Path(path).name == name:

@@ -56,4 +56,5 @@ def test_without_the_barrier_rank_1_reads_a_missing_file(tmp_path: Path) -> None
     assert not run.ok
     failed = [r for r in run.records if r.exception is not None]
     assert failed and all(r.dist_rank != 0 for r in failed), run.explain()
+    assert failed[0].exception is not None
     assert failed[0].exception.type == "FileNotFoundError", run.explain()

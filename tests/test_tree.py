@@ -44,7 +44,7 @@ def _tree() -> Tree:
 def _line(tree: Tree, text: str) -> int:
     node = next(
         n
-        for n in tree.nodes(cst.BaseSmallStatement)
+        for n in tree.nodes(cst.BaseSmallStatement)  # type: ignore[type-abstract]  # nodes() takes bases
         if tree.module.code_for_node(n).strip() == text
     )
     return tree.position(node)[0]

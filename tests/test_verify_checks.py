@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,12 @@ def _healthy(out: Path) -> list[RankRecord]:
 
 
 def _run(out: Path, records, **kwargs) -> checks.Run:
-    values = {"returncode": 0, "timed_out": False, "timeout": 60.0, "output_dir": out}
+    values: dict[str, Any] = {
+        "returncode": 0,
+        "timed_out": False,
+        "timeout": 60.0,
+        "output_dir": out,
+    }
     values.update(kwargs)
     return checks.Run(records=records, **values)
 

@@ -32,7 +32,7 @@ def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("ddpfix-cache")
 
 
-def verify(cache: Path, *args: str, timeout: float = 600) -> tuple[int, dict]:
+def verify(cache: Path, *args: str | os.PathLike[str], timeout: float = 600) -> tuple[int, dict]:
     env = {**os.environ, "DDPFIX_CACHE": str(cache)}
     run = subprocess.run(
         [sys.executable, "-m", "patcher", "verify", "--format", "json", *map(str, args)],
@@ -215,6 +215,7 @@ def test_ctrl_c_leaves_no_process(cache: Path, tmp_path: Path) -> None:
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 130
     assert not [pid for pid in pids if _running(pid)]
+    assert process.stderr is not None
     assert b"interrupted" in process.stderr.read()
 
 

@@ -91,8 +91,8 @@ def ranks_joined(run: Run, expect: Expectations) -> Row:
         found = f"ranks {_ranks_text(ranks)} with world sizes {worlds}"
         return Row(name, False, f"{found}, not 0..{n - 1}")
     backends = ", ".join(sorted({r.backend or "?" for r in records}))
-    steps = [r.steps for r in records]
-    stepped = "" if None in steps else f", {_ranks_text(steps)} optimizer steps"  # type: ignore[arg-type]
+    steps = [r.steps for r in records if r.steps is not None]
+    stepped = "" if len(steps) < len(records) else f", {_ranks_text(steps)} optimizer steps"
     joined = f"{n} processes, ranks {_ranks_text(ranks)}, world size {n} ({backends})"
     return Row(name, True, joined + stepped)
 
@@ -222,12 +222,10 @@ _TORCH = "a torch/gloo fault after the script's own exit, not the script's"
 def exited_cleanly(run: Run, expect: Expectations) -> Row:
     name = "every rank exited 0"
     root = _root_cause(run.records)
-    consequence = root is not None and any(
-        sign in root.exception.summary
-        for sign in _COLLECTIVE_SIGNS  # type: ignore[union-attr]
-    )
+    raised = root.exception.summary if root is not None and root.exception is not None else ""
+    consequence = root is not None and any(sign in raised for sign in _COLLECTIVE_SIGNS)
     if root is not None and not consequence:
-        summary = root.exception.summary.splitlines()[0][:240]  # type: ignore[union-attr]
+        summary = raised.splitlines()[0][:240]
         return Row(name, False, f"{root.label} raised {summary}{_hint(summary)}")
     if not run.timed_out:
         for record in run.records:
@@ -235,7 +233,7 @@ def exited_cleanly(run: Run, expect: Expectations) -> Row:
                 then = f" ({root.label} then lost its peer)" if root is not None else ""
                 return Row(name, False, f"{record.label} was killed before it could exit{then}")
     if root is not None:
-        summary = root.exception.summary.splitlines()[0][:240]  # type: ignore[union-attr]
+        summary = raised.splitlines()[0][:240]
         return Row(name, False, f"{root.label} raised {summary}{_hint(summary)}")
     for record in run.records:
         if record.exit_code not in (0, None):
@@ -301,7 +299,8 @@ def replicas_in_sync(run: Run, expect: Expectations) -> Row:
         return Row(name, True, f"not compared: {missing[0].label} has no parameter digest ({why})")
     groups: dict[str, list[RankRecord]] = {}
     for record in records:
-        groups.setdefault(record.checksum, []).append(record)  # type: ignore[arg-type]
+        assert record.checksum is not None  # the missing ones returned above
+        groups.setdefault(record.checksum, []).append(record)
     if len(groups) == 1:
         counts = sorted({r.checksum_step or 0 for r in records})
         first = records[0]

@@ -9,7 +9,7 @@ sandbox's (the target's flags win for those), and sizes are capped so a run take
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 #: Size flags and the largest value verify keeps (a larger value is lowered, never raised).
 CAPS: dict[str, int] = {
@@ -92,7 +92,7 @@ def _capped(value: str, cap: int) -> str:
     return value if number <= cap else str(cap)
 
 
-def merge(user: Sequence[str], target: Sequence[str], harness: Sequence[str]) -> list[str]:
+def merge(user: Sequence[str], target: Sequence[str], harness: Collection[str]) -> list[str]:
     """The user's flags, then the target's. Where both give a flag, the user's value is kept,
     except for the target's ``harness`` flags (data, model and output paths), whose value
     replaces the user's."""

@@ -13,7 +13,7 @@ import hashlib
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from patcher.rule import Rule
 from patcher.verify import checks, cmdline, families, health, launch, launchline
 from patcher.verify.datasets import generators
 from patcher.verify.models import ensure_model
-from patcher.verify.records import read_records
+from patcher.verify.records import RankRecord, read_records
 from patcher.verify.targets import Target, TargetError, identify, load_targets
 
 COPY_IGNORE = shutil.ignore_patterns(
@@ -87,7 +87,7 @@ class Report:
         return checks.verdict(self.rows)
 
     @property
-    def longest_wait(self):
+    def longest_wait(self) -> RankRecord | None:
         """The record that waited longest in one collective (or a DDP backward), if any."""
         waited = [r for r in self.records if r.longest_wait is not None]
         return max(waited, key=lambda r: r.longest_wait, default=None)
@@ -177,7 +177,7 @@ def _load_checkpoint(path: Path) -> str | None:
     return None
 
 
-def run(options: Options, progress=None) -> Report:
+def run(options: Options, progress: Callable[[str], object] | None = None) -> Report:
     """Do the whole verify; ``progress(message)`` is told what is happening."""
     say = progress or (lambda message: None)
     launched: launchline.Launch | None = None
@@ -228,7 +228,7 @@ def _warm_torch() -> None:
         import torch  # noqa: F401
 
 
-def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
+def _run_in(workdir: Path, options: Options, report: Report, say: Callable[[str], object]) -> None:
     threading.Thread(target=_warm_torch, daemon=True).start()
     target = report.target
     code_dir, data_dir, output_dir, probe_dir = (

@@ -14,9 +14,12 @@ a finding: that is a model choice, and DDP's find_unused_parameters territory.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from patcher.verify.records import RankRecord
+
+if TYPE_CHECKING:
+    from patcher.verify.checks import Row
 
 DEFAULT_K = 3
 
@@ -98,7 +101,7 @@ def findings(records: list[RankRecord], k: int = DEFAULT_K) -> list[Finding]:
     return []
 
 
-def row(records: list[RankRecord], k: int = DEFAULT_K):
+def row(records: list[RankRecord], k: int = DEFAULT_K) -> Row:
     """The verdict table's row for training health."""
     from patcher.verify.checks import Row
 

@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from patcher.pids import alive
 
@@ -281,5 +282,5 @@ def run(plan: Plan, *, timeout: float, log: Path, probe_dir: Path, expected: int
     return outcome
 
 
-def _raise_interrupt(signum, frame):
+def _raise_interrupt(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt

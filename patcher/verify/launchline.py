@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -264,7 +265,7 @@ def parse(records: list[dict]) -> Launch:
     return first
 
 
-def read(target: Path | list[str], *, gpus: int, shell_args: list[str] = ()) -> Launch:
+def read(target: Path | list[str], *, gpus: int, shell_args: Sequence[str] = ()) -> Launch:
     """The launch of ``target``: a shell script (run with ``shell_args``) or a command line."""
     if isinstance(target, Path):
         entries = record([str(target)], cwd=target.parent, gpus=gpus, shell_args=list(shell_args))

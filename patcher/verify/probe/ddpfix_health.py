@@ -7,11 +7,16 @@ remembered likewise; before each optimizer step the gradient of every parameter 
 The harness turns that into findings (patcher/verify/health.py).
 """
 
+from __future__ import annotations
+
 import gc
 import os
-import sys
 import sysconfig
 import traceback
+
+TYPE_CHECKING = False  # for mypy only: the probe imports nothing it can do without
+if TYPE_CHECKING:
+    from typing import Any
 
 _LIBRARY_DIRS = (
     *(
@@ -24,8 +29,9 @@ _LIBRARY_DIRS = (
     os.path.dirname(os.path.realpath(__file__)),
 )
 
-_params = {}  # id(param) -> record
-_optimizers = []  # records of constructed optimizers
+_params: dict[int, dict[str, Any]] = {}  # id(param) -> record
+_optimizers: list[dict[str, Any]] = []  # records of constructed optimizers
+installed = False  # set by install()
 _state = {"seq": 0, "steps": 0, "snapshots": False}
 
 
@@ -116,7 +122,8 @@ def _module_maps():
 
     import torch
 
-    owners, parents = {}, {}
+    owners: dict[int, tuple[Any, str]] = {}
+    parents: dict[int, tuple[Any, str]] = {}
     module_type = torch.nn.Module
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecated proxies in torch warn on isinstance
@@ -168,7 +175,7 @@ def _holders(modules_without_parent):
     import torch
 
     wanted = {id(m): m for m in modules_without_parent}
-    found = {}
+    found: dict[int, str] = {}
     skip = (torch.nn.Module, types.ModuleType, type, types.FunctionType)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecated proxies in torch warn on inspection
@@ -191,7 +198,7 @@ def report():
     """Per-parameter facts for the exit event (only parameters that took part in training)."""
     import torch
 
-    entries = []
+    entries: list[dict[str, Any]] = []
     if not _state["snapshots"]:
         return entries
     unnamed = [r for r in _params.values() if "name" not in r]
@@ -237,12 +244,14 @@ def install(torch):
         return init(self, *args, **kwargs)
 
     torch.optim.Optimizer.__init__ = probed_init
-    sys.modules[__name__].installed = True
+    global installed
+    installed = True
 
 
 # --- SENTINEL (opt-in): indices clamped from -1 to 0 that reach the loss ----------------------
 
-_sentinels = {}  # (site, id(weight)) -> {"site", "weight", "positions", "reaches_loss"}
+# (site, id(weight)) -> {"site", "weight", "positions", "reaches_loss"}
+_sentinels: dict[tuple[str, int], dict[str, Any]] = {}
 
 
 def _clamp_min(func, args, kwargs):

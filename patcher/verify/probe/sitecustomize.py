@@ -13,6 +13,8 @@ This file must import nothing heavy and must never break the process it lives in
 is wrapped so that a failure in the probe is swallowed.
 """
 
+from __future__ import annotations
+
 import atexit
 import builtins
 import faulthandler
@@ -27,9 +29,14 @@ import threading
 import time
 import traceback
 
+TYPE_CHECKING = False  # for mypy only: the probe imports nothing it can do without
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import Any
+
 _DIR = os.environ.get("DDPFIX_PROBE_DIR")
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_state = {
+_state: dict[str, Any] = {
     "steps": 0,
     "exit": None,
     "files": None,
@@ -134,7 +141,7 @@ def _patch_torch(torch) -> None:
 
     if os.environ.get("DDPFIX_HEALTH", "1") != "0":
         try:
-            import ddpfix_health
+            import ddpfix_health  # type: ignore[import-not-found]  # on sys.path beside this file
 
             ddpfix_health.install(torch)
             _state["health"] = ddpfix_health
@@ -172,7 +179,7 @@ _LOADERS = frozenset({"from_pretrained", "_load_pretrained_model", "load_checkpo
 
 def _asked_by_the_script() -> bool:
     """Whether the script's own code (not a library loading a model) reached this call."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         code = frame.f_code
         if code.co_name in _LOADERS:
