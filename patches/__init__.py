@@ -9,7 +9,7 @@ from patches.ddp001_local_rank_from_env import LocalRankFromEnv
 from patches.ddp002_local_rank_hyphen_alias import LocalRankHyphenAlias
 from patches.ddp003_rank_zero_evaluate_and_save import RankZeroEvaluateAndSave
 from patches.ddp004_evaluate_unwrapped_model import EvaluateUnwrappedModel
-from patches.ddp005_complete_rank_zero_evaluation import CompleteRankZeroEvaluation
+from patches.ddp005_complete_rank_zero_evaluation import CompleteRankZeroEvaluation, shard_writers
 from patches.ddp006_eval_results_always_bound import EvalResultsAlwaysBound
 from patches.ddp007_sampler_set_epoch import SamplerSetEpoch
 from patches.ddp008_global_rank_gates import GlobalRankGates
@@ -37,8 +37,9 @@ from patches.trn001_parameters_after_optimizer import ParametersAfterOptimizer
 from patches.trn002_clamped_sentinel_index import ClampedSentinelIndex
 from patches.trn003_autograd_cut_parameter import AutogradCutParameter
 
-#: What the engine checks every fix against (the rank model's post-conditions).
-POSTCONDITIONS = (postcondition,)
+#: What the engine checks every fix against: the rank model's post-conditions, and no file
+#: written by every rank from its own shard.
+POSTCONDITIONS = (postcondition, shard_writers)
 
 RULES = (
     LocalRankFromEnv,

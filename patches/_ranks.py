@@ -24,6 +24,7 @@ and is left to the rules that report it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -34,7 +35,7 @@ from patches._args import keyword_value, positional_args, positional_values
 from patches._gates import OTHER as _OTHER
 from patches._gates import RANK0 as _RANK0
 from patches._gates import SINGLE as _SINGLE
-from patches._gates import calls_collectives, logic, rank_zero_functions
+from patches._gates import calls_collectives, logic, rank_comparison, rank_zero_functions
 from patches._gates import truth as _local_truth
 from patches._names import BINDERS, SCOPES, bound_names, is_read, walk
 from patches._syntax import (
@@ -92,13 +93,21 @@ def _rank_attr_comparison(node: cst.BaseExpression) -> cst.Comparison | None:
 
 
 def truth(
-    node: cst.BaseExpression, kind: str, known: Mapping[str, bool] | None = None
+    node: cst.BaseExpression,
+    kind: str,
+    known: Mapping[str, bool] | None = None,
+    *,
+    dormant: bool = False,
 ) -> bool | None:
     """The value of condition ``node`` in a process of ``kind``; None when it depends on data.
 
     Local-rank tests are judged on the local rank (``NODE0`` is local rank 0), global ones
-    (``get_rank()``, ``RANK``, ``args.rank``, ``is_main_process``) on the global rank."""
+    (``get_rank()``, ``RANK``, ``args.rank``, ``is_main_process``) on the global rank. In a
+    ``dormant`` script (:func:`rank_dormant`) every process keeps ``local_rank == -1``, so
+    local-rank tests are judged as in a lone process."""
     known = known or {}
+    if dormant and rank_comparison(node) is not None:
+        return _local_truth(node, _SINGLE, known)
     flag = _global_flag(node)
     if flag is not None:
         if kind == SINGLE:
@@ -108,7 +117,7 @@ def truth(
     if renamed is not None:
         return _local_truth(renamed, _as_global(kind), known)
     if isinstance(node, (cst.BooleanOperation, cst.UnaryOperation)):
-        return logic(node, lambda term: truth(term, kind, known))
+        return logic(node, lambda term: truth(term, kind, known, dormant=dormant))
     local = _local_truth(node, _as_local(kind), known)
     if kind == NODE0 and _mentions_global_rank(node):
         return _local_truth(node, _OTHER, known)
@@ -136,11 +145,14 @@ class Violation:
 class RankModel:
     """The rank model of one module version (build it with :func:`model`)."""
 
-    def __init__(self, tree: Tree) -> None:
+    def __init__(self, tree: Tree, *, dormant: bool = False) -> None:
         self.tree = tree
+        self.dormant = dormant
         self.functions = module_functions(tree.module)
         only, _sometimes = rank_zero_functions(tree)
-        self._rank_zero_only = only
+        # Behind a dormant local-rank gate a function runs everywhere; a mixed script with
+        # global gates too loses their function-level precision (judged more strictly).
+        self._rank_zero_only = set() if dormant else only
         self._runs: dict[tuple[int, str], bool | None] = {}
         self._paths: dict[int, tuple[tuple[cst.BaseExpression, bool], ...]] = {}
         self._truths: dict[tuple[int, str], bool | None] = {}
@@ -178,7 +190,7 @@ class RankModel:
     def _truth(self, test: cst.BaseExpression, kind: str) -> bool | None:
         key = (id(test), kind)
         if key not in self._truths:
-            self._truths[key] = truth(test, kind)
+            self._truths[key] = truth(test, kind, dormant=self.dormant)
         return self._truths[key]
 
     def runs(self, node: cst.CSTNode, kind: str) -> bool | None:
@@ -224,7 +236,10 @@ class RankModel:
         name = callee_name(call)
         if isinstance(call.func, cst.Name) and name in self.functions:
             if calls_collectives(
-                self.functions[name], self.functions, kind=_as_local(kind), call=call
+                self.functions[name],
+                self.functions,
+                kind=_SINGLE if self.dormant else _as_local(kind),
+                call=call,
             ):
                 return f"{name}()"
         return None
@@ -351,19 +366,44 @@ def _ranks_text(values: Mapping[str, bool | None]) -> str:
 
 def _collective_violations(m: RankModel) -> Iterator[Violation]:
     tree = m.tree
+    partial: list[tuple[cst.Call, dict[str, bool | None], str]] = []
     for call in tree.nodes(cst.Call):
         runs = m.launched(call)
         if False not in runs.values() or all(v is False for v in runs.values()):
             continue
         kind = RANK0 if runs[RANK0] is not False else OTHER
         joined = m.collective(call, kind)
-        if joined is None:
+        if joined is not None:
+            partial.append((call, runs, joined))
+    paired = _paired(m, partial)
+    for call, runs, joined in partial:
+        if id(call) in paired:
             continue
         yield Violation(
             ("collective", _where(m, call), _code(tree, call)),
             f"{joined} is a collective and only {_ranks_text(runs)} would reach it "
             "(the others never join: hang or crash)",
         )
+
+
+def _paired(
+    m: RankModel, partial: Sequence[tuple[cst.Call, dict[str, bool | None], str]]
+) -> set[int]:
+    """The template's barrier pair: ``if local_rank not in [-1, 0]: barrier()`` before a step
+    and ``if local_rank == 0: barrier()`` after it, in one function. Each half is reached by a
+    strict subset of the ranks, together by every rank once: rank 0 does the step while the
+    others wait. Calls of one collective whose rank sets complement each other pair up."""
+    found: set[int] = set()
+    for i, (first, runs, joined) in enumerate(partial):
+        if id(first) in found:
+            continue
+        for second, other, name in partial[i + 1 :]:
+            if id(second) in found or name != joined or m.scope(second) is not m.scope(first):
+                continue
+            if all((runs[k] is False) != (other[k] is False) for k in (RANK0, OTHER)):
+                found |= {id(first), id(second)}
+                break
+    return found
 
 
 def _binding_sites(m: RankModel) -> dict[tuple[int, str], list[cst.CSTNode]]:
@@ -545,7 +585,9 @@ def _exit_violations(m: RankModel) -> Iterator[Violation]:
             continue
         left = _innermost_loop(tree, node) if isinstance(node, cst.Break) else m.scope(node)
         if left is None or not any(
-            callee_name(call) == "backward" or is_collective_call(call) for call in _calls(left)
+            (callee_name(call) == "backward" and _gradients_synchronised(m))
+            or (is_collective_call(call) and m.runs(call, OTHER) is not False)
+            for call in _calls(left)
         ):
             continue
         what = "leaves the loop" if isinstance(node, cst.Break) else "returns"
@@ -555,6 +597,23 @@ def _exit_violations(m: RankModel) -> Iterator[Violation]:
             "other ranks wait for it in their next collective (hang)",
             node,
         )
+
+
+def _gradients_synchronised(m: RankModel) -> bool:
+    """Whether ``backward()`` may all-reduce gradients: always with a live rank; in a dormant
+    version only when a DDP wrap or a process group is set up under the launcher anyway
+    (otherwise each process is a lone copy and its backward waits for nobody)."""
+    if not m.dormant:
+        return True
+    return any(
+        callee_name(call) in _GROUP_SETUP and m.runs(call, RANK0) is not False
+        for call in m.tree.nodes(cst.Call)
+    )
+
+
+#: Calls after which a backward may all-reduce: a DDP wrap, or a process group that a wrap
+#: elsewhere (a helper in another module) can use.
+_GROUP_SETUP = frozenset({"DistributedDataParallel", "init_process_group"})
 
 
 def _write_path(call: cst.Call) -> cst.BaseExpression | None:
@@ -666,7 +725,7 @@ def _certain(m: RankModel, call: cst.Call, read: cst.CSTNode) -> bool:
             continue
         if any(callee_name(c) == "is_initialized" for c in _calls(test)):
             continue
-        if any(truth(test, kind) is not wanted for kind in (RANK0, OTHER)):
+        if any(truth(test, kind, dormant=m.dormant) is not wanted for kind in (RANK0, OTHER)):
             return False
     return True
 
@@ -677,25 +736,86 @@ def _calls(node: cst.CSTNode) -> Iterator[cst.Call]:
             yield child
 
 
+#: Libraries that set the process group up from the launcher's environment themselves.
+_LAUNCHER_AWARE = re.compile(r"\b(?:Accelerator|PartialState|TrainingArguments|Trainer)\b")
+_RANK_ARGUMENT = re.compile(r"""add_argument\(\s*["']--local[_-]rank["']""")
+
+
+def rank_dormant(tree: Tree) -> bool:
+    """Whether the local rank never reaches this version of the script under a modern launcher.
+
+    It parses ``--local_rank`` (which only ``python -m torch.distributed.launch`` passed), never
+    sets a ``local_rank`` from ``LOCAL_RANK`` (an assignment or an argument default reading the
+    environment) and uses no library that does: under torchrun / accelerate launch every
+    process keeps ``local_rank == -1`` and runs as a lone process. The post-conditions judge
+    such a version that way, so a fix that wakes the rank up (DDP001's read of LOCAL_RANK)
+    answers for every hazard the woken code then has, even one the rules only report: it is
+    withdrawn, and the script keeps running as N copies instead of hanging or crashing. (A
+    ``RANK`` read is a global-rank test, judged on the global rank, which the launcher sets
+    either way; a device index read from LOCAL_RANK does not set the rank.)"""
+    code = tree.code
+    if not _RANK_ARGUMENT.search(code) or _LAUNCHER_AWARE.search(code):
+        return False
+    return "LOCAL_RANK" not in code or not _sets_rank_from_env(tree)
+
+
+def _sets_rank_from_env(tree: Tree) -> bool:
+    for node in tree.nodes(cst.Assign, cst.AnnAssign, cst.Call):
+        if isinstance(node, cst.Call):
+            if callee_name(node) != "add_argument":
+                continue
+            values = [a.value for a in node.args if a.keyword and a.keyword.value == "default"]
+        else:
+            targets = (
+                [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+            )
+            if not any(_names_local_rank(t) for t in targets) or node.value is None:
+                continue
+            values = [node.value]
+        if any(string_value(n) == "LOCAL_RANK" for v in values for n in walk(v, into_scopes=True)):
+            return True
+    return False
+
+
+def _names_local_rank(target: cst.BaseExpression) -> bool:
+    if isinstance(target, cst.Attribute):
+        return target.attr.value == "local_rank"
+    return isinstance(target, cst.Name) and target.value == "local_rank"
+
+
 def violations(tree: Tree) -> dict[tuple[str, ...], Violation]:
-    """Every post-condition the module version breaks, by key (kept on the tree)."""
+    """Every post-condition the module version breaks, by key (kept on the tree), with the rank
+    taken to reach the script (what the rules report: the hazards of its distributed code)."""
     found = getattr(tree, "_rank_violations", None)
     if found is None:
-        m = model(tree)
-        found = {}
-        if "local_rank" in tree.code or "rank" in tree.code:
-            for check in (
-                _collective_violations,
-                _binding_violations,
-                _file_violations,
-                _exit_violations,
-            ):
-                for violation in check(m):
-                    found.setdefault(violation.key, violation)
+        found = _violations(model(tree))
         tree._rank_violations = found  # type: ignore[attr-defined]  # kept with the tree
     return found
 
 
+def _violations(m: RankModel) -> dict[tuple[str, ...], Violation]:
+    found: dict[tuple[str, ...], Violation] = {}
+    if "local_rank" in m.tree.code or "rank" in m.tree.code:
+        for check in (
+            _collective_violations,
+            _binding_violations,
+            _file_violations,
+            _exit_violations,
+        ):
+            for violation in check(m):
+                found.setdefault(violation.key, violation)
+    return found
+
+
 def postcondition(tree: Tree) -> dict[Hashable, str]:
-    """The engine's view of :func:`violations`: key → reason."""
-    return {key: violation.message for key, violation in violations(tree).items()}
+    """The engine's view: what the version breaks under a modern launcher, key → reason. A
+    version whose rank is dormant there (:func:`rank_dormant`) runs its local-rank gates as a
+    lone process would, so a fix that wakes the rank answers for what the woken code breaks."""
+    if rank_dormant(tree):
+        found = getattr(tree, "_dormant_violations", None)
+        if found is None:
+            found = _violations(RankModel(tree, dormant=True))
+            tree._dormant_violations = found  # type: ignore[attr-defined]  # kept with the tree
+    else:
+        found = violations(tree)
+    return {key: violation.message for key, violation in found.items()}

@@ -33,6 +33,14 @@ Needing a group: ``get_world_size``, ``get_rank``, ``barrier`` and the collectiv
 ``torch.distributed`` receiver, and a ``DistributedSampler`` not given both ``num_replicas`` and
 ``rank``; calls behind an ``is_initialized()`` test do not count.
 
+Waking a hazard it cannot fix. Reading LOCAL_RANK switches on every local-rank gate of the
+script at once. The engine judges the unpatched script as a modern launcher runs it (every
+process a lone copy, ``patches/_ranks.rank_dormant``) and the patched one with the rank, so when
+the woken code would still hang, crash or clash after every other rule has done its part (a
+barrier only ranks other than 0 reach, a shared file every rank writes from its own shard, a
+name only rank 0 binds), the read is withdrawn and reported with that reason: the script keeps
+running as N copies, as it did, until the hazard is fixed by hand.
+
 The parse site is elsewhere. ddpfix rewrites one file at a time; run on a directory (or on
 several files) it patches the file that parses, including a helper in another module that adds
 ``--local_rank`` and parses (CodeT5's ``configs.add_args``: the read goes right after its

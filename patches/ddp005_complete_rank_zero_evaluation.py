@@ -35,7 +35,7 @@ what the callers need.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from typing import TypeVar
 
 import libcst as cst
@@ -53,6 +53,7 @@ from patches._gates import (
     truth,
 )
 from patches._names import walk
+from patches._ranks import rank_dormant
 from patches._syntax import (
     callee_name,
     dotted_name,
@@ -393,3 +394,35 @@ class CompleteRankZeroEvaluation(Rule):
                     f"wins. Run it on rank 0 alone (with the {sampler}), or gather the shards "
                     "before writing",
                 )
+
+
+def shard_writers(tree: Tree) -> dict[Hashable, str]:
+    """Post-condition: no function that every rank runs through a DistributedSampler shard
+    writes files (each rank writes its own shard to one path; the last writer wins). Checked
+    in the engine like the rank model's, so a fix that makes this happen (DDP001 reading
+    LOCAL_RANK wakes the shard up) is withdrawn; in a version whose rank is dormant under a
+    launcher, every process takes the lone branch and writes the whole set."""
+    if rank_dormant(tree) or DISTRIBUTED not in tree.code:
+        return {}
+    only, sometimes = rank_zero_functions(tree)
+    functions = module_functions(tree.module)
+    found: dict[Hashable, str] = {}
+    for node in tree.nodes(cst.IfExp, cst.If):
+        choice = _sampler_choice(node)
+        if choice is None or in_rank_zero_region(tree, node):
+            continue
+        scope = tree.scope(node)
+        function = scope.name.value if isinstance(scope, cst.FunctionDef) else None
+        if function is None or function in only or function in sometimes:
+            continue
+        if (
+            function in functions
+            and choice[1] == "SequentialSampler"
+            and _writes(functions[function], functions)
+            and not _shard_collective(tree, functions[function], functions, [])
+        ):
+            found[("shard-write", function)] = (
+                f"{function}() would run on every rank through a {DISTRIBUTED} shard and write "
+                "files: each rank writes its own shard to the same path"
+            )
+    return found

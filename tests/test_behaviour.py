@@ -65,11 +65,22 @@ def test_original_crashes_without_evaluate_during_training() -> None:
 
 
 def test_reading_local_rank_alone_makes_rank_0_crash(monkeypatch) -> None:
-    env_only, _ = fix_text(TRAINER, select_rules(all_rules(), ["DDP001"]))
+    # the sed-style fix: DDP001 alone, with no post-condition to stop it
+    env_only, _ = fix_text(TRAINER, select_rules(all_rules(), ["DDP001"]), checks=[])
     monkeypatch.setenv("LOCAL_RANK", "0")
     trainer = _load(env_only)
     with pytest.raises(UnboundLocalError):  # rank 0 skips evaluation, then reads results
         trainer.main(["--evaluate_during_training"])
+
+
+def test_reading_local_rank_alone_is_withdrawn_and_reported() -> None:
+    """With the post-conditions, waking the rank up without the fixes it needs is refused: the
+    script stays as it was (N lone copies under a launcher) and says why."""
+    output, findings = fix_text(TRAINER, select_rules(all_rules(), ["DDP001"]))
+    assert output == TRAINER
+    (finding,) = findings
+    assert finding.code == "DDP001" and not finding.fixed
+    assert "not rewritten: 'results' is read on" in finding.message
 
 
 @pytest.mark.parametrize("local_rank", ["0", "1"])
