@@ -403,6 +403,7 @@ class ConvertDataParallel(Rule):
             gather = cst.parse_statement(GATHER_SOURCE.lstrip("\n"))
             gather = gather.with_changes(leading_lines=[cst.EmptyLine(), cst.EmptyLine()])
             replacements[last] = _together(replacements.get(last), Around(after=(gather,)))
+            also.append((last, f"`{GATHER_CLASS}` added after it: the gather the loss uses"))
         ctx.fix(
             wraps[0],
             "DataParallel only: under a launcher every process would train a full copy on all "
