@@ -26,12 +26,25 @@ and DDP004 run ``do_eval``/``do_test`` on rank 0 with the unwrapped model, DDP01
 before every rank reads rank 0's checkpoint. Started with plain ``python`` (no ``WORLD_SIZE``), the
 script runs exactly as before: one process, DataParallel over its GPUs.
 
-Reported instead: a script whose training loss scores each example against the rest of its
-batch (in-batch negatives: ``einsum("ab,cb->ac", nl, code)`` against ``arange`` labels, as in
-GraphCodeBERT's and UniXcoder's code search): split over processes, each would see fewer
-negatives and the objective would change, so the embeddings must be gathered across processes
-first (by hand); a ``DataParallel`` script without an ``args.device = <name>`` assignment to
-anchor the setup on, or whose training functions have no ``args`` to read the rank from.
+A training loss with in-batch negatives (each query scored against every candidate of its batch:
+``scores = torch.einsum("ab,cb->ac", nl_vec, code_vec)`` or ``nl_vec @ code_vec.t()``, against
+``torch.arange(n)`` labels, as in GraphCodeBERT's and UniXcoder's code search) is converted too:
+split over processes each would see only its share of the negatives and the objective would
+change, so when a process group exists the candidates are gathered from every process (a small
+autograd function added to the script, ``DdpfixAllGather``: ``all_gather`` forward, backward sums
+every process's gradient of the candidates and keeps this process's block) and the labels are
+offset by ``rank * <local candidates>``. With a mean cross-entropy and DDP's averaging of the
+gradients, each update is the one of the global batch in one process (measured equal to ~1e-6 by
+``tests/test_runtime_ddp016_negatives.py``). Without a process group the original expressions
+run unchanged. ``torch.distributed.nn.functional.all_gather`` is not used: on gloo its backward
+scrambles a non-contiguous gradient, which ``einsum`` produces (torch 2.13).
+
+Reported instead: in-batch negatives whose shape is not certain (several score products in the
+function, the score matrix read again as in a symmetric loss, labels not an ``arange`` of the
+local batch given straight to the loss, a loss that is not a default mean cross-entropy, or
+candidates that are not one model output, such as a memory bank); a ``DataParallel`` script
+without an ``args.device = <name>`` assignment to anchor the setup on, or whose training functions
+have no ``args`` to read the rank from.
 """
 
 from __future__ import annotations
@@ -41,6 +54,14 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
 from patches._names import walk
+from patches._negatives import (
+    GATHER_CLASS,
+    GATHER_SOURCE,
+    InBatchLoss,
+    Rewrite,
+    find,
+    scores_batch_by_batch,
+)
 from patches._syntax import (
     callee_name,
     calls_in,
@@ -75,16 +96,7 @@ if int(os.environ.get("WORLD_SIZE", 1)) > 1:
 """
 
 
-def _in_batch_negatives(function: cst.FunctionDef) -> bool:
-    """A contrastive loss over the batch (GraphCodeBERT's and UniXcoder's code search):
-    ``scores = einsum("ab,cb->ac", nl, code)`` or a matrix product, against ``arange`` labels.
-    Under DataParallel the batch is global; split per process, the negatives shrink."""
-    names = {callee_name(c) for c in calls_in(function)}
-    matrix = names & {"einsum", "matmul", "mm", "bmm"} or any(
-        isinstance(n, cst.BinaryOperation) and isinstance(n.operator, cst.MatrixMultiply)
-        for n in walk(function.body, into_scopes=True)
-    )
-    return bool(matrix) and "arange" in names
+_UNSURE = "the in-batch-negatives loss could not be rewritten where it stands; convert it by hand"
 
 
 def _trains(function: cst.FunctionDef) -> bool:
@@ -205,6 +217,106 @@ class ConvertDataParallel(Rule):
                 "the process group is set up here when launched",
             ),
         ),
+        Example(  # in-batch negatives: the codes of every process are scored
+            before="""
+                import torch
+                from torch.utils.data import DataLoader, RandomSampler
+
+
+                def train(args, dataset, model):
+                    loader = DataLoader(dataset, sampler=RandomSampler(dataset), batch_size=args.train_batch_size)
+                    if args.n_gpu > 1:
+                        model = torch.nn.DataParallel(model)
+                    for code, nl in loader:
+                        code_vec = model(code_inputs=code)
+                        nl_vec = model(nl_inputs=nl)
+                        scores = torch.einsum("ab,cb->ac", nl_vec, code_vec)
+                        loss = torch.nn.CrossEntropyLoss()(scores, torch.arange(code.size(0)))
+                        loss.backward()
+
+
+                def main(args, dataset, model):
+                    device = torch.device("cpu")
+                    args.n_gpu = torch.cuda.device_count()
+                    args.device = device
+                    train(args, dataset, model)
+            """,  # noqa: E501
+            after='''
+                import datetime
+                import os
+                import torch
+                from torch.utils.data import DataLoader, RandomSampler
+                from torch.utils.data.distributed import DistributedSampler
+
+
+                class DdpfixAllGather(torch.autograd.Function):
+                    """ddpfix: the rows of every process in rank order; backward sums each process's gradient
+                    and keeps this process's block (in-batch negatives over the global batch under DDP)."""
+
+                    @staticmethod
+                    def forward(ctx, tensor):
+                        tensor = tensor.contiguous()
+                        parts = [torch.empty_like(tensor) for _ in range(torch.distributed.get_world_size())]
+                        torch.distributed.all_gather(parts, tensor)
+                        return torch.cat(parts)
+
+                    @staticmethod
+                    def backward(ctx, grad):
+                        grad = grad.contiguous()
+                        torch.distributed.all_reduce(grad)
+                        return grad.chunk(torch.distributed.get_world_size())[torch.distributed.get_rank()]
+
+
+                def train(args, dataset, model):
+                    loader = DataLoader(dataset, sampler=RandomSampler(dataset) if args.local_rank == -1 else DistributedSampler(dataset), batch_size=args.train_batch_size)
+                    if args.n_gpu > 1:
+                        model = torch.nn.DataParallel(model)
+                    for code, nl in loader:
+                        code_vec = model(code_inputs=code)
+                        nl_vec = model(nl_inputs=nl)
+                        # ddpfix: when launched, score against the candidates of every process (in-batch negatives over the global batch)
+                        scores = torch.einsum("ab,cb->ac", nl_vec, code_vec if not torch.distributed.is_initialized() else DdpfixAllGather.apply(code_vec))
+                        loss = torch.nn.CrossEntropyLoss()(scores, torch.arange(code.size(0)) if not torch.distributed.is_initialized() else torch.arange(code.size(0)) + torch.distributed.get_rank() * code_vec.size(0))
+                        loss.backward()
+
+
+                def main(args, dataset, model):
+                    device = torch.device("cpu")
+                    args.n_gpu = torch.cuda.device_count()
+                    # ddpfix: one process per GPU (DDP) when launched with several processes
+                    args.local_rank = int(os.environ.get("LOCAL_RANK", -1))
+                    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+                        if torch.cuda.is_available():
+                            torch.cuda.set_device(args.local_rank)
+                            device = torch.device("cuda", args.local_rank)
+                        else:
+                            device = torch.device("cpu")
+                        torch.distributed.init_process_group(
+                            backend="nccl" if torch.cuda.is_available() else "gloo",
+                            timeout=datetime.timedelta(minutes=180),
+                        )
+                        args.n_gpu = 1
+                        # --train_batch_size stays the global batch, as DataParallel used it
+                        if args.train_batch_size % torch.distributed.get_world_size():
+                            raise SystemExit(
+                                f"--train_batch_size {args.train_batch_size} is the global batch: it must divide "
+                                f"by the {torch.distributed.get_world_size()} processes"
+                            )
+                        args.train_batch_size //= torch.distributed.get_world_size()
+                    args.device = device
+                    train(args, dataset, model)
+            ''',  # noqa: E501
+            messages=(
+                "`DdpfixAllGather` added after it: the gather the loss uses",
+                "the training data are sharded across the processes when launched",
+                "DataParallel only: under a launcher every process would train a full copy on "
+                "all the data and write the same files; run one DDP process per GPU when "
+                "launched (--train_batch_size stays the global batch)",
+                "scored against the candidates of every process when launched",
+                "labels offset to this process's block of the candidates",
+                "the process group is set up here when launched",
+            ),
+        ),
         Example(  # already distributed: DDP001 and friends' business
             before="""
                 import torch
@@ -229,17 +341,22 @@ class ConvertDataParallel(Rule):
         functions = [f for f in module_functions(tree.module).values() if _trains(f)]
         if not functions:
             return
-        coupled = next((f for f in functions if _in_batch_negatives(f)), None)
-        if coupled is not None:
-            ctx.report(
-                wraps[0],
-                f"DataParallel only, and {coupled.name.value}() scores each example against the "
-                "rest of its batch (in-batch negatives: a batch x batch score matrix against "
-                "arange labels): as DDP each process would see only its share of the batch and "
-                "the objective would change; gather the embeddings across processes before "
-                "scoring, then convert by hand",
-            )
-            return
+        losses: dict[str, InBatchLoss] = {}
+        for function in functions:
+            if scores_batch_by_batch(function):
+                loss = find(function)
+                if loss is None:
+                    ctx.report(
+                        wraps[0],
+                        f"DataParallel only, and {function.name.value}() scores each example "
+                        "against the rest of its batch (in-batch negatives: a batch x batch score "
+                        "matrix against arange labels) in a shape ddpfix cannot rewrite exactly: "
+                        "as DDP each process would see only its share of the batch and the "
+                        "objective would change; gather the candidates across processes before "
+                        "scoring, then convert by hand",
+                    )
+                    return
+                losses[function.name.value] = loss
         anchor = _device_anchor(tree)
         if anchor is None:
             ctx.report(
@@ -271,19 +388,42 @@ class ConvertDataParallel(Rule):
                 return
             runs: list[list[cst.BaseStatement]] = []
             body = gate_writes(tree, function.body, _state(function), rank, runs)
-            shard = (body or function.body).visit(_ShardSamplers(args))
-            assert isinstance(shard, cst.BaseSuite)  # the transformer only rewrites calls
-            replacements[function.body] = shard
+            loss = losses.get(function.name.value)
+            rewrite = Rewrite(loss) if loss is not None else None
+            new_body = (body or function.body).visit(_Both(_ShardSamplers(args), rewrite))
+            if loss is not None and rewrite is not None:
+                if not rewrite.done:  # a write gate took the loss apart: not ours to guess
+                    ctx.report(wraps[0], f"{function.name.value}(): {_UNSURE}")
+                    return
+                also += [
+                    (loss.scores, "scored against the candidates of every process when launched"),
+                    (loss.labels, "labels offset to this process's block of the candidates"),
+                ]
+            assert isinstance(new_body, cst.BaseSuite)  # the transformers only rewrite expressions
+            replacements[function.body] = new_body
             also += [(run[0], "written by global rank 0 only when launched") for run in runs]
             also += [
                 (call, "the training data are sharded across the processes when launched")
                 for call in calls_in(function)
                 if callee_name(call) == "RandomSampler" and len(call.args) == 1
             ]
-        for name in ("os", "datetime", "torch"):
-            replacements.update(import_fix(tree.module, name))
+        for name in ("datetime", "os", "torch"):
+            for node, around in import_fix(tree.module, name).items():
+                replacements[node] = _together(replacements.get(node), around)
         if "DistributedSampler" not in tree.code:
             replacements.update(_sampler_import(tree))
+        if losses:
+            if GATHER_CLASS in tree.code:
+                ctx.report(wraps[0], f"`{GATHER_CLASS}` is taken: {_UNSURE}")
+                return
+            last = _last_import(tree)
+            if last is None:
+                ctx.report(wraps[0], f"no module-level import to add the gather after: {_UNSURE}")
+                return
+            gather = cst.parse_statement(GATHER_SOURCE.lstrip("\n"))
+            gather = gather.with_changes(leading_lines=[cst.EmptyLine(), cst.EmptyLine()])
+            replacements[last] = _together(replacements.get(last), Around(after=(gather,)))
+            also.append((last, f"`{GATHER_CLASS}` added after it: the gather the loss uses"))
         ctx.fix(
             wraps[0],
             "DataParallel only: under a launcher every process would train a full copy on all "
@@ -317,11 +457,47 @@ class _ShardSamplers(cst.CSTTransformer):
         )
 
 
+class _Both(cst.CSTTransformer):
+    """Two transformers in one pass (the second is told of the first's result): the loss
+    rewrite finds its nodes by identity, which a second pass over a rebuilt tree would lose."""
+
+    def __init__(self, first: cst.CSTTransformer, second: cst.CSTTransformer | None) -> None:
+        super().__init__()
+        self.parts = [first] if second is None else [first, second]
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        return all([part.on_visit(node) for part in self.parts])
+
+    def on_leave(  # type: ignore[override]  # a part may return any node for this one
+        self, original: cst.CSTNode, updated: cst.CSTNode
+    ) -> cst.CSTNode:
+        for part in self.parts:
+            result = part.on_leave(original, updated)
+            assert isinstance(result, cst.CSTNode)  # neither part removes or flattens a node
+            updated = result
+        return updated
+
+
+def _together(first: Replacement | None, then: Around) -> Replacement:
+    """Two imports added at the same statement, in the order they were asked for."""
+    if not isinstance(first, Around):
+        return then
+    return Around(first.before + then.before, first.after + then.after, first.lead, first.separate)
+
+
 def _sampler_import(tree: Tree) -> dict[cst.CSTNode, Replacement]:
     new = cst.parse_statement("from torch.utils.data.distributed import DistributedSampler\n")
+    last = _last_import(tree, cst.ImportFrom)
+    return {last: Around(after=(new,))} if last is not None else {}
+
+
+def _last_import(
+    tree: Tree, kind: type[cst.BaseSmallStatement] | tuple = (cst.Import, cst.ImportFrom)
+) -> cst.SimpleStatementLine | None:
+    last = None
     for statement in tree.module.body:
         if isinstance(statement, cst.SimpleStatementLine) and any(
-            isinstance(s, cst.ImportFrom) for s in statement.body
+            isinstance(s, kind) for s in statement.body
         ):
             last = statement
-    return {last: Around(after=(new,))} if "last" in locals() else {}
+    return last
