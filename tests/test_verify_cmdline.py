@@ -167,3 +167,13 @@ def test_set_value_changes_a_flag_in_either_spelling_and_adds_none() -> None:
 )
 def test_the_model_type_a_family_is_run_as(family: str, value: str) -> None:
     assert families.model_type_value(family) == value
+
+
+def test_a_roberta_type_the_script_loads_as_xlm_roberta() -> None:
+    source = (
+        "#MODEL_CLASSES = {'roberta': (RobertaConfig, RobertaModel, RobertaTokenizer)}\n"
+        "MODEL_CLASSES = {'roberta': (XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizer)}\n"
+    )
+    assert families.family(["--model_type", "roberta"], source) == "xlm-roberta"
+    assert families.family(["--model_type", "roberta"], source.splitlines()[0]) == "roberta"
+    assert families.family(["--model_name_or_path", "xlm-roberta-base"]) == "xlm-roberta"

@@ -121,3 +121,24 @@ def test_the_sentencepiece_file_holds_the_same_tokenizer(
     assert (processor.pad_id(), processor.eos_id(), processor.unk_id()) == (0, 1, 2)
     assert [*processor.encode(TEXT), 1] == tokenizer(TEXT).input_ids
     assert processor.decode(processor.encode(TEXT)) == TEXT
+
+
+def test_the_xlm_roberta_stand_in_keeps_fairseqs_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CodeXGLUE text-to-text loads XLMRobertaTokenizer/XLMRobertaModel and masks with ne(1)."""
+    from transformers import XLMRobertaModel, XLMRobertaTokenizer
+
+    monkeypatch.setenv("DDPFIX_CACHE", str(tmp_path))
+    directory, _ = models.ensure_model("xlm-roberta")
+    tokenizer = XLMRobertaTokenizer.from_pretrained(str(directory))
+    assert (tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id) == (0, 1, 2)
+    assert tokenizer.unk_token_id == 3 and tokenizer.mask_token_id == len(tokenizer) - 1
+    ids = tokenizer(TEXT).input_ids
+    assert ids[0] == 0 and ids[-1] == 2 and 3 not in ids
+    assert tokenizer.decode(ids, skip_special_tokens=True) == TEXT
+    model = XLMRobertaModel.from_pretrained(str(directory))
+    batch = tokenizer([TEXT, "sum"], padding=True, return_tensors="pt")
+    assert int(batch.input_ids[1, -1]) == 1  # padded with <pad> = 1
+    hidden = model(batch.input_ids, attention_mask=batch.input_ids.ne(1)).last_hidden_state
+    assert hidden.shape == (*batch.input_ids.shape, model.config.hidden_size)

@@ -24,7 +24,7 @@ import re
 from collections.abc import Sequence
 
 #: The families verify can build (patcher.verify.models).
-FAMILIES = ("roberta", "gpt2", "t5", "t5-spm", "bart")
+FAMILIES = ("roberta", "gpt2", "t5", "t5-spm", "bart", "xlm-roberta")
 
 #: ``--model_type`` values seen in the target repositories, to families.
 MODEL_TYPES: dict[str, str] = {
@@ -42,6 +42,8 @@ MODEL_TYPES: dict[str, str] = {
     "codetrans": "t5-spm",
     "bart": "bart",
     "plbart": "bart",
+    "xlm-roberta": "xlm-roberta",
+    "xlmr": "xlm-roberta",
 }
 
 #: Known model ids (or prefixes of them) to families; matched case-insensitively on the id or
@@ -68,6 +70,8 @@ KNOWN_IDS: tuple[tuple[str, str], ...] = (
     ("google/t5-", "t5-spm"),
     ("facebook/bart-", "bart"),
     ("uclanlp/plbart-", "bart"),
+    ("xlm-roberta-", "xlm-roberta"),
+    ("facebookai/xlm-roberta-", "xlm-roberta"),
 )
 
 #: Flags whose value names a model, a config or a tokenizer (ids or local paths).
@@ -85,9 +89,11 @@ MODEL_FLAGS = (
     "--load_model_path",
 )
 
-_CONFIG_CLASS = re.compile(r"\b(Roberta|Bert|GPT2|OpenAIGPT|T5|MT5|Bart|PLBart)Config\b")
+_CONFIG_CLASS = re.compile(r"\b(XLMRoberta|Roberta|Bert|GPT2|OpenAIGPT|T5|MT5|Bart|PLBart)Config\b")
+_COMMENT_LINES = re.compile(r"(?m)^[ \t]*#.*$")
 _TOKENIZER_CLASS = re.compile(r"\b(T5Tokenizer|T5TokenizerFast|RobertaTokenizer\w*)\b")
 _CLASS_FAMILY = {
+    "XLMRoberta": "xlm-roberta",
     "Roberta": "roberta",
     "Bert": "roberta",
     "GPT2": "gpt2",
@@ -130,7 +136,7 @@ def _script_model_classes(source: str, model_type: str) -> str | None:
     """The family of ``model_type`` in the script's ``MODEL_CLASSES``-style table:
     ``'codet5': (T5Config, T5ForConditionalGeneration, RobertaTokenizer)``."""
     pattern = re.compile(rf"""['"]{re.escape(model_type)}['"]\s*:\s*\(\s*(\w+)([^)]*)\)""")
-    match = pattern.search(source)
+    match = pattern.search(_COMMENT_LINES.sub("", source))  # not a table commented out
     if match is None:
         return None
     named = _CONFIG_CLASS.search(match.group(1))
@@ -153,6 +159,8 @@ def family(args: Sequence[str], source: str = "", default: str | None = None) ->
         model_type = types[-1][2].strip()
         from_script = _script_model_classes(source, model_type)
         found = MODEL_TYPES.get(model_type.lower()) or from_script
+        if from_script == "xlm-roberta":  # a "roberta" type the script loads as XLM-R
+            found = from_script
         if found == "t5" and model_type.lower() == "t5":  # which T5 tokenizer: see above
             found = from_script or (from_ids if from_ids == "t5-spm" else "t5")
         if found is not None:

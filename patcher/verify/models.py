@@ -4,7 +4,8 @@ A byte-level BPE is trained with ``tokenizers`` on synthetic code, with the spec
 (``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3, ``<mask>``=4: the scripts' model code hard-codes
 ``input_ids.ne(1)``). One model per family (:mod:`patcher.verify.families`): RoBERTa
 (CodeBERT, GraphCodeBERT, UniXcoder), GPT-2 (CodeGPT), T5 with CodeT5's RoBERTa-style BPE, and
-BART; and T5 with a sentencepiece-style unigram tokenizer (CoTexT, CodeTrans: ``t5-spm``). The
+BART; T5 with a sentencepiece-style unigram tokenizer (CoTexT, CodeTrans: ``t5-spm``) and
+XLM-RoBERTa with its unigram (CodeXGLUE text-to-text: ``xlm-roberta``). The
 model (2 layers, 64 wide) is saved with ``save_pretrained`` so a script's own
 ``from_pretrained(path)`` loads it.
 
@@ -142,15 +143,24 @@ _FAMILIES: dict[str, tuple[str, dict, str, dict, str]] = {
 }
 
 
+#: Families whose tokenizer is a unigram (patcher.verify.unigram): its builder, and the family
+#: whose sizes and classes the model takes (with the config and model class named here).
+_UNIGRAM: dict[str, tuple[str, str, str, str]] = {
+    "t5-spm": ("build_t5_tokenizer", "t5", "T5Config", "T5ForConditionalGeneration"),
+    "xlm-roberta": ("build_xlmr_tokenizer", "roberta", "XLMRobertaConfig", "XLMRobertaModel"),
+}
+
+
 def _build(model_type: str, out: Path) -> None:
     import torch
     import transformers
 
-    if model_type == "t5-spm":
-        from patcher.verify.unigram import build_t5_tokenizer
+    if model_type in _UNIGRAM:
+        from patcher.verify import unigram
 
-        vocab_size, ids = build_t5_tokenizer(_corpus(), out)
-        tokenizer_class, tokenizer_args, config_class, sizes, model_class = _FAMILIES["t5"]
+        builder, base, config_class, model_class = _UNIGRAM[model_type]
+        vocab_size, ids = getattr(unigram, builder)(_corpus(), out)
+        sizes = _FAMILIES[base][3]
     else:
         from tokenizers import ByteLevelBPETokenizer
 

@@ -1,4 +1,4 @@
-"""A T5 tokenizer of the sentencepiece kind (CoTexT, CodeTrans), trained locally.
+"""Tokenizers of the sentencepiece kind, trained locally: T5's (CoTexT, CodeTrans) and XLM-R's.
 
 Real T5 checkpoints ship a sentencepiece unigram model: ``<pad>``=0, ``</s>``=1, ``<unk>``=2, pieces
 with scores, ``▁`` marking a word start. The tokenizer is trained with ``tokenizers``' Unigram
@@ -9,6 +9,11 @@ trainer on the synthetic corpus and saved twice over, so both kinds of script lo
 * ``spiece.model``: what 4.x's slow ``T5Tokenizer`` reads with ``sentencepiece``. It is the same
   pieces and scores, written here as sentencepiece's ``ModelProto`` message (a few protobuf
   fields, encoded by hand so that building needs neither sentencepiece nor protobuf).
+
+XLM-RoBERTa's (CodeXGLUE text-to-text loads ``XLMRobertaTokenizer``) is the same kind of unigram
+with fairseq's ids: ``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3 (the scripts' ``ne(1)`` holds),
+``<mask>`` last. It is saved as ``tokenizer.json`` only: transformers 5 reads that; 4.x's slow
+tokenizer would want a ``sentencepiece.bpe.model`` with fairseq's id offset, not written here.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from __future__ import annotations
 import inspect
 import json
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 #: T5's special pieces, in its id order.
 SPECIAL = ("<pad>", "</s>", "<unk>")
+#: XLM-R's, in its id order (``<mask>`` comes after the pieces).
+XLMR_SPECIAL = ("<s>", "<pad>", "</s>", "<unk>")
 VOCAB_SIZE = 400
 #: Sentinel tokens ``<extra_id_N>`` appended after the pieces (T5 has 100; span-masking code uses
 #: a few, fine-tuning none).
@@ -31,14 +38,14 @@ _NORMAL, _UNKNOWN, _CONTROL = 1, 2, 3
 _UNIGRAM = 1
 
 
-def train(corpus: Iterable[str]) -> list[tuple[str, float]]:
+def train(corpus: Iterable[str], special: Sequence[str] = SPECIAL) -> list[tuple[str, float]]:
     """(piece, score) in id order: the special pieces first (score 0), then the learned ones."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.Unigram())
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     trainer = trainers.UnigramTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=list(SPECIAL), unk_token="<unk>", show_progress=False
+        vocab_size=VOCAB_SIZE, special_tokens=list(special), unk_token="<unk>", show_progress=False
     )
     tokenizer.train_from_iterator(list(corpus), trainer=trainer)
     vocab = json.loads(tokenizer.to_str())["model"]["vocab"]
@@ -47,10 +54,10 @@ def train(corpus: Iterable[str]) -> list[tuple[str, float]]:
     # -10.15xx scores in that order. Scores rounded to 0.01, ties ordered by the piece, make the
     # vocabulary, its ids and so the model built over it the same on every run.
     learned = sorted(
-        ((str(piece), round(float(score), 2)) for piece, score in vocab if piece not in SPECIAL),
+        ((str(piece), round(float(score), 2)) for piece, score in vocab if piece not in special),
         key=lambda item: (-item[1], item[0]),
     )
-    return [(piece, 0.0) for piece in SPECIAL] + learned
+    return [(piece, 0.0) for piece in special] + learned
 
 
 # --- protobuf wire format, just what ModelProto needs ----------------------------------------
@@ -116,3 +123,13 @@ def build_t5_tokenizer(corpus: Iterable[str], out: Path) -> tuple[int, dict[str,
     tokenizer.save_pretrained(str(out))
     ids = {"pad_token_id": 0, "eos_token_id": 1}
     return len(tokenizer), ids
+
+
+def build_xlmr_tokenizer(corpus: Iterable[str], out: Path) -> tuple[int, dict[str, int]]:
+    """XLM-R's tokenizer into ``out``; returns the model's vocabulary size and special ids."""
+    from transformers import XLMRobertaTokenizer
+
+    pieces = [*train(corpus, XLMR_SPECIAL), ("<mask>", 0.0)]
+    tokenizer = XLMRobertaTokenizer(vocab=pieces)
+    tokenizer.save_pretrained(str(out))
+    return len(tokenizer), {"bos_token_id": 0, "pad_token_id": 1, "eos_token_id": 2}
