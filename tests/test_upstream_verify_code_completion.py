@@ -39,10 +39,12 @@ def test_the_token_files_are_what_run_lm_reads(tmp_path: Path) -> None:
     assert "<NUM_LIT:0>" in train[0].split()
     literals = json.loads((tmp_path / "literals.json").read_text())
     assert set(literals) == {"str", "num", "char"} and "0" in literals["num"]
-    rows = [json.loads(line) for line in (tmp_path / "test.json").read_text().splitlines()]
-    assert len(rows) == len(keys)
-    for row, line in zip(rows, keys):
-        assert row["gt"] and line.startswith(f"{row['input']} {row['gt']} ")
+    for name in ("dev", "test"):
+        lines = (tmp_path / f"{name}.txt").read_text().splitlines()
+        rows = [json.loads(line) for line in (tmp_path / f"{name}.json").read_text().splitlines()]
+        assert len(rows) == len(lines)
+        for row, line in zip(rows, lines):
+            assert row["gt"] and line.startswith(f"{row['input']} {row['gt']} ")
 
 
 @needs_corpus

@@ -5,7 +5,8 @@ function per line, tokens separated by spaces, ``<s>`` ... ``</s>`` around it, `
 ends and literals abstracted to ``<NUM_LIT:0>`` (a literal of ``literals.json``), ``<NUM_LIT>`` or
 ``<STR_LIT>``. ``--lit_file`` names that ``literals.json``; its literals become special tokens.
 Line-level evaluation reads ``test.json`` lines ``{"input", "gt"}`` (a prefix and the rest of
-its line); token-level evaluation reads ``test.txt``.
+its line); token-level evaluation reads ``test.txt``. UniXcoder's code-completion run.py trains
+on ``train.txt`` and evaluates on ``dev.txt`` (loss) and ``dev.json`` (exact match).
 
 Sizes follow what the script does: every line is a progress step of ``len(lines) // 10`` (at
 least 10 lines per file), the token stream is split between the ranks and cut into
@@ -46,21 +47,25 @@ def _line(code: str) -> str:
     return " ".join(["<s>", *code_tokens(code), "</s>"])
 
 
+def _line_task(line: str) -> dict[str, str]:
+    """A line-completion example: the signature line and two tokens, then the rest of the line."""
+    tokens = line.split()
+    cut = tokens.index("<EOL>") + 1
+    end = tokens.index("<EOL>", cut)
+    return {"input": " ".join(tokens[: cut + 2]), "gt": " ".join(tokens[cut + 2 : end])}
+
+
 def code_completion(out: Path) -> list[str]:
-    """train/dev/test ``.txt``, ``test.json`` and ``literals.json``; the keys are the test lines
-    (neither script's training writes a results file keyed by them)."""
+    """train/dev/test ``.txt``, dev/test ``.json`` and ``literals.json``; the keys are the test
+    lines (no script's training writes a results file keyed by them)."""
     funcs = functions(48 + 24 + 12, seed=37)
     lines = [_line(f.code) for f in funcs]
     splits = {"train.txt": lines[:48], "dev.txt": lines[48:72], "test.txt": lines[72:]}
     for name, split in splits.items():
         (out / name).write_text("".join(line + "\n" for line in split))
-    rows = []
-    for line in splits["test.txt"]:
-        tokens = line.split()
-        cut = tokens.index("<EOL>") + 1  # the signature line is the context, the rest to complete
-        end = tokens.index("<EOL>", cut)
-        rows.append({"input": " ".join(tokens[: cut + 2]), "gt": " ".join(tokens[cut + 2 : end])})
-    (out / "test.json").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    for name in ("dev", "test"):
+        rows = [_line_task(line) for line in splits[f"{name}.txt"]]
+        (out / f"{name}.json").write_text("".join(json.dumps(row) + "\n" for row in rows))
     literals = {"str": [], "num": list(NUM_LITERALS), "char": []}
     (out / "literals.json").write_text(json.dumps(literals))
     return splits["test.txt"]
