@@ -396,3 +396,52 @@ def test_the_last_checksum_read_wins(tmp_path: Path) -> None:
     assert record.to_json()["parameter_checksum"]["blake2b"] == "bb"
     apply_event(record, {"kind": "replica", "step": 3, "checksum": None, "error": "E: x"})
     assert (record.checksum, record.checksum_step, record.checksum_error) == (None, 3, "E: x")
+
+
+def _renamed(out: Path, name: str) -> list[RankRecord]:
+    """The healthy run, but the script wrote its predictions under ``name``."""
+    records = _healthy(out)
+    (out / "predictions.txt").rename(out / name)
+    records[0].writes[1] = (str(out / name), "open")
+    return records
+
+
+@pytest.mark.parametrize(
+    "name", ["predictions_.txt", "test_predictions.txt", "sub/predictions.txt"]
+)
+def test_a_forks_results_file_is_found_by_what_it_wrote(tmp_path: Path, name: str) -> None:
+    (tmp_path / "sub").mkdir()
+    records = _renamed(tmp_path, name)
+    (tmp_path / "eval_results.txt").write_text("f1 = 0.5\n")  # same suffix, another name
+    row = _rows(_run(tmp_path, records))["results complete"]
+    assert row.ok, row
+    assert row.evidence == (
+        f"{name} (the script's name for predictions.txt); {name}: 8 of 8 lines, in order (rank 0)"
+    )
+
+
+def test_of_two_similar_names_the_one_listing_the_test_examples_wins(tmp_path: Path) -> None:
+    records = _renamed(tmp_path, "predictions_test.txt")
+    (tmp_path / "predictions_.txt").write_text("dev1\t0\ndev2\t1\n")  # the dev set's
+    row = _rows(_run(tmp_path, records))["results complete"]
+    assert row.ok and row.evidence.startswith("predictions_test.txt (the script's name")
+
+
+def test_a_results_file_under_another_suffix_or_name_is_not_taken(tmp_path: Path) -> None:
+    records = _renamed(tmp_path, "predictions.json")
+    (tmp_path / "output.txt").write_text("".join(f"{k}\t1\n" for k in KEYS))
+    row = _rows(_run(tmp_path, records))["results complete"]
+    assert not row.ok and row.evidence == "predictions.txt was not written"
+
+
+def test_a_results_pattern_matches_the_numbered_file(tmp_path: Path) -> None:
+    records = _renamed(tmp_path, "test_3.output")
+    expect = checks.Expectations(
+        ranks=2,
+        checkpoints=("ckpt/model.bin",),
+        results=(checks.Results("test_*.output", "tsv:1", KEYS),),
+    )
+    rows = {r.name: r for r in checks.evaluate(_run(tmp_path, records), expect)}
+    assert rows["results complete"].evidence == (
+        "test_3.output (matches test_*.output); test_3.output: 8 of 8 lines, in order (rank 0)"
+    )

@@ -20,10 +20,27 @@ CODEGPT = "microsoft/CodeGPT-small-java-adaptedGPT2"
         ),
         (["--model_name_or_path", CODEGPT], "", "gpt2"),  # no --model_type: the id decides
         (["--model_name_or_path=Salesforce/codet5-base"], "", "t5"),
-        (["--tokenizer_name", "razent/cotext-1-ccg"], "", "t5"),
+        # CoTexT and CodeTrans: T5 with a sentencepiece tokenizer
+        (["--tokenizer_name", "razent/cotext-1-ccg"], "", "t5-spm"),
         (
             ["--model_name_or_path", "SEBIS/code_trans_t5_base_code_documentation_generation_java"],
             "",
+            "t5-spm",
+        ),
+        (["--model_type", "cotext", "--model_name_or_path", "/m"], "", "t5-spm"),
+        (["--model_type=codetrans"], "", "t5-spm"),
+        # a plain t5 type: the tokenizer the script's table gives it decides, then the ids
+        (
+            ["--model_type", "t5", "--model_name_or_path", "Salesforce/codet5-base"],
+            "MODEL_CLASSES = {'t5': (T5Config, T5ForConditionalGeneration, T5Tokenizer),\n"
+            "                 'codet5': (T5Config, T5ForConditionalGeneration, RobertaTokenizer)}",
+            "t5-spm",
+        ),
+        (["--model_type", "t5", "--model_name_or_path", "razent/cotext-2-cc"], "", "t5-spm"),
+        (["--model_type", "t5", "--model_name_or_path", "Salesforce/codet5-base"], "", "t5"),
+        (
+            ["--model_type", "codet5"],
+            "MODEL_CLASSES = {'codet5': (T5Config, T5ForConditionalGeneration, RobertaTokenizer)}",
             "t5",
         ),
         (["--model_name_or_path", "/models/graphcodebert-base"], "", "roberta"),  # a local copy
@@ -128,3 +145,35 @@ def test_flags_a_sibling_script_does_not_declare_are_dropped() -> None:
         "1",
         "--do_train",
     ]
+
+
+def test_set_value_changes_a_flag_in_either_spelling_and_adds_none() -> None:
+    args = ["--task", "clone", "--model_type", "codet5", "--do_train", "--sub_task=none"]
+    assert cmdline.set_value(args, "--model_type", "t5") == [
+        "--task",
+        "clone",
+        "--model_type",
+        "t5",
+        "--do_train",
+        "--sub_task=none",
+    ]
+    assert cmdline.set_value(args, "--sub_task", "java")[-1] == "--sub_task=java"
+    assert cmdline.set_value(["--do_train"], "--model_type", "t5") == ["--do_train"]
+
+
+@pytest.mark.parametrize(
+    ("family", "value"),
+    [("t5", "t5"), ("t5-spm", "t5"), ("gpt2", "gpt2"), ("roberta", "roberta")],
+)
+def test_the_model_type_a_family_is_run_as(family: str, value: str) -> None:
+    assert families.model_type_value(family) == value
+
+
+def test_a_roberta_type_the_script_loads_as_xlm_roberta() -> None:
+    source = (
+        "#MODEL_CLASSES = {'roberta': (RobertaConfig, RobertaModel, RobertaTokenizer)}\n"
+        "MODEL_CLASSES = {'roberta': (XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizer)}\n"
+    )
+    assert families.family(["--model_type", "roberta"], source) == "xlm-roberta"
+    assert families.family(["--model_type", "roberta"], source.splitlines()[0]) == "roberta"
+    assert families.family(["--model_name_or_path", "xlm-roberta-base"]) == "xlm-roberta"

@@ -381,3 +381,24 @@ def test_a_launcher_command_after_double_dash(cache: Path) -> None:
     assert code == 0, report["verdict"] + "\n" + report["log_tail"]
     assert report["launch_line"]["command"].startswith("torchrun --nproc_per_node=8 ")
     assert report["family"] == "roberta" and report["ranks"] == 2
+
+
+def test_a_fork_that_renames_its_predictions_file_passes(cache: Path, tmp_path: Path) -> None:
+    """A fork of the clone example writes ``predictions_.txt``: verify finds the results file
+    from what the script wrote and checks it as the example's ``predictions.txt``."""
+    fork = tmp_path / "fork"
+    fork.mkdir()
+    for name in ("run.py", "model.py"):
+        (fork / name).write_text((CLONE.parent / name).read_text())
+    source = (fork / "run.py").read_text()
+    assert source.count('"predictions.txt"') == 1
+    (fork / "run.py").write_text(source.replace('"predictions.txt"', '"predictions_.txt"'))
+    code, report = verify(cache, fork / "run.py")
+    assert code == 0, report["verdict"] + "\n" + report["log_tail"]
+    assert report["target"] == "example-clone-detection"
+    assert report["identified_by"] == "fingerprint"
+    results = next(c for c in report["checks"] if c["check"] == "results complete")
+    assert results["evidence"].startswith(
+        "predictions_.txt (the script's name for predictions.txt); "
+        "predictions_.txt: 12 of 12 lines, in order (rank 0)"
+    )

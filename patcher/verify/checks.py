@@ -8,12 +8,14 @@ crash, a crash explains a missing checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from patcher.verify import artifacts
 from patcher.verify.records import RankRecord
 
 
@@ -398,19 +400,37 @@ def read_keys(path: Path, fmt: str) -> list[str]:
     return keys
 
 
+def _lists(path: Path, results: Results) -> bool:
+    """Whether ``path`` reads as ``results``' format with exactly the expected keys."""
+    try:
+        return set(read_keys(path, results.format)) == set(results.expected)
+    except (ValueError, json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return False
+
+
 def results_complete(run: Run, expect: Expectations) -> Row:
     name = "results complete"
     if not expect.results:
         return Row(name, True, "none expected")
     notes = []
+    declared = [r.path for r in expect.results]
     for results in expect.results:
-        path = run.output_dir / results.path
-        if not path.exists():
+        found = artifacts.find(
+            run.output_dir,
+            results.path,
+            lambda p, r=results: _lists(p, r),
+            taken=[d for d in declared if d != results.path],
+        )
+        if found.path is None:
             return Row(name, False, f"{results.path} was not written")
+        path = found.path
         try:
             keys = read_keys(path, results.format)
         except (ValueError, json.JSONDecodeError) as exc:
             return Row(name, False, f"{results.path} cannot be read as {results.format}: {exc}")
+        if found.note:
+            notes.append(found.note)
+            results = dataclasses.replace(results, path=str(path.relative_to(run.output_dir)))
         expected = list(results.expected)
         total = len(expected)
         if len(keys) != total:

@@ -106,3 +106,14 @@ def merge(user: Sequence[str], target: Sequence[str], harness: Collection[str]) 
 def only_declared(args: Sequence[str], declared: set[str]) -> list[str]:
     """``args`` without the flag groups whose flag the script does not declare."""
     return [a for g in groups(args) if flag(g) in declared for a in g]
+
+
+def set_value(args: Sequence[str], name: str, value: str) -> list[str]:
+    """``args`` with the value of every ``name`` flag (``--flag v`` or ``--flag=v``) set to
+    ``value``; a flag that is absent stays absent."""
+    out: list[str] = []
+    for group in groups(args):
+        if flag(group) == name:
+            group = [f"{name}={value}"] if "=" in group[0] else [name, value, *group[2:]]
+        out.extend(group)
+    return out

@@ -10,6 +10,12 @@ names a model. The family comes from, in order:
 2. model ids and paths in the arguments, through :data:`KNOWN_IDS` (no hub access: a table);
 3. the script's own ``MODEL_CLASSES`` table, whose config class names the architecture;
 4. the target's default.
+
+T5 comes in two tokenizer kinds: CodeT5's RoBERTa-style BPE (``t5``) and the sentencepiece
+unigram of T5 itself, CoTexT and CodeTrans (``t5-spm``). A plain ``--model_type t5`` is refined
+by the tokenizer class the script's ``MODEL_CLASSES`` gives that type (``T5Tokenizer`` is
+sentencepiece, ``RobertaTokenizer`` is CodeT5's), then by the model ids, since the script must be
+able to load what it is given.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import re
 from collections.abc import Sequence
 
 #: The families verify can build (patcher.verify.models).
-FAMILIES = ("roberta", "gpt2", "t5", "bart")
+FAMILIES = ("roberta", "gpt2", "t5", "t5-spm", "bart", "xlm-roberta")
 
 #: ``--model_type`` values seen in the target repositories, to families.
 MODEL_TYPES: dict[str, str] = {
@@ -32,10 +38,12 @@ MODEL_TYPES: dict[str, str] = {
     "openai-gpt": "gpt2",
     "t5": "t5",
     "codet5": "t5",
-    "cotext": "t5",
-    "codetrans": "t5",
+    "cotext": "t5-spm",
+    "codetrans": "t5-spm",
     "bart": "bart",
     "plbart": "bart",
+    "xlm-roberta": "xlm-roberta",
+    "xlmr": "xlm-roberta",
 }
 
 #: Known model ids (or prefixes of them) to families; matched case-insensitively on the id or
@@ -56,12 +64,14 @@ KNOWN_IDS: tuple[tuple[str, str], ...] = (
     ("distilgpt2", "gpt2"),
     ("salesforce/codet5", "t5"),
     ("salesforce/codet5p-220m", "t5"),
-    ("razent/cotext-", "t5"),
-    ("sebis/code_trans_t5_", "t5"),
-    ("t5-", "t5"),
-    ("google/t5-", "t5"),
+    ("razent/cotext-", "t5-spm"),
+    ("sebis/code_trans_t5_", "t5-spm"),
+    ("t5-", "t5-spm"),
+    ("google/t5-", "t5-spm"),
     ("facebook/bart-", "bart"),
     ("uclanlp/plbart-", "bart"),
+    ("xlm-roberta-", "xlm-roberta"),
+    ("facebookai/xlm-roberta-", "xlm-roberta"),
 )
 
 #: Flags whose value names a model, a config or a tokenizer (ids or local paths).
@@ -79,8 +89,11 @@ MODEL_FLAGS = (
     "--load_model_path",
 )
 
-_CONFIG_CLASS = re.compile(r"\b(Roberta|Bert|GPT2|OpenAIGPT|T5|MT5|Bart|PLBart)Config\b")
+_CONFIG_CLASS = re.compile(r"\b(XLMRoberta|Roberta|Bert|GPT2|OpenAIGPT|T5|MT5|Bart|PLBart)Config\b")
+_COMMENT_LINES = re.compile(r"(?m)^[ \t]*#.*$")
+_TOKENIZER_CLASS = re.compile(r"\b(T5Tokenizer|T5TokenizerFast|RobertaTokenizer\w*)\b")
 _CLASS_FAMILY = {
+    "XLMRoberta": "xlm-roberta",
     "Roberta": "roberta",
     "Bert": "roberta",
     "GPT2": "gpt2",
@@ -122,29 +135,42 @@ def flag_values(args: Sequence[str], flags: Sequence[str]) -> list[tuple[int, st
 def _script_model_classes(source: str, model_type: str) -> str | None:
     """The family of ``model_type`` in the script's ``MODEL_CLASSES``-style table:
     ``'codet5': (T5Config, T5ForConditionalGeneration, RobertaTokenizer)``."""
-    pattern = re.compile(rf"""['"]{re.escape(model_type)}['"]\s*:\s*\(\s*(\w+)""")
-    match = pattern.search(source)
+    pattern = re.compile(rf"""['"]{re.escape(model_type)}['"]\s*:\s*\(\s*(\w+)([^)]*)\)""")
+    match = pattern.search(_COMMENT_LINES.sub("", source))  # not a table commented out
     if match is None:
         return None
     named = _CONFIG_CLASS.search(match.group(1))
-    return _CLASS_FAMILY[named.group(1)] if named else None
+    if named is None:
+        return None
+    found = _CLASS_FAMILY[named.group(1)]
+    tokenizer = _TOKENIZER_CLASS.search(match.group(2))
+    if found == "t5" and tokenizer is not None and tokenizer.group(1).startswith("T5"):
+        return "t5-spm"
+    return found
 
 
 def family(args: Sequence[str], source: str = "", default: str | None = None) -> str | None:
     """The family of the model this command runs (see the module's docstring for the order)."""
+    from_ids = next(
+        (f for _, _, v in reversed(flag_values(args, MODEL_FLAGS)) if (f := family_of_id(v))), None
+    )
     types = flag_values(args, ("--model_type",))
     if types:
-        model_type = types[-1][2].strip().lower()
-        if model_type in MODEL_TYPES:
-            return MODEL_TYPES[model_type]
-        from_script = _script_model_classes(source, types[-1][2].strip())
-        if from_script is not None:
-            return from_script
-    for _, _, value in reversed(flag_values(args, MODEL_FLAGS)):
-        found = family_of_id(value)
+        model_type = types[-1][2].strip()
+        from_script = _script_model_classes(source, model_type)
+        found = MODEL_TYPES.get(model_type.lower()) or from_script
+        if from_script == "xlm-roberta":  # a "roberta" type the script loads as XLM-R
+            found = from_script
+        if found == "t5" and model_type.lower() == "t5":  # which T5 tokenizer: see above
+            found = from_script or (from_ids if from_ids == "t5-spm" else "t5")
         if found is not None:
             return found
-    return default
+    return from_ids or default
+
+
+def model_type_value(family: str) -> str:
+    """The ``--model_type`` value that names ``family`` (its T5 variants are both ``t5``)."""
+    return "t5" if family.startswith("t5") else family
 
 
 def substitute_models(args: Sequence[str], model_dir: str) -> list[str]:

@@ -4,9 +4,17 @@ A byte-level BPE is trained with ``tokenizers`` on synthetic code, with the spec
 (``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3, ``<mask>``=4: the scripts' model code hard-codes
 ``input_ids.ne(1)``). One model per family (:mod:`patcher.verify.families`): RoBERTa
 (CodeBERT, GraphCodeBERT, UniXcoder), GPT-2 (CodeGPT), T5 with CodeT5's RoBERTa-style BPE, and
-BART. The model (2 layers, 64 wide) is saved with ``save_pretrained`` so a
-script's own ``from_pretrained(path)`` loads it. Builds are cached per (model type, library
-versions): the second verify does not rebuild.
+BART; T5 with a sentencepiece-style unigram tokenizer (CoTexT, CodeTrans: ``t5-spm``) and
+XLM-RoBERTa with its unigram (CodeXGLUE text-to-text: ``xlm-roberta``). The
+model (2 layers, 64 wide) is saved with ``save_pretrained`` so a script's own
+``from_pretrained(path)`` loads it.
+
+A build is deterministic: the tokenizers are trained on the same synthetic corpus and the weights
+are initialised under a fixed seed, so every machine verifies against the same model (an unseeded
+T5 could score F1 0 on the validation pairs of one build and not another, and then a script that
+saves its best checkpoint only on improvement never writes it). Builds are cached per (model type,
+library versions, :data:`BUILD_VERSION`): the second verify does not rebuild, and a cache from an
+older build recipe is not reused.
 """
 
 from __future__ import annotations
@@ -20,7 +28,11 @@ from patcher.verify.families import FAMILIES
 from patcher.verify.synthetic import docstring, functions
 
 SPECIAL = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-LAYOUT_VERSION = "1"
+#: The build recipe's version, part of the cache key: bump it whenever a build changes what it
+#: writes (2: seeded weights, the t5-spm family).
+BUILD_VERSION = "2"
+#: The seed the weights are initialised under (the torch generator is restored afterwards).
+SEED = 20240613
 MODEL_TYPES = FAMILIES
 
 
@@ -36,7 +48,7 @@ def _versions() -> str:
 
 
 def model_path(model_type: str) -> Path:
-    return cache_root() / "models" / f"{model_type}-{_versions()}-v{LAYOUT_VERSION}"
+    return cache_root() / "models" / f"{model_type}-{_versions()}-v{BUILD_VERSION}"
 
 
 def ensure_model(model_type: str) -> tuple[Path, bool]:
@@ -131,19 +143,39 @@ _FAMILIES: dict[str, tuple[str, dict, str, dict, str]] = {
 }
 
 
-def _build(model_type: str, out: Path) -> None:
-    import transformers
-    from tokenizers import ByteLevelBPETokenizer
+#: Families whose tokenizer is a unigram (patcher.verify.unigram): its builder, and the family
+#: whose sizes and classes the model takes (with the config and model class named here).
+_UNIGRAM: dict[str, tuple[str, str, str, str]] = {
+    "t5-spm": ("build_t5_tokenizer", "t5", "T5Config", "T5ForConditionalGeneration"),
+    "xlm-roberta": ("build_xlmr_tokenizer", "roberta", "XLMRobertaConfig", "XLMRobertaModel"),
+}
 
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(_corpus(), vocab_size=600, min_frequency=1, special_tokens=SPECIAL)
-    bpe.save_model(str(out))
-    tokenizer_class, tokenizer_args, config_class, sizes, model_class = _FAMILIES[model_type]
-    tokenizer = getattr(transformers, tokenizer_class)(
-        str(out / "vocab.json"), str(out / "merges.txt"), **tokenizer_args
-    )
-    tokenizer.save_pretrained(str(out))
-    config = getattr(transformers, config_class)(
-        vocab_size=bpe.get_vocab_size(), bos_token_id=0, pad_token_id=1, eos_token_id=2, **sizes
-    )
-    getattr(transformers, model_class)(config).save_pretrained(str(out))
+
+def _build(model_type: str, out: Path) -> None:
+    import torch
+    import transformers
+
+    if model_type in _UNIGRAM:
+        from patcher.verify import unigram
+
+        builder, base, config_class, model_class = _UNIGRAM[model_type]
+        vocab_size, ids = getattr(unigram, builder)(_corpus(), out)
+        sizes = _FAMILIES[base][3]
+    else:
+        from tokenizers import ByteLevelBPETokenizer
+
+        bpe = ByteLevelBPETokenizer()
+        bpe.train_from_iterator(_corpus(), vocab_size=600, min_frequency=1, special_tokens=SPECIAL)
+        bpe.save_model(str(out))
+        tokenizer_class, tokenizer_args, config_class, sizes, model_class = _FAMILIES[model_type]
+        tokenizer = getattr(transformers, tokenizer_class)(
+            str(out / "vocab.json"), str(out / "merges.txt"), **tokenizer_args
+        )
+        tokenizer.save_pretrained(str(out))
+        vocab_size = bpe.get_vocab_size()
+        ids = {"bos_token_id": 0, "pad_token_id": 1, "eos_token_id": 2}
+    config = getattr(transformers, config_class)(vocab_size=vocab_size, **ids, **sizes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = getattr(transformers, model_class)(config)
+    model.save_pretrained(str(out))

@@ -1,9 +1,10 @@
 """Synthetic data in salesforce/CodeT5's layout: ``{data_dir}/{task}/{sub_task}/...``.
 
-CodeT5's ``run_gen.py`` and ``run_clone.py`` read the CodeXGLUE formats, but from fixed paths
-under ``--data_dir`` (``utils.get_filenames``) rather than from ``--train_filename`` flags. So
-these generators write the CodeXGLUE files of :mod:`patcher.verify.datasets` one or two
-directories down, where the scripts look for them.
+CodeT5's ``run_gen.py``, ``run_clone.py``, ``run_defect.py`` and ``run_multi_gen.py`` read the
+CodeXGLUE formats, but from fixed paths under ``--data_dir`` (``utils.get_filenames``) rather
+than from ``--train_filename`` flags. So these generators write the CodeXGLUE files of
+:mod:`patcher.verify.datasets` (and of the task modules beside this one) one or two directories
+down, where the scripts look for them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from patcher.verify.datasets import bigclonebench, code_to_text
+from patcher.verify.datasets import bigclonebench, code_to_text, defect
+from patcher.verify.tasks.concode import concode
+from patcher.verify.tasks.seq2seq_pairs import code_refinement, code_to_code_trans
 
 #: The summarize sub-task the target runs (``--sub_task``): one CodeSearchNet language.
 SUMMARIZE_SUB_TASK = "python"
@@ -42,7 +45,47 @@ def clone(out: Path) -> list[str]:
     return bigclonebench(directory)
 
 
+def defect_detection(out: Path) -> list[str]:
+    """``defect/{train,valid,test}.jsonl`` (Devign: ``func``, ``target``, int ``idx``).
+
+    ``predictions.txt`` starts each line with the example's ``idx``, in test-file order. The
+    valid targets alternate 0/1, so a constant prediction still scores accuracy 0.5 > 0, which
+    is what makes the script write the ``checkpoint-best-acc`` that ``--do_test`` reloads.
+    """
+    directory = out / "defect"
+    directory.mkdir(parents=True)
+    return defect(directory)
+
+
+#: run_multi_gen.py's sub-tasks of summarize and refine (``load_and_cache_multi_gen_data``).
+SUMMARIZE_LANGUAGES = ("ruby", "javascript", "go", "python", "java", "php")
+REFINE_SIZES = ("small", "medium")
+
+
+def multi_task(out: Path) -> list[str]:
+    """Every task ``run_multi_gen.py`` trains on at once, each in its own layout: summarize for
+    six languages, translate, refine small and medium, concode and defect. It has no results
+    file to check (see its target), so the keys are summarize/python's."""
+    keys = []
+    for language in SUMMARIZE_LANGUAGES:
+        directory = out / "summarize" / language
+        directory.mkdir(parents=True)
+        found = code_to_text(directory)
+        keys = found if language == SUMMARIZE_SUB_TASK else keys
+    (out / "translate").mkdir()
+    code_to_code_trans(out / "translate")
+    for size in REFINE_SIZES:
+        (out / "refine" / size).mkdir(parents=True)
+        code_refinement(out / "refine" / size)
+    (out / "concode").mkdir()
+    concode(out / "concode")
+    defect_detection(out)
+    return keys
+
+
 GENERATORS: dict[str, Callable[[Path], list[str]]] = {
     "codet5-summarize": summarize,
     "codet5-clone": clone,
+    "codet5-defect": defect_detection,
+    "codet5-multi-task": multi_task,
 }

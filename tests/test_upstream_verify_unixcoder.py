@@ -1,0 +1,82 @@
+"""Opt-in: ``ddpfix verify`` on microsoft/CodeBERT's UniXcoder BCB clone detection, code search
+and code completion scripts.
+
+``DDPFIX_CORPUS`` names directories holding ``UniXcoder/`` (a CodeBERT checkout); skipped when
+unset. What verify finds today, patched, under 2 gloo ranks:
+
+* BCB clone detection (DataParallel-only upstream; DDP016 converts it): one DDP model, every
+  check passes, rank 0 writes ``checkpoint-best-f1``;
+* code search: its loss scores queries against the codes of their own batch (in-batch
+  negatives), which DDP016 reports instead of converting, so both processes train alone;
+* code completion: upstream's ``--local_rank`` branch wraps the model in apex DDP without ever
+  setting up a process group (dead code under ``python run.py``). Once the patched script reads
+  ``LOCAL_RANK`` that branch runs, PRT006 makes it torch's DDP, and every rank stops at "Default
+  process group has not been initialized": no rule adds the missing ``init_process_group``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from corpus_runs import ROOTS, find_script, run_verify
+from patcher.verify.targets import identify, load_targets
+
+BASE = "UniXcoder/downstream-tasks"
+TARGETS = {
+    "codebert-unixcoder-bcb": f"{BASE}/clone-detection/BCB/run.py",
+    "codebert-unixcoder-code-search": f"{BASE}/code-search/run.py",
+    "codebert-unixcoder-code-completion": f"{BASE}/code-completion/run.py",
+}
+pytestmark = pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeBERT checkout")
+
+
+def _verify(target: str) -> tuple[int, dict]:
+    pytest.importorskip("torch")
+    code, report = run_verify(find_script(TARGETS[target]).as_posix())
+    assert report["target"] == target and report["family"] == "roberta"
+    return code, report
+
+
+def _rows(report: dict) -> dict[str, str]:
+    return {row["check"]: row["evidence"] for row in report["checks"]}
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_identified_by_sha256(target: str) -> None:
+    match, _ = identify(find_script(TARGETS[target]), load_targets())
+    assert match is not None and (match.target.name, match.how) == (target, "sha256")
+
+
+@pytest.mark.slow
+def test_bcb_patched_two_ranks_train_one_model_and_pass() -> None:
+    code, report = _verify("codebert-unixcoder-bcb")
+    assert code == 0, report["verdict"] + "\n" + report["log_tail"]
+    rows = _rows(report)
+    assert rows["ranks joined"].startswith("2 processes, ranks 0, 1, world size 2 (gloo)")
+    assert rows["replicas in sync"].startswith("ranks 0, 1 hold identical parameters")
+    assert rows["checkpoints"] == (
+        "checkpoint-best-f1/model.bin (rank 0, loads with weights_only=True)"
+    )
+    assert report["health"] == []
+
+
+@pytest.mark.slow
+def test_code_search_in_batch_negatives_are_reported_so_processes_run_alone() -> None:
+    code, report = _verify("codebert-unixcoder-code-search")
+    assert code == 1
+    assert report["verdict"].startswith(
+        "FAIL: ranks joined: 2 processes, torch.distributed never initialised"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("fuzzywuzzy") is None, reason="imports fuzzywuzzy")
+def test_code_completion_stops_at_ddp_without_a_process_group() -> None:
+    code, report = _verify("codebert-unixcoder-code-completion")
+    assert code == 1
+    assert report["verdict"].startswith(
+        "FAIL: ranks joined: rank 0 raised ValueError: Default process group has not been "
+        "initialized"
+    )
