@@ -27,8 +27,10 @@ can be initialised by ``init_process_group`` (any receiver), ``deepspeed.init_di
 or a call to a function not defined in the file whose name says it sets up distributed training
 (``init_distributed_mode``, ``setup_distributed``, ``init_dist``, ``set_dist``, ``dist_init``,
 ``setup_ddp``): the rule would rather fix than report falsely. A script that wraps its own model
-in ``DistributedDataParallel`` is not DataParallel-only: its author ran that branch, which cannot
-work without a group, so the group is taken to be initialised where ddpfix cannot see it.
+in torch's ``DistributedDataParallel`` is not DataParallel-only: its author ran that branch, which
+cannot work without a group, so the group is taken to be initialised where ddpfix cannot see it.
+A wrap in apex's DDP alone is no such evidence: with no group set up anywhere it counts as code
+that needs one.
 Needing a group: ``get_world_size``, ``get_rank``, ``barrier`` and the collectives on a
 ``torch.distributed`` receiver, and a ``DistributedSampler`` not given both ``num_replicas`` and
 ``rank``; calls behind an ``is_initialized()`` test do not count.
@@ -381,10 +383,29 @@ def shards_without_wrapping(tree: Tree) -> bool:
 
 
 def lacks_process_group(tree: Tree) -> bool:
-    """Class 6: distributed code that only runs with a rank, and no group for it."""
+    """Class 6: distributed code that only runs with a rank, and no group for it. A wrap in
+    torch's DDP says the author ran that branch with a group set up elsewhere; apex's alone
+    does not (UniXcoder's code completion imports it in a ``try`` of a branch nobody ran)."""
     return (
-        not wraps_in_ddp(tree) and needs_process_group(tree) and not initialises_process_group(tree)
+        not wraps_in_torch_ddp(tree)
+        and (needs_process_group(tree) or wraps_in_ddp(tree))
+        and not initialises_process_group(tree)
     )
+
+
+def wraps_in_torch_ddp(tree: Tree) -> bool:
+    """Whether the file builds torch's ``DistributedDataParallel`` (not one imported from apex)."""
+    apex: set[str] = set()
+    for node in tree.nodes(cst.ImportFrom):
+        module = dotted_name(node.module) if node.module is not None else None
+        if not (module or "").startswith("apex") or isinstance(node.names, cst.ImportStar):
+            continue
+        for alias in node.names:
+            bound = alias.asname.name if alias.asname else alias.name
+            if isinstance(bound, cst.Name):
+                apex.add(bound.value)
+    wrappers = _aliases(tree, "DistributedDataParallel") - apex
+    return any(callee_name(call) in wrappers for call in tree.nodes(cst.Call))
 
 
 # --- the parse site is elsewhere (issue 9, class 9) -------------------------------------------

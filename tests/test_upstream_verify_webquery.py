@@ -1,11 +1,13 @@
 """Opt-in: ``ddpfix verify`` on CodeXGLUE NL-code-search-WebQuery (run_classifier.py), its data.
 
-``DDPFIX_CORPUS`` names a CodeXGLUE checkout; skipped when unset. What verify finds today,
-patched, under 2 ranks: a hang, with its cause in the stacks. Upstream's ``main`` holds every
+``DDPFIX_CORPUS`` names a CodeXGLUE checkout; skipped when unset. Upstream's ``main`` holds every
 rank but 0 at ``torch.distributed.barrier()`` before it reads the training file ("the others will
-use the cache"), but the matching rank-0 barrier after the read is missing: rank 0 goes on into
-DistributedDataParallel's constructor, whose parameter check waits for rank 1, which waits at the
-barrier. No rule pairs such a barrier yet, so the verdict names the hang and where each rank is.
+use the cache"), but the matching rank-0 barrier after the read is missing: with the rank read
+from LOCAL_RANK, rank 0 would go on into DistributedDataParallel's constructor and wait for rank
+1, which waits at the barrier (a hang). No rule pairs such a barrier yet, so DDP001 is withdrawn
+and says why: the processes run as lone copies, as they do unpatched under a modern launcher.
+Verify then stops earlier still: upstream's ``models.py`` hard-codes RoBERTa-base's 768-wide
+head, which the tiny model does not have.
 """
 
 from __future__ import annotations
@@ -41,10 +43,23 @@ def test_identified_by_sha256() -> None:
 
 @pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeXGLUE checkout")
 @pytest.mark.slow
-def test_patched_hangs_at_the_unpaired_data_barrier_and_says_where() -> None:
+def test_reading_local_rank_is_withdrawn_for_the_unpaired_barrier() -> None:
+    from patcher.engine import fix_text
+    from patcher.registry import all_rules
+    from patcher.source import read_source
+
+    _, findings = fix_text(read_source(find_script(RELATIVE)).text, all_rules())
+    (ddp001,) = [f for f in findings if f.code == "DDP001"]
+    assert not ddp001.fixed
+    assert "not rewritten: torch.distributed.barrier is a collective and only ranks other" in (
+        ddp001.message
+    )
+
+
+@pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeXGLUE checkout")
+@pytest.mark.slow
+def test_verify_stops_at_the_hard_coded_head_width() -> None:
     pytest.importorskip("torch")
     code, report = run_verify(find_script(RELATIVE).as_posix(), "--timeout", "90")
     assert code == 1 and report["target"] == NAME
-    assert report["verdict"].startswith("FAIL: no hang: still running after 90 s, killed")
-    stacks = "\n".join(report["stacks"].values())
-    assert "in barrier" in stacks and "_verify_param_shape_across_processes" in stacks
+    assert "mat1 and mat2 shapes cannot be multiplied" in report["verdict"]

@@ -27,7 +27,7 @@ def _weights(directory: Path) -> dict[str, torch.Tensor]:
 def test_two_builds_give_identical_weights_and_tokenizers(
     family: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    built = []
+    built: list[Path] = []
     for name in ("one", "two"):
         monkeypatch.setenv("DDPFIX_CACHE", str(tmp_path / name))
         torch.manual_seed(len(name) * 7 + len(built))  # the caller's RNG state must not matter

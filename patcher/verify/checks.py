@@ -9,6 +9,7 @@ crash, a crash explains a missing checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -400,6 +401,10 @@ def read_keys(path: Path, fmt: str) -> list[str]:
     return keys
 
 
+def _lists_for(results: Results, path: Path) -> bool:
+    return _lists(path, results)
+
+
 def _lists(path: Path, results: Results) -> bool:
     """Whether ``path`` reads as ``results``' format with exactly the expected keys."""
     try:
@@ -418,7 +423,7 @@ def results_complete(run: Run, expect: Expectations) -> Row:
         found = artifacts.find(
             run.output_dir,
             results.path,
-            lambda p, r=results: _lists(p, r),
+            functools.partial(_lists_for, results),
             taken=[d for d in declared if d != results.path],
         )
         if found.path is None:

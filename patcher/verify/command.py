@@ -261,7 +261,11 @@ def _run_in(workdir: Path, options: Options, report: Report, say: Callable[[str]
         say(f"writing synthetic {target.dataset} data")
         expected_keys = generators()[target.dataset](data_dir)
         own = target.script_args(model=model_dir, data=data_dir, output=output_dir)
-        if chosen != target.model_type and not families.flag_values(args, ("--model_type",)):
+        if (
+            chosen is not None
+            and chosen != target.model_type
+            and not families.flag_values(args, ("--model_type",))
+        ):
             own = cmdline.set_value(own, "--model_type", families.model_type_value(chosen))
         declared = declared_flags(script)
         digest = hashlib.sha256(options.script.read_bytes()).hexdigest()  # the user's, unpatched

@@ -66,7 +66,7 @@ def multi_task(out: Path) -> list[str]:
     """Every task ``run_multi_gen.py`` trains on at once, each in its own layout: summarize for
     six languages, translate, refine small and medium, concode and defect. It has no results
     file to check (see its target), so the keys are summarize/python's."""
-    keys = []
+    keys: list[str] = []
     for language in SUMMARIZE_LANGUAGES:
         directory = out / "summarize" / language
         directory.mkdir(parents=True)
