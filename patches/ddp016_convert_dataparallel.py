@@ -8,7 +8,9 @@ rank anywhere, a training loop) so that, when it is launched with ``WORLD_SIZE``
 
 - right before ``args.device = device``, the process group is initialised (NCCL with CUDA, gloo
   without, a 180-minute timeout as DDP010 gives), the device comes from ``LOCAL_RANK``,
-  ``args.n_gpu`` is 1 and ``args.local_rank`` holds the local rank (-1 when not launched);
+  ``args.n_gpu`` is 1 and ``args.local_rank`` holds the local rank (-1 otherwise: a single
+  process started by a launcher, ``WORLD_SIZE=1`` with ``LOCAL_RANK=0``, has no process group, so
+  it must not take the script's distributed branches);
 - **batch semantics are kept**: these scripts treat ``--train_batch_size`` as the global batch
   (DataParallel splits it over the GPUs), so each process takes ``train_batch_size //
   world_size``, and a batch that does not divide exactly is refused at start-up with a one-line
@@ -74,8 +76,9 @@ from patches._writes import gate_writes
 
 _COMMENT = "# ddpfix: one process per GPU (DDP) when launched with several processes"
 _SETUP = """\
-{args}.local_rank = int(os.environ.get("LOCAL_RANK", -1))
+{args}.local_rank = -1
 if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+    {args}.local_rank = int(os.environ["LOCAL_RANK"])
     if torch.cuda.is_available():
         torch.cuda.set_device({args}.local_rank)
         {device} = torch.device("cuda", {args}.local_rank)
@@ -186,8 +189,9 @@ class ConvertDataParallel(Rule):
                     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
                     args.n_gpu = torch.cuda.device_count()
                     # ddpfix: one process per GPU (DDP) when launched with several processes
-                    args.local_rank = int(os.environ.get("LOCAL_RANK", -1))
+                    args.local_rank = -1
                     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+                        args.local_rank = int(os.environ["LOCAL_RANK"])
                         if torch.cuda.is_available():
                             torch.cuda.set_device(args.local_rank)
                             device = torch.device("cuda", args.local_rank)
@@ -284,8 +288,9 @@ class ConvertDataParallel(Rule):
                     device = torch.device("cpu")
                     args.n_gpu = torch.cuda.device_count()
                     # ddpfix: one process per GPU (DDP) when launched with several processes
-                    args.local_rank = int(os.environ.get("LOCAL_RANK", -1))
+                    args.local_rank = -1
                     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+                        args.local_rank = int(os.environ["LOCAL_RANK"])
                         if torch.cuda.is_available():
                             torch.cuda.set_device(args.local_rank)
                             device = torch.device("cuda", args.local_rank)

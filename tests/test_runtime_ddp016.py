@@ -10,6 +10,7 @@ patched script still takes the full batch in one process.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,30 @@ def test_patched_script_without_a_launcher_keeps_the_full_batch(tmp_path: Path) 
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
+    assert _batches(output) == [[8]]
+
+
+@pytest.mark.parametrize("source", ["original", "patched"])
+def test_one_process_under_a_launcher_runs_as_before(tmp_path: Path, source: str) -> None:
+    """``torchrun --nproc_per_node 1`` / a one-GPU ``accelerate launch``: LOCAL_RANK=0 and
+    WORLD_SIZE=1. No process group is set up then, so the script must not take its distributed
+    branches (a DistributedSampler would raise "Default process group has not been
+    initialized")."""
+    text = SCRIPT.read_text()
+    script = tmp_path / "run.py"
+    script.write_text(text if source == "original" else patched(text))
+    output = tmp_path / "out"
+    output.mkdir()
+    env = {**os.environ, "LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1"}
+    env.update(LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29533")
+    done = subprocess.run(
+        [sys.executable, str(script), *ARGS, "--output_dir", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
     assert _batches(output) == [[8]]
 
 
