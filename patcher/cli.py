@@ -180,7 +180,14 @@ def _run(
     for path in found.files:
         suppress = file_codes(path, config.per_file_ignores, config.root)
         results.append(
-            process_file(path, rules, config.rule_options, write=write, suppress=suppress)
+            process_file(
+                path,
+                rules,
+                config.rule_options,
+                write=write,
+                suppress=suppress,
+                named=path in found.named,
+            )
         )
     results.sort(key=lambda r: r.path.as_posix())
 

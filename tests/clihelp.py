@@ -1,8 +1,12 @@
-"""Run the real ``ddpfix`` CLI in-process and return exit code, stdout and stderr."""
+"""Run the real ``ddpfix`` CLI, in-process (fast) or as a separate process (as a user does)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -19,3 +23,26 @@ class Run:
 def ddpfix(*args: str) -> Run:
     result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
     return Run(result.exit_code, result.stdout, result.stderr)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ddpfix_process(
+    *args: str | Path,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """``ddpfix ARGS`` as a user runs it: a separate process, stdout and stderr not a terminal."""
+    environment = dict(os.environ if env is None else env)
+    path = environment.get("PYTHONPATH")
+    environment["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
+    return subprocess.run(
+        [sys.executable, "-m", "patcher", *(str(a) for a in args)],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

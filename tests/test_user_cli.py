@@ -1,0 +1,32 @@
+"""What a user sees running ``ddpfix`` in a shell: each test starts the CLI as a process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clihelp import ddpfix_process
+
+
+def test_named_files_are_always_validated(tmp_path: Path) -> None:
+    # No rule's trigger string occurs in either file, so the prefilter alone would skip them.
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f(:\n    pass\n")
+    py2 = tmp_path / "py2.py"
+    py2.write_text('print "x"\n')
+    run = ddpfix_process("check", "bad.py", "py2.py", cwd=tmp_path)
+    assert run.returncode == 2, run.stderr
+    errors = [line for line in run.stderr.splitlines() if ": error: " in line]
+    assert errors == [
+        "bad.py: error: syntax error at line 1, column 7: invalid syntax",
+        "py2.py: error: Python 2 source (print statement at line 1); ddpfix rewrites Python 3 only",
+    ]
+    assert bad.read_text() == "def f(:\n    pass\n"
+
+
+def test_walked_files_may_be_skipped_by_the_prefilter(tmp_path: Path) -> None:
+    # Found by walking a directory, a file no rule could apply to is not parsed (documented).
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "py2.py").write_text('print "x"\n')
+    run = ddpfix_process("check", "src", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "1 file checked" in run.stderr
