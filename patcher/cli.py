@@ -20,6 +20,7 @@ from patcher import __version__
 from patcher.config import Config, ConfigError, load_config
 from patcher.discover import discover
 from patcher.engine import FileResult, process_file
+from patcher.pipes import die_on_broken_pipe, end_quietly, raise_on_broken_pipe
 from patcher.registry import SelectionError, all_rules, companion_warnings, find_rule, select_rules
 from patcher.report import exit_code, print_text, to_json
 from patcher.suppress import file_codes, unknown_selectors
@@ -343,6 +344,45 @@ def verify(
     output: Format = FORMAT,
 ) -> None:
     """Run the patched script under accelerate with N ranks on a tiny local model and check it."""
+    raise_on_broken_pipe()  # a closed pipe must not kill verify before it kills its ranks
+    try:
+        _verify(
+            script,
+            script_args,
+            gpus=gpus,
+            nodes=nodes,
+            target=target,
+            original=original,
+            keep=keep,
+            timeout=timeout,
+            no_health=no_health,
+            health=health,
+            max_steps=max_steps,
+            select=select,
+            ignore=ignore,
+            output=output,
+        )
+    except BrokenPipeError:  # every launched process is gone by now (command.run's finally)
+        end_quietly()
+
+
+def _verify(
+    script: Path,
+    script_args: list[str] | None,
+    *,
+    gpus: int,
+    nodes: int,
+    target: str | None,
+    original: bool,
+    keep: Path | None,
+    timeout: float,
+    no_health: bool,
+    health: list[str] | None,
+    max_steps: int | None,
+    select: list[str] | None,
+    ignore: list[str] | None,
+    output: Format,
+) -> None:
     from patcher.verify import command
     from patcher.verify.render import print_report, to_json
 
@@ -629,6 +669,7 @@ def _indent(code: str) -> str:
 
 
 def main() -> None:
+    die_on_broken_pipe()  # `ddpfix ... | head` ends quietly (verify restores Python's default)
     try:
         app()
     except KeyboardInterrupt:  # pragma: no cover - interactive

@@ -33,16 +33,32 @@ def ddpfix_process(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 300,
+    closed_stdout: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """``ddpfix ARGS`` as a user runs it: a separate process, stdout and stderr not a terminal."""
+    """``ddpfix ARGS`` as a user runs it: a separate process, stdout and stderr not a terminal.
+
+    ``closed_stdout``: stdout is a pipe whose reader has already gone (``ddpfix ... | head``
+    after head exited), and the returned ``stdout`` is empty."""
     environment = dict(os.environ if env is None else env)
     path = environment.get("PYTHONPATH")
     environment["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
-    return subprocess.run(
-        [sys.executable, "-m", "patcher", *(str(a) for a in args)],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    command = [sys.executable, "-m", "patcher", *(str(a) for a in args)]
+    if not closed_stdout:
+        return subprocess.run(
+            command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout
+        )
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        run = subprocess.run(
+            command,
+            cwd=cwd,
+            env=environment,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+        )
+    finally:
+        os.close(write)
+    return subprocess.CompletedProcess(command, run.returncode, "", run.stderr)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
-from clihelp import ddpfix_process
+import pytest
+
+from clihelp import ROOT, ddpfix_process
+
+EXAMPLES = ROOT / "examples"
 
 
 def test_named_files_are_always_validated(tmp_path: Path) -> None:
@@ -30,3 +35,24 @@ def test_walked_files_may_be_skipped_by_the_prefilter(tmp_path: Path) -> None:
     run = ddpfix_process("check", "src", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "1 file checked" in run.stderr
+
+
+#: Killed by SIGPIPE (what a shell shows as 141), or exited with that status: either way quiet.
+BROKEN_PIPE = (128 + signal.SIGPIPE, -signal.SIGPIPE)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("apply", "--diff", EXAMPLES),
+        ("check", EXAMPLES),
+        ("rules",),
+        ("explain", "DDP001"),
+        ("upstream", "status", "--checkout", EXAMPLES),
+    ],
+    ids=["apply-diff", "check", "rules", "explain", "upstream-status"],
+)
+def test_broken_pipe_ends_quietly(args: tuple[str, ...]) -> None:
+    run = ddpfix_process(*args, closed_stdout=True)
+    assert run.returncode in BROKEN_PIPE, (run.returncode, run.stderr)
+    assert run.stderr == ""  # no traceback, and no findings or summary after the reader left
