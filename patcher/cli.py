@@ -383,6 +383,10 @@ def _verify(
     ignore: list[str] | None,
     output: Format,
 ) -> None:
+    from patcher.verify import extra
+
+    if extra.missing() is not None:
+        raise _fail(extra.INSTALL)
     from patcher.verify import command
     from patcher.verify.render import print_report, to_json
 

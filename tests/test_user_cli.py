@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -56,3 +57,31 @@ def test_broken_pipe_ends_quietly(args: tuple[str, ...]) -> None:
     run = ddpfix_process(*args, closed_stdout=True)
     assert run.returncode in BROKEN_PIPE, (run.returncode, run.stderr)
     assert run.stderr == ""  # no traceback, and no findings or summary after the reader left
+
+
+NO_TORCH = "raise ImportError(\"No module named 'torch'\")\n"
+NO_ACCELERATE = (  # as after `pip install -e .`: the package's metadata is not there
+    "import importlib.metadata as m\n"
+    "_version = m.version\n"
+    "def version(name):\n"
+    "    if name == 'accelerate':\n"
+    "        raise m.PackageNotFoundError(name)\n"
+    "    return _version(name)\n"
+    "m.version = version\n"
+)
+
+
+@pytest.mark.parametrize("broken", ["torch", "accelerate"])
+def test_verify_without_its_extra_says_what_to_install(tmp_path: Path, broken: str) -> None:
+    stubs = tmp_path / "stubs"
+    if broken == "torch":
+        (stubs / "torch").mkdir(parents=True)
+        (stubs / "torch" / "__init__.py").write_text(NO_TORCH)
+    else:
+        stubs.mkdir()
+        (stubs / "sitecustomize.py").write_text(NO_ACCELERATE)
+    env = dict(os.environ, PYTHONPATH=str(stubs))
+    run = ddpfix_process("verify", EXAMPLES / "defect_detection" / "run.py", env=env)
+    assert run.returncode == 2
+    assert run.stderr == "error: verify needs the verify extra: pip install 'ddpfix[verify]'\n"
+    assert run.stdout == ""
