@@ -267,8 +267,8 @@ def rules() -> None:
     out, _ = _consoles()
     table = Table(title="ddpfix rules", show_lines=False)
     table.add_column("Code", style="bold magenta", no_wrap=True)
-    table.add_column("Name", no_wrap=True)
-    table.add_column("What it does")
+    table.add_column("Name", overflow="fold")
+    table.add_column("What it does", overflow="fold")
     for rule in all_rules():
         table.add_row(rule.code, rule.name, rule.summary)
     out.print(table)
@@ -653,8 +653,11 @@ def upstream_status(
         out.print(Text(json.dumps(payload, indent=2)))
     else:
         grid = Table(title=f"upstream status of {checkout}")
-        for column in ("path", "state", "problems"):
-            grid.add_column(column)
+        # A CI log must name the whole path, unbroken: the path column takes what it needs.
+        longest = max((len(d.path) for d in drifts), default=4)
+        grid.add_column("path", overflow="fold", min_width=longest)
+        grid.add_column("state", no_wrap=True)
+        grid.add_column("problems", overflow="fold")
         for drift in drifts:
             style = "red" if drift.broken else ("yellow" if drift.state != "unchanged" else "")
             grid.add_row(drift.path, Text(drift.state, style=style), "; ".join(drift.problems))

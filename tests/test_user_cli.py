@@ -85,3 +85,19 @@ def test_verify_without_its_extra_says_what_to_install(tmp_path: Path, broken: s
     assert run.returncode == 2
     assert run.stderr == "error: verify needs the verify extra: pip install 'ddpfix[verify]'\n"
     assert run.stdout == ""
+
+
+def test_upstream_status_prints_whole_paths_in_a_log(tmp_path: Path) -> None:
+    # A changed pinned script with a long path and long problems, printed to a pipe (80 columns).
+    pinned = "Code-Code/Clone-detection-BigCloneBench/code/run.py"
+    (tmp_path / pinned).parent.mkdir(parents=True)
+    (tmp_path / pinned).write_text("import os\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    run = ddpfix_process(
+        "upstream", "status", "--checkout", tmp_path, "--repo", "microsoft/CodeXGLUE", env=env
+    )
+    assert run.returncode == 1, run.stderr  # its fixes no longer apply: drift breaks the patch
+    rows = [line for line in run.stdout.splitlines() if "changed" in line]
+    assert len(rows) == 1 and f"│ {pinned} " in rows[0], run.stdout
+    assert "…" not in run.stdout
+    assert "Code-Code/code-to-code-trans/evaluator/CodeBLEU/parser/build.py" in run.stdout

@@ -38,7 +38,7 @@ def print_report(report: Report, console: Console) -> None:
     table = Table(show_lines=False)
     table.add_column("check", no_wrap=True)
     table.add_column("result", no_wrap=True)
-    table.add_column("evidence")
+    table.add_column("evidence", overflow="fold")  # paths in full, even when narrow
     for row in report.rows:
         table.add_row(
             row.name,
