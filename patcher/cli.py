@@ -20,6 +20,7 @@ from patcher import __version__
 from patcher.config import Config, ConfigError, load_config
 from patcher.discover import discover
 from patcher.engine import FileResult, process_file
+from patcher.helptext import HelpCommand
 from patcher.pipes import die_on_broken_pipe, end_quietly, raise_on_broken_pipe
 from patcher.registry import SelectionError, all_rules, companion_warnings, find_rule, select_rules
 from patcher.report import exit_code, print_text, to_json
@@ -205,7 +206,7 @@ def _run(
     raise typer.Exit(code=code)
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def apply(
     paths: List[Path] = PATHS,  # noqa: UP006
     diff: bool = typer.Option(False, "--diff", help="Print a unified diff; write nothing."),
@@ -235,7 +236,7 @@ def apply(
     )
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def check(
     paths: List[Path] = PATHS,  # noqa: UP006
     select: Optional[List[str]] = SELECT,  # noqa: UP006, UP045
@@ -261,7 +262,7 @@ def check(
     )
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def rules() -> None:
     """List every rule: code, name, and what it does."""
     out, _ = _consoles()
@@ -274,8 +275,10 @@ def rules() -> None:
     out.print(table)
 
 
-@app.command()
-def explain(code: str = typer.Argument(..., help="A rule code (DDP003) or name.")) -> None:
+@app.command(cls=HelpCommand)
+def explain(
+    code: str = typer.Argument(..., metavar="CODE", help="A rule code (DDP003) or name."),
+) -> None:
     """Show a rule's rationale and its before/after examples."""
     rule = find_rule(code)
     if rule is None:
@@ -285,7 +288,7 @@ def explain(code: str = typer.Argument(..., help="A rule code (DDP003) or name."
     out.print(Text(f"{rule.code} {rule.name}", style="bold"))
     out.print(Text(rule.summary))
     out.print()
-    out.print(Text(rule.rationale.strip()))
+    out.print(Text(_body(rule.rationale, rule.code)))
     for number, example in enumerate(rule.examples, start=1):
         out.print()
         label = "changed" if example.after is not None else "left unchanged"
@@ -297,6 +300,7 @@ def explain(code: str = typer.Argument(..., help="A rule code (DDP003) or name."
 
 
 @app.command(
+    cls=HelpCommand,
     epilog="Exit codes: 0 every check passed; 1 a check failed; 2 usage or setup error.",
 )
 def verify(
@@ -436,7 +440,7 @@ def _verify(
     raise typer.Exit(code=0 if report.passed else 1)
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def plan(
     global_batch: int = typer.Option(..., "--global-batch", help="The global batch you want."),
     per_gpu_batch: int = typer.Option(..., "--per-gpu-batch", help="The batch one GPU holds."),
@@ -464,7 +468,9 @@ def plan(
     out.print(grid)
 
 
-@app.command(epilog="Exit code: the script's own; 2 when the launch cannot be planned.")
+@app.command(
+    cls=HelpCommand, epilog="Exit code: the script's own; 2 when the launch cannot be planned."
+)
 def launch(
     script: Path = typer.Argument(..., metavar="SCRIPT", help="The training script."),
     script_args: Optional[List[str]] = typer.Argument(  # noqa: UP006, UP045
@@ -584,7 +590,7 @@ MANIFESTS = typer.Option(
 )
 
 
-@upstream_app.command("pin")
+@upstream_app.command("pin", cls=HelpCommand)
 def upstream_pin(
     checkout: Path = typer.Option(..., "--checkout", help="A local checkout of the repository."),
     repo: str = typer.Option(..., "--repo", help="owner/name of the repository."),
@@ -616,7 +622,7 @@ def upstream_pin(
         output.write_text(text, encoding="utf-8")
 
 
-@upstream_app.command("status")
+@upstream_app.command("status", cls=HelpCommand)
 def upstream_status(
     checkout: Path = typer.Option(..., "--checkout", help="A local checkout to compare."),
     repo: Optional[str] = typer.Option(None, "--repo", help="owner/name (default: inferred)."),  # noqa: UP045
@@ -671,6 +677,13 @@ def upstream_status(
     raise typer.Exit(code=1 if broken else 0)
 
 
+def _body(rationale: str, code: str) -> str:
+    """The rationale without its title line (``DDP003 name: ...``): the summary says it."""
+    text = rationale.strip()
+    title, _, rest = text.partition("\n\n")
+    return rest.strip() if title.startswith(f"{code} ") and rest.strip() else text
+
+
 def _indent(code: str) -> str:
     return "".join(f"    {line}" for line in code.splitlines(keepends=True)).rstrip("\n")
 
@@ -678,6 +691,6 @@ def _indent(code: str) -> str:
 def main() -> None:
     die_on_broken_pipe()  # `ddpfix ... | head` ends quietly (verify restores Python's default)
     try:
-        app()
+        app(prog_name="ddpfix")  # also under `python -m patcher`
     except KeyboardInterrupt:  # pragma: no cover - interactive
         sys.exit(130)

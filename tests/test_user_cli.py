@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -101,3 +102,58 @@ def test_upstream_status_prints_whole_paths_in_a_log(tmp_path: Path) -> None:
     assert len(rows) == 1 and f"│ {pinned} " in rows[0], run.stdout
     assert "…" not in run.stdout
     assert "Code-Code/code-to-code-trans/evaluator/CodeBLEU/parser/build.py" in run.stdout
+
+
+COMMANDS = [
+    (),
+    ("apply",),
+    ("check",),
+    ("rules",),
+    ("explain",),
+    ("verify",),
+    ("plan",),
+    ("launch",),
+    ("upstream",),
+    ("upstream", "pin"),
+    ("upstream", "status"),
+]
+#: What typer adds around click's help: braces and doubled brackets around arguments in the
+#: usage line, and type labels such as <list[Path]> or <int>.
+ARTEFACT = re.compile(r"\{[^}]*\}|\[\[|\]\]|<[\w\[\]|, ]+>")
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "ddpfix")
+def test_help_has_no_framework_artefacts(command: tuple[str, ...]) -> None:
+    run = ddpfix_process(*command, "--help")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(f"Usage: ddpfix {' '.join(command)}".rstrip() + " ")
+    assert ARTEFACT.findall(run.stdout) == []
+
+
+def test_help_usage_lines_name_the_arguments() -> None:
+    usages = {
+        ("apply",): "Usage: ddpfix apply [OPTIONS] PATH...",
+        ("verify",): "Usage: ddpfix verify [OPTIONS] SCRIPT [-- ARGS...]",
+        ("launch",): "Usage: ddpfix launch [OPTIONS] SCRIPT [-- SCRIPT ARGS...]",
+        ("explain",): "Usage: ddpfix explain [OPTIONS] CODE",
+    }
+    for command, usage in usages.items():
+        assert ddpfix_process(*command, "--help").stdout.splitlines()[0] == usage
+
+
+def test_explain_prints_the_summary_once() -> None:
+    run = ddpfix_process("explain", "DDP003")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "DDP003 rank-zero-evaluate-and-save"
+    assert sum("rank-zero-evaluate-and-save" in line for line in lines) == 1
+    assert lines[2] == ""  # title, summary, then the rationale's body
+
+
+def test_unknown_script_is_one_short_line(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("print('hello')\n")
+    run = ddpfix_process("verify", "train.py", cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and len(run.stderr) < 160, run.stderr
+    assert run.stderr.startswith("error: cannot tell which known script train.py is")
+    assert "--target NAME" in run.stderr

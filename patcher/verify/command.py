@@ -146,11 +146,12 @@ def choose_target(options: Options) -> tuple[Target | None, str]:
         return match.target, match.how
     if options.script_args:
         return None, "none (running with the arguments after --)"
-    closest = ", ".join(f"{m.target.name} {m.score:.0%}" for m in scored[:3]) or "none"
-    known = ", ".join(sorted(targets))
+    # One short line: a wrong --target NAME lists the known names.
+    best = scored[0] if scored and scored[0].score > 0 else None
+    closest = f"closest: {best.target.name}, {best.score:.0%}; " if best else ""
     raise SetupError(
-        f"cannot tell which known script {options.script.name} is (closest: {closest}). "
-        f"Pass --target NAME (one of: {known}), or give the script's own arguments after --"
+        f"cannot tell which known script {options.script.name} is ({closest}pass --target NAME "
+        "or the script's own arguments after --)"
     )
 
 
