@@ -49,9 +49,14 @@ class Format(str, Enum):
     json = "json"
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:  # rich's own exits 1, like "files would change"
+        end_quietly()
+
+
 def _consoles() -> tuple[Console, Console]:
-    out = Console(markup=False, highlight=False, soft_wrap=True)
-    err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+    out = _Console(markup=False, highlight=False, soft_wrap=True)
+    err = _Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     return out, err
 
 
@@ -425,9 +430,11 @@ def _verify(
     try:
         if output is Format.json:
             report = command.run(options)
-        else:
+        elif err.is_terminal:
             with err.status("verify: starting") as status:
                 report = command.run(options, progress=lambda m: status.update(f"verify: {m}"))
+        else:  # a CI log: one line per stage, so a slow run shows where it is
+            report = command.run(options, progress=lambda m: err.print(Text(f"verify: {m}")))
     except command.SetupError as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
@@ -437,6 +444,7 @@ def _verify(
         out.print(Text(to_json(report)))
     else:
         print_report(report, out)
+    out.file.flush()  # a reader that left shows here, as BrokenPipeError, not at exit
     raise typer.Exit(code=0 if report.passed else 1)
 
 

@@ -157,3 +157,55 @@ def test_unknown_script_is_one_short_line(tmp_path: Path) -> None:
     assert run.stderr.count("\n") == 1 and len(run.stderr) < 160, run.stderr
     assert run.stderr.startswith("error: cannot tell which known script train.py is")
     assert "--target NAME" in run.stderr
+
+
+FAILING = ROOT / "tests" / "verify_cases" / "rank_one_fails.py"
+#: What libraries print while a tiny model is built, and a rank's progress bar.
+NOISE = ("Tokenize words", "Count pairs", "Compute merges", "Writing model shards", "%|")
+
+
+def _stages(stderr: str) -> list[str]:
+    return [line.split(" ", 2)[1] for line in stderr.splitlines()]
+
+
+def test_failing_verify_shows_the_failing_ranks_traceback() -> None:
+    run = ddpfix_process("verify", FAILING, "--", "--unused", "1")  # stdout, stderr: pipes
+    assert run.returncode == 1, run.stderr
+    # a CI log sees every stage, one line each, and nothing else on stderr
+    assert all(line.startswith("verify: ") for line in run.stderr.splitlines()), run.stderr
+    assert _stages(run.stderr) == ["copying", "patching", "launching", "checking"]
+    lines = run.stdout.splitlines()
+    start = lines.index("rank 1 failed first; the end of its traceback:")
+    tail = lines[start + 1 : start + 9]
+    assert tail[0] == "Traceback (most recent call last):"
+    assert '  File "<sandbox>/code/rank_one_fails.py", line 9, in load_shard' in tail
+    assert tail[-1] == "ValueError: rank one broke while loading its shard"
+    assert lines[-2] == (
+        "the sandbox was removed; --keep DIR keeps it (code/, data/, output/, probe/, launch.log)"
+    )
+    assert lines[-1].startswith("FAIL: every rank exited 0: rank 1 raised ValueError")
+    assert "ddpfix-verify-" not in run.stdout  # nothing points into the removed sandbox
+
+
+def test_verify_report_into_a_closed_pipe_ends_quietly() -> None:
+    run = ddpfix_process("verify", FAILING, "--", "--unused", "1", closed_stdout=True)
+    assert run.returncode in BROKEN_PIPE, run.stderr
+    assert all(line.startswith("verify: ") for line in run.stderr.splitlines()), run.stderr
+
+
+def test_original_fails_cleanly_on_a_cold_cache(tmp_path: Path) -> None:
+    # A cold cache: the tiny model is built in this run, with the libraries' bars silenced.
+    env = dict(os.environ, DDPFIX_CACHE=str(tmp_path / "cache"))
+    example = EXAMPLES / "defect_detection" / "run.py"
+    run = ddpfix_process("verify", example, "--original", env=env)
+    assert run.returncode == 1, run.stderr
+    assert _stages(run.stderr) == ["copying", "building", "writing", "launching", "checking"]
+    assert "verify: building a tiny roberta model" in run.stderr
+    for noise in NOISE:
+        assert noise not in run.stderr and noise not in run.stdout, noise
+    lines = run.stdout.splitlines()
+    assert lines[-1].startswith(
+        "FAIL: ranks joined: 2 processes, torch.distributed never initialised"
+    )
+    assert "--keep DIR keeps it" in lines[-2]
+    assert "ddpfix-verify-" not in run.stdout

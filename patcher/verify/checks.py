@@ -199,7 +199,7 @@ def _hint(summary: str) -> str:
     return ""
 
 
-def _root_cause(records: Sequence[RankRecord]) -> RankRecord | None:
+def root_cause(records: Sequence[RankRecord]) -> RankRecord | None:
     """The rank whose exception came first; a peer's "connection closed" is a consequence."""
     failed = [r for r in records if r.exception is not None]
     if not failed:
@@ -221,7 +221,7 @@ _TORCH = "a torch/gloo fault after the script's own exit, not the script's"
 
 def exited_cleanly(run: Run, expect: Expectations) -> Row:
     name = "every rank exited 0"
-    root = _root_cause(run.records)
+    root = root_cause(run.records)
     consequence = root is not None and any(
         sign in root.exception.summary
         for sign in _COLLECTIVE_SIGNS  # type: ignore[union-attr]
