@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from clihelp import ROOT, ddpfix_process
+from readme import block_after, mismatch
 
 EXAMPLES = ROOT / "examples"
 
@@ -209,3 +210,5 @@ def test_original_fails_cleanly_on_a_cold_cache(tmp_path: Path) -> None:
     )
     assert "--keep DIR keeps it" in lines[-2]
     assert "ddpfix-verify-" not in run.stdout
+    # and it is what the README shows for --original
+    assert mismatch(block_after("and with `--original`"), lines) is None
