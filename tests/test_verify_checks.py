@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,7 @@ def _rows(run: checks.Run) -> dict[str, checks.Row]:
 def test_healthy_run_passes(tmp_path: Path) -> None:
     rows = checks.evaluate(_run(tmp_path, _healthy(tmp_path)), EXPECT)
     assert all(row.ok for row in rows), rows
-    assert checks.verdict(rows) == "PASS: all 7 checks passed"
+    assert checks.verdict(rows) == "PASS: all 8 checks passed"
     by_name = {row.name: row for row in rows}
     assert by_name["ranks joined"].evidence == (
         "2 processes, ranks 0, 1, world size 2 (gloo), 4, 4 optimizer steps"
@@ -390,3 +391,15 @@ def test_the_last_checksum_read_wins(tmp_path: Path) -> None:
     assert record.to_json()["parameter_checksum"]["blake2b"] == "bb"
     apply_event(record, {"kind": "replica", "step": 3, "checksum": None, "error": "E: x"})
     assert (record.checksum, record.checksum_step, record.checksum_error) == (None, 3, "E: x")
+
+
+def test_training_health_is_one_of_the_checks(tmp_path: Path) -> None:
+    # the verdict counts what the user sees: the health row is a check like the others
+    assert checks.CHECKS[-1] is checks.training_health
+    run = _run(tmp_path, _healthy(tmp_path))
+    names = [row.name for row in checks.evaluate(run, EXPECT)]
+    assert names[-1] == "training health" and len(names) == len(checks.CHECKS)
+    without = dataclasses.replace(EXPECT, health=False)  # --no-health
+    rows = checks.evaluate(run, without)
+    assert "training health" not in [row.name for row in rows]
+    assert checks.verdict(rows) == "PASS: all 7 checks passed"

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from patcher.verify import health
 from patcher.verify.records import RankRecord
 
 
@@ -42,6 +43,7 @@ class Expectations:
     checkpoints: tuple[str, ...] = ()
     results: tuple[Results, ...] = ()
     evaluation: bool = True
+    health: bool = True  # the training-health check (``--no-health`` drops its row)
 
 
 @dataclass
@@ -440,7 +442,13 @@ def results_complete(run: Run, expect: Expectations) -> Row:
     return Row(name, True, "; ".join(notes))
 
 
-CHECKS = (
+def training_health(run: Run, expect: Expectations) -> Row | None:
+    """No parameter orphaned, gradient-dead or unchanged (:mod:`patcher.verify.health`); None
+    when not asked for."""
+    return health.row(run.records) if expect.health else None
+
+
+CHECKS: tuple[Callable[[Run, Expectations], Row | None], ...] = (
     ranks_joined,
     no_hang,
     exited_cleanly,
@@ -448,11 +456,13 @@ CHECKS = (
     evaluation_ran,
     checkpoints,
     results_complete,
+    training_health,
 )
 
 
 def evaluate(run: Run, expect: Expectations) -> list[Row]:
-    return [check(run, expect) for check in CHECKS]
+    """Every check's row, in :data:`CHECKS` order; a check that returns None was not asked for."""
+    return [row for check in CHECKS if (row := check(run, expect)) is not None]
 
 
 def verdict(rows: Sequence[Row]) -> str:

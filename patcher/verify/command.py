@@ -315,6 +315,7 @@ def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
         if full_run and target
         else (),
         evaluation=full_run,
+        health=options.health,
     )
     run_data = checks.Run(
         records=report.records,
@@ -329,5 +330,4 @@ def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
     )
     report.rows = checks.evaluate(run_data, expect)
     if options.health:
-        report.rows.append(health.row(report.records))
         report.health = health.findings(report.records)
