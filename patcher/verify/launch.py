@@ -16,14 +16,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from patcher.pids import alive
+from patcher.launching import Machines, accelerate_command
+from patcher.pids import alive, descendants, free_port, kill
 
 PROBE_DIR = Path(__file__).resolve().parent / "probe"
 
@@ -49,13 +49,6 @@ class Outcome:
     stacks: dict[int, str] = field(default_factory=dict)
     interrupted: bool = False
     launcher_lingered: bool = False
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now, so parallel verifies do not collide."""
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cuda_device_count() -> int:
@@ -121,14 +114,8 @@ def plan(
         )
     commands, envs = [], []
     for node in range(nodes):
-        command = [sys.executable, "-m", "accelerate.commands.launch"]
-        command += ["--num_machines", str(nodes), "--mixed_precision", "no"]
-        command += ["--dynamo_backend", "no", "--main_process_port", str(port)]
-        command += ["--num_processes", str(total)]
-        if nodes > 1:
-            command += ["--machine_rank", str(node), "--main_process_ip", "127.0.0.1"]
-        if total > 1:
-            command.append("--multi_gpu")
+        machines = Machines(nodes=nodes, node_rank=node, main_ip="127.0.0.1", main_port=port)
+        command = accelerate_command(processes=total, port=port, machines=machines)
         commands.append([*command, str(script), *script_args])
         env = dict(base)
         if use_cuda and nodes > 1:
@@ -140,33 +127,6 @@ def plan(
 
 
 # --- process management -------------------------------------------------------------------
-
-
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                stat = handle.read().decode(errors="replace")
-        except OSError:
-            continue
-        # the command may contain spaces and parentheses: ppid follows the last ')'
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 1:
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    return children
-
-
-def descendants(pid: int) -> list[int]:
-    tree = _children_map()
-    found, pending = [], [pid]
-    while pending:
-        for child in tree.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
-    return found
 
 
 def probe_pids(probe_dir: Path) -> list[int]:
@@ -183,9 +143,7 @@ def kill_all(processes: list[subprocess.Popen], probe_dir: Path) -> list[int]:
     for process in processes:
         targets |= {process.pid, *descendants(process.pid)}
     targets.discard(os.getpid())
-    for pid in targets:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+    kill(targets)
     for process in processes:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
