@@ -25,6 +25,7 @@ from patcher.rule import Rule
 from patcher.verify import checks, cmdline, families, health, launch, launchline
 from patcher.verify.datasets import generators
 from patcher.verify.models import ensure_model
+from patcher.verify.probe import ddpfix_protocol as protocol
 from patcher.verify.records import read_records
 from patcher.verify.targets import Target, TargetError, identify, load_targets
 
@@ -348,11 +349,11 @@ def _inputs(box: Sandbox, script: Path, options: Options, report: Report, say) -
 
 def _probe_settings(options: Options) -> dict[str, str]:
     """What the probe in every rank is asked to record, and when to stop (its environment)."""
-    settings = {"DDPFIX_HEALTH": "1" if options.health else "0"}
+    settings = {protocol.ENV_HEALTH: "1" if options.health else "0"}
     if options.health and options.sentinel:
-        settings["DDPFIX_HEALTH_SENTINEL"] = "1"
+        settings[protocol.ENV_SENTINEL] = "1"
     if options.max_steps is not None:
-        settings["DDPFIX_MAX_STEPS"] = str(options.max_steps)
+        settings[protocol.ENV_MAX_STEPS] = str(options.max_steps)
     return settings
 
 

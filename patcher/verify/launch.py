@@ -24,6 +24,7 @@ from pathlib import Path
 
 from patcher.launching import Machines, accelerate_command
 from patcher.pids import alive, descendants, free_port, kill
+from patcher.verify.probe import ddpfix_protocol as protocol
 
 PROBE_DIR = Path(__file__).resolve().parent / "probe"
 
@@ -91,16 +92,16 @@ def plan(
             "TOKENIZERS_PARALLELISM": "false",
             "GLOO_SOCKET_IFNAME": "lo",
             "PYTHONUNBUFFERED": "1",
-            "DDPFIX_PROBE_DIR": str(probe_dir),
+            protocol.ENV_DIR: str(probe_dir),
             "PYTHONPATH": os.pathsep.join(
                 [str(PROBE_DIR), *filter(None, [base.get("PYTHONPATH")])]
             ),
         }
     )
-    base.pop("DDPFIX_PROBE_OWNER", None)
+    base.pop(protocol.ENV_OWNER, None)
     base.update(extra_env or {})
     if total == 1:
-        base["DDPFIX_PROBE_SINGLE"] = "1"
+        base[protocol.ENV_SINGLE] = "1"
     notice = None
     if not use_cuda:
         base["ACCELERATE_USE_CPU"] = "1"
@@ -130,11 +131,8 @@ def plan(
 
 
 def probe_pids(probe_dir: Path) -> list[int]:
-    pids = []
-    for path in probe_dir.glob("events-*.jsonl"):
-        with contextlib.suppress(ValueError):
-            pids.append(int(path.stem.split("-", 1)[1]))
-    return pids
+    found = (protocol.pid_of(path.name) for path in probe_dir.glob(protocol.EVENTS_GLOB))
+    return [pid for pid in found if pid is not None]
 
 
 def kill_all(processes: list[subprocess.Popen], probe_dir: Path) -> list[int]:
@@ -164,7 +162,7 @@ def dump_stacks(probe_dir: Path, wait: float = 2.0) -> dict[int, str]:
     time.sleep(wait)
     stacks = {}
     for pid in pids:
-        path = probe_dir / f"stacks-{pid}.txt"
+        path = Path(protocol.stacks_file(str(probe_dir), pid))
         with contextlib.suppress(OSError):
             text = path.read_text(errors="replace").strip()
             if text:
