@@ -523,6 +523,7 @@ def launch(
     """Run SCRIPT under accelerate with per-GPU batch x ranks x accumulation = global batch.
 
     The ranks are --gpus per node times the nodes; run one launcher per node (SLURM: srun)."""
+    raise_on_broken_pipe()  # `launch ... | head`: the training is killed before ddpfix ends
     from patcher.launching import (
         LaunchError,
         Machines,
