@@ -20,6 +20,8 @@ from patcher import __version__
 from patcher.config import Config, ConfigError, check_rule_options, load_config
 from patcher.discover import discover
 from patcher.engine import FileResult, process_file
+from patcher.helptext import HelpCommand
+from patcher.pipes import die_on_broken_pipe, end_quietly, raise_on_broken_pipe
 from patcher.registry import SelectionError, all_rules, companion_warnings, find_rule, select_rules
 from patcher.report import exit_code, print_text, to_json
 from patcher.suppress import file_codes, unknown_selectors
@@ -47,9 +49,14 @@ class Format(str, Enum):
     json = "json"
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:  # rich's own exits 1, like "files would change"
+        end_quietly()
+
+
 def _consoles() -> tuple[Console, Console]:
-    out = Console(markup=False, highlight=False, soft_wrap=True)
-    err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+    out = _Console(markup=False, highlight=False, soft_wrap=True)
+    err = _Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     return out, err
 
 
@@ -179,7 +186,14 @@ def _run(
     for path in found.files:
         suppress = file_codes(path, config.per_file_ignores, config.root)
         results.append(
-            process_file(path, rules, config.rule_options, write=write, suppress=suppress)
+            process_file(
+                path,
+                rules,
+                config.rule_options,
+                write=write,
+                suppress=suppress,
+                named=path in found.named,
+            )
         )
     results.sort(key=lambda r: r.path.as_posix())
 
@@ -196,7 +210,7 @@ def _run(
     raise typer.Exit(code=code)
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def apply(
     paths: List[Path] = PATHS,  # noqa: UP006
     diff: bool = typer.Option(False, "--diff", help="Print a unified diff; write nothing."),
@@ -226,7 +240,7 @@ def apply(
     )
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def check(
     paths: List[Path] = PATHS,  # noqa: UP006
     select: Optional[List[str]] = SELECT,  # noqa: UP006, UP045
@@ -252,14 +266,14 @@ def check(
     )
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def rules() -> None:
     """List every rule: code, name, and what it does."""
     out, _ = _consoles()
     table = Table(title="ddpfix rules", show_lines=False)
     table.add_column("Code", style="bold magenta", no_wrap=True)
-    table.add_column("Name", no_wrap=True)
-    table.add_column("What it does")
+    table.add_column("Name", overflow="fold")
+    table.add_column("What it does", overflow="fold")
     for rule in all_rules():
         table.add_row(rule.code, rule.name, rule.summary)
     out.print(table)
@@ -272,8 +286,10 @@ def _toml(value: object) -> str:
     return f'"{value}"' if isinstance(value, str) else str(value)
 
 
-@app.command()
-def explain(code: str = typer.Argument(..., help="A rule code (DDP003) or name.")) -> None:
+@app.command(cls=HelpCommand)
+def explain(
+    code: str = typer.Argument(..., metavar="CODE", help="A rule code (DDP003) or name."),
+) -> None:
     """Show a rule's rationale and its before/after examples."""
     rule = find_rule(code)
     if rule is None:
@@ -283,7 +299,7 @@ def explain(code: str = typer.Argument(..., help="A rule code (DDP003) or name."
     out.print(Text(f"{rule.code} {rule.name}", style="bold"))
     out.print(Text(rule.summary))
     out.print()
-    out.print(Text(rule.rationale.strip()))
+    out.print(Text(_body(rule.rationale, rule.code)))
     if rule.options:
         out.print()
         out.print(Text(f"Options, in [tool.ddpfix.rules.{rule.code}]:", style="bold"))
@@ -300,6 +316,7 @@ def explain(code: str = typer.Argument(..., help="A rule code (DDP003) or name."
 
 
 @app.command(
+    cls=HelpCommand,
     epilog="Exit codes: 0 every check passed; 1 a check failed; 2 usage or setup error.",
 )
 def verify(
@@ -347,6 +364,49 @@ def verify(
     output: Format = FORMAT,
 ) -> None:
     """Run the patched script under accelerate with N ranks on a tiny local model and check it."""
+    raise_on_broken_pipe()  # a closed pipe must not kill verify before it kills its ranks
+    try:
+        _verify(
+            script,
+            script_args,
+            gpus=gpus,
+            nodes=nodes,
+            target=target,
+            original=original,
+            keep=keep,
+            timeout=timeout,
+            no_health=no_health,
+            health=health,
+            max_steps=max_steps,
+            select=select,
+            ignore=ignore,
+            output=output,
+        )
+    except BrokenPipeError:  # every launched process is gone by now (command.run's finally)
+        end_quietly()
+
+
+def _verify(
+    script: Path,
+    script_args: list[str] | None,
+    *,
+    gpus: int,
+    nodes: int,
+    target: str | None,
+    original: bool,
+    keep: Path | None,
+    timeout: float,
+    no_health: bool,
+    health: list[str] | None,
+    max_steps: int | None,
+    select: list[str] | None,
+    ignore: list[str] | None,
+    output: Format,
+) -> None:
+    from patcher.verify import extra
+
+    if extra.missing() is not None:
+        raise _fail(extra.INSTALL)
     from patcher.verify import command
     from patcher.verify.render import print_report, to_json
 
@@ -381,9 +441,11 @@ def verify(
     try:
         if output is Format.json:
             report = command.run(options)
-        else:
+        elif err.is_terminal:
             with err.status("verify: starting") as status:
                 report = command.run(options, progress=lambda m: status.update(f"verify: {m}"))
+        else:  # a CI log: one line per stage, so a slow run shows where it is
+            report = command.run(options, progress=lambda m: err.print(Text(f"verify: {m}")))
     except command.SetupError as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
@@ -393,10 +455,11 @@ def verify(
         out.print(Text(to_json(report)))
     else:
         print_report(report, out)
+    out.file.flush()  # a reader that left shows here, as BrokenPipeError, not at exit
     raise typer.Exit(code=0 if report.passed else 1)
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def plan(
     global_batch: int = typer.Option(..., "--global-batch", help="The global batch you want."),
     per_gpu_batch: int = typer.Option(..., "--per-gpu-batch", help="The batch one GPU holds."),
@@ -424,7 +487,9 @@ def plan(
     out.print(grid)
 
 
-@app.command(epilog="Exit code: the script's own; 2 when the launch cannot be planned.")
+@app.command(
+    cls=HelpCommand, epilog="Exit code: the script's own; 2 when the launch cannot be planned."
+)
 def launch(
     script: Path = typer.Argument(..., metavar="SCRIPT", help="The training script."),
     script_args: Optional[List[str]] = typer.Argument(  # noqa: UP006, UP045
@@ -469,6 +534,7 @@ def launch(
     """Run SCRIPT under accelerate with per-GPU batch x ranks x accumulation = global batch.
 
     The ranks are --gpus per node times the nodes; run one launcher per node (SLURM: srun)."""
+    raise_on_broken_pipe()  # `launch ... | head`: the training is killed before ddpfix ends
     from patcher.launching import (
         LaunchError,
         Machines,
@@ -544,7 +610,7 @@ MANIFESTS = typer.Option(
 )
 
 
-@upstream_app.command("pin")
+@upstream_app.command("pin", cls=HelpCommand)
 def upstream_pin(
     checkout: Path = typer.Option(..., "--checkout", help="A local checkout of the repository."),
     repo: str = typer.Option(..., "--repo", help="owner/name of the repository."),
@@ -576,7 +642,7 @@ def upstream_pin(
         output.write_text(text, encoding="utf-8")
 
 
-@upstream_app.command("status")
+@upstream_app.command("status", cls=HelpCommand)
 def upstream_status(
     checkout: Path = typer.Option(..., "--checkout", help="A local checkout to compare."),
     repo: Optional[str] = typer.Option(None, "--repo", help="owner/name (default: inferred)."),  # noqa: UP045
@@ -613,8 +679,11 @@ def upstream_status(
         out.print(Text(json.dumps(payload, indent=2)))
     else:
         grid = Table(title=f"upstream status of {checkout}")
-        for column in ("path", "state", "problems"):
-            grid.add_column(column)
+        # A CI log must name the whole path, unbroken: the path column takes what it needs.
+        longest = max((len(d.path) for d in drifts), default=4)
+        grid.add_column("path", overflow="fold", min_width=longest)
+        grid.add_column("state", no_wrap=True)
+        grid.add_column("problems", overflow="fold")
         for drift in drifts:
             style = "red" if drift.broken else ("yellow" if drift.state != "unchanged" else "")
             grid.add_row(drift.path, Text(drift.state, style=style), "; ".join(drift.problems))
@@ -628,12 +697,20 @@ def upstream_status(
     raise typer.Exit(code=1 if broken else 0)
 
 
+def _body(rationale: str, code: str) -> str:
+    """The rationale without its title line (``DDP003 name: ...``): the summary says it."""
+    text = rationale.strip()
+    title, _, rest = text.partition("\n\n")
+    return rest.strip() if title.startswith(f"{code} ") and rest.strip() else text
+
+
 def _indent(code: str) -> str:
     return "".join(f"    {line}" for line in code.splitlines(keepends=True)).rstrip("\n")
 
 
 def main() -> None:
+    die_on_broken_pipe()  # `ddpfix ... | head` ends quietly (verify restores Python's default)
     try:
-        app()
+        app(prog_name="ddpfix")  # also under `python -m patcher`
     except KeyboardInterrupt:  # pragma: no cover - interactive
         sys.exit(130)

@@ -1,6 +1,7 @@
 """Turn the paths on the command line into the Python files to process.
 
-Files named explicitly are processed (unless excluded with ``force_exclude``); a symlink is
+Files named explicitly are processed (unless excluded with ``force_exclude``) and always
+validated, even when no rule could apply to them; a symlink is
 followed: its target is rewritten and the link stays a link. Directories are walked for
 ``*.py``, skipping hidden directories, virtualenvs, ``site-packages``, ``build`` and the
 ``exclude`` globs; symlinked directories are not entered and a file reached twice (through
@@ -25,6 +26,8 @@ class Discovery:
     files: list[Path] = field(default_factory=list)
     missing: list[Path] = field(default_factory=list)
     empty_dirs: list[Path] = field(default_factory=list)
+    #: The files named on the command line (always validated; walked ones may be prefiltered).
+    named: set[Path] = field(default_factory=set)
 
 
 def _excluded(path: Path, patterns: Sequence[str]) -> bool:
@@ -85,6 +88,7 @@ def discover(
             # --force-exclude (what the pre-commit hooks pass, since they name every file).
             if not (force_exclude and _excluded(path, exclude)):
                 add(path)
+                found.named.add(path)
         else:
             found.missing.append(path)
     return found

@@ -113,6 +113,7 @@ def fix_text(
     *,
     suppress: Sequence[str] = (),
     checks: Sequence[Postcondition] | None = None,
+    named: bool = False,
 ) -> tuple[str, list[Finding]]:
     """Apply ``rules`` to ``text`` until none proposes anything; findings carry lines of ``text``.
 
@@ -127,9 +128,15 @@ def fix_text(
 
     ``checks`` are the post-conditions every output must keep (default: the rules' own,
     :func:`patcher.registry.postconditions`); a fix that breaks one is withdrawn and reported.
+
+    A text no rule's trigger strings occur in is returned as it is without parsing, unless it
+    is ``named`` (a file the user named): that one is still validated, so a syntax error or
+    Python 2 source is an error there, never "1 file checked".
     """
     options = options or {}
     if not any(rule.may_apply(text) for rule in rules):
+        if named:
+            validate(text)
         return text, []
     suppressions = find_suppressions(text, suppress)
     module, syntax = parse(text)
@@ -340,15 +347,21 @@ def process_file(
     *,
     write: bool,
     suppress: Sequence[str] = (),
+    named: bool = False,
 ) -> FileResult:
-    """Run ``rules`` on one file; with ``write`` the file is replaced atomically when changed."""
+    """Run ``rules`` on one file; with ``write`` the file is replaced atomically when changed.
+
+    ``named``: the user named this file (not found by walking a directory), so it is validated
+    even when the prefilter finds nothing to do in it."""
     result = FileResult(path=path)
     try:
         if write and path.is_file():
             remove_leftovers(path.resolve())
         source: Source = read_source(path)
         result.original = source.text
-        result.fixed, result.findings = fix_text(source.text, rules, options, suppress=suppress)
+        result.fixed, result.findings = fix_text(
+            source.text, rules, options, suppress=suppress, named=named
+        )
         if write and result.changed:
             write_atomic(path, source.encode(result.fixed))
             result.written = True

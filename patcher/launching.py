@@ -8,10 +8,8 @@ computed so that per-GPU batch x ranks x accumulation is exactly the global batc
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -19,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from patcher.batching import Split, exact_split, nearest_exact
+from patcher.pids import descendants, free_port, kill
 
 BATCH_FLAG = "--train_batch_size"
 ACCUMULATION_FLAG = "--gradient_accumulation_steps"
@@ -134,6 +133,23 @@ def read_accelerate_config(path: Path) -> tuple[Machines, int | None]:
     return machines, number("num_processes", None)
 
 
+def accelerate_command(*, processes: int, port: int, machines: Machines = Machines()) -> list[str]:
+    """``accelerate launch`` for ``processes`` ranks in all, up to the script: the one builder
+    ``ddpfix launch`` and verify share. No mixed precision or dynamo (the scripts decide), and
+    ``--multi_gpu`` for more than one rank (on the CPU too: ``--cpu --num_processes N`` starts a
+    single process); with several machines, this one's rank and the main one's address."""
+    command = [sys.executable, "-m", "accelerate.commands.launch"]
+    command += ["--num_machines", str(machines.nodes)]
+    if machines.nodes > 1:
+        command += ["--machine_rank", str(machines.node_rank)]
+        command += ["--main_process_ip", str(machines.main_ip)]
+    command += ["--mixed_precision", "no", "--dynamo_backend", "no"]
+    command += ["--main_process_port", str(port), "--num_processes", str(processes)]
+    if processes > 1:
+        command.append("--multi_gpu")
+    return command
+
+
 def plan_launch(
     script: Path,
     script_args: Sequence[str],
@@ -148,8 +164,6 @@ def plan_launch(
     machines: Machines = Machines(),
 ) -> LaunchPlan:
     """``gpus`` is per node; the split is over every rank of every node (``machines``)."""
-    from patcher.verify.launch import free_port
-
     per_node = gpus if gpus is not None else max(1, cuda_devices)
     if per_node < 1:
         raise LaunchError("--gpus must be at least 1")
@@ -191,15 +205,7 @@ def plan_launch(
     env = dict(os.environ)
     notice = None
     port = machines.main_port if machines.main_port is not None else free_port()
-    command = [sys.executable, "-m", "accelerate.commands.launch"]
-    command += ["--num_machines", str(machines.nodes)]
-    if machines.nodes > 1:
-        command += ["--machine_rank", str(machines.node_rank)]
-        command += ["--main_process_ip", str(machines.main_ip)]
-    command += ["--mixed_precision", "no", "--dynamo_backend", "no"]
-    command += ["--main_process_port", str(port), "--num_processes", str(ranks)]
-    if ranks > 1:
-        command.append("--multi_gpu")
+    command = accelerate_command(processes=ranks, port=port, machines=machines)
     if not use_cuda:
         env["ACCELERATE_USE_CPU"] = "1"
         if ranks > 1:
@@ -280,9 +286,5 @@ def run_launch(plan: LaunchPlan, echo: Callable[[str], object]) -> int:
 
 
 def _kill(process: subprocess.Popen) -> None:
-    from patcher.verify.launch import descendants
-
-    for pid in [process.pid, *descendants(process.pid)]:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+    kill([process.pid, *descendants(process.pid)])
     process.wait()

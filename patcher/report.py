@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.text import Text
 
 from patcher.engine import FileResult
+from patcher.pipes import end_quietly, reader_gone
 
 
 def unified_diff(result: FileResult) -> str:
@@ -82,8 +83,11 @@ def print_text(
 ) -> None:
     """Diffs on stdout (pipeable into ``git apply``); findings, errors and the summary on stderr.
 
-    Suppressed findings are listed only with ``show_suppressed``: the user already decided."""
+    Suppressed findings are listed only with ``show_suppressed``: the user already decided.
+    Once the diffs' reader is gone (``| head``), nothing more is printed."""
     for result in results:
+        if diff and reader_gone(out.file):
+            end_quietly()
         name = result.path.as_posix()
         if result.error is not None:
             err.print(Text.assemble((f"{name}: ", "bold"), ("error: ", "bold red"), result.error))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ def _rows(run: checks.Run) -> dict[str, checks.Row]:
 def test_healthy_run_passes(tmp_path: Path) -> None:
     rows = checks.evaluate(_run(tmp_path, _healthy(tmp_path)), EXPECT)
     assert all(row.ok for row in rows), rows
-    assert checks.verdict(rows) == "PASS: all 7 checks passed"
+    assert checks.verdict(rows) == "PASS: all 8 checks passed"
     by_name = {row.name: row for row in rows}
     assert by_name["ranks joined"].evidence == (
         "2 processes, ranks 0, 1, world size 2 (gloo), 4, 4 optimizer steps"
@@ -445,3 +446,42 @@ def test_a_results_pattern_matches_the_numbered_file(tmp_path: Path) -> None:
     assert rows["results complete"].evidence == (
         "test_3.output (matches test_*.output); test_3.output: 8 of 8 lines, in order (rank 0)"
     )
+
+
+def test_training_health_is_one_of_the_checks(tmp_path: Path) -> None:
+    # the verdict counts what the user sees: the health row is a check like the others
+    assert checks.CHECKS[-1] is checks.training_health
+    run = _run(tmp_path, _healthy(tmp_path))
+    names = [row.name for row in checks.evaluate(run, EXPECT)]
+    assert names[-1] == "training health" and len(names) == len(checks.CHECKS)
+    without = dataclasses.replace(EXPECT, health=False)  # --no-health
+    rows = checks.evaluate(run, without)
+    assert "training health" not in [row.name for row in rows]
+    assert checks.verdict(rows) == "PASS: all 7 checks passed"
+
+
+def test_probe_protocol_is_read_by_both_sides(tmp_path: Path) -> None:
+    # the probe writes with encode(), verify reads with decode(): one format, one module
+    import ast
+    import sys
+
+    from patcher.verify.probe import ddpfix_protocol as protocol
+
+    source = Path(protocol.__file__).read_text()
+    imported = {
+        ((node.module or "") if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}  # runs in every rank
+    lines = [
+        protocol.encode(protocol.START, 41, env={"RANK": "1", "LOCAL_RANK": "1"}),
+        protocol.encode(protocol.DIST_INIT, 41, rank=1, world_size=2, backend="gloo"),
+        protocol.encode(protocol.EXIT, 41, code=0, steps=3),
+    ]
+    path = Path(protocol.events_file(str(tmp_path), 41))
+    path.write_text("".join(lines) + '{"kind": "wri')  # the last line cut short by a kill
+    (record,) = read_records(tmp_path)
+    assert (record.pid, record.env_rank, record.rank, record.exit_code) == (41, 1, 1, 0)
+    assert (record.dist_world_size, record.backend, record.steps) == (2, "gloo", 3)

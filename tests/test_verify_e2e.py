@@ -230,7 +230,7 @@ def test_unknown_script_gets_a_clear_message(cache: Path, tmp_path: Path) -> Non
     )
     assert run.returncode == 2
     assert "cannot tell which known script train.py is" in run.stderr
-    assert "Pass --target NAME" in run.stderr
+    assert "pass --target NAME" in run.stderr
 
 
 def test_probe_chains_an_existing_sitecustomize(cache: Path, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from patcher.verify import artifacts
+from patcher.verify import artifacts, health
 from patcher.verify.records import RankRecord
 
 
@@ -45,6 +45,7 @@ class Expectations:
     checkpoints: tuple[str, ...] = ()
     results: tuple[Results, ...] = ()
     evaluation: bool = True
+    health: bool = True  # the training-health check (``--no-health`` drops its row)
 
 
 @dataclass
@@ -202,7 +203,7 @@ def _hint(summary: str) -> str:
     return ""
 
 
-def _root_cause(records: Sequence[RankRecord]) -> RankRecord | None:
+def root_cause(records: Sequence[RankRecord]) -> RankRecord | None:
     """The rank whose exception came first; a peer's "connection closed" is a consequence."""
     failed = [r for r in records if r.exception is not None]
     if not failed:
@@ -224,7 +225,7 @@ _TORCH = "a torch/gloo fault after the script's own exit, not the script's"
 
 def exited_cleanly(run: Run, expect: Expectations) -> Row:
     name = "every rank exited 0"
-    root = _root_cause(run.records)
+    root = root_cause(run.records)
     raised = root.exception.summary if root is not None and root.exception is not None else ""
     consequence = root is not None and any(sign in raised for sign in _COLLECTIVE_SIGNS)
     if root is not None and not consequence:
@@ -464,7 +465,13 @@ def results_complete(run: Run, expect: Expectations) -> Row:
     return Row(name, True, "; ".join(notes))
 
 
-CHECKS = (
+def training_health(run: Run, expect: Expectations) -> Row | None:
+    """No parameter orphaned, gradient-dead or unchanged (:mod:`patcher.verify.health`); None
+    when not asked for."""
+    return health.row(run.records) if expect.health else None
+
+
+CHECKS: tuple[Callable[[Run, Expectations], Row | None], ...] = (
     ranks_joined,
     no_hang,
     exited_cleanly,
@@ -472,11 +479,13 @@ CHECKS = (
     evaluation_ran,
     checkpoints,
     results_complete,
+    training_health,
 )
 
 
 def evaluate(run: Run, expect: Expectations) -> list[Row]:
-    return [check(run, expect) for check in CHECKS]
+    """Every check's row, in :data:`CHECKS` order; a check that returns None was not asked for."""
+    return [row for check in CHECKS if (row := check(run, expect)) is not None]
 
 
 def verdict(rows: Sequence[Row]) -> str:

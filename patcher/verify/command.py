@@ -25,6 +25,7 @@ from patcher.rule import Rule
 from patcher.verify import checks, cmdline, families, health, launch, launchline
 from patcher.verify.datasets import generators
 from patcher.verify.models import ensure_model
+from patcher.verify.probe import ddpfix_protocol as protocol
 from patcher.verify.records import RankRecord, read_records
 from patcher.verify.targets import Target, TargetError, identify, load_targets
 
@@ -146,11 +147,12 @@ def choose_target(options: Options) -> tuple[Target | None, str]:
         return match.target, match.how
     if options.script_args:
         return None, "none (running with the arguments after --)"
-    closest = ", ".join(f"{m.target.name} {m.score:.0%}" for m in scored[:3]) or "none"
-    known = ", ".join(sorted(targets))
+    # One short line: a wrong --target NAME lists the known names.
+    best = scored[0] if scored and scored[0].score > 0 else None
+    closest = f"closest: {best.target.name}, {best.score:.0%}; " if best else ""
     raise SetupError(
-        f"cannot tell which known script {options.script.name} is (closest: {closest}). "
-        f"Pass --target NAME (one of: {known}), or give the script's own arguments after --"
+        f"cannot tell which known script {options.script.name} is ({closest}pass --target NAME "
+        "or the script's own arguments after --)"
     )
 
 
@@ -228,24 +230,96 @@ def _warm_torch() -> None:
         import torch  # noqa: F401
 
 
+@dataclass(frozen=True)
+class Sandbox:
+    """The run's directory: ``code/`` (the patched copy), ``data/``, ``output/``, ``probe/``
+    (one events file per process) and ``launch.log``."""
+
+    root: Path
+
+    @property
+    def code(self) -> Path:
+        return self.root / "code"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def probe(self) -> Path:
+        return self.root / "probe"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "launch.log"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the script is run with: its arguments and the test keys its results must hold."""
+
+    args: list[str]
+    expected_keys: list[str]
+
+
 def _run_in(workdir: Path, options: Options, report: Report, say: Callable[[str], object]) -> None:
+    """The pipeline: sandbox → inputs → probe → launch → collect → checks (into ``report``)."""
     threading.Thread(target=_warm_torch, daemon=True).start()
-    target = report.target
-    code_dir, data_dir, output_dir, probe_dir = (
-        workdir / "code",
-        workdir / "data",
-        workdir / "output",
-        workdir / "probe",
+    box = Sandbox(workdir)
+    script = _sandbox(box, options, report, say)
+    inputs = _inputs(box, script, options, report, say)
+    plan = launch.plan(
+        script,
+        inputs.args,
+        ranks=options.ranks,
+        nodes=options.nodes,
+        probe_dir=box.probe,
+        cwd=box.code,
+        cuda_devices=launch.cuda_device_count(),
+        extra_env=_probe_settings(options),
     )
+    report.plan = plan
+    notice = f" ({plan.notice})" if plan.notice else ""
+    say(f"launching {options.ranks * options.nodes} rank(s) on {plan.device}{notice}")
+    report.outcome = launch.run(
+        plan,
+        timeout=options.timeout,
+        log=box.log,
+        probe_dir=box.probe,
+        expected=options.ranks * options.nodes,
+    )
+    say("checking the results")
+    lines = _collect(box, report)
+    report.rows = checks.evaluate(
+        _run_data(box, report, options, inputs, lines), _expectations(report, options, inputs)
+    )
+    if options.health:
+        report.health = health.findings(report.records)
+
+
+def _sandbox(box: Sandbox, options: Options, report: Report, say: Callable[[str], object]) -> Path:
+    """Copy the script's directory into the sandbox and patch the copy (unless --original);
+    returns the copy of the script."""
     say(f"copying {options.script.parent} into the sandbox")
-    shutil.copytree(options.script.parent, code_dir, ignore=COPY_IGNORE, symlinks=True)
-    for directory in (data_dir, output_dir, probe_dir):
+    shutil.copytree(options.script.parent, box.code, ignore=COPY_IGNORE, symlinks=True)
+    for directory in (box.data, box.output, box.probe):
         directory.mkdir()
-    script = code_dir / options.script.name
     if not options.original:
         say("patching the copy")
-        report.fixes = _patch_copy(code_dir, options.rules)
+        report.fixes = _patch_copy(box.code, options.rules)
+    return box.code / options.script.name
 
+
+def _inputs(
+    box: Sandbox, script: Path, options: Options, report: Report, say: Callable[[str], object]
+) -> Inputs:
+    """The tiny model of the run's family, the target's synthetic data, and the arguments:
+    the user's (capped), with the target's paths and harness flags merged in."""
+    target = report.target
     expected_keys: list[str] = []
     args = cmdline.shrink(options.script_args)
     source = script.read_text(encoding="utf-8", errors="replace")
@@ -259,8 +333,8 @@ def _run_in(workdir: Path, options: Options, report: Report, say: Callable[[str]
     if target is not None:
         assert model_dir is not None
         say(f"writing synthetic {target.dataset} data")
-        expected_keys = generators()[target.dataset](data_dir)
-        own = target.script_args(model=model_dir, data=data_dir, output=output_dir)
+        expected_keys = generators()[target.dataset](box.data)
+        own = target.script_args(model=model_dir, data=box.data, output=box.output)
         if (
             chosen is not None
             and chosen != target.model_type
@@ -276,61 +350,58 @@ def _run_in(workdir: Path, options: Options, report: Report, say: Callable[[str]
             own = cmdline.only_declared(own, declared)
         args = cmdline.merge(args, own, target.harness_flags)
     report.script_args = args
+    return Inputs(args, expected_keys)
 
-    extra_env = {"DDPFIX_HEALTH": "1" if options.health else "0"}
+
+def _probe_settings(options: Options) -> dict[str, str]:
+    """What the probe in every rank is asked to record, and when to stop (its environment)."""
+    settings = {protocol.ENV_HEALTH: "1" if options.health else "0"}
     if options.health and options.sentinel:
-        extra_env["DDPFIX_HEALTH_SENTINEL"] = "1"
+        settings[protocol.ENV_SENTINEL] = "1"
     if options.max_steps is not None:
-        extra_env["DDPFIX_MAX_STEPS"] = str(options.max_steps)
-    plan = launch.plan(
-        script,
-        args,
-        ranks=options.ranks,
-        nodes=options.nodes,
-        probe_dir=probe_dir,
-        cwd=code_dir,
-        cuda_devices=launch.cuda_device_count(),
-        extra_env=extra_env,
-    )
-    report.plan = plan
-    notice = f" ({plan.notice})" if plan.notice else ""
-    say(f"launching {options.ranks * options.nodes} rank(s) on {plan.device}{notice}")
-    log = workdir / "launch.log"
-    outcome = launch.run(
-        plan,
-        timeout=options.timeout,
-        log=log,
-        probe_dir=probe_dir,
-        expected=options.ranks * options.nodes,
-    )
-    report.outcome = outcome
-    say("checking the results")
-    report.records = read_records(probe_dir)
-    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        settings[protocol.ENV_MAX_STEPS] = str(options.max_steps)
+    return settings
+
+
+def _collect(box: Sandbox, report: Report) -> list[str]:
+    """Read back what every process recorded, and the launch log's lines."""
+    report.records = read_records(box.probe)
+    lines = box.log.read_text(errors="replace").splitlines() if box.log.exists() else []
     report.log_tail = "\n".join(lines[-25:])
+    return lines
+
+
+def _expectations(report: Report, options: Options, inputs: Inputs) -> checks.Expectations:
+    """What the target promises; with --max-steps or without a target, only the rank, exit,
+    hang, replica (and health) checks have something to hold the run to."""
+    target = report.target
     full_run = target is not None and options.max_steps is None
-    expect = checks.Expectations(
+    return checks.Expectations(
         ranks=options.ranks * options.nodes,
         checkpoints=target.checkpoints if full_run and target else (),
         results=tuple(
-            checks.Results(r.path, r.format, tuple(expected_keys)) for r in target.results
+            checks.Results(r.path, r.format, tuple(inputs.expected_keys)) for r in target.results
         )
         if full_run and target
         else (),
         evaluation=full_run,
+        health=options.health,
     )
-    run_data = checks.Run(
+
+
+def _run_data(
+    box: Sandbox, report: Report, options: Options, inputs: Inputs, lines: list[str]
+) -> checks.Run:
+    outcome = report.outcome
+    assert outcome is not None
+    return checks.Run(
         records=report.records,
         returncode=outcome.returncode,
         timed_out=outcome.timed_out,
         timeout=options.timeout,
-        output_dir=output_dir,
+        output_dir=box.output,
         stacks=outcome.stacks,
         log_tail="\n".join(lines[-200:]),
         load_checkpoint=_load_checkpoint,
-        script_args=tuple(args),
+        script_args=tuple(inputs.args),
     )
-    report.rows = checks.evaluate(run_data, expect)
-    if options.health:
-        report.rows.append(health.row(report.records))
-        report.health = health.findings(report.records)

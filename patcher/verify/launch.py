@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-from patcher.pids import alive
+from patcher.launching import Machines, accelerate_command
+from patcher.pids import alive, descendants, free_port, kill
+from patcher.verify.probe import ddpfix_protocol as protocol
 
 PROBE_DIR = Path(__file__).resolve().parent / "probe"
 
@@ -50,13 +51,6 @@ class Outcome:
     stacks: dict[int, str] = field(default_factory=dict)
     interrupted: bool = False
     launcher_lingered: bool = False
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now, so parallel verifies do not collide."""
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cuda_device_count() -> int:
@@ -99,16 +93,16 @@ def plan(
             "TOKENIZERS_PARALLELISM": "false",
             "GLOO_SOCKET_IFNAME": "lo",
             "PYTHONUNBUFFERED": "1",
-            "DDPFIX_PROBE_DIR": str(probe_dir),
+            protocol.ENV_DIR: str(probe_dir),
             "PYTHONPATH": os.pathsep.join(
                 [str(PROBE_DIR), *filter(None, [base.get("PYTHONPATH")])]
             ),
         }
     )
-    base.pop("DDPFIX_PROBE_OWNER", None)
+    base.pop(protocol.ENV_OWNER, None)
     base.update(extra_env or {})
     if total == 1:
-        base["DDPFIX_PROBE_SINGLE"] = "1"
+        base[protocol.ENV_SINGLE] = "1"
     notice = None
     if not use_cuda:
         base["ACCELERATE_USE_CPU"] = "1"
@@ -122,14 +116,8 @@ def plan(
         )
     commands, envs = [], []
     for node in range(nodes):
-        command = [sys.executable, "-m", "accelerate.commands.launch"]
-        command += ["--num_machines", str(nodes), "--mixed_precision", "no"]
-        command += ["--dynamo_backend", "no", "--main_process_port", str(port)]
-        command += ["--num_processes", str(total)]
-        if nodes > 1:
-            command += ["--machine_rank", str(node), "--main_process_ip", "127.0.0.1"]
-        if total > 1:
-            command.append("--multi_gpu")
+        machines = Machines(nodes=nodes, node_rank=node, main_ip="127.0.0.1", main_port=port)
+        command = accelerate_command(processes=total, port=port, machines=machines)
         commands.append([*command, str(script), *script_args])
         env = dict(base)
         if use_cuda and nodes > 1:
@@ -143,39 +131,9 @@ def plan(
 # --- process management -------------------------------------------------------------------
 
 
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                stat = handle.read().decode(errors="replace")
-        except OSError:
-            continue
-        # the command may contain spaces and parentheses: ppid follows the last ')'
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 1:
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    return children
-
-
-def descendants(pid: int) -> list[int]:
-    tree = _children_map()
-    found, pending = [], [pid]
-    while pending:
-        for child in tree.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
-    return found
-
-
 def probe_pids(probe_dir: Path) -> list[int]:
-    pids = []
-    for path in probe_dir.glob("events-*.jsonl"):
-        with contextlib.suppress(ValueError):
-            pids.append(int(path.stem.split("-", 1)[1]))
-    return pids
+    found = (protocol.pid_of(path.name) for path in probe_dir.glob(protocol.EVENTS_GLOB))
+    return [pid for pid in found if pid is not None]
 
 
 def kill_all(processes: list[subprocess.Popen], probe_dir: Path) -> list[int]:
@@ -184,9 +142,7 @@ def kill_all(processes: list[subprocess.Popen], probe_dir: Path) -> list[int]:
     for process in processes:
         targets |= {process.pid, *descendants(process.pid)}
     targets.discard(os.getpid())
-    for pid in targets:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+    kill(targets)
     for process in processes:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -207,7 +163,7 @@ def dump_stacks(probe_dir: Path, wait: float = 2.0) -> dict[int, str]:
     time.sleep(wait)
     stacks = {}
     for pid in pids:
-        path = probe_dir / f"stacks-{pid}.txt"
+        path = Path(protocol.stacks_file(str(probe_dir), pid))
         with contextlib.suppress(OSError):
             text = path.read_text(errors="replace").strip()
             if text:

@@ -19,9 +19,12 @@ older build recipe is not reused.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from patcher.verify.families import FAMILIES
@@ -151,7 +154,36 @@ _UNIGRAM: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """No progress bars ("Writing model shards"), warnings or log lines from transformers and
+    huggingface_hub while a tiny model is built: they would stay above the verdict."""
+    import huggingface_hub.utils as hub
+    from transformers.utils import logging
+
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    hub_bars = not hub.are_progress_bars_disabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    hub.disable_progress_bars()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+        if hub_bars:
+            hub.enable_progress_bars()
+
+
 def _build(model_type: str, out: Path) -> None:
+    with _quiet_libraries():
+        _build_quietly(model_type, out)
+
+
+def _build_quietly(model_type: str, out: Path) -> None:
     import torch
     import transformers
 
@@ -165,7 +197,9 @@ def _build(model_type: str, out: Path) -> None:
         from tokenizers import ByteLevelBPETokenizer
 
         bpe = ByteLevelBPETokenizer()
-        bpe.train_from_iterator(_corpus(), vocab_size=600, min_frequency=1, special_tokens=SPECIAL)
+        bpe.train_from_iterator(  # show_progress: no "Tokenize words" / "Count pairs" bars
+            _corpus(), vocab_size=600, min_frequency=1, special_tokens=SPECIAL, show_progress=False
+        )
         bpe.save_model(str(out))
         tokenizer_class, tokenizer_args, config_class, sizes, model_class = _FAMILIES[model_type]
         tokenizer = getattr(transformers, tokenizer_class)(

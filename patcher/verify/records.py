@@ -1,11 +1,13 @@
-"""What the probe saw, one record per training process (read back from its JSON lines)."""
+"""What the probe saw, one record per training process (read back from its events files,
+whose format is :mod:`patcher.verify.probe.ddpfix_protocol`)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from patcher.verify.probe import ddpfix_protocol as protocol
 
 
 @dataclass
@@ -105,14 +107,15 @@ def _int(value: Any) -> int | None:
 
 def read_records(probe_dir: Path) -> list[RankRecord]:
     records = []
-    for path in sorted(probe_dir.glob("events-*.jsonl")):
-        record = RankRecord(pid=int(path.stem.split("-", 1)[1]))
+    for path in sorted(probe_dir.glob(protocol.EVENTS_GLOB)):
+        pid = protocol.pid_of(path.name)
+        if pid is None:
+            continue
+        record = RankRecord(pid=pid)
         for line in path.read_text(errors="replace").splitlines():
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
-            apply_event(record, event)
+            event = protocol.decode(line)
+            if event is not None:  # None: a line cut short by a kill
+                apply_event(record, event)
         records.append(record)
     records.sort(key=lambda r: (r.rank, r.pid))
     return records
@@ -120,27 +123,27 @@ def read_records(probe_dir: Path) -> list[RankRecord]:
 
 def apply_event(record: RankRecord, event: dict[str, Any]) -> None:
     kind = event.get("kind")
-    if kind == "start":
+    if kind == protocol.START:
         env = event.get("env") or {}
         record.env_rank = _int(env.get("RANK"))
         record.env_local_rank = _int(env.get("LOCAL_RANK"))
         record.env_world_size = _int(env.get("WORLD_SIZE"))
-    elif kind == "dist_init":
+    elif kind == protocol.DIST_INIT:
         record.dist_rank = _int(event.get("rank"))
         record.dist_world_size = _int(event.get("world_size"))
         record.backend = event.get("backend")
-    elif kind == "write":
+    elif kind == protocol.WRITE:
         entry = (str(event.get("path")), str(event.get("how")))
         if entry not in record.writes:
             record.writes.append(entry)
-    elif kind == "exception" and record.exception is None:
+    elif kind == protocol.EXCEPTION and record.exception is None:
         record.exception = Exception_(
             str(event.get("type")),
             str(event.get("message")),
             str(event.get("traceback")),
             float(event.get("time") or 0.0),
         )
-    elif kind == "exit":
+    elif kind == protocol.EXIT:
         record.exit_code = _int(event.get("code"))
         record.steps = _int(event.get("steps"))
         wait = event.get("longest_wait")
@@ -150,11 +153,11 @@ def apply_event(record: RankRecord, event: dict[str, Any]) -> None:
         record.health = health if isinstance(health, list) else None
         sentinels = event.get("sentinels")
         record.sentinels = sentinels if isinstance(sentinels, list) else None
-    elif kind == "stopped":
+    elif kind == protocol.STOPPED:
         record.stopped_after = _int(event.get("steps"))
-    elif kind == "eval_mode":
+    elif kind == protocol.EVAL_MODE:
         record.eval_calls += 1
-    elif kind == "replica":  # one a step: the last one read wins
+    elif kind == protocol.REPLICA:  # one a step: the last one read wins
         checksum = event.get("checksum")
         record.checksum = checksum if isinstance(checksum, str) else None
         record.checksum_step = _int(event.get("step"))

@@ -21,7 +21,6 @@ import faulthandler
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import json
 import os
 import signal
 import sys
@@ -29,12 +28,16 @@ import threading
 import time
 import traceback
 
+# beside this file, first on the ranks' PYTHONPATH (not importable where mypy runs)
+import ddpfix_protocol as protocol  # type: ignore[import-not-found]
+
 TYPE_CHECKING = False  # for mypy only: the probe imports nothing it can do without
 if TYPE_CHECKING:
     from types import FrameType
     from typing import Any
 
-_DIR = os.environ.get("DDPFIX_PROBE_DIR")
+
+_DIR = os.environ.get(protocol.ENV_DIR)
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _state: dict[str, Any] = {
     "steps": 0,
@@ -48,7 +51,7 @@ _state: dict[str, Any] = {
 }
 # Every optimizer step records a digest of the parameters it left ("replicas in sync");
 # DDPFIX_CHECKSUM=0 turns that off (to measure what it costs).
-_CHECKSUM = os.environ.get("DDPFIX_CHECKSUM", "1") != "0"
+_CHECKSUM = os.environ.get(protocol.ENV_CHECKSUM, "1") != "0"
 _COLLECTIVES = (
     "all_reduce",
     "all_gather",
@@ -91,9 +94,8 @@ def _emit(kind: str, **data) -> None:
     if _state.get("owner") != os.getpid():
         return  # a process forked from a rank (a Pool worker): not a rank itself
     try:
-        data.update(kind=kind, pid=os.getpid(), time=time.time())
         handle = _state["files"]
-        handle.write(json.dumps(data, default=str) + "\n")
+        handle.write(protocol.encode(kind, os.getpid(), **data))
         handle.flush()
     except Exception:
         pass
@@ -101,7 +103,7 @@ def _emit(kind: str, **data) -> None:
 
 def _record_write(path, how: str) -> None:
     try:
-        _emit("write", path=os.path.abspath(os.fspath(path)), how=how, rank=_rank())
+        _emit(protocol.WRITE, path=os.path.abspath(os.fspath(path)), how=how, rank=_rank())
     except Exception:
         pass
 
@@ -125,12 +127,12 @@ def _patch_torch(torch) -> None:
         def count(optimizer, args, kwargs):
             _state["steps"] += 1
             if _state["steps"] == 1:
-                _emit("first_step", rank=_rank())
+                _emit(protocol.FIRST_STEP, rank=_rank())
             if _CHECKSUM and _state.get("owner") == os.getpid():
-                _emit("replica", step=_state["steps"], **_checksum(optimizer))
-            limit = os.environ.get("DDPFIX_MAX_STEPS")
+                _emit(protocol.REPLICA, step=_state["steps"], **_checksum(optimizer))
+            limit = os.environ.get(protocol.ENV_MAX_STEPS)
             if limit and _state["steps"] >= int(limit):
-                _emit("stopped", steps=_state["steps"], rank=_rank())
+                _emit(protocol.STOPPED, steps=_state["steps"], rank=_rank())
                 raise SystemExit(0)  # --max-steps: a clean stop, atexit records the rest
 
         register_optimizer_step_post_hook(count)
@@ -139,13 +141,13 @@ def _patch_torch(torch) -> None:
 
     torch.Tensor.backward = _timed(torch.Tensor.backward, "backward (DDP's gradient all-reduce)")
 
-    if os.environ.get("DDPFIX_HEALTH", "1") != "0":
+    if os.environ.get(protocol.ENV_HEALTH, "1") != "0":
         try:
             import ddpfix_health  # type: ignore[import-not-found]  # on sys.path beside this file
 
             ddpfix_health.install(torch)
             _state["health"] = ddpfix_health
-            if os.environ.get("DDPFIX_HEALTH_SENTINEL") == "1":
+            if os.environ.get(protocol.ENV_SENTINEL) == "1":
                 ddpfix_health.install_sentinel()
         except Exception:
             traceback.print_exc()
@@ -160,7 +162,7 @@ def _patch_torch(torch) -> None:
         if getattr(_inside_train, "active", False):
             return train_mode(self, mode)
         if not mode and _asked_by_the_script():
-            _emit("eval_mode", module=type(self).__name__, rank=_rank())
+            _emit(protocol.EVAL_MODE, module=type(self).__name__, rank=_rank())
         _inside_train.active = True
         try:
             return train_mode(self, mode)
@@ -247,11 +249,11 @@ def _patch_distributed(dist) -> None:
     init = dist.init_process_group
 
     def probed_init(*args, **kwargs):
-        _emit("dist_init_start", backend=kwargs.get("backend", args[0] if args else None))
+        _emit(protocol.DIST_INIT_START, backend=kwargs.get("backend", args[0] if args else None))
         result = init(*args, **kwargs)
         try:
             _emit(
-                "dist_init",
+                protocol.DIST_INIT,
                 rank=dist.get_rank(),
                 world_size=dist.get_world_size(),
                 backend=str(dist.get_backend()),
@@ -337,7 +339,7 @@ def _patch_open() -> None:
 def _on_exception(kind, value, tb) -> None:
     _state["exit"] = 1 if _state["exit"] is None else _state["exit"]
     _emit(
-        "exception",
+        protocol.EXCEPTION,
         type=kind.__name__,
         message=str(value),
         traceback="".join(traceback.format_exception(kind, value, tb)),
@@ -369,12 +371,12 @@ def _at_exit() -> None:
     if _state.get("health") is not None:
         try:
             health = _state["health"].report()
-            if os.environ.get("DDPFIX_HEALTH_SENTINEL") == "1":
+            if os.environ.get(protocol.ENV_SENTINEL) == "1":
                 sentinels = _state["health"].sentinel_report()
         except Exception:
             traceback.print_exc()
     _emit(
-        "exit",
+        protocol.EXIT,
         code=code,
         steps=_state["steps"],
         rank=_rank(),
@@ -387,15 +389,15 @@ def _at_exit() -> None:
 
 
 def _start() -> None:
-    owner = os.environ.get("DDPFIX_PROBE_OWNER")
-    is_rank = "LOCAL_RANK" in os.environ or os.environ.get("DDPFIX_PROBE_SINGLE") == "1"
+    owner = os.environ.get(protocol.ENV_OWNER)
+    is_rank = "LOCAL_RANK" in os.environ or os.environ.get(protocol.ENV_SINGLE) == "1"
     launcher = bool(sys.argv) and sys.argv[0] in ("-m", "-c")  # python -m accelerate...
     if not _DIR or not is_rank or launcher or (owner and owner != str(os.getpid())):
         return  # the launcher, or a helper process a rank started
-    os.environ["DDPFIX_PROBE_OWNER"] = str(os.getpid())
+    os.environ[protocol.ENV_OWNER] = str(os.getpid())
     _state["owner"] = os.getpid()
-    _state["files"] = open(os.path.join(_DIR, f"events-{os.getpid()}.jsonl"), "a")  # noqa: SIM115
-    stacks = open(os.path.join(_DIR, f"stacks-{os.getpid()}.txt"), "w")  # noqa: SIM115
+    _state["files"] = open(protocol.events_file(_DIR, os.getpid()), "a")  # noqa: SIM115
+    stacks = open(protocol.stacks_file(_DIR, os.getpid()), "w")  # noqa: SIM115
     _state["stacks"] = stacks
     faulthandler.register(signal.SIGUSR1, file=stacks, all_threads=True)
     env = {
@@ -409,7 +411,7 @@ def _start() -> None:
             "MASTER_PORT",
         )
     }
-    _emit("start", ppid=os.getppid(), argv=sys.argv, env=env, cwd=os.getcwd())
+    _emit(protocol.START, ppid=os.getppid(), argv=sys.argv, env=env, cwd=os.getcwd())
     sys.meta_path.insert(0, _AfterImport())
     _patch_open()
     _wrap_exit()
