@@ -20,7 +20,13 @@ from patcher import __version__
 from patcher.config import Config, ConfigError, load_config
 from patcher.discover import discover
 from patcher.engine import FileResult, process_file
-from patcher.registry import SelectionError, all_rules, companion_warnings, find_rule, select_rules
+from patcher.registry import (
+    SelectionError,
+    companion_warnings,
+    every_rule,
+    find_rule,
+    select_rules,
+)
 from patcher.report import exit_code, print_text, to_json
 from patcher.suppress import file_codes, unknown_selectors
 
@@ -128,13 +134,13 @@ def _configured_rules(
     try:
         config = load_config(paths)
         rules = select_rules(
-            all_rules(),
+            every_rule(),
             _split(select) if select is not None else config.select,
             _split(ignore) if ignore is not None else config.ignore,
         )
     except (ConfigError, SelectionError) as exc:
         raise _fail(str(exc)) from None
-    codes = [rule.code for rule in all_rules()] if config.per_file_ignores else []
+    codes = [rule.code for rule in every_rule()] if config.per_file_ignores else []
     for pattern, selectors in config.per_file_ignores:
         unknown = unknown_selectors(selectors, codes)
         if unknown:  # a misspelt code would otherwise suppress nothing, silently
@@ -261,7 +267,7 @@ def rules() -> None:
     table.add_column("Code", style="bold magenta", no_wrap=True)
     table.add_column("Name", no_wrap=True)
     table.add_column("What it does")
-    for rule in all_rules():
+    for rule in every_rule():
         table.add_row(rule.code, rule.name, rule.summary)
     out.print(table)
 
@@ -271,7 +277,7 @@ def explain(code: str = typer.Argument(..., help="A rule code (DDP003) or name."
     """Show a rule's rationale and its before/after examples."""
     rule = find_rule(code)
     if rule is None:
-        known = ", ".join(r.code for r in all_rules())
+        known = ", ".join(r.code for r in every_rule())
         raise _fail(f"unknown rule {code!r} (known: {known})")
     out, _ = _consoles()
     out.print(Text(f"{rule.code} {rule.name}", style="bold"))
