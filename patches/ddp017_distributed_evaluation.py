@@ -29,13 +29,16 @@ as before. The helpers are defined in the script (after the last rewritten funct
 Each call site must then run on every rank: the rank-0 terms of the ``if`` tests around it are
 removed (``if RANK in [-1, 0] and args.do_eval:`` → ``if args.do_eval:``; a test that was only a
 rank test goes, its body stays), the writes those gates protected (a best-checkpoint save, a
-``makedirs``) stay on global rank 0 under their own test, and a model that the caller wrapped in
-DDP is passed unwrapped (every rank runs the same forward passes on its own shard, with no
-collective per batch: shards may have different batch counts). The rule reports instead of
-rewriting when it cannot move every call site (a gate with an ``else``, an ``or``, a caller only
-rank 0 runs, the function passed around by name, a gated statement that calls another
-evaluation), or when the function's shape is not one it can transform with certainty (lists of
-Python scalars, a ``break``/``return`` in the loop, a value from the loop read afterwards, no
+``makedirs``) stay on global rank 0 under their own test, and a model the caller may hold
+wrapped in DDP (a parameter of the caller, or a name bound from a wrapper) is passed as
+``model.module if hasattr(model, "module") else model``: the DDP forward is a collective (its
+buffer broadcast), and the shards may have different batch counts. Call sites already on every
+rank (an epoch-0 score before training) are kept and unwrapped alike. The rule reports instead of
+rewriting when it cannot move every call site (a gate with an ``else``, an ``or``, a caller that
+runs on rank 0 alone at some of its own call sites, the function passed around by name, a file
+written by the statement that calls it, a gated statement that calls another evaluation), or
+when the function's shape is not one it can transform with certainty (lists of Python scalars,
+a ``break``/``return`` in the loop, a value from the loop read afterwards, no
 ``np.concatenate``). The rank model's post-conditions check the result like any other fix.
 """
 
@@ -357,7 +360,7 @@ class _CallSites:
     def collect(self) -> None:
         tree = self.tree
         functions = module_functions(tree.module)
-        only, _ = rank_zero_functions(tree)
+        only, sometimes = rank_zero_functions(tree)
         shadowed = local_names(tree)
         for name in tree.nodes(cst.Name):
             if name.value not in self.names:
@@ -384,7 +387,7 @@ class _CallSites:
             if isinstance(scope, cst.FunctionDef):
                 if scope.name.value in self.names:
                     raise Refused("an evaluation calls another one")
-                if scope.name.value in only:
+                if scope.name.value in only | sometimes:
                     raise Refused(f"{scope.name.value}() runs on rank 0 alone and calls it")
             elif scope is not None and not isinstance(scope, cst.Module):
                 raise Refused("called inside a class or lambda")
@@ -422,15 +425,25 @@ class _CallSites:
         value = _argument(call, params, "model")
         if not isinstance(value, cst.Name):
             return
-        wrapped = any(
-            isinstance(node, cst.Assign)
+        assigned = [
+            node
+            for node in walk(scope)
+            if isinstance(node, cst.Assign)
             and any(
                 isinstance(t.target, cst.Name) and t.target.value == value.value
                 for t in node.targets
             )
-            and isinstance(node.value, cst.Call)
-            and callee_name(node.value) in _WRAPPERS
-            for node in walk(scope)
+        ]
+        parameter = value.value in [p.name.value for p in scope.params.params]
+        # a model the caller may hold wrapped (DDP's forward is a collective per batch, and the
+        # shards may have different batch counts): a parameter, or bound from a wrapper
+        wrapped = (
+            parameter
+            or not assigned
+            or any(
+                isinstance(node.value, cst.Call) and callee_name(node.value) in _WRAPPERS
+                for node in assigned
+            )
         )
         if wrapped:
             self.replacements[value] = unwrapped(value.value, self.quote)
@@ -525,6 +538,27 @@ class _Mover(cst.CSTTransformer):
         return result
 
 
+def _check_writes_move(tree: Tree, sites: _CallSites, root: cst.If) -> None:
+    """Every write under the rank gate that goes either lies in a statement off the call paths
+    (which then runs behind its own rank-0 test) or stays behind another rank test; a write on
+    the path itself (``json.dump(evaluate(...), f)``, ``with open(...) as f:`` around the call)
+    would run on every rank."""
+    on_path = {id(a) for call in sites.calls for a in [call, *tree.ancestors(call)]}
+    for call in calls_in(root):
+        if not is_write(call):
+            continue
+        statements = []
+        for ancestor in tree.ancestors(call):
+            if isinstance(ancestor, cst.BaseStatement):
+                statements.append(ancestor)
+            if ancestor is root:
+                break
+        if all(id(s) in on_path for s in statements):
+            raise Refused(
+                "a file written in the statement that calls it would be written by every rank"
+            )
+
+
 def _mover_root(tree: Tree, sites: _CallSites, call: cst.Call) -> cst.If | None:
     root = None
     for ancestor in tree.ancestors(call):
@@ -616,7 +650,7 @@ class DistributedEvaluation(Rule):
                 "\n"
                 "def main(args, model, dataset):\n"
                 "    if args.do_eval:\n"
-                "        print(evaluate(args, model, dataset))\n"
+                "        print(evaluate(args, model.module if hasattr(model, 'module') else model, dataset))\n"  # noqa: E501
             ),
         ),
         Example(
@@ -695,6 +729,7 @@ class DistributedEvaluation(Rule):
             if root is not None:
                 roots[id(root)] = root
         for root in roots.values():
+            _check_writes_move(tree, sites, root)
             mover = _Mover(sites, rank, tree)
             new = root.visit(mover)
             replacements[root] = list(new.nodes) if isinstance(new, cst.FlattenSentinel) else new

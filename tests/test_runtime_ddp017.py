@@ -25,7 +25,8 @@ pytest.importorskip("accelerate")
 pytestmark = pytest.mark.slow
 
 SOURCE = (SCRIPTS / "eval_clone_pairs.py").read_text()
-TRAIN = ["--do_train", "--evaluate_during_training", "--do_eval", "--do_test"]
+TRAIN = ["--do_train", "--evaluate_before_training", "--evaluate_during_training"]
+TRAIN += ["--do_eval", "--do_test"]
 RESULTS = ("predictions.txt", "eval_results.json")
 CHECKPOINT = Path("checkpoint-best-f1") / "model.bin"
 
@@ -84,6 +85,7 @@ def test_the_rule_makes_evaluation_distributed(source: str) -> None:
     assert source.count("= _ddpfix_eval_shard(eval_dataset)") == 2  # evaluate() and test()
     assert "_ddpfix_gather_rows(eval_sampler, logits, y_trues)" in source
     assert "if args.do_eval:\n" in source and "if args.do_test:\n" in source  # every rank
+    assert "results = evaluate(args, model.module if hasattr(model, " in source  # unwrapped
     assert "DistributedSampler(eval_dataset)" not in source
 
 
@@ -119,10 +121,10 @@ def test_one_writer_per_file(runs) -> None:
 
 
 def test_the_ranks_shared_the_evaluation(runs) -> None:
-    """Rank 1 evaluated as often as rank 0 (during training, --do_eval, --do_test)."""
+    """Rank 1 evaluated as often as rank 0 (before and during training, --do_eval, --do_test)."""
     _, ranked, _, _ = runs
     calls = {r.dist_rank: r.eval_calls for r in ranked.records}
-    assert calls[0] == calls[1] == 4, calls  # 2 epochs + do_eval + do_test
+    assert calls[0] == calls[1] == 5, calls  # epoch 0 + 2 epochs + do_eval + do_test
 
 
 def test_with_the_default_rules_rank_one_waits(tmp_path: Path) -> None:
@@ -130,7 +132,7 @@ def test_with_the_default_rules_rank_one_waits(tmp_path: Path) -> None:
     ranked = launch(patched(SOURCE), [*TRAIN, *sizes(7)], tmp_path / "default")
     assert ranked.ok, ranked.explain()
     calls = {r.dist_rank: r.eval_calls for r in ranked.records}
-    assert calls[1] == 0 and calls[0] == 4, calls
+    assert calls[1] == 1 and calls[0] == 5, calls  # rank 1: the every-rank score only
     lines = (ranked.output / "predictions.txt").read_text().splitlines()
     assert [line.rsplit("\t", 1)[0] for line in lines] == expected_pairs(7)
 

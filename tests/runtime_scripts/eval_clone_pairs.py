@@ -2,8 +2,9 @@
 # F1 threshold over logits collected with `.cpu().numpy()` appends and `np.concatenate`, test()
 # writes predictions.txt by zipping the examples with the predictions, both build the template's
 # `SequentialSampler if local_rank == -1 else DistributedSampler` choice, and every evaluation runs
-# behind a rank-0 gate (the in-training one only without a launcher, as upstream). The model has a
-# buffer, like RoBERTa's position_ids: DDP's forward broadcasts it from rank 0.
+# behind a rank-0 gate (the in-training one only without a launcher, as upstream), except an
+# optional score before training on every rank, through the DDP wrapper. The model has a buffer,
+# like RoBERTa's position_ids: DDP's forward broadcasts it from rank 0.
 import argparse
 import json
 import logging
@@ -84,6 +85,9 @@ def train(args, train_dataset, model):
     if args.local_rank != -1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[args.local_rank],
                                                           output_device=args.local_rank)
+    if args.evaluate_before_training:  # the score before training, on every rank
+        results = evaluate(args, model)
+        logger.info("  epoch 0 f1 = %s", results["eval_f1"])
     global_step = 0
     best_f1 = -1
     for idx in range(args.epoch):
@@ -165,6 +169,7 @@ def main():
     parser.add_argument("--do_eval", action="store_true")
     parser.add_argument("--do_test", action="store_true")
     parser.add_argument("--evaluate_during_training", action="store_true")
+    parser.add_argument("--evaluate_before_training", action="store_true")
     parser.add_argument("--train_size", default=24, type=int)
     parser.add_argument("--eval_size", default=7, type=int)
     parser.add_argument("--test_size", default=7, type=int)
