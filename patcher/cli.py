@@ -337,6 +337,12 @@ def verify(
     max_steps: Optional[int] = typer.Option(  # noqa: UP045
         None, "--max-steps", metavar="K", help="Stop every rank cleanly after K optimizer steps."
     ),
+    compare_single: bool = typer.Option(
+        False,
+        "--compare-single",
+        help="Then run the test phase in one process on the saved checkpoint: the results "
+        "files must be byte-identical.",
+    ),
     select: Optional[List[str]] = SELECT,  # noqa: UP006, UP045
     ignore: Optional[List[str]] = IGNORE,  # noqa: UP006, UP045
     output: Format = FORMAT,
@@ -372,6 +378,7 @@ def verify(
         health=not no_health,
         sentinel="sentinel" in (health or []),
         max_steps=max_steps,
+        compare_single=compare_single,
     )
     try:
         if output is Format.json:

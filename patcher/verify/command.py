@@ -54,6 +54,8 @@ class Options:
     #: The user's launch line instead of ``script``: a shell script (run with ``script_args``)
     #: or a launcher command (``accelerate launch ... run.py ...``); see launchline.
     launch_line: Path | list[str] | None = None
+    #: Re-run the test phase in one process on the saved checkpoint (patcher.verify.compare).
+    compare_single: bool = False
 
 
 @dataclass
@@ -330,3 +332,12 @@ def _run_in(workdir: Path, options: Options, report: Report, say) -> None:
     if options.health:
         report.rows.append(health.row(report.records))
         report.health = health.findings(report.records)
+    if options.compare_single and full_run and target is not None and report.passed:
+        from patcher.verify import compare
+
+        say("running the test phase in one process on the saved checkpoint")
+        results = [r.path for r in target.results]
+        row = compare.compare(
+            script, args, output_dir, results, cwd=code_dir, timeout=options.timeout
+        )
+        report.rows.append(row)
