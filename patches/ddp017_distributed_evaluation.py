@@ -24,7 +24,9 @@ gathered vectors) and optional prediction writes:
 - the function's file writes run on global rank 0 only.
 
 Without a process group every helper returns its input unchanged: a single process runs exactly
-as before. The helpers are defined in the script (after the last rewritten function).
+as before. The helpers are defined in the script (after the last rewritten function). A script
+with neither ``init_process_group`` nor a local rank (DataParallel only, until DDP016 converts it)
+is left alone: there is nothing to share the evaluation with.
 
 Each call site must then run on every rank: the rank-0 terms of the ``if`` tests around it are
 removed (``if RANK in [-1, 0] and args.do_eval:`` → ``if args.do_eval:``; a test that was only a
@@ -656,11 +658,13 @@ class DistributedEvaluation(Rule):
         Example(
             before=(
                 "import numpy as np\n"
-                "from torch.utils.data import DataLoader, SequentialSampler\n"
+                "from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler\n"
                 "\n"
                 "\n"
                 "def evaluate(args, model, dataset):\n"
-                "    sampler = SequentialSampler(dataset)\n"
+                "    sampler = (\n"
+                "        SequentialSampler(dataset) if args.local_rank == -1 else DistributedSampler(dataset)\n"  # noqa: E501
+                "    )\n"
                 "    loader = DataLoader(dataset, sampler=sampler, batch_size=8)\n"
                 "    losses = []\n"
                 "    for batch in loader:\n"
@@ -688,18 +692,20 @@ class DistributedEvaluation(Rule):
         ]
         if not candidates or SHARD in functions:
             return
+        if "init_process_group" not in tree.code and "local_rank" not in tree.code:
+            return  # DataParallel only: no process group (until DDP016 converts the script)
         evaluations: dict[str, _Evaluation] = {}
         for function in candidates:
             try:
                 evaluations[function.name.value] = _Evaluation(tree, function)
             except Refused as why:
-                ctx.report(function, f"{function.name.value}() stays on rank 0: {why}")
+                ctx.report(function, f"{function.name.value}(): evaluation not distributed: {why}")
                 return
         try:
             self._fix(ctx, evaluations)
         except Refused as why:
             first = next(iter(evaluations.values())).function
-            ctx.report(first, f"{first.name.value}() stays on rank 0: {why}")
+            ctx.report(first, f"{first.name.value}(): evaluation not distributed: {why}")
 
     def _fix(self, ctx: RuleContext, evaluations: dict[str, _Evaluation]) -> None:
         tree = ctx.tree
@@ -712,6 +718,8 @@ class DistributedEvaluation(Rule):
         sites.collect()
         args_name = sites.args_name
         needs_args = any(e.needs_args for e in evaluations.values())
+        if (sites.rank_gates or needs_args) and "local_rank" not in tree.code:
+            raise Refused("no args.local_rank to build the rank-0 test of its writes from")
         if sites.rank_gates and args_name is None:
             raise Refused("no `args` passed at the call sites to build the rank-0 test from")
         replacements: dict[cst.CSTNode, object] = {}

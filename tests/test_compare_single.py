@@ -69,3 +69,11 @@ def test_without_a_test_phase_it_is_skipped(tmp_path: Path) -> None:
     output = tmp_path / "output"
     row = _run(tmp_path, "", ["--do_train", "--output_dir", str(output)])
     assert row.ok and row.evidence.startswith("skipped")
+
+
+def test_without_results_files_it_is_skipped(tmp_path: Path) -> None:
+    output = tmp_path / "output"
+    output.mkdir()
+    args = ["--do_test", "--output_dir", str(output)]
+    row = compare(tmp_path / "run.py", args, output, [], cwd=tmp_path, timeout=60)
+    assert row.ok and row.evidence == "skipped: the target has no results file to compare"

@@ -55,6 +55,8 @@ def compare(
     command = single_args(args, output_dir, single_dir)
     if command is None:
         return Row(NAME, True, "skipped: the run has no --do_test phase")
+    if not results:
+        return Row(NAME, True, "skipped: the target has no results file to compare")
     missing = [r for r in results if not (output_dir / r).is_file()]
     if missing:
         return Row(NAME, False, f"the N-rank run wrote no {', '.join(missing)} to compare")
