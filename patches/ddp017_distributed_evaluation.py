@@ -361,7 +361,6 @@ class _CallSites:
 
     def collect(self) -> None:
         tree = self.tree
-        functions = module_functions(tree.module)
         only, sometimes = rank_zero_functions(tree)
         shadowed = local_names(tree)
         for name in tree.nodes(cst.Name):
@@ -378,9 +377,10 @@ class _CallSites:
                 continue  # a parameter or local of the same name
             if isinstance(parent, cst.Arg) and parent.keyword is name:
                 continue  # load_and_cache_examples(..., evaluate=True)
-            if isinstance(parent, (cst.Attribute, cst.Param)) and parent is not None:
-                if getattr(parent, "attr", None) is name or isinstance(parent, cst.Param):
-                    continue
+            if isinstance(parent, cst.Attribute) and parent.attr is name:
+                continue  # x.evaluate
+            if isinstance(parent, cst.Param):
+                continue
             raise Refused(f"{name.value} is used other than by a call (a caller cannot be moved)")
         if not self.calls:
             raise Refused("the evaluation is never called")
@@ -394,7 +394,7 @@ class _CallSites:
             elif scope is not None and not isinstance(scope, cst.Module):
                 raise Refused("called inside a class or lambda")
             self._gates_of(call)
-            self._model_argument(call, scope, functions)
+            self._model_argument(call, scope)
 
     def _gates_of(self, call: cst.Call) -> None:
         child: cst.CSTNode = call
@@ -413,16 +413,14 @@ class _CallSites:
                     self.rank_gates.add(id(ancestor))
             child = ancestor
 
-    def _model_argument(
-        self, call: cst.Call, scope: cst.CSTNode | None, functions: dict[str, cst.FunctionDef]
-    ) -> None:
+    def _model_argument(self, call: cst.Call, scope: cst.CSTNode) -> None:
         assert isinstance(call.func, cst.Name)
         function = self.names[call.func.value].function
         params = [p.name.value for p in function.params.params]
         args_value = _argument(call, params, "args")
         if isinstance(args_value, cst.Name):
             self.args_name = self.args_name or args_value.value
-        if "model" not in params or not isinstance(scope, cst.FunctionDef):
+        if "model" not in params:
             return
         value = _argument(call, params, "model")
         if not isinstance(value, cst.Name):
@@ -436,7 +434,8 @@ class _CallSites:
                 for t in node.targets
             )
         ]
-        parameter = value.value in [p.name.value for p in scope.params.params]
+        own = scope.params.params if isinstance(scope, cst.FunctionDef) else ()
+        parameter = value.value in [p.name.value for p in own]
         # a model the caller may hold wrapped (DDP's forward is a collective per batch, and the
         # shards may have different batch counts): a parameter, or bound from a wrapper
         wrapped = (
