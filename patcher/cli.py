@@ -22,7 +22,13 @@ from patcher.discover import discover
 from patcher.engine import FileResult, process_file
 from patcher.helptext import HelpCommand
 from patcher.pipes import die_on_broken_pipe, end_quietly, raise_on_broken_pipe
-from patcher.registry import SelectionError, all_rules, companion_warnings, find_rule, select_rules
+from patcher.registry import (
+    SelectionError,
+    companion_warnings,
+    every_rule,
+    find_rule,
+    select_rules,
+)
 from patcher.report import exit_code, print_text, to_json
 from patcher.suppress import file_codes, unknown_selectors
 
@@ -132,15 +138,15 @@ def _configured_rules(
     """The nearest ``[tool.ddpfix]`` and the rules it and the flags select (flags win)."""
     try:
         config = load_config(paths)
-        check_rule_options(config, all_rules())
+        check_rule_options(config, every_rule())
         rules = select_rules(
-            all_rules(),
+            every_rule(),
             _split(select) if select is not None else config.select,
             _split(ignore) if ignore is not None else config.ignore,
         )
     except (ConfigError, SelectionError) as exc:
         raise _fail(str(exc)) from None
-    codes = [rule.code for rule in all_rules()] if config.per_file_ignores else []
+    codes = [rule.code for rule in every_rule()] if config.per_file_ignores else []
     for pattern, selectors in config.per_file_ignores:
         unknown = unknown_selectors(selectors, codes)
         if unknown:  # a misspelt code would otherwise suppress nothing, silently
@@ -274,7 +280,7 @@ def rules() -> None:
     table.add_column("Code", style="bold magenta", no_wrap=True)
     table.add_column("Name", overflow="fold")
     table.add_column("What it does", overflow="fold")
-    for rule in all_rules():
+    for rule in every_rule():
         table.add_row(rule.code, rule.name, rule.summary)
     out.print(table)
 
@@ -293,7 +299,7 @@ def explain(
     """Show a rule's rationale and its before/after examples."""
     rule = find_rule(code)
     if rule is None:
-        known = ", ".join(r.code for r in all_rules())
+        known = ", ".join(r.code for r in every_rule())
         raise _fail(f"unknown rule {code!r} (known: {known})")
     out, _ = _consoles()
     out.print(Text(f"{rule.code} {rule.name}", style="bold"))
@@ -359,6 +365,12 @@ def verify(
     max_steps: Optional[int] = typer.Option(  # noqa: UP045
         None, "--max-steps", metavar="K", help="Stop every rank cleanly after K optimizer steps."
     ),
+    compare_single: bool = typer.Option(
+        False,
+        "--compare-single",
+        help="Then run the test phase in one process on the saved checkpoint: the results "
+        "files must be byte-identical.",
+    ),
     select: Optional[List[str]] = SELECT,  # noqa: UP006, UP045
     ignore: Optional[List[str]] = IGNORE,  # noqa: UP006, UP045
     output: Format = FORMAT,
@@ -378,6 +390,7 @@ def verify(
             no_health=no_health,
             health=health,
             max_steps=max_steps,
+            compare_single=compare_single,
             select=select,
             ignore=ignore,
             output=output,
@@ -399,6 +412,7 @@ def _verify(
     no_health: bool,
     health: list[str] | None,
     max_steps: int | None,
+    compare_single: bool,
     select: list[str] | None,
     ignore: list[str] | None,
     output: Format,
@@ -437,6 +451,7 @@ def _verify(
         health=not no_health,
         sentinel="sentinel" in (health or []),
         max_steps=max_steps,
+        compare_single=compare_single,
     )
     try:
         if output is Format.json:

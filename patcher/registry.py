@@ -11,11 +11,16 @@ class SelectionError(ValueError):
     """A selector that matches no rule code."""
 
 
-def all_rules() -> list[Rule]:
-    """Every rule, in the order the engine applies them (by code)."""
+def every_rule() -> list[Rule]:
+    """The whole catalogue, opt-in rules included, in the order the engine applies them."""
     from patches import RULES
 
     return sorted((cls() for cls in RULES), key=lambda rule: rule.code)
+
+
+def all_rules() -> list[Rule]:
+    """Every rule that runs by default (the catalogue without the opt-in rules), by code."""
+    return [rule for rule in every_rule() if rule.default]
 
 
 def postconditions() -> list[Postcondition]:
@@ -30,6 +35,13 @@ def _matches(selector: str, code: str) -> bool:
     return selector == "ALL" or code.startswith(selector)
 
 
+def _selects(selector: str, rule: Rule) -> bool:
+    """An opt-in rule is selected by ``ALL`` or its exact code only, never by a prefix."""
+    if rule.default:
+        return _matches(selector, rule.code)
+    return selector in ("ALL", rule.code)
+
+
 def _check(selectors: Iterable[str], rules: Sequence[Rule]) -> None:
     for selector in selectors:
         if not any(_matches(selector, rule.code) for rule in rules):
@@ -42,21 +54,24 @@ def select_rules(
     select: Sequence[str] | None = None,
     ignore: Sequence[str] = (),
 ) -> list[Rule]:
-    """Rules whose code matches a ``select`` prefix (all by default) and no ``ignore`` prefix."""
+    """Rules whose code matches a ``select`` prefix and no ``ignore`` prefix; without
+    ``select``, the default rules (opt-in ones need their code or ``ALL``)."""
+    explicit = select is not None
     select = [s.strip().upper() for s in (select or ["ALL"]) if s.strip()]
     ignore = [s.strip().upper() for s in ignore if s.strip()]
     _check([*select, *ignore], rules)
     return [
         rule
         for rule in rules
-        if any(_matches(s, rule.code) for s in select)
+        if (explicit or rule.default)
+        and any(_selects(s, rule) for s in select)
         and not any(_matches(s, rule.code) for s in ignore)
     ]
 
 
 def find_rule(code: str) -> Rule | None:
     wanted = code.strip().upper()
-    for rule in all_rules():
+    for rule in every_rule():
         if wanted in (rule.code, rule.name.upper()):
             return rule
     return None

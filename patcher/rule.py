@@ -175,6 +175,9 @@ class Rule:
     #: Rules this one is only safe together with, and why (a warning when selected alone).
     companions: ClassVar[tuple[str, ...]] = ()
     companion_reason: ClassVar[str] = ""
+    #: False for opt-in rules: they run only when selected by their exact code or ``ALL``
+    #: (``--select``, ``[tool.ddpfix] select``), never by default or by a prefix such as ``DDP``.
+    default: ClassVar[bool] = True
 
     def option(self, ctx: RuleContext, name: str) -> Any:
         """The configured value of option ``name`` (checked when the config loaded), or its

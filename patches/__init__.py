@@ -21,6 +21,7 @@ from patches.ddp013_rank_divergence import RankDivergence
 from patches.ddp014_wrap_sharded_model import WrapShardedModel
 from patches.ddp015_rank_zero_object_calls import RankZeroObjectCalls
 from patches.ddp016_convert_dataparallel import ConvertDataParallel
+from patches.ddp017_distributed_evaluation import DistributedEvaluation
 from patches.prt001_torch_adamw import TorchAdamW
 from patches.prt002_optional_tensorboard import OptionalTensorboard
 from patches.prt003_distributed_setup_on_cpu import DistributedSetupOnCpu
@@ -58,6 +59,7 @@ RULES = (
     WrapShardedModel,
     RankZeroObjectCalls,
     ConvertDataParallel,
+    DistributedEvaluation,
     TorchAdamW,
     OptionalTensorboard,
     DistributedSetupOnCpu,

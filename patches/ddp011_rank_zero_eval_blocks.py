@@ -40,9 +40,10 @@ from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree, children
 from patches._gates import OTHER, RANK0, gates, truth
 from patches._names import BINDERS, SCOPES, bound_names, walk
+from patches._ranks import NODE0 as NODE0_KIND
 from patches._ranks import OTHER as OTHER_KIND
 from patches._ranks import RANK0 as RANK0_KIND
-from patches._ranks import model
+from patches._ranks import RankModel, model
 from patches._syntax import (
     callee_name,
     calls_in,
@@ -170,6 +171,10 @@ def _leaves(body: cst.BaseSuite) -> str | None:
     return None
 
 
+def _global_rank_zero_only(ranks: RankModel, call: cst.Call) -> bool:
+    return ranks.runs(call, OTHER_KIND) is False and ranks.runs(call, NODE0_KIND) is False
+
+
 def _rank_gated(tree: Tree, node: cst.If) -> bool:
     tests = [node.test, *gates(tree, node)]
     return any(truth(t, OTHER) is not None or truth(t, RANK0) is not None for t in tests)
@@ -225,7 +230,11 @@ class RankZeroEvalBlocks(Rule):
             if flag is None or node.orelse is not None or _rank_gated(tree, node):
                 continue
             calls = _reached_calls(node.body, functions)
-            writes = any(is_save_call(c) and not library_call(c) for c in calls)
+            # a write its callee already keeps on global rank 0 (DDP017's test()) is no reason
+            writes = any(
+                is_save_call(c) and not library_call(c) and not _global_rank_zero_only(ranks, c)
+                for c in calls
+            )
             if all(
                 ranks.runs(c, OTHER_KIND) is False
                 for c in calls_in(node.body)

@@ -17,7 +17,7 @@ FIXTURES = ROOT / "fixtures"
 sys.path.insert(0, str(ROOT.parent))
 
 from patcher.engine import fix_text  # noqa: E402
-from patcher.registry import all_rules, select_rules  # noqa: E402
+from patcher.registry import every_rule, select_rules  # noqa: E402
 from patcher.rule import Finding, Rule  # noqa: E402
 
 
@@ -39,7 +39,7 @@ class Case:
         return self.source.with_name(self.source.name.replace(".in.py", ".findings"))
 
     def rules(self) -> list[Rule]:
-        return select_rules(all_rules(), None if self.group == "scripts" else [self.group])
+        return select_rules(every_rule(), None if self.group == "scripts" else [self.group])
 
     def read(self) -> str:
         return self.source.read_bytes().decode("utf-8")

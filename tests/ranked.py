@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patcher.engine import fix_text
-from patcher.registry import all_rules, select_rules
+from patcher.registry import all_rules, every_rule, select_rules
 from patcher.verify.launch import Outcome, plan, run
 from patcher.verify.records import RankRecord, read_records
 
@@ -99,8 +99,9 @@ class Ranked:
 
 
 def patched(source: str, select: Sequence[str] | None = None) -> str:
-    """``source`` as ``ddpfix apply`` leaves it (all rules, or ``select``)."""
-    rules = all_rules() if select is None else select_rules(all_rules(), select)
+    """``source`` as ``ddpfix apply`` leaves it (the default rules, or ``select``: ``ALL`` and
+    opt-in codes as on the command line)."""
+    rules = all_rules() if select is None else select_rules(every_rule(), select)
     output, _ = fix_text(source, rules)
     return output
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from patcher.engine import fix_text
-from patcher.registry import all_rules
+from patcher.registry import every_rule
 
 EXAMPLES = [
     pytest.param(rule, example, id=f"{rule.code}-{number}")
-    for rule in all_rules()
+    for rule in every_rule()
     for number, example in enumerate(rule.examples, start=1)
 ]
 
@@ -32,7 +32,7 @@ def test_example(rule, example) -> None:
         assert again == output
 
 
-@pytest.mark.parametrize("rule", all_rules(), ids=lambda r: r.code)
+@pytest.mark.parametrize("rule", every_rule(), ids=lambda r: r.code)
 def test_rule_is_documented(rule) -> None:
     assert re.fullmatch(r"(DDP|PRT|TRN)\d{3}", rule.code)
     assert rule.name and rule.summary and len(rule.rationale.strip()) > 200
@@ -42,7 +42,7 @@ def test_rule_is_documented(rule) -> None:
 
 
 def test_codes_and_names_are_unique() -> None:
-    rules = all_rules()
+    rules = every_rule()
     assert len({r.code for r in rules}) == len(rules)
     assert len({r.name for r in rules}) == len(rules)
 
@@ -50,4 +50,4 @@ def test_codes_and_names_are_unique() -> None:
 def test_readme_rules_table_lists_every_rule_by_code_and_name() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     listed = re.findall(r"^\| ((?:DDP|PRT|TRN)\d{3}) \| ([\w-]+) \|", readme, flags=re.M)
-    assert sorted(listed) == sorted((rule.code, rule.name) for rule in all_rules())
+    assert sorted(listed) == sorted((rule.code, rule.name) for rule in every_rule())

@@ -55,6 +55,8 @@ class Options:
     #: The user's launch line instead of ``script``: a shell script (run with ``script_args``)
     #: or a launcher command (``accelerate launch ... run.py ...``); see launchline.
     launch_line: Path | list[str] | None = None
+    #: Re-run the test phase in one process on the saved checkpoint (patcher.verify.compare).
+    compare_single: bool = False
 
 
 @dataclass
@@ -299,6 +301,18 @@ def _run_in(workdir: Path, options: Options, report: Report, say: Callable[[str]
     )
     if options.health:
         report.health = health.findings(report.records)
+    target = report.target
+    if options.compare_single and target is not None and options.max_steps is None:
+        if report.passed:
+            from patcher.verify import compare
+
+            say("running the test phase in one process on the saved checkpoint")
+            results = [r.path for r in target.results]
+            report.rows.append(
+                compare.compare(
+                    script, inputs.args, box.output, results, cwd=box.code, timeout=options.timeout
+                )
+            )
 
 
 def _sandbox(box: Sandbox, options: Options, report: Report, say: Callable[[str], object]) -> Path:
