@@ -527,8 +527,18 @@ def _fresh(
         if isinstance(binding, cst.For):
             if not tree.contains(binding.body, read):
                 continue
-        elif not tree.after(read, binding) or not dominates(tree, binding, read):
+        elif not tree.after(read, binding):
             continue
+        elif not dominates(tree, binding, read):
+            decider = _deciding_if(tree, binding)
+            if (
+                decider is None
+                or tree.contains(decider, read)
+                or not dominates(tree, decider, read)
+                or not _alternative(tree, binding, read.value)
+            ):
+                continue
+            binding = decider  # ``if ...: x = a`` / ``else: x = b``, then read ``x``
         if any(
             not tree.contains(loop, binding) and any(tree.contains(loop, g) for g in against)
             for loop in loops
@@ -536,6 +546,16 @@ def _fresh(
             continue
         return True
     return False
+
+
+def _deciding_if(tree: Tree, node: cst.CSTNode) -> cst.If | None:
+    """The innermost ``if`` around ``node`` in its function."""
+    for ancestor in tree.ancestors(node):
+        if isinstance(ancestor, SCOPES):
+            return None
+        if isinstance(ancestor, cst.If):
+            return ancestor
+    return None
 
 
 def _innermost_loop(tree: Tree, node: cst.CSTNode) -> cst.CSTNode | None:
