@@ -182,7 +182,11 @@ def in_rank_zero_region(tree: Tree, node: cst.CSTNode) -> bool:
 
 def local_names(tree: Tree) -> dict[int, set[str]]:
     """Per function (by id): parameters and plainly assigned names, which shadow module
-    functions of the same name."""
+    functions of the same name (computed once per tree version)."""
+    return tree.memo(local_names, lambda: _local_names(tree))
+
+
+def _local_names(tree: Tree) -> dict[int, set[str]]:
     names: dict[int, set[str]] = {}
     for node in tree.nodes(cst.Param, cst.AssignTarget, cst.For):
         name = node.name if isinstance(node, cst.Param) else node.target
@@ -215,8 +219,12 @@ def rank_zero_functions(tree: Tree) -> tuple[set[str], set[str]]:
 
     A function runs in one process only (rank 0, or a lone process) when it is called at least
     once, never referenced other than by a call, and every call is behind a rank-0 gate or inside
-    a function that qualifies itself.
+    a function that qualifies itself. Computed once per tree version.
     """
+    return tree.memo(rank_zero_functions, lambda: _rank_zero_functions(tree))
+
+
+def _rank_zero_functions(tree: Tree) -> tuple[set[str], set[str]]:
     functions = module_functions(tree.module)
     shadowed = local_names(tree)
     sites: dict[str, list[tuple[str | None, bool]]] = {name: [] for name in functions}

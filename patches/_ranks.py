@@ -145,7 +145,6 @@ class RankModel:
         self._rank_zero_only = only
         self._runs: dict[tuple[int, str], bool | None] = {}
         self._paths: dict[int, tuple[tuple[cst.BaseExpression, bool], ...]] = {}
-        self._scopes: dict[int, cst.CSTNode] = {}
         self._truths: dict[tuple[int, str], bool | None] = {}
         self._assigns: dict[tuple[int, str], list[cst.BaseExpression]] | None = None
         self._module_calls: list[cst.Call] | None = None
@@ -175,18 +174,8 @@ class RankModel:
         return found
 
     def scope(self, node: cst.CSTNode) -> cst.CSTNode:
-        """The function (or module) whose frame runs ``node``; cached."""
-        found = self._scopes.get(id(node))
-        if found is None:
-            parent = self.tree.parent(node)
-            if parent is None:
-                found = self.tree.module
-            elif isinstance(parent, cst.FunctionDef):
-                found = parent
-            else:
-                found = self.scope(parent)
-            self._scopes[id(node)] = found
-        return found
+        """The function (or module) whose frame runs ``node`` (from the tree's index)."""
+        return self.tree.scope(node)
 
     def _truth(self, test: cst.BaseExpression, kind: str) -> bool | None:
         key = (id(test), kind)

@@ -7,6 +7,7 @@ Everything here matches structure, never text: ``args.local_rank``, ``self.args.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 
@@ -228,6 +229,7 @@ def module_functions(module: cst.Module) -> dict[str, cst.FunctionDef]:
     return {name: fn for name, fn in found.items() if name not in twice}
 
 
+@functools.lru_cache(maxsize=4)  # every rule asks, on the same version's text
 def preferred_quote(code: str) -> str:
     """The quote character the file mostly uses for short strings (double when tied)."""
     doubles = len(re.findall(r'(?<![\w"\'])"[^"\'\n\\]*"', code))
