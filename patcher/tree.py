@@ -175,26 +175,27 @@ class Tree:
         self._indexed = True
         parent, order, by_type, scopes = self._parent, self._order, self._by_type, self._scopes
         module = self.module
-        stack: list[tuple[cst.CSTNode, cst.FunctionDef | cst.Module]] = [(module, module)]
+        scopes[id(module)] = module
+        stack: list[cst.CSTNode] = [module]
         count = 0
         function = cst.FunctionDef
         while stack:
-            node, scope = stack.pop()
+            node = stack.pop()
             key = id(node)
             order[key] = count
-            scopes[key] = scope
             count += 1
             kind = type(node)
             if kind in by_type:
                 by_type[kind].append(node)
             else:
                 by_type[kind] = [node]
-            inner = node if kind is function else scope
+            inner = node if kind is function else scopes[key]
             kids = children(node)
             for kid in kids:
                 parent[id(kid)] = node
+                scopes[id(kid)] = inner
             kids.reverse()
-            stack.extend([(kid, inner) for kid in kids])
+            stack.extend(kids)
 
     def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
         """An analysis of this version that several rules share, computed once (``key`` names

@@ -167,9 +167,10 @@ def gates(tree: Tree, node: cst.CSTNode) -> list[cst.BaseExpression]:
     found = []
     child = node
     for ancestor in tree.ancestors(node):
-        if isinstance(ancestor, (cst.FunctionDef, cst.Lambda, cst.ClassDef)):
+        kind = type(ancestor)  # concrete classes: no ABCMeta instance check
+        if kind in _SCOPES:
             break
-        if isinstance(ancestor, cst.If) and child is ancestor.body:
+        if kind is cst.If and child is ancestor.body:  # type: ignore[attr-defined]
             found.append(ancestor.test)
         child = ancestor
     return found

@@ -163,9 +163,10 @@ class RankModel:
         found = self._paths[id(current)] if current is not None else ()
         for child in reversed(chain):
             parent = self.tree.parent(child)
-            if parent is None or isinstance(parent, _SCOPES):
+            kind = type(parent)  # concrete classes: no ABCMeta instance check
+            if parent is None or kind in _SCOPES:
                 found = ()
-            elif isinstance(parent, (cst.If, cst.IfExp)):
+            elif kind is cst.If or kind is cst.IfExp:
                 if child is parent.body:
                     found = (*found, (parent.test, True))
                 elif child is parent.orelse:

@@ -103,20 +103,22 @@ def string_value(node: cst.CSTNode) -> str | None:
 def callee_name(call: cst.Call) -> str | None:
     """The last name of the called expression: ``torch.save`` → ``save``."""
     func = call.func
-    if isinstance(func, cst.Name):
-        return func.value
-    if isinstance(func, cst.Attribute):
-        return func.attr.value
+    kind = type(func)  # not isinstance: that goes through ABCMeta, and this is asked often
+    if kind is cst.Name:
+        return func.value  # type: ignore[attr-defined]
+    if kind is cst.Attribute:
+        return func.attr.value  # type: ignore[attr-defined]
     return None
 
 
 def dotted_name(node: cst.CSTNode) -> str | None:
     """``torch.nn.parallel.DistributedDataParallel`` as a string; None if not a plain path."""
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        base = dotted_name(node.value)
-        return None if base is None else f"{base}.{node.attr.value}"
+    kind = type(node)  # as in callee_name
+    if kind is cst.Name:
+        return node.value  # type: ignore[attr-defined]
+    if kind is cst.Attribute:
+        base = dotted_name(node.value)  # type: ignore[attr-defined]
+        return None if base is None else f"{base}.{node.attr.value}"  # type: ignore[attr-defined]
     return None
 
 
@@ -423,9 +425,10 @@ _COMPREHENSIONS = (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)
 def _comprehension_variable(tree: Tree, name: cst.Name) -> bool:
     """Whether ``name`` is a comprehension's own variable (``f`` in ``[f.x for f in fs]``)."""
     for ancestor in tree.ancestors(name):
-        if isinstance(ancestor, _SCOPES):
+        kind = type(ancestor)  # concrete classes: no ABCMeta instance check per ancestor
+        if kind in _SCOPES:
             return False
-        if isinstance(ancestor, _COMPREHENSIONS):
+        if kind in _COMPREHENSIONS:
             clause: cst.CompFor | None = ancestor.for_in
             while clause is not None:
                 targets = tree_walk(clause.target)
