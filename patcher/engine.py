@@ -151,7 +151,7 @@ def fix_text(
     _judge(text, current, last, rules, options, suppressions, findings)
     if current != text:
         try:
-            last.syntax  # noqa: B018 - parses the output once more, as Python would
+            last.check_syntax()  # parses the output once more, as Python would
         except SyntaxError as exc:  # pragma: no cover - a rule bug; never write such a file
             msg = f"rules produced invalid Python ({exc.msg} at line {exc.lineno})"
             raise RuleError(msg) from None
@@ -217,9 +217,8 @@ def _passes(
             for other in fix.also:
                 _record(done, other, mapping, suppressions)
             applied.append(_key(fix.finding, mapping))
-        module = tree.replace({k: v for fix in accepted for k, v in fix.replacements.items()})
-        current = module.code
-        tree = Tree(module, current)
+        tree = tree.rewritten({k: v for fix in accepted for k, v in fix.replacements.items()})
+        current = tree.code
         if len(accepted) == len(fixes) and all(f.finding.code in settling for f in accepted):
             break  # nothing deferred, and nothing applied can create new work
     else:  # pragma: no cover - would mean two rules undo each other

@@ -13,13 +13,14 @@ from __future__ import annotations
 import ast
 import dataclasses
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, Union, overload
+from typing import Any, TypeVar, Union, cast, overload
 
 import libcst as cst
 
 N = TypeVar("N", bound=cst.CSTNode)
+T = TypeVar("T")
 N2 = TypeVar("N2", bound=cst.CSTNode)
 N3 = TypeVar("N3", bound=cst.CSTNode)
 
@@ -165,29 +166,55 @@ class Tree:
         self._indexed = False
         self._queries: dict[tuple[type, ...], list[cst.CSTNode]] = {}
         self._scopes: dict[int, cst.FunctionDef | cst.Module] = {}
+        self._memo: dict[Hashable, Any] = {}
+        # Along one file's versions (:meth:`rewritten`), top-level statements are shared, so
+        # their text and their statements' lines relative to it are kept by identity (with the
+        # node, so an id cannot be reused): a version renders and parses what changed only.
+        self._pieces: list[str] | None = None  # the text of each of module.body, if split
+        self._head_lines = 0
+        self._rendered: dict[int, tuple[cst.CSTNode, str]] = {}
+        self._parsed: dict[int, tuple[cst.CSTNode, dict[int, tuple[int, int]] | None]] = {}
+        if syntax is not None:  # the whole module parsed: each of its statements does
+            self._parsed = {id(s): (s, None) for s in module.body}
 
     def _index(self) -> None:
-        """Walk the tree once; done on the first question, not on construction."""
+        """Walk the tree once; done on the first question, not on construction. The function
+        running each node (:meth:`scope`) comes out of the same walk."""
         if self._indexed:
             return
         self._indexed = True
-        parent, order, by_type = self._parent, self._order, self._by_type
-        stack: list[cst.CSTNode] = [self.module]
+        parent, order, by_type, scopes = self._parent, self._order, self._by_type, self._scopes
+        module = self.module
+        scopes[id(module)] = module
+        stack: list[cst.CSTNode] = [module]
         count = 0
+        function = cst.FunctionDef
         while stack:
             node = stack.pop()
-            order[id(node)] = count
+            key = id(node)
+            order[key] = count
             count += 1
             kind = type(node)
             if kind in by_type:
                 by_type[kind].append(node)
             else:
                 by_type[kind] = [node]
+            inner = cast(cst.FunctionDef, node) if kind is function else scopes[key]
             kids = children(node)
             for kid in kids:
                 parent[id(kid)] = node
+                scopes[id(kid)] = inner
             kids.reverse()
             stack.extend(kids)
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """An analysis of this version that several rules share, computed once (``key`` names
+        it); a version is immutable, so the answer stays true."""
+        memo = self._memo
+        if key in memo:
+            return memo[key]
+        value = memo[key] = compute()
+        return value
 
     # --- structure -------------------------------------------------------------------------
 
@@ -216,39 +243,53 @@ class Tree:
 
     def parent(self, node: cst.CSTNode | None) -> cst.CSTNode | None:
         """The node's parent; None for the module (and for None: a grandparent may be asked)."""
-        self._index()
+        if not self._indexed:
+            self._index()
         return self._parent.get(id(node))
 
     def ancestors(self, node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-        self._index()
-        current = self._parent.get(id(node))
+        if not self._indexed:
+            self._index()
+        parents = self._parent
+        current = parents.get(id(node))
         while current is not None:
             yield current
-            current = self._parent.get(id(current))
+            current = parents.get(id(current))
 
     def order(self, node: cst.CSTNode) -> int:
         """Position of ``node`` in a source-order walk."""
-        self._index()
+        if not self._indexed:
+            self._index()
         return self._order[id(node)]
 
     def after(self, node: cst.CSTNode, other: cst.CSTNode) -> bool:
         """Whether ``node`` starts after all of ``other`` (``other`` has fully happened)."""
-        self._index()
+        if not self._indexed:
+            self._index()
         return self._order[id(node)] > self._order[id(other)] and not self.contains(other, node)
 
     def contains(self, outer: cst.CSTNode, inner: cst.CSTNode) -> bool:
         """Whether ``inner`` is ``outer`` or below it."""
-        self._index()
         if outer is inner:
             return True
+        if not self._indexed:
+            self._index()
         if self._order[id(inner)] < self._order[id(outer)]:
             return False
-        return any(a is outer for a in self.ancestors(inner))
+        parents = self._parent
+        current = parents.get(id(inner))
+        while current is not None:
+            if current is outer:
+                return True
+            current = parents.get(id(current))
+        return False
 
     def scope(self, node: cst.CSTNode) -> cst.FunctionDef | cst.Module:
-        """The function whose frame runs ``node`` (the module for top-level code); kept."""
+        """The function whose frame runs ``node`` (the module for top-level code)."""
+        if not self._indexed:
+            self._index()
         found = self._scopes.get(id(node))
-        if found is None:
+        if found is None:  # not in this version: as its parent's, like a node of the tree
             parent = self.parent(node)
             if parent is None:
                 found = self.module
@@ -256,7 +297,6 @@ class Tree:
                 found = parent
             else:
                 found = self.scope(parent)
-            self._scopes[id(node)] = found
         return found
 
     def statement(self, node: cst.CSTNode) -> cst.CSTNode:
@@ -271,7 +311,10 @@ class Tree:
     def position(self, node: cst.CSTNode) -> tuple[int, int]:
         """(line, column), both 1-based, of the statement that contains ``node``."""
         if self._lines is None:
-            self._lines = _statement_lines(self.module, self.syntax)
+            if self._pieces is None:
+                self._lines = _statement_lines(self.module, self.syntax)
+            else:
+                self._lines = self._piece_lines()
         statement = self.statement(node)
         found = self._lines.get(id(statement))
         if found is None:  # the ast did not line up (should not happen); be exact instead
@@ -289,7 +332,71 @@ class Tree:
             self._syntax = ast.parse(self.code)
         return self._syntax
 
+    def check_syntax(self) -> None:
+        """Raise SyntaxError unless Python parses this version. Top-level statements parse one
+        by one, so only those no earlier version of the file had are parsed again."""
+        if self._pieces is None:
+            self.syntax  # noqa: B018
+            return
+        try:
+            for statement, text in zip(self.module.body, self._pieces):
+                self._relative_lines(statement, text)
+        except SyntaxError:
+            self.syntax  # noqa: B018 - the error as the whole file gives it (its line)
+            raise
+
+    def _relative_lines(self, statement: cst.CSTNode, text: str) -> dict[int, tuple[int, int]]:
+        """Lines of the statements in top-level ``statement`` (whose text is ``text``), counted
+        from the first line of its text; parsed once per statement."""
+        kept = self._parsed.get(id(statement))
+        if kept is not None and kept[0] is statement and kept[1] is not None:
+            return kept[1]
+        relative: dict[int, tuple[int, int]] = {}
+        _match_block([statement], ast.parse(text).body, relative)
+        self._parsed[id(statement)] = (statement, relative)
+        return relative
+
+    def _piece_lines(self) -> dict[int, tuple[int, int]]:
+        assert self._pieces is not None
+        lines: dict[int, tuple[int, int]] = {}
+        offset = self._head_lines
+        for statement, text in zip(self.module.body, self._pieces):
+            for key, (line, column) in self._relative_lines(statement, text).items():
+                lines[key] = (line + offset, column)
+            offset += text.count("\n")
+        return lines
+
     # --- rewriting -------------------------------------------------------------------------
+
+    def rewritten(self, replacements: Mapping[cst.CSTNode, Replacement]) -> Tree:
+        """The next version: :meth:`replace`, rendered. A top-level statement this version
+        shares with earlier ones is not rendered again (``module.code`` is the header, each
+        statement's code and the footer), nor parsed again for its lines."""
+        module = self.replace(replacements)
+        if (
+            not module.body
+            or not module.has_trailing_newline
+            or module.default_newline != self.module.default_newline
+            or module.default_indent != self.module.default_indent
+        ):
+            return Tree(module, module.code)
+        rendered = self._rendered
+        pieces = []
+        for statement in module.body:
+            kept = rendered.get(id(statement))
+            if kept is None or kept[0] is not statement:
+                kept = rendered[id(statement)] = (statement, module.code_for_node(statement))
+            pieces.append(kept[1])
+        head = "".join(module.code_for_node(line) for line in module.header)
+        foot = "".join(module.code_for_node(line) for line in module.footer)
+        code = head + "".join(pieces) + foot
+        tree = Tree(module, code)
+        tree._rendered = rendered
+        tree._parsed = self._parsed
+        if "\r" not in code:  # else lines as Python counts them (a lone CR ends one too)
+            tree._pieces = pieces
+            tree._head_lines = head.count("\n")
+        return tree
 
     def replace(self, replacements: Mapping[cst.CSTNode, Replacement]) -> cst.Module:
         """A new module with nodes replaced; untouched subtrees are shared, not visited."""

@@ -10,7 +10,7 @@ or None for "depends on something else"), so that ``args.local_rank in [-1, 0] a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import libcst as cst
 
@@ -167,10 +167,11 @@ def gates(tree: Tree, node: cst.CSTNode) -> list[cst.BaseExpression]:
     found = []
     child = node
     for ancestor in tree.ancestors(node):
-        if isinstance(ancestor, SCOPES):
+        kind = type(ancestor)  # concrete classes: no ABCMeta instance check
+        if kind in SCOPES:
             break
-        if isinstance(ancestor, cst.If) and child is ancestor.body:
-            found.append(ancestor.test)
+        if kind is cst.If and child is cast(cst.If, ancestor).body:
+            found.append(cast(cst.If, ancestor).test)
         child = ancestor
     return found
 
@@ -182,7 +183,11 @@ def in_rank_zero_region(tree: Tree, node: cst.CSTNode) -> bool:
 
 def local_names(tree: Tree) -> dict[int, set[str]]:
     """Per function (by id): parameters and plainly assigned names, which shadow module
-    functions of the same name."""
+    functions of the same name (computed once per tree version)."""
+    return tree.memo(local_names, lambda: _local_names(tree))
+
+
+def _local_names(tree: Tree) -> dict[int, set[str]]:
     names: dict[int, set[str]] = {}
     for node in tree.nodes(cst.Param, cst.AssignTarget, cst.For):
         name = node.name if isinstance(node, cst.Param) else node.target
@@ -215,8 +220,12 @@ def rank_zero_functions(tree: Tree) -> tuple[set[str], set[str]]:
 
     A function runs in one process only (rank 0, or a lone process) when it is called at least
     once, never referenced other than by a call, and every call is behind a rank-0 gate or inside
-    a function that qualifies itself.
+    a function that qualifies itself. Computed once per tree version.
     """
+    return tree.memo(rank_zero_functions, lambda: _rank_zero_functions(tree))
+
+
+def _rank_zero_functions(tree: Tree) -> tuple[set[str], set[str]]:
     functions = module_functions(tree.module)
     shadowed = local_names(tree)
     sites: dict[str, list[tuple[str | None, bool]]] = {name: [] for name in functions}

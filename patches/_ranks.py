@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import libcst as cst
 
@@ -173,13 +174,15 @@ class RankModel:
         found = self._paths[id(current)] if current is not None else ()
         for child in reversed(chain):
             parent = self.tree.parent(child)
-            if parent is None or isinstance(parent, SCOPES):
+            kind = type(parent)  # concrete classes: no ABCMeta instance check
+            if parent is None or kind in SCOPES:
                 found = ()
-            elif isinstance(parent, (cst.If, cst.IfExp)):
-                if child is parent.body:
-                    found = (*found, (parent.test, True))
-                elif child is parent.orelse:
-                    found = (*found, (parent.test, False))
+            elif kind is cst.If or kind is cst.IfExp:
+                branch = cast("cst.If | cst.IfExp", parent)
+                if child is branch.body:
+                    found = (*found, (branch.test, True))
+                elif child is branch.orelse:
+                    found = (*found, (branch.test, False))
             self._paths[id(child)] = found
         return found
 

@@ -7,8 +7,10 @@ Everything here matches structure, never text: ``args.local_rank``, ``self.args.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
+from typing import cast
 
 import libcst as cst
 
@@ -101,20 +103,23 @@ def string_value(node: cst.CSTNode) -> str | None:
 def callee_name(call: cst.Call) -> str | None:
     """The last name of the called expression: ``torch.save`` → ``save``."""
     func = call.func
-    if isinstance(func, cst.Name):
-        return func.value
-    if isinstance(func, cst.Attribute):
-        return func.attr.value
+    kind = type(func)  # not isinstance: that goes through ABCMeta, and this is asked often
+    if kind is cst.Name:
+        return func.value  # type: ignore[attr-defined]
+    if kind is cst.Attribute:
+        return func.attr.value  # type: ignore[attr-defined]
     return None
 
 
 def dotted_name(node: cst.CSTNode | None) -> str | None:
     """``torch.nn.parallel.DistributedDataParallel`` as a string; None if not a plain path."""
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        base = dotted_name(node.value)
-        return None if base is None else f"{base}.{node.attr.value}"
+    kind = type(node)  # as in callee_name
+    if kind is cst.Name:
+        return cast(cst.Name, node).value
+    if kind is cst.Attribute:
+        attribute = cast(cst.Attribute, node)
+        base = dotted_name(attribute.value)
+        return None if base is None else f"{base}.{attribute.attr.value}"
     return None
 
 
@@ -198,6 +203,7 @@ def module_functions(module: cst.Module) -> dict[str, cst.FunctionDef]:
     return {name: fn for name, fn in found.items() if name not in twice}
 
 
+@functools.lru_cache(maxsize=4)  # every rule asks, on the same version's text
 def preferred_quote(code: str) -> str:
     """The quote character the file mostly uses for short strings (double when tied)."""
     doubles = len(re.findall(r'(?<![\w"\'])"[^"\'\n\\]*"', code))
