@@ -7,6 +7,7 @@ have no automatic fix; 2 usage error, unreadable or unparseable file, I/O error.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional  # noqa: UP035 - typer needs runtime types on Python 3.9
@@ -30,6 +31,7 @@ from patcher.registry import (
     select_rules,
 )
 from patcher.report import exit_code, print_text, to_json
+from patcher.rule import Rule
 from patcher.suppress import file_codes, unknown_selectors
 
 app = typer.Typer(
@@ -273,8 +275,15 @@ def check(
 
 
 @app.command(cls=HelpCommand)
-def rules() -> None:
+def rules(
+    markdown: bool = typer.Option(
+        False, "--markdown", help="Print the README's rules table (generated from the rules)."
+    ),
+) -> None:
     """List every rule: code, name, and what it does."""
+    if markdown:
+        typer.echo(rules_markdown(every_rule()), nl=False)
+        return
     out, _ = _consoles()
     table = Table(title="ddpfix rules", show_lines=False)
     table.add_column("Code", style="bold magenta", no_wrap=True)
@@ -283,6 +292,16 @@ def rules() -> None:
     for rule in every_rule():
         table.add_row(rule.code, rule.name, rule.summary)
     out.print(table)
+
+
+def rules_markdown(rules: Sequence[Rule]) -> str:
+    """The README's rules table: one row a rule, from its code, name and summary (the README
+    holds this text between its ``rules-table`` markers; a test keeps the two equal)."""
+    lines = ["| code | name | what it does |", "| --- | --- | --- |"]
+    for rule in rules:
+        summary = rule.summary.replace("|", "\\|")
+        lines.append(f"| {rule.code} | {rule.name} | {summary} |")
+    return "\n".join(lines) + "\n"
 
 
 def _toml(value: object) -> str:

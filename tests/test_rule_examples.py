@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from patcher.cli import rules_markdown
 from patcher.engine import fix_text
 from patcher.registry import every_rule
 
@@ -47,7 +48,12 @@ def test_codes_and_names_are_unique() -> None:
     assert len({r.name for r in rules}) == len(rules)
 
 
-def test_readme_rules_table_lists_every_rule_by_code_and_name() -> None:
+def test_readme_rules_table_is_the_generated_one() -> None:
+    """The README's table is ``ddpfix rules --markdown``'s output: regenerate it when a rule's
+    code, name or summary changes."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    listed = re.findall(r"^\| ((?:DDP|PRT|TRN)\d{3}) \| ([\w-]+) \|", readme, flags=re.M)
+    block = re.search(r"<!-- rules-table:[^\n]*-->\n(.*?)<!-- /rules-table -->", readme, re.S)
+    assert block is not None, "README lost its rules-table markers"
+    assert block.group(1) == rules_markdown(every_rule())
+    listed = re.findall(r"^\| ((?:DDP|PRT|TRN)\d{3}) \| ([\w-]+) \|", block.group(1), flags=re.M)
     assert sorted(listed) == sorted((rule.code, rule.name) for rule in every_rule())
