@@ -29,6 +29,13 @@ def test_reading_local_rank_is_withdrawn_with_the_barrier_as_reason() -> None:
     source = SCRIPT.read_text()
     output, findings = fix_text(source, all_rules())
     assert 'os.environ["LOCAL_RANK"]' not in output
+    assert sorted({f.code for f in findings if f.fixed}) == [
+        "DDP002",
+        "DDP007",
+        "DDP010",
+        "PRT003",
+        "PRT004",
+    ]  # the rest of the rewrite stands: none of it wakes the rank
     (ddp001,) = [f for f in findings if f.code == "DDP001"]
     assert not ddp001.fixed
     assert "not rewritten: torch.distributed.barrier is a collective and only ranks other " in (
