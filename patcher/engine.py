@@ -266,21 +266,35 @@ def _culprit(
     banned: Mapping[FixKey, str],
     checks: Sequence[Postcondition],
     run: Callable[[Mapping[FixKey, str]], _Run],
-) -> tuple[FixKey, _Run] | None:
-    """The one applied fix whose withdrawal removes violation ``key``, and the run without it.
+) -> tuple[list[FixKey], _Run] | None:
+    """The applied fixes whose withdrawal removes violation ``key``, and the run without them.
 
-    Bisection over the candidates (a run costs a whole pass sequence): withdraw half of them; if
-    the violation goes, the culprit is in that half, else in the other. The fix found is
-    confirmed alone; None when no single fix explains the violation."""
+    First the one fix that explains it, by bisection over the candidates (a run costs a whole
+    pass sequence): withdraw half of them; if the violation goes, the culprit is in that half,
+    else in the other; the fix found is confirmed alone. When no single fix explains it (two
+    fixes that are harmless alone: DDP001 wakes the local-rank gates, DDP008 gates on the global
+    rank, and only together leave a name unbound on the other ranks), the smallest set found by
+    withdrawing all of them and putting back each one whose withdrawal is not needed. None when
+    even withdrawing every candidate leaves the violation."""
     pool = list(candidates)
     while len(pool) > 1:
         half = pool[: len(pool) // 2]
         trial = run({**banned, **{c: why for c in half}})
         pool = half if key not in _broken(trial[1], checks) else pool[len(pool) // 2 :]
-    if not pool:
+    if pool:
+        trial = run({**banned, pool[0]: why})
+        if key not in _broken(trial[1], checks):
+            return [pool[0]], trial
+    needed = list(candidates)
+    trial = run({**banned, **{c: why for c in needed}})
+    if key in _broken(trial[1], checks):
         return None
-    trial = run({**banned, pool[0]: why})
-    return (pool[0], trial) if key not in _broken(trial[1], checks) else None
+    for candidate in list(needed):
+        rest = [c for c in needed if c != candidate]
+        attempt = run({**banned, **{c: why for c in rest}})
+        if key not in _broken(attempt[1], checks):
+            needed, trial = rest, attempt
+    return needed, trial
 
 
 def _withdraw_unsafe(
@@ -297,8 +311,8 @@ def _withdraw_unsafe(
     The rules' output is compared with their input, not pass by pass: fixes cooperate (one
     gates an evaluation, the next moves the reads of its results inside), and only the whole
     must be safe. A violation the output has and the input had not is pinned on the applied fix
-    whose withdrawal removes it (found by bisection); a fix that cannot be pinned makes every
-    fix go, and the file is left as it was with every finding reported."""
+    (or the smallest set of fixes) whose withdrawal removes it; a violation that cannot be pinned
+    makes every fix go, and the file is left as it was with every finding reported."""
     current, last, findings, applied = run
     if not _broken(last, checks):
         return current, last, findings  # nothing broken: no need to look at the input
@@ -319,7 +333,7 @@ def _withdraw_unsafe(
         )
         if found is None:
             break
-        banned[found[0]] = why
+        banned.update({culprit: why for culprit in found[0]})
         current, last, findings, applied = found[1]
     everything = {a: "a post-condition of the rank model failed" for a in applied}
     banned.update({a: why for a, why in everything.items() if a not in banned})

@@ -98,11 +98,15 @@ class Ranked:
         return "\n".join(lines) + "\n--- log tail ---\n" + self.log[-3000:]
 
 
-def patched(source: str, select: Sequence[str] | None = None) -> str:
+def patched(
+    source: str, select: Sequence[str] | None = None, *, postconditions: bool = True
+) -> str:
     """``source`` as ``ddpfix apply`` leaves it (the default rules, or ``select``: ``ALL`` and
-    opt-in codes as on the command line)."""
+    opt-in codes as on the command line). ``postconditions=False`` is the rewrite without the
+    rank model's checks, as a ``sed`` one-liner would make it: what a rule left out would break
+    shows up instead of being withdrawn."""
     rules = all_rules() if select is None else select_rules(every_rule(), select)
-    output, _ = fix_text(source, rules)
+    output, _ = fix_text(source, rules, checks=None if postconditions else [])
     return output
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from ranked import SCRIPTS, launch, patched
 
+from patcher.engine import fix_text
 from patcher.registry import all_rules
 
 pytest.importorskip("torch")
@@ -41,9 +42,19 @@ def test_patched_ranks_agree_and_rank_0_saves_alone(tmp_path: Path) -> None:
     assert [len(pids) for pids in run.writers().values()] == [1]
 
 
+def test_without_ddp006_the_post_conditions_keep_the_rank_dormant() -> None:
+    """Left to the other rules, reading LOCAL_RANK would wake the unbound read: it is withdrawn
+    and says why, and the script keeps running as lone copies."""
+    codes = [rule.code for rule in all_rules() if rule.code != "DDP006"]
+    rules = [rule for rule in all_rules() if rule.code in codes]
+    _, findings = fix_text(SCRIPT.read_text(), rules)
+    (ddp001,) = [f for f in findings if f.code == "DDP001"]
+    assert not ddp001.fixed and "is read on the other ranks, which never binds it" in ddp001.message
+
+
 def test_without_ddp006_rank_1_reads_unbound_results(tmp_path: Path) -> None:
     codes = [rule.code for rule in all_rules() if rule.code != "DDP006"]
-    source = patched(SCRIPT.read_text(), codes)
+    source = patched(SCRIPT.read_text(), codes, postconditions=False)
     assert MOVED not in source
     run = launch(source, ARGS, tmp_path / "without")
     assert not run.ok
