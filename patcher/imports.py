@@ -105,12 +105,12 @@ def added_imports(
 
 
 def around_fix(present: Around, imports: Around) -> Around:
-    """A fix's own statements around an anchor, with the imports added there: the fix's before
-    the imports above it, the imports before the fix's below it."""
+    """A fix's own statements around an anchor, with the imports added there: the imports come
+    first on either side (imports above the code that uses them)."""
     return Around(
-        present.before + imports.before,
+        imports.before + present.before,
         imports.after + present.after,
-        present.lead if present.before else imports.lead,
+        imports.lead if imports.before else present.lead,
         present.separate or imports.separate,
     )
 

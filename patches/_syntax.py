@@ -14,7 +14,7 @@ from typing import cast
 
 import libcst as cst
 
-from patcher.imports import binds_module as binds_module  # the rule toolkit's names for them
+from patcher.imports import binds_module as binds_module  # rules declare `imports=` instead
 from patcher.imports import import_fix as import_fix
 from patcher.imports import imported_module as imported_module
 from patcher.tree import Tree
