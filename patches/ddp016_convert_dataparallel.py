@@ -481,7 +481,7 @@ class _Both(cst.CSTTransformer):
 
 
 def _together(first: Replacement | None, then: Around) -> Replacement:
-    """Two imports added at the same statement, in the order they were asked for."""
+    """Two additions at the same statement (the sampler import, the gather), in order."""
     if not isinstance(first, Around):
         return then
     return Around(first.before + then.before, first.after + then.after, first.lead, first.separate)
