@@ -11,6 +11,7 @@ from typing import Any
 
 import libcst as cst
 
+from patcher.imports import added_imports, around_fix
 from patcher.linemap import LineMap
 from patcher.registry import postconditions
 from patcher.rule import Finding, Fix, Postcondition, Rule, RuleContext
@@ -104,6 +105,30 @@ def _accept(fixes: Sequence[Fix], tree: Tree) -> list[Fix]:
         above |= ancestors
         accepted.append(fix)
     return accepted
+
+
+def _rewrite(tree: Tree, accepted: Sequence[Fix]) -> Tree:
+    """The next version: the accepted fixes applied, and each module they declare
+    (``Fix.imports``) imported once. An import goes in the same rewrite, next to what a fix adds
+    at the same statement; at a statement a fix rebuilds, it is added right after the rewrite."""
+    replacements = {k: v for fix in accepted for k, v in fix.replacements.items()}
+    names = [name for fix in accepted for name in fix.imports]
+    if not names:
+        return tree.rewritten(replacements)
+    later: list[str] = []
+    for anchor, (around, modules) in added_imports(tree.module, names).items():
+        present = replacements.get(anchor)
+        if present is None:
+            replacements[anchor] = around
+        elif isinstance(present, Around):
+            replacements[anchor] = around_fix(present, around)
+        else:
+            later.extend(modules)
+    tree = tree.rewritten(replacements)
+    if later:
+        placed = added_imports(tree.module, later)
+        tree = tree.rewritten({anchor: around for anchor, (around, _) in placed.items()})
+    return tree
 
 
 def fix_text(
@@ -217,7 +242,7 @@ def _passes(
             for other in fix.also:
                 _record(done, other, mapping, suppressions)
             applied.append(_key(fix.finding, mapping))
-        tree = tree.rewritten({k: v for fix in accepted for k, v in fix.replacements.items()})
+        tree = _rewrite(tree, accepted)
         current = tree.code
         if len(accepted) == len(fixes) and all(f.finding.code in settling for f in accepted):
             break  # nothing deferred, and nothing applied can create new work

@@ -4,7 +4,9 @@ The engine knows nothing about distributed training; everything specific lives i
 A rule receives a :class:`RuleContext` over a shared, indexed tree (``ctx.tree``). It proposes
 each rewrite with ``ctx.fix(node, message, {old: new})`` and reports what it cannot rewrite safely
 with ``ctx.report(node, message)``. The engine applies the fixes, so rules never walk or rebuild
-the whole module themselves.
+the whole module themselves. A fix that needs a module declares it (``imports=("os",)``); the
+engine adds each ``import x`` once, where it belongs, so fixes needing the same import do not
+collide on the import statement.
 """
 
 from __future__ import annotations
@@ -113,6 +115,10 @@ class Fix:
     #: What else the same rewrite changes, where (a fix that touches several places: each is
     #: named where it happens, and all of them are applied, or withdrawn, together).
     also: tuple[Finding, ...] = ()
+    #: Modules the rewrite uses (``import x``, plain names). The engine adds each one the module
+    #: does not import yet, once per pass, in alphabetical place among the first run of plain
+    #: imports (else after the docstring); a declared import conflicts with no other fix.
+    imports: tuple[str, ...] = ()
 
 
 @dataclass
@@ -143,11 +149,15 @@ class RuleContext:
         message: str,
         replacements: Mapping[cst.CSTNode, Replacement],
         also: Sequence[tuple[cst.CSTNode, str]] = (),
+        imports: Sequence[str] = (),
     ) -> None:
         """A problem and its rewrite: each key node is replaced by its value. ``also`` names
-        the other places the same rewrite changes (node, what happens there)."""
+        the other places the same rewrite changes (node, what happens there). ``imports`` are
+        the modules the rewrite uses (``"os"`` for ``import os``): the engine adds those the
+        module lacks, so a rule never edits import statements for them."""
         others = tuple(self._finding(n, m, fixed=True) for n, m in also)
-        self.fixes.append(Fix(self._finding(node, message, fixed=True), dict(replacements), others))
+        finding = self._finding(node, message, fixed=True)
+        self.fixes.append(Fix(finding, dict(replacements), others, tuple(imports)))
 
 
 class Rule:

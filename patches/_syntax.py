@@ -14,7 +14,10 @@ from typing import cast
 
 import libcst as cst
 
-from patcher.tree import Around, Tree
+from patcher.imports import binds_module as binds_module  # rules declare `imports=` instead
+from patcher.imports import import_fix as import_fix
+from patcher.imports import imported_module as imported_module
+from patcher.tree import Tree
 from patches._args import argument
 from patches._names import walk
 
@@ -209,79 +212,6 @@ def preferred_quote(code: str) -> str:
     doubles = len(re.findall(r'(?<![\w"\'])"[^"\'\n\\]*"', code))
     singles = len(re.findall(r"(?<![\w\"'])'[^\"'\n\\]*'", code))
     return "'" if singles > doubles else '"'
-
-
-def imported_module(statement: cst.CSTNode) -> str | None:
-    """``import x`` (one name, no alias) as ``x``; None for any other statement."""
-    if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1):
-        return None
-    node = statement.body[0]
-    if not isinstance(node, cst.Import) or len(node.names) != 1 or node.names[0].asname:
-        return None
-    return dotted_name(node.names[0].name)
-
-
-def binds_module(module: cst.Module, name: str) -> bool:
-    """Whether a top-level ``import name`` / ``import name.sub`` makes ``name`` available."""
-    for statement in module.body:
-        if isinstance(statement, cst.SimpleStatementLine):
-            for small in statement.body:
-                if isinstance(small, cst.Import):
-                    for alias in small.names:
-                        bound = alias.asname.name if alias.asname else alias.name
-                        while isinstance(bound, cst.Attribute) and alias.asname is None:
-                            bound = bound.value
-                        if isinstance(bound, cst.Name) and bound.value == name:
-                            return True
-    return False
-
-
-def import_fix(module: cst.Module, name: str) -> dict[cst.CSTNode, Around]:
-    """The replacement that adds ``import name`` unless it is bound already: in alphabetical
-    place in the first run of plain ``import x`` lines, else after the docstring and
-    ``__future__`` imports. Empty when nothing is needed."""
-    if binds_module(module, name):
-        return {}
-    body = list(module.body)
-    new = cst.SimpleStatementLine([cst.Import([cst.ImportAlias(cst.Name(name))])])
-    run = [i for i, statement in enumerate(body) if imported_module(statement) is not None]
-    if run:
-        # the first run of plain imports, up to a blank line (an isort section boundary)
-        block = [run[0]]
-        for index in run[1:]:
-            if index != block[-1] + 1 or body[index].leading_lines:
-                break
-            block.append(index)
-        for index in block:
-            if (imported_module(body[index]) or "") > name:
-                # before the block's first import, it takes over the lines above the block
-                return {body[index]: Around(before=(new,), lead=index == block[0])}
-        return {body[block[-1]]: Around(after=(new,))}
-    for statement in body:
-        if not (_is_docstring(statement) or _is_future_import(statement)):
-            separate = not isinstance(statement, cst.SimpleStatementLine) or not any(
-                isinstance(s, (cst.Import, cst.ImportFrom)) for s in statement.body
-            )
-            return {statement: Around(before=(new,), separate=separate)}
-    return {body[-1]: Around(after=(new,))} if body else {}
-
-
-def _is_docstring(statement: cst.CSTNode) -> bool:
-    return (
-        isinstance(statement, cst.SimpleStatementLine)
-        and len(statement.body) == 1
-        and isinstance(statement.body[0], cst.Expr)
-        and isinstance(statement.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
-    )
-
-
-def _is_future_import(statement: cst.CSTNode) -> bool:
-    return (
-        isinstance(statement, cst.SimpleStatementLine)
-        and len(statement.body) == 1
-        and isinstance(statement.body[0], cst.ImportFrom)
-        and dotted_name(statement.body[0].module or cst.Name("_")) == "__future__"
-    )
 
 
 def is_cuda_check(node: cst.CSTNode) -> bool:

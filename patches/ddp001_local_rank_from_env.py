@@ -88,7 +88,6 @@ from patches._syntax import (
     COLLECTIVES,
     callee_name,
     dotted_name,
-    import_fix,
     int_literal,
     preferred_quote,
     string_value,
@@ -844,19 +843,12 @@ class LocalRankFromEnv(Rule):
 
 
 def _fix(ctx: RuleContext, insertions: dict[cst.CSTNode, Replacement], dest: str) -> None:
-    """The guards, plus ``import os`` where the file has none."""
-    replacements: dict[cst.CSTNode, Replacement] = dict(insertions)
-    for anchor, around in import_fix(ctx.tree.module, "os").items():
-        present = replacements.get(anchor)
-        if isinstance(present, Around):  # the import lands next to the parse statement itself
-            around = present.merged(around)
-        elif present is not None:
-            continue  # the parse statement is rewritten: the next pass adds the import
-        replacements[anchor] = around
+    """The guards, which read ``os.environ``."""
     first = next(iter(insertions))
     ctx.fix(
         first,
         f"read LOCAL_RANK into .{dest} after parsing (torchrun/accelerate pass it only in the "
         "environment)",
-        replacements,
+        insertions,
+        imports=("os",),
     )

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from patcher.rule import Example, Option, Rule, RuleContext
-from patcher.tree import Around, Replacement, Tree
+from patcher.tree import Replacement, Tree
 from patches._gates import (
     OTHER,
     RANK0,
@@ -59,7 +59,6 @@ from patches._syntax import (
     callee_name,
     calls_in,
     global_rank,
-    import_fix,
     int_collection,
     int_literal,
     is_collective_call,
@@ -553,7 +552,6 @@ class GlobalRankGates(Rule):
         tree = ctx.tree
         shared_cache = bool(self.option(ctx, "shared_cache"))
         quote = preferred_quote(tree.code)
-        needs_os = import_fix(tree.module, "os")
         scopes: dict[int, list[cst.If]] = {}
         for gate in tree.nodes(cst.If):
             scopes.setdefault(id(tree.scope(gate)), []).append(gate)
@@ -571,7 +569,7 @@ class GlobalRankGates(Rule):
                     self._report(ctx, members, seeds or blocked, blocked[0])
                     continue
                 for gate in local:
-                    self._fix(ctx, gate, members, quote, needs_os)
+                    self._fix(ctx, gate, members, quote)
 
     @staticmethod
     def _fix(
@@ -579,7 +577,6 @@ class GlobalRankGates(Rule):
         gate: _Gate,
         members: list[_Gate],
         quote: str,
-        needs_os: dict[cst.CSTNode, Around],
     ) -> None:
         assert gate.terms
         if gate.seed:
@@ -595,7 +592,7 @@ class GlobalRankGates(Rule):
                 "what they never bound"
             )
         fixes: dict[cst.CSTNode, Replacement] = {t: _global(t, quote) for t in gate.terms}
-        ctx.fix(gate.node, message, fixes | needs_os)
+        ctx.fix(gate.node, message, fixes, imports=("os",))
 
     @staticmethod
     def _report(ctx: RuleContext, members: list[_Gate], seeds: list[_Gate], blocker: _Gate) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patches._syntax import import_fix, preferred_quote
+from patches._syntax import preferred_quote
 
 
 def _attr(node: cst.CSTNode, name: str) -> bool:
@@ -69,7 +69,6 @@ class NodeIndexOffset(Rule):
         tree = ctx.tree
         module = tree.module
         q = preferred_quote(tree.code)
-        needs_os = import_fix(module, "os")
         for line in tree.nodes(cst.SimpleStatementLine):
             node = line.body[0]
             if not (
@@ -100,7 +99,8 @@ class NodeIndexOffset(Rule):
                 line,
                 "--node_index/--gpu_per_node default to -1 under a launcher (no rank 0): "
                 "take the global rank from RANK unless both are given",
-                {line: new, **needs_os},
+                {line: new},
+                imports=("os",),
             )
         for node in tree.nodes(cst.BinaryOperation):
             if not (isinstance(node.operator, cst.Modulo) and _attr(node.right, "gpu_per_node")):
@@ -114,5 +114,6 @@ class NodeIndexOffset(Rule):
             ctx.fix(
                 node,
                 "x % gpu_per_node is 0 for every rank when gpu_per_node is -1: use LOCAL_RANK",
-                {node: cst.parse_expression(code, config=module.config_for_parsing), **needs_os},
+                {node: cst.parse_expression(code, config=module.config_for_parsing)},
+                imports=("os",),
             )

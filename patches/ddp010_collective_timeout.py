@@ -18,7 +18,7 @@ import libcst as cst
 
 from patcher.rule import Example, Option, Rule, RuleContext
 from patches._args import has_keyword
-from patches._syntax import callee_name, import_fix
+from patches._syntax import callee_name
 
 DEFAULT_MINUTES = 180
 _SPACE = cst.SimpleWhitespace(" ")
@@ -155,5 +155,6 @@ class CollectiveTimeout(Rule):
                 call,
                 f"other ranks wait in a collective while rank 0 evaluates: allow {minutes} "
                 "minutes instead of the default 30 (10 for NCCL)",
-                {call: call.with_changes(args=args), **import_fix(tree.module, "datetime")},
+                {call: call.with_changes(args=args)},
+                imports=("datetime",),
             )

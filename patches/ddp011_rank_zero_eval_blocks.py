@@ -49,7 +49,6 @@ from patches._syntax import (
     calls_in,
     dotted_name,
     global_rank_zero,
-    import_fix,
     is_eval_call,
     is_save_call,
     module_functions,
@@ -266,7 +265,6 @@ class RankZeroEvalBlocks(Rule):
                 continue
             rank = global_rank_zero(flag.value, quote)
             state = ranks.carried_out(node.body)
-            imports = import_fix(tree.module, "os")
             what = f"every rank runs this {flag.attr.value} block and writes the same files"
             leaves = _leaves(node.body)
             if leaves:  # an early stop decided here: every rank must take it
@@ -278,7 +276,8 @@ class RankZeroEvalBlocks(Rule):
                 ctx.fix(
                     node,
                     f"{what}: run it on global rank 0",
-                    {node: node.with_changes(test=test), **imports},
+                    {node: node.with_changes(test=test)},
+                    imports=("os",),
                 )
                 continue
             names = ", ".join(sorted(state))
@@ -301,12 +300,14 @@ class RankZeroEvalBlocks(Rule):
                     f"{what}: its writes run on global rank 0; its evaluation and the training "
                     f"state it updates ({names}) stay on every rank, which all score the same "
                     "model on the same data",
-                    {node: node.with_changes(body=gated), **imports},
+                    {node: node.with_changes(body=gated)},
+                    imports=("os",),
                 )
                 continue
             ctx.fix(
                 node,
                 f"{what}: its evaluation and writes run on global rank 0; the training state "
                 f"it resets ({names}) stays on every rank",
-                {node: _split(node, keep, rank), **imports},
+                {node: _split(node, keep, rank)},
+                imports=("os",),
             )

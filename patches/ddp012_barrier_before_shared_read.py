@@ -24,7 +24,6 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around
 from patches._ranks import model, shared_reads
-from patches._syntax import import_fix
 
 
 def _barrier() -> cst.If:
@@ -109,5 +108,6 @@ class BarrierBeforeSharedRead(Rule):
                 read,
                 f"{word!r} is written by rank 0 only and read here by every rank: wait at a "
                 "barrier first (FileNotFoundError or a half-written file otherwise)",
-                {line: Around(before=(_barrier(),)), **import_fix(tree.module, "torch")},
+                {line: Around(before=(_barrier(),))},
+                imports=("torch",),
             )

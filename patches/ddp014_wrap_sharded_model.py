@@ -48,7 +48,6 @@ from patches._syntax import (
     callee_name,
     calls_in,
     dotted_name,
-    import_fix,
     module_functions,
     preferred_quote,
     unwrapped,
@@ -271,13 +270,13 @@ class WrapShardedModel(Rule):
         replacements: dict[cst.CSTNode, Replacement] = {
             site: Around(after=(_wrap(name, rank_code, _pretrained_model_inside(tree)),))
         }
-        replacements.update(import_fix(tree.module, "torch"))
         ctx.fix(
             statement,
             f"the data are sharded across ranks (line {tree.position(sampler)[0]}) but nothing "
             "synchronises the models: each rank trains its own; wrap the model in "
             "DistributedDataParallel when launched",
             replacements,
+            imports=("torch",),
         )
         self._fix_unwraps(ctx, site, name, quote)
 

@@ -69,7 +69,6 @@ from patches._syntax import (
     calls_in,
     dotted_name,
     global_rank_zero,
-    import_fix,
     module_functions,
 )
 from patches._writes import gate_writes
@@ -412,9 +411,6 @@ class ConvertDataParallel(Rule):
                 for call in calls_in(function)
                 if callee_name(call) == "RandomSampler" and len(call.args) == 1
             ]
-        for name in ("datetime", "os", "torch"):
-            for node, around in import_fix(tree.module, name).items():
-                replacements[node] = _together(replacements.get(node), around)
         if "DistributedSampler" not in tree.code:
             replacements.update(_sampler_import(tree))
         if losses:
@@ -436,6 +432,7 @@ class ConvertDataParallel(Rule):
             "(--train_batch_size stays the global batch)",
             replacements,
             also,
+            imports=("datetime", "os", "torch"),
         )
 
 
@@ -484,7 +481,7 @@ class _Both(cst.CSTTransformer):
 
 
 def _together(first: Replacement | None, then: Around) -> Replacement:
-    """Two imports added at the same statement, in the order they were asked for."""
+    """Two additions at the same statement (the sampler import, the gather), in order."""
     if not isinstance(first, Around):
         return then
     return Around(first.before + then.before, first.after + then.after, first.lead, first.separate)

@@ -16,7 +16,7 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement
 from patches._args import keyword_arg
-from patches._syntax import dotted_name, import_fix
+from patches._syntax import dotted_name
 
 ADAMW_CALLS = ("transformers.AdamW", "torch.optim.AdamW", "optim.AdamW")
 
@@ -122,11 +122,12 @@ class TorchAdamW(Rule):
                     cst.Attribute(cst.Name("torch"), cst.Name("optim")), cst.Name("AdamW")
                 )
                 replacements[call] = call.with_changes(func=func, args=args)
-                replacements.update(import_fix(tree.module, "torch"))
                 message = "transformers.AdamW was removed: use torch.optim.AdamW"
+                imports = ("torch",)
             elif dropped:
                 replacements[call] = call.with_changes(args=args)
                 message = "torch.optim.AdamW always corrects the bias: drop correct_bias=True"
+                imports = ()
             else:
                 continue
-            ctx.fix(call, message, replacements)
+            ctx.fix(call, message, replacements, imports=imports)

@@ -29,7 +29,6 @@ from patches._syntax import (
     callee_name,
     calls_in,
     dotted_name,
-    import_fix,
     is_cuda_check,
     mentions_cuda_check,
     string_value,
@@ -123,7 +122,6 @@ class DistributedSetupOnCpu(Rule):
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
         module = tree.module
-        needs_torch = import_fix(module, "torch")
         for gate in tree.nodes(cst.If):
             kept = _without_cpu_escape(gate)
             if kept is not None:
@@ -151,7 +149,8 @@ class DistributedSetupOnCpu(Rule):
                     ctx.fix(
                         call,
                         "NCCL needs CUDA: use gloo when CUDA is not available",
-                        {arg.value: new, **needs_torch},
+                        {arg.value: new},
+                        imports=("torch",),
                     )
             elif dotted_name(call.func) in ("torch.device", "device") and call.args:
                 first = string_value(call.args[0].value)
@@ -162,7 +161,8 @@ class DistributedSetupOnCpu(Rule):
                     ctx.fix(
                         call,
                         "a cuda device needs CUDA: fall back to the CPU",
-                        {call: new, **needs_torch},
+                        {call: new},
+                        imports=("torch",),
                     )
             elif (dotted_name(call.func) or "").endswith("cuda.set_device"):
                 line = tree.parent(tree.parent(call))  # Call <- Expr <- SimpleStatementLine
@@ -181,5 +181,6 @@ class DistributedSetupOnCpu(Rule):
                     ctx.fix(
                         call,
                         "torch.cuda.set_device needs CUDA: call it only when CUDA is available",
-                        {line: new_line, **needs_torch},
+                        {line: new_line},
+                        imports=("torch",),
                     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patches._syntax import callee_name, import_fix, mentions_cuda_check
+from patches._syntax import callee_name, mentions_cuda_check
 
 KEYWORDS = ("device_ids", "output_device")
 CHECK = "torch.cuda.is_available()"
@@ -68,5 +68,6 @@ class DdpDevicesOnGpuOnly(Rule):
                 ctx.fix(
                     call,
                     "device_ids/output_device only work for GPU modules: None without CUDA",
-                    {**replacements, **import_fix(module, "torch")},
+                    replacements,
+                    imports=("torch",),
                 )

@@ -26,7 +26,7 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
 from patches._names import BINDERS, bound_names, walk
-from patches._syntax import dotted_name, import_fix, string_value
+from patches._syntax import dotted_name, string_value
 
 #: The language names of the old ``my-languages.so`` (its ``tree_sitter_<name>`` symbols) →
 #: (wheel module, function returning the language). PHP's wheel has two grammars; the scripts
@@ -68,21 +68,6 @@ def _grammar_call(name: str) -> cst.Call:
     """``tree_sitter_java.language()``."""
     module, function = GRAMMARS[name]
     return cst.Call(cst.Attribute(cst.Name(module), cst.Name(function)))
-
-
-def _imports(module: cst.Module, names: list[str]) -> dict[cst.CSTNode, Replacement]:
-    """``import tree_sitter_<x>`` for each grammar, together where the first one goes."""
-    wanted = sorted({GRAMMARS[n][0] for n in names})
-    fixes = [(m, import_fix(module, m)) for m in wanted]
-    fixes = [(m, fix) for m, fix in fixes if fix]
-    if not fixes:
-        return {}
-    (anchor, around), *_ = fixes[0][1].items()
-    assert isinstance(around, Around)
-    new = tuple(cst.parse_statement(f"import {m}\n") for m, _ in fixes)
-    if around.before:
-        return {anchor: Around(before=new, lead=around.lead, separate=around.separate)}
-    return {anchor: Around(after=new)}
 
 
 def _module_dicts(module: cst.Module) -> dict[str, tuple[cst.SimpleStatementLine, list[str]]]:
@@ -291,9 +276,12 @@ class TreeSitterGrammarWheels(Rule):
                 ctx.report(call, f"no tree-sitter grammar wheel is known for {literal!r}")
                 return
             new = call.with_changes(args=[cst.Arg(_grammar_call(literal))])
-            fixes: dict[cst.CSTNode, Replacement] = {call: new}
-            fixes.update(_imports(tree.module, [literal]))
-            ctx.fix(call, f"load the {literal} grammar from its wheel (tree-sitter >= 0.22)", fixes)
+            ctx.fix(
+                call,
+                f"load the {literal} grammar from its wheel (tree-sitter >= 0.22)",
+                {call: new},
+                imports=(GRAMMARS[literal][0],),
+            )
             return
         names, anchor, after = self._loop_keys(tree, call, second.value)
         if names is None:
@@ -310,7 +298,10 @@ class TreeSitterGrammarWheels(Rule):
         variable = second.value
         assert isinstance(variable, cst.Name)
         lookup = cst.Subscript(cst.Name(HELPER), [cst.SubscriptElement(cst.Index(variable))])
-        fixes = {call: call.with_changes(args=[cst.Arg(cst.Call(lookup))])}
+        fixes: dict[cst.CSTNode, Replacement] = {
+            call: call.with_changes(args=[cst.Arg(cst.Call(lookup))])
+        }
+        imports: tuple[str, ...] = ()  # the helper's: one existing has them already
         existing = _existing_helper(tree)
         if existing is not None:
             statement, keys = existing
@@ -321,7 +312,7 @@ class TreeSitterGrammarWheels(Rule):
             if any(isinstance(n, cst.Name) and n.value == HELPER for n in tree.nodes(cst.Name)):
                 ctx.report(call, f"{HELPER} is already used for something else")
                 return
-            fixes.update(_imports(tree.module, names))
+            imports = tuple(sorted({GRAMMARS[n][0] for n in names}))
             helper = _helper(names)
             # after the dict the loop reads, or before the statement that holds the loop,
             # spaced like that statement (which keeps its own comments)
@@ -334,7 +325,10 @@ class TreeSitterGrammarWheels(Rule):
             current = fixes.get(anchor)
             fixes[anchor] = current.merged(place) if isinstance(current, Around) else place
         ctx.fix(
-            call, "load each loop language's grammar from its wheel (tree-sitter >= 0.22)", fixes
+            call,
+            "load each loop language's grammar from its wheel (tree-sitter >= 0.22)",
+            fixes,
+            imports=imports,
         )
 
     @staticmethod

@@ -29,10 +29,10 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patcher.tree import Around, Replacement, Tree
+from patcher.tree import Replacement, Tree
 from patches._args import keyword_arg
 from patches._names import bindings_of, walk
-from patches._syntax import callee_name, dotted_name, import_fix, preferred_quote, string_value
+from patches._syntax import callee_name, dotted_name, preferred_quote, string_value
 
 #: ``torch.<factory>(shape)`` calls whose positional shape gives the number of dimensions.
 _FACTORIES = frozenset({"zeros", "ones", "empty", "rand", "randn", "full"})
@@ -230,13 +230,10 @@ class Roberta3dAttentionMask(Rule):
             replacements: dict[cst.CSTNode, Replacement] = {
                 arg.value: rewritten_mask(mask, embeds.value.value, quote)
             }
-            for module_name in ("torch", "transformers"):
-                for node, around in import_fix(tree.module, module_name).items():
-                    old = replacements.get(node)
-                    replacements[node] = old.merged(around) if isinstance(old, Around) else around
             ctx.fix(
                 call,
                 f"{mask} is a 3-D [batch, len, len] mask: transformers 5 needs it 4-D and "
                 "additive (as transformers 4 extended it)",
                 replacements,
+                imports=("torch", "transformers"),
             )

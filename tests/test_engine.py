@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import stat
+import textwrap
 from pathlib import Path
+from typing import ClassVar
 
+import libcst as cst
 import pytest
 
 from clihelp import ddpfix
 from patcher.engine import fix_text, process_file
 from patcher.linemap import LineMap
 from patcher.registry import all_rules
+from patcher.rule import Rule, RuleContext
 
 SCRIPT = (
     "import argparse\n"
@@ -132,3 +136,80 @@ def test_internal_error_in_a_rule_leaves_the_file(tmp_path: Path, monkeypatch) -
     assert run.code == 2
     assert "internal error (ValueError: boom); file left unchanged" in run.stderr
     assert path.read_text() == SCRIPT
+
+
+class _FromEnviron(Rule):
+    """A test rule: ``rank()`` and ``world()`` read the environment, each as its own fix that
+    needs ``import os`` (and ``world()`` also ``import sys``, to place two imports at once)."""
+
+    code = "TST001"
+    name = "from-environ"
+    summary = rationale = "test rule"
+    triggers = ("rank()", "world()")
+    settles = True  # so the first pass that applies everything is the last
+    runs: ClassVar[list[int]] = []
+
+    def run(self, ctx: RuleContext) -> None:
+        self.runs.append(1)
+        for call in ctx.tree.nodes(cst.Call):
+            if isinstance(call.func, cst.Name) and call.func.value in ("rank", "world"):
+                var = "RANK" if call.func.value == "rank" else "WORLD_SIZE"
+                new = cst.parse_expression(f"int(os.environ['{var}'])")
+                if var == "RANK":
+                    ctx.fix(call, f"read {var}", {call: new}, imports=("os",))
+                else:  # rebuilds its whole statement
+                    line = ctx.tree.parent(ctx.tree.statement(call))
+                    assert isinstance(line, cst.SimpleStatementLine)
+                    rebuilt = line.deep_replace(call, new)
+                    ctx.fix(call, f"read {var}", {line: rebuilt}, imports=("os", "sys"))
+
+
+def _from_environ(text: str) -> tuple[str, int]:
+    _FromEnviron.runs.clear()
+    out, findings = fix_text(textwrap.dedent(text), [_FromEnviron()], checks=[])
+    assert sorted(f.message for f in findings if f.fixed) == ["read RANK", "read WORLD_SIZE"]
+    return out, len(_FromEnviron.runs)
+
+
+def test_fixes_needing_the_same_import_share_one_pass_and_one_import() -> None:
+    out, passes = _from_environ(
+        """\
+        \"\"\"Doc.\"\"\"
+        import argparse
+        import torch
+
+        r = rank()
+        w = world()
+        """
+    )
+    assert passes == 1  # as two fixes each adding its own `import os`, the second waited a pass
+    assert out == textwrap.dedent(
+        """\
+        \"\"\"Doc.\"\"\"
+        import argparse
+        import os
+        import sys
+        import torch
+
+        r = int(os.environ['RANK'])
+        w = int(os.environ['WORLD_SIZE'])
+        """
+    )
+
+
+def test_declared_imports_the_module_has_are_not_added_again() -> None:
+    text = "import os, sys\n\nr = rank()\nw = world()\n"
+    out, passes = _from_environ(text)
+    assert passes == 1
+    assert (
+        out == "import os, sys\n\nr = int(os.environ['RANK'])\nw = int(os.environ['WORLD_SIZE'])\n"
+    )
+
+
+def test_an_import_at_a_statement_a_fix_rebuilds_follows_in_the_same_pass() -> None:
+    # no plain imports: the imports go before the first statement, which a fix rebuilds
+    out, passes = _from_environ("w = world()\nr = rank()\n")
+    assert passes == 1
+    assert out == (
+        "import os\nimport sys\n\nw = int(os.environ['WORLD_SIZE'])\nr = int(os.environ['RANK'])\n"
+    )
