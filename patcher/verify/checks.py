@@ -366,6 +366,16 @@ def _writers(run: Run, path: Path) -> list[RankRecord]:
     ]
 
 
+def _one_writer(run: Run, path: Path, shown: str) -> RankRecord | str:
+    """The one process that wrote ``path``, or why there is not exactly one (the single-writer
+    check every artifact gets)."""
+    writers = _writers(run, path)
+    if len(writers) == 1:
+        return writers[0]
+    who = ", ".join(w.label for w in writers) or "no probed process"
+    return f"{shown} written by {len(writers)} processes ({who})"
+
+
 def checkpoints(run: Run, expect: Expectations) -> Row:
     name = "checkpoints"
     if not expect.checkpoints:
@@ -375,15 +385,14 @@ def checkpoints(run: Run, expect: Expectations) -> Row:
         path = run.output_dir / relative
         if not path.exists():
             return Row(name, False, f"{relative} was not written")
-        writers = _writers(run, path)
-        if len(writers) != 1:
-            who = ", ".join(w.label for w in writers) or "no probed process"
-            return Row(name, False, f"{relative} written by {len(writers)} processes ({who})")
+        writer = _one_writer(run, path, relative)
+        if isinstance(writer, str):
+            return Row(name, False, writer)
         if run.load_checkpoint is not None:
             problem = run.load_checkpoint(path)
             if problem:
                 return Row(name, False, f"{relative} does not load: {problem}")
-        notes.append(f"{relative} ({writers[0].label}, loads with weights_only=True)")
+        notes.append(f"{relative} ({writer.label}, loads with weights_only=True)")
     return Row(name, True, "; ".join(notes))
 
 
@@ -457,11 +466,10 @@ def results_complete(run: Run, expect: Expectations) -> Row:
                 f"{results.path} is out of dataset order from line {first + 1} "
                 "(predictions matched to the wrong examples)",
             )
-        writers = _writers(run, path)
-        if len(writers) != 1:
-            who = ", ".join(w.label for w in writers) or "no probed process"
-            return Row(name, False, f"{results.path} written by {len(writers)} processes ({who})")
-        notes.append(f"{results.path}: {total} of {total} lines, in order ({writers[0].label})")
+        writer = _one_writer(run, path, results.path)
+        if isinstance(writer, str):
+            return Row(name, False, writer)
+        notes.append(f"{results.path}: {total} of {total} lines, in order ({writer.label})")
     return Row(name, True, "; ".join(notes))
 
 
