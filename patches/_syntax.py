@@ -14,9 +14,6 @@ from typing import cast
 
 import libcst as cst
 
-from patcher.imports import binds_module as binds_module  # rules declare `imports=` instead
-from patcher.imports import import_fix as import_fix
-from patcher.imports import imported_module as imported_module
 from patcher.tree import Tree
 from patches._args import argument
 from patches._names import walk

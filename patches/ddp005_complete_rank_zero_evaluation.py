@@ -381,12 +381,7 @@ class CompleteRankZeroEvaluation(Rule):
                     f"{DISTRIBUTED} gives each 1/world_size of the data, shuffled){writes}",
                     {node: lone},
                 )
-            elif (
-                function in functions
-                and sampler == "SequentialSampler"
-                and _writes(functions[function], functions)
-                and not _shard_collective(tree, functions[function], functions, [])
-            ):
+            elif _shard_writer(tree, functions, function, sampler):
                 ctx.report(
                     node,
                     f"{function}() runs on every rank through a {DISTRIBUTED} shard and writes "
@@ -394,6 +389,21 @@ class CompleteRankZeroEvaluation(Rule):
                     f"wins. Run it on rank 0 alone (with the {sampler}), or gather the shards "
                     "before writing",
                 )
+
+
+def _shard_writer(
+    tree: Tree, functions: dict[str, cst.FunctionDef], function: str | None, sampler: str
+) -> bool:
+    """Whether ``function``, run on every rank through the evaluation sampler choice, writes
+    files from its shard (and gathers nothing first): what the rule reports and what the
+    post-condition forbids a fix to bring about."""
+    return (
+        function is not None
+        and function in functions
+        and sampler == "SequentialSampler"
+        and _writes(functions[function], functions)
+        and not _shard_collective(tree, functions[function], functions, [])
+    )
 
 
 def shard_writers(tree: Tree) -> dict[Hashable, str]:
@@ -415,12 +425,7 @@ def shard_writers(tree: Tree) -> dict[Hashable, str]:
         function = scope.name.value if isinstance(scope, cst.FunctionDef) else None
         if function is None or function in only or function in sometimes:
             continue
-        if (
-            function in functions
-            and choice[1] == "SequentialSampler"
-            and _writes(functions[function], functions)
-            and not _shard_collective(tree, functions[function], functions, [])
-        ):
+        if _shard_writer(tree, functions, function, choice[1]):
             found[("shard-write", function)] = (
                 f"{function}() would run on every rank through a {DISTRIBUTED} shard and write "
                 "files: each rank writes its own shard to the same path"
