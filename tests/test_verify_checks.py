@@ -304,6 +304,22 @@ def test_a_killed_rank_is_named_before_its_peers_lost_connection(tmp_path: Path)
     )
 
 
+def test_the_launchers_first_failure_is_named_when_every_rank_was_killed(tmp_path: Path) -> None:
+    # Rank 1 was SIGKILLed; torch elastic then SIGTERMed rank 0 before gloo noticed: neither
+    # rank reached its exit, and only the launcher knows which one went first.
+    records = _healthy(tmp_path)
+    records[0].exit_code = records[1].exit_code = None
+    log = (
+        "Failures:\n[1]:\n  rank      : 0 (local_rank: 0)\n  exitcode  : -15 (pid: 1000)\n"
+        "Root Cause (first observed failure):\n[0]:\n  rank      : 1 (local_rank: 1)\n"
+        "  exitcode  : -9 (pid: 1001)  (SIGKILL)\n"
+    )
+    rows = _rows(_run(tmp_path, records, returncode=1, log_tail=log))
+    assert rows["every rank exited 0"].evidence == "rank 1 was killed before it could exit"
+    rows = _rows(_run(tmp_path, records, returncode=1))  # no launcher report: the first rank
+    assert rows["every rank exited 0"].evidence == "rank 0 was killed before it could exit"
+
+
 def test_replicas_that_differ_after_the_same_steps_are_not_wrapped(tmp_path: Path) -> None:
     # Each rank trained its own model on its own DistributedSampler shard (no DDP wrap).
     records = _healthy(tmp_path)

@@ -223,6 +223,16 @@ TEARDOWN_ABORT = "terminate called without an active exception"
 _TORCH = "a torch/gloo fault after the script's own exit, not the script's"
 
 
+_ROOT_CAUSE = re.compile(r"Root Cause \(first observed failure\):.*?\(pid: (\d+)\)", re.S)
+
+
+def _first_failure_pid(run: Run) -> int | None:
+    """The process torch elastic saw fail first: a rank killed by a signal comes before the peers
+    the launcher then terminated, which also never reached their exit."""
+    found = _ROOT_CAUSE.search(run.log_tail)
+    return int(found.group(1)) if found else None
+
+
 def exited_cleanly(run: Run, expect: Expectations) -> Row:
     name = "every rank exited 0"
     root = root_cause(run.records)
@@ -232,7 +242,8 @@ def exited_cleanly(run: Run, expect: Expectations) -> Row:
         summary = raised.splitlines()[0][:240]
         return Row(name, False, f"{root.label} raised {summary}{_hint(summary)}")
     if not run.timed_out:
-        for record in run.records:
+        first = _first_failure_pid(run)
+        for record in sorted(run.records, key=lambda r: r.pid != first):
             if record.exit_code is None and record.exception is None:
                 then = f" ({root.label} then lost its peer)" if root is not None else ""
                 return Row(name, False, f"{record.label} was killed before it could exit{then}")
