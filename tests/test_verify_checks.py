@@ -121,6 +121,24 @@ def test_alone_processes_that_trained_then_crashed_blame_local_rank(tmp_path: Pa
     )
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        "PytorchStreamReader failed reading zip archive: failed finding central directory",
+        "Cannot use ``weights_only=True`` with files saved in the legacy .tar format.",
+    ],
+)
+def test_a_checkpoint_cut_short_by_another_writer_is_named(tmp_path: Path, message: str) -> None:
+    # Two simulated nodes each save on their local rank 0; one loads while the other writes.
+    records = _healthy(tmp_path)
+    records[1].exception = Exception_("RuntimeError", message, "tb", time=5.0)
+    records[1].exit_code = 1
+    rows = _rows(_run(tmp_path, records, returncode=1))
+    assert rows["every rank exited 0"].evidence.endswith(
+        "(a checkpoint read while another process was writing it: two writers?)"
+    )
+
+
 def test_alone_process_that_crashed_before_training_is_the_cause(tmp_path: Path) -> None:
     records = _alone(tmp_path)
     for record in records:

@@ -213,7 +213,7 @@ def test_ctrl_c_leaves_no_process(cache: Path, tmp_path: Path) -> None:
     assert len(pids) == 2
     time.sleep(1)
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=30) == 130
+    assert process.wait(timeout=90) == 130  # a bound for a loaded machine, not a timing
     assert not [pid for pid in pids if _running(pid)]
     assert process.stderr is not None
     assert b"interrupted" in process.stderr.read()

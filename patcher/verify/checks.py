@@ -187,7 +187,8 @@ _COLLECTIVE_SIGNS = ("Connection closed by peer", "collective", "Connection rese
 
 
 def _hint(summary: str) -> str:
-    if "PytorchStreamReader failed" in summary or "failed reading zip archive" in summary:
+    torn = ("PytorchStreamReader failed", "failed reading zip archive", "legacy .tar format")
+    if any(sign in summary for sign in torn):  # torch.load met a zip archive cut short
         return " (a checkpoint read while another process was writing it: two writers?)"
     if summary == "EOFError" or summary.startswith("EOFError: Ran out of input"):
         return " (a file read while another process was still writing it: two writers?)"
