@@ -132,6 +132,21 @@ def test_alone_process_that_crashed_before_training_is_the_cause(tmp_path: Path)
     )
 
 
+def test_a_crash_in_transformers_mask_builder_is_named_as_the_librarys(tmp_path: Path) -> None:
+    # UniXcoder's seq2seq decoder gives RoBERTa a [batch, target, source + target] mask
+    records = _alone(tmp_path)
+    for record in records:
+        record.steps = 0
+    trace = 'File "/site-packages/transformers/masking_utils.py", line 175, in inner_mask\n'
+    records[0].exception = Exception_("IndexError", "index 8 is out of bounds", trace)
+    rows = _rows(_run(tmp_path, records, returncode=1))
+    assert rows["ranks joined"].evidence == (
+        "rank 0 raised IndexError: index 8 is out of bounds before it could set up distribution "
+        "(in transformers' mask builder: transformers 5 reads the script's own attention mask as "
+        "a [batch, length] padding mask; not a rank problem)"
+    )
+
+
 def test_a_missing_module_is_named_as_the_cause_with_its_package(tmp_path: Path) -> None:
     records = _alone(tmp_path)
     for record in records:

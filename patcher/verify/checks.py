@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from patcher.verify import artifacts, health
-from patcher.verify.records import RankRecord
+from patcher.verify.records import Exception_, RankRecord
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,10 @@ def _setup_failure(alone: list[RankRecord], run: Run) -> str | None:
             summary = record.exception.summary.splitlines()[0][:240]
             if record.exception.type in ("ModuleNotFoundError", "ImportError"):
                 return f"{who} failed at import: {record.exception.message}{install_hint(summary)}"
-            return f"{who} raised {summary} before it could set up distribution"
+            return (
+                f"{who} raised {summary} before it could set up distribution"
+                f"{_library_hint(record.exception)}"
+            )
         if record.exit_code not in (0, None):
             said = _error_line(run.log_tail)
             if said and record.exit_code == 2:  # argparse's exit: its message is the cause
@@ -184,6 +187,16 @@ def no_hang(run: Run, expect: Expectations) -> Row:
 
 
 _COLLECTIVE_SIGNS = ("Connection closed by peer", "collective", "Connection reset by peer")
+
+
+def _library_hint(exception: Exception_ | None) -> str:
+    """Where a failure came from when it is the library's, not the script's rank handling."""
+    if exception is not None and "transformers/masking_utils.py" in exception.traceback:
+        return (
+            " (in transformers' mask builder: transformers 5 reads the script's own attention "
+            "mask as a [batch, length] padding mask; not a rank problem)"
+        )
+    return ""
 
 
 def _hint(summary: str) -> str:
@@ -261,7 +274,8 @@ def exited_cleanly(run: Run, expect: Expectations) -> Row:
     consequence = root is not None and any(sign in raised for sign in _COLLECTIVE_SIGNS)
     if root is not None and not consequence:
         summary = raised.splitlines()[0][:240]
-        return Row(name, False, f"{root.label} raised {summary}{_hint(summary)}")
+        hint = _library_hint(root.exception) or _hint(summary)
+        return Row(name, False, f"{root.label} raised {summary}{hint}")
     if not run.timed_out:
         first = _first_failure_pid(run)
         for record in sorted(run.records, key=lambda r: r.pid != first):
