@@ -150,6 +150,21 @@ def test_alone_process_that_crashed_before_training_is_the_cause(tmp_path: Path)
     )
 
 
+def test_a_crash_in_transformers_mask_builder_is_named_as_the_librarys(tmp_path: Path) -> None:
+    # UniXcoder's seq2seq decoder gives RoBERTa a [batch, target, source + target] mask
+    records = _alone(tmp_path)
+    for record in records:
+        record.steps = 0
+    trace = 'File "/site-packages/transformers/masking_utils.py", line 175, in inner_mask\n'
+    records[0].exception = Exception_("IndexError", "index 8 is out of bounds", trace)
+    rows = _rows(_run(tmp_path, records, returncode=1))
+    assert rows["ranks joined"].evidence == (
+        "rank 0 raised IndexError: index 8 is out of bounds before it could set up distribution "
+        "(in transformers' mask builder: transformers 5 reads the script's own attention mask as "
+        "a [batch, length] padding mask; not a rank problem)"
+    )
+
+
 def test_a_missing_module_is_named_as_the_cause_with_its_package(tmp_path: Path) -> None:
     records = _alone(tmp_path)
     for record in records:
@@ -191,6 +206,24 @@ def test_a_rank_that_died(tmp_path: Path) -> None:
         "rank 1 raised RuntimeError: Connection closed by peer [1]:2 (a collective the other "
         "ranks never joined"
     )
+
+
+def test_a_rank_training_on_after_its_peer_returned_names_the_early_exit(tmp_path: Path) -> None:
+    # CodeReviewer: rank 0 returns at --train_steps; rank 1 takes its next step and loses rank 0
+    # in the gradient all-reduce. A peer stuck outside training keeps the DDP004 hint (above).
+    records = _healthy(tmp_path)
+    trace = 'File "run.py", line 221, in main\n    loss.backward()\n  _engine_run_backward(\n'
+    records[1].exception = Exception_("RuntimeError", "Connection closed by peer [1]:2", trace)
+    records[1].exit_code = 1
+    rows = _rows(_run(tmp_path, records, returncode=1))
+    assert rows["every rank exited 0"].evidence == (
+        "rank 1 raised RuntimeError: Connection closed by peer [1]:2 (rank 0 had exited 0 while "
+        "it still trained: a rank-gated return or break left the loop on one rank only; see "
+        "DDP013)"
+    )
+    records[0].exit_code = None  # rank 0 did not exit cleanly: not an early return
+    rows = _rows(_run(tmp_path, records, returncode=1))
+    assert "DDP013" not in rows["every rank exited 0"].evidence
 
 
 def test_a_rank_killed_without_exit(tmp_path: Path) -> None:
@@ -254,6 +287,23 @@ def test_missing_checkpoint(tmp_path: Path) -> None:
     assert (
         _rows(_run(tmp_path, records))["checkpoints"].evidence == "ckpt/model.bin was not written"
     )
+
+
+def test_a_checkpoint_pattern_takes_the_directory_named_by_its_metric(tmp_path: Path) -> None:
+    # CodeReviewer saves checkpoints-<step>-<accuracy>/: a target names it by a pattern
+    records = _healthy(tmp_path)
+    saved = tmp_path / "checkpoints-last-0.125" / "pytorch_model.bin"
+    saved.parent.mkdir()
+    saved.write_bytes(b"weights")
+    records[0].writes.append((str(saved), "torch.save"))
+    expect = dataclasses.replace(EXPECT, checkpoints=("checkpoints-last-*/pytorch_model.bin",))
+    row = checks.checkpoints(_run(tmp_path, records), expect)
+    assert row.ok and row.evidence == (
+        "checkpoints-last-0.125/pytorch_model.bin (rank 0, loads with weights_only=True)"
+    )
+    expect = dataclasses.replace(EXPECT, checkpoints=("checkpoints-9-*/pytorch_model.bin",))
+    row = checks.checkpoints(_run(tmp_path, records), expect)
+    assert not row.ok and row.evidence == "checkpoints-9-*/pytorch_model.bin was not written"
 
 
 def test_rank_zero_scored_a_shard(tmp_path: Path) -> None:

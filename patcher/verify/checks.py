@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from patcher.verify import artifacts, health
-from patcher.verify.records import RankRecord
+from patcher.verify.records import Exception_, RankRecord
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,10 @@ def _setup_failure(alone: list[RankRecord], run: Run) -> str | None:
             summary = record.exception.summary.splitlines()[0][:240]
             if record.exception.type in ("ModuleNotFoundError", "ImportError"):
                 return f"{who} failed at import: {record.exception.message}{install_hint(summary)}"
-            return f"{who} raised {summary} before it could set up distribution"
+            return (
+                f"{who} raised {summary} before it could set up distribution"
+                f"{_library_hint(record.exception)}"
+            )
         if record.exit_code not in (0, None):
             said = _error_line(run.log_tail)
             if said and record.exit_code == 2:  # argparse's exit: its message is the cause
@@ -186,6 +189,16 @@ def no_hang(run: Run, expect: Expectations) -> Row:
 _COLLECTIVE_SIGNS = ("Connection closed by peer", "collective", "Connection reset by peer")
 
 
+def _library_hint(exception: Exception_ | None) -> str:
+    """Where a failure came from when it is the library's, not the script's rank handling."""
+    if exception is not None and "transformers/masking_utils.py" in exception.traceback:
+        return (
+            " (in transformers' mask builder: transformers 5 reads the script's own attention "
+            "mask as a [batch, length] padding mask; not a rank problem)"
+        )
+    return ""
+
+
 def _hint(summary: str) -> str:
     torn = ("PytorchStreamReader failed", "failed reading zip archive", "legacy .tar format")
     if any(sign in summary for sign in torn):  # torch.load met a zip archive cut short
@@ -196,12 +209,33 @@ def _hint(summary: str) -> str:
         return " (two processes creating the same output: two writers?)"
     if summary.startswith(("ModuleNotFoundError", "ImportError")):
         return install_hint(summary)
+    if "Torch not compiled with CUDA enabled" in summary:
+        return (
+            " (the script puts the model or its tensors on a GPU whatever the machine has: "
+            "`.cuda()`, `.to(local_rank)`; verify runs on the CPU)"
+        )
     if any(sign in summary for sign in _COLLECTIVE_SIGNS):
         return (
             " (a collective the other ranks never joined: does rank 0 evaluate through the "
             "DDP wrapper? see DDP004)"
         )
     return ""
+
+
+def _peer_hint(run: Run, root: RankRecord, summary: str) -> str:
+    """Why a rank lost its peer in a collective. When it was in a training step's backward (DDP's
+    gradient all-reduce) and every other process had exited 0, those left the training loop
+    alone (a rank-gated return or break), not a crash; otherwise see :func:`_hint`."""
+    others = [r for r in run.records if r is not root]
+    exception = root.exception
+    in_backward = exception is not None and "run_backward" in exception.traceback
+    if in_backward and others and all(r.exit_code == 0 and r.exception is None for r in others):
+        who = ", ".join(r.label for r in others)
+        return (
+            f" ({who} had exited 0 while it still trained: a rank-gated return or break left "
+            "the loop on one rank only; see DDP013)"
+        )
+    return _hint(summary)
 
 
 def root_cause(records: Sequence[RankRecord]) -> RankRecord | None:
@@ -241,7 +275,8 @@ def exited_cleanly(run: Run, expect: Expectations) -> Row:
     consequence = root is not None and any(sign in raised for sign in _COLLECTIVE_SIGNS)
     if root is not None and not consequence:
         summary = raised.splitlines()[0][:240]
-        return Row(name, False, f"{root.label} raised {summary}{_hint(summary)}")
+        hint = _library_hint(root.exception) or _hint(summary)
+        return Row(name, False, f"{root.label} raised {summary}{hint}")
     if not run.timed_out:
         first = _first_failure_pid(run)
         for record in sorted(run.records, key=lambda r: r.pid != first):
@@ -250,7 +285,7 @@ def exited_cleanly(run: Run, expect: Expectations) -> Row:
                 return Row(name, False, f"{record.label} was killed before it could exit{then}")
     if root is not None:
         summary = raised.splitlines()[0][:240]
-        return Row(name, False, f"{root.label} raised {summary}{_hint(summary)}")
+        return Row(name, False, f"{root.label} raised {summary}{_peer_hint(run, root, summary)}")
     for record in run.records:
         if record.exit_code not in (0, None):
             said = _error_line(run.log_tail)
@@ -388,15 +423,26 @@ def _one_writer(run: Run, path: Path, shown: str) -> RankRecord | str:
     return f"{shown} written by {len(writers)} processes ({who})"
 
 
+def _checkpoint_path(output_dir: Path, declared: str) -> Path | None:
+    """The checkpoint the run wrote for ``declared``: the path itself, or for a pattern
+    (``checkpoints-last-*/pytorch_model.bin``: a metric in the directory's name) the first
+    match in name order; None when there is none."""
+    if any(c in declared for c in "*?["):
+        return next(iter(sorted(output_dir.glob(declared))), None)
+    path = output_dir / declared
+    return path if path.exists() else None
+
+
 def checkpoints(run: Run, expect: Expectations) -> Row:
     name = "checkpoints"
     if not expect.checkpoints:
         return Row(name, True, "none expected")
     notes = []
-    for relative in expect.checkpoints:
-        path = run.output_dir / relative
-        if not path.exists():
-            return Row(name, False, f"{relative} was not written")
+    for declared in expect.checkpoints:
+        path = _checkpoint_path(run.output_dir, declared)
+        if path is None:
+            return Row(name, False, f"{declared} was not written")
+        relative = str(path.relative_to(run.output_dir))
         writer = _one_writer(run, path, relative)
         if isinstance(writer, str):
             return Row(name, False, writer)

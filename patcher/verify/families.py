@@ -11,11 +11,13 @@ names a model. The family comes from, in order:
 3. the script's own ``MODEL_CLASSES`` table, whose config class names the architecture;
 4. the target's default.
 
-T5 comes in two tokenizer kinds: CodeT5's RoBERTa-style BPE (``t5``) and the sentencepiece
-unigram of T5 itself, CoTexT and CodeTrans (``t5-spm``). A plain ``--model_type t5`` is refined
-by the tokenizer class the script's ``MODEL_CLASSES`` gives that type (``T5Tokenizer`` is
-sentencepiece, ``RobertaTokenizer`` is CodeT5's), then by the model ids, since the script must be
-able to load what it is given.
+T5 comes in three tokenizer kinds: CodeT5's RoBERTa-style BPE (``t5``), the sentencepiece
+unigram of T5 itself, CoTexT and CodeTrans (``t5-spm``), and CodeReviewer's CodeT5 BPE with its
+span and diff tokens (``t5-reviewer``, from ``microsoft/codereviewer``; its scripts default to
+``--model_type codet5``, which the id refines, since the script needs those tokens). A plain
+``--model_type t5`` is refined by the tokenizer class the script's ``MODEL_CLASSES`` gives that
+type (``T5Tokenizer`` is sentencepiece, ``RobertaTokenizer`` is CodeT5's), then by the model ids,
+since the script must be able to load what it is given.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import re
 from collections.abc import Sequence
 
 #: The families verify can build (patcher.verify.models).
-FAMILIES = ("roberta", "gpt2", "t5", "t5-spm", "bart", "xlm-roberta")
+FAMILIES = ("roberta", "gpt2", "t5", "t5-spm", "t5-reviewer", "bart", "xlm-roberta")
 
 #: ``--model_type`` values seen in the target repositories, to families.
 MODEL_TYPES: dict[str, str] = {
@@ -52,7 +54,7 @@ KNOWN_IDS: tuple[tuple[str, str], ...] = (
     ("microsoft/codebert-base", "roberta"),
     ("microsoft/graphcodebert-base", "roberta"),
     ("microsoft/unixcoder-base", "roberta"),
-    ("microsoft/codereviewer", "t5"),
+    ("microsoft/codereviewer", "t5-reviewer"),
     ("microsoft/codegpt-small-", "gpt2"),
     ("microsoft/codegpt-", "gpt2"),
     ("microsoft/codeexecutor", "roberta"),
@@ -163,6 +165,8 @@ def family(args: Sequence[str], source: str = "", default: str | None = None) ->
             found = from_script
         if found == "t5" and model_type.lower() == "t5":  # which T5 tokenizer: see above
             found = from_script or (from_ids if from_ids == "t5-spm" else "t5")
+        if found == "t5" and from_ids == "t5-reviewer":  # CodeReviewer's own default: codet5
+            found = from_ids
         if found is not None:
             return found
     return from_ids or default

@@ -4,9 +4,10 @@ A byte-level BPE is trained with ``tokenizers`` on synthetic code, with the spec
 (``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3, ``<mask>``=4: the scripts' model code hard-codes
 ``input_ids.ne(1)``). One model per family (:mod:`patcher.verify.families`): RoBERTa
 (CodeBERT, GraphCodeBERT, UniXcoder), GPT-2 (CodeGPT), T5 with CodeT5's RoBERTa-style BPE, and
-BART; T5 with a sentencepiece-style unigram tokenizer (CoTexT, CodeTrans: ``t5-spm``) and
-XLM-RoBERTa with its unigram (CodeXGLUE text-to-text: ``xlm-roberta``). The
-model (2 layers, 64 wide) is saved with ``save_pretrained`` so a script's own
+BART; CodeReviewer's T5 (``t5-reviewer``: CodeT5's order ``<pad>``=0, ``<s>``=1, and the span and
+diff tokens its scripts look up by name); T5 with a sentencepiece-style unigram tokenizer
+(CoTexT, CodeTrans: ``t5-spm``) and XLM-RoBERTa with its unigram (CodeXGLUE text-to-text:
+``xlm-roberta``). The model (2 layers, 64 wide) is saved with ``save_pretrained`` so a script's own
 ``from_pretrained(path)`` loads it.
 
 A build is deterministic: the tokenizers are trained on the same synthetic corpus and the weights
@@ -31,6 +32,19 @@ from patcher.verify.families import FAMILIES
 from patcher.verify.synthetic import docstring, functions
 
 SPECIAL = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+#: CodeT5's own order (``<pad>``=0), which CodeReviewer keeps: its model hard-codes
+#: ``CrossEntropyLoss(ignore_index=0)  # PAD_ID should be 0``.
+CODET5_SPECIAL = ["<pad>", "<s>", "</s>", "<unk>", "<mask>"]
+#: The tokens CodeReviewer's tokenizer adds and its scripts look up by name
+#: (``tokenizer.get_vocab()["<e99>"]``, ``["<msg>"]``, ...): span markers and diff tags.
+REVIEWER_TOKENS = [f"<e{i}>" for i in range(99, -1, -1)] + [
+    "<msg>",
+    "<keep>",
+    "<add>",
+    "<del>",
+    "<start>",
+    "<end>",
+]
 #: The build recipe's version, part of the cache key: bump it whenever a build changes what it
 #: writes (2: seeded weights, the t5-spm family).
 BUILD_VERSION = "2"
@@ -146,6 +160,15 @@ _FAMILIES: dict[str, tuple[str, dict, str, dict, str]] = {
 }
 
 
+#: CodeReviewer (``microsoft/codereviewer``): CodeT5's T5 with its BPE in CodeT5's special-token
+#: order plus :data:`REVIEWER_TOKENS`.
+_FAMILIES["t5-reviewer"] = _FAMILIES["t5"]
+#: Per family built from a BPE: its special tokens (in id order) and the tokens added after them.
+_BPE_TOKENS: dict[str, tuple[list[str], list[str]]] = {
+    "t5-reviewer": (CODET5_SPECIAL, REVIEWER_TOKENS)
+}
+
+
 #: Families whose tokenizer is a unigram (patcher.verify.unigram): its builder, and the family
 #: whose sizes and classes the model takes (with the config and model class named here).
 _UNIGRAM: dict[str, tuple[str, str, str, str]] = {
@@ -196,18 +219,24 @@ def _build_quietly(model_type: str, out: Path) -> None:
     else:
         from tokenizers import ByteLevelBPETokenizer
 
+        special, added = _BPE_TOKENS.get(model_type, (SPECIAL, []))
         bpe = ByteLevelBPETokenizer()
         bpe.train_from_iterator(  # show_progress: no "Tokenize words" / "Count pairs" bars
-            _corpus(), vocab_size=600, min_frequency=1, special_tokens=SPECIAL, show_progress=False
+            _corpus(), vocab_size=600, min_frequency=1, special_tokens=special, show_progress=False
         )
         bpe.save_model(str(out))
         tokenizer_class, tokenizer_args, config_class, sizes, model_class = _FAMILIES[model_type]
         tokenizer = getattr(transformers, tokenizer_class)(
             str(out / "vocab.json"), str(out / "merges.txt"), **tokenizer_args
         )
+        if added:
+            tokenizer.add_special_tokens({"additional_special_tokens": added})
         tokenizer.save_pretrained(str(out))
-        vocab_size = bpe.get_vocab_size()
-        ids = {"bos_token_id": 0, "pad_token_id": 1, "eos_token_id": 2}
+        vocab_size = len(tokenizer) if added else bpe.get_vocab_size()
+        ids = {
+            f"{name}_token_id": special.index(token)
+            for name, token in (("bos", "<s>"), ("pad", "<pad>"), ("eos", "</s>"))
+        }
     config = getattr(transformers, config_class)(vocab_size=vocab_size, **ids, **sizes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)

@@ -151,7 +151,18 @@ def identify(script: Path, targets: dict[str, Target]) -> tuple[Match | None, li
     best = scored[0] if scored else None
     if best is None or best.score < MATCH_THRESHOLD:
         return None, scored
-    runner_up = scored[1].score if len(scored) > 1 else 0.0
-    if best.score - runner_up < 0.05:
-        return None, scored  # too close to call: ask for --target
+    close = [m for m in scored if best.score - m.score < 0.05]
+    if len(close) > 1:
+        # A target whose strings include a sibling's and more (CodeBERT's code2nl, CodeXGLUE's
+        # code-to-text with two more) wins when the script has more of its strings; an equal
+        # count is too close to call: ask for --target.
+        ranked = sorted(close, key=_matched, reverse=True)
+        if _matched(ranked[0]) == _matched(ranked[1]):
+            return None, scored
+        return ranked[0], scored
     return best, scored
+
+
+def _matched(match: Match) -> int:
+    """How many of its target's fingerprint strings the script has."""
+    return round(match.score * len(match.target.fingerprint))

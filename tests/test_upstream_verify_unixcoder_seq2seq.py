@@ -1,0 +1,115 @@
+"""Opt-in: ``ddpfix verify`` on microsoft/CodeBERT's UniXcoder code summarization and code
+generation scripts (``DDPFIX_CORPUS`` names directories holding ``UniXcoder/``; skipped unset).
+
+Both use one RoBERTa as encoder and decoder (the decoder reads the encoder's ``past_key_values``
+under a ``[batch, target, source + target]`` mask) and are DataParallel-only. Summarization used
+to be matched by fingerprint to CodeXGLUE's code-to-text; each now has its own target. What
+verify finds, patched, under 2 gloo ranks:
+
+* every process stops in its first training step inside transformers 5's mask builder, which
+  reads the script's 3-D mask as a ``[batch, length]`` padding mask (a library incompatibility
+  no rule covers yet; not a rank problem), named as such;
+* with that mask handed over as transformers 5 takes it (a copy edited at test time: a 4-D
+  additive mask, the cache as a ``DynamicCache``), training, evaluation and the test decoding
+  run, and the processes are seen training alone: no rule converts these DataParallel-only
+  scripts yet (DDP016 reports them), so both write the same checkpoint.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from corpus_runs import ROOTS, find_script, run_verify
+from patcher.verify.targets import identify, load_targets
+
+BASE = "UniXcoder/downstream-tasks"
+SUMMARIZATION = "codebert-unixcoder-code-summarization"
+TARGETS = {
+    SUMMARIZATION: f"{BASE}/code-summarization/run.py",
+    "codebert-unixcoder-code-generation": f"{BASE}/code-generation/run.py",
+}
+pytestmark = pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeBERT checkout")
+
+
+def _evidence(report: dict) -> dict[str, str]:
+    return {row["check"]: row["evidence"] for row in report["checks"]}
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_identified_by_sha256_and_a_fork_by_its_fingerprint(target: str, tmp_path: Path) -> None:
+    script = find_script(TARGETS[target])
+    targets = load_targets()
+    match, _ = identify(script, targets)
+    assert match is not None and (match.target.name, match.how) == (target, "sha256")
+    fork = tmp_path / "run.py"
+    fork.write_text(script.read_text(encoding="utf-8") + "\n# a fork\n", encoding="utf-8")
+    match, _ = identify(fork, targets)
+    assert match is not None and (match.target.name, match.how) == (target, "fingerprint")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_patched_script_stops_in_transformers_mask_builder(target: str) -> None:
+    pytest.importorskip("torch")
+    code, report = run_verify(str(find_script(TARGETS[target])), "--gpus", "2")
+    assert code == 1 and report["target"] == target and report["family"] == "roberta"
+    assert re.fullmatch(
+        r"rank [01] raised IndexError: index \d+ is out of bounds for dimension \d+ with size "
+        r"\d+ before it could set up distribution \(in transformers' mask builder: transformers "
+        r"5 reads the script's own attention mask as a \[batch, length\] padding mask; not a "
+        r"rank problem\)",
+        _evidence(report)["ranks joined"],
+    ), _evidence(report)["ranks joined"]
+    files = [a for a in report["script_args"] if a.startswith(("--train_filename=", "--test_"))]
+    assert len(files) == 2
+
+
+_MASK_HELPERS = """
+def _mask_4d(mask):
+    return (1.0 - mask[:, None].float()) * torch.finfo(torch.float32).min
+
+
+def _cache(context):
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    for layer, (key, value) in enumerate(context):
+        cache.update(key, value, layer)
+    return cache
+
+"""
+
+
+def _mask_for_transformers_5(script: Path, into: Path) -> Path:
+    """A copy of the script's directory whose ``model.py`` hands the decoder its mask and cache
+    as transformers 5 takes them (a stand-in for a rule that does not exist yet)."""
+    shutil.copytree(script.parent, into)
+    model = into / "model.py"
+    text = model.read_text(encoding="utf-8")
+    text = text.replace("class Seq2Seq(", _MASK_HELPERS + "class Seq2Seq(", 1)
+    text = text.replace("attention_mask=mask,", "attention_mask=_mask_4d(mask),")
+    text = text.replace("past_key_values=context)", "past_key_values=_cache(context))")
+    text = text.replace("for x in y]", "for x in tuple(y)[:2]]")
+    model.write_text(text, encoding="utf-8")
+    return into / script.name
+
+
+@pytest.mark.slow
+def test_past_the_mask_the_processes_train_alone(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    script = _mask_for_transformers_5(find_script(TARGETS[SUMMARIZATION]), tmp_path / "code")
+    code, report = run_verify(str(script), "--gpus", "2", "--target", SUMMARIZATION)
+    assert code == 1
+    rows = _evidence(report)
+    assert rows["ranks joined"] == (
+        "2 processes, torch.distributed never initialised: every process ran as rank -1 "
+        "(the script does not read LOCAL_RANK)"
+    )
+    assert rows["checkpoints"].startswith(
+        "checkpoint-best-bleu/pytorch_model.bin written by 2 processes"
+    )
+    assert rows["training health"] == "42 parameters trained as expected"
