@@ -14,13 +14,12 @@ transformers (in a temporary copy, as a user would) the patched script passes ev
 from __future__ import annotations
 
 import json
-import shutil
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from corpus_runs import ROOTS, find_script, run_verify
+from corpus_runs import ROOTS, edited_copy, find_script, run_verify
 from patcher.verify.targets import identify, load_targets
 from patcher.verify.tasks.codeexecutor import FILES, codeexecutor
 
@@ -29,12 +28,14 @@ RELATIVE = "CodeExecutor/pretrain/run.py"
 needs_corpus = pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeBERT checkout")
 #: The two transformers-4 habits of upstream's model.py, and what today's transformers needs.
 TODAY = {
-    "self.encoder(source_ids,attention_mask=attention_mask)": (
-        "self.encoder(source_ids,attention_mask=attention_mask[:, None].bool())"
-    ),
-    "nn.Linear(config.hidden_size,config.vocab_size)": (
-        "nn.Linear(config.hidden_size,encoder.config.vocab_size)"
-    ),
+    "model.py": {
+        "self.encoder(source_ids,attention_mask=attention_mask)": (
+            "self.encoder(source_ids,attention_mask=attention_mask[:, None].bool())"
+        ),
+        "nn.Linear(config.hidden_size,config.vocab_size)": (
+            "nn.Linear(config.hidden_size,encoder.config.vocab_size)"
+        ),
+    }
 }
 
 
@@ -81,14 +82,7 @@ def test_verify_names_the_three_dimensional_mask_transformers_5_rejects() -> Non
 @pytest.mark.slow
 def test_with_model_py_written_for_todays_transformers_it_passes(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    code_dir = tmp_path / "pretrain"
-    shutil.copytree(find_script(RELATIVE).parent, code_dir)
-    model = code_dir / "model.py"
-    text = model.read_text()
-    for old, new in TODAY.items():
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
-    model.write_text(text)
+    code_dir = edited_copy(find_script(RELATIVE).parent, tmp_path / "pretrain", TODAY)
     code, report = run_verify((code_dir / "run.py").as_posix())
     assert code == 0, report["verdict"] + "\n" + report["log_tail"]
     assert (report["target"], report["identified_by"], report["family"]) == (
