@@ -72,10 +72,8 @@ def test_verify_names_the_three_dimensional_mask_transformers_5_rejects() -> Non
     assert code == 1 and report["target"] == NAME
     rows = {row["check"]: row["evidence"] for row in report["checks"]}
     assert rows["ranks joined"].startswith("2 processes, ranks 0, 1, world size 2 (gloo)")
-    assert (
-        "raised RuntimeError: expand(torch.ByteTensor{[2, 1, 1, 64, 64]}"
-        in (rows["every rank exited 0"])
-    )
+    evidence = rows["every rank exited 0"]
+    assert "raised RuntimeError: expand(torch.ByteTensor{[2, 1, 1, 64, 64]}" in evidence
 
 
 @needs_corpus

@@ -108,7 +108,7 @@ def test_the_data_are_linked_where_the_script_reads_them(tmp_path: Path) -> None
     (box.data / "test.jsonl").write_text("{}\n")
     _place_data(box, "../dataset")
     assert (tmp_path / "dataset" / "test.jsonl").read_text() == "{}\n"
-    with pytest.raises(SetupError, match="which code/ has"):
+    with pytest.raises(SetupError, match="the sandbox has that path"):
         _place_data(box, "../dataset")  # never over what is there
 
 

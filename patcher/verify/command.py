@@ -375,7 +375,7 @@ def _place_data(box: Sandbox, relative: str) -> None:
     ``data/``); a directory the copied code already has there is an error, not overwritten."""
     link = Path(os.path.normpath(box.code / relative))
     if link.exists() or link.is_symlink():
-        raise SetupError(f"the target puts its data at {relative}, which {box.code.name}/ has")
+        raise SetupError(f"the target puts its data at {relative}: the sandbox has that path")
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(box.data, target_is_directory=True)
 
