@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -40,3 +41,18 @@ def run_verify(
         return run.returncode, json.loads(run.stdout)
     except json.JSONDecodeError:
         pytest.fail(f"no JSON report (exit {run.returncode}):\n{run.stdout}\n{run.stderr}")
+
+
+def edited_copy(directory: Path, into: Path, edits: Mapping[str, Mapping[str, str]]) -> Path:
+    """A copy of a script's ``directory`` with each ``{file: {old: new}}`` edit made once: what
+    a user does to run upstream code on today's libraries (each ``old`` must occur exactly
+    once, so an upstream change fails the test instead of silently skipping the edit)."""
+    shutil.copytree(directory, into)
+    for name, replacements in edits.items():
+        path = into / name
+        text = path.read_text()
+        for old, new in replacements.items():
+            assert text.count(old) == 1, f"{name}: {old!r}"
+            text = text.replace(old, new)
+        path.write_text(text)
+    return into

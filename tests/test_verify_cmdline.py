@@ -51,6 +51,9 @@ CODEGPT = "microsoft/CodeGPT-small-java-adaptedGPT2"
             "MODEL_CLASSES = {'mycodet5': (T5Config, T5Model, RobertaTokenizer)}",
             "t5",
         ),
+        # LongCoder: a Longformer config, from the id or from a local copy named like it
+        (["--model_name_or_path", "microsoft/longcoder-base"], "", "longformer"),
+        (["--model_name_or_path=/models/longcoder-base"], "", "longformer"),
         (["--model_name_or_path", "/data/my-model"], "", None),  # nothing to go by
     ],
 )

@@ -142,3 +142,22 @@ def test_the_xlm_roberta_stand_in_keeps_fairseqs_ids(
     assert int(batch.input_ids[1, -1]) == 1  # padded with <pad> = 1
     hidden = model(batch.input_ids, attention_mask=batch.input_ids.ne(1)).last_hidden_state
     assert hidden.shape == (*batch.input_ids.shape, model.config.hidden_size)
+
+
+def test_the_longformer_stand_in_has_per_layer_windows_and_robertas_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LongCoder rebuilds ``attention_window`` per layer from the config's list and ends
+    statements at the byte-level newline token ``Ċ``."""
+    from transformers import LongformerConfig, LongformerModel, RobertaTokenizer
+
+    monkeypatch.setenv("DDPFIX_CACHE", str(tmp_path))
+    directory, _ = models.ensure_model("longformer")
+    config = LongformerConfig.from_pretrained(str(directory))
+    assert config.attention_window == [16] * config.num_hidden_layers
+    tokenizer = RobertaTokenizer.from_pretrained(str(directory))
+    assert (tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id) == (0, 1, 2)
+    assert tokenizer.tokenize("a\nb") == ["a", "Ċ", "b"]
+    model = LongformerModel.from_pretrained(str(directory))
+    ids = tokenizer(TEXT, return_tensors="pt").input_ids
+    assert model(ids).last_hidden_state.shape == (*ids.shape, config.hidden_size)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import os
 import shutil
 import tempfile
 import threading
@@ -348,6 +349,8 @@ def _inputs(
         assert model_dir is not None
         say(f"writing synthetic {target.dataset} data")
         expected_keys = generators()[target.dataset](box.data)
+        if target.data_at:
+            _place_data(box, target.data_at)
         own = target.script_args(model=model_dir, data=box.data, output=box.output)
         if (
             chosen is not None
@@ -365,6 +368,16 @@ def _inputs(
         args = cmdline.merge(args, own, target.harness_flags)
     report.script_args = args
     return Inputs(args, expected_keys)
+
+
+def _place_data(box: Sandbox, relative: str) -> None:
+    """Make the synthetic data visible where the script reads it without a flag (a link to
+    ``data/``); a directory the copied code already has there is an error, not overwritten."""
+    link = Path(os.path.normpath(box.code / relative))
+    if link.exists() or link.is_symlink():
+        raise SetupError(f"the target puts its data at {relative}: the sandbox has that path")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(box.data, target_is_directory=True)
 
 
 def _probe_settings(options: Options) -> dict[str, str]:

@@ -26,7 +26,16 @@ import re
 from collections.abc import Sequence
 
 #: The families verify can build (patcher.verify.models).
-FAMILIES = ("roberta", "gpt2", "t5", "t5-spm", "t5-reviewer", "bart", "xlm-roberta")
+FAMILIES = (
+    "roberta",
+    "gpt2",
+    "t5",
+    "t5-spm",
+    "t5-reviewer",
+    "bart",
+    "xlm-roberta",
+    "longformer",
+)
 
 #: ``--model_type`` values seen in the target repositories, to families.
 MODEL_TYPES: dict[str, str] = {
@@ -46,6 +55,8 @@ MODEL_TYPES: dict[str, str] = {
     "plbart": "bart",
     "xlm-roberta": "xlm-roberta",
     "xlmr": "xlm-roberta",
+    "longformer": "longformer",
+    "longcoder": "longformer",
 }
 
 #: Known model ids (or prefixes of them) to families; matched case-insensitively on the id or
@@ -58,7 +69,7 @@ KNOWN_IDS: tuple[tuple[str, str], ...] = (
     ("microsoft/codegpt-small-", "gpt2"),
     ("microsoft/codegpt-", "gpt2"),
     ("microsoft/codeexecutor", "roberta"),
-    ("microsoft/longcoder-base", "roberta"),
+    ("microsoft/longcoder-base", "longformer"),  # a LongformerConfig with per-layer windows
     ("roberta-", "roberta"),
     ("distilroberta-", "roberta"),
     ("huggingface/codeberta-", "roberta"),
@@ -72,6 +83,7 @@ KNOWN_IDS: tuple[tuple[str, str], ...] = (
     ("google/t5-", "t5-spm"),
     ("facebook/bart-", "bart"),
     ("uclanlp/plbart-", "bart"),
+    ("allenai/longformer-", "longformer"),
     ("xlm-roberta-", "xlm-roberta"),
     ("facebookai/xlm-roberta-", "xlm-roberta"),
 )
@@ -91,11 +103,14 @@ MODEL_FLAGS = (
     "--load_model_path",
 )
 
-_CONFIG_CLASS = re.compile(r"\b(XLMRoberta|Roberta|Bert|GPT2|OpenAIGPT|T5|MT5|Bart|PLBart)Config\b")
+_CONFIG_CLASS = re.compile(
+    r"\b(XLMRoberta|Longformer|Roberta|Bert|GPT2|OpenAIGPT|T5|MT5|Bart|PLBart)Config\b"
+)
 _COMMENT_LINES = re.compile(r"(?m)^[ \t]*#.*$")
 _TOKENIZER_CLASS = re.compile(r"\b(T5Tokenizer|T5TokenizerFast|RobertaTokenizer\w*)\b")
 _CLASS_FAMILY = {
     "XLMRoberta": "xlm-roberta",
+    "Longformer": "longformer",
     "Roberta": "roberta",
     "Bert": "roberta",
     "GPT2": "gpt2",

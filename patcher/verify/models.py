@@ -3,12 +3,12 @@
 A byte-level BPE is trained with ``tokenizers`` on synthetic code, with the special tokens first
 (``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3, ``<mask>``=4: the scripts' model code hard-codes
 ``input_ids.ne(1)``). One model per family (:mod:`patcher.verify.families`): RoBERTa
-(CodeBERT, GraphCodeBERT, UniXcoder), GPT-2 (CodeGPT), T5 with CodeT5's RoBERTa-style BPE, and
-BART; CodeReviewer's T5 (``t5-reviewer``: CodeT5's order ``<pad>``=0, ``<s>``=1, and the span and
-diff tokens its scripts look up by name); T5 with a sentencepiece-style unigram tokenizer
-(CoTexT, CodeTrans: ``t5-spm``) and XLM-RoBERTa with its unigram (CodeXGLUE text-to-text:
-``xlm-roberta``). The model (2 layers, 64 wide) is saved with ``save_pretrained`` so a script's own
-``from_pretrained(path)`` loads it.
+(CodeBERT, GraphCodeBERT, UniXcoder), GPT-2 (CodeGPT), T5 with CodeT5's RoBERTa-style BPE,
+BART and Longformer with RoBERTa's BPE (LongCoder); CodeReviewer's T5 (``t5-reviewer``: CodeT5's
+order ``<pad>``=0, ``<s>``=1, and the span and diff tokens its scripts look up by name); T5 with a
+sentencepiece-style unigram tokenizer (CoTexT, CodeTrans: ``t5-spm``) and XLM-RoBERTa with its
+unigram (CodeXGLUE text-to-text: ``xlm-roberta``). The model (2 layers, 64 wide) is saved with
+``save_pretrained`` so a script's own ``from_pretrained(path)`` loads it.
 
 A build is deterministic: the tokenizers are trained on the same synthetic corpus and the weights
 are initialised under a fixed seed, so every machine verifies against the same model (an unseeded
@@ -138,6 +138,23 @@ _FAMILIES: dict[str, tuple[str, dict, str, dict, str]] = {
             "decoder_start_token_id": 0,
         },
         "T5ForConditionalGeneration",
+    ),
+    # LongCoder's: a Longformer config (its model code reads attention_window as a per-layer
+    # list and rebuilds it from --window_size) with RoBERTa's BPE
+    "longformer": (
+        "RobertaTokenizer",
+        {},
+        "LongformerConfig",
+        {
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 128,
+            "max_position_embeddings": 514,
+            "type_vocab_size": 1,
+            "attention_window": [16, 16],
+        },
+        "LongformerModel",
     ),
     "bart": (
         "BartTokenizer",

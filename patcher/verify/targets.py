@@ -8,6 +8,7 @@ names). A fork that adds flags, renames files or drops sampling still shares mos
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,9 @@ class Target:
     checkpoints: tuple[str, ...]
     results: tuple[ResultsFile, ...]
     fingerprint: frozenset[str]
+    #: Where the script reads its data from when no flag names it, relative to its directory
+    #: (TypePrediction's dataset builder reads ``../dataset``); verify puts the data there too.
+    data_at: str = ""
 
     def script_args(self, *, model: Path, data: Path, output: Path) -> list[str]:
         values = {"model": str(model), "data": str(data), "output": str(output)}
@@ -84,9 +88,19 @@ def _target(path: Path) -> Target:
             checkpoints=tuple(data.get("checkpoints", [])),
             results=results,
             fingerprint=frozenset(data.get("fingerprint", [])),
+            data_at=_data_at(path, data.get("data_at", "")),
         )
     except (KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
         raise TargetError(f"{path}: invalid target manifest ({exc})") from None
+
+
+def _data_at(path: Path, value: str) -> str:
+    """``value`` if it is a relative path that stays in the sandbox: its directory, or beside it
+    (the sandbox holds the copied directory as ``code/``, so one ``..`` is the most allowed)."""
+    inside = posixpath.normpath(posixpath.join("code", value)) if value else ""
+    if value and (value.startswith("/") or inside in ("", ".", "code") or inside.startswith("..")):
+        raise TargetError(f"{path.name}: data_at {value!r} must name a directory in the sandbox")
+    return value
 
 
 def load_targets(directory: Path = TARGET_DIR) -> dict[str, Target]:
