@@ -4,7 +4,12 @@ GraphCodeBERT's tasks, UniXcoder's downstream tasks and many forks wrap the mode
 ``torch.nn.DataParallel`` and never create a process group. Under ``accelerate launch`` /
 ``torchrun`` each of the N processes then trains a full copy on the whole data and all of them
 write the same files. The rule converts such a script (``DataParallel``, no process group, no
-rank anywhere, a training loop) so that, when it is launched with ``WORLD_SIZE`` > 1:
+rank anywhere, a training loop). A ``--local_rank`` option that is only declared, never read
+(GraphCodeBERT's refinement and translation keep the template's), is no rank: DDP001 and DDP011
+leave such a script to this rule (``patches/_dataparallel.py``), which sets the rank together
+with the process group. Training may sit in helper functions that take ``args``, or in the
+function that sets up the device itself (``main`` trains, evaluates and tests inline). When the
+converted script is launched with ``WORLD_SIZE`` > 1:
 
 - right before ``args.device = device``, the process group is initialised (NCCL with CUDA, gloo
   without, a 180-minute timeout as DDP010 gives), the device comes from ``LOCAL_RANK``,
@@ -45,8 +50,9 @@ Reported instead: in-batch negatives whose shape is not certain (several score p
 function, the score matrix read again as in a symmetric loss, labels not an ``arange`` of the
 local batch given straight to the loss, a loss that is not a default mean cross-entropy, or
 candidates that are not one model output, such as a memory bank); a ``DataParallel`` script
-without an ``args.device = <name>`` assignment to anchor the setup on, or whose training functions
-have no ``args`` to read the rank from.
+without an ``args.device = <name>`` assignment to anchor the setup on, whose training functions
+have no ``args`` to read the rank from (the function holding the anchor binds it), or whose
+training function writes files before the anchor (no rank exists there yet).
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
+from patches._dataparallel import dataparallel_only, dataparallel_wraps, training_functions
 from patches._names import walk
 from patches._negatives import (
     GATHER_CLASS,
@@ -64,13 +71,7 @@ from patches._negatives import (
     find,
     scores_batch_by_batch,
 )
-from patches._syntax import (
-    callee_name,
-    calls_in,
-    dotted_name,
-    global_rank_zero,
-    module_functions,
-)
+from patches._syntax import callee_name, calls_in, global_rank_zero
 from patches._writes import gate_writes
 
 _COMMENT = "# ddpfix: one process per GPU (DDP) when launched with several processes"
@@ -101,10 +102,6 @@ if int(os.environ.get("WORLD_SIZE", 1)) > 1:
 _UNSURE = "the in-batch-negatives loss could not be rewritten where it stands; convert it by hand"
 
 
-def _trains(function: cst.FunctionDef) -> bool:
-    return any(callee_name(c) == "backward" for c in calls_in(function))
-
-
 def _device_anchor(tree: Tree) -> tuple[cst.SimpleStatementLine, str, str] | None:
     """``args.device = device`` (after ``args.n_gpu = torch.cuda.device_count()``)."""
     for line in tree.nodes(cst.SimpleStatementLine):
@@ -120,14 +117,6 @@ def _device_anchor(tree: Tree) -> tuple[cst.SimpleStatementLine, str, str] | Non
         ):
             return line, target.value.value, assign.value.value
     return None
-
-
-def _uses_distribution(tree: Tree) -> bool:
-    code = tree.code
-    return any(
-        word in code
-        for word in ("init_process_group", "local_rank", "DistributedDataParallel", "LOCAL_RANK")
-    ) or any(callee_name(c) in ("Accelerator", "prepare") for c in tree.nodes(cst.Call))
 
 
 def _state(function: cst.FunctionDef) -> set[str]:
@@ -335,16 +324,10 @@ class ConvertDataParallel(Rule):
 
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
-        wraps = [
-            c
-            for c in tree.nodes(cst.Call)
-            if callee_name(c) == "DataParallel" and "Distributed" not in (dotted_name(c.func) or "")
-        ]
-        if not wraps or _uses_distribution(tree):
+        if not dataparallel_only(tree):
             return
-        functions = [f for f in module_functions(tree.module).values() if _trains(f)]
-        if not functions:
-            return
+        wraps = dataparallel_wraps(tree)
+        functions = training_functions(tree)
         losses: dict[str, InBatchLoss] = {}
         for function in functions:
             if scores_batch_by_batch(function):
@@ -374,16 +357,17 @@ class ConvertDataParallel(Rule):
         setup[0] = setup[0].with_changes(
             leading_lines=[cst.EmptyLine(comment=cst.Comment(_COMMENT))]
         )
-        replacements: dict[cst.CSTNode, Replacement] = {
-            line: Around(before=tuple(setup), lead=False)
-        }
+        replacements: dict[cst.CSTNode, Replacement] = {}
+        host = tree.scope(line)  # a function that trains and sets up the device (``main``)
+        if not (isinstance(host, cst.FunctionDef) and host in functions):
+            replacements[line] = Around(before=tuple(setup), lead=False)
         rank = global_rank_zero(cst.Name(args), '"')
         also: list[tuple[cst.CSTNode, str]] = [
             (line, "the process group is set up here when launched")
         ]
         for function in functions:
             params = {p.name.value for p in function.params.params}
-            if args not in params:
+            if args not in params and function is not host:
                 ctx.report(
                     function,
                     f"{function.name.value}() trains but has no `{args}` to read the rank from: "
@@ -392,9 +376,22 @@ class ConvertDataParallel(Rule):
                 return
             runs: list[list[cst.BaseStatement]] = []
             body = gate_writes(tree, function.body, _state(function), rank, runs)
+            if function is host and any(not tree.after(run[0], line) for run in runs):
+                ctx.report(
+                    wraps[0],
+                    f"DataParallel only: {function.name.value}() writes files before "
+                    f"`{args}.device = {device}`, where the process group would be set up; "
+                    "convert it to DDP by hand",
+                )
+                return
             loss = losses.get(function.name.value)
             rewrite = Rewrite(loss) if loss is not None else None
-            new_body = (body or function.body).visit(_Both(_ShardSamplers(args), rewrite))
+            parts: list[cst.CSTTransformer] = [_ShardSamplers(args)]
+            if rewrite is not None:
+                parts.append(rewrite)
+            if function is host:
+                parts.append(_Before(line, setup))
+            new_body = (body or function.body).visit(_Both(parts))
             if loss is not None and rewrite is not None:
                 if not rewrite.done:  # a write gate took the loss apart: not ours to guess
                     ctx.report(wraps[0], f"{function.name.value}(): {_UNSURE}")
@@ -459,23 +456,43 @@ class _ShardSamplers(cst.CSTTransformer):
         )
 
 
-class _Both(cst.CSTTransformer):
-    """Two transformers in one pass (the second is told of the first's result): the loss
-    rewrite finds its nodes by identity, which a second pass over a rebuilt tree would lose."""
+class _Before(cst.CSTTransformer):
+    """The setup statements right before the ``args.device = device`` line, inside a body this
+    rule rebuilds (an ``Around`` on a node inside a rebuilt body would be lost)."""
 
-    def __init__(self, first: cst.CSTTransformer, second: cst.CSTTransformer | None) -> None:
+    def __init__(self, line: cst.SimpleStatementLine, setup: list[cst.BaseStatement]) -> None:
         super().__init__()
-        self.parts = [first] if second is None else [first, second]
+        self.line = line
+        self.setup = setup
+
+    def leave_SimpleStatementLine(
+        self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine
+    ) -> cst.SimpleStatementLine | cst.FlattenSentinel[cst.BaseStatement]:
+        if original is not self.line:
+            return updated
+        return cst.FlattenSentinel([*self.setup, updated])
+
+
+class _Both(cst.CSTTransformer):
+    """Transformers in one pass (each is told of the one before's result): the loss rewrite and
+    the setup find their nodes by identity, which a second pass over a rebuilt tree would lose.
+    Only the last part may flatten a statement into several."""
+
+    def __init__(self, parts: list[cst.CSTTransformer]) -> None:
+        super().__init__()
+        self.parts = parts
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         return all([part.on_visit(node) for part in self.parts])
 
     def on_leave(  # type: ignore[override]  # a part may return any node for this one
         self, original: cst.CSTNode, updated: cst.CSTNode
-    ) -> cst.CSTNode:
+    ) -> cst.CSTNode | cst.FlattenSentinel[cst.CSTNode]:
         for part in self.parts:
             result = part.on_leave(original, updated)
-            assert isinstance(result, cst.CSTNode)  # neither part removes or flattens a node
+            if isinstance(result, cst.FlattenSentinel):
+                return result  # _Before, the last part
+            assert isinstance(result, cst.CSTNode)  # no part removes a node
             updated = result
         return updated
 
