@@ -51,8 +51,13 @@ function, the score matrix read again as in a symmetric loss, labels not an ``ar
 local batch given straight to the loss, a loss that is not a default mean cross-entropy, or
 candidates that are not one model output, such as a memory bank); a ``DataParallel`` script
 without an ``args.device = <name>`` assignment to anchor the setup on, whose training functions
-have no ``args`` to read the rank from (the function holding the anchor binds it), or whose
-training function writes files before the anchor (no rank exists there yet).
+have no ``args`` to read the rank from (the function holding the anchor binds it), whose
+training function writes files before the anchor (no rank exists there yet), or that writes a
+file on every process and reads it back inside a training loop it may leave early (UniXcoder's
+summarization and generation: every rank would evaluate, rewrite dev.output and read it back at
+once for a patience counter, and a rank that read it half-written could stop alone while the
+others wait in their next all-reduce; converting needs the decision made on rank 0 and
+broadcast; a decision made from memory is the same on every rank and is converted).
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ from patches._negatives import (
     scores_batch_by_batch,
 )
 from patches._syntax import callee_name, calls_in, global_rank_zero
-from patches._writes import gate_writes
+from patches._writes import gate_writes, is_write
 
 _COMMENT = "# ddpfix: one process per GPU (DDP) when launched with several processes"
 _SETUP = """\
@@ -100,6 +105,73 @@ if int(os.environ.get("WORLD_SIZE", 1)) > 1:
 
 
 _UNSURE = "the in-batch-negatives loss could not be rewritten where it stands; convert it by hand"
+
+
+_SHARED_WRITE = (
+    "DataParallel only, but {function}() writes this file on every process, reads it back and "
+    "may leave its training loop early (an early stop): as DDP every rank would evaluate, write "
+    "the same file and read it back at once, and a rank that read it half-written could stop "
+    "alone while the others wait in their next gradient all-reduce (a hang); evaluate on rank 0 "
+    "and broadcast the decision, then convert by hand"
+)
+
+
+def _shared_write_before_exit(
+    tree: Tree, function: cst.FunctionDef, runs: list[list[cst.BaseStatement]]
+) -> cst.Call | None:
+    """A file write left on every rank (not in a rank-0 run) in a loop that a ``break`` or
+    ``return`` may leave, whose file the loop reads back (a call is given its name again): with
+    a process group the ranks must leave the loop together, and a decision read from a file they
+    all rewrite at once need not agree (UniXcoder's summarization and generation score
+    dev.gold/dev.output for a patience counter). A decision made from memory is the same on every
+    rank, which all score the same model on the same data."""
+    gated = [statement for run in runs for statement in run]
+    for call in calls_in(function):
+        if not is_write(call) or any(tree.contains(s, call) for s in gated):
+            continue
+        loop = _loop(tree, call)
+        if loop is None or not tree.contains(function, loop) or not _exits(tree, loop):
+            continue
+        names = _file_names(call.args[0].value) if call.args else set()
+        others = (other for other in calls_in(loop) if other is not call)
+        if names and any(_reads_back(other, names) for other in others):
+            return call
+    return None
+
+
+def _loop(tree: Tree, node: cst.CSTNode) -> cst.For | cst.While | None:
+    return next((a for a in tree.ancestors(node) if isinstance(a, (cst.For, cst.While))), None)
+
+
+def _exits(tree: Tree, loop: cst.For | cst.While) -> bool:
+    return any(
+        isinstance(node, cst.Return) or (isinstance(node, cst.Break) and _loop(tree, node) is loop)
+        for node in walk(loop, into_scopes=False)
+    )
+
+
+#: Calls that only build or test a path: a file name in their arguments is no read.
+_PATH_CALLS = frozenset({"join", "format", "exists", "isfile", "isdir", "dirname", "basename"})
+
+
+def _reads_back(call: cst.Call, names: set[str]) -> bool:
+    """Whether ``call`` is given one of the file ``names`` (``_bleu(join(d, "dev.gold"), ...)``)
+    and is not a write or a path helper."""
+    if is_write(call) or callee_name(call) in _PATH_CALLS:
+        return False
+    return any(_file_names(arg.value) & names for arg in call.args)
+
+
+def _file_names(node: cst.CSTNode) -> set[str]:
+    """The file names spelt in an expression's strings (``"/dev.gold"`` → ``dev.gold``)."""
+    found = set()
+    for child in walk(node, into_scopes=False):
+        if isinstance(child, cst.SimpleString):
+            value = child.evaluated_value
+            name = (value if isinstance(value, str) else "").rsplit("/", 1)[-1]
+            if "." in name.strip("."):
+                found.add(name)
+    return found
 
 
 def _device_anchor(tree: Tree) -> tuple[cst.SimpleStatementLine, str, str] | None:
@@ -383,6 +455,10 @@ class ConvertDataParallel(Rule):
                     f"`{args}.device = {device}`, where the process group would be set up; "
                     "convert it to DDP by hand",
                 )
+                return
+            shared = _shared_write_before_exit(tree, function, runs)
+            if shared is not None:
+                ctx.report(shared, _SHARED_WRITE.format(function=function.name.value))
                 return
             loss = losses.get(function.name.value)
             rewrite = Rewrite(loss) if loss is not None else None
