@@ -62,6 +62,8 @@ broadcast; a decision made from memory is the same on every rank and is converte
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
@@ -536,7 +538,7 @@ class _Before(cst.CSTTransformer):
     """The setup statements right before the ``args.device = device`` line, inside a body this
     rule rebuilds (an ``Around`` on a node inside a rebuilt body would be lost)."""
 
-    def __init__(self, line: cst.SimpleStatementLine, setup: list[cst.BaseStatement]) -> None:
+    def __init__(self, line: cst.SimpleStatementLine, setup: Sequence[cst.BaseStatement]) -> None:
         super().__init__()
         self.line = line
         self.setup = setup
