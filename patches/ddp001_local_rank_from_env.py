@@ -31,6 +31,10 @@ in torch's ``DistributedDataParallel`` is not DataParallel-only: its author ran 
 cannot work without a group, so the group is taken to be initialised where ddpfix cannot see it.
 A wrap in apex's DDP alone is no such evidence: with no group set up anywhere it counts as code
 that needs one.
+A DataParallel-only script whose ``--local_rank`` is declared and never read (GraphCodeBERT's
+refinement and translation) is left to DDP016, which converts it and sets the rank together with
+the process group: read here first, the rank would stop that conversion and leave every process
+training alone.
 Needing a group: ``get_world_size``, ``get_rank``, ``barrier`` and the collectives on a
 ``torch.distributed`` receiver, and a ``DistributedSampler`` not given both ``num_replicas`` and
 ``rank``; calls behind an ``is_initialized()`` test do not count.
@@ -83,6 +87,7 @@ from patches._argparse import (
     parse_target,
 )
 from patches._args import keyword_value, positional_args
+from patches._dataparallel import dataparallel_only
 from patches._names import walk
 from patches._syntax import (
     COLLECTIVES,
@@ -793,6 +798,8 @@ class LocalRankFromEnv(Rule):
             self._without_option(ctx)
             return
         option = options[0]
+        if dataparallel_only(tree):
+            return  # DDP016 converts it (a group, then the rank) or reports why it cannot
         if any(o.default is not None and _mentions_local_rank_env(o.default) for o in options):
             return
         if _already_reads_env(tree, option.dest):

@@ -8,7 +8,8 @@ global rank-0 condition to such a block, ``if args.do_eval and int(os.environ.ge
 args.local_rank)) in [-1, 0]:`` (``(args.do_eval or args.do_test) and ...`` when the flags are
 joined by ``or``), when the block writes files and trains nothing (no ``backward()``, no optimizer
 step, no call to a train function). Blocks already behind a rank condition, and blocks in scripts
-without ``--local_rank``, are left alone.
+without ``--local_rank``, are left alone, as are DataParallel-only scripts whose ``--local_rank``
+is declared and never read: there is no rank until DDP016 converts them, and it comes first.
 
 What every rank does around the block decides the form of the rewrite (the rank model,
 ``patches/_ranks.py``):
@@ -38,6 +39,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree, children
+from patches._dataparallel import dataparallel_only
 from patches._gates import OTHER, RANK0, gates, truth
 from patches._names import BINDERS, SCOPES, bound_names, walk
 from patches._ranks import NODE0 as NODE0_KIND
@@ -219,8 +221,8 @@ class RankZeroEvalBlocks(Rule):
 
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
-        if "local_rank" not in tree.code:
-            return
+        if "local_rank" not in tree.code or dataparallel_only(tree):
+            return  # no rank; a DataParallel-only script gets one from DDP016 first
         quote = preferred_quote(tree.code)
         functions = module_functions(tree.module)
         ranks = model(tree)

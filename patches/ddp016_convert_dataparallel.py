@@ -4,7 +4,12 @@ GraphCodeBERT's tasks, UniXcoder's downstream tasks and many forks wrap the mode
 ``torch.nn.DataParallel`` and never create a process group. Under ``accelerate launch`` /
 ``torchrun`` each of the N processes then trains a full copy on the whole data and all of them
 write the same files. The rule converts such a script (``DataParallel``, no process group, no
-rank anywhere, a training loop) so that, when it is launched with ``WORLD_SIZE`` > 1:
+rank anywhere, a training loop). A ``--local_rank`` option that is only declared, never read
+(GraphCodeBERT's refinement and translation keep the template's), is no rank: DDP001 and DDP011
+leave such a script to this rule (``patches/_dataparallel.py``), which sets the rank together
+with the process group. Training may sit in helper functions that take ``args``, or in the
+function that sets up the device itself (``main`` trains, evaluates and tests inline). When the
+converted script is launched with ``WORLD_SIZE`` > 1:
 
 - right before ``args.device = device``, the process group is initialised (NCCL with CUDA, gloo
   without, a 180-minute timeout as DDP010 gives), the device comes from ``LOCAL_RANK``,
@@ -45,16 +50,25 @@ Reported instead: in-batch negatives whose shape is not certain (several score p
 function, the score matrix read again as in a symmetric loss, labels not an ``arange`` of the
 local batch given straight to the loss, a loss that is not a default mean cross-entropy, or
 candidates that are not one model output, such as a memory bank); a ``DataParallel`` script
-without an ``args.device = <name>`` assignment to anchor the setup on, or whose training functions
-have no ``args`` to read the rank from.
+without an ``args.device = <name>`` assignment to anchor the setup on, whose training functions
+have no ``args`` to read the rank from (the function holding the anchor binds it), whose
+training function writes files before the anchor (no rank exists there yet), or that writes a
+file on every process and reads it back inside a training loop it may leave early (UniXcoder's
+summarization and generation: every rank would evaluate, rewrite dev.output and read it back at
+once for a patience counter, and a rank that read it half-written could stop alone while the
+others wait in their next all-reduce; converting needs the decision made on rank 0 and
+broadcast; a decision made from memory is the same on every rank and is converted).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
+from patches._dataparallel import dataparallel_only, dataparallel_wraps, training_functions
 from patches._names import walk
 from patches._negatives import (
     GATHER_CLASS,
@@ -64,14 +78,8 @@ from patches._negatives import (
     find,
     scores_batch_by_batch,
 )
-from patches._syntax import (
-    callee_name,
-    calls_in,
-    dotted_name,
-    global_rank_zero,
-    module_functions,
-)
-from patches._writes import gate_writes
+from patches._syntax import callee_name, calls_in, global_rank_zero
+from patches._writes import gate_writes, is_write
 
 _COMMENT = "# ddpfix: one process per GPU (DDP) when launched with several processes"
 _SETUP = """\
@@ -101,8 +109,71 @@ if int(os.environ.get("WORLD_SIZE", 1)) > 1:
 _UNSURE = "the in-batch-negatives loss could not be rewritten where it stands; convert it by hand"
 
 
-def _trains(function: cst.FunctionDef) -> bool:
-    return any(callee_name(c) == "backward" for c in calls_in(function))
+_SHARED_WRITE = (
+    "DataParallel only, but {function}() writes this file on every process, reads it back and "
+    "may leave its training loop early (an early stop): as DDP every rank would evaluate, write "
+    "the same file and read it back at once, and a rank that read it half-written could stop "
+    "alone while the others wait in their next gradient all-reduce (a hang); evaluate on rank 0 "
+    "and broadcast the decision, then convert by hand"
+)
+
+
+def _shared_write_before_exit(
+    tree: Tree, function: cst.FunctionDef, runs: list[list[cst.BaseStatement]]
+) -> cst.Call | None:
+    """A file write left on every rank (not in a rank-0 run) in a loop that a ``break`` or
+    ``return`` may leave, whose file the loop reads back (a call is given its name again): with
+    a process group the ranks must leave the loop together, and a decision read from a file they
+    all rewrite at once need not agree (UniXcoder's summarization and generation score
+    dev.gold/dev.output for a patience counter). A decision made from memory is the same on every
+    rank, which all score the same model on the same data."""
+    gated = [statement for run in runs for statement in run]
+    for call in calls_in(function):
+        if not is_write(call) or any(tree.contains(s, call) for s in gated):
+            continue
+        loop = _loop(tree, call)
+        if loop is None or not tree.contains(function, loop) or not _exits(tree, loop):
+            continue
+        names = _file_names(call.args[0].value) if call.args else set()
+        others = (other for other in calls_in(loop) if other is not call)
+        if names and any(_reads_back(other, names) for other in others):
+            return call
+    return None
+
+
+def _loop(tree: Tree, node: cst.CSTNode) -> cst.For | cst.While | None:
+    return next((a for a in tree.ancestors(node) if isinstance(a, (cst.For, cst.While))), None)
+
+
+def _exits(tree: Tree, loop: cst.For | cst.While) -> bool:
+    return any(
+        isinstance(node, cst.Return) or (isinstance(node, cst.Break) and _loop(tree, node) is loop)
+        for node in walk(loop, into_scopes=False)
+    )
+
+
+#: Calls that only build or test a path: a file name in their arguments is no read.
+_PATH_CALLS = frozenset({"join", "format", "exists", "isfile", "isdir", "dirname", "basename"})
+
+
+def _reads_back(call: cst.Call, names: set[str]) -> bool:
+    """Whether ``call`` is given one of the file ``names`` (``_bleu(join(d, "dev.gold"), ...)``)
+    and is not a write or a path helper."""
+    if is_write(call) or callee_name(call) in _PATH_CALLS:
+        return False
+    return any(_file_names(arg.value) & names for arg in call.args)
+
+
+def _file_names(node: cst.CSTNode) -> set[str]:
+    """The file names spelt in an expression's strings (``"/dev.gold"`` → ``dev.gold``)."""
+    found = set()
+    for child in walk(node, into_scopes=False):
+        if isinstance(child, cst.SimpleString):
+            value = child.evaluated_value
+            name = (value if isinstance(value, str) else "").rsplit("/", 1)[-1]
+            if "." in name.strip("."):
+                found.add(name)
+    return found
 
 
 def _device_anchor(tree: Tree) -> tuple[cst.SimpleStatementLine, str, str] | None:
@@ -120,14 +191,6 @@ def _device_anchor(tree: Tree) -> tuple[cst.SimpleStatementLine, str, str] | Non
         ):
             return line, target.value.value, assign.value.value
     return None
-
-
-def _uses_distribution(tree: Tree) -> bool:
-    code = tree.code
-    return any(
-        word in code
-        for word in ("init_process_group", "local_rank", "DistributedDataParallel", "LOCAL_RANK")
-    ) or any(callee_name(c) in ("Accelerator", "prepare") for c in tree.nodes(cst.Call))
 
 
 def _state(function: cst.FunctionDef) -> set[str]:
@@ -335,16 +398,10 @@ class ConvertDataParallel(Rule):
 
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
-        wraps = [
-            c
-            for c in tree.nodes(cst.Call)
-            if callee_name(c) == "DataParallel" and "Distributed" not in (dotted_name(c.func) or "")
-        ]
-        if not wraps or _uses_distribution(tree):
+        if not dataparallel_only(tree):
             return
-        functions = [f for f in module_functions(tree.module).values() if _trains(f)]
-        if not functions:
-            return
+        wraps = dataparallel_wraps(tree)
+        functions = training_functions(tree)
         losses: dict[str, InBatchLoss] = {}
         for function in functions:
             if scores_batch_by_batch(function):
@@ -374,16 +431,17 @@ class ConvertDataParallel(Rule):
         setup[0] = setup[0].with_changes(
             leading_lines=[cst.EmptyLine(comment=cst.Comment(_COMMENT))]
         )
-        replacements: dict[cst.CSTNode, Replacement] = {
-            line: Around(before=tuple(setup), lead=False)
-        }
+        replacements: dict[cst.CSTNode, Replacement] = {}
+        host = tree.scope(line)  # a function that trains and sets up the device (``main``)
+        if not (isinstance(host, cst.FunctionDef) and host in functions):
+            replacements[line] = Around(before=tuple(setup), lead=False)
         rank = global_rank_zero(cst.Name(args), '"')
         also: list[tuple[cst.CSTNode, str]] = [
             (line, "the process group is set up here when launched")
         ]
         for function in functions:
             params = {p.name.value for p in function.params.params}
-            if args not in params:
+            if args not in params and function is not host:
                 ctx.report(
                     function,
                     f"{function.name.value}() trains but has no `{args}` to read the rank from: "
@@ -392,9 +450,26 @@ class ConvertDataParallel(Rule):
                 return
             runs: list[list[cst.BaseStatement]] = []
             body = gate_writes(tree, function.body, _state(function), rank, runs)
+            if function is host and any(not tree.after(run[0], line) for run in runs):
+                ctx.report(
+                    wraps[0],
+                    f"DataParallel only: {function.name.value}() writes files before "
+                    f"`{args}.device = {device}`, where the process group would be set up; "
+                    "convert it to DDP by hand",
+                )
+                return
+            shared = _shared_write_before_exit(tree, function, runs)
+            if shared is not None:
+                ctx.report(shared, _SHARED_WRITE.format(function=function.name.value))
+                return
             loss = losses.get(function.name.value)
             rewrite = Rewrite(loss) if loss is not None else None
-            new_body = (body or function.body).visit(_Both(_ShardSamplers(args), rewrite))
+            parts: list[cst.CSTTransformer] = [_ShardSamplers(args)]
+            if rewrite is not None:
+                parts.append(rewrite)
+            if function is host:
+                parts.append(_Before(line, setup))
+            new_body = (body or function.body).visit(_Both(parts))
             if loss is not None and rewrite is not None:
                 if not rewrite.done:  # a write gate took the loss apart: not ours to guess
                     ctx.report(wraps[0], f"{function.name.value}(): {_UNSURE}")
@@ -459,23 +534,43 @@ class _ShardSamplers(cst.CSTTransformer):
         )
 
 
-class _Both(cst.CSTTransformer):
-    """Two transformers in one pass (the second is told of the first's result): the loss
-    rewrite finds its nodes by identity, which a second pass over a rebuilt tree would lose."""
+class _Before(cst.CSTTransformer):
+    """The setup statements right before the ``args.device = device`` line, inside a body this
+    rule rebuilds (an ``Around`` on a node inside a rebuilt body would be lost)."""
 
-    def __init__(self, first: cst.CSTTransformer, second: cst.CSTTransformer | None) -> None:
+    def __init__(self, line: cst.SimpleStatementLine, setup: Sequence[cst.BaseStatement]) -> None:
         super().__init__()
-        self.parts = [first] if second is None else [first, second]
+        self.line = line
+        self.setup = setup
+
+    def leave_SimpleStatementLine(
+        self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine
+    ) -> cst.SimpleStatementLine | cst.FlattenSentinel[cst.BaseStatement]:
+        if original is not self.line:
+            return updated
+        return cst.FlattenSentinel([*self.setup, updated])
+
+
+class _Both(cst.CSTTransformer):
+    """Transformers in one pass (each is told of the one before's result): the loss rewrite and
+    the setup find their nodes by identity, which a second pass over a rebuilt tree would lose.
+    Only the last part may flatten a statement into several."""
+
+    def __init__(self, parts: list[cst.CSTTransformer]) -> None:
+        super().__init__()
+        self.parts = parts
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         return all([part.on_visit(node) for part in self.parts])
 
     def on_leave(  # type: ignore[override]  # a part may return any node for this one
         self, original: cst.CSTNode, updated: cst.CSTNode
-    ) -> cst.CSTNode:
+    ) -> cst.CSTNode | cst.FlattenSentinel[cst.CSTNode]:
         for part in self.parts:
             result = part.on_leave(original, updated)
-            assert isinstance(result, cst.CSTNode)  # neither part removes or flattens a node
+            if isinstance(result, cst.FlattenSentinel):
+                return result  # _Before, the last part
+            assert isinstance(result, cst.CSTNode)  # no part removes a node
             updated = result
         return updated
 
