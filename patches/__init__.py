@@ -34,6 +34,7 @@ from patches.prt009_transformers5_imports import Transformers5Imports
 from patches.prt010_tree_sitter_grammar_wheels import TreeSitterGrammarWheels
 from patches.prt011_torch_load_weights_only import TorchLoadWeightsOnly
 from patches.prt012_roberta_3d_attention_mask import Roberta3dAttentionMask
+from patches.prt013_gpu_placement_on_cpu import GpuPlacementOnCpu
 from patches.trn001_parameters_after_optimizer import ParametersAfterOptimizer
 from patches.trn002_clamped_sentinel_index import ClampedSentinelIndex
 from patches.trn003_autograd_cut_parameter import AutogradCutParameter
@@ -72,6 +73,7 @@ RULES = (
     TreeSitterGrammarWheels,
     TorchLoadWeightsOnly,
     Roberta3dAttentionMask,
+    GpuPlacementOnCpu,
     ParametersAfterOptimizer,
     ClampedSentinelIndex,
     AutogradCutParameter,
