@@ -139,6 +139,21 @@ def test_a_checkpoint_cut_short_by_another_writer_is_named(tmp_path: Path, messa
     )
 
 
+def test_a_gpu_only_placement_points_at_prt013(tmp_path: Path) -> None:
+    # A placement PRT013 was not sure of (reported, not rewritten) dies on verify's CPU ranks.
+    records = _healthy(tmp_path)
+    records[0].exception = Exception_(
+        "AssertionError", "Torch not compiled with CUDA enabled", "tb", time=5.0
+    )
+    records[0].exit_code = 1
+    rows = _rows(_run(tmp_path, records, returncode=1))
+    assert rows["every rank exited 0"].evidence.endswith(
+        "(the script puts the model or its tensors on a GPU whatever the machine has: `.cuda()`, "
+        "`.to(local_rank)`; verify runs on the CPU; PRT013 rewrites the placements it is sure of "
+        "and reports the others)"
+    )
+
+
 def test_alone_process_that_crashed_before_training_is_the_cause(tmp_path: Path) -> None:
     records = _alone(tmp_path)
     for record in records:

@@ -212,7 +212,8 @@ def _hint(summary: str) -> str:
     if "Torch not compiled with CUDA enabled" in summary:
         return (
             " (the script puts the model or its tensors on a GPU whatever the machine has: "
-            "`.cuda()`, `.to(local_rank)`; verify runs on the CPU)"
+            "`.cuda()`, `.to(local_rank)`; verify runs on the CPU; PRT013 rewrites the placements "
+            "it is sure of and reports the others)"
         )
     if any(sign in summary for sign in _COLLECTIVE_SIGNS):
         return (
