@@ -31,6 +31,7 @@ from typing import cast
 
 import libcst as cst
 
+from patcher.rule import Reason
 from patcher.tree import Tree
 from patches._args import keyword_value, positional_args, positional_values
 from patches._gates import OTHER as _OTHER
@@ -782,6 +783,27 @@ def rank_dormant(tree: Tree) -> bool:
     return "LOCAL_RANK" not in code or not _sets_rank_from_env(tree)
 
 
+#: The rule whose fix wakes a dormant rank up (its read of LOCAL_RANK).
+_WAKER = "DDP001"
+
+
+def suspected(tree: Tree, found: Mapping[Hashable, str]) -> dict[Hashable, str]:
+    """``found`` (a post-condition's violations of ``tree``), each reason naming DDP001 as the
+    likely culprit when the rank reaches this version only through the script's own LOCAL_RANK
+    read (without it the version would be dormant): what the woken code breaks is most likely
+    its waking, and the engine then tries withdrawing that fix first."""
+    code = tree.code
+    if (
+        not found
+        or not _RANK_ARGUMENT.search(code)
+        or _LAUNCHER_AWARE.search(code)
+        or "LOCAL_RANK" not in code
+        or not _sets_rank_from_env(tree)
+    ):
+        return dict(found)
+    return {key: Reason(why, (_WAKER,)) for key, why in found.items()}
+
+
 def _sets_rank_from_env(tree: Tree) -> bool:
     for node in tree.nodes(cst.Assign, cst.AnnAssign, cst.Call):
         if isinstance(node, cst.Call):
@@ -841,4 +863,4 @@ def postcondition(tree: Tree) -> dict[Hashable, str]:
             tree._dormant_violations = found  # type: ignore[attr-defined]  # kept with the tree
     else:
         found = violations(tree)
-    return {key: violation.message for key, violation in found.items()}
+    return suspected(tree, {key: violation.message for key, violation in found.items()})
