@@ -161,6 +161,8 @@ class RankModel:
         self._assigns: dict[tuple[int, str], list[cst.BaseExpression]] | None = None
         self._module_calls: list[cst.Call] | None = None
         self._callers: dict[str, set[str]] | None = None
+        #: The violations of this version by kind, as :func:`violations` computes them.
+        self.violations: dict[str, dict[tuple[str, ...], Violation]] = {}
 
     # --- who runs what ---------------------------------------------------------------------
 
@@ -828,27 +830,40 @@ def _names_local_rank(target: cst.BaseExpression) -> bool:
     return isinstance(target, cst.Name) and target.value == "local_rank"
 
 
-def violations(tree: Tree) -> dict[tuple[str, ...], Violation]:
-    """Every post-condition the module version breaks, by key (kept on the tree), with the rank
-    taken to reach the script (what the rules report: the hazards of its distributed code)."""
-    found = getattr(tree, "_rank_violations", None)
-    if found is None:
-        found = _violations(model(tree))
-        tree._rank_violations = found  # type: ignore[attr-defined]  # kept with the tree
-    return found
+#: The post-conditions by kind (a violation's ``key[0]``), in the order they are reported.
+_CHECKS = {
+    "collective": _collective_violations,
+    "binding": _binding_violations,
+    "file": _file_violations,
+    "exit": _exit_violations,
+}
 
 
-def _violations(m: RankModel) -> dict[tuple[str, ...], Violation]:
+def violations(
+    tree: Tree, kinds: Sequence[str] = tuple(_CHECKS)
+) -> dict[tuple[str, ...], Violation]:
+    """Every post-condition the module version breaks, by key, with the rank taken to reach
+    the script (what the rules report: the hazards of its distributed code). ``kinds`` limits
+    them to some kinds of ``key[0]`` ("collective", "binding", "file", "exit"): a rule that
+    asks for one does not pay for the others. Each kind is computed once per version."""
+    return _violations(model(tree), kinds)
+
+
+def _violations(
+    m: RankModel, kinds: Sequence[str] = tuple(_CHECKS)
+) -> dict[tuple[str, ...], Violation]:
     found: dict[tuple[str, ...], Violation] = {}
-    if "local_rank" in m.tree.code or "rank" in m.tree.code:
-        for check in (
-            _collective_violations,
-            _binding_violations,
-            _file_violations,
-            _exit_violations,
-        ):
+    if "local_rank" not in m.tree.code and "rank" not in m.tree.code:
+        return found
+    for kind, check in _CHECKS.items():
+        if kind not in kinds:
+            continue
+        if kind not in m.violations:
+            m.violations[kind] = {}
             for violation in check(m):
-                found.setdefault(violation.key, violation)
+                m.violations[kind].setdefault(violation.key, violation)
+        for key, violation in m.violations[kind].items():
+            found.setdefault(key, violation)
     return found
 
 
