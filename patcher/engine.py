@@ -12,7 +12,7 @@ from typing import Any
 import libcst as cst
 
 from patcher.imports import added_imports, around_fix
-from patcher.linemap import LineMap
+from patcher.linemap import LineMap, line_map
 from patcher.registry import postconditions
 from patcher.rule import Finding, Fix, Postcondition, Rule, RuleContext
 from patcher.source import Source, SourceError, read_source, remove_leftovers, write_atomic
@@ -208,7 +208,7 @@ def _passes(
     findings: dict[FixKey, Finding] = {}  # what the last pass reported
     applied: list[FixKey] = []
     for _ in range(MAX_PASSES):
-        mapping = LineMap(text, current)
+        mapping = line_map(text, current)
         findings = {}  # a report describes the version it was made on: only the last counts
         fixes: list[Fix] = []
         for rule in rules:
@@ -264,7 +264,7 @@ def _judge(
 ) -> None:
     """Rules that judge the output (``Rule.judges_output``) run once, on the final version:
     what they report is what the user gets, not what a later pass already fixed."""
-    mapping = LineMap(text, current)
+    mapping = line_map(text, current)
     for rule in rules:
         if rule.judges_output and rule.may_apply(current):
             ctx = RuleContext(tree=last, code=rule.code, options=options.get(rule.code, {}))
