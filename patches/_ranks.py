@@ -318,11 +318,12 @@ class RankModel:
         their assignments in the same function (``os.path.join(out, "model.bin")``)."""
         words: set[str] = set()
         for node in walk(expression, into_scopes=True):
-            text = string_value(node) if isinstance(node, cst.SimpleString) else None
+            kind = type(node)  # concrete classes: no ABCMeta instance check
+            text = string_value(node) if kind is cst.SimpleString else None
             if text and len(text) > 3 and any(c in text for c in "./-_"):
                 words.add(text.strip("/").rsplit("/", 1)[-1])
-            if isinstance(node, cst.Name) and depth < 3:
-                for value in self._assigned_values(node):
+            if kind is cst.Name and depth < 3:
+                for value in self._assigned_values(cast(cst.Name, node)):
                     words |= self.path_words(value, depth + 1)
         return {w for w in words if w and "{" not in w and "%" not in w}
 
