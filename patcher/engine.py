@@ -12,7 +12,7 @@ from typing import Any
 import libcst as cst
 
 from patcher.imports import added_imports, around_fix
-from patcher.linemap import LineMap
+from patcher.linemap import LineMap, line_map
 from patcher.registry import postconditions
 from patcher.rule import Finding, Fix, Postcondition, Rule, RuleContext
 from patcher.source import Source, SourceError, read_source, remove_leftovers, write_atomic
@@ -208,7 +208,7 @@ def _passes(
     findings: dict[FixKey, Finding] = {}  # what the last pass reported
     applied: list[FixKey] = []
     for _ in range(MAX_PASSES):
-        mapping = LineMap(text, current)
+        mapping = line_map(text, current)
         findings = {}  # a report describes the version it was made on: only the last counts
         fixes: list[Fix] = []
         for rule in rules:
@@ -264,7 +264,7 @@ def _judge(
 ) -> None:
     """Rules that judge the output (``Rule.judges_output``) run once, on the final version:
     what they report is what the user gets, not what a later pass already fixed."""
-    mapping = LineMap(text, current)
+    mapping = line_map(text, current)
     for rule in rules:
         if rule.judges_output and rule.may_apply(current):
             ctx = RuleContext(tree=last, code=rule.code, options=options.get(rule.code, {}))
@@ -291,16 +291,23 @@ def _culprit(
     banned: Mapping[FixKey, str],
     checks: Sequence[Postcondition],
     run: Callable[[Mapping[FixKey, str]], _Run],
+    suspects: Sequence[str] = (),
 ) -> tuple[list[FixKey], _Run] | None:
     """The applied fixes whose withdrawal removes violation ``key``, and the run without them.
 
-    First the one fix that explains it, by bisection over the candidates (a run costs a whole
-    pass sequence): withdraw half of them; if the violation goes, the culprit is in that half,
-    else in the other; the fix found is confirmed alone. When no single fix explains it (two
-    fixes that are harmless alone: DDP001 wakes the local-rank gates, DDP008 gates on the global
-    rank, and only together leave a name unbound on the other ranks), the smallest set found by
-    withdrawing all of them and putting back each one whose withdrawal is not needed. None when
-    even withdrawing every candidate leaves the violation."""
+    First the fixes of the rules the post-condition suspects (``suspects``, from a
+    :class:`Reason`), each alone: a right guess costs one run. Then the one fix that explains
+    it, by bisection over the candidates (a run costs a whole pass sequence): withdraw half of
+    them; if the violation goes, the culprit is in that half, else in the other; the fix found
+    is confirmed alone. When no single fix explains it (two fixes that are harmless alone:
+    DDP001 wakes the local-rank gates, DDP008 gates on the global rank, and only together leave
+    a name unbound on the other ranks), the smallest set found by withdrawing all of them and
+    putting back each one whose withdrawal is not needed. None when even withdrawing every
+    candidate leaves the violation."""
+    for suspect in (c for c in candidates if c[0] in suspects):
+        trial = run({**banned, suspect: why})
+        if key not in _broken(trial[1], checks):
+            return [suspect], trial
     pool = list(candidates)
     while len(pool) > 1:
         half = pool[: len(pool) // 2]
@@ -343,18 +350,30 @@ def _withdraw_unsafe(
         return current, last, findings  # nothing broken: no need to look at the input
     before = _broken(first, checks)
     banned: dict[FixKey, str] = {}
+    runs: dict[frozenset[tuple[FixKey, str]], _Run] = {}
+
+    def trials(ban: Mapping[FixKey, str]) -> _Run:
+        """A run without the fixes in ``ban``; the same ban is run once (the bisection's
+        last half is the fix it then confirms alone)."""
+        wanted = frozenset(ban.items())
+        if wanted not in runs:
+            runs[wanted] = _passes(text, first, rules, options, suppressions, ban)
+        return runs[wanted]
+
     for _ in range(len(applied) + 1):
         introduced = {k: v for k, v in _broken(last, checks).items() if k not in before}
         if not introduced:
             return current, last, findings
-        key, why = next(iter(introduced.items()))
+        key, reason = next(iter(introduced.items()))
+        why = str(reason)
         found = _culprit(
             key,
             why,
             [a for a in applied if a not in banned],
             banned,
             checks,
-            lambda ban: _passes(text, first, rules, options, suppressions, ban),
+            trials,
+            getattr(reason, "suspects", ()),
         )
         if found is None:
             break

@@ -8,6 +8,7 @@ differences between the original and the intermediate text.
 from __future__ import annotations
 
 import difflib
+from functools import lru_cache
 
 
 class LineMap:
@@ -30,3 +31,11 @@ class LineMap:
                 # inside a rewritten block, line k maps to line k of the original block
                 return i1 + min(index - j1, max(i2 - i1 - 1, 0)) + 1
         return line
+
+
+@lru_cache(maxsize=8)
+def line_map(original: str, current: str) -> LineMap:
+    """The map of ``current`` to ``original``, kept for the few texts last asked: the engine
+    asks again for the same version (the last pass, then the rules that judge the output;
+    the runs that withdraw a fix start from the same versions)."""
+    return LineMap(original, current)

@@ -45,9 +45,23 @@ class Finding:
         return data
 
 
+class Reason(str):
+    """A post-condition's reason that also names the rules whose fixes most likely broke it
+    (``suspects``, rule codes). The engine tries withdrawing those rules' fixes first: one
+    trial instead of a bisection over every applied fix, each trial rerunning every pass."""
+
+    suspects: tuple[str, ...]
+
+    def __new__(cls, text: str, suspects: Sequence[str] = ()) -> Reason:
+        reason = super().__new__(cls, text)
+        reason.suspects = tuple(suspects)
+        return reason
+
+
 #: A property every output must keep, as the rules define it: a module version → what it
 #: breaks, by a key that stays the same across versions (→ a one-line reason). The engine
-#: withdraws a fix whose output breaks one that its input kept.
+#: withdraws a fix whose output breaks one that its input kept. A reason may be a
+#: :class:`Reason` naming the likely culprits.
 Postcondition = Callable[[Tree], Mapping[Hashable, str]]
 
 

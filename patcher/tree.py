@@ -172,6 +172,7 @@ class Tree:
         # node, so an id cannot be reused): a version renders and parses what changed only.
         self._pieces: list[str] | None = None  # the text of each of module.body, if split
         self._head_lines = 0
+        self._offsets: dict[int, tuple[int, str]] | None = None  # top statement → line, text
         self._rendered: dict[int, tuple[cst.CSTNode, str]] = {}
         self._parsed: dict[int, tuple[cst.CSTNode, dict[int, tuple[int, int]] | None]] = {}
         if syntax is not None:  # the whole module parsed: each of its statements does
@@ -310,13 +311,13 @@ class Tree:
 
     def position(self, node: cst.CSTNode) -> tuple[int, int]:
         """(line, column), both 1-based, of the statement that contains ``node``."""
-        if self._lines is None:
-            if self._pieces is None:
-                self._lines = _statement_lines(self.module, self.syntax)
-            else:
-                self._lines = self._piece_lines()
         statement = self.statement(node)
-        found = self._lines.get(id(statement))
+        if self._pieces is not None:
+            found = self._piece_position(statement)
+        else:
+            if self._lines is None:
+                self._lines = _statement_lines(self.module, self.syntax)
+            found = self._lines.get(id(statement))
         if found is None:  # the ast did not line up (should not happen); be exact instead
             from libcst.metadata import MetadataWrapper, PositionProvider
 
@@ -340,7 +341,9 @@ class Tree:
             return
         try:
             for statement, text in zip(self.module.body, self._pieces):
-                self._relative_lines(statement, text)
+                kept = self._parsed.get(id(statement))
+                if kept is None or kept[0] is not statement:  # the input's parsed as a whole
+                    self._relative_lines(statement, text)
         except SyntaxError:
             self.syntax  # noqa: B018 - the error as the whole file gives it (its line)
             raise
@@ -356,15 +359,25 @@ class Tree:
         self._parsed[id(statement)] = (statement, relative)
         return relative
 
-    def _piece_lines(self) -> dict[int, tuple[int, int]]:
+    def _piece_position(self, statement: cst.CSTNode) -> tuple[int, int] | None:
+        """The line of ``statement`` from the top-level statement holding it: only the pieces
+        that findings point into are parsed, each once along the versions."""
         assert self._pieces is not None
-        lines: dict[int, tuple[int, int]] = {}
-        offset = self._head_lines
-        for statement, text in zip(self.module.body, self._pieces):
-            for key, (line, column) in self._relative_lines(statement, text).items():
-                lines[key] = (line + offset, column)
-            offset += text.count("\n")
-        return lines
+        if self._offsets is None:
+            offset = self._head_lines
+            self._offsets = {}
+            for top, text in zip(self.module.body, self._pieces):
+                self._offsets[id(top)] = (offset, text)
+                offset += text.count("\n")
+        top = statement
+        parent = self.parent(top)
+        while parent is not None and parent is not self.module:
+            top, parent = parent, self.parent(parent)
+        piece = self._offsets.get(id(top))
+        if piece is None:
+            return None
+        found = self._relative_lines(top, piece[1]).get(id(statement))
+        return None if found is None else (found[0] + piece[0], found[1])
 
     # --- rewriting -------------------------------------------------------------------------
 

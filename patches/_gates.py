@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 import libcst as cst
 
 from patcher.tree import Tree, children
-from patches._names import SCOPES, names_bound_in, parameters
+from patches._names import SCOPE_TYPES, SCOPES, names_bound_in, parameters
 from patches._syntax import (
     LOCAL_RANK,
     callee_name,
@@ -352,9 +352,11 @@ def reached(
     while stack:
         current = stack.pop()
         yield current
-        if current is not node and isinstance(current, SCOPES):
+        node_type = type(current)  # concrete classes: no ABCMeta instance check
+        if current is not node and node_type in SCOPE_TYPES:
             continue
-        if isinstance(current, cst.If):
+        if node_type is cst.If:
+            current = cast(cst.If, current)
             value = truth(current.test, kind, known)
             kids: list[cst.CSTNode] = [current.test]
             if value is not False:
@@ -393,7 +395,7 @@ def _joins(
     flags: dict[str, bool],
 ) -> bool:
     return any(
-        isinstance(node, cst.Call) and is_collective_call(node)
+        type(node) is cst.Call and is_collective_call(node)
         for node in reached_through_calls(function, functions, kind, flags)
     )
 
@@ -420,7 +422,7 @@ def reached_through_calls(
         defined = {name: True for name in functions if name not in local}
         for node in reached(current.body, kind, {**defined, **known}):
             yield node
-            if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
+            if type(node) is cst.Call and type(node.func) is cst.Name:
                 callee = functions.get(node.func.value)
                 if callee is not None:
                     pending.append((callee, flag_arguments(callee, node, known)))

@@ -9,6 +9,7 @@ what a read is.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import libcst as cst
 
@@ -39,6 +40,14 @@ BINDERS = (
     cst.NamedExpr,
 )
 _COMPREHENSIONS = (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)
+# The same, and the scopes, as sets of concrete types: the hot loops below test ``type(node)``
+# against them (``isinstance`` on a LibCST class goes through ``ABCMeta``).
+_COMPREHENSION_TYPES = frozenset(_COMPREHENSIONS)
+SCOPE_TYPES = frozenset(SCOPES)
+_NOT_READ_AS_NAME = frozenset({cst.FunctionDef, cst.ClassDef, cst.Param})
+_NOT_READ = frozenset({cst.ImportAlias, cst.AsName, cst.NameItem})
+_TARGETS = frozenset({cst.AssignTarget, cst.AnnAssign, cst.NamedExpr, cst.For})
+_ELEMENTS = frozenset({cst.Element, cst.StarredElement})
 
 
 def walk(node: cst.CSTNode, *, into_scopes: bool) -> Iterator[cst.CSTNode]:
@@ -160,20 +169,18 @@ def is_read(tree: Tree, name: cst.Name) -> bool:
     own variable (``f`` in ``[f.x for f in fs]``). A read: everything else, including ``x += 1``,
     a ``for`` loop's iterable, a parameter's default and a lambda's body."""
     parent = tree.parent(name)
-    if isinstance(parent, cst.Attribute) and parent.attr is name:
+    kind = type(parent)  # concrete classes only: no ABCMeta instance check
+    if kind is cst.Attribute and cast(cst.Attribute, parent).attr is name:
         return False
-    if isinstance(parent, cst.Arg) and parent.keyword is name:
+    if kind is cst.Arg and cast(cst.Arg, parent).keyword is name:
         return False
-    if isinstance(parent, (cst.FunctionDef, cst.ClassDef, cst.Param)) and parent.name is name:
+    if kind in _NOT_READ_AS_NAME and cast(cst.FunctionDef, parent).name is name:
         return False
-    if isinstance(parent, (cst.ImportAlias, cst.AsName, cst.NameItem)):
+    if kind in _NOT_READ:
         return False
-    if (
-        isinstance(parent, (cst.AssignTarget, cst.AnnAssign, cst.NamedExpr, cst.For))
-        and parent.target is name
-    ):
+    if kind in _TARGETS and cast(cst.AssignTarget, parent).target is name:
         return False
-    if isinstance(parent, (cst.Element, cst.StarredElement)) and _in_target(tree, parent):
+    if kind in _ELEMENTS and _in_target(tree, cast(cst.CSTNode, parent)):
         return False
     return not _comprehension_variable(tree, name)
 
@@ -181,10 +188,11 @@ def is_read(tree: Tree, name: cst.Name) -> bool:
 def _comprehension_variable(tree: Tree, name: cst.Name) -> bool:
     """Whether ``name`` is a comprehension's own variable (``f`` in ``[f.x for f in fs]``)."""
     for ancestor in tree.ancestors(name):
-        if isinstance(ancestor, SCOPES):
+        kind = type(ancestor)
+        if kind in SCOPE_TYPES:
             return False
-        if isinstance(ancestor, _COMPREHENSIONS):
-            clause: cst.CompFor | None = ancestor.for_in
+        if kind in _COMPREHENSION_TYPES:
+            clause: cst.CompFor | None = cast(cst.ListComp, ancestor).for_in
             while clause is not None:
                 targets = walk(clause.target, into_scopes=True)
                 if any(isinstance(n, cst.Name) and n.value == name.value for n in targets):

@@ -31,6 +31,7 @@ from typing import cast
 
 import libcst as cst
 
+from patcher.rule import Reason
 from patcher.tree import Tree
 from patches._args import keyword_value, positional_args, positional_values
 from patches._gates import OTHER as _OTHER
@@ -160,6 +161,8 @@ class RankModel:
         self._assigns: dict[tuple[int, str], list[cst.BaseExpression]] | None = None
         self._module_calls: list[cst.Call] | None = None
         self._callers: dict[str, set[str]] | None = None
+        #: The violations of this version by kind, as :func:`violations` computes them.
+        self.violations: dict[str, dict[tuple[str, ...], Violation]] = {}
 
     # --- who runs what ---------------------------------------------------------------------
 
@@ -315,11 +318,12 @@ class RankModel:
         their assignments in the same function (``os.path.join(out, "model.bin")``)."""
         words: set[str] = set()
         for node in walk(expression, into_scopes=True):
-            text = string_value(node) if isinstance(node, cst.SimpleString) else None
+            kind = type(node)  # concrete classes: no ABCMeta instance check
+            text = string_value(node) if kind is cst.SimpleString else None
             if text and len(text) > 3 and any(c in text for c in "./-_"):
                 words.add(text.strip("/").rsplit("/", 1)[-1])
-            if isinstance(node, cst.Name) and depth < 3:
-                for value in self._assigned_values(node):
+            if kind is cst.Name and depth < 3:
+                for value in self._assigned_values(cast(cst.Name, node)):
                     words |= self.path_words(value, depth + 1)
         return {w for w in words if w and "{" not in w and "%" not in w}
 
@@ -782,6 +786,27 @@ def rank_dormant(tree: Tree) -> bool:
     return "LOCAL_RANK" not in code or not _sets_rank_from_env(tree)
 
 
+#: The rule whose fix wakes a dormant rank up (its read of LOCAL_RANK).
+_WAKER = "DDP001"
+
+
+def suspected(tree: Tree, found: Mapping[Hashable, str]) -> dict[Hashable, str]:
+    """``found`` (a post-condition's violations of ``tree``), each reason naming DDP001 as the
+    likely culprit when the rank reaches this version only through the script's own LOCAL_RANK
+    read (without it the version would be dormant): what the woken code breaks is most likely
+    its waking, and the engine then tries withdrawing that fix first."""
+    code = tree.code
+    if (
+        not found
+        or not _RANK_ARGUMENT.search(code)
+        or _LAUNCHER_AWARE.search(code)
+        or "LOCAL_RANK" not in code
+        or not _sets_rank_from_env(tree)
+    ):
+        return dict(found)
+    return {key: Reason(why, (_WAKER,)) for key, why in found.items()}
+
+
 def _sets_rank_from_env(tree: Tree) -> bool:
     for node in tree.nodes(cst.Assign, cst.AnnAssign, cst.Call):
         if isinstance(node, cst.Call):
@@ -806,27 +831,40 @@ def _names_local_rank(target: cst.BaseExpression) -> bool:
     return isinstance(target, cst.Name) and target.value == "local_rank"
 
 
-def violations(tree: Tree) -> dict[tuple[str, ...], Violation]:
-    """Every post-condition the module version breaks, by key (kept on the tree), with the rank
-    taken to reach the script (what the rules report: the hazards of its distributed code)."""
-    found = getattr(tree, "_rank_violations", None)
-    if found is None:
-        found = _violations(model(tree))
-        tree._rank_violations = found  # type: ignore[attr-defined]  # kept with the tree
-    return found
+#: The post-conditions by kind (a violation's ``key[0]``), in the order they are reported.
+_CHECKS = {
+    "collective": _collective_violations,
+    "binding": _binding_violations,
+    "file": _file_violations,
+    "exit": _exit_violations,
+}
 
 
-def _violations(m: RankModel) -> dict[tuple[str, ...], Violation]:
+def violations(
+    tree: Tree, kinds: Sequence[str] = tuple(_CHECKS)
+) -> dict[tuple[str, ...], Violation]:
+    """Every post-condition the module version breaks, by key, with the rank taken to reach
+    the script (what the rules report: the hazards of its distributed code). ``kinds`` limits
+    them to some kinds of ``key[0]`` ("collective", "binding", "file", "exit"): a rule that
+    asks for one does not pay for the others. Each kind is computed once per version."""
+    return _violations(model(tree), kinds)
+
+
+def _violations(
+    m: RankModel, kinds: Sequence[str] = tuple(_CHECKS)
+) -> dict[tuple[str, ...], Violation]:
     found: dict[tuple[str, ...], Violation] = {}
-    if "local_rank" in m.tree.code or "rank" in m.tree.code:
-        for check in (
-            _collective_violations,
-            _binding_violations,
-            _file_violations,
-            _exit_violations,
-        ):
+    if "local_rank" not in m.tree.code and "rank" not in m.tree.code:
+        return found
+    for kind, check in _CHECKS.items():
+        if kind not in kinds:
+            continue
+        if kind not in m.violations:
+            m.violations[kind] = {}
             for violation in check(m):
-                found.setdefault(violation.key, violation)
+                m.violations[kind].setdefault(violation.key, violation)
+        for key, violation in m.violations[kind].items():
+            found.setdefault(key, violation)
     return found
 
 
@@ -841,4 +879,4 @@ def postcondition(tree: Tree) -> dict[Hashable, str]:
             tree._dormant_violations = found  # type: ignore[attr-defined]  # kept with the tree
     else:
         found = violations(tree)
-    return {key: violation.message for key, violation in found.items()}
+    return suspected(tree, {key: violation.message for key, violation in found.items()})

@@ -53,7 +53,7 @@ from patches._gates import (
     truth,
 )
 from patches._names import walk
-from patches._ranks import rank_dormant
+from patches._ranks import rank_dormant, suspected
 from patches._syntax import (
     callee_name,
     dotted_name,
@@ -430,4 +430,4 @@ def shard_writers(tree: Tree) -> dict[Hashable, str]:
                 f"{function}() would run on every rank through a {DISTRIBUTED} shard and write "
                 "files: each rank writes its own shard to the same path"
             )
-    return found
+    return suspected(tree, found)

@@ -58,7 +58,7 @@ class RankDivergence(Rule):
 
     def run(self, ctx: RuleContext) -> None:
         reported: set[tuple[str, ...]] = set()
-        for key, violation in violations(ctx.tree).items():
+        for key, violation in violations(ctx.tree, ("binding", "exit")).items():
             if violation.node is None or key[0] not in ("binding", "exit"):
                 continue
             if key[0] == "binding" and "UnboundLocalError" not in violation.message:

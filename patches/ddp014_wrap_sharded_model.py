@@ -120,14 +120,14 @@ def _wraps_data_parallel(statement: cst.CSTNode) -> str | None:
     return target.value if isinstance(first, cst.Name) and first.value == target.value else None
 
 
+#: The wrapper :func:`_wrap` calls, as a dotted name.
+_DDP = "torch.nn.parallel.DistributedDataParallel"
+
+
 def _wrap(model: str, rank: str, unused: bool = False) -> cst.If:
     extra = ",\n        find_unused_parameters=True,\n    " if unused else "\n    "
     devices = f"device_ids=[{rank}] if torch.cuda.is_available() else None"
-    code = (
-        f"if {rank} != -1:\n"
-        f"    {model} = torch.nn.parallel.DistributedDataParallel(\n"
-        f"        {model}, {devices}{extra})\n"
-    )
+    code = f"if {rank} != -1:\n    {model} = {_DDP}(\n        {model}, {devices}{extra})\n"
     return cst.ensure_type(cst.parse_statement(code), cst.If)
 
 
@@ -353,8 +353,8 @@ def _own_wraps(tree: Tree) -> list[tuple[cst.If, str]]:
             continue
         name = assign.targets[0].target.value
         test = node.test
-        if not isinstance(test, cst.Comparison):
-            continue
+        if not isinstance(test, cst.Comparison) or dotted_name(assign.value.func) != _DDP:
+            continue  # cheap: building the wraps to compare is a parse each
         rank_code = tree.module.code_for_node(test.left)
         mine = node.with_changes(leading_lines=())
         if not any(_wrap(name, rank_code, unused).deep_equals(mine) for unused in (False, True)):

@@ -118,7 +118,7 @@ class RankZeroObjectCalls(Rule):
         tree = ctx.tree
         m = model(tree)
         done: set[int] = set()
-        for key, violation in violations(tree).items():
+        for key, violation in violations(tree, ("binding",)).items():
             read = violation.node
             if key[0] != "binding" or "UnboundLocalError" not in violation.message:
                 continue

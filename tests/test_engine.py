@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 import textwrap
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -14,7 +15,8 @@ from clihelp import ddpfix
 from patcher.engine import fix_text, process_file
 from patcher.linemap import LineMap
 from patcher.registry import all_rules
-from patcher.rule import Rule, RuleContext
+from patcher.rule import Reason, Rule, RuleContext
+from patcher.tree import Tree
 
 SCRIPT = (
     "import argparse\n"
@@ -213,3 +215,58 @@ def test_an_import_at_a_statement_a_fix_rebuilds_follows_in_the_same_pass() -> N
     assert out == (
         "import os\nimport sys\n\nw = int(os.environ['WORLD_SIZE'])\nr = int(os.environ['RANK'])\n"
     )
+
+
+class _Renames(Rule):
+    """A test rule: each call of one of ``names`` becomes a call of ``new_<name>``, one fix each."""
+
+    name = "renames"
+    summary = rationale = "test rule"
+    settles = True
+    names: ClassVar[tuple[str, ...]] = ()
+    runs: ClassVar[list[str]] = []
+
+    def run(self, ctx: RuleContext) -> None:
+        self.runs.append(self.code)
+        for call in ctx.tree.nodes(cst.Call):
+            if isinstance(call.func, cst.Name) and call.func.value in self.names:
+                new = call.with_changes(func=cst.Name(f"new_{call.func.value}"))
+                ctx.fix(call, f"rename {call.func.value}", {call: new})
+
+
+class _RenamesABC(_Renames):
+    code = "TST002"
+    triggers = names = ("a", "b", "c")
+
+
+class _RenamesD(_Renames):
+    code = "TST003"
+    triggers = names = ("d",)
+
+
+def _withdrawn(reason: str) -> tuple[str, list[str], int]:
+    """The output, the withdrawn fixes' messages and the rule runs for a script where renaming
+    both ``c`` and ``d`` breaks a post-condition (either withdrawal alone mends it)."""
+
+    def both(tree: Tree) -> Mapping[Hashable, str]:
+        return {"both": reason} if "new_c(" in tree.code and "new_d(" in tree.code else {}
+
+    _Renames.runs.clear()
+    out, findings = fix_text("a()\nb()\nc()\nd()\n", [_RenamesABC(), _RenamesD()], checks=[both])
+    withdrawn = [f.message for f in findings if "not rewritten" in f.message]
+    return out, withdrawn, len(_Renames.runs)
+
+
+def test_a_broken_post_condition_withdraws_the_fix_bisection_finds() -> None:
+    out, withdrawn, runs = _withdrawn("c and d together")
+    # a, b withdrawn together keep the violation; c alone removes it: c goes, d stays
+    assert out == "new_a()\nnew_b()\nc()\nnew_d()\n"
+    assert withdrawn == ["rename c; not rewritten: c and d together"]
+    assert runs == 2 * 3  # the first run, then [a, b], then [c] (confirmed from memory)
+
+
+def test_a_reason_naming_a_rule_withdraws_that_rules_fix_first() -> None:
+    out, withdrawn, runs = _withdrawn(Reason("c and d together", ("TST003",)))
+    assert out == "new_a()\nnew_b()\nnew_c()\nd()\n"
+    assert withdrawn == ["rename d; not rewritten: c and d together"]
+    assert runs == 2 * 2  # the first run and one trial without d
