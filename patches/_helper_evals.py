@@ -62,7 +62,7 @@ def _run(tree: Tree, call: cst.Call) -> tuple[cst.BaseStatement, ...] | None:
         return None
     statements = list(block.body)
     index = next(i for i, s in enumerate(statements) if s is statement)
-    run = [statement]
+    run: list[cst.BaseStatement] = [statement]
     bound = names_bound_in(statement)
     for later in statements[index + 1 :]:
         if not any(_reads(tree, later, name) for name in bound):

@@ -591,6 +591,7 @@ class _GateEvaluations(cst.CSTTransformer):
             size = len(found.run)
             assert tuple(original.body[index : index + size]) == found.run  # gate_writes kept it
             run = statements[index : index + size]
+            assert isinstance(run[0], cst.SimpleStatementLine)  # the helper call's own line
             gate = cst.If(
                 test=self.rank.deep_clone(),
                 body=cst.IndentedBlock([run[0].with_changes(leading_lines=()), *run[1:]]),
