@@ -41,11 +41,19 @@ def helper_evaluations(
     """The helper evaluations of ``function`` that can run on rank 0 alone, and the first call
     of a writing helper that cannot (None when there is none)."""
     found: list[HelperEval] = []
+    functions = module_functions(tree.module)
     for call in calls_in(function):
         if callee_name(call) not in helpers or not isinstance(call.func, cst.Name):
             continue
+        if any(tree.contains(s, call) for e in found for s in e.run):
+            continue  # inside an evaluation gated whole already
         run = _run(tree, call)
-        if run is None or not _safe(tree, function, call, run, training, models):
+        helper = functions[call.func.value]
+        if (
+            run is None
+            or not _safe(tree, function, call, run, training, models)
+            or not _forwards_unwrapped(helper, call, models)
+        ):
             return found, call
         found.append(HelperEval(call, run))
     return found, None
@@ -129,3 +137,25 @@ def _picks_module(tree: Tree, name: cst.Name) -> bool:
         and isinstance(parent.body, cst.Attribute)
         and parent.body.attr.value == "module"
     )
+
+
+def _forwards_unwrapped(helper: cst.FunctionDef, call: cst.Call, models: set[str]) -> bool:
+    """Every parameter the helper calls (``model(source_ids)``: a forward) receives one of the
+    model's names, which the rewrite unwraps: a forward through the DDP wrapper on rank 0 alone
+    would wait for the other ranks in its buffer broadcast."""
+    params = [p.name.value for p in helper.params.params]
+    given: dict[str, cst.BaseExpression] = {}
+    for position, arg in enumerate(call.args):
+        if arg.star:
+            return False
+        name = arg.keyword.value if arg.keyword is not None else None
+        if name is None and position < len(params):
+            name = params[position]
+        if name is not None:
+            given[name] = arg.value
+    for inner in calls_in(helper):
+        if isinstance(inner.func, cst.Name) and inner.func.value in params:
+            value = given.get(inner.func.value)
+            if not (isinstance(value, cst.Name) and value.value in models):
+                return False
+    return True
