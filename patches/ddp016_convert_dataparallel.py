@@ -33,9 +33,11 @@ converted script is launched with ``WORLD_SIZE`` > 1:
   unwrapped model (``model.module if hasattr(model, "module") else model``: a DDP forward is a
   collective the other ranks would not join). Only when that is certainly safe
   (``patches/_helper_evals.py``): the run leaves no loop or function early, trains nothing,
-  binds nothing read outside it (a best score read only there stays rank 0's), and touches the
-  model only through the helper's arguments or to pick its inner module. Otherwise the script is
-  reported: left on every rank, every process would write the helper's files.
+  binds nothing read outside it (a best score read only there stays rank 0's), touches the
+  model only through the helper's arguments or to pick its inner module, and every argument the
+  helper runs forward is the model under the name it was wrapped as (so it can be unwrapped).
+  Otherwise the script is reported: left on every rank, every process would write the helper's
+  files.
 
 The rest follows from the other rules once the script has a rank: DDP014 wraps the model in
 ``DistributedDataParallel`` after its ``DataParallel`` block, DDP007 calls ``set_epoch``, DDP011
@@ -125,9 +127,10 @@ _EVALUATED = (
 )
 _HELPER_WRITES = (
     "DataParallel only, but {function}() calls this helper, which writes files, where rank 0 "
-    "cannot run it alone (it leaves a loop early, decides state the training reads, or reaches "
-    "the model outside the call): as DDP every process would write the same files; run it on "
-    "rank 0 with the unwrapped model, then convert by hand"
+    "cannot run it alone (it leaves a loop early, decides state the training reads, reaches "
+    "the model outside the call, or runs forward on an argument ddpfix cannot unwrap): as DDP "
+    "every process would write the same files; run it on rank 0 with the unwrapped model, then "
+    "convert by hand"
 )
 
 
