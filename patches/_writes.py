@@ -80,10 +80,12 @@ def gate_writes(
     state: set[str],
     rank: cst.Comparison,
     runs: list[list[cst.BaseStatement]] | None = None,
+    keep: frozenset[cst.CSTNode] = frozenset(),
 ) -> cst.IndentedBlock | None:
     """``body`` with each run of write-only statements (with the logs and path names between
     them) under ``if rank:``, looking into nested ``if``/``for``/``with`` bodies; None when
-    nothing is left to gate. A path name read after the run stays out of it, on every rank."""
+    nothing is left to gate. A path name read after the run stays out of it, on every rank.
+    Statements in ``keep`` are left as they are, the same objects (a caller gates them whole)."""
     if not isinstance(body, cst.IndentedBlock):
         return None
     statements = list(body.body)
@@ -92,16 +94,22 @@ def gate_writes(
     index = 0
     while index < len(statements):
         statement = statements[index]
-        if isinstance(statement, cst.If) and truth(statement.test, OTHER) is False:
+        if statement in keep or (
+            isinstance(statement, cst.If) and truth(statement.test, OTHER) is False
+        ):
             out.append(statement)  # already behind a rank test (a pass before gated it)
             index += 1
             continue
         if _write_only(statement, state):
             end = index
             probe = index + 1
-            while probe < len(statements) and (
-                _write_only(statements[probe], state)
-                or (_quiet(statements[probe]) and not _used_after(tree, statements, probe))
+            while (
+                probe < len(statements)
+                and statements[probe] not in keep
+                and (
+                    _write_only(statements[probe], state)
+                    or (_quiet(statements[probe]) and not _used_after(tree, statements, probe))
+                )
             ):
                 if _write_only(statements[probe], state):
                     end = probe
@@ -127,13 +135,13 @@ def gate_writes(
         if isinstance(statement, (cst.If, cst.For, cst.While, cst.With)) and isinstance(
             inner, cst.IndentedBlock
         ):
-            gated = gate_writes(tree, inner, state, rank, runs)
+            gated = gate_writes(tree, inner, state, rank, runs, keep)
             if gated is not None:
                 statement = statement.with_changes(body=gated)
                 changed = True
             orelse = getattr(statement, "orelse", None)
             if isinstance(orelse, cst.Else):
-                gated = gate_writes(tree, orelse.body, state, rank, runs)
+                gated = gate_writes(tree, orelse.body, state, rank, runs, keep)
                 if gated is not None:
                     statement = statement.with_changes(orelse=orelse.with_changes(body=gated))
                     changed = True

@@ -25,7 +25,19 @@ converted script is launched with ``WORLD_SIZE`` > 1:
   ``RandomSampler(d) if args.local_rank == -1 else DistributedSampler(d)``;
 - in the functions that train, file writes (checkpoint saves, ``makedirs``) run on global rank 0
   only, while evaluation and the state it decides (best score, early stop) stay on every rank,
-  which all score the same model on the same data.
+  which all score the same model on the same data;
+- in a function that trains (not the one that sets up the device), a call of a helper that writes
+  files itself (LongCoder: ``results = evaluate(args, model, ...)`` after each epoch, whose
+  ``evaluate`` writes dev.output and dev.gold) runs on global rank 0 alone, together with the
+  statements after it that read what it returns (the best-checkpoint block), and gets the
+  unwrapped model (``model.module if hasattr(model, "module") else model``: a DDP forward is a
+  collective the other ranks would not join). Only when that is certainly safe
+  (``patches/_helper_evals.py``): the run leaves no loop or function early, trains nothing,
+  binds nothing read outside it (a best score read only there stays rank 0's), touches the
+  model only through the helper's arguments or to pick its inner module, and every argument the
+  helper runs forward is the model under the name it was wrapped as (so it can be unwrapped).
+  Otherwise the script is reported: left on every rank, every process would write the helper's
+  files.
 
 The rest follows from the other rules once the script has a rank: DDP014 wraps the model in
 ``DistributedDataParallel`` after its ``DataParallel`` block, DDP007 calls ``set_epoch``, DDP011
@@ -57,7 +69,9 @@ file on every process and reads it back inside a training loop it may leave earl
 summarization and generation: every rank would evaluate, rewrite dev.output and read it back at
 once for a patience counter, and a rank that read it half-written could stop alone while the
 others wait in their next all-reduce; converting needs the decision made on rank 0 and
-broadcast; a decision made from memory is the same on every rank and is converted).
+broadcast; a decision made from memory is the same on every rank and is converted), or whose
+training function calls a file-writing helper that rank 0 cannot run alone (its result decides an
+early stop, a learning-rate schedule or other state the training reads).
 """
 
 from __future__ import annotations
@@ -69,6 +83,7 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
 from patches._dataparallel import dataparallel_only, dataparallel_wraps, training_functions
+from patches._helper_evals import HelperEval, helper_evaluations, writing_helpers
 from patches._names import walk
 from patches._negatives import (
     GATHER_CLASS,
@@ -78,7 +93,7 @@ from patches._negatives import (
     find,
     scores_batch_by_batch,
 )
-from patches._syntax import callee_name, calls_in, global_rank_zero
+from patches._syntax import callee_name, calls_in, global_rank_zero, unwrapped
 from patches._writes import gate_writes, is_write
 
 _COMMENT = "# ddpfix: one process per GPU (DDP) when launched with several processes"
@@ -104,6 +119,19 @@ if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         )
     {args}.train_batch_size //= torch.distributed.get_world_size()
 """
+
+
+_EVALUATED = (
+    "evaluated by global rank 0 only, with the unwrapped model, when launched: the helper "
+    "writes files"
+)
+_HELPER_WRITES = (
+    "DataParallel only, but {function}() calls this helper, which writes files, where rank 0 "
+    "cannot run it alone (it leaves a loop early, decides state the training reads, reaches "
+    "the model outside the call, or runs forward on an argument ddpfix cannot unwrap): as DDP "
+    "every process would write the same files; run it on rank 0 with the unwrapped model, then "
+    "convert by hand"
+)
 
 
 _UNSURE = "the in-batch-negatives loss could not be rewritten where it stands; convert it by hand"
@@ -439,6 +467,9 @@ class ConvertDataParallel(Rule):
         also: list[tuple[cst.CSTNode, str]] = [
             (line, "the process group is set up here when launched")
         ]
+        training = {f.name.value for f in functions}
+        helpers = writing_helpers(tree, training)
+        models = _wrapped_names(tree, wraps)
         for function in functions:
             params = {p.name.value for p in function.params.params}
             if args not in params and function is not host:
@@ -448,8 +479,15 @@ class ConvertDataParallel(Rule):
                     "convert it to DDP by hand",
                 )
                 return
+            evals: list[HelperEval] = []
+            if function is not host:
+                evals, unsafe = helper_evaluations(tree, function, helpers, training, models)
+                if unsafe is not None:
+                    ctx.report(unsafe, _HELPER_WRITES.format(function=function.name.value))
+                    return
+            keep = frozenset(s for e in evals for s in e.run)
             runs: list[list[cst.BaseStatement]] = []
-            body = gate_writes(tree, function.body, _state(function), rank, runs)
+            body = gate_writes(tree, function.body, _state(function), rank, runs, keep)
             if function is host and any(not tree.after(run[0], line) for run in runs):
                 ctx.report(
                     wraps[0],
@@ -467,6 +505,8 @@ class ConvertDataParallel(Rule):
             parts: list[cst.CSTTransformer] = [_ShardSamplers(args)]
             if rewrite is not None:
                 parts.append(rewrite)
+            if evals:
+                parts.append(_GateEvaluations(evals, models, rank))
             if function is host:
                 parts.append(_Before(line, setup))
             new_body = (body or function.body).visit(_Both(parts))
@@ -480,6 +520,7 @@ class ConvertDataParallel(Rule):
                 ]
             assert isinstance(new_body, cst.BaseSuite)  # the transformers only rewrite expressions
             replacements[function.body] = new_body
+            also += [(e.run[0], _EVALUATED) for e in evals]
             also += [(run[0], "written by global rank 0 only when launched") for run in runs]
             also += [
                 (call, "the training data are sharded across the processes when launched")
@@ -509,6 +550,58 @@ class ConvertDataParallel(Rule):
             also,
             imports=("datetime", "os", "torch"),
         )
+
+
+def _wrapped_names(tree: Tree, wraps: list[cst.Call]) -> set[str]:
+    """The names the model is bound to around its ``DataParallel`` wrap (``model =
+    torch.nn.DataParallel(model)``: ``model``), the names a training function receives it by."""
+    names = set()
+    for wrap in wraps:
+        assign = tree.parent(wrap)
+        if isinstance(assign, cst.Assign):
+            names |= {t.target.value for t in assign.targets if isinstance(t.target, cst.Name)}
+        names |= {a.value.value for a in wrap.args[:1] if isinstance(a.value, cst.Name)}
+    return names
+
+
+class _GateEvaluations(cst.CSTTransformer):
+    """Each helper evaluation's run of statements under ``if <global rank 0>:``, the model it
+    passes to the helper unwrapped (``model.module if hasattr(model, "module") else model``)."""
+
+    def __init__(self, evals: list[HelperEval], models: set[str], rank: cst.Comparison) -> None:
+        super().__init__()
+        self.firsts = {e.run[0]: e for e in evals}
+        self.args = {arg for e in evals for arg in e.call.args}
+        self.models = models
+        self.rank = rank
+
+    def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
+        value = updated.value
+        if original not in self.args or not isinstance(value, cst.Name):
+            return updated
+        if value.value not in self.models:
+            return updated
+        return updated.with_changes(value=unwrapped(value.value, '"'))
+
+    def leave_IndentedBlock(
+        self, original: cst.IndentedBlock, updated: cst.IndentedBlock
+    ) -> cst.IndentedBlock:
+        statements = list(updated.body)
+        for index in reversed(range(len(original.body))):
+            found = self.firsts.get(original.body[index])
+            if found is None:
+                continue
+            size = len(found.run)
+            assert tuple(original.body[index : index + size]) == found.run  # gate_writes kept it
+            run = statements[index : index + size]
+            assert isinstance(run[0], cst.SimpleStatementLine)  # the helper call's own line
+            gate = cst.If(
+                test=self.rank.deep_clone(),
+                body=cst.IndentedBlock([run[0].with_changes(leading_lines=()), *run[1:]]),
+                leading_lines=run[0].leading_lines,
+            )
+            statements[index : index + size] = [gate]
+        return updated.with_changes(body=statements)
 
 
 class _ShardSamplers(cst.CSTTransformer):
