@@ -6,11 +6,13 @@ have no automatic fix; 2 usage error, unreadable or unparseable file, I/O error.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional  # noqa: UP035 - typer needs runtime types on Python 3.9
+from typing import List, NoReturn, Optional  # noqa: UP035 - typer needs runtime types on Python 3.9
 
 import typer
 from rich.console import Console
@@ -70,6 +72,18 @@ def _consoles() -> tuple[Console, Console]:
 
 def _split(values: list[str]) -> list[str]:
     return [part for value in values for part in value.split(",") if part.strip()]
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Leave at once, skipping interpreter finalization: a Ctrl-C can land while verify's
+    background ``import torch`` (``command._warm_torch``) is half done, and finalizing then may
+    wait on it (twice in CI a Ctrl-C'd verify had not exited after 30 and 90 s; not reproduced
+    here). Every launched process is already killed and the sandbox removed by now; only the
+    streams need flushing."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -484,7 +498,7 @@ def _verify(
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         err.print(Text("interrupted: every launched process was killed", style="bold red"))
-        raise typer.Exit(code=130) from None
+        _exit_now(130)
     if output is Format.json:
         out.print(Text(to_json(report)))
     else:
