@@ -14,6 +14,8 @@ a hash of its model's parameters) into the output directory; :func:`param_hashes
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +109,25 @@ def patched(
     shows up instead of being withdrawn."""
     rules = all_rules() if select is None else select_rules(every_rule(), select)
     output, _ = fix_text(source, rules, checks=None if postconditions else [])
+    return output
+
+
+def run_alone(source: str, args: Sequence[str], workdir: Path) -> Path:
+    """Write ``source`` to ``workdir/run.py`` and run it with plain ``python`` (one process, no
+    launcher) with ``--output_dir workdir/output`` after ``args``; the output directory. The
+    patched script must still run as the original does outside a launcher."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    script = workdir / "run.py"
+    script.write_text(source)
+    output = workdir / "output"
+    output.mkdir(exist_ok=True)
+    done = subprocess.run(
+        [sys.executable, str(script), *args, "--output_dir", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
     return output
 
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ranked import SCRIPTS, launch, patched
+from ranked import SCRIPTS, launch, patched, run_alone
 
 pytest.importorskip("torch")
 pytest.importorskip("accelerate")
@@ -57,17 +57,7 @@ def test_patched_ranks_form_one_ddp_job_with_the_same_global_batch(tmp_path: Pat
 
 
 def test_patched_script_without_a_launcher_keeps_the_full_batch(tmp_path: Path) -> None:
-    script = tmp_path / "run.py"
-    script.write_text(patched(SCRIPT.read_text()))
-    output = tmp_path / "out"
-    output.mkdir()
-    done = subprocess.run(
-        [sys.executable, str(script), *ARGS, "--output_dir", str(output)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    output = run_alone(patched(SCRIPT.read_text()), ARGS, tmp_path)
     assert _batches(output) == [[8]]
 
 

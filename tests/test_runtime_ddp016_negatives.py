@@ -15,12 +15,10 @@ uses plain SGD (no Adam normalisation to hide a wrongly scaled gradient).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from ranked import SCRIPTS, launch, patched
+from ranked import SCRIPTS, launch, patched, run_alone
 
 pytest.importorskip("torch")
 pytest.importorskip("accelerate")
@@ -40,19 +38,7 @@ def _states(output: Path) -> list[dict]:
 
 def _plain(source: str, workdir: Path) -> dict:
     """Run ``source`` with plain python (one process, no launcher); its end state."""
-    workdir.mkdir(parents=True)
-    script = workdir / "run.py"
-    script.write_text(source)
-    output = workdir / "output"
-    output.mkdir()
-    done = subprocess.run(
-        [sys.executable, str(script), *ARGS, "--output_dir", str(output)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    (state,) = _states(output)
+    (state,) = _states(run_alone(source, ARGS, workdir))
     return state
 
 

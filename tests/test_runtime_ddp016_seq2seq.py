@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 import pytest
-from ranked import SCRIPTS, launch, patched
+from ranked import SCRIPTS, launch, patched, run_alone
 
 pytest.importorskip("torch")
 pytest.importorskip("accelerate")
@@ -84,23 +84,10 @@ def test_without_a_launcher_the_patched_script_runs_as_before(
     patched_source: str, tmp_path: Path
 ) -> None:
     """Plain ``python``: one process, the full batch, the same parameters and files."""
-    import subprocess
-    import sys
-
-    outputs = {}
-    for name, source in (("original", SCRIPT.read_text()), ("patched", patched_source)):
-        script = tmp_path / f"{name}.py"
-        script.write_text(source)
-        output = tmp_path / name
-        output.mkdir()
-        done = subprocess.run(
-            [sys.executable, str(script), *ARGS, "--output_dir", str(output)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        outputs[name] = output
+    outputs = {
+        name: run_alone(source, ARGS, tmp_path / name)
+        for name, source in (("original", SCRIPT.read_text()), ("patched", patched_source))
+    }
     original, after = (_states(outputs[n]) for n in ("original", "patched"))
     assert original == after and after[0]["batch_sizes"] == [8]
     for name in (*FILES, "checkpoint-best-ppl/pytorch_model.bin"):

@@ -102,21 +102,18 @@ def _corpus() -> list[str]:
 #: (names in ``transformers``). Every family shares the BPE files and the special-token ids
 #: ``<s>``=0, ``<pad>``=1, ``</s>``=2 the scripts hard-code. T5 is CodeT5's: a T5
 #: encoder-decoder with a RoBERTa BPE tokenizer.
+#: RoBERTa's shape, 2 layers 64 wide; Longformer (LongCoder) is the same with attention windows.
+_ROBERTA = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 128,
+    "max_position_embeddings": 514,
+    "type_vocab_size": 1,
+}
+
 _FAMILIES: dict[str, tuple[str, dict, str, dict, str]] = {
-    "roberta": (
-        "RobertaTokenizer",
-        {},
-        "RobertaConfig",
-        {
-            "hidden_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "intermediate_size": 128,
-            "max_position_embeddings": 514,
-            "type_vocab_size": 1,
-        },
-        "RobertaModel",
-    ),
+    "roberta": ("RobertaTokenizer", {}, "RobertaConfig", _ROBERTA, "RobertaModel"),
     "gpt2": (
         "GPT2Tokenizer",
         {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"},
@@ -145,15 +142,7 @@ _FAMILIES: dict[str, tuple[str, dict, str, dict, str]] = {
         "RobertaTokenizer",
         {},
         "LongformerConfig",
-        {
-            "hidden_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "intermediate_size": 128,
-            "max_position_embeddings": 514,
-            "type_vocab_size": 1,
-            "attention_window": [16, 16],
-        },
+        {**_ROBERTA, "attention_window": [16, 16]},
         "LongformerModel",
     ),
     "bart": (
