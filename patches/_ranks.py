@@ -340,11 +340,7 @@ class RankModel:
 
 def model(tree: Tree) -> RankModel:
     """The model of ``tree``, built once per tree version."""
-    found = getattr(tree, "_rank_model", None)
-    if found is None:
-        found = RankModel(tree)
-        tree._rank_model = found  # type: ignore[attr-defined]  # kept with the tree it models
-    return found
+    return tree.memo(model, lambda: RankModel(tree))
 
 
 # --- post-conditions ------------------------------------------------------------------------
@@ -643,7 +639,7 @@ def _gradients_synchronised(m: RankModel) -> bool:
 _GROUP_SETUP = frozenset({"DistributedDataParallel", "init_process_group"})
 
 
-def _write_path(call: cst.Call) -> cst.BaseExpression | None:
+def write_path(call: cst.Call) -> cst.BaseExpression | None:
     """The path a save call writes: ``torch.save(obj, path)``, ``open(path, "w")``,
     ``x.save_pretrained(path)``."""
     for name in ("f", "file", "path", "save_directory"):
@@ -663,7 +659,7 @@ def shared_reads(m: RankModel) -> Iterator[tuple[cst.Call, cst.Call, str]]:
     reads: list[tuple[cst.Call, set[str]]] = []
     for call in tree.nodes(cst.Call):
         if is_save_call(call):
-            path = _write_path(call)
+            path = write_path(call)
             if path is not None and m.subset(call):
                 writes.append((call, m.path_words(path)))
         elif _reads_file(call):

@@ -23,6 +23,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree
+from patches._args import keyword_arg
 from patches._names import walk
 from patches._syntax import callee_name, dotted_name, mentions_cuda_check, preferred_quote
 
@@ -93,7 +94,7 @@ def _wrapper_call(node: cst.CSTNode | None) -> bool:
     return isinstance(node, cst.Call) and callee_name(node) in WRAPPERS
 
 
-def _wrapped_names(tree: Tree, scope: cst.CSTNode) -> set[str]:
+def _wrapped_names(scope: cst.CSTNode) -> set[str]:
     """Names the function hands to DDP/DataParallel as the module: modules."""
     names = set()
     for node in walk(scope, into_scopes=False):
@@ -124,9 +125,7 @@ def _tensor_or_module(tree: Tree, call: cst.Call) -> bool:
         assert isinstance(wrapper, cst.Call)
         if wrapper.args[0] is arg:
             return True  # DDP(model.cuda(), ...): what DDP wraps is a module
-    return isinstance(receiver, cst.Name) and receiver.value in _wrapped_names(
-        tree, tree.scope(call)
-    )
+    return isinstance(receiver, cst.Name) and receiver.value in _wrapped_names(tree.scope(call))
 
 
 def _or_cpu(device: cst.BaseExpression, module: cst.Module, quote: str) -> cst.BaseExpression:
@@ -219,8 +218,8 @@ class GpuPlacementOnCpu(Rule):
         assert isinstance(call.func, cst.Attribute)
         if _guarded(tree, call):
             return
-        named = [a for a in call.args if a.keyword is not None and a.keyword.value == "device"]
-        devices = positional + named
+        named = keyword_arg(call, "device")
+        devices = positional + ([named] if named is not None else [])
         where = module.code_for_node(call)
         if len(where) > 50 or "\n" in where:  # a long receiver: the call alone says it
             where = "this .cuda()"

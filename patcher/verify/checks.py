@@ -157,7 +157,7 @@ def _setup_failure(alone: list[RankRecord], run: Run) -> str | None:
                 return f"{who} failed at import: {record.exception.message}{install_hint(summary)}"
             return (
                 f"{who} raised {summary} before it could set up distribution"
-                f"{_library_hint(record.exception)}"
+                f"{_library_hint(record.exception) or _hint(summary)}"
             )
         if record.exit_code not in (0, None):
             said = _error_line(run.log_tail)

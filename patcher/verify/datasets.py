@@ -17,15 +17,16 @@ from pathlib import Path
 from patcher.verify.synthetic import Function, docstring, functions
 
 
-def _jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+def jsonl(path: Path, rows: list[dict]) -> None:
+    """One JSON object a line, the format most of the tasks' scripts read."""
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
 
 
 def bigclonebench(out: Path) -> list[str]:
     """``data.jsonl`` (string idx → func) and ``idx1<TAB>idx2<TAB>label`` pair files."""
     funcs = functions(16, families=4)
     ids = [str(100 + i) for i in range(len(funcs))]
-    _jsonl(out / "data.jsonl", [{"func": f.code, "idx": i} for f, i in zip(funcs, ids)])
+    jsonl(out / "data.jsonl", [{"func": f.code, "idx": i} for f, i in zip(funcs, ids)])
 
     def pairs(count: int, offset: int, all_clones: bool = False) -> list[str]:
         lines = []
@@ -57,7 +58,7 @@ def poj104(out: Path) -> list[str]:
                 code = function.code.replace(function.name, f"solve{label}")
                 rows[split].append({"code": code, "label": str(label + 1), "index": str(index)})
                 index += 1
-        _jsonl(out / f"{split}.jsonl", rows[split])
+        jsonl(out / f"{split}.jsonl", rows[split])
     return [row["index"] for row in rows["test"]]
 
 
@@ -65,9 +66,9 @@ def defect(out: Path) -> list[str]:
     """JSON lines ``{"func", "target", "idx"}`` with mixed 0/1 targets (int idx, as Devign)."""
     funcs = functions(32)
     rows = [{"func": f.code, "target": i % 2, "idx": i} for i, f in enumerate(funcs)]
-    _jsonl(out / "train.jsonl", rows[:16])
-    _jsonl(out / "valid.jsonl", rows[16:24])
-    _jsonl(out / "test.jsonl", rows[24:32])
+    jsonl(out / "train.jsonl", rows[:16])
+    jsonl(out / "valid.jsonl", rows[16:24])
+    jsonl(out / "test.jsonl", rows[24:32])
     return [str(row["idx"]) for row in rows[24:32]]
 
 
@@ -84,9 +85,9 @@ def codesearch_adv(out: Path) -> list[str]:
     """JSON lines ``{"url", "idx", "code_tokens", "docstring_tokens"}``."""
     funcs = functions(56)
     rows = [_search_row(f, i) for i, f in enumerate(funcs)]
-    _jsonl(out / "train.jsonl", rows[:40])
-    _jsonl(out / "valid.jsonl", rows[40:48])
-    _jsonl(out / "test.jsonl", rows[48:56])
+    jsonl(out / "train.jsonl", rows[:40])
+    jsonl(out / "valid.jsonl", rows[40:48])
+    jsonl(out / "test.jsonl", rows[48:56])
     return [row["url"] for row in rows[48:56]]
 
 
@@ -94,9 +95,9 @@ def code_to_text(out: Path) -> list[str]:
     """JSON lines ``{"code_tokens", "docstring_tokens"}``; examples are numbered by line."""
     funcs = functions(32)
     rows = [_search_row(f, i) for i, f in enumerate(funcs)]
-    _jsonl(out / "train.jsonl", rows[:16])
-    _jsonl(out / "valid.jsonl", rows[16:24])
-    _jsonl(out / "test.jsonl", rows[24:32])
+    jsonl(out / "train.jsonl", rows[:16])
+    jsonl(out / "valid.jsonl", rows[16:24])
+    jsonl(out / "test.jsonl", rows[24:32])
     return [str(i) for i in range(8)]
 
 

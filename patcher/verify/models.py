@@ -98,10 +98,6 @@ def _corpus() -> list[str]:
     return texts
 
 
-#: Per family: tokenizer class and its extra arguments, config class and its sizes, model class
-#: (names in ``transformers``). Every family shares the BPE files and the special-token ids
-#: ``<s>``=0, ``<pad>``=1, ``</s>``=2 the scripts hard-code. T5 is CodeT5's: a T5
-#: encoder-decoder with a RoBERTa BPE tokenizer.
 #: RoBERTa's shape, 2 layers 64 wide; Longformer (LongCoder) is the same with attention windows.
 _ROBERTA = {
     "hidden_size": 64,
@@ -112,6 +108,10 @@ _ROBERTA = {
     "type_vocab_size": 1,
 }
 
+#: Per family: tokenizer class and its extra arguments, config class and its sizes, model class
+#: (names in ``transformers``). The BPE families share the BPE files and the special-token ids
+#: ``<s>``=0, ``<pad>``=1, ``</s>``=2 the scripts hard-code (``t5-reviewer`` keeps CodeT5's
+#: ``<pad>``=0 order). T5 is CodeT5's: a T5 encoder-decoder with a RoBERTa BPE tokenizer.
 _FAMILIES: dict[str, tuple[str, dict, str, dict, str]] = {
     "roberta": ("RobertaTokenizer", {}, "RobertaConfig", _ROBERTA, "RobertaModel"),
     "gpt2": (

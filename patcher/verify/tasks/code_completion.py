@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from patcher.verify.datasets import jsonl
 from patcher.verify.synthetic import functions
 
 #: The literals ``literals.json`` lists; others are abstracted to their kind alone.
@@ -65,7 +66,7 @@ def code_completion(out: Path) -> list[str]:
         (out / name).write_text("".join(line + "\n" for line in split))
     for name in ("dev", "test"):
         rows = [_line_task(line) for line in splits[f"{name}.txt"]]
-        (out / f"{name}.json").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        jsonl(out / f"{name}.json", rows)
     literals = {"str": [], "num": list(NUM_LITERALS), "char": []}
     (out / "literals.json").write_text(json.dumps(literals))
     return splits["test.txt"]

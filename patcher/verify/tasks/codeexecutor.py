@@ -12,11 +12,11 @@ two evaluation batches of four.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 
+from patcher.verify.datasets import jsonl
 from patcher.verify.synthetic import functions
 
 _TOKEN = re.compile(r"\w+|[^\s\w]")
@@ -49,7 +49,7 @@ def codeexecutor(out: Path) -> list[str]:
     """The four files of :data:`FILES`, eight rows each; keys: none (no results file)."""
     for number, name in enumerate(FILES):
         rows = _rows(8, seed=61 + number)
-        (out / name).write_text("".join(json.dumps(row) + "\n" for row in rows))
+        jsonl(out / name, rows)
     return []
 
 

@@ -23,10 +23,10 @@ Sizes: 16 training rows (2 chunks of 8 for quality estimation) and 8 dev rows.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
+from patcher.verify.datasets import jsonl
 from patcher.verify.synthetic import Function, docstring, functions
 
 TRAIN, DEV = 16, 8
@@ -94,10 +94,6 @@ def _review_row(function: Function, number: int) -> dict:
     }
 
 
-def _write(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-
-
 def quality_estimation(out: Path) -> list[str]:
     """``Diff_Quality_Estimation/cls-train-chunk-{0,1}.jsonl`` and ``cls-valid.jsonl``: every
     other row needs a comment (``y`` 1), so the dev accuracy of any constant guess is 0.5."""
@@ -105,17 +101,17 @@ def quality_estimation(out: Path) -> list[str]:
     directory = out / CLS_DIR
     directory.mkdir()
     half = TRAIN // 2
-    _write(directory / "cls-train-chunk-0.jsonl", rows[:half])
-    _write(directory / "cls-train-chunk-1.jsonl", rows[half:TRAIN])
-    _write(directory / "cls-valid.jsonl", rows[TRAIN:])
+    jsonl(directory / "cls-train-chunk-0.jsonl", rows[:half])
+    jsonl(directory / "cls-train-chunk-1.jsonl", rows[half:TRAIN])
+    jsonl(directory / "cls-valid.jsonl", rows[TRAIN:])
     return [str(row["id"]) for row in rows[TRAIN:]]
 
 
 def comment_generation(out: Path) -> list[str]:
     """``gen-train.jsonl`` / ``gen-valid.jsonl``: every row carries a review comment."""
     rows = [_review_row(f, 2 * i) for i, f in enumerate(functions(TRAIN + DEV, seed=43))]
-    _write(out / "gen-train.jsonl", rows[:TRAIN])
-    _write(out / "gen-valid.jsonl", rows[TRAIN:])
+    jsonl(out / "gen-train.jsonl", rows[:TRAIN])
+    jsonl(out / "gen-valid.jsonl", rows[TRAIN:])
     return [str(row["id"]) for row in rows[TRAIN:]]
 
 
@@ -135,8 +131,8 @@ def _refine_row(function: Function, number: int) -> dict:
 def code_refinement(out: Path) -> list[str]:
     """``ref-train.jsonl`` / ``ref-valid.jsonl`` (``old``, ``new``, ``comment``, ``id``)."""
     rows = [_refine_row(f, i) for i, f in enumerate(functions(TRAIN + DEV, seed=47))]
-    _write(out / "ref-train.jsonl", rows[:TRAIN])
-    _write(out / "ref-valid.jsonl", rows[TRAIN:])
+    jsonl(out / "ref-train.jsonl", rows[:TRAIN])
+    jsonl(out / "ref-valid.jsonl", rows[TRAIN:])
     return [str(row["id"]) for row in rows[TRAIN:]]
 
 

@@ -9,11 +9,11 @@ every split has at least 12. Each rank keeps every other line (``idx % world_siz
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 
+from patcher.verify.datasets import jsonl
 from patcher.verify.synthetic import Function, docstring, functions
 
 _PUNCTUATION = re.compile(r"(\+\+|--|[-+*/%<>=!]=|&&|\|\||[()\[\]{};,.+\-*/%<>=!])")
@@ -42,7 +42,7 @@ def concode(out: Path) -> list[str]:
     rows = [_row(f, i) for i, f in enumerate(functions(48))]
     splits = {"train.json": rows[:24], "dev.json": rows[24:36], "test.json": rows[36:48]}
     for name, split in splits.items():
-        (out / name).write_text("".join(json.dumps(row) + "\n" for row in split))
+        jsonl(out / name, split)
     return [row["code"] for row in splits["test.json"]]
 
 

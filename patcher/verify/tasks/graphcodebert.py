@@ -11,10 +11,10 @@ validation F1 beats 0 (so every validation pair is a clone, and most training pa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
+from patcher.verify.datasets import jsonl
 from patcher.verify.synthetic import functions
 
 #: Functions per family: clones share a family.
@@ -46,7 +46,7 @@ def clone_pairs(out: Path) -> list[str]:
     ids = [f"gcb{n}" for n in range(len(funcs))]
     family = [f.family for f in funcs]
     rows = [{"idx": i, "func": f.code} for i, f in zip(ids, funcs)]
-    (out / "data.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    jsonl(out / "data.jsonl", rows)
     splits = {
         "train.txt": _pair_lines(ids, family, 40, 0, clones=3),
         "valid.txt": _pair_lines(ids, family, 30, 5, clones=4),

@@ -12,10 +12,10 @@ constraint is a few batches per rank: 32 pairs at a global batch of 4 are 8 step
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
+from patcher.verify.datasets import jsonl
 from patcher.verify.synthetic import Function, docstring, functions
 
 _TRAIN, _VALID, _TEST, _DISTRACTORS = 32, 8, 8, 4
@@ -37,10 +37,6 @@ def _row(function: Function, number: int) -> dict:
     }
 
 
-def _write(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-
-
 def code_search(out: Path) -> list[str]:
     """train/valid/test/codebase ``.jsonl``; the keys are the test queries' urls, in order."""
     funcs = functions(_TRAIN + _VALID + _TEST + _DISTRACTORS, seed=31)
@@ -50,8 +46,8 @@ def code_search(out: Path) -> list[str]:
     test = rows[_TRAIN + _VALID : _TRAIN + _VALID + _TEST]
     codebase = rows[_TRAIN:]  # every valid and test answer, then the distractors
     for name, split in (("train", train), ("valid", valid), ("test", test)):
-        _write(out / f"{name}.jsonl", split)
-    _write(out / "codebase.jsonl", codebase)
+        jsonl(out / f"{name}.jsonl", split)
+    jsonl(out / "codebase.jsonl", codebase)
     return [row["url"] for row in test]
 
 

@@ -14,9 +14,10 @@ and with the same lines it is held to the same keys (and the same single writer)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
+
+from patcher.verify.datasets import jsonl
 
 _OPS = ("+", "-", "*")
 _NAMES = ("values", "items", "numbers", "scores", "weights", "counts")
@@ -61,7 +62,7 @@ def longcoder(out: Path) -> list[str]:
         "test.jsonl": _rows(range(16, 24)),
     }
     for name, rows in splits.items():
-        (out / name).write_text("".join(json.dumps(row) + "\n" for row in rows))
+        jsonl(out / name, rows)
     return [row["gt"] for row in splits["test.jsonl"]]
 
 

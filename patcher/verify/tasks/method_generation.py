@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from patcher.verify.datasets import jsonl
 from patcher.verify.synthetic import Function, docstring, functions
 from patcher.verify.tasks.code_completion import NUM_LITERALS, code_tokens
 
@@ -34,7 +35,7 @@ def method_generation(out: Path) -> list[str]:
     rows = [_row(f) for f in functions(48, seed=41)]
     splits = {"train": rows[:24], "dev": rows[24:36], "test": rows[36:]}
     for name, split in splits.items():
-        (out / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in split))
+        jsonl(out / f"{name}.jsonl", split)
     literals = {"str": [], "num": list(NUM_LITERALS), "char": []}
     (out / "literals.json").write_text(json.dumps(literals))
     return [row["body"] for row in splits["test"]]
