@@ -82,7 +82,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
-from patches._dataparallel import dataparallel_only, dataparallel_wraps, training_functions
+from patches._dataparallel import dataparallel_wraps, training_functions, uses_distribution
 from patches._helper_evals import HelperEval, helper_evaluations, writing_helpers
 from patches._names import walk
 from patches._negatives import (
@@ -93,6 +93,7 @@ from patches._negatives import (
     find,
     scores_batch_by_batch,
 )
+from patches._ranks import write_path
 from patches._syntax import callee_name, calls_in, global_rank_zero, unwrapped
 from patches._writes import gate_writes, is_write
 
@@ -146,23 +147,22 @@ _SHARED_WRITE = (
 )
 
 
-def _shared_write_before_exit(
-    tree: Tree, function: cst.FunctionDef, runs: list[list[cst.BaseStatement]]
-) -> cst.Call | None:
-    """A file write left on every rank (not in a rank-0 run) in a loop that a ``break`` or
-    ``return`` may leave, whose file the loop reads back (a call is given its name again): with
+def _shared_write_before_exit(tree: Tree, function: cst.FunctionDef) -> cst.Call | None:
+    """A file write (on every rank, or gated to rank 0: every rank still reads the file) in a
+    loop that a ``break`` or ``return`` may leave, whose file the loop reads back (a call is
+    given its name again): with
     a process group the ranks must leave the loop together, and a decision read from a file they
     all rewrite at once need not agree (UniXcoder's summarization and generation score
     dev.gold/dev.output for a patience counter). A decision made from memory is the same on every
     rank, which all score the same model on the same data."""
-    gated = [statement for run in runs for statement in run]
     for call in calls_in(function):
-        if not is_write(call) or any(tree.contains(s, call) for s in gated):
-            continue
+        if not is_write(call):
+            continue  # gated to rank 0 or not, every rank reads the file back
         loop = _loop(tree, call)
         if loop is None or not tree.contains(function, loop) or not _exits(tree, loop):
             continue
-        names = _file_names(call.args[0].value) if call.args else set()
+        path = write_path(call)  # torch.save(obj, path): the path, not the object
+        names = _file_names(path) if path is not None else set()
         others = (other for other in calls_in(loop) if other is not call)
         if names and any(_reads_back(other, names) for other in others):
             return call
@@ -426,10 +426,12 @@ class ConvertDataParallel(Rule):
 
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
-        if not dataparallel_only(tree):
+        wraps = dataparallel_wraps(tree)  # dataparallel_only(), each part computed once
+        if not wraps or uses_distribution(tree):
             return
-        wraps = dataparallel_wraps(tree)
         functions = training_functions(tree)
+        if not functions:
+            return
         losses: dict[str, InBatchLoss] = {}
         for function in functions:
             if scores_batch_by_batch(function):
@@ -496,7 +498,7 @@ class ConvertDataParallel(Rule):
                     "convert it to DDP by hand",
                 )
                 return
-            shared = _shared_write_before_exit(tree, function, runs)
+            shared = _shared_write_before_exit(tree, function)
             if shared is not None:
                 ctx.report(shared, _SHARED_WRITE.format(function=function.name.value))
                 return
