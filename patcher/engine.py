@@ -212,11 +212,13 @@ def _passes(
         findings = {}  # a report describes the version it was made on: only the last counts
         fixes: list[Fix] = []
         for rule in rules:
-            if rule.judges_output or not rule.may_apply(current):
+            if not rule.may_apply(current):
                 continue
             ctx = RuleContext(tree=tree, code=rule.code, options=options.get(rule.code, {}))
             rule.run(ctx)
             fixes.extend(ctx.fixes)
+            if rule.judges_output:
+                continue  # its reports are made on the final version only (_judge)
             for f in ctx.findings:
                 _record(findings, f, mapping, suppressions)
         # ruff does not fix a noqa'd violation: a suppressed fix is recorded, never applied;
@@ -262,15 +264,26 @@ def _judge(
     suppressions: Suppressions,
     findings: dict[FixKey, Finding],
 ) -> None:
-    """Rules that judge the output (``Rule.judges_output``) run once, on the final version:
-    what they report is what the user gets, not what a later pass already fixed."""
+    """Rules that judge the output (``Rule.judges_output``) report once, on the final version:
+    what they report is what the user gets, not what a later pass already fixed. (They fix in
+    the passes like any rule; a fix one proposes only here, on a version no pass ran it on, is
+    reported unfixed unless the rule already has a finding on that line, such as the fix
+    withdrawn by a post-condition.)"""
     mapping = line_map(text, current)
     for rule in rules:
         if rule.judges_output and rule.may_apply(current):
-            ctx = RuleContext(tree=last, code=rule.code, options=options.get(rule.code, {}))
+            ctx = RuleContext(
+                tree=last, code=rule.code, options=options.get(rule.code, {}), judging=True
+            )
             rule.run(ctx)
             for f in ctx.findings:
                 _record(findings, f, mapping, suppressions)
+            for fix in ctx.fixes:
+                f = fix.finding
+                line = mapping.to_original(f.line)
+                if not any(key[0] == f.code and key[1] == line for key in findings):
+                    unfixed = Finding(f.code, f.line, f.column, f.message, False)
+                    _record(findings, unfixed, mapping, suppressions)
 
 
 def _key(f: Finding, mapping: LineMap) -> FixKey:

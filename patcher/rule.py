@@ -144,6 +144,9 @@ class RuleContext:
     options: Mapping[str, Any] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     fixes: list[Fix] = field(default_factory=list)
+    #: True when a rule that judges the output (``Rule.judges_output``) runs on the final
+    #: version, where its reports count; in the passes before, only its fixes do.
+    judging: bool = False
 
     @property
     def module(self) -> cst.Module:
@@ -193,8 +196,9 @@ class Rule:
     #: True when this rule's fixes never create work for any rule (its own or others'): the
     #: engine may then skip the confirming pass. The idempotence tests hold rules to it.
     settles: ClassVar[bool] = False
-    #: True for report-only rules that judge the final output (after every fix): the engine
-    #: runs them once, on the version it returns, so they never report what a later pass fixed.
+    #: True for rules whose reports judge the final output (after every fix): the engine takes
+    #: their reports from the version it returns only (``RuleContext.judging``), so they never
+    #: report what a later pass fixed; their fixes, if any, are proposed in every pass.
     judges_output: ClassVar[bool] = False
     #: Rules this one is only safe together with, and why (a warning when selected alone).
     companions: ClassVar[tuple[str, ...]] = ()

@@ -607,11 +607,7 @@ def _exit_violations(m: RankModel) -> Iterator[Violation]:
         if not m.subset(node):
             continue
         left = _innermost_loop(tree, node) if isinstance(node, cst.Break) else m.scope(node)
-        if left is None or not any(
-            (callee_name(call) == "backward" and _gradients_synchronised(m))
-            or (is_collective_call(call) and m.runs(call, OTHER) is not False)
-            for call in _calls(left)
-        ):
+        if left is None or not synchronises(m, left):
             continue
         what = "leaves the loop" if isinstance(node, cst.Break) else "returns"
         yield Violation(
@@ -620,6 +616,17 @@ def _exit_violations(m: RankModel) -> Iterator[Violation]:
             "other ranks wait for it in their next collective (hang)",
             node,
         )
+
+
+def synchronises(m: RankModel, region: cst.CSTNode) -> bool:
+    """Whether ``region`` (a loop, a function, the module) has a point every rank must reach
+    together: a ``backward()`` whose DDP gradient all-reduce every rank joins, or a collective
+    that the other ranks run."""
+    return any(
+        (callee_name(call) == "backward" and _gradients_synchronised(m))
+        or (is_collective_call(call) and m.runs(call, OTHER) is not False)
+        for call in _calls(region)
+    )
 
 
 def _gradients_synchronised(m: RankModel) -> bool:

@@ -8,7 +8,8 @@ process-group timeout.
 Where a name holds a wrapped model (``model = DistributedDataParallel(model, ...)`` with any import
 path or alias, apex included, or a parameter that a caller passes a wrapped model for) and an
 evaluate/test-like function is called with it behind a gate that only rank 0 (or a lone process)
-passes, the argument becomes ``model.module if hasattr(model, "module") else model``; a forward
+passes (a local-rank test, or a global one: ``args.global_rank == 0``, ``get_rank() == 0``), the
+argument becomes ``model.module if hasattr(model, "module") else model``; a forward
 written inline there (``model(source_ids=...)``) calls that expression instead. The last
 assignment before the call decides (a model reloaded with ``from_pretrained`` is not wrapped).
 Calls that every rank makes are left alone: there the wrapper is right. So are calls behind a
@@ -24,7 +25,8 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree
-from patches._gates import OTHER, RANK0, gates, truth
+from patches._gates import gates
+from patches._ranks import OTHER, RANK0, truth
 from patches._syntax import (
     callee_name,
     dominates,
@@ -53,9 +55,11 @@ def _wrapper_aliases(tree: Tree) -> set[str]:
 
 def _rank_zero_alone(tree: Tree, node: cst.CSTNode) -> bool:
     """Whether rank 0 of a distributed job runs ``node`` while the other ranks do not: some gate
-    around it keeps the other ranks out, and none keeps rank 0 out. ``if args.local_rank ==
-    -1:`` alone is not such a gate: under a launcher nobody runs it, and a lone process has no
-    wrapper (DDP003 turns it into a rank-0 gate when it evaluates; then this rule applies)."""
+    around it keeps the other ranks out, and none keeps rank 0 out. The gates are judged by the
+    rank model, so a global test (``args.global_rank == 0``, ``get_rank() == 0``) counts as
+    well as a local one. ``if args.local_rank == -1:`` alone is not such a gate: under a
+    launcher nobody runs it, and a lone process has no wrapper (DDP003 turns it into a rank-0
+    gate when it evaluates; then this rule applies)."""
     tests = gates(tree, node)
     return any(truth(t, OTHER) is False for t in tests) and all(
         truth(t, RANK0) is not False for t in tests

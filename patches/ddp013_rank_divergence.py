@@ -1,9 +1,10 @@
-"""DDP013 rank-divergence: what still goes wrong once every rank really has its rank (report).
+"""DDP013 rank-divergence: what still goes wrong once every rank really has its rank; an exit
+that only rank 0 takes at a step every rank reaches is split so that every rank leaves.
 
 Reading ``LOCAL_RANK`` (DDP001) turns on every rank test of a script: code that never ran apart
 under a launcher (every process was rank -1) now runs on some ranks and not others. The other
 rules fix the shapes they know; this one judges the patched result with the rank model
-(``patches/_ranks.py``) and reports, without a fix, what is left:
+(``patches/_ranks.py``) and reports what is left:
 
 - a name that a rank reads but never binds: ``tb_writer = SummaryWriter()`` under ``if
   args.local_rank in [-1, 0]:`` and ``tb_writer.add_scalar(...)`` in code every rank runs raises
@@ -11,24 +12,331 @@ rules fix the shapes they know; this one judges the patched result with the rank
 - a ``return`` or ``break`` that only rank 0 takes out of code that synchronises (an early stop
   decided from rank 0's evaluation): the other ranks wait for it in their next collective.
 
-It runs once, on the final output, so it never reports what another rule fixed. Collectives
+One such exit it fixes: a rank-0 gate that ends training at a step every rank reaches
+(CodeReviewer's ``if args.global_rank == 0 and global_step == args.train_steps:`` evaluate,
+save, ``return``). Rank 0 returns alone, and the other ranks die in their next gradient
+all-reduce ("Connection closed by peer") or hang on NCCL. The gate is split: the rest of its
+test decides the exit on every rank, the rank test keeps the side effects on rank 0::
+
+    if global_step == args.train_steps:
+        if args.global_rank == 0:
+            ...  # evaluate, save
+        return
+
+It is split only when that is provably the same decision on every rank:
+
+- the gate is an ``and`` of rank tests and other terms, has no ``else``, and ends with the exit
+  (``return``, ``break``, ``sys.exit(...)``, ``exit(...)``);
+- every other term is rank-uniform (``patches/_uniform.py``): literals, command-line attributes
+  nothing assigns a per-rank value to, and counters bound from int literals and updated only by
+  ``+= <int>`` or as ``range``/``enumerate`` indexes, on every rank. A term read from a loss, a
+  metric, an evaluation, a file, the clock, randomness or a rank is not;
+- the gate itself runs on every rank, under such tests only;
+- a rank test that is false in a lone process (``args.global_rank == 0`` with rank -1) is split
+  only when every process joins a process group (an ``init_process_group`` no test guards):
+  otherwise the lone process, which never left there, would;
+- the statements moved under the rank test join no collective (the other ranks would not join
+  it either), leave nothing early (no other ``return``, ``break``, ``continue``, ``raise``,
+  ``yield``), and pass no name to a module function that calls what it receives, unless it is
+  an evaluation (a forward through the DDP wrapper broadcasts buffers to ranks that have left;
+  an evaluation's model is DDP004's to unwrap, which it does behind the rank test left there);
+- the value returned (or the exit status) reads nothing only rank 0 binds there.
+
+Otherwise the exit is reported, with the reason. ``return`` leaves the function on every rank;
+``break`` stays where it was, so every rank leaves the same loop.
+
+It reports once, on the final output, so it never reports what another rule fixed (the split is
+a fix like any rule's, proposed in every pass). Collectives
 reached by rank 0 alone are DDP003's to report (barrier pairs are such halves on purpose).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import libcst as cst
+
 from patcher.rule import Example, Rule, RuleContext
-from patches._ranks import violations
+from patches._gates import conjuncts
+from patches._names import names_bound_in, parameters, walk
+from patches._ranks import (
+    OTHER,
+    RANK0,
+    SINGLE,
+    RankModel,
+    model,
+    synchronises,
+    truth,
+    violations,
+)
+from patches._syntax import callee_name, dotted_name, is_eval_call
+from patches._uniform import Uniformity
+
+#: Calls that end the process where they run.
+_PROCESS_EXITS = frozenset({"sys.exit", "exit", "quit", "os._exit"})
+_LEAVING = (cst.Return, cst.Raise, cst.Yield, cst.Await)
+
+
+def _exit_of(statement: cst.BaseStatement) -> cst.CSTNode | None:
+    """The exit a statement is, when it is one: ``return``, ``break``, ``sys.exit(...)``."""
+    if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+        return None
+    small = statement.body[0]
+    if isinstance(small, (cst.Return, cst.Break)):
+        return small
+    if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+        if dotted_name(small.value.func) in _PROCESS_EXITS:
+            return small.value
+    return None
+
+
+def _rank_term(term: cst.BaseExpression) -> bool:
+    """A term true on rank 0 and false on every other rank of a job."""
+    return truth(term, RANK0) is True and truth(term, OTHER) is False
+
+
+def _joined(module: cst.Module, terms: list[cst.BaseExpression]) -> cst.BaseExpression:
+    """``a and b`` of the terms, each as written (parenthesised when it spans lines)."""
+    parts = []
+    for term in terms:
+        code = module.code_for_node(term).strip()
+        parts.append(f"({code})" if "\n" in code and not term.lpar else code)
+    return cst.parse_expression(" and ".join(parts))
+
+
+class _Split:
+    """One gate ending in an exit, and whether (and how) it can be split."""
+
+    def __init__(self, m: RankModel, uniformity: Uniformity, gate: cst.If, exit_: cst.CSTNode):
+        self.m, self.uniformity, self.gate, self.exit = m, uniformity, gate, exit_
+        terms = conjuncts(gate.test)
+        self.ranks = [t for t in terms if _rank_term(t)]
+        self.rest = [t for t in terms if not _rank_term(t)]
+        body = gate.body
+        assert isinstance(body, cst.IndentedBlock)
+        self.moved = list(body.body[:-1])
+        self.last = body.body[-1]
+
+    def why_not(self) -> str | None:
+        """Why the split would not be the same decision on every rank (None when it is)."""
+        m, tree, uniformity = self.m, self.m.tree, self.uniformity
+        if not self.rest:
+            return "no other test decides it (every rank would leave at once)"
+        for term in self.rest:
+            why = uniformity.why_not(term)
+            if why:
+                return f"the test may differ between ranks: {why}"
+        if any(truth(t, SINGLE) is False for t in self.ranks) and not _always_grouped(m):
+            return "a lone process (rank -1) never leaves here, and would"
+        if m.runs(self.gate, OTHER) is False or m.runs(self.gate, RANK0) is False:
+            return "the gate itself runs on some ranks only"
+        for test, _ in m.conditions(self.gate):
+            why = uniformity.why_not(test)
+            if why:
+                return f"a test around it may differ between ranks: {why}"
+        for loop in tree.ancestors(self.gate):
+            if loop is m.scope(self.gate):
+                break
+            if isinstance(loop, cst.While) and (why := uniformity.why_not(loop.test)):
+                return f"a loop around it may stop at different times: {why}"
+        for statement in self.moved:
+            why = self._moved(statement)
+            if why:
+                return why
+        value = self._value()
+        if value is not None:
+            bound = set().union(*(names_bound_in(s) for s in self.moved)) if self.moved else set()
+            read = {n.value for n in walk(value, into_scopes=True) if isinstance(n, cst.Name)}
+            if read & bound:
+                name = sorted(read & bound)[0]
+                return f"the value it leaves with reads {name}, which only rank 0 binds there"
+        return None
+
+    def _moved(self, statement: cst.CSTNode) -> str | None:
+        m = self.m
+        for node in _own_nodes(statement):
+            if isinstance(node, cst.Call):
+                joined = m.collective(node, RANK0)
+                if joined is not None:
+                    return f"rank 0 joins {joined} there, which the other ranks never would"
+                if dotted_name(node.func) in _PROCESS_EXITS:
+                    return "it leaves earlier on rank 0 too"
+                forwarded = _forwarded(m, node)
+                if forwarded is not None:
+                    return (
+                        f"rank 0 runs {forwarded} there, maybe through the DDP wrapper (whose "
+                        "forward broadcasts buffers to ranks that would have left)"
+                    )
+            if isinstance(node, _LEAVING) or (
+                isinstance(node, (cst.Break, cst.Continue))
+                and not _loop_between(m, node, statement)
+            ):
+                return "it leaves earlier on rank 0 too"
+        return None
+
+    def _value(self) -> cst.BaseExpression | None:
+        if isinstance(self.exit, cst.Return):
+            return self.exit.value
+        if isinstance(self.exit, cst.Call) and self.exit.args:
+            return self.exit.args[0].value
+        return None
+
+    def rewrite(self) -> cst.If:
+        module = self.m.tree.module
+        body = self.gate.body
+        assert isinstance(body, cst.IndentedBlock)
+        statements: list[cst.BaseStatement] = []
+        if self.moved:
+            inner = cst.If(test=_joined(module, self.ranks), body=cst.IndentedBlock(self.moved))
+            statements.append(inner)
+        statements.append(self.last)
+        return self.gate.with_changes(
+            test=_joined(module, self.rest), body=body.with_changes(body=statements)
+        )
+
+
+def _forwarded(m: RankModel, call: cst.Call) -> str | None:
+    """``helper(model)`` where ``helper`` (a module function that is not an evaluation, which
+    DDP004 unwraps) calls the parameter it receives: a forward of whatever is passed, perhaps
+    the DDP wrapper. Its name as ``helper()``; None when it forwards nothing it receives."""
+    name = callee_name(call)
+    function = m.functions.get(name or "") if isinstance(call.func, cst.Name) else None
+    if function is None or is_eval_call(call):
+        return None
+    params = [p.name.value for p in parameters(function)]
+    received = set()
+    for index, arg in enumerate(call.args):
+        if arg.star or not isinstance(arg.value, cst.Name):
+            continue
+        if arg.keyword is not None:
+            received.add(arg.keyword.value)
+        elif index < len(params):
+            received.add(params[index])
+    for node in walk(function.body, into_scopes=True):
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
+            if node.func.value in received:
+                return f"{name}()"
+    return None
+
+
+def _always_grouped(m: RankModel) -> bool:
+    """Whether every process joins a process group (``init_process_group`` with no test around
+    it, in code that runs): then there is no lone process for which a rank test is false."""
+    for call in m.tree.nodes(cst.Call):
+        if callee_name(call) != "init_process_group" or m.conditions(call):
+            continue
+        scope = m.scope(call)
+        if isinstance(scope, cst.Module) or scope.name.value in m.functions:
+            return True
+    return False
+
+
+def _own_nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    return walk(node, into_scopes=False)
+
+
+def _loop_between(m: RankModel, node: cst.CSTNode, top: cst.CSTNode) -> bool:
+    """Whether a loop inside ``top`` holds ``node`` (its ``break`` stays in there)."""
+    for ancestor in m.tree.ancestors(node):
+        if isinstance(ancestor, (cst.For, cst.While)):
+            return True
+        if ancestor is top:
+            return False
+    return False
+
+
+def _candidates(m: RankModel) -> Iterator[tuple[cst.If, cst.CSTNode]]:
+    """Gates with a rank test among their ``and`` terms, no ``else``, ending in an exit that
+    only some ranks take, out of code that synchronises."""
+    tree = m.tree
+    for gate in tree.nodes(cst.If):
+        if gate.orelse is not None or not isinstance(gate.body, cst.IndentedBlock):
+            continue
+        exit_ = _exit_of(gate.body.body[-1])
+        if exit_ is None or not any(_rank_term(t) for t in conjuncts(gate.test)):
+            continue
+        if not m.subset(exit_):
+            continue
+        if isinstance(exit_, cst.Call):
+            left: cst.CSTNode | None = tree.module  # the process ends: every later collective
+        elif isinstance(exit_, cst.Break):
+            left = next(
+                (a for a in tree.ancestors(exit_) if isinstance(a, (cst.For, cst.While))), None
+            )
+        else:
+            left = m.scope(exit_)
+        if left is not None and synchronises(m, left):
+            yield gate, exit_
+
+
+def _what(exit_: cst.CSTNode) -> str:
+    """What an exit does, as a verb phrase."""
+    if isinstance(exit_, cst.Return):
+        return "returns"
+    return "leaves the loop" if isinstance(exit_, cst.Break) else "exits"
 
 
 class RankDivergence(Rule):
     code = "DDP013"
     name = "rank-divergence"
-    summary = "Report: a name a rank reads but never binds, or an exit only rank 0 takes."
+    summary = "Every rank leaves at a step-limit exit rank 0 took alone; report other divergence."
     rationale = __doc__
     judges_output = True
-    triggers = ("local_rank", "LOCAL_RANK")
+    triggers = ("local_rank", "LOCAL_RANK", "global_rank")
     examples = (
+        Example(
+            before="""
+                def main(args, model, optimizer, loader):
+                    dist.init_process_group(backend="nccl")
+                    global_step = 0
+                    for epoch in range(args.train_epochs):
+                        for step, batch in enumerate(loader, 1):
+                            model(batch).backward()
+                            optimizer.step()
+                            global_step += 1
+                            if args.global_rank == 0 and global_step == args.train_steps:
+                                save_model(model, args.output_dir)
+                                return
+            """,
+            after="""
+                def main(args, model, optimizer, loader):
+                    dist.init_process_group(backend="nccl")
+                    global_step = 0
+                    for epoch in range(args.train_epochs):
+                        for step, batch in enumerate(loader, 1):
+                            model(batch).backward()
+                            optimizer.step()
+                            global_step += 1
+                            if global_step == args.train_steps:
+                                if args.global_rank == 0:
+                                    save_model(model, args.output_dir)
+                                return
+            """,
+            messages=(
+                "only rank 0 returns here, out of code that synchronises (the other ranks wait "
+                "for it in their next collective): every rank now returns when global_step == "
+                "args.train_steps, the same on every rank; rank 0 alone runs the rest of the "
+                "block first",
+            ),
+        ),
+        Example(
+            before="""
+                def main(args, model, optimizer, loader):
+                    for step, batch in enumerate(loader):
+                        loss = model(batch)
+                        loss.backward()
+                        optimizer.step()
+                        if args.global_rank == 0 and loss.item() < args.target_loss:
+                            save_model(model, args.output_dir)
+                            return
+            """,
+            reports=1,
+            messages=(
+                "only rank 0 returns here, out of code that synchronises: the other ranks wait "
+                "for it in their next collective (hang); not split: the test may differ between "
+                "ranks: loss.item() is computed by each rank",
+            ),
+        ),
         Example(
             before="""
                 def main(args, model, loader):
@@ -57,14 +365,50 @@ class RankDivergence(Rule):
     )
 
     def run(self, ctx: RuleContext) -> None:
+        m = model(ctx.tree)
+        uniformity = Uniformity(m)
+        unsplit: dict[int, str] = {}
+        split: set[int] = set()
+        for gate, exit_ in _candidates(m):
+            candidate = _Split(m, uniformity, gate, exit_)
+            why = candidate.why_not()
+            what = _what(exit_)
+            if why is None:
+                condition = " ".join(
+                    ctx.tree.module.code_for_node(_joined(ctx.tree.module, candidate.rest)).split()
+                )
+                ctx.fix(
+                    gate,
+                    f"only rank 0 {what} here, out of code that synchronises (the other ranks "
+                    f"wait for it in their next collective): every rank now {what} when "
+                    f"{condition}, the same on every rank; rank 0 alone runs the rest of the "
+                    "block first",
+                    {gate: candidate.rewrite()},
+                )
+                split.add(id(exit_))
+            elif isinstance(exit_, cst.Call):
+                if ctx.judging:
+                    ctx.report(
+                        exit_,
+                        f"only rank 0 {what} here, out of code that synchronises: the other "
+                        f"ranks wait for it in their next collective (hang); not split: {why}",
+                    )
+            else:
+                unsplit[id(exit_)] = why
+        if not ctx.judging:
+            return  # the reports below judge the final version only
         reported: set[tuple[str, ...]] = set()
         for key, violation in violations(ctx.tree, ("binding", "exit")).items():
             if violation.node is None or key[0] not in ("binding", "exit"):
                 continue
             if key[0] == "binding" and "UnboundLocalError" not in violation.message:
                 continue  # out-of-step state is the fixing rules' post-condition
+            if id(violation.node) in split:
+                continue  # the fix proposed on this version speaks for it
             first = key[:3]  # one report per name (or exit) and function
             if first in reported:
                 continue
             reported.add(first)
-            ctx.report(violation.node, violation.message)
+            why = unsplit.get(id(violation.node))
+            message = violation.message if why is None else f"{violation.message}; not split: {why}"
+            ctx.report(violation.node, message)
