@@ -3,12 +3,13 @@
 A rank-0 gate that also ends training (``if args.global_rank == 0 and global_step ==
 args.train_steps: ... return``) can only be split into "every rank leaves, rank 0 saves first"
 when the rest of its test is *rank-uniform*: every rank, reaching it at the same point of
-training, computes the same value. That holds for step and epoch counters and for the
-command line, and for nothing that a rank computes from its own data. :func:`uniform` accepts
+training, computes the same value. That holds for step and epoch counters and for the command
+line, and for nothing that a rank computes from its own data. :meth:`Uniformity.why_not` accepts
 
 - literals (numbers, strings, ``True``/``False``/``None``);
-- ``<name>.<attr>`` (``args.train_steps``) whose attribute name says nothing of a rank, node or
-  device and that no statement assigns a value to which is not itself uniform;
+- ``<name>.<attr>`` (``args.train_steps``) of the parsed command line (``args``, ``opt``, ...,
+  or a name assigned a ``parse_args()`` result) whose attribute name says nothing of a rank,
+  node or device and that no statement assigns a value to which is not itself uniform;
 - a name of the function's own frame that only counts: bound from int literals, updated only
   by ``+= <int>``, or the loop variable of ``range(<uniform>)`` or the index of
   ``enumerate(...)``; and every one of its bindings runs on every rank (no rank test, and no
@@ -31,6 +32,9 @@ from patches._syntax import callee_name, int_literal
 
 #: Words in an attribute or name that make its value a per-process one.
 _PER_PROCESS = ("rank", "node", "device", "gpu", "cuda", "host", "pid", "process")
+#: Names that hold the parsed command line by convention, and the calls that parse it.
+_COMMAND_LINE = frozenset({"args", "opt", "opts", "hparams", "cfg", "flags", "FLAGS"})
+_PARSERS = frozenset({"parse_args", "parse_known_args", "parse_args_into_dataclasses"})
 #: Builtins whose value depends on their arguments only.
 _PURE = frozenset({"int", "float", "round", "abs", "min", "max", "bool"})
 _LITERALS = (cst.Integer, cst.Float, cst.SimpleString, cst.ConcatenatedString)
@@ -43,6 +47,7 @@ class Uniformity:
         self.m = m
         self.tree = m.tree
         self._attributes: dict[str, list[cst.BaseExpression | None]] | None = None
+        self._parsed: frozenset[str] | None = None
         self._pending: set[tuple[str, ...]] = set()  # judged further up the stack: assumed
 
     def why_not(self, node: cst.BaseExpression) -> str | None:
@@ -78,6 +83,8 @@ class Uniformity:
         code = " ".join(self.tree.module.code_for_node(node).split())
         if not isinstance(node.value, cst.Name):
             return f"{code} may differ between ranks"
+        if node.value.value not in self._command_lines():
+            return f"{code} is not read from the command line"
         attr = node.attr.value
         if any(word in attr.lower() for word in _PER_PROCESS):
             return f"{code} is a per-process value"
@@ -95,6 +102,24 @@ class Uniformity:
         finally:
             self._pending.discard(key)
         return None
+
+    def _command_lines(self) -> frozenset[str]:
+        """Names that hold the parsed command line: the usual ones (``args``, ``opt``, ...)
+        and any name assigned the result of a ``parse_args()``-like call."""
+        if self._parsed is None:
+            names = set(_COMMAND_LINE)
+            for assign in self.tree.nodes(cst.Assign):
+                parsed = any(
+                    isinstance(n, cst.Call) and callee_name(n) in _PARSERS
+                    for n in walk(assign.value, into_scopes=False)
+                )
+                if parsed:
+                    for target in assign.targets:
+                        names.update(
+                            p.value for p in _flattened(target.target) if isinstance(p, cst.Name)
+                        )
+            self._parsed = frozenset(names)
+        return self._parsed
 
     def _assigned(self, attr: str) -> list[cst.BaseExpression | None]:
         """The values assigned to ``<anything>.<attr>`` anywhere in the module; None for one
