@@ -40,7 +40,9 @@ It is split only when that is provably the same decision on every rank:
   ``yield``), and pass no name to a module function that calls what it receives, unless it is
   an evaluation (a forward through the DDP wrapper broadcasts buffers to ranks that have left;
   an evaluation's model is DDP004's to unwrap, which it does behind the rank test left there);
-- the value returned (or the exit status) reads nothing only rank 0 binds there.
+- the value returned (or the exit status) reads nothing only rank 0 binds there, and after a
+  ``break`` no code reads what only rank 0 bound there (every rank now runs what follows the
+  loop).
 
 Otherwise the exit is reported, with the reason. ``return`` leaves the function on every rank;
 ``break`` stays where it was, so every rank leaves the same loop.
@@ -143,6 +145,11 @@ class _Split:
             why = self._moved(statement)
             if why:
                 return why
+        if isinstance(self.exit, cst.Break):  # the code after the loop now runs on every rank
+            carried = set().union(*(m.carried_out(s) for s in self.moved)) if self.moved else set()
+            if carried:
+                name = sorted(carried)[0]
+                return f"only rank 0 binds {name} there, and the code after the loop reads it"
         value = self._value()
         if value is not None:
             bound = set().union(*(names_bound_in(s) for s in self.moved)) if self.moved else set()

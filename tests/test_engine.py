@@ -270,3 +270,58 @@ def test_a_reason_naming_a_rule_withdraws_that_rules_fix_first() -> None:
     assert out == "new_a()\nnew_b()\nnew_c()\nd()\n"
     assert withdrawn == ["rename d; not rewritten: c and d together"]
     assert runs == 2 * 2  # the first run and one trial without d
+
+
+class _JudgesRenamed(Rule):
+    """A test rule that judges the output: it reports every ``new_*()`` call of the version it
+    sees, and renames ``x()`` to ``done_x()`` (a fix, proposed in every pass)."""
+
+    code = "TST004"
+    name = "judges-renamed"
+    summary = rationale = "test rule"
+    judges_output = True
+    triggers = ("x(", "new_")
+    seen: ClassVar[list[bool]] = []
+
+    def run(self, ctx: RuleContext) -> None:
+        self.seen.append(ctx.judging)
+        for call in ctx.tree.nodes(cst.Call):
+            if not isinstance(call.func, cst.Name):
+                continue
+            if call.func.value == "x":
+                ctx.fix(call, "finish x", {call: call.with_changes(func=cst.Name("done_x"))})
+            elif call.func.value.startswith("new_") and ctx.judging:
+                ctx.report(call, f"{call.func.value} seen")
+
+
+class _RenamesNewX(_Renames):
+    code = "TST005"
+    triggers = names = ("y",)
+
+    def run(self, ctx: RuleContext) -> None:  # y() becomes x(): work for the judging rule
+        for call in ctx.tree.nodes(cst.Call):
+            if isinstance(call.func, cst.Name) and call.func.value == "y":
+                ctx.fix(call, "rename y", {call: call.with_changes(func=cst.Name("x"))})
+
+
+def test_a_judging_rule_fixes_in_the_passes_and_reports_on_the_output_only() -> None:
+    _JudgesRenamed.seen.clear()
+    out, findings = fix_text("x()\na()\n", [_JudgesRenamed(), _RenamesABC()], checks=[])
+    assert out == "done_x()\nnew_a()\n"
+    assert [(f.code, f.message, f.fixed) for f in findings] == [
+        ("TST004", "finish x", True),
+        ("TST002", "rename a", True),
+        ("TST004", "new_a seen", False),  # made on the output, where a() is new_a()
+    ]
+    assert _JudgesRenamed.seen[-1] is True and not any(_JudgesRenamed.seen[:-1])
+
+
+def test_a_judging_rules_fix_first_possible_on_the_output_is_reported_unfixed() -> None:
+    # y() becomes x() in a pass of settling fixes only: no pass follows, so finishing x is
+    # proposed on the output alone and is reported, not lost
+    out, findings = fix_text("y()\n", [_JudgesRenamed(), _RenamesNewX()], checks=[])
+    assert out == "x()\n"
+    assert [(f.code, f.message, f.fixed) for f in findings] == [
+        ("TST004", "finish x", False),
+        ("TST005", "rename y", True),
+    ]
