@@ -135,15 +135,16 @@ class Uniformity:
                     continue
                 if isinstance(node, cst.Assign):
                     targets = [t.target for t in node.targets]
+                    assigned: cst.BaseExpression | None = node.value
                 else:
+                    assert isinstance(node, (cst.AugAssign, cst.AnnAssign))
                     targets = [node.target]
+                    assigned = node.value if isinstance(node, cst.AnnAssign) else None
                 for target in targets:
-                    whole = isinstance(target, cst.Attribute) and not isinstance(
-                        node, cst.AugAssign
-                    )
+                    whole = isinstance(target, cst.Attribute)
                     for part in _flattened(target):
                         if isinstance(part, cst.Attribute):
-                            value = node.value if whole else None
+                            value = assigned if whole else None
                             found.setdefault(part.attr.value, []).append(value)
             self._attributes = found
         return self._attributes.get(attr, [])
