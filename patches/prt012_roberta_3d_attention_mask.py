@@ -50,7 +50,7 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement, Tree
 from patches._args import keyword_arg
-from patches._names import bindings_of, walk
+from patches._names import reaching, walk
 from patches._syntax import callee_name, dotted_name, preferred_quote, string_value
 
 #: ``torch.<factory>(shape)`` calls whose positional shape gives the number of dimensions.
@@ -190,11 +190,13 @@ def _stored_attributes(tree: Tree) -> set[str]:
 
     def names() -> set[str]:
         found: set[str] = set()
-        for binder in tree.nodes(cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.Del, cst.For):
-            target = binder.target
-            for node in walk(target, into_scopes=False):
-                if isinstance(node, cst.Attribute):
-                    found.add(node.attr.value)
+        binders: list[cst.AssignTarget | cst.AugAssign | cst.AnnAssign | cst.Del | cst.For] = [
+            *tree.nodes(cst.AssignTarget, cst.AugAssign, cst.AnnAssign),
+            *tree.nodes(cst.Del, cst.For),
+        ]
+        for binder in binders:
+            stored = walk(binder.target, into_scopes=False)
+            found.update(n.attr.value for n in stored if isinstance(n, cst.Attribute))
         return found
 
     return tree.memo(("prt012", "stored attributes"), names)
@@ -272,26 +274,11 @@ def dims(
     return None
 
 
-def _reaching(tree: Tree, fn: cst.FunctionDef, name: str, at: cst.CSTNode) -> list[cst.CSTNode]:
-    """The bindings of ``name`` in ``fn`` that may give its value at ``at``: earlier ones (not
-    the target of the statement being evaluated) and any inside a loop around ``at``."""
-    loops = [a for a in tree.ancestors(at) if isinstance(a, (cst.For, cst.While))]
-    found = []
-    for b in bindings_of(fn, name):
-        if isinstance(b, cst.Param) or any(tree.contains(loop, b) for loop in loops):
-            found.append(b)
-        elif tree.order(b) < tree.order(at):
-            statement = tree.parent(b)
-            if not (isinstance(statement, cst.Assign) and tree.contains(statement.value, at)):
-                found.append(b)
-    return found
-
-
 def _name_dims(
     tree: Tree, fn: cst.FunctionDef, name: str, at: cst.CSTNode, seen: frozenset
 ) -> str | None:
     """The dimensions every binding of ``name`` reaching ``at`` gives it (a parameter: unknown)."""
-    bindings = [b for b in _reaching(tree, fn, name, at) if id(b) not in seen]
+    bindings = [b for b in reaching(tree, fn, name, at) if id(b) not in seen]
     if not bindings:
         return None
     found = []
@@ -316,7 +303,7 @@ def known_three_d(tree: Tree, call: cst.Call, mask: cst.BaseExpression) -> bool:
     if not isinstance(fn, cst.FunctionDef):
         return False
     if isinstance(mask, cst.Name):
-        bindings = _reaching(tree, fn, mask.value, call)
+        bindings = reaching(tree, fn, mask.value, call)
         if bindings and all(isinstance(b, cst.Param) for b in bindings):
             return _pairwise_three_d(fn, mask.value)
     return dims(tree, fn, mask) is not None
