@@ -18,7 +18,9 @@ The dtype is the one 4 used, the called model's (``get_extended_attention_mask``
 ``self.dtype``): the call's ``inputs_embeds=e`` has it, else the model itself when it is an
 attribute of ``self`` (``self.encoder(ids, attention_mask=m)`` → ``self.encoder.dtype``, which
 transformers 5's models still have). A model called by any other name may be wrapped
-(DistributedDataParallel has no ``.dtype``): reported, not rewritten.
+(DistributedDataParallel has no ``.dtype``): reported, not rewritten. A ``self.<name>`` the class
+sets to an instance of a class the module defines itself is a hand-written layer that takes the
+mask as it is, not transformers': left alone.
 
 The mask must be known to be 3-D in the function making the call, as a name (every binding
 reaching the call) or as the argument itself:
@@ -309,6 +311,32 @@ def known_three_d(tree: Tree, call: cst.Call, mask: cst.BaseExpression) -> bool:
     return dims(tree, fn, mask) is not None
 
 
+def _own_module(tree: Tree, call: cst.Call) -> bool:
+    """Whether ``call`` calls ``self.<name>`` that its class sets to an instance of a class the
+    module defines itself: a hand-written layer that takes the 3-D mask as it is, not
+    transformers' (whose models are loaded or passed in)."""
+    fn = tree.scope(call)
+    callee = dotted_name(call.func) or ""
+    if not isinstance(fn, cst.FunctionDef) or (cls := _class_of(tree, fn)) is None:
+        return False
+    self_name, _, attr = callee.partition(".")
+    if self_name != _self_name(fn) or not attr or "." in attr:
+        return False
+    defined = {c.name.value for c in tree.nodes(cst.ClassDef)}
+    for target in walk(cls.body, into_scopes=True):
+        if not (isinstance(target, cst.AssignTarget) and isinstance(target.target, cst.Attribute)):
+            continue
+        assign = tree.parent(target)
+        if (
+            dotted_name(target.target) == f"{self_name}.{attr}"
+            and isinstance(assign, cst.Assign)
+            and isinstance(assign.value, cst.Call)
+            and callee_name(assign.value) in defined
+        ):
+            return True
+    return False
+
+
 def _dtype_source(tree: Tree, call: cst.Call) -> str | None:
     """Whose ``.dtype`` the extended mask takes: the call's ``inputs_embeds=<name>``, else the
     called model when it is an attribute of ``self`` (4 used the called model's dtype)."""
@@ -432,7 +460,7 @@ class Roberta3dAttentionMask(Rule):
         quote = preferred_quote(tree.code)
         for call in tree.nodes(cst.Call):
             arg = keyword_arg(call, "attention_mask")
-            if arg is None or not known_three_d(tree, call, arg.value):
+            if arg is None or not known_three_d(tree, call, arg.value) or _own_module(tree, call):
                 continue
             mask = tree.module.code_for_node(arg.value)
             dtype_of = _dtype_source(tree, call)

@@ -21,8 +21,9 @@ call such as ``config.save_pretrained(...)``, any other use of the object itself
 ``model.config``: the object the old versions read there, and the resized one on every version.
 Reads of other fields (``config.hidden_size``) are the same either way and are left alone. The
 rewrite is made only when every binding of ``model`` reaching the read is that
-``from_pretrained(..., config=config)`` and ``config`` is not rebound after it; otherwise the
-read is reported.
+``from_pretrained(..., config=config)`` (or ``model = model.to(device)``-style calls that return
+the module itself) and ``config`` is not rebound after it; otherwise (``model =
+nn.DataParallel(model)``, a branch that builds the model another way) the read is reported.
 """
 
 from __future__ import annotations
@@ -42,19 +43,54 @@ RESIZE = "resize_token_embeddings"
 _LOGGING = frozenset({"print", "info", "debug", "warning", "warn", "error", "critical", "log"})
 
 
-def _loaded_with(tree: Tree, binding: cst.CSTNode) -> str | None:
-    """``C`` when ``binding`` is ``M = <...>.from_pretrained(..., config=C)``; else None."""
-    assign = tree.parent(binding)
-    if not (
-        isinstance(binding, cst.AssignTarget)
-        and isinstance(binding.target, cst.Name)
-        and isinstance(assign, cst.Assign)
-        and isinstance(assign.value, cst.Call)
-        and callee_name(assign.value) == "from_pretrained"
-    ):
+#: ``nn.Module`` methods that return the module itself: ``model = model.to(device)`` keeps it.
+_SAME_MODULE = frozenset(
+    {"to", "cuda", "cpu", "float", "half", "double", "bfloat16", "train", "eval"}
+)
+
+
+def _loaded_with(assign: cst.Assign) -> str | None:
+    """``C`` when ``assign`` is ``M = <...>.from_pretrained(..., config=C)``; else None."""
+    value = assign.value
+    if not (isinstance(value, cst.Call) and callee_name(value) == "from_pretrained"):
         return None
-    config = keyword_arg(assign.value, "config")
+    config = keyword_arg(value, "config")
     return config.value.value if config and isinstance(config.value, cst.Name) else None
+
+
+def _loads(
+    tree: Tree, fn: cst.FunctionDef, model: str, at: cst.CSTNode, seen: frozenset[int] = frozenset()
+) -> list[cst.Assign] | None:
+    """The ``model = ....from_pretrained(...)`` assignments whose model ``model`` may hold at
+    ``at``, through ``model = model.to(...)``-style rebindings; None when it may hold anything
+    else."""
+    found: list[cst.Assign] = []
+    for binding in reaching(tree, fn, model, at):
+        if id(binding) in seen:
+            continue
+        assign = tree.parent(binding)
+        if not (
+            isinstance(binding, cst.AssignTarget)
+            and isinstance(binding.target, cst.Name)
+            and isinstance(assign, cst.Assign)
+            and isinstance(assign.value, cst.Call)
+        ):
+            return None
+        value = assign.value
+        if callee_name(value) == "from_pretrained":
+            found.append(assign)
+            continue
+        if not (
+            isinstance(value.func, cst.Attribute)
+            and value.func.attr.value in _SAME_MODULE
+            and dotted_name(value.func.value) == model
+        ):
+            return None
+        earlier = _loads(tree, fn, model, value, seen | {id(binding)})
+        if earlier is None:
+            return None
+        found += earlier
+    return found
 
 
 def _sees_the_size(tree: Tree, read: cst.Name) -> bool:
@@ -74,10 +110,10 @@ def _sees_the_size(tree: Tree, read: cst.Name) -> bool:
 def _certain(tree: Tree, fn: cst.FunctionDef, model: str, config: str, read: cst.Name) -> bool:
     """Whether ``model`` at ``read`` is the model loaded with ``config``, and ``config`` still
     the object it was loaded with."""
-    models = reaching(tree, fn, model, read)
-    if not models or any(_loaded_with(tree, b) != config for b in models):
+    loads = _loads(tree, fn, model, read)
+    if not loads or any(_loaded_with(assign) != config for assign in loads):
         return False
-    first = min(tree.order(b) for b in models)
+    first = min(tree.order(assign) for assign in loads)
     return all(tree.order(b) < first for b in reaching(tree, fn, config, read))
 
 
@@ -153,8 +189,13 @@ class ResizedModelConfig(Rule):
             fn = tree.scope(call)
             if model is None or "." in model or not isinstance(fn, cst.FunctionDef):
                 continue
-            configs = {_loaded_with(tree, b) for b in reaching(tree, fn, model, call)}
-            configs.discard(None)
+            loads = _loads(tree, fn, model, call) or []
+            loads += [
+                a
+                for b in reaching(tree, fn, model, call)
+                if isinstance(a := tree.parent(b), cst.Assign)
+            ]
+            configs = {_loaded_with(assign) for assign in loads}
             for config in sorted(c for c in configs if c is not None):
                 for read in walk(fn.body, into_scopes=False):
                     if (
