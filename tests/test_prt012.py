@@ -1,8 +1,12 @@
 """PRT012: the exact rewrite, idempotency, and that the rewritten mask means 4's 3-D mask.
 
-The runtime test builds a tiny RobertaModel from a config (no hub) and compares the rewritten
-expression against transformers 4's handling of a 3-D mask, reproduced by hand: ``mask[:, None]``
-made additive with ``finfo(dtype).min``. On transformers 5 the original 3-D mask must crash.
+The runtime tests build a tiny RobertaModel from a config (no hub) and compare the rewritten
+code against transformers 4's handling of a 3-D mask, reproduced by hand: ``mask[:, None]`` made
+additive with ``finfo(dtype).min``, under eager and SDPA attention. They run the rewritten
+expression (GraphCodeBERT's inputs_embeds call), the rewritten ``causal_buffer`` fixture
+(CodeExecutor: a registered causal buffer, the encoder's dtype) and the rewritten
+``decoder_cache`` fixture (UniXcoder: the decoder's mask over the prompt's cache, against one
+pass over prompt and target). On transformers 5 the original 3-D mask must crash.
 """
 
 from __future__ import annotations
