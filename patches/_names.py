@@ -25,6 +25,7 @@ __all__ = [
     "is_read",
     "names_bound_in",
     "parameters",
+    "reaching",
     "walk",
 ]
 
@@ -103,6 +104,27 @@ def bindings_of(function: cst.FunctionDef, name: str) -> list[cst.CSTNode]:
         for binder in walk(function.body, into_scopes=False)
         if isinstance(binder, BINDERS) and any(n.value == name for n in bound_names(binder))
     ]
+    return found
+
+
+def reaching(tree: Tree, fn: cst.FunctionDef, name: str, at: cst.CSTNode) -> list[cst.CSTNode]:
+    """The bindings of ``name`` in ``fn`` that may give its value at ``at`` (a superset: every
+    earlier one, though a later one may hide it): its parameter, the bindings before ``at``
+    (not the target of the assignment ``at`` is evaluated for), and any inside a loop of ``fn``
+    around ``at``."""
+    loops = [
+        a
+        for a in tree.ancestors(at)
+        if isinstance(a, (cst.For, cst.While)) and tree.contains(fn, a)
+    ]
+    found = []
+    for b in bindings_of(fn, name):
+        if isinstance(b, cst.Param) or any(tree.contains(loop, b) for loop in loops):
+            found.append(b)
+        elif tree.order(b) < tree.order(at):
+            statement = tree.parent(b)
+            if not (isinstance(statement, cst.Assign) and tree.contains(statement.value, at)):
+                found.append(b)
     return found
 
 

@@ -14,14 +14,35 @@ keeps the mask on 4 and builds 4's additive mask on 5::
     attention_mask=m if int(transformers.__version__.split(".")[0]) < 5
     else (1.0 - m[:, None, :, :].to(e.dtype)) * torch.finfo(e.dtype).min
 
-The dtype comes from the call's ``inputs_embeds=e`` (4 used the model's dtype, which the
-embeddings have). The mask must be known to be 3-D in the function making the call: a name bound
-only by ``.view(a, b, c)`` / ``.reshape(a, b, c)`` / ``torch.zeros((a, b, c))``-style shapes, or
-a parameter combined with a pairwise ``x[:, :, None] & y[:, None, :]`` product whose result
-feeds a 3-index ``torch.einsum`` operand (the data-flow idiom: broadcasting with a
-``[b, l, l]`` tensor and staying 3-D rules out a ``[b, l]`` padding mask and a 4-D one). A known
-3-D mask without ``inputs_embeds=<name>`` is reported without a fix; masks already given
-``[:, None, :, :]`` or ``.unsqueeze(1)`` are expressions, not names, and are left alone.
+The dtype is the one 4 used, the called model's (``get_extended_attention_mask`` defaults to
+``self.dtype``): the call's ``inputs_embeds=e`` has it, else the model itself when it is an
+attribute of ``self`` (``self.encoder(ids, attention_mask=m)`` → ``self.encoder.dtype``, which
+transformers 5's models still have). A model called by any other name may be wrapped
+(DistributedDataParallel has no ``.dtype``): reported, not rewritten. A ``self.<name>`` the class
+sets to an instance of a class the module defines itself is a hand-written layer that takes the
+mask as it is, not transformers': left alone.
+
+The mask must be known to be 3-D in the function making the call, as a name (every binding
+reaching the call) or as the argument itself:
+
+- a ``.view(a, b, c)`` / ``.reshape(a, b, c)`` / ``torch.zeros((a, b, c))``-style shape;
+- ``self.<name>`` for a buffer the class registers with such a shape
+  (``register_buffer("bias", torch.tril(torch.ones((n, n))).view(1, n, n))``, UniXcoder and
+  CodeExecutor's causal mask) and no code in the module assigns an attribute of that name; its
+  slices ``self.bias[:, a:b, :c]`` are 3-D too;
+- a pairwise ``x[:, :, None] * y[:, None, :]``, and ``|`` / ``&`` / ``*`` of these, with
+  ``.bool()`` / ``.to(...)``-style casts and ``.eq(1)``-style comparisons with a number. A new
+  axis on an (at least) 2-D tensor makes at least three dimensions, and transformers 4 rejected
+  masks of more than three, so a script written for it passed exactly three;
+- a parameter combined with a pairwise ``x[:, :, None] & y[:, None, :]`` product whose result
+  feeds a 3-index ``torch.einsum`` operand (the data-flow idiom: broadcasting with a
+  ``[b, l, l]`` tensor and staying 3-D rules out a ``[b, l]`` padding mask and a 4-D one).
+
+With a cache (``past_key_values=``) the 3-D mask is ``[batch, new, past + new]``; the 4-D
+additive ``[batch, 1, new, past + new]`` form is what 4 added to the scores, and 5 takes a 4-D
+mask as it is (a cache 5 returned works; UniXcoder's beam search rebuilds the cache as nested
+lists, which 5 no longer reads: that is not this rule's). Masks already given
+``[:, None, :, :]`` or ``.unsqueeze(1)`` are not 3-D expressions and are left alone.
 """
 
 from __future__ import annotations
@@ -31,7 +52,7 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement, Tree
 from patches._args import keyword_arg
-from patches._names import bindings_of, walk
+from patches._names import reaching, walk
 from patches._syntax import callee_name, dotted_name, preferred_quote, string_value
 
 #: ``torch.<factory>(shape)`` calls whose positional shape gives the number of dimensions.
@@ -119,35 +140,229 @@ def _pairwise_three_d(fn: cst.FunctionDef, name: str) -> bool:
     return False
 
 
-def known_three_d(tree: Tree, call: cst.Call, name: str) -> bool:
-    """Whether the mask ``name`` passed in ``call`` is 3-D in the function making the call."""
+#: Methods that keep a tensor's shape whatever their arguments: dtype and device changes.
+_SAME_SHAPE = frozenset(
+    {"bool", "byte", "int", "long", "float", "half", "double", "to", "type", "cuda", "cpu"}
+    | {"contiguous", "clone", "detach"}
+)
+#: Element-wise comparisons: the same shape when the other side is a number.
+_COMPARISONS = frozenset({"eq", "ne", "gt", "ge", "lt", "le"})
+#: ``dims`` answers: exactly three dimensions, or at least three (broadcast with ``[b, l, 1]``).
+THREE, AT_LEAST_THREE = "3", "3+"
+
+
+def _number(node: cst.BaseExpression) -> bool:
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
+        node = node.expression
+    return isinstance(node, (cst.Integer, cst.Float))
+
+
+def _slice_kinds(node: cst.Subscript) -> list[str] | None:
+    """``x[:, a:b, None]`` → [":", "a:b", "None"]; an integer or other index → None."""
+    kinds = []
+    for element in node.slice:
+        index = element.slice
+        if isinstance(index, cst.Slice):
+            whole = index.lower is None and index.upper is None and index.step is None
+            kinds.append(":" if whole else "a:b")
+        elif isinstance(index, cst.Index) and dotted_name(index.value) == "None":
+            kinds.append("None")
+        else:
+            return None
+    return kinds
+
+
+def _self_name(fn: cst.FunctionDef) -> str | None:
+    """The instance parameter of a plain method (no decorator), or None."""
+    params = fn.params.posonly_params or fn.params.params
+    if fn.decorators or not params:
+        return None
+    return params[0].name.value
+
+
+def _class_of(tree: Tree, fn: cst.FunctionDef) -> cst.ClassDef | None:
+    """The class ``fn`` is a method of (defined directly in its body), or None."""
+    block = tree.parent(fn)
+    owner = tree.parent(block)
+    return owner if isinstance(owner, cst.ClassDef) else None
+
+
+def _stored_attributes(tree: Tree) -> set[str]:
+    """Every attribute name assigned, augmented or deleted anywhere in the module."""
+
+    def names() -> set[str]:
+        found: set[str] = set()
+        binders: list[cst.AssignTarget | cst.AugAssign | cst.AnnAssign | cst.Del | cst.For] = [
+            *tree.nodes(cst.AssignTarget, cst.AugAssign, cst.AnnAssign),
+            *tree.nodes(cst.Del, cst.For),
+        ]
+        for binder in binders:
+            stored = walk(binder.target, into_scopes=False)
+            found.update(n.attr.value for n in stored if isinstance(n, cst.Attribute))
+        return found
+
+    return tree.memo(("prt012", "stored attributes"), names)
+
+
+def _three_d_buffer(tree: Tree, fn: cst.FunctionDef, node: cst.Attribute) -> bool:
+    """``self.<name>`` where the class registers buffer ``<name>`` with a 3-D value, and nothing
+    in the module assigns an attribute of that name (``self.bias = ...`` could change it)."""
+    self_name = _self_name(fn)
+    cls = _class_of(tree, fn)
+    if self_name is None or cls is None or dotted_name(node.value) != self_name:
+        return False
+    name = node.attr.value
+    if name in _stored_attributes(tree):
+        return False
+    values = []
+    for call in tree.nodes(cst.Call):
+        if callee_name(call) != "register_buffer" or not call.args:
+            continue
+        if string_value(call.args[0].value) != name:
+            continue
+        method = tree.scope(call)
+        if not (
+            isinstance(call.func, cst.Attribute)
+            and isinstance(method, cst.FunctionDef)
+            and _class_of(tree, method) is cls
+            and dotted_name(call.func.value) == _self_name(method)
+            and len(call.args) >= 2
+        ):
+            return False  # registered on something else, or elsewhere: not provably this one
+        values.append(call.args[1].value)
+    return bool(values) and all(_three_d(value) for value in values)
+
+
+def _broadcast(*dims: str | None) -> str | None:
+    if any(d is None for d in dims):
+        return None
+    return THREE if all(d == THREE for d in dims) else AT_LEAST_THREE
+
+
+def dims(
+    tree: Tree, fn: cst.FunctionDef, node: cst.BaseExpression, seen: frozenset = frozenset()
+) -> str | None:
+    """``THREE`` / ``AT_LEAST_THREE`` when ``node`` is provably a tensor of that many dimensions
+    in ``fn``; None when unknown."""
+    if _three_d(node):
+        return THREE
+    if isinstance(node, cst.Attribute):
+        return THREE if _three_d_buffer(tree, fn, node) else None
+    if isinstance(node, cst.Subscript):
+        kinds = _slice_kinds(node)
+        if kinds is None or len(kinds) != 3:
+            return None
+        if kinds.count("None") == 1 and kinds.count(":") == 2:
+            return AT_LEAST_THREE  # one new axis on an (at least) 2-D tensor
+        if "None" not in kinds:
+            return dims(tree, fn, node.value, seen)  # slices keep the dimensions
+        return None
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+        method = node.func.attr.value
+        if method in _SAME_SHAPE or (
+            method in _COMPARISONS
+            and len(node.args) == 1
+            and node.args[0].keyword is None
+            and _number(node.args[0].value)
+        ):
+            return dims(tree, fn, node.func.value, seen)
+        return None
+    if isinstance(node, cst.BinaryOperation) and isinstance(
+        node.operator, (cst.BitOr, cst.BitAnd, cst.Multiply)
+    ):
+        return _broadcast(dims(tree, fn, node.left, seen), dims(tree, fn, node.right, seen))
+    if isinstance(node, cst.Name):
+        return _name_dims(tree, fn, node.value, node, seen)
+    return None
+
+
+def _name_dims(
+    tree: Tree, fn: cst.FunctionDef, name: str, at: cst.CSTNode, seen: frozenset
+) -> str | None:
+    """The dimensions every binding of ``name`` reaching ``at`` gives it (a parameter: unknown)."""
+    bindings = [b for b in reaching(tree, fn, name, at) if id(b) not in seen]
+    if not bindings:
+        return None
+    found = []
+    for b in bindings:  # one already being computed adds nothing: it is built from these
+        assign = tree.parent(b)
+        if not (
+            isinstance(b, cst.AssignTarget)
+            and isinstance(b.target, cst.Name)
+            and isinstance(assign, cst.Assign)
+        ):
+            return None
+        found.append(dims(tree, fn, assign.value, seen | {id(b)}))
+    return _broadcast(*found)
+
+
+def known_three_d(tree: Tree, call: cst.Call, mask: cst.BaseExpression) -> bool:
+    """Whether ``mask``, passed in ``call``, is 3-D in the function making the call.
+
+    At least three dimensions is enough: transformers 4 rejected a mask of more than three
+    (``get_extended_attention_mask``), so a script written for it passed exactly three."""
     fn = tree.scope(call)
     if not isinstance(fn, cst.FunctionDef):
         return False
-    loops = [a for a in tree.ancestors(call) if isinstance(a, (cst.For, cst.While))]
-    bindings = [
-        b
-        for b in bindings_of(fn, name)
-        if isinstance(b, cst.Param)
-        or tree.order(b) < tree.order(call)
-        or any(tree.contains(loop, b) for loop in loops)
-    ]  # a binding after the call (outside any loop around it) cannot reach it
-    if not bindings:
+    if isinstance(mask, cst.Name):
+        bindings = reaching(tree, fn, mask.value, call)
+        if bindings and all(isinstance(b, cst.Param) for b in bindings):
+            return _pairwise_three_d(fn, mask.value)
+    return dims(tree, fn, mask) is not None
+
+
+def _own_module(tree: Tree, call: cst.Call) -> bool:
+    """Whether ``call`` calls ``self.<name>`` that its class sets to an instance of a class the
+    module defines itself: a hand-written layer that takes the 3-D mask as it is, not
+    transformers' (whose models are loaded or passed in)."""
+    fn = tree.scope(call)
+    callee = dotted_name(call.func) or ""
+    if not isinstance(fn, cst.FunctionDef) or (cls := _class_of(tree, fn)) is None:
         return False
-    if all(isinstance(b, cst.Param) for b in bindings):
-        return _pairwise_three_d(fn, name)
-    return all(
-        isinstance(b, cst.AssignTarget)
-        and isinstance(assign := tree.parent(b), cst.Assign)
-        and _three_d(assign.value)
-        for b in bindings
-    )
+    self_name, _, attr = callee.partition(".")
+    if self_name != _self_name(fn) or not attr or "." in attr:
+        return False
+    defined = {c.name.value for c in tree.nodes(cst.ClassDef)}
+    for target in walk(cls.body, into_scopes=True):
+        if not (isinstance(target, cst.AssignTarget) and isinstance(target.target, cst.Attribute)):
+            continue
+        assign = tree.parent(target)
+        if (
+            dotted_name(target.target) == f"{self_name}.{attr}"
+            and isinstance(assign, cst.Assign)
+            and isinstance(assign.value, cst.Call)
+            and callee_name(assign.value) in defined
+        ):
+            return True
+    return False
 
 
-def rewritten_mask(mask: str, embeds: str, quote: str = '"') -> cst.BaseExpression:
+def _dtype_source(tree: Tree, call: cst.Call) -> str | None:
+    """Whose ``.dtype`` the extended mask takes: the call's ``inputs_embeds=<name>``, else the
+    called model when it is an attribute of ``self`` (4 used the called model's dtype)."""
+    embeds = keyword_arg(call, "inputs_embeds")
+    if embeds is not None:
+        return embeds.value.value if isinstance(embeds.value, cst.Name) else None
+    fn = tree.scope(call)
+    callee = dotted_name(call.func)
+    if not isinstance(fn, cst.FunctionDef) or callee is None:
+        return None
+    self_name = _self_name(fn)
+    if self_name is None or not callee.startswith(f"{self_name}."):
+        return None
+    return callee
+
+
+_ATOMS = (cst.Name, cst.Attribute, cst.Subscript, cst.Call)
+
+
+def rewritten_mask(
+    mask: str, dtype_of: str, quote: str = '"', atom: bool = True
+) -> cst.BaseExpression:
     """4's mask on transformers 4, 4's extended additive mask on 5 (same numbers)."""
     version = f"int(transformers.__version__.split({quote}.{quote})[0]) < 5"
-    additive = f"(1.0 - {mask}[:, None, :, :].to({embeds}.dtype)) * torch.finfo({embeds}.dtype).min"
+    extended = f"{mask}[:, None, :, :]" if atom else f"({mask})[:, None, :, :]"
+    additive = f"(1.0 - {extended}.to({dtype_of}.dtype)) * torch.finfo({dtype_of}.dtype).min"
     return cst.parse_expression(f"{mask} if {version} else {additive}")
 
 
@@ -183,14 +398,46 @@ class Roberta3dAttentionMask(Rule):
         Example(
             before="""
                 import torch
-                def forward(self, ids, l):
+                from torch import nn
+                class Model(nn.Module):
+                    def __init__(self, encoder, n):
+                        super().__init__()
+                        self.encoder = encoder
+                        self.register_buffer("bias", torch.tril(torch.ones((n, n))).view(1, n, n))
+                    def forward(self, ids, t):
+                        mask = self.bias.bool() | (t.eq(1)[:, :, None] * t.eq(1)[:, None, :])
+                        return self.encoder(ids, attention_mask=mask)[0]
+            """,
+            after="""
+                import torch
+                import transformers
+                from torch import nn
+                class Model(nn.Module):
+                    def __init__(self, encoder, n):
+                        super().__init__()
+                        self.encoder = encoder
+                        self.register_buffer("bias", torch.tril(torch.ones((n, n))).view(1, n, n))
+                    def forward(self, ids, t):
+                        mask = self.bias.bool() | (t.eq(1)[:, :, None] * t.eq(1)[:, None, :])
+                        return self.encoder(ids, attention_mask=mask if int(transformers.__version__.split(".")[0]) < 5 else (1.0 - mask[:, None, :, :].to(self.encoder.dtype)) * torch.finfo(self.encoder.dtype).min)[0]
+            """,  # noqa: E501
+            messages=(
+                "mask is a 3-D [batch, len, len] mask: transformers 5 needs it 4-D and additive "
+                "(as transformers 4 extended it)",
+            ),
+        ),
+        Example(
+            before="""
+                import torch
+                def encode(encoder, ids, l):
                     mask = torch.ones((ids.size(0), l, l))
-                    return self.encoder(ids, attention_mask=mask)[0]
+                    return encoder(ids, attention_mask=mask)[0]
             """,
             reports=1,
             messages=(
                 "mask is a 3-D [batch, len, len] mask, which transformers 5 reads as [batch, "
-                "len]: give it the 4-D additive form (no inputs_embeds to take the dtype from)",
+                "len]: give it the 4-D additive form (neither inputs_embeds nor a model of "
+                "self's to take the dtype from)",
             ),
         ),
         Example(
@@ -213,22 +460,21 @@ class Roberta3dAttentionMask(Rule):
         quote = preferred_quote(tree.code)
         for call in tree.nodes(cst.Call):
             arg = keyword_arg(call, "attention_mask")
-            if arg is None or not isinstance(arg.value, cst.Name):
+            if arg is None or not known_three_d(tree, call, arg.value) or _own_module(tree, call):
                 continue
-            mask = arg.value.value
-            if not known_three_d(tree, call, mask):
-                continue
-            embeds = keyword_arg(call, "inputs_embeds")
-            if embeds is None or not isinstance(embeds.value, cst.Name):
+            mask = tree.module.code_for_node(arg.value)
+            dtype_of = _dtype_source(tree, call)
+            if dtype_of is None:
                 ctx.report(
                     call,
                     f"{mask} is a 3-D [batch, len, len] mask, which transformers 5 reads as "
-                    "[batch, len]: give it the 4-D additive form (no inputs_embeds to take "
-                    "the dtype from)",
+                    "[batch, len]: give it the 4-D additive form (neither inputs_embeds nor "
+                    "a model of self's to take the dtype from)",
                 )
                 continue
+            atom = isinstance(arg.value, _ATOMS)
             replacements: dict[cst.CSTNode, Replacement] = {
-                arg.value: rewritten_mask(mask, embeds.value.value, quote)
+                arg.value: rewritten_mask(mask, dtype_of, quote, atom)
             }
             ctx.fix(
                 call,

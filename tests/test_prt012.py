@@ -1,11 +1,17 @@
 """PRT012: the exact rewrite, idempotency, and that the rewritten mask means 4's 3-D mask.
 
-The runtime test builds a tiny RobertaModel from a config (no hub) and compares the rewritten
-expression against transformers 4's handling of a 3-D mask, reproduced by hand: ``mask[:, None]``
-made additive with ``finfo(dtype).min``. On transformers 5 the original 3-D mask must crash.
+The runtime tests build a tiny RobertaModel from a config (no hub) and compare the rewritten
+code against transformers 4's handling of a 3-D mask, reproduced by hand: ``mask[:, None]`` made
+additive with ``finfo(dtype).min``, under eager and SDPA attention. They run the rewritten
+expression (GraphCodeBERT's inputs_embeds call), the rewritten ``causal_buffer`` fixture
+(CodeExecutor: a registered causal buffer, the encoder's dtype) and the rewritten
+``decoder_cache`` fixture (UniXcoder: the decoder's mask over the prompt's cache, against one
+pass over prompt and target). On transformers 5 the original 3-D mask must crash.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +151,103 @@ def test_rewritten_mask_runs_and_matches_the_3d_reference() -> None:
                     inputs_embeds=embeds, attention_mask=attn_mask[:, None], position_ids=pos
                 )[0]
                 assert not torch.allclose(wrong, want, rtol=1e-5, atol=1e-6), implementation
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "PRT012"
+
+
+def _rewritten_module(name: str, torch, transformers) -> dict:
+    """The rule's output for fixture ``name``, executed (the fixture's own module text)."""
+    output, findings = fix_text((FIXTURES / f"{name}.in.py").read_text(), RULE)
+    assert findings and all(f.fixed for f in findings)
+    namespace: dict = {"__name__": f"prt012_{name}"}
+    exec(compile(output, f"{name}.out.py", "exec"), namespace)
+    return namespace
+
+
+def _positions(ids, past: int = 0, pad: int = 1):
+    """RoBERTa's position ids as transformers 4 made them from ``input_ids`` after ``past``
+    cached positions: padding keeps ``pad``, the rest count on from ``pad + 1 + past``."""
+    keep = ids.ne(pad).int()
+    return (keep.cumsum(1) + past) * keep + pad
+
+
+def _tiny_decoder(torch, transformers, **extra):
+    torch.manual_seed(0)
+    config = transformers.RobertaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=80,
+        type_vocab_size=1,
+        **extra,
+    )
+    return config, transformers.RobertaModel(config).eval()
+
+
+def _implementations(model):
+    for implementation in ("eager", "sdpa"):
+        model.config._attn_implementation = implementation
+        if hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation(implementation)
+        yield implementation
+
+
+def test_causal_buffer_mask_matches_the_3d_reference() -> None:
+    """CodeExecutor's shape: a registered ``[1, n, n]`` causal buffer or-ed with a pairwise
+    prompt mask, no inputs_embeds (the dtype is the encoder's)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config, encoder = _tiny_decoder(torch, transformers)
+    namespace = _rewritten_module("causal_buffer", torch, transformers)
+    block = 12
+    args = type("Args", (), {"block_size": block})()
+    model = namespace["Model"](encoder, config, None, args).eval()
+    ids = torch.randint(3, 64, (3, block))
+    types = torch.full((3, block), 2)
+    types[:, :5] = 1  # a 5-token prompt sees itself both ways; the rest is causal
+    types[1, :7] = 1
+    seen = []
+    encoder.register_forward_hook(lambda _m, _i, out: seen.append(out.last_hidden_state))
+    mask = model.bias | (types.eq(1)[:, :, None] * types.eq(1)[:, None, :])
+    with torch.no_grad():
+        embeds = encoder.embeddings.word_embeddings(ids)
+        for implementation in _implementations(encoder):
+            seen.clear()
+            model(ids, types)
+            want = _by_hand(torch, encoder, embeds, mask, _positions(ids))
+            assert torch.allclose(seen[0], want, rtol=1e-5, atol=1e-6), implementation
+        if int(transformers.__version__.split(".")[0]) >= 5:
+            with pytest.raises(RuntimeError):
+                encoder(ids, attention_mask=mask)
+
+
+def test_decoder_cache_mask_matches_one_pass_over_prompt_and_target() -> None:
+    """UniXcoder's shape: the prompt under a pairwise mask with ``use_cache``, then the target
+    under a slice of the causal buffer over the cache: the same numbers as one pass over both
+    with 4's ``[b, 1, l, l]`` additive block mask and 4's positions."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config, encoder = _tiny_decoder(torch, transformers, is_decoder=True)
+    namespace = _rewritten_module("decoder_cache", torch, transformers)
+    model = namespace["Seq2Seq"](encoder, encoder, config).eval()
+    batch, s, t = 2, 6, 4
+    source = torch.randint(3, 64, (batch, s))
+    source[1, 4:] = 1
+    target = torch.randint(3, 64, (batch, t))
+    target[0, 3:] = 1
+    ids = torch.cat((source, target), -1)
+    block = torch.zeros(batch, s + t, s + t, dtype=torch.bool)
+    block[:, :s, :s] = source.ne(1)[:, None, :] * source.ne(1)[:, :, None]
+    block[:, s:, :] = torch.tril(torch.ones(s + t, s + t, dtype=torch.bool))[s:] & ids[
+        :, None, :
+    ].ne(1)
+    positions = torch.cat((_positions(source), _positions(target, past=s)), 1)
+    with torch.no_grad():
+        embeds = encoder.embeddings.word_embeddings(ids)
+        for implementation in _implementations(encoder):
+            got = model(source, target)
+            want = model.lm_head(_by_hand(torch, encoder, embeds, block, positions)[:, s:])
+            assert torch.allclose(got, want, rtol=1e-5, atol=1e-5), implementation

@@ -3,44 +3,31 @@
 ``DDPFIX_CORPUS`` names a CodeBERT checkout; skipped when unset. The script pre-trains
 UniXcoder's encoder-decoder on code → execution traces with ``--local_rank`` DDP, per-rank
 cached shards of three cycled training sets, and a rank-0 evaluation and save every
-``--save_steps`` updates. Its ``model.py`` is written for transformers 4 in two places: it hands
-RoBERTa a 3-D (batch, length, length) attention mask, which transformers 5 no longer expands
-(only 2-D and 4-D masks), and it sizes its LM head from the config it passed to
-``from_pretrained``, which today's transformers copies, so the copy ``resize_token_embeddings``
-updates is not the one the head reads. Verify names the first; with both written for today's
-transformers (in a temporary copy, as a user would) the patched script passes every check.
+``--save_steps`` updates. Its ``model.py`` and ``run.py`` are written for transformers 4 in two
+places: the model hands RoBERTa a 3-D (batch, length, length) attention mask built from a
+registered causal buffer, which transformers 5 no longer expands (PRT012 gives it 4's additive
+4-D form), and the script passes its LM head the config it gave ``from_pretrained``, which
+today's transformers copies, so the copy ``resize_token_embeddings`` updates is not the one the
+head is sized from (PRT014 passes ``model.config``). With both rules the patched copy passes
+every check as it is.
 """
 
 from __future__ import annotations
 
 import json
-from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from corpus_runs import ROOTS, edited_copy, find_script, run_verify
+from corpus_runs import ROOTS, find_script, run_verify
+from patcher.engine import fix_text
+from patcher.registry import every_rule, select_rules
 from patcher.verify.targets import identify, load_targets
 from patcher.verify.tasks.codeexecutor import FILES, codeexecutor
 
 NAME = "codebert-codeexecutor-pretrain"
 RELATIVE = "CodeExecutor/pretrain/run.py"
 needs_corpus = pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeBERT checkout")
-#: The two transformers-4 habits of upstream's model.py, and what today's transformers needs.
-TODAY = {
-    "model.py": {
-        "self.encoder(source_ids,attention_mask=attention_mask)": (
-            "self.encoder(source_ids,attention_mask=attention_mask[:, None].bool())"
-        ),
-        "nn.Linear(config.hidden_size,config.vocab_size)": (
-            "nn.Linear(config.hidden_size,encoder.config.vocab_size)"
-        ),
-    }
-}
-
-
-def _transformers_major() -> int:
-    return int(version("transformers").split(".")[0])
 
 
 def test_rows_are_code_and_its_trace(tmp_path: Path) -> None:
@@ -64,24 +51,13 @@ def test_identified_by_sha256() -> None:
 
 @needs_corpus
 @pytest.mark.slow
-def test_verify_names_the_three_dimensional_mask_transformers_5_rejects() -> None:
+def test_upstream_passes_with_its_mask_and_head_written_for_today() -> None:
+    """PRT012 (the 3-D mask) and PRT014 (the head's vocabulary size) are among the fixes."""
     pytest.importorskip("torch")
-    if _transformers_major() < 5:
-        pytest.skip("transformers 4 still expands a 3-D attention mask")
-    code, report = run_verify(find_script(RELATIVE).as_posix())
-    assert code == 1 and report["target"] == NAME
-    rows = {row["check"]: row["evidence"] for row in report["checks"]}
-    assert rows["ranks joined"].startswith("2 processes, ranks 0, 1, world size 2 (gloo)")
-    evidence = rows["every rank exited 0"]
-    assert "raised RuntimeError: expand(torch.ByteTensor{[2, 1, 1, 64, 64]}" in evidence
-
-
-@needs_corpus
-@pytest.mark.slow
-def test_with_model_py_written_for_todays_transformers_it_passes(tmp_path: Path) -> None:
-    pytest.importorskip("torch")
-    code_dir = edited_copy(find_script(RELATIVE).parent, tmp_path / "pretrain", TODAY)
-    code, report = run_verify((code_dir / "run.py").as_posix())
+    script = find_script(RELATIVE)
+    fixed = {f.code for name in ("run.py", "model.py") for f in checked(script.parent / name)}
+    assert {"PRT012", "PRT014"} <= fixed
+    code, report = run_verify(script.as_posix())
     assert code == 0, report["verdict"] + "\n" + report["log_tail"]
     assert (report["target"], report["identified_by"], report["family"]) == (
         NAME,
@@ -89,7 +65,14 @@ def test_with_model_py_written_for_todays_transformers_it_passes(tmp_path: Path)
         "roberta",
     )
     rows = {row["check"]: row["evidence"] for row in report["checks"]}
+    assert rows["ranks joined"].startswith("2 processes, ranks 0, 1, world size 2 (gloo)")
     assert rows["replicas in sync"].startswith("ranks 0, 1 hold identical parameters")
     assert rows["evaluation ran"] == "on rank 0 (2x)"
     assert rows["checkpoints"].startswith("checkpoint-last (rank 0,")
     assert report["health"] == []
+
+
+def checked(path: Path) -> list:
+    """The fixes the default rules make in ``path`` (what ``ddpfix apply`` would write)."""
+    _, findings = fix_text(path.read_text(), select_rules(every_rule(), None))
+    return [f for f in findings if f.fixed]

@@ -14,7 +14,9 @@ unset. What verify finds today, patched, under 2 gloo ranks:
   run that branch into "Default process group has not been initialized", so DDP001 reports
   instead (apex's DDP is no evidence of a group set up elsewhere) and the processes run alone,
   as upstream's script does under a modern launcher: no rule adds the missing
-  ``init_process_group``. They then stop at a transformers-5 incompatibility of its decoder.
+  ``init_process_group``. They train (PRT012 gives the decoder's causal mask the 4-D form
+  transformers 5 takes) and then stop in the prediction's beam search, which rebuilds the
+  cache as nested tuples transformers 5 no longer reads.
 """
 
 from __future__ import annotations
@@ -78,10 +80,10 @@ def test_code_search_with_gathered_negatives_trains_one_model_and_passes() -> No
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("fuzzywuzzy") is None, reason="imports fuzzywuzzy")
 def test_code_completion_keeps_its_rank_dormant_so_processes_run_alone() -> None:
-    """DDP001 reports instead of waking the apex branch; each process then runs alone and stops
-    in its own decoder: upstream's ``model.py`` passes a padding mask transformers 5's
-    ``create_causal_mask`` indexes per batch row (an incompatibility of today's stack that a
-    single ``python run.py`` meets too, not a rank problem)."""
+    """DDP001 reports instead of waking the apex branch; each process then runs alone: it
+    trains past its decoder's 3-D causal mask (PRT012) and stops in the prediction's beam search,
+    at the cache it rebuilds as nested tuples (a transformers-5 incompatibility a single
+    ``python run.py`` meets too, not a rank problem)."""
     from patcher.engine import fix_text
     from patcher.registry import all_rules
     from patcher.source import read_source
@@ -90,6 +92,10 @@ def test_code_completion_keeps_its_rank_dormant_so_processes_run_alone() -> None
     assert [f.fixed for f in findings if f.code == "DDP001"] == [False]
     code, report = _verify(NAME_COMPLETION)
     assert code == 1
-    assert report["verdict"].startswith(
-        "FAIL: ranks joined: rank 0 raised IndexError: index 1 is out of bounds for dimension 0"
+    assert report["verdict"] == (
+        "FAIL: ranks joined: 2 processes, torch.distributed never initialised: every process "
+        "ran as rank -1 (the script does not read LOCAL_RANK)"
     )
+    rows = _rows(report)
+    assert "raised TypeError: 'NoneType' object is not subscriptable" in rows["every rank exited 0"]
+    assert rows["training health"].endswith("parameters trained as expected")
