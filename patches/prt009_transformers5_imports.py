@@ -10,16 +10,19 @@ patched script runs on either. Fast-tokenizer modules (gone in 5) and Longformer
 module become ``from transformers import ...``, valid in every release. ``BertLayerNorm`` was
 ``torch.nn.LayerNorm`` in every release that had it (2.0 to 3.x), so it becomes
 ``from torch.nn import LayerNorm as BertLayerNorm``. Formatting and aliases are kept.
+``find_pruneable_heads_and_indices`` (removed in 5, nothing replaces it; model files import it for
+their ``prune_heads``) leaves its import and is defined in the script after the last top-level
+import, with transformers 4's behaviour (``patches/_prune_heads.py``); an import that is not a
+module-level line of its own, or a name the module binds otherwise, is reported instead.
 
 Reported without a fix, because the replacement changes behaviour or signature:
 ``WarmupLinearSchedule`` and its siblings (the ``get_*_schedule*`` functions take
 ``num_warmup_steps``/``num_training_steps``, not ``warmup_steps``/``t_total``), ``cached_path``
 (``huggingface_hub.hf_hub_download`` downloads by repo and file name), ``AutoModelWithLMHead``
-(pick ``AutoModelForCausalLM``, ``AutoModelForMaskedLM`` or ``AutoModelForSeq2SeqLM``),
-``find_pruneable_heads_and_indices`` (removed in 5 with no replacement), and any name of a flat
-module that is not at its new path in both 4.40 and 5 (a flat-module import holding one is left
-whole and reported). ``import transformers.modeling_x`` is reported too: its uses would need
-rewriting. ``AdamW`` belongs to PRT001.
+(pick ``AutoModelForCausalLM``, ``AutoModelForMaskedLM`` or ``AutoModelForSeq2SeqLM``), and
+any name of a flat module that is not at its new path in both 4.40 and 5 (a flat-module import
+holding one is left whole and reported). ``import transformers.modeling_x`` is reported too:
+its uses would need rewriting. ``AdamW`` belongs to PRT001.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement
+from patches._prune_heads import define_helper
 from patches._syntax import dotted_name
 
 
@@ -170,6 +174,10 @@ RELOCATED["transformers.tokenization_longformer"] = (
     frozenset(["LongformerTokenizer"]),
 )
 
+#: Removed in transformers 5 (nothing replaces it); imported from these modules in 3.x and 4.x.
+PRUNE = "find_pruneable_heads_and_indices"
+PRUNE_MODULES = ("transformers.pytorch_utils", "transformers.modeling_utils")
+
 _SCHEDULE = (
     "{name} is gone since transformers 3: use {new}(optimizer, num_warmup_steps=...{more}), "
     "whose arguments differ"
@@ -222,10 +230,10 @@ REMOVED: dict[str, tuple[tuple[str, ...], str]] = {
         "AutoModelWithLMHead was removed in transformers 5: use AutoModelForCausalLM, "
         "AutoModelForMaskedLM or AutoModelForSeq2SeqLM, whichever head the model needs",
     ),
-    "find_pruneable_heads_and_indices": (
-        ("transformers.pytorch_utils", "transformers.modeling_utils"),
-        "find_pruneable_heads_and_indices was removed in transformers 5 and has no replacement "
-        "there: define the helper in the script (prune_linear_layer is still there)",
+    PRUNE: (
+        PRUNE_MODULES,
+        f"{PRUNE} was removed in transformers 5 and has no replacement there: define the helper "
+        "in the script (prune_linear_layer is still there)",
     ),
 }
 #: Names of flat modules whose replacement is not a relocation (else: "not at the new path").
@@ -290,7 +298,7 @@ def _without(names: list[cst.ImportAlias], drop: cst.ImportAlias) -> list[cst.Im
 class Transformers5Imports(Rule):
     code = "PRT009"
     name = "transformers5-imports"
-    summary = "Move imports from pre-4 transformers module paths; report removed names."
+    summary = "Move imports from pre-4 transformers module paths; define or report removed names."
     rationale = __doc__
     settles = True
     triggers = (
@@ -352,6 +360,30 @@ class Transformers5Imports(Rule):
         ),
         Example(
             before="""
+                import torch
+                from transformers.pytorch_utils import prune_linear_layer
+                from transformers.pytorch_utils import find_pruneable_heads_and_indices as find
+            """,
+            after='''
+                import torch
+                from transformers.pytorch_utils import prune_linear_layer
+
+
+                def find(heads, n_heads, head_size, already_pruned_heads):
+                    """transformers 4's helper, removed in 5: the heads not pruned yet, and the
+                    rows of the current n_heads * head_size that the layer keeps without them."""
+                    heads = set(heads) - set(already_pruned_heads)
+                    now = {h - sum(1 for p in already_pruned_heads if p < h) for h in heads}
+                    keep = [r for r in range(n_heads * head_size) if r // head_size not in now]
+                    return heads, torch.tensor(keep, dtype=torch.long)
+            ''',
+            messages=(
+                "find_pruneable_heads_and_indices was removed in transformers 5: defined in the "
+                "script with transformers 4's behaviour",
+            ),
+        ),
+        Example(
+            before="""
                 from transformers.models.bert.modeling_bert import BertModel
             """
         ),
@@ -370,7 +402,7 @@ class Transformers5Imports(Rule):
                     if _is_flat(module):
                         self._flat(ctx, line, node, module)
                     else:
-                        self._removed_names(ctx, node, module)
+                        self._removed_names(ctx, line, node, module)
         for attribute in tree.nodes(cst.Attribute):
             dotted = dotted_name(attribute) or ""
             head, _, name = dotted.rpartition(".")
@@ -384,13 +416,20 @@ class Transformers5Imports(Rule):
                 new = RELOCATED[module][0]
                 ctx.report(alias, f"{module} is gone since transformers 4: its names are in {new}")
 
-    def _removed_names(self, ctx: RuleContext, node: cst.ImportFrom, module: str) -> None:
+    def _removed_names(
+        self, ctx: RuleContext, line: cst.SimpleStatementLine, node: cst.ImportFrom, module: str
+    ) -> None:
         if isinstance(node.names, cst.ImportStar):
             return
         for alias in node.names:
             name = dotted_name(alias.name)
-            if name is not None and _removed(module, name):
-                ctx.report(alias, _removed(module, name))
+            if name is None or not _removed(module, name):
+                continue
+            if name == PRUNE and define_helper(
+                ctx, line, node, alias, _without(list(node.names), alias)
+            ):
+                continue
+            ctx.report(alias, _removed(module, name))
 
     def _flat(
         self, ctx: RuleContext, line: cst.SimpleStatementLine, node: cst.ImportFrom, module: str
