@@ -8,18 +8,21 @@ the first forward:
   ``PreTrainedModel`` (AttributeError). The call becomes ``get_extended_attention_mask(self,
   mask, shape)``, a module function the rule adds after the last import with transformers 4's
   behaviour (``patches/_extended_mask.py``). It is rewritten only when ``self`` is the method's
-  first parameter, never rebound, and the class reaches transformers only through classes of
-  this module that do not define the method (and ``nn.Module``); any other receiver or class is
-  reported. ``self.invert_attention_mask``, ``self.get_head_mask`` and
+  first parameter (not a static or class method), never rebound, and the class derives from
+  transformers through classes of this module (and ``nn.Module``) none of which defines the
+  method. A class with a base from another module is reported (it may define the method);
+  calls on other receivers (``self.bert....``) and classes not from transformers are left
+  alone. ``self.invert_attention_mask``, ``self.get_head_mask`` and
   ``self.create_extended_attention_mask_for_decoder``, gone too, are reported.
-- A ``@dataclass`` output declaring ``past_key_values: ... = None`` on ``ModelOutput``: 5 renames
-  ``past_key_values`` to ``cache`` in every ``ModelOutput`` (the constructor keyword, attribute
-  writes and keys), so building the output with ``past_key_values=...`` raises TypeError
-  (``unexpected keyword argument 'cache'``) and a value given by position is stored where the
-  field never sees it. The field is declared under the name the installed transformers uses:
-  ``cache`` when ``ModelOutput`` has 5's ``past_key_values`` property (which reads ``cache``, as
-  do ``out["past_key_values"]`` and ``past_key_values=`` on 5), ``past_key_values`` before, in
-  the same place, so positions and ``to_tuple()`` are unchanged and the code runs on either.
+- A ``@dataclass`` output declaring ``past_key_values: ... = None`` on ``ModelOutput``: 5 (5.24
+  here) renames ``past_key_values`` to ``cache`` in every ``ModelOutput`` (the constructor
+  keyword, attribute writes and keys), so building the output with ``past_key_values=...``
+  raises TypeError (``unexpected keyword argument 'cache'``) and a value given by position is
+  stored where the field never sees it. The field is declared under the name the installed
+  transformers uses: ``cache`` when ``ModelOutput`` has 5's ``past_key_values`` property (which
+  reads ``cache``, as do ``out["past_key_values"]`` and ``past_key_values=`` on 5),
+  ``past_key_values`` before, in the same place, so positions and ``to_tuple()`` are unchanged
+  and the code runs on either.
   A class that declares ``cache`` too, or builds on another output class, is reported.
 """
 
@@ -68,9 +71,14 @@ class _Classes:
         self.imported = _transformers_names(tree)
         self.local = {c.name.value: c for c in tree.module.body if isinstance(c, cst.ClassDef)}
 
-    def reaches(self, cls: cst.ClassDef) -> bool | None:
+    def _local_bases(self, cls: cst.ClassDef, seen: frozenset[str]) -> list[cst.ClassDef]:
+        names = [dotted_name(b.value) or "" for b in cls.bases if b.keyword is None]
+        return [self.local[n] for n in names if n in self.local and n not in seen]
+
+    def reaches(self, cls: cst.ClassDef, seen: frozenset[str] = frozenset()) -> bool | None:
         """True when ``cls`` derives from transformers (through this module's classes and
         neutral bases), False when it does not, None when a base is unknown."""
+        seen = seen | {cls.name.value}
         found = False
         for base in cls.bases:
             if base.keyword is not None:
@@ -80,8 +88,8 @@ class _Classes:
                 continue
             if dotted in self.imported or dotted.startswith("transformers."):
                 found = True
-            elif dotted in self.local and self.local[dotted] is not cls:
-                below = self.reaches(self.local[dotted])
+            elif dotted in self.local:
+                below = False if dotted in seen else self.reaches(self.local[dotted], seen)
                 if below is None:
                     return None
                 found = found or below
@@ -89,12 +97,12 @@ class _Classes:
                 return None
         return found
 
-    def defines(self, cls: cst.ClassDef, method: str) -> bool:
+    def defines(self, cls: cst.ClassDef, method: str, seen: frozenset[str] = frozenset()) -> bool:
         """Whether ``cls`` or one of this module's classes it derives from defines ``method``."""
         if any(isinstance(s, cst.FunctionDef) and s.name.value == method for s in cls.body.body):
             return True
-        local = [self.local.get(dotted_name(b.value) or "") for b in cls.bases]
-        return any(c is not None and c is not cls and self.defines(c, method) for c in local)
+        seen = seen | {cls.name.value}
+        return any(self.defines(c, method, seen) for c in self._local_bases(cls, seen))
 
     def is_model_output(self, base: cst.BaseExpression) -> bool:
         dotted = dotted_name(base) or ""
@@ -278,7 +286,14 @@ class Transformers5ModelCode(Rule):
             if reaches is False:
                 continue  # not a transformers model's method: someone else's
             removed = f"{method} was removed from PreTrainedModel in transformers 5"
-            if reaches is None or method in GONE:
+            if reaches is None:
+                ctx.report(
+                    call,
+                    f"{removed}; whether this class gets it from there cannot be told here (a "
+                    "base from another module): check it",
+                )
+                continue
+            if method in GONE:
                 ctx.report(call, f"{removed}: write what it did in the model code")
                 continue
             receiver = cst.Arg(

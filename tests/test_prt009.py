@@ -265,6 +265,8 @@ def test_pruning_helper_alone_on_its_line_keeps_its_alias() -> None:
         f"def load():\n    from transformers.pytorch_utils import {PRUNE}\n    return {PRUNE}\n",
         # the name is bound again at module level
         f"from transformers.pytorch_utils import {PRUNE}\n{PRUNE} = None\n",
+        # ... or defined there already
+        f"from transformers.pytorch_utils import {PRUNE}\ndef {PRUNE}(*args):\n    pass\n",
         # several statements on the line
         f"from transformers.pytorch_utils import {PRUNE}; import os\n",
     ],

@@ -263,3 +263,15 @@ def test_fields_of_other_classes_are_left_alone() -> None:
         "@dataclass\nclass Generation:\n    past_key_values: tuple = None\n"
     )
     assert _fix(source) == (source, [])
+
+
+def test_classes_deriving_from_each_other_do_not_loop() -> None:
+    source = (
+        "from transformers import PreTrainedModel\n"
+        "class A(B):\n    pass\n"
+        "class B(A, PreTrainedModel):\n"
+        "    def f(self, m, s):\n        return self.get_extended_attention_mask(m, s)\n"
+    )
+    output, findings = _fix(source)
+    assert [(f.line, f.fixed) for f in findings] == [(6, True)]
+    assert "return get_extended_attention_mask(self, m, s)" in output
