@@ -12,6 +12,8 @@ the module binds that name in another way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import libcst as cst
 
 from patcher.rule import RuleContext
@@ -42,11 +44,12 @@ def helper(name: str) -> cst.FunctionDef:
 def define_helper(
     ctx: RuleContext,
     line: cst.SimpleStatementLine,
-    node: cst.ImportFrom,
     alias: cst.ImportAlias,
-    kept: list[cst.ImportAlias],
+    remaining: list[cst.BaseStatement],
+    also: Sequence[tuple[cst.CSTNode, str]] = (),
 ) -> bool:
-    """Fix the import of the helper by defining it; False when that is not certain."""
+    """Fix the import of the helper by defining it, ``remaining`` taking the import line's
+    place (its other names; ``also`` says what else changed there); False when not certain."""
     tree = ctx.tree
     bound = alias.asname.name if alias.asname else alias.name
     if not isinstance(bound, cst.Name) or tree.parent(line) is not tree.module:
@@ -55,10 +58,7 @@ def define_helper(
         return False
     definition = helper(bound.value)
     replacements: dict[cst.CSTNode, Replacement] = {}
-    remaining: list[cst.BaseStatement] = []
-    if kept:
-        remaining.append(line.with_changes(body=[node.with_changes(names=kept)]))
-    last = last_import(tree.module, skip=line if not kept else None)
+    last = last_import(tree.module, skip=line if not remaining else None)
     if last is None:  # the import was the module's only one: the helper takes its place
         replacements[line] = [definition.with_changes(leading_lines=line.leading_lines)]
     elif last is line:
@@ -71,6 +71,7 @@ def define_helper(
         f"{dotted_name(alias.name)} was removed in transformers 5: defined in the script with "
         "transformers 4's behaviour",
         replacements,
+        also,
         imports=("torch",),
     )
     return True

@@ -14,15 +14,19 @@ module become ``from transformers import ...``, valid in every release. ``BertLa
 their ``prune_heads``) leaves its import and is defined in the script after the last top-level
 import, with transformers 4's behaviour (``patches/_prune_heads.py``); an import that is not a
 module-level line of its own, or a name the module binds otherwise, is reported instead.
+``Conv1D``, ``apply_chunking_to_forward`` and ``prune_linear_layer`` imported from
+``transformers.modeling_utils`` (which re-exported them in 4, not in 5) move to a
+``from transformers.pytorch_utils import ...`` line of their own (the same objects in 4.40 and 5).
 
 Reported without a fix, because the replacement changes behaviour or signature:
 ``WarmupLinearSchedule`` and its siblings (the ``get_*_schedule*`` functions take
 ``num_warmup_steps``/``num_training_steps``, not ``warmup_steps``/``t_total``), ``cached_path``
 (``huggingface_hub.hf_hub_download`` downloads by repo and file name), ``AutoModelWithLMHead``
-(pick ``AutoModelForCausalLM``, ``AutoModelForMaskedLM`` or ``AutoModelForSeq2SeqLM``), and
-any name of a flat module that is not at its new path in both 4.40 and 5 (a flat-module import
-holding one is left whole and reported). ``import transformers.modeling_x`` is reported too:
-its uses would need rewriting. ``AdamW`` belongs to PRT001.
+(pick ``AutoModelForCausalLM``, ``AutoModelForMaskedLM`` or ``AutoModelForSeq2SeqLM``),
+``prune_conv1d_layer``, ``prune_layer`` and ``SequenceSummary`` (removed in 5), and any name of a
+flat module that is not at its new path in both 4.40 and 5 (a flat-module import holding one is
+left whole and reported). ``import transformers.modeling_x`` is reported too: its uses would need
+rewriting. ``AdamW`` belongs to PRT001.
 """
 
 from __future__ import annotations
@@ -177,6 +181,11 @@ RELOCATED["transformers.tokenization_longformer"] = (
 #: Removed in transformers 5 (nothing replaces it); imported from these modules in 3.x and 4.x.
 PRUNE = "find_pruneable_heads_and_indices"
 PRUNE_MODULES = ("transformers.pytorch_utils", "transformers.modeling_utils")
+#: ``transformers.modeling_utils`` re-exported these from ``transformers.pytorch_utils`` in 4;
+#: 5 does not. The same objects are in ``pytorch_utils`` in 4.40 and 5.
+TO_PYTORCH_UTILS = frozenset({"Conv1D", "apply_chunking_to_forward", "prune_linear_layer"})
+_MODELING_UTILS = "transformers.modeling_utils"
+_PYTORCH_UTILS = "transformers.pytorch_utils"
 
 _SCHEDULE = (
     "{name} is gone since transformers 3: use {new}(optimizer, num_warmup_steps=...{more}), "
@@ -230,10 +239,23 @@ REMOVED: dict[str, tuple[tuple[str, ...], str]] = {
         "AutoModelWithLMHead was removed in transformers 5: use AutoModelForCausalLM, "
         "AutoModelForMaskedLM or AutoModelForSeq2SeqLM, whichever head the model needs",
     ),
+    **{
+        name: (
+            PRUNE_MODULES,
+            f"{name} was removed in transformers 5 and has no replacement there: write it in "
+            "the script",
+        )
+        for name in ("prune_conv1d_layer", "prune_layer")
+    },
+    "SequenceSummary": (
+        (_MODELING_UTILS,),
+        "SequenceSummary (a head of transformers.modeling_utils) was removed in transformers 5: "
+        "write the summary head in the script",
+    ),
     PRUNE: (
         PRUNE_MODULES,
         f"{PRUNE} was removed in transformers 5 and has no replacement there: define the helper "
-        "in the script (prune_linear_layer is still there)",
+        "in the script (prune_linear_layer is still in transformers.pytorch_utils)",
     ),
 }
 #: Names of flat modules whose replacement is not a relocation (else: "not at the new path").
@@ -283,16 +305,47 @@ def _removed(module: str, name: str) -> str:
     return message if module in modules else ""
 
 
-def _without(names: list[cst.ImportAlias], drop: cst.ImportAlias) -> list[cst.ImportAlias]:
-    """``names`` without ``drop``; the name before it takes its comma, so lines stay lines."""
+def _without(names: list[cst.ImportAlias], *drops: cst.ImportAlias) -> list[cst.ImportAlias]:
+    """``names`` without ``drops``; the name before each takes its comma, so lines stay lines."""
     kept: list[cst.ImportAlias] = []
     for alias in names:
-        if alias is drop:
+        if any(alias is drop for drop in drops):
             if kept:
                 kept[-1] = kept[-1].with_changes(comma=alias.comma)
             continue
         kept.append(alias)
     return kept
+
+
+def _moved_message(alias: cst.ImportAlias) -> str:
+    return (
+        f"{dotted_name(alias.name)} is not in {_MODELING_UTILS} in transformers 5: import it from "
+        f"{_PYTORCH_UTILS} (the same object in 4)"
+    )
+
+
+def _import_lines(
+    line: cst.SimpleStatementLine,
+    node: cst.ImportFrom,
+    kept: list[cst.ImportAlias],
+    moved: list[cst.ImportAlias],
+) -> list[cst.BaseStatement]:
+    """What replaces an import line: its ``kept`` names, then ``moved`` from pytorch_utils."""
+    lines: list[cst.BaseStatement] = []
+    if kept:
+        lines.append(line.with_changes(body=[node.with_changes(names=kept)]))
+    if moved:
+        separator = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+        aliases = [
+            a.with_changes(comma=separator if i < len(moved) - 1 else cst.MaybeSentinel.DEFAULT)
+            for i, a in enumerate(moved)
+        ]
+        statement = cst.SimpleStatementLine(
+            [cst.ImportFrom(module=_module_expr(_PYTORCH_UTILS), names=aliases)],
+            leading_lines=[] if lines else line.leading_lines,
+        )
+        lines.append(statement)
+    return lines
 
 
 class Transformers5Imports(Rule):
@@ -421,13 +474,29 @@ class Transformers5Imports(Rule):
     ) -> None:
         if isinstance(node.names, cst.ImportStar):
             return
-        for alias in node.names:
+        names = list(node.names)
+        moved = [
+            alias
+            for alias in names
+            if module == _MODELING_UTILS and dotted_name(alias.name) in TO_PYTORCH_UTILS
+        ]
+        if len(line.body) != 1:  # `from ... import x; y = 1`: one statement per line only
+            moved = []
+        prune = [a for a in names if dotted_name(a.name) == PRUNE and module in PRUNE_MODULES]
+        also = [(a, _moved_message(a)) for a in moved]
+        defined = bool(prune) and define_helper(
+            ctx,
+            line,
+            prune[0],
+            _import_lines(line, node, _without(names, *moved, prune[0]), moved),
+            also,
+        )
+        if moved and not defined:
+            replacement = _import_lines(line, node, _without(names, *moved), moved)
+            ctx.fix(moved[0], also[0][1], {line: replacement}, also[1:])
+        for alias in names:
             name = dotted_name(alias.name)
-            if name is None or not _removed(module, name):
-                continue
-            if name == PRUNE and define_helper(
-                ctx, line, node, alias, _without(list(node.names), alias)
-            ):
+            if name is None or not _removed(module, name) or (defined and alias is prune[0]):
                 continue
             ctx.report(alias, _removed(module, name))
 

@@ -22,6 +22,7 @@ from patches.prt009_transformers5_imports import (
     PRUNE_MODULES,
     RELOCATED,
     REMOVED,
+    TO_PYTORCH_UTILS,
     Transformers5Imports,
 )
 
@@ -145,6 +146,7 @@ def test_fixtures_are_idempotent() -> None:
 
 def _rewritten_import_lines() -> list[str]:
     lines = {f"from {new} import {name}" for _, new, name in RELOCATIONS}
+    lines |= {f"from transformers.pytorch_utils import {name}" for name in TO_PYTORCH_UTILS}
     lines |= {expected.splitlines()[-1] for _, expected in LAYER_NORM_CASES}
     for path in sorted(FIXTURES.glob("*.out.py")):
         source = path.read_text()
@@ -233,11 +235,13 @@ logger = logging.get_logger(__name__)
 def test_removed_pruning_helper_is_defined_after_the_imports(module: str) -> None:
     source = PRUNE_SOURCE.format(name=PRUNE).replace("transformers.pytorch_utils", module)
     output, findings = _fix(source)
-    assert [(f.line, f.fixed) for f in findings] == [(3, True)]
+    # modeling_utils's other two names move to pytorch_utils in the same fix
+    moved = 2 if module == "transformers.modeling_utils" else 0
+    assert [(f.line, f.fixed) for f in findings] == [(3, True)] * (1 + moved)
     head, definition = output.split("\n\n\ndef ")
     assert head == (
         "# model code\nimport math\nimport torch\n"
-        f"from {module} import apply_chunking_to_forward, prune_linear_layer\n"
+        "from transformers.pytorch_utils import apply_chunking_to_forward, prune_linear_layer\n"
         "from transformers.utils import logging"
     )
     assert definition.startswith(f"{PRUNE}(heads, n_heads, head_size, already_pruned_heads):")
@@ -307,3 +311,40 @@ def test_defined_pruning_helper_gives_transformers_4s_heads_and_rows() -> None:
     pruned = prune_linear_layer(layer, index)
     assert pruned.out_features == 4
     assert torch.equal(pruned.weight, layer.weight[[2, 3, 6, 7]])
+
+
+@pytest.mark.parametrize("name", sorted(TO_PYTORCH_UTILS))
+def test_modeling_utils_reexports_move_to_pytorch_utils(name: str) -> None:
+    output, findings = _fix(f"from transformers.modeling_utils import {name}\n")
+    assert output == f"from transformers.pytorch_utils import {name}\n"
+    assert [f.fixed for f in findings] == [True]
+    assert _fix(output) == (output, [])
+
+
+def test_modeling_utils_import_split_keeps_the_rest_and_defines_the_helper() -> None:
+    source = (
+        "import torch\n"
+        "from transformers.modeling_utils import (\n"
+        "    PreTrainedModel,\n"
+        "    Conv1D as GPTConv1D,\n"
+        f"    {PRUNE},\n"
+        "    prune_conv1d_layer,\n"
+        ")\n"
+    )
+    output, findings = _fix(source)
+    head = output.split("\n\n\ndef ")[0]
+    assert head == (
+        "import torch\n"
+        "from transformers.modeling_utils import (\n"
+        "    PreTrainedModel,\n"
+        "    prune_conv1d_layer,\n"
+        ")\n"
+        "from transformers.pytorch_utils import Conv1D as GPTConv1D"
+    )
+    assert f"def {PRUNE}(" in output
+    assert [(f.fixed, f.message.split()[0]) for f in findings] == [
+        (True, PRUNE),
+        (True, "Conv1D"),
+        (False, "prune_conv1d_layer"),
+    ]
+    assert _fix(output)[0] == output
