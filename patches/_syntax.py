@@ -16,7 +16,7 @@ import libcst as cst
 
 from patcher.tree import Tree
 from patches._args import argument
-from patches._names import walk
+from patches._names import BINDERS, bound_names, walk
 
 LOCAL_RANK = "local_rank"
 
@@ -201,6 +201,36 @@ def module_functions(module: cst.Module) -> dict[str, cst.FunctionDef]:
                 twice.add(name)
             found[name] = statement
     return {name: fn for name, fn in found.items() if name not in twice}
+
+
+def last_import(
+    module: cst.Module, skip: cst.CSTNode | None = None
+) -> cst.SimpleStatementLine | None:
+    """The module's last top-level import line, ``skip`` aside (a line a fix removes): where a
+    definition a fix adds for the module's code goes."""
+    last = None
+    for statement in module.body:
+        if statement is skip or not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        if any(isinstance(s, (cst.Import, cst.ImportFrom)) for s in statement.body):
+            last = statement
+    return last
+
+
+def module_binds(tree: Tree, name: str, besides: cst.CSTNode | None = None) -> bool:
+    """Whether the module's top level binds ``name`` (a def, a class, an import, an
+    assignment...), outside ``besides``."""
+    for node in walk(tree.module, into_scopes=False):
+        if besides is not None and tree.contains(besides, node):
+            continue
+        if isinstance(node, (cst.FunctionDef, cst.ClassDef)) and node.name.value == name:
+            return True
+        if isinstance(node, cst.ImportAlias) and node.asname is None:
+            if (dotted_name(node.name) or "").split(".")[0] == name:
+                return True
+        if isinstance(node, BINDERS) and any(b.value == name for b in bound_names(node)):
+            return True
+    return False
 
 
 @functools.lru_cache(maxsize=4)  # every rule asks, on the same version's text

@@ -10,15 +10,22 @@ patched script runs on either. Fast-tokenizer modules (gone in 5) and Longformer
 module become ``from transformers import ...``, valid in every release. ``BertLayerNorm`` was
 ``torch.nn.LayerNorm`` in every release that had it (2.0 to 3.x), so it becomes
 ``from torch.nn import LayerNorm as BertLayerNorm``. Formatting and aliases are kept.
+``find_pruneable_heads_and_indices`` (removed in 5, nothing replaces it; model files import it for
+their ``prune_heads``) leaves its import and is defined in the script after the last top-level
+import, with transformers 4's behaviour (``patches/_prune_heads.py``); an import that is not a
+module-level line of its own, or a name the module binds otherwise, is reported instead.
+``Conv1D``, ``apply_chunking_to_forward`` and ``prune_linear_layer`` imported from
+``transformers.modeling_utils`` (which re-exported them in 4, not in 5) move to a
+``from transformers.pytorch_utils import ...`` line of their own (the same objects in 4.40 and 5).
 
 Reported without a fix, because the replacement changes behaviour or signature:
 ``WarmupLinearSchedule`` and its siblings (the ``get_*_schedule*`` functions take
 ``num_warmup_steps``/``num_training_steps``, not ``warmup_steps``/``t_total``), ``cached_path``
 (``huggingface_hub.hf_hub_download`` downloads by repo and file name), ``AutoModelWithLMHead``
 (pick ``AutoModelForCausalLM``, ``AutoModelForMaskedLM`` or ``AutoModelForSeq2SeqLM``),
-``find_pruneable_heads_and_indices`` (removed in 5 with no replacement), and any name of a flat
-module that is not at its new path in both 4.40 and 5 (a flat-module import holding one is left
-whole and reported). ``import transformers.modeling_x`` is reported too: its uses would need
+``prune_conv1d_layer``, ``prune_layer`` and ``SequenceSummary`` (removed in 5), and any name of a
+flat module that is not at its new path in both 4.40 and 5 (a flat-module import holding one is
+left whole and reported). ``import transformers.modeling_x`` is reported too: its uses would need
 rewriting. ``AdamW`` belongs to PRT001.
 """
 
@@ -28,6 +35,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement
+from patches._prune_heads import define_helper
 from patches._syntax import dotted_name
 
 
@@ -170,6 +178,15 @@ RELOCATED["transformers.tokenization_longformer"] = (
     frozenset(["LongformerTokenizer"]),
 )
 
+#: Removed in transformers 5 (nothing replaces it); imported from these modules in 3.x and 4.x.
+PRUNE = "find_pruneable_heads_and_indices"
+PRUNE_MODULES = ("transformers.pytorch_utils", "transformers.modeling_utils")
+#: ``transformers.modeling_utils`` re-exported these from ``transformers.pytorch_utils`` in 4;
+#: 5 does not. The same objects are in ``pytorch_utils`` in 4.40 and 5.
+TO_PYTORCH_UTILS = frozenset({"Conv1D", "apply_chunking_to_forward", "prune_linear_layer"})
+_MODELING_UTILS = "transformers.modeling_utils"
+_PYTORCH_UTILS = "transformers.pytorch_utils"
+
 _SCHEDULE = (
     "{name} is gone since transformers 3: use {new}(optimizer, num_warmup_steps=...{more}), "
     "whose arguments differ"
@@ -222,10 +239,23 @@ REMOVED: dict[str, tuple[tuple[str, ...], str]] = {
         "AutoModelWithLMHead was removed in transformers 5: use AutoModelForCausalLM, "
         "AutoModelForMaskedLM or AutoModelForSeq2SeqLM, whichever head the model needs",
     ),
-    "find_pruneable_heads_and_indices": (
-        ("transformers.pytorch_utils", "transformers.modeling_utils"),
-        "find_pruneable_heads_and_indices was removed in transformers 5 and has no replacement "
-        "there: define the helper in the script (prune_linear_layer is still there)",
+    **{
+        name: (
+            PRUNE_MODULES,
+            f"{name} was removed in transformers 5 and has no replacement there: write it in "
+            "the script",
+        )
+        for name in ("prune_conv1d_layer", "prune_layer")
+    },
+    "SequenceSummary": (
+        (_MODELING_UTILS,),
+        "SequenceSummary (a head of transformers.modeling_utils) was removed in transformers 5: "
+        "write the summary head in the script",
+    ),
+    PRUNE: (
+        PRUNE_MODULES,
+        f"{PRUNE} was removed in transformers 5 and has no replacement there: define the helper "
+        "in the script (prune_linear_layer is still in transformers.pytorch_utils)",
     ),
 }
 #: Names of flat modules whose replacement is not a relocation (else: "not at the new path").
@@ -275,11 +305,11 @@ def _removed(module: str, name: str) -> str:
     return message if module in modules else ""
 
 
-def _without(names: list[cst.ImportAlias], drop: cst.ImportAlias) -> list[cst.ImportAlias]:
-    """``names`` without ``drop``; the name before it takes its comma, so lines stay lines."""
+def _without(names: list[cst.ImportAlias], *drops: cst.ImportAlias) -> list[cst.ImportAlias]:
+    """``names`` without ``drops``; the name before each takes its comma, so lines stay lines."""
     kept: list[cst.ImportAlias] = []
     for alias in names:
-        if alias is drop:
+        if any(alias is drop for drop in drops):
             if kept:
                 kept[-1] = kept[-1].with_changes(comma=alias.comma)
             continue
@@ -287,10 +317,41 @@ def _without(names: list[cst.ImportAlias], drop: cst.ImportAlias) -> list[cst.Im
     return kept
 
 
+def _moved_message(alias: cst.ImportAlias) -> str:
+    return (
+        f"{dotted_name(alias.name)} is not in {_MODELING_UTILS} in transformers 5: import it from "
+        f"{_PYTORCH_UTILS} (the same object in 4)"
+    )
+
+
+def _import_lines(
+    line: cst.SimpleStatementLine,
+    node: cst.ImportFrom,
+    kept: list[cst.ImportAlias],
+    moved: list[cst.ImportAlias],
+) -> list[cst.BaseStatement]:
+    """What replaces an import line: its ``kept`` names, then ``moved`` from pytorch_utils."""
+    lines: list[cst.BaseStatement] = []
+    if kept:
+        lines.append(line.with_changes(body=[node.with_changes(names=kept)]))
+    if moved:
+        separator = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+        aliases = [
+            a.with_changes(comma=separator if i < len(moved) - 1 else cst.MaybeSentinel.DEFAULT)
+            for i, a in enumerate(moved)
+        ]
+        statement = cst.SimpleStatementLine(
+            [cst.ImportFrom(module=_module_expr(_PYTORCH_UTILS), names=aliases)],
+            leading_lines=[] if lines else line.leading_lines,
+        )
+        lines.append(statement)
+    return lines
+
+
 class Transformers5Imports(Rule):
     code = "PRT009"
     name = "transformers5-imports"
-    summary = "Move imports from pre-4 transformers module paths; report removed names."
+    summary = "Move imports from pre-4 transformers module paths; define or report removed names."
     rationale = __doc__
     settles = True
     triggers = (
@@ -352,6 +413,30 @@ class Transformers5Imports(Rule):
         ),
         Example(
             before="""
+                import torch
+                from transformers.pytorch_utils import prune_linear_layer
+                from transformers.pytorch_utils import find_pruneable_heads_and_indices as find
+            """,
+            after='''
+                import torch
+                from transformers.pytorch_utils import prune_linear_layer
+
+
+                def find(heads, n_heads, head_size, already_pruned_heads):
+                    """transformers 4's helper, removed in 5: the heads not pruned yet, and the
+                    rows of the current n_heads * head_size that the layer keeps without them."""
+                    heads = set(heads) - set(already_pruned_heads)
+                    now = {h - sum(1 for p in already_pruned_heads if p < h) for h in heads}
+                    keep = [r for r in range(n_heads * head_size) if r // head_size not in now]
+                    return heads, torch.tensor(keep, dtype=torch.long)
+            ''',
+            messages=(
+                "find_pruneable_heads_and_indices was removed in transformers 5: defined in the "
+                "script with transformers 4's behaviour",
+            ),
+        ),
+        Example(
+            before="""
                 from transformers.models.bert.modeling_bert import BertModel
             """
         ),
@@ -370,7 +455,7 @@ class Transformers5Imports(Rule):
                     if _is_flat(module):
                         self._flat(ctx, line, node, module)
                     else:
-                        self._removed_names(ctx, node, module)
+                        self._removed_names(ctx, line, node, module)
         for attribute in tree.nodes(cst.Attribute):
             dotted = dotted_name(attribute) or ""
             head, _, name = dotted.rpartition(".")
@@ -384,13 +469,36 @@ class Transformers5Imports(Rule):
                 new = RELOCATED[module][0]
                 ctx.report(alias, f"{module} is gone since transformers 4: its names are in {new}")
 
-    def _removed_names(self, ctx: RuleContext, node: cst.ImportFrom, module: str) -> None:
+    def _removed_names(
+        self, ctx: RuleContext, line: cst.SimpleStatementLine, node: cst.ImportFrom, module: str
+    ) -> None:
         if isinstance(node.names, cst.ImportStar):
             return
-        for alias in node.names:
+        names = list(node.names)
+        moved = [
+            alias
+            for alias in names
+            if module == _MODELING_UTILS and dotted_name(alias.name) in TO_PYTORCH_UTILS
+        ]
+        if len(line.body) != 1:  # `from ... import x; y = 1`: one statement per line only
+            moved = []
+        prune = [a for a in names if dotted_name(a.name) == PRUNE and module in PRUNE_MODULES]
+        also = [(a, _moved_message(a)) for a in moved]
+        defined = bool(prune) and define_helper(
+            ctx,
+            line,
+            prune[0],
+            _import_lines(line, node, _without(names, *moved, prune[0]), moved),
+            also,
+        )
+        if moved and not defined:
+            replacement = _import_lines(line, node, _without(names, *moved), moved)
+            ctx.fix(moved[0], also[0][1], {line: replacement}, also[1:])
+        for alias in names:
             name = dotted_name(alias.name)
-            if name is not None and _removed(module, name):
-                ctx.report(alias, _removed(module, name))
+            if name is None or not _removed(module, name) or (defined and alias is prune[0]):
+                continue
+            ctx.report(alias, _removed(module, name))
 
     def _flat(
         self, ctx: RuleContext, line: cst.SimpleStatementLine, node: cst.ImportFrom, module: str

@@ -32,6 +32,8 @@ from patches._syntax import dotted_name, string_value
 #: (wheel module, function returning the language). PHP's wheel has two grammars; the scripts
 #: parse ``<?php ... ?>`` text, which is the ``php`` one.
 GRAMMARS: dict[str, tuple[str, str]] = {
+    "c": ("tree_sitter_c", "language"),
+    "cpp": ("tree_sitter_cpp", "language"),
     "c_sharp": ("tree_sitter_c_sharp", "language"),
     "go": ("tree_sitter_go", "language"),
     "java": ("tree_sitter_java", "language"),

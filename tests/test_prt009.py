@@ -18,8 +18,11 @@ from patcher.engine import fix_text
 from patches.prt009_transformers5_imports import (
     LAYER_NORM,
     NOT_MOVED,
+    PRUNE,
+    PRUNE_MODULES,
     RELOCATED,
     REMOVED,
+    TO_PYTORCH_UTILS,
     Transformers5Imports,
 )
 
@@ -54,7 +57,10 @@ LAYER_NORM_CASES = (
     ),
 )
 REPORTS = sorted(
-    (module, name, message) for name, (modules, message) in REMOVED.items() for module in modules
+    (module, name, message)
+    for name, (modules, message) in REMOVED.items()
+    for module in modules
+    if name != PRUNE  # defined in the script instead (below)
 )
 
 
@@ -140,11 +146,15 @@ def test_fixtures_are_idempotent() -> None:
 
 def _rewritten_import_lines() -> list[str]:
     lines = {f"from {new} import {name}" for _, new, name in RELOCATIONS}
+    lines |= {f"from transformers.pytorch_utils import {name}" for name in TO_PYTORCH_UTILS}
     lines |= {expected.splitlines()[-1] for _, expected in LAYER_NORM_CASES}
     for path in sorted(FIXTURES.glob("*.out.py")):
         source = path.read_text()
         output, _ = _fix(source)
+        untouched = set(path.with_name(path.name.replace(".out.", ".in.")).read_text().splitlines())
         for line in output.splitlines():
+            if line in untouched:  # a line the rule left (a reported import)
+                continue
             if line.startswith("from transformers") or line.startswith("from torch.nn"):
                 if not line.rstrip().endswith("("):
                     lines.add(line.split("#")[0].rstrip())
@@ -209,3 +219,132 @@ def test_named_replacements_exist() -> None:
     from transformers.pytorch_utils import prune_linear_layer  # noqa: F401
 
     assert LAYER_NORM == ("transformers.modeling_bert", "BertLayerNorm")
+
+
+PRUNE_SOURCE = """\
+# model code
+import math
+from transformers.pytorch_utils import apply_chunking_to_forward, {name}, prune_linear_layer
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+"""
+
+
+@pytest.mark.parametrize("module", PRUNE_MODULES)
+def test_removed_pruning_helper_is_defined_after_the_imports(module: str) -> None:
+    source = PRUNE_SOURCE.format(name=PRUNE).replace("transformers.pytorch_utils", module)
+    output, findings = _fix(source)
+    # modeling_utils's other two names move to pytorch_utils in the same fix
+    moved = 2 if module == "transformers.modeling_utils" else 0
+    assert [(f.line, f.fixed) for f in findings] == [(3, True)] * (1 + moved)
+    head, definition = output.split("\n\n\ndef ")
+    assert head == (
+        "# model code\nimport math\nimport torch\n"
+        "from transformers.pytorch_utils import apply_chunking_to_forward, prune_linear_layer\n"
+        "from transformers.utils import logging"
+    )
+    assert definition.startswith(f"{PRUNE}(heads, n_heads, head_size, already_pruned_heads):")
+    assert definition.endswith("\n\nlogger = logging.get_logger(__name__)\n")
+    assert _fix(output) == (output, [])
+
+
+def test_pruning_helper_alone_on_its_line_keeps_its_alias() -> None:
+    source = (
+        "import torch\n"
+        f"from transformers.modeling_utils import {PRUNE} as find_heads\n"
+        "from transformers import BertModel\n"
+    )
+    output, findings = _fix(source)
+    assert [f.fixed for f in findings] == [True]
+    assert output.startswith("import torch\nfrom transformers import BertModel\n\n\n")
+    assert "def find_heads(heads, n_heads, head_size, already_pruned_heads):" in output
+    assert PRUNE not in output.replace("def find_heads", "")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # inside a function: no module-level line to replace
+        f"def load():\n    from transformers.pytorch_utils import {PRUNE}\n    return {PRUNE}\n",
+        # the name is bound again at module level
+        f"from transformers.pytorch_utils import {PRUNE}\n{PRUNE} = None\n",
+        # ... or defined there already
+        f"from transformers.pytorch_utils import {PRUNE}\ndef {PRUNE}(*args):\n    pass\n",
+        # several statements on the line
+        f"from transformers.pytorch_utils import {PRUNE}; import os\n",
+    ],
+)
+def test_pruning_helper_is_reported_where_a_definition_is_not_certain(source: str) -> None:
+    output, findings = _fix(source)
+    assert output == source
+    assert [f.fixed for f in findings] == [False]
+    assert "define the helper in the script" in findings[0].message
+
+
+def test_defined_pruning_helper_gives_transformers_4s_heads_and_rows() -> None:
+    """transformers 4's documented behaviour: the heads to prune that are not pruned yet, and
+    the rows of the current layer to keep, where a head's rows now sit at its index less the
+    heads pruned before it."""
+    torch = pytest.importorskip("torch")
+    output, _ = _fix(f"import torch\nfrom transformers.pytorch_utils import {PRUNE}\n")
+    namespace: dict = {}
+    exec(compile(output, "<patched>", "exec"), namespace)
+    find = namespace[PRUNE]
+    # 4 heads of 2 rows, none pruned: prune head 1 -> rows 2, 3 go
+    heads, index = find([1], 4, 2, set())
+    assert heads == {1} and index.dtype == torch.long
+    assert index.tolist() == [0, 1, 4, 5, 6, 7]
+    # 5 heads, head 1 pruned before (4 left): pruning 1 again and 3 -> only 3, now at row
+    # block 2 (one pruned head below it)
+    heads, index = find([1, 3], 4, 2, {1})
+    assert heads == {3}
+    assert index.tolist() == [0, 1, 2, 3, 6, 7]
+    # nothing new to prune: every row stays
+    heads, index = find([0], 2, 3, {0})
+    assert heads == set() and index.tolist() == list(range(6))
+    # the rows kept prune a real layer to the heads left
+    from transformers.pytorch_utils import prune_linear_layer
+
+    layer = torch.nn.Linear(4, 8)
+    _, index = find([0, 2], 4, 2, set())
+    pruned = prune_linear_layer(layer, index)
+    assert pruned.out_features == 4
+    assert torch.equal(pruned.weight, layer.weight[[2, 3, 6, 7]])
+
+
+@pytest.mark.parametrize("name", sorted(TO_PYTORCH_UTILS))
+def test_modeling_utils_reexports_move_to_pytorch_utils(name: str) -> None:
+    output, findings = _fix(f"from transformers.modeling_utils import {name}\n")
+    assert output == f"from transformers.pytorch_utils import {name}\n"
+    assert [f.fixed for f in findings] == [True]
+    assert _fix(output) == (output, [])
+
+
+def test_modeling_utils_import_split_keeps_the_rest_and_defines_the_helper() -> None:
+    source = (
+        "import torch\n"
+        "from transformers.modeling_utils import (\n"
+        "    PreTrainedModel,\n"
+        "    Conv1D as GPTConv1D,\n"
+        f"    {PRUNE},\n"
+        "    prune_conv1d_layer,\n"
+        ")\n"
+    )
+    output, findings = _fix(source)
+    head = output.split("\n\n\ndef ")[0]
+    assert head == (
+        "import torch\n"
+        "from transformers.modeling_utils import (\n"
+        "    PreTrainedModel,\n"
+        "    prune_conv1d_layer,\n"
+        ")\n"
+        "from transformers.pytorch_utils import Conv1D as GPTConv1D"
+    )
+    assert f"def {PRUNE}(" in output
+    assert [(f.fixed, f.message.split()[0]) for f in findings] == [
+        (True, PRUNE),
+        (True, "Conv1D"),
+        (False, "prune_conv1d_layer"),
+    ]
+    assert _fix(output)[0] == output

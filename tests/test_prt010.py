@@ -128,3 +128,39 @@ def test_every_mapped_grammar_loads(name: str) -> None:
     parser = tree_sitter.Parser()
     parser.language = tree_sitter.Language(getattr(module, function)())
     assert parser.parse(b"").root_node is not None
+
+
+C_FAMILY = """\
+from tree_sitter import Language, Parser
+parsers = {}
+for lang in ['python', 'c', 'cpp', 'c_sharp']:
+    LANGUAGE = Language('parser/my-languages.so', lang)
+    parser = Parser()
+    parser.set_language(LANGUAGE)
+    if lang == "c_sharp":
+        parsers["csharp"] = parser
+    else:
+        parsers[lang] = parser
+"""
+
+
+def test_rewritten_loop_parses_c_and_cpp() -> None:
+    """LongCoder's loop names ``c`` and ``cpp``: their wheels load and parse each language."""
+    pytest.importorskip("tree_sitter")
+    for module in ("tree_sitter_c", "tree_sitter_cpp", "tree_sitter_c_sharp", "tree_sitter_python"):
+        pytest.importorskip(module)
+    output, findings = fix_text(C_FAMILY, _rules())
+    assert [f.fixed for f in findings] == [True, True]
+    assert '    "c": tree_sitter_c.language,\n    "cpp": tree_sitter_cpp.language,\n' in output
+    namespace: dict = {}
+    exec(compile(output, "<patched>", "exec"), namespace)
+    parsers = namespace["parsers"]
+    assert sorted(parsers) == ["c", "cpp", "csharp", "python"]
+
+    c = parsers["c"].parse(b"int add(int a, int b) { return a + b; }\n").root_node
+    assert not c.has_error and c.children[0].type == "function_definition"
+    cpp = parsers["cpp"].parse(b"template <typename T> T twice(T x) { return x * 2; }\n")
+    assert not cpp.root_node.has_error
+    assert cpp.root_node.children[0].type == "template_declaration"
+    # C has no templates: the C grammar really is a different one
+    assert parsers["c"].parse(b"template <typename T> T twice(T x);\n").root_node.has_error
