@@ -36,14 +36,20 @@ def waiting_gate(m: RankModel, call: cst.Call) -> tuple[cst.If, cst.BaseExpressi
     whose test has one local-rank term that is true on ranks other than 0 and false on rank 0
     and in a lone process (``not in [-1, 0]``); (the ``if``, that term)."""
     tree = m.tree
-    line = tree.parent(tree.parent(call))
-    block = tree.parent(line)
+    small = tree.parent(call)
+    holder = tree.parent(small)  # the line, or the one-line body ``if ...: barrier()``
+    if isinstance(holder, cst.SimpleStatementLine):
+        block = tree.parent(holder)
+        alone = isinstance(block, cst.IndentedBlock) and len(block.body) == 1
+    else:
+        block = holder
+        alone = isinstance(block, cst.SimpleStatementSuite)
     gate = tree.parent(block)
     if not (
-        isinstance(line, cst.SimpleStatementLine)
-        and len(line.body) == 1
-        and isinstance(block, (cst.IndentedBlock, cst.SimpleStatementSuite))
-        and len(block.body) == 1
+        isinstance(small, cst.Expr)
+        and isinstance(holder, (cst.SimpleStatementLine, cst.SimpleStatementSuite))
+        and len(holder.body) == 1
+        and alone
         and isinstance(gate, cst.If)
         and gate.orelse is None
     ):
@@ -96,20 +102,31 @@ def _other_terms(test: cst.BaseExpression) -> list[str]:
     return sorted(code(t) for t in conjuncts(test) if rank_comparison(t) is None)
 
 
-def sure_pair(m: RankModel, gate: cst.If, half: cst.Call) -> bool:
-    """Whether rank 0 reaches ``half`` whenever the others reach the waiting half: each test
-    around ``half`` and not around ``gate`` is true on rank 0, or is a rank-0 test with the
-    same other terms as the waiting half's (``== 0 and not evaluate``), and ``half`` is in no
-    loop the waiting half is not in."""
+def unsure(m: RankModel, gate: cst.If, half: cst.Call) -> str | None:
+    """Why rank 0 may skip ``half`` while the others wait in the waiting half (``gate``), as
+    words ("inside `if not args.do_visualize`", "inside a loop"); None when it surely reaches
+    it: each test around ``half`` and not around ``gate`` is true on rank 0, or is a rank-0
+    test with the same other terms as the waiting half's (``== 0 and not evaluate``), and
+    ``half`` is in no loop the waiting half is not in."""
     shared = {id(test) for test, _ in m.conditions(gate)}
     for test, wanted in m.conditions(half):
         if id(test) in shared or truth(test, RANK0) is wanted:
             continue
-        if not (wanted and _other_terms(test) == _other_terms(gate.test)):
-            return False
-        if not any(truth(t, RANK0) is True for t in conjuncts(test)):
-            return False
-    return _loops(m, half) <= _loops(m, gate)
+        if not (
+            wanted
+            and _other_terms(test) == _other_terms(gate.test)
+            and any(truth(t, RANK0) is True for t in conjuncts(test))
+        ):
+            branch = "" if wanted else "the else of "
+            return f"inside {branch}`if {code(test)}`"
+    if not _loops(m, half) <= _loops(m, gate):
+        return "inside a loop the waiting half is not in"
+    return None
+
+
+def sure_pair(m: RankModel, gate: cst.If, half: cst.Call) -> bool:
+    """Whether rank 0 reaches ``half`` whenever the others reach the waiting half."""
+    return unsure(m, gate, half) is None
 
 
 def unsure_halves(m: RankModel) -> set[int]:

@@ -44,7 +44,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around
-from patches._barriers import code, halves, is_barrier, is_rank_zero_half, sure_pair
+from patches._barriers import code, halves, is_barrier, is_rank_zero_half, unsure
 from patches._gates import rank_comparison
 from patches._names import walk
 from patches._ranks import RANK0, RankModel, model
@@ -95,10 +95,11 @@ def _callees(m: RankModel, node: cst.CSTNode) -> set[str]:
 def _placement(m: RankModel, gate: cst.If) -> cst.CSTNode | str:
     """The statement rank 0's half goes right before, or why there is no certain one."""
     block = m.tree.parent(gate)
-    siblings = getattr(block, "body", None)
-    if not isinstance(block, (cst.IndentedBlock, cst.Module)) or not isinstance(siblings, tuple):
+    siblings = list(getattr(block, "body", ()))
+    if not isinstance(block, (cst.IndentedBlock, cst.Module)):
         return "the waiting half is not a statement of its own block"
-    for statement in siblings[siblings.index(gate) + 1 :]:
+    index = next(i for i, statement in enumerate(siblings) if statement is gate)
+    for statement in siblings[index + 1 :]:
         joined = _collective_on_rank_zero(m, statement, gate)
         if joined is not None:
             if not isinstance(statement, (cst.SimpleStatementLine, cst.If)):
@@ -221,20 +222,19 @@ class CompleteBarrierPair(Rule):
             barrier = code(call)
             hand = _HAND.format(test=test, call=barrier)
             if half is not None:
-                line = ctx.tree.position(half)[0]
-                if not sure_pair(m, gate, half):
+                if (why := unsure(m, gate, half)) is not None:
                     ctx.report(
                         call,
-                        f"rank 0 reaches its half of this barrier (line {line}) only on some "
-                        "paths; on the others it never joins while the other ranks wait (hang): "
-                        f"{hand}, on every path",
+                        f"rank 0 reaches its half of this barrier only on some paths (it is "
+                        f"{why}); on the others it never joins while the other ranks wait "
+                        f"(hang): {hand}, on every path",
                     )
                 elif (joined := _between(m, gate, half)) is not None:
                     ctx.report(
                         call,
-                        f"rank 0 reaches {code(joined.func)}() before its half of this barrier "
-                        f"(line {line}), a collective the other ranks, waiting here, never join "
-                        f"(hang): {hand}, before it",
+                        f"rank 0 reaches {code(joined.func)}() before its half of this barrier, "
+                        "a collective the other ranks, waiting here, never join (hang): "
+                        f"{hand}, before it",
                     )
                 continue
             where = _placement(m, gate)
