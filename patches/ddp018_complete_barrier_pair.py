@@ -34,6 +34,9 @@ The engine's post-condition sees pairs the same way (``patches/_barriers.py``): 
 rank 0 may skip is no pair, so DDP001 does not wake such a barrier up (DNABERT's
 ``run_finetune.py`` closes its model-loading pair only when neither ``--do_visualize`` nor
 ``--do_ensemble_pred`` is given); with rank 0's half added, DDP001's read of LOCAL_RANK stands.
+The rule judges the script with its rank awake (as DDP001 leaves it), also while it is still
+dormant, so both fixes are made in the same pass and the post-condition judges them together; in
+a script whose rank stays dormant the added half is dead code (``local_rank`` is -1 everywhere).
 The added half is a collective of its own, which the other rules' analyses see: the rule does not
 settle.
 """
