@@ -22,6 +22,7 @@ from patches.ddp014_wrap_sharded_model import WrapShardedModel
 from patches.ddp015_rank_zero_object_calls import RankZeroObjectCalls
 from patches.ddp016_convert_dataparallel import ConvertDataParallel
 from patches.ddp017_distributed_evaluation import DistributedEvaluation
+from patches.ddp018_complete_barrier_pair import CompleteBarrierPair
 from patches.prt001_torch_adamw import TorchAdamW
 from patches.prt002_optional_tensorboard import OptionalTensorboard
 from patches.prt003_distributed_setup_on_cpu import DistributedSetupOnCpu
@@ -63,6 +64,7 @@ RULES = (
     RankZeroObjectCalls,
     ConvertDataParallel,
     DistributedEvaluation,
+    CompleteBarrierPair,
     TorchAdamW,
     OptionalTensorboard,
     DistributedSetupOnCpu,

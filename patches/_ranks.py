@@ -395,13 +395,20 @@ def _paired(
     """The template's barrier pair: ``if local_rank not in [-1, 0]: barrier()`` before a step
     and ``if local_rank == 0: barrier()`` after it, in one function. Each half is reached by a
     strict subset of the ranks, together by every rank once: rank 0 does the step while the
-    others wait. Calls of one collective whose rank sets complement each other pair up."""
+    others wait. Calls of one collective whose rank sets complement each other pair up, except
+    a rank-0 half that rank 0 reaches only on some of the paths on which the others wait
+    (:func:`patches._barriers.unsure_halves`: ``if not args.do_predict:`` around it alone)."""
+    from patches._barriers import unsure_halves  # it builds on this module
+
     found: set[int] = set()
+    unsure = unsure_halves(m) if partial else set()
     for i, (first, runs, joined) in enumerate(partial):
-        if id(first) in found:
+        if id(first) in found or id(first) in unsure:
             continue
         for second, other, name in partial[i + 1 :]:
             if id(second) in found or name != joined or m.scope(second) is not m.scope(first):
+                continue
+            if id(second) in unsure:
                 continue
             if all((runs[k] is False) != (other[k] is False) for k in (RANK0, OTHER)):
                 found |= {id(first), id(second)}

@@ -4,10 +4,12 @@
 rank but 0 at ``torch.distributed.barrier()`` before it reads the training file ("the others will
 use the cache"), but the matching rank-0 barrier after the read is missing: with the rank read
 from LOCAL_RANK, rank 0 would go on into DistributedDataParallel's constructor and wait for rank
-1, which waits at the barrier (a hang). No rule pairs such a barrier yet, so DDP001 is withdrawn
-and says why: the processes run as lone copies, as they do unpatched under a modern launcher.
-Verify then stops earlier still: upstream's ``models.py`` hard-codes RoBERTa-base's 768-wide
-head, which the tiny model does not have.
+1, which waits at the barrier (a hang). DDP018 adds rank 0's half right before ``train(...)``,
+so DDP001's read of LOCAL_RANK stands. Upstream's ``models.py`` hard-codes RoBERTa-base's width
+(``nn.Linear(768*4, 768)``): the target asks for a tiny RoBERTa 768 wide (``hidden_size``).
+Verify then gets both ranks training together and stops at the next thing today's stack
+refuses: ``models.py`` hands ``BCELoss`` a ``[batch, 1]`` output and ``[batch]`` labels, a
+ValueError since torch 1.x; with that line written for today's torch every check passes.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from corpus_runs import ROOTS, find_script, run_verify
-from patcher.verify.targets import identify, load_targets
+from corpus_runs import ROOTS, edited_copy, find_script, run_verify
+from patcher.verify.targets import TargetError, identify, load_targets
 from patcher.verify.tasks.webquery import webquery
 
 NAME = "codexglue-nl-code-search-webquery"
@@ -43,23 +45,68 @@ def test_identified_by_sha256() -> None:
 
 @pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeXGLUE checkout")
 @pytest.mark.slow
-def test_reading_local_rank_is_withdrawn_for_the_unpaired_barrier() -> None:
+def test_the_barrier_is_paired_and_local_rank_is_read() -> None:
     from patcher.engine import fix_text
     from patcher.registry import all_rules
     from patcher.source import read_source
 
-    _, findings = fix_text(read_source(find_script(RELATIVE)).text, all_rules())
-    (ddp001,) = [f for f in findings if f.code == "DDP001"]
-    assert not ddp001.fixed
-    assert "not rewritten: torch.distributed.barrier is a collective and only ranks other" in (
-        ddp001.message
+    output, findings = fix_text(read_source(find_script(RELATIVE)).text, all_rules())
+    fixed = {f.code: f.fixed for f in findings if f.code in ("DDP001", "DDP018")}
+    assert fixed == {"DDP001": True, "DDP018": True}
+    assert (
+        "        train_dataset = TextDataset(tokenizer, args, train_data_path, type='train')\n"
+        "        if args.local_rank == 0:\n"
+        "            torch.distributed.barrier()\n"
+        "        train(args, train_dataset, model, tokenizer)\n"
+    ) in output
+
+
+def test_the_target_asks_for_a_768_wide_model() -> None:
+    assert load_targets()[NAME].hidden_size == 768
+
+
+@pytest.mark.parametrize("value", ["768", 767, -2, True])
+def test_a_hidden_size_the_tiny_models_cannot_take_is_refused(
+    tmp_path: Path, value: object
+) -> None:
+    (tmp_path / "t.toml").write_text(
+        'name = "t"\ntitle = "t"\nrepo = "r"\npath = "p.py"\nmodel_type = "roberta"\n'
+        f'dataset = "defect"\nargs = []\nhidden_size = {json.dumps(value)}\n'
     )
+    with pytest.raises(TargetError, match=r"hidden_size .* must be a positive even number"):
+        load_targets(tmp_path)
 
 
 @pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeXGLUE checkout")
 @pytest.mark.slow
-def test_verify_stops_at_the_hard_coded_head_width() -> None:
+def test_verify_trains_on_both_ranks_and_stops_at_the_loss_shape() -> None:
     pytest.importorskip("torch")
     code, report = run_verify(find_script(RELATIVE).as_posix(), "--timeout", "90")
     assert code == 1 and report["target"] == NAME
-    assert "mat1 and mat2 shapes cannot be multiplied" in report["verdict"]
+    assert "mat1 and mat2" not in report["verdict"]
+    assert (
+        "Using a target size (torch.Size([2])) that is different to the input size"
+        in (report["verdict"])
+    )
+    rows = {row["check"]: (row["ok"], row["evidence"]) for row in report["checks"]}
+    assert rows["ranks joined"][0] is True
+    assert "ranks 0, 1, world size 2" in rows["ranks joined"][1]
+
+
+@pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeXGLUE checkout")
+@pytest.mark.slow
+def test_with_the_loss_written_for_todays_torch_it_passes(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    edits = {
+        "models.py": {
+            "self.loss_func(logits, labels.float())": (
+                "self.loss_func(logits.view(-1), labels.float())"
+            )
+        }
+    }
+    code_dir = edited_copy(find_script(RELATIVE).parent, tmp_path / "code", edits)
+    code, report = run_verify((code_dir / "run_classifier.py").as_posix(), "--timeout", "90")
+    assert code == 0, report["verdict"] + "\n" + report["log_tail"]
+    rows = {row["check"]: row["evidence"] for row in report["checks"]}
+    assert rows["replicas in sync"].startswith("ranks 0, 1 hold identical parameters")
+    assert rows["results complete"].startswith("predictions.txt: 8 of 8 lines, in order")

@@ -161,3 +161,22 @@ def test_the_longformer_stand_in_has_per_layer_windows_and_robertas_ids(
     model = LongformerModel.from_pretrained(str(directory))
     ids = tokenizer(TEXT, return_tensors="pt").input_ids
     assert model(ids).last_hidden_state.shape == (*ids.shape, config.hidden_size)
+
+
+def test_a_target_width_builds_a_model_that_wide_in_its_own_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WebQuery's head is hard-coded 768 wide: its target asks for a tiny RoBERTa that wide,
+    with the family's few layers and heads (``hidden_size`` in the target)."""
+    from transformers import AutoConfig, RobertaModel
+
+    monkeypatch.setenv("DDPFIX_CACHE", str(tmp_path))
+    directory, cached = models.ensure_model("roberta", 768)
+    assert not cached and directory != models.model_path("roberta")
+    config = AutoConfig.from_pretrained(directory)
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (768, 2, 2)
+    pooled = RobertaModel.from_pretrained(directory)(torch.tensor([[0, 5, 2]]))[1]
+    assert pooled.shape == (1, 768)
+    assert models.ensure_model("roberta", 768) == (directory, True)
+    with pytest.raises(ValueError, match="not a positive multiple of 2"):
+        models.ensure_model("roberta", 767)

@@ -342,8 +342,10 @@ def _inputs(
     report.family = chosen
     model_dir: Path | None = None
     if chosen is not None:
-        say(f"building a tiny {chosen} model (cached after the first run)")
-        model_dir, report.model_cached = ensure_model(chosen)
+        width = target.hidden_size if target is not None else 0
+        wide = f", {width} wide" if width else ""
+        say(f"building a tiny {chosen} model{wide} (cached after the first run)")
+        model_dir, report.model_cached = ensure_model(chosen, width)
         args = families.substitute_models(args, str(model_dir))
     if target is not None:
         assert model_dir is not None

@@ -64,21 +64,28 @@ def _versions() -> str:
     return f"torch{version('torch')}-tf{version('transformers')}-tok{version('tokenizers')}"
 
 
-def model_path(model_type: str) -> Path:
-    return cache_root() / "models" / f"{model_type}-{_versions()}-v{BUILD_VERSION}"
+def model_path(model_type: str, hidden_size: int = 0) -> Path:
+    """Where the tiny model is cached; one of another width (``hidden_size``) is another model."""
+    width = f"-h{hidden_size}" if hidden_size else ""
+    return cache_root() / "models" / f"{model_type}{width}-{_versions()}-v{BUILD_VERSION}"
 
 
-def ensure_model(model_type: str) -> tuple[Path, bool]:
-    """The directory of a tiny ``model_type`` model and tokenizer; True when it was cached."""
+def ensure_model(model_type: str, hidden_size: int = 0) -> tuple[Path, bool]:
+    """The directory of a tiny ``model_type`` model and tokenizer; True when it was cached.
+    ``hidden_size`` (0: the family's tiny width) makes it that wide, keeping its few layers,
+    heads and small vocabulary: for a script whose own code hard-codes the pretrained model's
+    width (WebQuery's ``nn.Linear(768*4, 768)`` head)."""
     if model_type not in MODEL_TYPES:
         raise ValueError(f"no tiny model for model type {model_type!r} (have {MODEL_TYPES})")
-    final = model_path(model_type)
+    if hidden_size and (hidden_size < 0 or hidden_size % _HEADS):
+        raise ValueError(f"hidden size {hidden_size} is not a positive multiple of {_HEADS}")
+    final = model_path(model_type, hidden_size)
     if (final / "ddpfix-built").exists():
         return final, True
     final.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{model_type}-", dir=final.parent))
     try:
-        _build(model_type, building)
+        _build(model_type, building, hidden_size)
         (building / "ddpfix-built").write_text("ok\n")
         try:
             building.rename(final)
@@ -166,6 +173,11 @@ _FAMILIES: dict[str, tuple[str, dict, str, dict, str]] = {
 }
 
 
+#: What each family's config calls the model width, and the attention heads every family has
+#: (a width asked for must split among them).
+_WIDTH_KEYS = ("hidden_size", "n_embd", "d_model")
+_HEADS = 2
+
 #: CodeReviewer (``microsoft/codereviewer``): CodeT5's T5 with its BPE in CodeT5's special-token
 #: order plus :data:`REVIEWER_TOKENS`.
 _FAMILIES["t5-reviewer"] = _FAMILIES["t5"]
@@ -207,12 +219,21 @@ def _quiet_libraries() -> Iterator[None]:
             hub.enable_progress_bars()
 
 
-def _build(model_type: str, out: Path) -> None:
+def _build(model_type: str, out: Path, hidden_size: int = 0) -> None:
     with _quiet_libraries():
-        _build_quietly(model_type, out)
+        _build_quietly(model_type, out, hidden_size)
 
 
-def _build_quietly(model_type: str, out: Path) -> None:
+def _widened(sizes: dict, hidden_size: int) -> dict:
+    """``sizes`` with the model width set to ``hidden_size`` (0: as it is), under the name the
+    family's config gives it."""
+    if not hidden_size:
+        return sizes
+    key = next(k for k in _WIDTH_KEYS if k in sizes)
+    return {**sizes, key: hidden_size}
+
+
+def _build_quietly(model_type: str, out: Path, hidden_size: int = 0) -> None:
     import torch
     import transformers
 
@@ -243,6 +264,7 @@ def _build_quietly(model_type: str, out: Path) -> None:
             f"{name}_token_id": special.index(token)
             for name, token in (("bos", "<s>"), ("pad", "<pad>"), ("eos", "</s>"))
         }
+    sizes = _widened(sizes, hidden_size)
     config = getattr(transformers, config_class)(vocab_size=vocab_size, **ids, **sizes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)

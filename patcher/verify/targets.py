@@ -54,6 +54,10 @@ class Target:
     #: Where the script reads its data from when no flag names it, relative to its directory
     #: (TypePrediction's dataset builder reads ``../dataset``); verify puts the data there too.
     data_at: str = ""
+    #: The width of the tiny model (0: the family's own, 64): a script whose own code hard-codes
+    #: the pretrained model's width (WebQuery's head, ``nn.Linear(768*4, 768)``) gets a tiny model
+    #: that wide, with the family's few layers and heads and small vocabulary.
+    hidden_size: int = 0
 
     def script_args(self, *, model: Path, data: Path, output: Path) -> list[str]:
         values = {"model": str(model), "data": str(data), "output": str(output)}
@@ -89,6 +93,7 @@ def _target(path: Path) -> Target:
             results=results,
             fingerprint=frozenset(data.get("fingerprint", [])),
             data_at=_data_at(path, data.get("data_at", "")),
+            hidden_size=_hidden_size(path, data.get("hidden_size", 0)),
         )
     except (KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
         raise TargetError(f"{path}: invalid target manifest ({exc})") from None
@@ -100,6 +105,14 @@ def _data_at(path: Path, value: str) -> str:
     inside = posixpath.normpath(posixpath.join("code", value)) if value else ""
     if value and (value.startswith("/") or inside in ("", ".", "code") or inside.startswith("..")):
         raise TargetError(f"{path.name}: data_at {value!r} must name a directory in the sandbox")
+    return value
+
+
+def _hidden_size(path: Path, value: object) -> int:
+    """``value`` if it is a width the tiny models can take: a positive even whole number (their
+    two attention heads split it)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value % 2:
+        raise TargetError(f"{path.name}: hidden_size {value!r} must be a positive even number")
     return value
 
 
