@@ -4,10 +4,13 @@ transformers 5 removed the helper and nothing replaces it, so a model file that 
 its ``prune_heads``, which fine-tuning never calls) cannot even be imported. Its behaviour is small
 and documented: given the heads to prune, the current head count and size, and the heads pruned
 before, it returns the heads not pruned yet and the indices of the weight rows the layer keeps.
-The fix drops the name from the import and defines the helper, with that behaviour, after the
-module's last top-level import, under the name the script uses. It is not applied, and PRT009
-reports the import instead, when the import is not a module-level statement of its own line or
-the module binds that name in another way.
+The fix drops the name from the import and defines the helper, with that behaviour, under the
+name the script uses, after the last top-level import that comes before the module's first
+other top-level statement, so it exists before any top-level code (``if __name__ ==
+"__main__": main()``) runs; the comments above an import line the fix removes go with the
+helper. Without such an import the helper takes the import line's place (the very point the
+import bound it). It is not applied, and PRT009 reports the import instead, when the import is
+not a module-level statement of its own line or the module binds that name in another way.
 """
 
 from __future__ import annotations
@@ -41,6 +44,15 @@ def helper(name: str) -> cst.FunctionDef:
     return definition.with_changes(leading_lines=[cst.EmptyLine(), cst.EmptyLine()])
 
 
+def _comments(line: cst.SimpleStatementLine) -> list[cst.EmptyLine]:
+    """The comment lines above ``line`` (with the blank lines between them), blank lines before
+    the first comment left out."""
+    lines = list(line.leading_lines)
+    while lines and lines[0].comment is None:
+        lines.pop(0)
+    return lines
+
+
 def define_helper(
     ctx: RuleContext,
     line: cst.SimpleStatementLine,
@@ -58,13 +70,17 @@ def define_helper(
         return False
     definition = helper(bound.value)
     replacements: dict[cst.CSTNode, Replacement] = {}
-    last = last_import(tree.module, skip=line if not remaining else None)
-    if last is None:  # the import was the module's only one: the helper takes its place
+    last = last_import(tree.module, skip=line if not remaining else None, before_code=True)
+    if last is None and not remaining:  # no import before it: the helper takes its place
         replacements[line] = [definition.with_changes(leading_lines=line.leading_lines)]
-    elif last is line:
+    elif last is None or last is line:
         replacements[line] = [*remaining, definition]
     else:
         replacements[line] = remaining
+        if not remaining:  # the comments above the removed line go with what replaces it
+            definition = definition.with_changes(
+                leading_lines=[*definition.leading_lines, *_comments(line)]
+            )
         replacements[last] = Around(after=(definition,))
     ctx.fix(
         alias,

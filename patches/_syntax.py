@@ -203,16 +203,42 @@ def module_functions(module: cst.Module) -> dict[str, cst.FunctionDef]:
     return {name: fn for name, fn in found.items() if name not in twice}
 
 
+_IMPORTS = (cst.Import, cst.ImportFrom)
+
+
+def _docstring(statement: cst.BaseStatement) -> bool:
+    return (
+        isinstance(statement, cst.SimpleStatementLine)
+        and len(statement.body) == 1
+        and isinstance(statement.body[0], cst.Expr)
+        and isinstance(statement.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    )
+
+
 def last_import(
-    module: cst.Module, skip: cst.CSTNode | None = None
+    module: cst.Module,
+    skip: cst.CSTNode | None = None,
+    kind: type[cst.BaseSmallStatement] | tuple[type[cst.BaseSmallStatement], ...] = _IMPORTS,
+    *,
+    before_code: bool = False,
 ) -> cst.SimpleStatementLine | None:
-    """The module's last top-level import line, ``skip`` aside (a line a fix removes): where a
-    definition a fix adds for the module's code goes."""
+    """The module's last top-level line holding an import of ``kind``, ``skip`` aside (a line a
+    fix removes): where an import a fix adds goes.
+
+    ``before_code=True``: the last such line before the first top-level statement that runs code
+    (anything but a line of imports or the docstring: ``if __name__ == "__main__": main()``,
+    ``sys.path.append(...)``, a ``try`` around imports), so that a definition a fix adds for the
+    module's code exists before any of it can run; None when there is none."""
     last = None
-    for statement in module.body:
-        if statement is skip or not isinstance(statement, cst.SimpleStatementLine):
+    for index, statement in enumerate(module.body):
+        if not isinstance(statement, cst.SimpleStatementLine):
+            if before_code:
+                break
             continue
-        if any(isinstance(s, (cst.Import, cst.ImportFrom)) for s in statement.body):
+        imports = [isinstance(s, _IMPORTS) for s in statement.body]
+        if before_code and not all(imports) and not (index == 0 and _docstring(statement)):
+            break
+        if statement is not skip and any(isinstance(s, kind) for s in statement.body):
             last = statement
     return last
 

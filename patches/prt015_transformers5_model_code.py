@@ -6,8 +6,11 @@ the first forward:
 
 - ``self.get_extended_attention_mask(mask, shape)``: 5 removed the method from
   ``PreTrainedModel`` (AttributeError). The call becomes ``get_extended_attention_mask(self,
-  mask, shape)``, a module function the rule adds after the last import with transformers 4's
-  behaviour (``patches/_extended_mask.py``). It is rewritten only when ``self`` is the method's
+  mask, shape)``, a module function with transformers 4's behaviour
+  (``patches/_extended_mask.py``) the rule adds after the last import that comes before the
+  module's first other top-level statement (so it exists before top-level code such as ``if
+  __name__ == "__main__": main()`` runs; no such import: reported). It is rewritten only when
+  ``self`` is the method's
   first parameter (not a static or class method), never rebound, and the class derives from
   transformers through classes of this module (and ``nn.Module``) none of which defines the
   method. A class with a base from another module is reported (it may define the method);
@@ -305,7 +308,7 @@ class Transformers5ModelCode(Rule):
             return
         first = fixes[0][0]
         message = f"{_extended_mask.NAME} was removed from PreTrainedModel in transformers 5"
-        last = last_import(tree.module)
+        last = last_import(tree.module, before_code=True)
         if last is None or module_binds(tree, _extended_mask.NAME):
             for call, _ in fixes:
                 ctx.report(call, f"{message}: the module has no place for the helper")

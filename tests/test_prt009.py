@@ -348,3 +348,20 @@ def test_modeling_utils_import_split_keeps_the_rest_and_defines_the_helper() -> 
         (False, "prune_conv1d_layer"),
     ]
     assert _fix(output)[0] == output
+
+
+def test_helper_exists_before_top_level_code_runs_and_keeps_the_comment(tmp_path) -> None:
+    """Fixture helper_before_main: the import's comment moves with the helper, which goes
+    before the top-level code that calls it (not after the late ``import sys``), so the
+    rewritten file runs as a script and prunes as transformers 4 did."""
+    pytest.importorskip("torch")
+    source = (FIXTURES / "helper_before_main.in.py").read_text()
+    output, findings = _fix(source)
+    assert [f.fixed for f in findings] == [True]
+    assert "# pruning is done the BERT way, see prune_heads\ndef " + PRUNE in output
+    assert output.index(f"def {PRUNE}(") < output.index('if __name__ == "__main__":')
+    script = tmp_path / "attention.py"
+    script.write_text(output)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "tensor([0, 1, 4, 5, 6, 7])"
