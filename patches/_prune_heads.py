@@ -24,13 +24,20 @@ from patcher.tree import Around, Replacement
 from patches._syntax import dotted_name, last_import, module_binds
 
 #: transformers 4's behaviour: ``heads`` less those already pruned; a head's rows in the layer
-#: now sit at its index less the pruned heads below it; every other row is kept, in order.
+#: now sit at its index less the pruned heads below it (4 indexed a tensor with it: negative
+#: counts from the end, out of range raises IndexError); every other row is kept, in order.
+#: (4 required a set of pruned heads; any iterable is taken here.)
 HELPER = '''
 def {name}(heads, n_heads, head_size, already_pruned_heads):
     """transformers 4's helper, removed in 5: the heads not pruned yet, and the
     rows of the current n_heads * head_size that the layer keeps without them."""
     heads = set(heads) - set(already_pruned_heads)
-    now = {{h - sum(1 for p in already_pruned_heads if p < h) for h in heads}}
+    now = set()
+    for head in heads:
+        index = head - sum(1 for p in already_pruned_heads if p < head)
+        if not -n_heads <= index < n_heads:
+            raise IndexError(f"head {{head}} is out of range for {{n_heads}} heads")
+        now.add(index % n_heads)
     keep = [r for r in range(n_heads * head_size) if r // head_size not in now]
     return heads, torch.tensor(keep, dtype=torch.long)
 '''
