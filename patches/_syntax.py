@@ -243,20 +243,43 @@ def last_import(
     return last
 
 
-def module_binds(tree: Tree, name: str, besides: cst.CSTNode | None = None) -> bool:
+def module_binds(
+    tree: Tree, name: str, besides: cst.CSTNode | None = None, *, imports_only: bool = False
+) -> bool:
     """Whether the module's top level binds ``name`` (a def, a class, an import, an
-    assignment...), outside ``besides``."""
+    assignment...), outside ``besides``; ``imports_only``: by an import (``import numpy as
+    np``, ``import torch.nn`` binds ``torch``)."""
     for node in walk(tree.module, into_scopes=False):
         if besides is not None and tree.contains(besides, node):
             continue
-        if isinstance(node, (cst.FunctionDef, cst.ClassDef)) and node.name.value == name:
-            return True
         if isinstance(node, cst.ImportAlias) and node.asname is None:
             if (dotted_name(node.name) or "").split(".")[0] == name:
                 return True
+        if imports_only:
+            if isinstance(node, cst.AsName) and isinstance(tree.parent(node), cst.ImportAlias):
+                if isinstance(node.name, cst.Name) and node.name.value == name:
+                    return True
+            continue
+        if isinstance(node, (cst.FunctionDef, cst.ClassDef)) and node.name.value == name:
+            return True
         if isinstance(node, BINDERS) and any(b.value == name for b in bound_names(node)):
             return True
     return False
+
+
+def method_self(tree: Tree, fn: cst.FunctionDef) -> tuple[cst.ClassDef, str] | None:
+    """The class ``fn`` is a method of (defined directly in its body) and the name of its
+    instance parameter (the first positional one); None outside a class, for a static or class
+    method, or without positional parameters. Other decorators (``@torch.no_grad()``, a
+    docstring decorator) keep the instance first."""
+    owner = tree.parent(tree.parent(fn))
+    if not isinstance(owner, cst.ClassDef):
+        return None
+    decorators = {dotted_name(d.decorator) for d in fn.decorators}
+    params = [*fn.params.posonly_params, *fn.params.params]
+    if decorators & {"staticmethod", "classmethod"} or not params:
+        return None
+    return owner, params[0].name.value
 
 
 @functools.lru_cache(maxsize=4)  # every rule asks, on the same version's text

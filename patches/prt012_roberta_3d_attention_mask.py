@@ -58,7 +58,13 @@ from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement, Tree
 from patches._args import keyword_arg
 from patches._names import reaching, walk
-from patches._syntax import callee_name, dotted_name, preferred_quote, string_value
+from patches._syntax import (
+    callee_name,
+    dotted_name,
+    method_self,
+    preferred_quote,
+    string_value,
+)
 
 #: ``torch.<factory>(shape)`` calls whose positional shape gives the number of dimensions.
 _FACTORIES = frozenset({"zeros", "ones", "empty", "rand", "randn", "full"})
@@ -177,21 +183,6 @@ def _slice_kinds(node: cst.Subscript) -> list[str] | None:
     return kinds
 
 
-def _self_name(fn: cst.FunctionDef) -> str | None:
-    """The instance parameter of a plain method (no decorator), or None."""
-    params = fn.params.posonly_params or fn.params.params
-    if fn.decorators or not params:
-        return None
-    return params[0].name.value
-
-
-def _class_of(tree: Tree, fn: cst.FunctionDef) -> cst.ClassDef | None:
-    """The class ``fn`` is a method of (defined directly in its body), or None."""
-    block = tree.parent(fn)
-    owner = tree.parent(block)
-    return owner if isinstance(owner, cst.ClassDef) else None
-
-
 def _stored_attributes(tree: Tree) -> set[str]:
     """Every attribute name assigned, augmented or deleted anywhere in the module."""
 
@@ -212,10 +203,10 @@ def _stored_attributes(tree: Tree) -> set[str]:
 def _three_d_buffer(tree: Tree, fn: cst.FunctionDef, node: cst.Attribute) -> bool:
     """``self.<name>`` where the class registers buffer ``<name>`` with a 3-D value, and nothing
     in the module assigns an attribute of that name (``self.bias = ...`` could change it)."""
-    self_name = _self_name(fn)
-    cls = _class_of(tree, fn)
-    if self_name is None or cls is None or dotted_name(node.value) != self_name:
+    method = method_self(tree, fn)
+    if method is None or dotted_name(node.value) != method[1]:
         return False
+    cls = method[0]
     name = node.attr.value
     if name in _stored_attributes(tree):
         return False
@@ -225,12 +216,13 @@ def _three_d_buffer(tree: Tree, fn: cst.FunctionDef, node: cst.Attribute) -> boo
             continue
         if string_value(call.args[0].value) != name:
             continue
-        method = tree.scope(call)
+        scope = tree.scope(call)
+        registers = method_self(tree, scope) if isinstance(scope, cst.FunctionDef) else None
         if not (
             isinstance(call.func, cst.Attribute)
-            and isinstance(method, cst.FunctionDef)
-            and _class_of(tree, method) is cls
-            and dotted_name(call.func.value) == _self_name(method)
+            and registers is not None
+            and registers[0] is cls
+            and dotted_name(call.func.value) == registers[1]
             and len(call.args) >= 2
         ):
             return False  # registered on something else, or elsewhere: not provably this one
@@ -322,10 +314,12 @@ def _own_module(tree: Tree, call: cst.Call) -> bool:
     transformers' (whose models are loaded or passed in)."""
     fn = tree.scope(call)
     callee = dotted_name(call.func) or ""
-    if not isinstance(fn, cst.FunctionDef) or (cls := _class_of(tree, fn)) is None:
+    method = method_self(tree, fn) if isinstance(fn, cst.FunctionDef) else None
+    if method is None:
         return False
+    cls = method[0]
     self_name, _, attr = callee.partition(".")
-    if self_name != _self_name(fn) or not attr or "." in attr:
+    if self_name != method[1] or not attr or "." in attr:
         return False
     defined = {c.name.value for c in tree.nodes(cst.ClassDef)}
     for target in walk(cls.body, into_scopes=True):
@@ -354,8 +348,8 @@ def _dtype_source(tree: Tree, call: cst.Call) -> str | None:
     callee = dotted_name(call.func)
     if not isinstance(fn, cst.FunctionDef) or callee is None:
         return None
-    self_name = _self_name(fn)
-    if self_name is None or not callee.startswith(f"{self_name}."):
+    method = method_self(tree, fn)
+    if method is None or not callee.startswith(f"{method[1]}."):
         return None
     return f"next(p.dtype for p in {callee}.parameters() if p.is_floating_point())"
 

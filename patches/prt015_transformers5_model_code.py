@@ -36,8 +36,14 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
 from patches import _extended_mask
-from patches._names import bindings_of, parameters
-from patches._syntax import dotted_name, last_import, module_binds, preferred_quote
+from patches._names import bindings_of
+from patches._syntax import (
+    dotted_name,
+    last_import,
+    method_self,
+    module_binds,
+    preferred_quote,
+)
 
 #: ``ModuleUtilsMixin`` methods transformers 5 removed that no fix here rebuilds.
 GONE = ("invert_attention_mask", "get_head_mask", "create_extended_attention_mask_for_decoder")
@@ -331,13 +337,10 @@ class Transformers5ModelCode(Rule):
         function = tree.scope(receiver)
         if not isinstance(function, cst.FunctionDef):
             return False
-        cls = tree.parent(tree.parent(function))
-        params = parameters(function)
-        if not isinstance(cls, cst.ClassDef) or not params:
+        owner = method_self(tree, function)
+        if owner is None or owner[1] != receiver.value:
             return False
-        decorators = {dotted_name(d.decorator) for d in function.decorators}
-        if params[0].name.value != receiver.value or decorators & {"staticmethod", "classmethod"}:
-            return False
+        cls = owner[0]
         if classes.defines(cls, method):
             return False
         reaches = classes.reaches(cls)

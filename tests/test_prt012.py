@@ -288,3 +288,33 @@ def test_encoder_without_dtype_gets_the_dtype_of_its_parameters() -> None:
             got = model(ids, types)
             want = _by_hand(torch, roberta, embeds, mask, _positions(ids))
             assert torch.allclose(got, want, rtol=1e-5, atol=1e-6), implementation
+
+
+DECORATED = """\
+import torch
+from torch import nn
+
+
+class Model(nn.Module):
+    def __init__(self, encoder, n):
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("bias", torch.tril(torch.ones((n, n))).view(1, n, n))
+
+    @{decorator}
+    def generate(self, ids):
+        length = ids.size(-1)
+        return self.encoder(ids, attention_mask=self.bias[:, :length, :length])
+"""
+
+
+@pytest.mark.parametrize(
+    ("decorator", "fixed"), [("torch.no_grad()", True), ("staticmethod", False)]
+)
+def test_decorated_methods_keep_their_instance_unless_static(decorator: str, fixed: bool) -> None:
+    """The same question as PRT015 asks (``_syntax.method_self``): a decorator such as
+    ``@torch.no_grad()`` keeps ``self`` first; a static method's first parameter is not it."""
+    source = DECORATED.format(decorator=decorator)
+    output, findings = fix_text(source, RULE)
+    assert [f.fixed for f in findings] == ([True] if fixed else [])
+    assert ("next(p.dtype for p in self.encoder.parameters()" in output) is fixed
