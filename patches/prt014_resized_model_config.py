@@ -25,9 +25,11 @@ Reads of other fields (``config.hidden_size``) are the same either way as long a
 model.to(device)``-style calls that return the module itself), ``config`` is not rebound after
 it, and nothing may change ``config`` between the load and the read (in a loop: anywhere in the
 loop): an attribute or item store, ``setattr``/``delattr``, a method call other than a known
-read-only one (``config.update(...)``), or ``config`` handed to a call other than logging, which
-may change it. Such a change reaches ``config`` but (4.36 and later) not the model's copy,
-which on the old versions was ``config`` itself. Otherwise (``model = nn.DataParallel(model)``, a
+read-only one (``config.update(...)``), or ``config`` handed to a call other than logging before
+the resize, which may change it (after the resize such a call is a read the rule moves to
+``model.config`` too, as the old versions' ``config`` was). Such a change reaches ``config`` but
+(4.36 and later) not the model's copy, which on the old versions was ``config`` itself.
+Otherwise (``model = nn.DataParallel(model)``, a
 branch that builds the model another way, ``config.output_hidden_states = True`` after the
 load) the read is reported; so is a read that itself changes it (``config.update(...)`` after
 the resize) when ``config`` is read again later: moved to ``model.config``, the change would
@@ -105,12 +107,13 @@ def _may_change(tree: Tree, mention: cst.Name, *, handed: bool = True) -> bool:
 
 
 def _changed_around(
-    tree: Tree, fn: cst.FunctionDef, config: str, first: int, read: cst.Name
+    tree: Tree, fn: cst.FunctionDef, config: str, first: int, read: cst.Name, resize: cst.Call
 ) -> bool:
     """Whether something may change ``config`` after the load at order ``first`` and before
     ``read`` (in a loop around the read: anywhere in that loop after the load), or ``read``
     itself may change it and ``config`` is read again after it: moved to ``model.config``, the
-    change would miss that later reader."""
+    change would miss that later reader. ``config`` handed to a call after ``resize`` is a read
+    this rule moves to ``model.config`` like ``read``, not a change that stays on ``config``."""
     loops = [
         a
         for a in tree.ancestors(read)
@@ -128,7 +131,8 @@ def _changed_around(
             continue
         before = tree.order(mention) < tree.order(read)
         looped = any(tree.contains(loop, mention) for loop in loops)
-        if (before or looped) and _may_change(tree, mention):
+        handed = not tree.after(mention, resize)
+        if (before or looped) and _may_change(tree, mention, handed=handed):
             return True
         if changes and (looped or not before):
             return True
@@ -194,7 +198,7 @@ def _sees_the_size(tree: Tree, read: cst.Name) -> bool:
 
 
 def _uncertain(
-    tree: Tree, fn: cst.FunctionDef, model: str, config: str, read: cst.Name
+    tree: Tree, fn: cst.FunctionDef, model: str, config: str, read: cst.Name, resize: cst.Call
 ) -> str | None:
     """None when ``model`` at ``read`` is the model loaded with ``config``, and ``config`` still
     the object it was loaded with, unchanged; else why the read is reported."""
@@ -204,7 +208,7 @@ def _uncertain(
     first = min(tree.order(assign) for assign in loads)
     if any(tree.order(b) >= first for b in reaching(tree, fn, config, read)):
         return "pair"
-    if _changed_around(tree, fn, config, first, read):
+    if _changed_around(tree, fn, config, first, read, resize):
         return "changed"
     return None
 
@@ -300,13 +304,19 @@ class ResizedModelConfig(Rule):
                     ):
                         continue
                     done.add(id(read))
-                    self._one(ctx, fn, model, config, read)
+                    self._one(ctx, fn, model, config, read, call)
 
     def _one(
-        self, ctx: RuleContext, fn: cst.FunctionDef, model: str, config: str, read: cst.Name
+        self,
+        ctx: RuleContext,
+        fn: cst.FunctionDef,
+        model: str,
+        config: str,
+        read: cst.Name,
+        resize: cst.Call,
     ) -> None:
         tree = ctx.tree
-        why = _uncertain(tree, fn, model, config, read)
+        why = _uncertain(tree, fn, model, config, read, resize)
         if why is None:
             ctx.fix(
                 read,
