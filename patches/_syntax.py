@@ -203,34 +203,83 @@ def module_functions(module: cst.Module) -> dict[str, cst.FunctionDef]:
     return {name: fn for name, fn in found.items() if name not in twice}
 
 
+_IMPORTS = (cst.Import, cst.ImportFrom)
+
+
+def _docstring(statement: cst.BaseStatement) -> bool:
+    return (
+        isinstance(statement, cst.SimpleStatementLine)
+        and len(statement.body) == 1
+        and isinstance(statement.body[0], cst.Expr)
+        and isinstance(statement.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    )
+
+
 def last_import(
-    module: cst.Module, skip: cst.CSTNode | None = None
+    module: cst.Module,
+    skip: cst.CSTNode | None = None,
+    kind: type[cst.BaseSmallStatement] | tuple[type[cst.BaseSmallStatement], ...] = _IMPORTS,
+    *,
+    before_code: bool = False,
 ) -> cst.SimpleStatementLine | None:
-    """The module's last top-level import line, ``skip`` aside (a line a fix removes): where a
-    definition a fix adds for the module's code goes."""
+    """The module's last top-level line holding an import of ``kind``, ``skip`` aside (a line a
+    fix removes): where an import a fix adds goes.
+
+    ``before_code=True``: the last such line before the first top-level statement that runs code
+    (anything but a line of imports or the docstring: ``if __name__ == "__main__": main()``,
+    ``sys.path.append(...)``, a ``try`` around imports), so that a definition a fix adds for the
+    module's code exists before any of it can run; None when there is none."""
     last = None
-    for statement in module.body:
-        if statement is skip or not isinstance(statement, cst.SimpleStatementLine):
+    for index, statement in enumerate(module.body):
+        if not isinstance(statement, cst.SimpleStatementLine):
+            if before_code:
+                break
             continue
-        if any(isinstance(s, (cst.Import, cst.ImportFrom)) for s in statement.body):
+        imports = [isinstance(s, _IMPORTS) for s in statement.body]
+        if before_code and not all(imports) and not (index == 0 and _docstring(statement)):
+            break
+        if statement is not skip and any(isinstance(s, kind) for s in statement.body):
             last = statement
     return last
 
 
-def module_binds(tree: Tree, name: str, besides: cst.CSTNode | None = None) -> bool:
+def module_binds(
+    tree: Tree, name: str, besides: cst.CSTNode | None = None, *, imports_only: bool = False
+) -> bool:
     """Whether the module's top level binds ``name`` (a def, a class, an import, an
-    assignment...), outside ``besides``."""
+    assignment...), outside ``besides``; ``imports_only``: by an import (``import numpy as
+    np``, ``import torch.nn`` binds ``torch``)."""
     for node in walk(tree.module, into_scopes=False):
         if besides is not None and tree.contains(besides, node):
             continue
-        if isinstance(node, (cst.FunctionDef, cst.ClassDef)) and node.name.value == name:
-            return True
         if isinstance(node, cst.ImportAlias) and node.asname is None:
             if (dotted_name(node.name) or "").split(".")[0] == name:
                 return True
+        if imports_only:
+            if isinstance(node, cst.AsName) and isinstance(tree.parent(node), cst.ImportAlias):
+                if isinstance(node.name, cst.Name) and node.name.value == name:
+                    return True
+            continue
+        if isinstance(node, (cst.FunctionDef, cst.ClassDef)) and node.name.value == name:
+            return True
         if isinstance(node, BINDERS) and any(b.value == name for b in bound_names(node)):
             return True
     return False
+
+
+def method_self(tree: Tree, fn: cst.FunctionDef) -> tuple[cst.ClassDef, str] | None:
+    """The class ``fn`` is a method of (defined directly in its body) and the name of its
+    instance parameter (the first positional one); None outside a class, for a static or class
+    method, or without positional parameters. Other decorators (``@torch.no_grad()``, a
+    docstring decorator) keep the instance first."""
+    owner = tree.parent(tree.parent(fn))
+    if not isinstance(owner, cst.ClassDef):
+        return None
+    decorators = {dotted_name(d.decorator) for d in fn.decorators}
+    params = [*fn.params.posonly_params, *fn.params.params]
+    if decorators & {"staticmethod", "classmethod"} or not params:
+        return None
+    return owner, params[0].name.value
 
 
 @functools.lru_cache(maxsize=4)  # every rule asks, on the same version's text

@@ -59,9 +59,9 @@ from patches._ranks import LAUNCHED, OTHER, SINGLE, truth
 from patches._syntax import (
     callee_name,
     calls_in,
-    dotted_name,
     global_rank_zero,
     is_eval_call,
+    module_binds,
     module_functions,
     preferred_quote,
     unwrapped,
@@ -734,8 +734,8 @@ class DistributedEvaluation(Rule):
     def _fix(self, ctx: RuleContext, evaluations: dict[str, _Evaluation]) -> None:
         tree = ctx.tree
         quote = preferred_quote(tree.code)
-        if not _binds_module_name(tree.module, "np") or not _binds_module_name(
-            tree.module, "torch"
+        if not module_binds(tree, "np", imports_only=True) or not module_binds(
+            tree, "torch", imports_only=True
         ):
             raise Refused("the script does not import numpy as np and torch")
         sites = _CallSites(tree, evaluations, quote)
@@ -820,15 +820,3 @@ class DistributedEvaluation(Rule):
 
 def _descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     return walk(node, into_scopes=True)
-
-
-def _binds_module_name(module: cst.Module, name: str) -> bool:
-    for statement in module.body:
-        for node in walk(statement, into_scopes=False):
-            if isinstance(node, cst.ImportAlias):
-                bound = node.asname.name if node.asname else node.name
-                if isinstance(bound, cst.Name) and bound.value == name:
-                    return True
-                if dotted_name(node.name) == name:
-                    return True
-    return False

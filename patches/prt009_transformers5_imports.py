@@ -426,7 +426,12 @@ class Transformers5Imports(Rule):
                     """transformers 4's helper, removed in 5: the heads not pruned yet, and the
                     rows of the current n_heads * head_size that the layer keeps without them."""
                     heads = set(heads) - set(already_pruned_heads)
-                    now = {h - sum(1 for p in already_pruned_heads if p < h) for h in heads}
+                    now = set()
+                    for head in heads:
+                        index = head - sum(1 for p in already_pruned_heads if p < head)
+                        if not -n_heads <= index < n_heads:
+                            raise IndexError(f"head {head} is out of range for {n_heads} heads")
+                        now.add(index % n_heads)
                     keep = [r for r in range(n_heads * head_size) if r // head_size not in now]
                     return heads, torch.tensor(keep, dtype=torch.long)
             ''',

@@ -16,11 +16,16 @@ keeps the mask on 4 and builds 4's additive mask on 5::
 
 The dtype is the one 4 used, the called model's (``get_extended_attention_mask`` defaults to
 ``self.dtype``): the call's ``inputs_embeds=e`` has it, else the model itself when it is an
-attribute of ``self`` (``self.encoder(ids, attention_mask=m)`` → ``self.encoder.dtype``, which
-transformers 5's models still have). A model called by any other name may be wrapped
-(DistributedDataParallel has no ``.dtype``): reported, not rewritten. A ``self.<name>`` the class
-sets to an instance of a class the module defines itself is a hand-written layer that takes the
-mask as it is, not transformers': left alone.
+attribute of ``self`` (``self.encoder(ids, attention_mask=m)``). The class often gets that model
+as a constructor argument (CodeExecutor, UniXcoder: ``Model(encoder, ...)``, loaded in another
+file), so it may be any ``nn.Module`` that hands the mask on, which has no ``.dtype``; the rewrite
+takes what ``PreTrainedModel.dtype`` computes on 4 and 5 alike, the dtype of the first
+floating-point parameter, ``next(p.dtype for p in self.encoder.parameters() if
+p.is_floating_point())``, which any module with parameters (a wrapper included) answers. A model
+called by any other name (a function's parameter or local) is reported, not rewritten: outside
+a model class nothing says the callee is a module holding the model's parameters. A
+``self.<name>`` the class sets to an instance of a class the module defines itself is a
+hand-written layer that takes the mask as it is, not transformers': left alone.
 
 The mask must be known to be 3-D in the function making the call, as a name (every binding
 reaching the call) or as the argument itself:
@@ -53,7 +58,13 @@ from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement, Tree
 from patches._args import keyword_arg
 from patches._names import reaching, walk
-from patches._syntax import callee_name, dotted_name, preferred_quote, string_value
+from patches._syntax import (
+    callee_name,
+    dotted_name,
+    method_self,
+    preferred_quote,
+    string_value,
+)
 
 #: ``torch.<factory>(shape)`` calls whose positional shape gives the number of dimensions.
 _FACTORIES = frozenset({"zeros", "ones", "empty", "rand", "randn", "full"})
@@ -172,21 +183,6 @@ def _slice_kinds(node: cst.Subscript) -> list[str] | None:
     return kinds
 
 
-def _self_name(fn: cst.FunctionDef) -> str | None:
-    """The instance parameter of a plain method (no decorator), or None."""
-    params = fn.params.posonly_params or fn.params.params
-    if fn.decorators or not params:
-        return None
-    return params[0].name.value
-
-
-def _class_of(tree: Tree, fn: cst.FunctionDef) -> cst.ClassDef | None:
-    """The class ``fn`` is a method of (defined directly in its body), or None."""
-    block = tree.parent(fn)
-    owner = tree.parent(block)
-    return owner if isinstance(owner, cst.ClassDef) else None
-
-
 def _stored_attributes(tree: Tree) -> set[str]:
     """Every attribute name assigned, augmented or deleted anywhere in the module."""
 
@@ -207,10 +203,10 @@ def _stored_attributes(tree: Tree) -> set[str]:
 def _three_d_buffer(tree: Tree, fn: cst.FunctionDef, node: cst.Attribute) -> bool:
     """``self.<name>`` where the class registers buffer ``<name>`` with a 3-D value, and nothing
     in the module assigns an attribute of that name (``self.bias = ...`` could change it)."""
-    self_name = _self_name(fn)
-    cls = _class_of(tree, fn)
-    if self_name is None or cls is None or dotted_name(node.value) != self_name:
+    method = method_self(tree, fn)
+    if method is None or dotted_name(node.value) != method[1]:
         return False
+    cls = method[0]
     name = node.attr.value
     if name in _stored_attributes(tree):
         return False
@@ -220,12 +216,13 @@ def _three_d_buffer(tree: Tree, fn: cst.FunctionDef, node: cst.Attribute) -> boo
             continue
         if string_value(call.args[0].value) != name:
             continue
-        method = tree.scope(call)
+        scope = tree.scope(call)
+        registers = method_self(tree, scope) if isinstance(scope, cst.FunctionDef) else None
         if not (
             isinstance(call.func, cst.Attribute)
-            and isinstance(method, cst.FunctionDef)
-            and _class_of(tree, method) is cls
-            and dotted_name(call.func.value) == _self_name(method)
+            and registers is not None
+            and registers[0] is cls
+            and dotted_name(call.func.value) == registers[1]
             and len(call.args) >= 2
         ):
             return False  # registered on something else, or elsewhere: not provably this one
@@ -317,10 +314,12 @@ def _own_module(tree: Tree, call: cst.Call) -> bool:
     transformers' (whose models are loaded or passed in)."""
     fn = tree.scope(call)
     callee = dotted_name(call.func) or ""
-    if not isinstance(fn, cst.FunctionDef) or (cls := _class_of(tree, fn)) is None:
+    method = method_self(tree, fn) if isinstance(fn, cst.FunctionDef) else None
+    if method is None:
         return False
+    cls = method[0]
     self_name, _, attr = callee.partition(".")
-    if self_name != _self_name(fn) or not attr or "." in attr:
+    if self_name != method[1] or not attr or "." in attr:
         return False
     defined = {c.name.value for c in tree.nodes(cst.ClassDef)}
     for target in walk(cls.body, into_scopes=True):
@@ -338,31 +337,33 @@ def _own_module(tree: Tree, call: cst.Call) -> bool:
 
 
 def _dtype_source(tree: Tree, call: cst.Call) -> str | None:
-    """Whose ``.dtype`` the extended mask takes: the call's ``inputs_embeds=<name>``, else the
-    called model when it is an attribute of ``self`` (4 used the called model's dtype)."""
+    """The dtype the extended mask takes: the call's ``inputs_embeds=<name>``'s, else that of
+    the called model's first floating-point parameter when the model is an attribute of
+    ``self`` (4 used the called model's dtype, which is that for a ``PreTrainedModel``; any
+    module answers it, not only a ``PreTrainedModel``)."""
     embeds = keyword_arg(call, "inputs_embeds")
     if embeds is not None:
-        return embeds.value.value if isinstance(embeds.value, cst.Name) else None
+        return f"{embeds.value.value}.dtype" if isinstance(embeds.value, cst.Name) else None
     fn = tree.scope(call)
     callee = dotted_name(call.func)
     if not isinstance(fn, cst.FunctionDef) or callee is None:
         return None
-    self_name = _self_name(fn)
-    if self_name is None or not callee.startswith(f"{self_name}."):
+    method = method_self(tree, fn)
+    if method is None or not callee.startswith(f"{method[1]}."):
         return None
-    return callee
+    return f"next(p.dtype for p in {callee}.parameters() if p.is_floating_point())"
 
 
 _ATOMS = (cst.Name, cst.Attribute, cst.Subscript, cst.Call)
 
 
 def rewritten_mask(
-    mask: str, dtype_of: str, quote: str = '"', atom: bool = True
+    mask: str, dtype: str, quote: str = '"', atom: bool = True
 ) -> cst.BaseExpression:
     """4's mask on transformers 4, 4's extended additive mask on 5 (same numbers)."""
     version = f"int(transformers.__version__.split({quote}.{quote})[0]) < 5"
     extended = f"{mask}[:, None, :, :]" if atom else f"({mask})[:, None, :, :]"
-    additive = f"(1.0 - {extended}.to({dtype_of}.dtype)) * torch.finfo({dtype_of}.dtype).min"
+    additive = f"(1.0 - {extended}.to({dtype})) * torch.finfo({dtype}).min"
     return cst.parse_expression(f"{mask} if {version} else {additive}")
 
 
@@ -419,7 +420,7 @@ class Roberta3dAttentionMask(Rule):
                         self.register_buffer("bias", torch.tril(torch.ones((n, n))).view(1, n, n))
                     def forward(self, ids, t):
                         mask = self.bias.bool() | (t.eq(1)[:, :, None] * t.eq(1)[:, None, :])
-                        return self.encoder(ids, attention_mask=mask if int(transformers.__version__.split(".")[0]) < 5 else (1.0 - mask[:, None, :, :].to(self.encoder.dtype)) * torch.finfo(self.encoder.dtype).min)[0]
+                        return self.encoder(ids, attention_mask=mask if int(transformers.__version__.split(".")[0]) < 5 else (1.0 - mask[:, None, :, :].to(next(p.dtype for p in self.encoder.parameters() if p.is_floating_point()))) * torch.finfo(next(p.dtype for p in self.encoder.parameters() if p.is_floating_point())).min)[0]
             """,  # noqa: E501
             messages=(
                 "mask is a 3-D [batch, len, len] mask: transformers 5 needs it 4-D and additive "
@@ -463,8 +464,8 @@ class Roberta3dAttentionMask(Rule):
             if arg is None or not known_three_d(tree, call, arg.value) or _own_module(tree, call):
                 continue
             mask = tree.module.code_for_node(arg.value)
-            dtype_of = _dtype_source(tree, call)
-            if dtype_of is None:
+            dtype = _dtype_source(tree, call)
+            if dtype is None:
                 ctx.report(
                     call,
                     f"{mask} is a 3-D [batch, len, len] mask, which transformers 5 reads as "
@@ -474,7 +475,7 @@ class Roberta3dAttentionMask(Rule):
                 continue
             atom = isinstance(arg.value, _ATOMS)
             replacements: dict[cst.CSTNode, Replacement] = {
-                arg.value: rewritten_mask(mask, dtype_of, quote, atom)
+                arg.value: rewritten_mask(mask, dtype, quote, atom)
             }
             ctx.fix(
                 call,

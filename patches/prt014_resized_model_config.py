@@ -19,11 +19,22 @@ The rule rewrites each read of ``config`` after ``model.resize_token_embeddings(
 see the size (``config.vocab_size``, ``config`` passed to a call other than logging, a method
 call such as ``config.save_pretrained(...)``, any other use of the object itself) to
 ``model.config``: the object the old versions read there, and the resized one on every version.
-Reads of other fields (``config.hidden_size``) are the same either way and are left alone. The
-rewrite is made only when every binding of ``model`` reaching the read is that
-``from_pretrained(..., config=config)`` (or ``model = model.to(device)``-style calls that return
-the module itself) and ``config`` is not rebound after it; otherwise (``model =
-nn.DataParallel(model)``, a branch that builds the model another way) the read is reported.
+Reads of other fields (``config.hidden_size``) are the same either way as long as nothing changes
+``config`` after the load, and are left alone. The rewrite is made only when every binding of
+``model`` reaching the read is that ``from_pretrained(..., config=config)`` (or ``model =
+model.to(device)``-style calls that return the module itself), ``config`` is not rebound after
+it, and nothing may change ``config`` between the load and the read (in a loop: anywhere in the
+loop): an attribute or item store, ``setattr``/``delattr``, a method call other than a known
+read-only one (``config.update(...)``), or ``config`` handed to a call other than logging before
+the resize, which may change it (after the resize such a call is a read the rule moves to
+``model.config`` too, as the old versions' ``config`` was). Such a change reaches ``config`` but
+(4.36 and later) not the model's copy, which on the old versions was ``config`` itself.
+Otherwise (``model = nn.DataParallel(model)``, a
+branch that builds the model another way, ``config.output_hidden_states = True`` after the
+load) the read is reported; so is a read that itself changes it (``config.update(...)`` after
+the resize) when ``config`` is read again later: moved to ``model.config``, the change would
+miss that reader. ``config`` handed to a call (``Model(model, config)``) is the read the rule
+exists for: the call gets the object the old versions gave it.
 """
 
 from __future__ import annotations
@@ -47,6 +58,85 @@ _LOGGING = frozenset({"print", "info", "debug", "warning", "warn", "error", "cri
 _SAME_MODULE = frozenset(
     {"to", "cuda", "cpu", "float", "half", "double", "bfloat16", "train", "eval"}
 )
+
+
+#: ``PretrainedConfig`` methods that do not change it; any other method call may.
+_READ_ONLY = frozenset(
+    {"to_dict", "to_diff_dict", "to_json_string", "to_json_file", "save_pretrained", "get"}
+)
+
+#: Statements whose target a mention stores into: ``config.x = ...``, ``config.x += ...``.
+_STORES = (cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.Del)
+
+
+def _stored(tree: Tree, node: cst.CSTNode) -> bool:
+    """Whether ``node`` (an attribute or subscript) is the target of a store or ``del``,
+    directly or as part of an unpacking target."""
+    child, parent = node, tree.parent(node)
+    while isinstance(parent, (cst.Tuple, cst.List, cst.Element, cst.StarredElement)):
+        child, parent = parent, tree.parent(parent)
+    return isinstance(parent, _STORES) and parent.target is child
+
+
+def _may_change(tree: Tree, mention: cst.Name, *, handed: bool = True) -> bool:
+    """Whether this mention of the config may change the object (see the module docstring);
+    ``handed=False``: not counting ``config`` handed to a call."""
+    parent = tree.parent(mention)
+    if isinstance(parent, (cst.Attribute, cst.Subscript)) and parent.value is mention:
+        if _stored(tree, parent):
+            return True
+        holder = tree.parent(parent)
+        return (
+            isinstance(parent, cst.Attribute)
+            and isinstance(holder, cst.Call)
+            and holder.func is parent
+            and parent.attr.value not in _READ_ONLY
+        )
+    if isinstance(parent, cst.Arg) and parent.value is mention:
+        call = tree.parent(parent)
+        if not isinstance(call, cst.Call):
+            return True
+        name = callee_name(call)
+        if name in ("setattr", "delattr"):
+            return True
+        if not handed:
+            return False
+        loads = name == "from_pretrained" and parent.keyword is not None
+        return not (loads and parent.keyword.value == "config") and name not in _LOGGING
+    return False
+
+
+def _changed_around(
+    tree: Tree, fn: cst.FunctionDef, config: str, first: int, read: cst.Name, resize: cst.Call
+) -> bool:
+    """Whether something may change ``config`` after the load at order ``first`` and before
+    ``read`` (in a loop around the read: anywhere in that loop after the load), or ``read``
+    itself may change it and ``config`` is read again after it: moved to ``model.config``, the
+    change would miss that later reader. ``config`` handed to a call after ``resize`` is a read
+    this rule moves to ``model.config`` like ``read``, not a change that stays on ``config``."""
+    loops = [
+        a
+        for a in tree.ancestors(read)
+        if isinstance(a, (cst.For, cst.While)) and tree.contains(fn, a)
+    ]
+    changes = _may_change(tree, read, handed=False)
+    for mention in walk(fn.body, into_scopes=False):
+        if (
+            not isinstance(mention, cst.Name)
+            or mention.value != config
+            or mention is read
+            or tree.order(mention) <= first
+            or not is_read(tree, mention)
+        ):
+            continue
+        before = tree.order(mention) < tree.order(read)
+        looped = any(tree.contains(loop, mention) for loop in loops)
+        handed = not tree.after(mention, resize)
+        if (before or looped) and _may_change(tree, mention, handed=handed):
+            return True
+        if changes and (looped or not before):
+            return True
+    return False
 
 
 def _loaded_with(assign: cst.Assign) -> str | None:
@@ -107,14 +197,20 @@ def _sees_the_size(tree: Tree, read: cst.Name) -> bool:
     return True
 
 
-def _certain(tree: Tree, fn: cst.FunctionDef, model: str, config: str, read: cst.Name) -> bool:
-    """Whether ``model`` at ``read`` is the model loaded with ``config``, and ``config`` still
-    the object it was loaded with."""
+def _uncertain(
+    tree: Tree, fn: cst.FunctionDef, model: str, config: str, read: cst.Name, resize: cst.Call
+) -> str | None:
+    """None when ``model`` at ``read`` is the model loaded with ``config``, and ``config`` still
+    the object it was loaded with, unchanged; else why the read is reported."""
     loads = _loads(tree, fn, model, read)
     if not loads or any(_loaded_with(assign) != config for assign in loads):
-        return False
+        return "pair"
     first = min(tree.order(assign) for assign in loads)
-    return all(tree.order(b) < first for b in reaching(tree, fn, config, read))
+    if any(tree.order(b) >= first for b in reaching(tree, fn, config, read)):
+        return "pair"
+    if _changed_around(tree, fn, config, first, read, resize):
+        return "changed"
+    return None
 
 
 class ResizedModelConfig(Rule):
@@ -208,13 +304,20 @@ class ResizedModelConfig(Rule):
                     ):
                         continue
                     done.add(id(read))
-                    self._one(ctx, fn, model, config, read)
+                    self._one(ctx, fn, model, config, read, call)
 
     def _one(
-        self, ctx: RuleContext, fn: cst.FunctionDef, model: str, config: str, read: cst.Name
+        self,
+        ctx: RuleContext,
+        fn: cst.FunctionDef,
+        model: str,
+        config: str,
+        read: cst.Name,
+        resize: cst.Call,
     ) -> None:
         tree = ctx.tree
-        if _certain(tree, fn, model, config, read):
+        why = _uncertain(tree, fn, model, config, read, resize)
+        if why is None:
             ctx.fix(
                 read,
                 f"{model}.{RESIZE} set {model}.config.vocab_size, not {config}'s: "
@@ -225,6 +328,15 @@ class ResizedModelConfig(Rule):
                         lpar=read.lpar, rpar=read.rpar
                     )
                 },
+            )
+            return
+        if why == "changed":
+            ctx.report(
+                read,
+                f"{config} is read after {model}.{RESIZE}, but from_pretrained copied {config} "
+                f"(transformers 4.36 and later) and {config} may be changed after the load: "
+                f"{config}.vocab_size is the old size, and {model}.config misses the change; "
+                "apply the change to the resized model's config and read that",
             )
             return
         parent = tree.parent(read)

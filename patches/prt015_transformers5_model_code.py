@@ -6,8 +6,11 @@ the first forward:
 
 - ``self.get_extended_attention_mask(mask, shape)``: 5 removed the method from
   ``PreTrainedModel`` (AttributeError). The call becomes ``get_extended_attention_mask(self,
-  mask, shape)``, a module function the rule adds after the last import with transformers 4's
-  behaviour (``patches/_extended_mask.py``). It is rewritten only when ``self`` is the method's
+  mask, shape)``, a module function with transformers 4's behaviour
+  (``patches/_extended_mask.py``) the rule adds after the last import that comes before the
+  module's first other top-level statement (so it exists before top-level code such as ``if
+  __name__ == "__main__": main()`` runs; no such import: reported). It is rewritten only when
+  ``self`` is the method's
   first parameter (not a static or class method), never rebound, and the class derives from
   transformers through classes of this module (and ``nn.Module``) none of which defines the
   method. A class with a base from another module is reported (it may define the method);
@@ -33,8 +36,14 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
 from patches import _extended_mask
-from patches._names import bindings_of, parameters
-from patches._syntax import dotted_name, last_import, module_binds, preferred_quote
+from patches._names import bindings_of
+from patches._syntax import (
+    dotted_name,
+    last_import,
+    method_self,
+    module_binds,
+    preferred_quote,
+)
 
 #: ``ModuleUtilsMixin`` methods transformers 5 removed that no fix here rebuilds.
 GONE = ("invert_attention_mask", "get_head_mask", "create_extended_attention_mask_for_decoder")
@@ -305,7 +314,7 @@ class Transformers5ModelCode(Rule):
             return
         first = fixes[0][0]
         message = f"{_extended_mask.NAME} was removed from PreTrainedModel in transformers 5"
-        last = last_import(tree.module)
+        last = last_import(tree.module, before_code=True)
         if last is None or module_binds(tree, _extended_mask.NAME):
             for call, _ in fixes:
                 ctx.report(call, f"{message}: the module has no place for the helper")
@@ -328,13 +337,10 @@ class Transformers5ModelCode(Rule):
         function = tree.scope(receiver)
         if not isinstance(function, cst.FunctionDef):
             return False
-        cls = tree.parent(tree.parent(function))
-        params = parameters(function)
-        if not isinstance(cls, cst.ClassDef) or not params:
+        owner = method_self(tree, function)
+        if owner is None or owner[1] != receiver.value:
             return False
-        decorators = {dotted_name(d.decorator) for d in function.decorators}
-        if params[0].name.value != receiver.value or decorators & {"staticmethod", "classmethod"}:
-            return False
+        cls = owner[0]
         if classes.defines(cls, method):
             return False
         reaches = classes.reaches(cls)

@@ -348,3 +348,56 @@ def test_modeling_utils_import_split_keeps_the_rest_and_defines_the_helper() -> 
         (False, "prune_conv1d_layer"),
     ]
     assert _fix(output)[0] == output
+
+
+def test_helper_exists_before_top_level_code_runs_and_keeps_the_comment(tmp_path) -> None:
+    """Fixture helper_before_main: the import's comment moves with the helper, which goes
+    before the top-level code that calls it (not after the late ``import sys``), so the
+    rewritten file runs as a script and prunes as transformers 4 did."""
+    pytest.importorskip("torch")
+    source = (FIXTURES / "helper_before_main.in.py").read_text()
+    output, findings = _fix(source)
+    assert [f.fixed for f in findings] == [True]
+    assert "# pruning is done the BERT way, see prune_heads\ndef " + PRUNE in output
+    assert output.index(f"def {PRUNE}(") < output.index('if __name__ == "__main__":')
+    script = tmp_path / "attention.py"
+    script.write_text(output)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "tensor([0, 1, 4, 5, 6, 7])"
+
+
+#: transformers 4.40.2's ``find_pruneable_heads_and_indices`` on these arguments (heads,
+#: n_heads, head_size, already pruned), computed once with it installed: the heads returned
+#: (sorted) and the rows kept, or the exception raised. Negative heads count from the end, as
+#: the tensor index 4 made of them did. The full random comparison is in
+#: tests/test_transformers4_reference.py (opt-in).
+TRANSFORMERS_4_PRUNING = [
+    (([1], 4, 2, set()), ([1], [0, 1, 4, 5, 6, 7])),
+    (([1, 3], 4, 2, {1}), ([3], [0, 1, 2, 3, 6, 7])),
+    (([0], 2, 3, {0}), ([], [0, 1, 2, 3, 4, 5])),
+    (([-1], 4, 2, set()), ([-1], [0, 1, 2, 3, 4, 5])),
+    (([-4], 4, 1, set()), ([-4], [1, 2, 3])),
+    (([-5], 4, 1, set()), "IndexError"),
+    (([4], 4, 2, set()), "IndexError"),
+    (([5], 4, 2, {1, 2}), ([5], [0, 1, 2, 3, 4, 5])),
+    (([6], 4, 2, {1, 2}), "IndexError"),
+    (([0, 2, -1], 5, 2, set()), ([-1, 0, 2], [2, 3, 6, 7])),
+    (([], 3, 2, {0}), ([], [0, 1, 2, 3, 4, 5])),
+    (([2, 2, 7], 6, 1, {0, 3}), ([2, 7], [0, 2, 3, 4])),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), TRANSFORMERS_4_PRUNING)
+def test_pruning_helper_matches_transformers_4s_table(args: tuple, expected: object) -> None:
+    pytest.importorskip("torch")
+    output, _ = _fix(f"import torch\nfrom transformers.pytorch_utils import {PRUNE}\n")
+    namespace: dict = {}
+    exec(compile(output, "<patched>", "exec"), namespace)
+    heads, n_heads, head_size, pruned = args
+    if isinstance(expected, str):
+        with pytest.raises(IndexError):
+            namespace[PRUNE](list(heads), n_heads, head_size, set(pruned))
+        return
+    got_heads, index = namespace[PRUNE](list(heads), n_heads, head_size, set(pruned))
+    assert (sorted(got_heads), index.tolist()) == expected

@@ -251,3 +251,70 @@ def test_decoder_cache_mask_matches_one_pass_over_prompt_and_target() -> None:
             got = model(source, target)
             want = model.lm_head(_by_hand(torch, encoder, embeds, block, positions)[:, s:])
             assert torch.allclose(got, want, rtol=1e-5, atol=1e-5), implementation
+
+
+def test_encoder_without_dtype_gets_the_dtype_of_its_parameters() -> None:
+    """The encoder a model class is given may be a plain ``nn.Module`` around the transformer
+    (no ``.dtype``: ``self.encoder.dtype`` would raise on 5); the rewrite reads the dtype of its
+    first floating-point parameter, which is what ``PreTrainedModel.dtype`` is."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    _config, roberta = _tiny_decoder(torch, transformers)
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, ids, attention_mask=None):
+            return self.inner(ids, attention_mask=attention_mask).last_hidden_state
+
+    wrapper = Wrapper(roberta)
+    assert not hasattr(wrapper, "dtype")
+    for dtype in (torch.bfloat16, torch.float32):  # the rewrite's dtype is the model's own
+        roberta.to(dtype)
+        own = next(p.dtype for p in wrapper.parameters() if p.is_floating_point())
+        assert own == roberta.dtype == dtype
+    namespace = _rewritten_module("wrapped_encoder", torch, transformers)
+    block = 10
+    model = namespace["Model"](wrapper, block).eval()
+    ids = torch.randint(3, 64, (2, block))
+    types = torch.full((2, block), 2)
+    types[:, :4] = 1
+    mask = model.bias | (types.eq(1)[:, :, None] * types.eq(1)[:, None, :])
+    with torch.no_grad():
+        embeds = roberta.embeddings.word_embeddings(ids)
+        for implementation in _implementations(roberta):
+            got = model(ids, types)
+            want = _by_hand(torch, roberta, embeds, mask, _positions(ids))
+            assert torch.allclose(got, want, rtol=1e-5, atol=1e-6), implementation
+
+
+DECORATED = """\
+import torch
+from torch import nn
+
+
+class Model(nn.Module):
+    def __init__(self, encoder, n):
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("bias", torch.tril(torch.ones((n, n))).view(1, n, n))
+
+    @{decorator}
+    def generate(self, ids):
+        length = ids.size(-1)
+        return self.encoder(ids, attention_mask=self.bias[:, :length, :length])
+"""
+
+
+@pytest.mark.parametrize(
+    ("decorator", "fixed"), [("torch.no_grad()", True), ("staticmethod", False)]
+)
+def test_decorated_methods_keep_their_instance_unless_static(decorator: str, fixed: bool) -> None:
+    """The same question as PRT015 asks (``_syntax.method_self``): a decorator such as
+    ``@torch.no_grad()`` keeps ``self`` first; a static method's first parameter is not it."""
+    source = DECORATED.format(decorator=decorator)
+    output, findings = fix_text(source, RULE)
+    assert [f.fixed for f in findings] == ([True] if fixed else [])
+    assert ("next(p.dtype for p in self.encoder.parameters()" in output) is fixed

@@ -89,3 +89,45 @@ def test_rewritten_head_fits_the_resized_embeddings(tmp_path) -> None:
         model.lm_head.bias,
     )
     assert torch.equal(logits, head.detach())
+
+
+CHANGED = """\
+from transformers import RobertaConfig, RobertaModel
+
+
+def build(path, extra):
+    config = RobertaConfig.from_pretrained(path)
+    model = RobertaModel.from_pretrained(path, config=config)
+    model.resize_token_embeddings(config.vocab_size + extra)
+    config.output_hidden_states = True
+    return model, config
+"""
+
+
+def test_change_after_load_is_reported_because_the_copy_misses_it(tmp_path) -> None:
+    """Moving ``config`` to ``model.config`` after ``config.output_hidden_states = True`` would
+    hand on the model's copy, which (4.36 and later) never saw the change."""
+    output, findings = fix_text(CHANGED, RULE)
+    assert output == CHANGED
+    assert [(f.line, f.fixed) for f in findings] == [(9, False)]
+    assert "may be changed after the load" in findings[0].message
+
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    transformers.RobertaModel(
+        transformers.RobertaConfig(
+            vocab_size=64,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=40,
+        )
+    ).save_pretrained(tmp_path)
+    namespace: dict = {}
+    exec(compile(CHANGED, "changed.py", "exec"), namespace)
+    model, config = namespace["build"](str(tmp_path), 6)
+    assert config.output_hidden_states is True
+    if tuple(int(x) for x in transformers.__version__.split(".")[:2]) >= (4, 36):
+        assert model.config is not config
+        assert model.config.output_hidden_states is False  # what the rewrite would hand on

@@ -275,3 +275,23 @@ def test_classes_deriving_from_each_other_do_not_loop() -> None:
     output, findings = _fix(source)
     assert [(f.line, f.fixed) for f in findings] == [(6, True)]
     assert "return get_extended_attention_mask(self, m, s)" in output
+
+
+def test_helper_exists_before_top_level_code_runs(tmp_path) -> None:
+    """Fixture import_after_main: the module's last import follows ``main()``; the helper goes
+    after the imports above that call, and the rewritten file runs as a script (the helper
+    after the last import would be defined only after main() had called it: NameError)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("transformers")
+    source = Path(__file__).parent / "fixtures" / "PRT015" / "import_after_main.in.py"
+    output, findings = fix_text(source.read_text(), RULE)
+    assert [f.fixed for f in findings] == [True]
+    assert output.index("def get_extended_attention_mask(") < output.index("class Encoder(")
+    script = tmp_path / "model.py"
+    script.write_text(output)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "torch.Size([1, 3, 4])"
