@@ -101,8 +101,8 @@ def _may_change(tree: Tree, mention: cst.Name, *, handed: bool = True) -> bool:
             return True
         if not handed:
             return False
-        loads = name == "from_pretrained" and parent.keyword is not None
-        return not (loads and parent.keyword.value == "config") and name not in _LOGGING
+        keyword = parent.keyword.value if parent.keyword is not None else None
+        return not (name == "from_pretrained" and keyword == "config") and name not in _LOGGING
     return False
 
 

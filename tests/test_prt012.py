@@ -12,6 +12,7 @@ pass over prompt and target). On transformers 5 the original 3-D mask must crash
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -261,7 +262,9 @@ def test_encoder_without_dtype_gets_the_dtype_of_its_parameters() -> None:
     transformers = pytest.importorskip("transformers")
     _config, roberta = _tiny_decoder(torch, transformers)
 
-    class Wrapper(torch.nn.Module):
+    module: Any = torch.nn.Module  # torch is imported here, so mypy cannot see the class
+
+    class Wrapper(module):
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
