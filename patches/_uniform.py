@@ -54,7 +54,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from patcher.tree import Tree
-from patches._names import BINDERS, bound_names, parameters, walk
+from patches._names import BINDERS, bindings_of, bound_names, parameters, walk
 from patches._ranks import OTHER, RANK0, RankModel, synchronises
 from patches._syntax import callee_name, dotted_name, int_literal
 
@@ -459,8 +459,10 @@ class Uniformity:
                     continue
             elif not isinstance(inner, (cst.Return, cst.Raise)):
                 continue
-            for test, _ in self.m.conditions(inner):
-                why = self._why(test)
+            whys = (self._why(test) for test, _ in self.m.conditions(inner))
+            if _handler_between(tree, inner, loop):
+                whys = iter(["it runs in an except clause, on an exception a rank raises"])
+            for why in whys:
                 if why:
                     kind = "skip" if isinstance(inner, cst.Continue) else "leave the loop around"
                     return (
@@ -531,6 +533,17 @@ class Uniformity:
         return self._sharded
 
 
+def _handler_between(tree: Tree, node: cst.CSTNode, top: cst.CSTNode) -> bool:
+    """Whether an ``except`` clause inside ``top`` holds ``node``: what runs there is decided
+    by an exception, which a rank raises from its own data (``StopIteration``)."""
+    for ancestor in tree.ancestors(node):
+        if ancestor is top:
+            return False
+        if isinstance(ancestor, cst.ExceptHandler):
+            return True
+    return False
+
+
 def _may_leave(tree: Tree, statement: cst.CSTNode) -> bool:
     """Whether an exit inside ``statement`` may leave the iteration it is in."""
     for node in walk(statement, into_scopes=False):
@@ -561,21 +574,22 @@ def _innermost_loop(tree: Tree, node: cst.CSTNode) -> cst.CSTNode | None:
 
 
 def _frame_bindings(scope: cst.FunctionDef | cst.Module, name: str) -> list[cst.CSTNode]:
-    """Where ``name`` is bound in ``scope``'s own frame, ``global``/``nonlocal``/``del``
-    included, and its parameter."""
-    found: list[cst.CSTNode] = []
+    """Where ``name`` is bound in ``scope``'s own frame (``_names.bindings_of``, which a
+    module frame walks alike), and the ``global``/``nonlocal``/``del`` statements naming it."""
     if isinstance(scope, cst.FunctionDef):
-        found += [p for p in parameters(scope) if p.name.value == name]
-    found += [
+        found = bindings_of(scope, name)
+    else:
+        found = [
+            node
+            for node in walk(scope, into_scopes=False)
+            if isinstance(node, BINDERS) and _binds(node, name)
+        ]
+    body = scope.body if isinstance(scope, cst.FunctionDef) else scope
+    return found + [
         node
-        for node in walk(
-            scope.body if isinstance(scope, cst.FunctionDef) else scope, into_scopes=False
-        )
-        if isinstance(node, (*BINDERS, cst.Global, cst.Nonlocal, cst.Del))
-        and not isinstance(node, cst.Param)
-        and _binds(node, name)
+        for node in walk(body, into_scopes=False)
+        if isinstance(node, (cst.Global, cst.Nonlocal, cst.Del)) and _binds(node, name)
     ]
-    return found
 
 
 def _argument(call: cst.Call, index: int, keyword: str) -> cst.BaseExpression | None:

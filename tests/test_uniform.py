@@ -137,6 +137,18 @@ def test_a_counter_updated_under_a_rank_test_is_not() -> None:
             "global_step is updated under a test that may differ between ranks (ranks may "
             "leave the loop around nb_tr_steps",
         ),
+        # ... or decided by an exception
+        (
+            "            outputs.loss.backward()\n",
+            "            outputs.loss.backward()\n"
+            "            try:\n"
+            "                check(outputs)\n"
+            "            except ValueError:\n"
+            "                break\n",
+            "nb_tr_steps == 3",
+            "ranks may leave the loop around nb_tr_steps at different times (`break` under a "
+            "test that may differ: it runs in an except clause",
+        ),
         # 1d: a nested function rebinds the counter
         (
             "    for epoch in",
