@@ -23,23 +23,37 @@ test decides the exit on every rank, the rank test keeps the side effects on ran
             ...  # evaluate, save
         return
 
-It is split only when that is provably the same decision on every rank:
+It is split only when every rank, reaching the gate at the same point of training, decides the
+same (``patches/_uniform.py`` says when; it rests on the premise DDP training itself rests on:
+the k-th iteration of a loop that all-reduces gradients in every iteration meets the k-th on
+every other rank, and, in a module that shards its data with a ``DistributedSampler``, every
+epoch has as many of them on every rank):
 
-- the gate is an ``and`` of rank tests and other terms, has no ``else``, and ends with the exit
-  (``return``, ``break``, ``sys.exit(...)``, ``exit(...)``);
-- every other term is rank-uniform (``patches/_uniform.py``): literals, command-line attributes
-  nothing assigns a per-rank value to, and counters bound from int literals and updated only by
-  ``+= <int>`` or as ``range``/``enumerate`` indexes, on every rank. A term read from a loss, a
-  metric, an evaluation, a file, the clock, randomness or a rank is not;
-- the gate itself runs on every rank, under such tests only;
+- the gate is an ``and`` of rank tests and other terms, has no ``else``, ends with the exit
+  (``return``, ``break``, ``sys.exit(...)``, ``exit(...)``), and has no comment between its
+  terms (the split rebuilds the test from them);
+- every other term is rank-uniform: literals, attributes of the parsed command line
+  (``args`` bound from ``parse_args()`` or passed it) that nothing assigns a per-rank value, on
+  some ranks only, or by a computed name (``setattr(args, k, v)``), and counters bound from int
+  literals and updated only by ``+= <int>`` or as ``range``/``enumerate`` indexes of a loop in
+  step (a start read from the rank is not), on every rank, under uniform tests, in loops in
+  step (not a loop over a rank's own data), with no ``continue``, ``break`` or ``return``
+  decided by a rank's own data before or around them, and no nested function rebinding them. A
+  term read from a loss, a metric, an evaluation, a file, the clock, randomness or a rank is not;
+- the gate itself runs on every rank, under such tests only, in loops in step;
 - a rank test that is false in a lone process (``args.global_rank == 0`` with rank -1) is split
-  only when every process joins a process group (an ``init_process_group`` no test guards):
-  otherwise the lone process, which never left there, would;
+  only when every path to the gate calls ``init_process_group`` first (a call with no test,
+  loop, ``try`` or earlier exit around it, before the gate or before every call of its
+  function): a lone process without a launcher cannot pass that call, so it never reaches the
+  gate; otherwise the lone process, which never left there, would;
 - the statements moved under the rank test join no collective (the other ranks would not join
   it either), leave nothing early (no other ``return``, ``break``, ``continue``, ``raise``,
   ``yield``), and pass no name to a module function that calls what it receives, unless it is
-  an evaluation (a forward through the DDP wrapper broadcasts buffers to ranks that have left;
-  an evaluation's model is DDP004's to unwrap, which it does behind the rank test left there);
+  an evaluation; an evaluation or a forward (``model(x)``) there is accepted only in a module
+  that wraps the model in DDP itself, where DDP004 (a companion: ``--select DDP013`` alone
+  warns) sees the wrapper and unwraps it behind the rank test; a wrapper built where this file
+  does not show (``model = build_model(args)``) may be what rank 0 runs, and its forward
+  broadcasts buffers to ranks that have left;
 - the value returned (or the exit status) reads nothing only rank 0 binds there, and after a
   ``break`` no code reads what only rank 0 bound there (every rank now runs what follows the
   loop).
@@ -71,11 +85,9 @@ from patches._ranks import (
     truth,
     violations,
 )
-from patches._syntax import callee_name, dotted_name, is_eval_call
-from patches._uniform import Uniformity
+from patches._syntax import callee_name, dominates, dotted_name, is_eval_call
+from patches._uniform import PROCESS_EXITS, Uniformity
 
-#: Calls that end the process where they run.
-_PROCESS_EXITS = frozenset({"sys.exit", "exit", "quit", "os._exit"})
 _LEAVING = (cst.Return, cst.Raise, cst.Yield, cst.Await)
 
 
@@ -87,7 +99,7 @@ def _exit_of(statement: cst.BaseStatement) -> cst.CSTNode | None:
     if isinstance(small, (cst.Return, cst.Break)):
         return small
     if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
-        if dotted_name(small.value.func) in _PROCESS_EXITS:
+        if dotted_name(small.value.func) in PROCESS_EXITS:
             return small.value
     return None
 
@@ -121,26 +133,30 @@ class _Split:
 
     def why_not(self) -> str | None:
         """Why the split would not be the same decision on every rank (None when it is)."""
-        m, tree, uniformity = self.m, self.m.tree, self.uniformity
+        m, uniformity = self.m, self.uniformity
         if not self.rest:
             return "no other test decides it (every rank would leave at once)"
+        if _comments_between(self.gate.test, [*self.ranks, *self.rest]):
+            return "comments between its terms would be lost"
         for term in self.rest:
-            why = uniformity.why_not(term)
+            why = uniformity.why_not(term, leaving=self.exit)
             if why:
                 return f"the test may differ between ranks: {why}"
-        if any(truth(t, SINGLE) is False for t in self.ranks) and not _always_grouped(m):
-            return "a lone process (rank -1) never leaves here, and would"
+        if any(truth(t, SINGLE) is False for t in self.ranks) and not _grouped_before(m, self.gate):
+            return (
+                "a lone process (rank -1) never leaves here, and would: not every path to it "
+                "calls init_process_group first (which a lone process without a launcher "
+                "cannot pass)"
+            )
         if m.runs(self.gate, OTHER) is False or m.runs(self.gate, RANK0) is False:
             return "the gate itself runs on some ranks only"
         for test, _ in m.conditions(self.gate):
-            why = uniformity.why_not(test)
+            why = uniformity.why_not(test, leaving=self.exit)
             if why:
                 return f"a test around it may differ between ranks: {why}"
-        for loop in tree.ancestors(self.gate):
-            if loop is m.scope(self.gate):
-                break
-            if isinstance(loop, cst.While) and (why := uniformity.why_not(loop.test)):
-                return f"a loop around it may stop at different times: {why}"
+        why = uniformity.placed(self.gate, "the gate", leaving=self.exit)
+        if why:
+            return f"it may be reached at different steps: {why}"
         for statement in self.moved:
             why = self._moved(statement)
             if why:
@@ -166,13 +182,20 @@ class _Split:
                 joined = m.collective(node, RANK0)
                 if joined is not None:
                     return f"rank 0 joins {joined} there, which the other ranks never would"
-                if dotted_name(node.func) in _PROCESS_EXITS:
+                if dotted_name(node.func) in PROCESS_EXITS:
                     return "it leaves earlier on rank 0 too"
                 forwarded = _forwarded(m, node)
                 if forwarded is not None:
                     return (
                         f"rank 0 runs {forwarded} there, maybe through the DDP wrapper (whose "
                         "forward broadcasts buffers to ranks that would have left)"
+                    )
+                unseen = None if _wraps_here(m) else _maybe_wrapped(m, self.uniformity, node)
+                if unseen is not None:
+                    return (
+                        f"rank 0 runs {unseen} there, maybe through a DDP wrapper built where "
+                        "this file does not show (its forward broadcasts buffers to ranks that "
+                        "would have left)"
                     )
             if isinstance(node, _LEAVING) or (
                 isinstance(node, (cst.Break, cst.Continue))
@@ -226,16 +249,117 @@ def _forwarded(m: RankModel, call: cst.Call) -> str | None:
     return None
 
 
-def _always_grouped(m: RankModel) -> bool:
-    """Whether every process joins a process group (``init_process_group`` with no test around
-    it, in code that runs): then there is no lone process for which a rank test is false."""
-    for call in m.tree.nodes(cst.Call):
-        if callee_name(call) != "init_process_group" or m.conditions(call):
+def _grouped_before(m: RankModel, node: cst.CSTNode, seen: frozenset[str] = frozenset()) -> bool:
+    """Whether every process that reaches ``node`` has called ``init_process_group`` first:
+    a call of it (or of a module function that always makes one) that always runs, before
+    ``node`` in its function, or before every call of that function in the module. A lone
+    process started without a launcher cannot pass that call, so it never gets here."""
+    tree = m.tree
+    scope = m.scope(node)
+    for call in tree.nodes(cst.Call):
+        if m.scope(call) is not scope or not tree.after(node, call):
             continue
-        scope = m.scope(call)
-        if isinstance(scope, cst.Module) or scope.name.value in m.functions:
+        if _groups(m, call, seen) and dominates(tree, call, node):
             return True
-    return False
+    if not isinstance(scope, cst.FunctionDef) or scope.name.value in seen:
+        return False
+    name = scope.name.value
+    sites = [c for c in m.module_calls() if isinstance(c.func, cst.Name) and c.func.value == name]
+    return bool(sites) and all(_grouped_before(m, c, seen | {name}) for c in sites)
+
+
+def _groups(m: RankModel, call: cst.Call, seen: frozenset[str]) -> bool:
+    """Whether ``call`` always runs where it is and makes an ``init_process_group`` call."""
+    if not _always_runs(m, call):
+        return False
+    name = callee_name(call)
+    if name == "init_process_group":
+        return True
+    if not isinstance(call.func, cst.Name) or name not in m.functions or name in seen:
+        return False
+    function = m.functions[name]
+    return any(
+        isinstance(inner, cst.Call) and _groups(m, inner, seen | {name})
+        for inner in walk(function.body, into_scopes=False)
+    )
+
+
+def _always_runs(m: RankModel, node: cst.CSTNode) -> bool:
+    """No test, loop or ``try`` around ``node`` in its function, and no exit before it."""
+    tree = m.tree
+    scope = m.scope(node)
+    for ancestor in tree.ancestors(node):
+        if ancestor is scope:
+            break
+        if isinstance(
+            ancestor, (cst.If, cst.IfExp, cst.For, cst.While, cst.Try, cst.BooleanOperation)
+        ):
+            return False
+    body = scope.body if isinstance(scope, cst.FunctionDef) else scope
+    for inner in walk(body, into_scopes=False):
+        if not tree.after(node, inner):
+            continue
+        if isinstance(inner, (cst.Return, cst.Raise)) or (
+            isinstance(inner, cst.Call) and dotted_name(inner.func) in PROCESS_EXITS
+        ):
+            return False
+    return True
+
+
+def _wraps_here(m: RankModel) -> bool:
+    """Whether this module wraps the model in DDP itself (``DistributedDataParallel(...)``,
+    under any alias): then DDP004 sees the wrapper and unwraps what rank 0 evaluates alone."""
+    names = {"DistributedDataParallel"}
+    for node in m.tree.nodes(cst.ImportFrom):
+        if isinstance(node.names, cst.ImportStar):
+            continue
+        for alias in node.names:
+            asname = alias.asname.name if alias.asname is not None else None
+            if dotted_name(alias.name) == "DistributedDataParallel" and isinstance(
+                asname, cst.Name
+            ):
+                names.add(asname.value)
+    return any(callee_name(call) in names for call in m.tree.nodes(cst.Call))
+
+
+def _maybe_wrapped(m: RankModel, uniformity: Uniformity, call: cst.Call) -> str | None:
+    """``model(x)`` or ``evaluate(args, model)`` where ``model`` is a name of this frame (not
+    the command line), in a module that does not wrap the model itself: it may be a DDP
+    wrapper built elsewhere, which DDP004 cannot see. The call as ``name()``; None otherwise."""
+    scope = m.scope(call)
+    bound = names_bound_in(scope)
+    if isinstance(scope, cst.FunctionDef):
+        bound |= {p.name.value for p in parameters(scope)}
+    bound -= set(m.functions)
+    if isinstance(call.func, cst.Name) and call.func.value in bound:
+        return f"{call.func.value}()"
+    if not is_eval_call(call):
+        return None
+    for arg in call.args:
+        value = arg.value
+        if isinstance(value, cst.Name) and value.value in bound:
+            if uniformity.command_line(value) is None:
+                continue  # the parsed command line, not a model
+            return f"{callee_name(call)}()"
+    return None
+
+
+def _comments_between(test: cst.BaseExpression, terms: list[cst.BaseExpression]) -> bool:
+    """Whether ``test`` has comments outside its terms (``a  # why`` before ``and b``): the
+    split rebuilds the test from its terms, which would drop them."""
+    inside = sum(_comments(term) for term in terms)
+    return _comments(test) > inside
+
+
+def _comments(node: cst.CSTNode) -> int:
+    count = 0
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Comment):
+            count += 1
+        stack.extend(current.children)
+    return count
 
 
 def _own_nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
@@ -290,6 +414,11 @@ class RankDivergence(Rule):
     rationale = __doc__
     judges_output = True
     triggers = ("local_rank", "LOCAL_RANK", "global_rank")
+    companions = ("DDP004",)
+    companion_reason = (
+        "a step-limit exit split so that every rank leaves keeps rank 0's evaluation behind the "
+        "rank test, and only DDP004 takes the DDP wrapper off what rank 0 then evaluates alone"
+    )
     examples = (
         Example(
             before="""
@@ -322,8 +451,8 @@ class RankDivergence(Rule):
             messages=(
                 "only rank 0 returns here, out of code that synchronises (the other ranks wait "
                 "for it in their next collective): every rank now returns when global_step == "
-                "args.train_steps, the same on every rank; rank 0 alone runs the rest of the "
-                "block first",
+                "args.train_steps, the same on every rank at the same step; rank 0 alone runs "
+                "the rest of the block first",
             ),
         ),
         Example(
@@ -388,8 +517,8 @@ class RankDivergence(Rule):
                     gate,
                     f"only rank 0 {what} here, out of code that synchronises (the other ranks "
                     f"wait for it in their next collective): every rank now {what} when "
-                    f"{condition}, the same on every rank; rank 0 alone runs the rest of the "
-                    "block first",
+                    f"{condition}, the same on every rank at the same step; rank 0 alone runs "
+                    "the rest of the block first",
                     {gate: candidate.rewrite()},
                 )
                 split.add(id(exit_))
