@@ -39,7 +39,8 @@ never passes either.)
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from typing import cast
 
 import libcst as cst
 
@@ -65,19 +66,48 @@ def non_negative_counters(frame: cst.FunctionDef | cst.Module) -> frozenset[str]
     return found
 
 
+#: The node types that bind a name or make it unknowable (concrete classes: ``type(node) in``
+#: is much cheaper than an ``isinstance`` through LibCST's ABCMeta on every node of a module).
+_BINDING_TYPES = frozenset(
+    {
+        cst.Assign,
+        cst.AnnAssign,
+        cst.AugAssign,
+        cst.For,
+        cst.CompFor,
+        cst.NamedExpr,
+        cst.AsName,
+        cst.Global,
+        cst.Nonlocal,
+        cst.Del,
+        cst.FunctionDef,
+        cst.ClassDef,
+        cst.Param,
+        cst.ImportAlias,
+        cst.MatchAs,
+        cst.MatchStar,
+        cst.MatchMapping,
+    }
+)
+
+
 def _counters(frame: cst.FunctionDef | cst.Module) -> frozenset[str]:
     body = frame.body if isinstance(frame, cst.FunctionDef) else frame
+    module = isinstance(frame, cst.Module)
     own = {id(node) for node in walk(body, into_scopes=False)}
     counted: set[str] = set()
     spoilt: set[str] = set()
     if isinstance(frame, cst.FunctionDef):
         spoilt.update(_param_names(frame.params))
     for node in walk(body, into_scopes=True):
-        if isinstance(frame, cst.Module) and (
-            isinstance(node, cst.ImportStar)
-            or (isinstance(node, cst.Call) and callee_name(node) in _REBINDERS)
+        kind = type(node)
+        if module and (
+            kind is cst.ImportStar
+            or (kind is cst.Call and callee_name(cast(cst.Call, node)) in _REBINDERS)
         ):
             return frozenset()
+        if kind not in _BINDING_TYPES:
+            continue
         for name, counts in _bindings(node):
             if counts and id(node) in own:
                 counted.add(name)
@@ -194,20 +224,46 @@ _MIRRORED: dict[type, type] = {
 }
 
 
-def sign_truth(node: cst.BaseExpression, counters: Collection[str]) -> bool | None:
+class Lazy:
+    """The counters of a frame, computed the first time a test may need them (most tests never
+    compare a plain name with an int literal)."""
+
+    def __init__(self, compute: Callable[[], frozenset[str]]) -> None:
+        self._compute = compute
+        self._names: frozenset[str] | None = None
+
+    def names(self) -> frozenset[str]:
+        if self._names is None:
+            self._names = self._compute()
+        return self._names
+
+
+def lazy_counters(frame: cst.FunctionDef | cst.Module) -> Lazy:
+    """:func:`non_negative_counters` of ``frame``, computed on first use."""
+    return Lazy(lambda: non_negative_counters(frame))
+
+
+def sign_truth(node: cst.BaseExpression, counters: Collection[str] | Lazy) -> bool | None:
     """The value of the comparison ``node`` when one side is one of ``counters`` (ints >= 0)
     and the other an int literal (or, for ``in``, a literal collection of ints), where the sign
     alone decides it; None otherwise."""
-    if not counters or not isinstance(node, cst.Comparison) or len(node.comparisons) != 1:
+    if type(node) is not cst.Comparison or (type(counters) is not Lazy and not counters):
+        return None
+    node = cast(cst.Comparison, node)
+    if len(node.comparisons) != 1:
         return None
     left, target = node.left, node.comparisons[0]
     operator, right = type(target.operator), target.comparator
-    if not (isinstance(left, cst.Name) and left.value in counters):
-        if not (isinstance(right, cst.Name) and right.value in counters):
-            return None
-        if operator not in _MIRRORED:
+    if type(left) is not cst.Name:
+        if type(right) is not cst.Name or operator not in _MIRRORED:
             return None
         left, right, operator = right, left, _MIRRORED[operator]
+    if int_literal(right) is None and int_collection(right) is None:
+        return None  # the shape first: the counters are computed only when they may decide
+    if isinstance(counters, Lazy):
+        counters = counters.names()
+    if cast(cst.Name, left).value not in counters:
+        return None
     if operator in (cst.In, cst.NotIn):
         values = int_collection(right)
         if values is None or any(v >= 0 for v in values):

@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 import libcst as cst
 
 from patcher.tree import Tree, children
-from patches._counters import non_negative_counters, sign_truth
+from patches._counters import Lazy, lazy_counters, sign_truth
 from patches._names import SCOPE_TYPES, SCOPES, names_bound_in, parameters
 from patches._syntax import (
     LOCAL_RANK,
@@ -112,7 +112,7 @@ def truth(
     kind: int | None,
     known: Mapping[str, bool] | None = None,
     *,
-    counters: Collection[str] = (),
+    counters: Collection[str] | Lazy = (),
 ) -> bool | None:
     """The value of condition ``node`` in a process of ``kind`` (None: any process); None when
     it depends. ``known`` gives names whose value is known (a flag parameter at a call);
@@ -357,7 +357,7 @@ def reached(
     node: cst.CSTNode,
     kind: int | None,
     known: Mapping[str, bool],
-    counters: Collection[str] = (),
+    counters: Collection[str] | Lazy = (),
 ) -> Iterator[cst.CSTNode]:
     """The nodes below ``node`` that can run in a process of ``kind`` with ``known`` flags:
     an ``if`` branch whose test is known to be False there is left out (``counters``: the
@@ -434,7 +434,7 @@ def reached_through_calls(
         # ``not evaluate`` in a loader without an ``evaluate`` parameter is always False.
         local = _rebound(current) | {p.name.value for p in parameters(current)}
         defined = {name: True for name in functions if name not in local}
-        counters = non_negative_counters(current)
+        counters = lazy_counters(current)
         for node in reached(current.body, kind, {**defined, **known}, counters):
             yield node
             if type(node) is cst.Call and type(node.func) is cst.Name:

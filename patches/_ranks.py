@@ -34,7 +34,7 @@ import libcst as cst
 from patcher.rule import Reason
 from patcher.tree import Tree
 from patches._args import keyword_value, positional_args, positional_values
-from patches._counters import non_negative_counters, sign_truth
+from patches._counters import Lazy, lazy_counters, sign_truth
 from patches._gates import OTHER as _OTHER
 from patches._gates import RANK0 as _RANK0
 from patches._gates import SINGLE as _SINGLE
@@ -101,7 +101,7 @@ def truth(
     known: Mapping[str, bool] | None = None,
     *,
     dormant: bool = False,
-    counters: Collection[str] = (),
+    counters: Collection[str] | Lazy = (),
 ) -> bool | None:
     """The value of condition ``node`` in a process of ``kind``; None when it depends on data.
 
@@ -208,15 +208,17 @@ class RankModel:
             self._truths[key] = truth(test, kind, dormant=self.dormant, counters=counters)
         return self._truths[key]
 
-    def counters(self, node: cst.CSTNode) -> frozenset[str]:
+    def counters(self, node: cst.CSTNode) -> Lazy:
         """The non-negative counters (``patches/_counters.py``) of the frame ``node`` is
-        evaluated in; none inside a class body or a lambda."""
+        evaluated in, computed when a test needs them; none inside a class body or a lambda."""
+        frame: cst.FunctionDef | cst.Module = self.tree.module
         for ancestor in self.tree.ancestors(node):
             if type(ancestor) is cst.FunctionDef:
-                return non_negative_counters(cast(cst.FunctionDef, ancestor))
+                frame = cast(cst.FunctionDef, ancestor)
+                break
             if type(ancestor) in (cst.ClassDef, cst.Lambda):
-                return frozenset()
-        return non_negative_counters(self.tree.module)
+                return Lazy(frozenset)
+        return lazy_counters(frame)
 
     def dead(self, node: cst.CSTNode) -> bool:
         """Whether no process ever runs ``node``, when its function runs: a test around it is
