@@ -9,12 +9,13 @@ or None for "depends on something else"), so that ``args.local_rank in [-1, 0] a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any, TypeVar, cast
 
 import libcst as cst
 
 from patcher.tree import Tree, children
+from patches._counters import Lazy, lazy_counters, sign_truth
 from patches._names import SCOPE_TYPES, SCOPES, names_bound_in, parameters
 from patches._syntax import (
     LOCAL_RANK,
@@ -107,12 +108,21 @@ def _signed(member: bool | None, positive: bool) -> bool | None:
 
 
 def truth(
-    node: cst.BaseExpression, kind: int | None, known: Mapping[str, bool] | None = None
+    node: cst.BaseExpression,
+    kind: int | None,
+    known: Mapping[str, bool] | None = None,
+    *,
+    counters: Collection[str] | Lazy = (),
 ) -> bool | None:
     """The value of condition ``node`` in a process of ``kind`` (None: any process); None when
-    it depends. ``known`` gives names whose value is known (a flag parameter at a call)."""
+    it depends. ``known`` gives names whose value is known (a flag parameter at a call);
+    ``counters`` names that are ints >= 0 (``patches/_counters.py``: ``patience == -1`` is
+    never true)."""
     if isinstance(node, cst.Name):
         return literal_bool(node, known or {})
+    counted = sign_truth(node, counters)
+    if counted is not None:
+        return counted
     found = rank_comparison(node)
     if found is not None:
         _, values, positive = found
@@ -128,7 +138,7 @@ def truth(
                 return _signed(-1 in values, positive)  # no RANK: the local rank, -1
             return None  # not initialised: such tests are only reached behind a local_rank test
         return _signed(_member(kind, values), positive)
-    return logic(node, lambda term: truth(term, kind, known))
+    return logic(node, lambda term: truth(term, kind, known, counters=counters))
 
 
 def logic(
@@ -344,10 +354,14 @@ def flag_arguments(
 
 
 def reached(
-    node: cst.CSTNode, kind: int | None, known: Mapping[str, bool]
+    node: cst.CSTNode,
+    kind: int | None,
+    known: Mapping[str, bool],
+    counters: Collection[str] | Lazy = (),
 ) -> Iterator[cst.CSTNode]:
     """The nodes below ``node`` that can run in a process of ``kind`` with ``known`` flags:
-    an ``if`` branch whose test is known to be False there is left out."""
+    an ``if`` branch whose test is known to be False there is left out (``counters``: the
+    non-negative counters of ``node``'s frame, whose negative tests are dead)."""
     stack = [node]
     while stack:
         current = stack.pop()
@@ -357,7 +371,7 @@ def reached(
             continue
         if node_type is cst.If:
             current = cast(cst.If, current)
-            value = truth(current.test, kind, known)
+            value = truth(current.test, kind, known, counters=counters)
             kids: list[cst.CSTNode] = [current.test]
             if value is not False:
                 kids.append(current.body)
@@ -420,7 +434,8 @@ def reached_through_calls(
         # ``not evaluate`` in a loader without an ``evaluate`` parameter is always False.
         local = _rebound(current) | {p.name.value for p in parameters(current)}
         defined = {name: True for name in functions if name not in local}
-        for node in reached(current.body, kind, {**defined, **known}):
+        counters = lazy_counters(current)
+        for node in reached(current.body, kind, {**defined, **known}, counters):
             yield node
             if type(node) is cst.Call and type(node.func) is cst.Name:
                 callee = functions.get(node.func.value)

@@ -13,6 +13,7 @@ import libcst as cst
 
 from patcher.tree import Tree
 from patches._names import is_read, names_bound_in, walk
+from patches._ranks import model
 from patches._syntax import callee_name, calls_in, module_functions
 from patches._writes import is_write
 
@@ -101,8 +102,9 @@ def _safe(
     forward, a collective, on one rank) or to pick its inner module."""
     nodes = [n for s in run for n in walk(s, into_scopes=False)]
     exits = (cst.Break, cst.Continue, cst.Return, cst.Raise, cst.Yield, cst.Global, cst.Nonlocal)
-    if any(isinstance(n, exits) for n in nodes):
-        return False
+    ranks = model(tree)
+    if any(isinstance(n, exits) and not ranks.dead(n) for n in nodes):
+        return False  # an exit no process can take (``if patience == -1: break``) is none
     for other in (n for n in nodes if isinstance(n, cst.Call)):
         name = callee_name(other)
         if name in _TRAINING_CALLS or name in training:

@@ -25,7 +25,7 @@ and is left to the rules that report it.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -34,6 +34,7 @@ import libcst as cst
 from patcher.rule import Reason
 from patcher.tree import Tree
 from patches._args import keyword_value, positional_args, positional_values
+from patches._counters import Lazy, lazy_counters, sign_truth
 from patches._gates import OTHER as _OTHER
 from patches._gates import RANK0 as _RANK0
 from patches._gates import SINGLE as _SINGLE
@@ -100,14 +101,19 @@ def truth(
     known: Mapping[str, bool] | None = None,
     *,
     dormant: bool = False,
+    counters: Collection[str] | Lazy = (),
 ) -> bool | None:
     """The value of condition ``node`` in a process of ``kind``; None when it depends on data.
 
     Local-rank tests are judged on the local rank (``NODE0`` is local rank 0), global ones
     (``get_rank()``, ``RANK``, ``args.rank``, ``is_main_process``) on the global rank. In a
     ``dormant`` script (:func:`rank_dormant`) every process keeps ``local_rank == -1``, so
-    local-rank tests are judged as in a lone process."""
+    local-rank tests are judged as in a lone process. ``counters`` are names known to hold
+    ints >= 0 (``patches/_counters.py``): a negative test on them is False in every process."""
     known = known or {}
+    counted = sign_truth(node, counters)
+    if counted is not None:
+        return counted
     if dormant and rank_comparison(node) is not None:
         return _local_truth(node, _SINGLE, known)
     flag = _global_flag(node)
@@ -119,7 +125,9 @@ def truth(
     if renamed is not None:
         return _local_truth(renamed, _as_global(kind), known)
     if isinstance(node, (cst.BooleanOperation, cst.UnaryOperation)):
-        return logic(node, lambda term: truth(term, kind, known, dormant=dormant))
+        return logic(
+            node, lambda term: truth(term, kind, known, dormant=dormant, counters=counters)
+        )
     local = _local_truth(node, _as_local(kind), known)
     if kind == NODE0 and _mentions_global_rank(node):
         return _local_truth(node, _OTHER, known)
@@ -196,8 +204,27 @@ class RankModel:
     def _truth(self, test: cst.BaseExpression, kind: str) -> bool | None:
         key = (id(test), kind)
         if key not in self._truths:
-            self._truths[key] = truth(test, kind, dormant=self.dormant)
+            counters = self.counters(test)
+            self._truths[key] = truth(test, kind, dormant=self.dormant, counters=counters)
         return self._truths[key]
+
+    def counters(self, node: cst.CSTNode) -> Lazy:
+        """The non-negative counters (``patches/_counters.py``) of the frame ``node`` is
+        evaluated in, computed when a test needs them; none inside a class body or a lambda."""
+        frame: cst.FunctionDef | cst.Module = self.tree.module
+        for ancestor in self.tree.ancestors(node):
+            if type(ancestor) is cst.FunctionDef:
+                frame = cast(cst.FunctionDef, ancestor)
+                break
+            if type(ancestor) in (cst.ClassDef, cst.Lambda):
+                return Lazy(frozenset)
+        return lazy_counters(frame)
+
+    def dead(self, node: cst.CSTNode) -> bool:
+        """Whether no process ever runs ``node``, when its function runs: a test around it is
+        decided against it everywhere (UniXcoder's ``if patience == -1: break`` on a counter
+        that never goes below zero)."""
+        return all(self.runs(node, kind) is False for kind in (SINGLE, RANK0, NODE0, OTHER))
 
     def runs(self, node: cst.CSTNode, kind: str) -> bool | None:
         """Whether a process of ``kind`` runs ``node`` when its function runs: True, False, or

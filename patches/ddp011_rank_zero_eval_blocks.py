@@ -153,12 +153,15 @@ def _split(node: cst.If, keep: int, rank: cst.Comparison) -> cst.If:
     return node.with_changes(body=node.body.with_changes(body=[*statements[:keep], inner]))
 
 
-def _leaves(body: cst.BaseSuite) -> str | None:
+def _leaves(body: cst.BaseSuite, ranks: RankModel) -> str | None:
     """``break``/``continue``/``return`` taken from inside ``body`` out of it (an early stop):
-    a decision every rank must make alike."""
+    a decision every rank must make alike. One that no process can take (UniXcoder's ``if
+    patience == -1: break`` on a counter that never goes below zero) is no early stop."""
     stack: list[cst.CSTNode] = [body]
     while stack:
         node = stack.pop()
+        if isinstance(node, (cst.Break, cst.Continue, cst.Return)) and ranks.dead(node):
+            continue
         if isinstance(node, (cst.Break, cst.Continue)):
             return "an early " + ("stop" if isinstance(node, cst.Break) else "continue")
         if isinstance(node, cst.Return):
@@ -268,7 +271,7 @@ class RankZeroEvalBlocks(Rule):
             rank = global_rank_zero(flag.value, quote)
             state = ranks.carried_out(node.body)
             what = f"every rank runs this {flag.attr.value} block and writes the same files"
-            leaves = _leaves(node.body)
+            leaves = _leaves(node.body, ranks)
             if leaves:  # an early stop decided here: every rank must take it
                 state = {*state, leaves}
             if not state:

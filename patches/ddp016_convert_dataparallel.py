@@ -66,12 +66,15 @@ without an ``args.device = <name>`` assignment to anchor the setup on, whose tra
 have no ``args`` to read the rank from (the function holding the anchor binds it), whose
 training function writes files before the anchor (no rank exists there yet), or that writes a
 file on every process and reads it back inside a training loop it may leave early (UniXcoder's
-summarization and generation: every rank would evaluate, rewrite dev.output and read it back at
-once for a patience counter, and a rank that read it half-written could stop alone while the
-others wait in their next all-reduce; converting needs the decision made on rank 0 and
-broadcast; a decision made from memory is the same on every rank and is converted), or whose
-training function calls a file-writing helper that rank 0 cannot run alone (its result decides an
-early stop, a learning-rate schedule or other state the training reads).
+summarization, ``if patience == 2: break``: every rank would evaluate, rewrite dev.output and read
+it back at once for a patience counter, and a rank that read it half-written could stop alone
+while the others wait in their next all-reduce; converting needs the decision made on rank 0 and
+broadcast; a decision made from memory is the same on every rank and is converted). An exit no
+process can take is no early stop: UniXcoder's generation tests ``if patience == -1: break`` on a
+counter that starts at 0 and is only reset to 0 or grown by 1 (``patches/_counters.py``), so
+that script is converted, and DDP011 then runs its dev evaluation on rank 0. Also reported: a
+script whose training function calls a file-writing helper that rank 0 cannot run alone (its
+result decides an early stop, a learning-rate schedule or other state the training reads).
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ from patches._negatives import (
     find,
     scores_batch_by_batch,
 )
-from patches._ranks import write_path
+from patches._ranks import RankModel, model, write_path
 from patches._syntax import callee_name, calls_in, global_rank_zero, unwrapped
 from patches._writes import gate_writes, is_write
 
@@ -155,11 +158,12 @@ def _shared_write_before_exit(tree: Tree, function: cst.FunctionDef) -> cst.Call
     all rewrite at once need not agree (UniXcoder's summarization and generation score
     dev.gold/dev.output for a patience counter). A decision made from memory is the same on every
     rank, which all score the same model on the same data."""
+    m = model(tree)
     for call in calls_in(function):
         if not is_write(call):
             continue  # gated to rank 0 or not, every rank reads the file back
         loop = _loop(tree, call)
-        if loop is None or not tree.contains(function, loop) or not _exits(tree, loop):
+        if loop is None or not tree.contains(function, loop) or not _exits(m, loop):
             continue
         path = write_path(call)  # torch.save(obj, path): the path, not the object
         names = _file_names(path) if path is not None else set()
@@ -173,9 +177,15 @@ def _loop(tree: Tree, node: cst.CSTNode) -> cst.For | cst.While | None:
     return next((a for a in tree.ancestors(node) if isinstance(a, (cst.For, cst.While))), None)
 
 
-def _exits(tree: Tree, loop: cst.For | cst.While) -> bool:
+def _exits(m: RankModel, loop: cst.For | cst.While) -> bool:
+    """Whether a ``return``, or a ``break`` of ``loop``, can run: one in a branch no process
+    ever takes (UniXcoder's ``if patience == -1: break``, ``patches/_counters.py``) is none."""
     return any(
-        isinstance(node, cst.Return) or (isinstance(node, cst.Break) and _loop(tree, node) is loop)
+        (
+            isinstance(node, cst.Return)
+            or (isinstance(node, cst.Break) and _loop(m.tree, node) is loop)
+        )
+        and not m.dead(node)
         for node in walk(loop, into_scopes=False)
     )
 

@@ -7,13 +7,15 @@ to be matched by fingerprint to CodeXGLUE's code-to-text; each now has its own t
 verify finds, patched, under 2 gloo ranks:
 
 * PRT012 gives the 3-D masks (the encoder's and the decoder's over the cache) the 4-D additive
-  form transformers 5 takes, so every process trains; the processes are seen running alone (no
-  rule converts these DataParallel-only scripts yet; DDP016 reports them) and stop in the beam
-  search, which rebuilds the cache as nested tuples transformers 5 no longer reads (not a rank
-  problem, and not PRT012's);
+  form transformers 5 takes, so every process trains, and stops in the beam search, which
+  rebuilds the cache as nested tuples transformers 5 no longer reads (not a rank problem, and not
+  PRT012's). Summarization's processes are seen running alone: DDP016 reports it (its live early
+  stop, ``patience == 2``, would be decided by every rank from dev files they all rewrite).
+  Generation's early stop, ``patience == -1``, is dead code (``patches/_counters.py``): DDP016
+  converts it, the ranks join one DDP job, and rank 0 alone evaluates and meets the cache;
 * with that cache handed over as a ``DynamicCache`` (a copy edited at test time), the test
-  decoding runs too, through PRT012's mask over the cache, and both processes write the same
-  checkpoint.
+  decoding runs too, through PRT012's mask over the cache: summarization's processes both write
+  the same checkpoint; generation passes every check, rank 0 writing it alone.
 """
 
 from __future__ import annotations
@@ -28,10 +30,15 @@ from patcher.verify.targets import identify, load_targets
 
 BASE = "UniXcoder/downstream-tasks"
 SUMMARIZATION = "codebert-unixcoder-code-summarization"
+GENERATION = "codebert-unixcoder-code-generation"
 TARGETS = {
     SUMMARIZATION: f"{BASE}/code-summarization/run.py",
-    "codebert-unixcoder-code-generation": f"{BASE}/code-generation/run.py",
+    GENERATION: f"{BASE}/code-generation/run.py",
 }
+ALONE = (
+    "2 processes, torch.distributed never initialised: every process ran as rank -1 "
+    "(the script does not read LOCAL_RANK)"
+)
 pytestmark = pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeBERT checkout")
 
 
@@ -58,10 +65,11 @@ def test_patched_script_trains_past_the_mask_and_stops_at_the_legacy_cache(targe
     code, report = run_verify(str(find_script(TARGETS[target])), "--gpus", "2")
     assert code == 1 and report["target"] == target and report["family"] == "roberta"
     rows = _evidence(report)
-    assert rows["ranks joined"] == (
-        "2 processes, torch.distributed never initialised: every process ran as rank -1 "
-        "(the script does not read LOCAL_RANK)"
-    )
+    if target == GENERATION:  # converted: one DDP job, rank 0 evaluates alone
+        assert rows["ranks joined"].startswith("2 processes, ranks 0, 1, world size 2 (gloo)")
+        assert rows["every rank exited 0"].startswith("rank 0 raised TypeError")
+    else:
+        assert rows["ranks joined"] == ALONE
     assert "raised TypeError: 'NoneType' object is not subscriptable" in rows["every rank exited 0"]
     assert rows["training health"].endswith("parameters trained as expected")
     files = [a for a in report["script_args"] if a.startswith(("--train_filename=", "--test_"))]
@@ -101,11 +109,21 @@ def test_past_the_cache_the_processes_train_alone(tmp_path: Path) -> None:
     code, report = run_verify(str(script), "--gpus", "2", "--target", SUMMARIZATION)
     assert code == 1
     rows = _evidence(report)
-    assert rows["ranks joined"] == (
-        "2 processes, torch.distributed never initialised: every process ran as rank -1 "
-        "(the script does not read LOCAL_RANK)"
-    )
+    assert rows["ranks joined"] == ALONE
     assert rows["checkpoints"].startswith(
         "checkpoint-best-bleu/pytorch_model.bin written by 2 processes"
     )
     assert rows["training health"] == "42 parameters trained as expected"
+
+
+@pytest.mark.slow
+def test_past_the_cache_generation_passes_as_one_ddp_job(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    script = _cache_for_transformers_5(find_script(TARGETS[GENERATION]), tmp_path / "code")
+    code, report = run_verify(str(script), "--gpus", "2", "--target", GENERATION)
+    rows = _evidence(report)
+    assert code == 0, rows
+    assert rows["ranks joined"].startswith("2 processes, ranks 0, 1, world size 2 (gloo)")
+    assert rows["replicas in sync"].startswith("ranks 0, 1 hold identical parameters")
+    assert rows["evaluation ran"].startswith("on rank 0")
+    assert rows["checkpoints"].startswith("checkpoint-best-score/pytorch_model.bin (rank 0")
