@@ -21,7 +21,8 @@ The rule iterates ``legacy_cache_layers(encoder_output.past_key_values)`` (4's t
 new ``DynamicCache`` holding only the context on every call when the model returned one. Both
 helpers, defined after the module's last import (``patches/_legacy_cache.py``), return anything
 else as it is, so on 4, and for a model of the script's own that keeps lists (LongCoder), the
-code runs as before.
+code runs as before (checked on 4.46.3 and 5.24). ``past_key_values=`` itself still works on 5.24,
+with a FutureWarning: 5 renamed it ``cache`` and announces its removal for 5.40.
 
 The shape must be certain: ``past_key_values=<name>`` where every binding of ``<name>`` reaching
 the call is a list comprehension (or ``tuple``/``list`` of a generator) over
