@@ -27,8 +27,9 @@ with a FutureWarning: 5 renamed it ``cache`` and announces its removal for 5.40.
 The shape must be certain: ``past_key_values=<name>`` where every binding of ``<name>`` reaching
 the call is a list comprehension (or ``tuple``/``list`` of a generator) over
 ``<output>.past_key_values`` whose element iterates the layer (``for x in y`` or ``enumerate(y)``),
-and ``<output>`` has one binding, the same at the comprehension and the call, from a call. Any
-other iteration of a ``.past_key_values`` attribute is reported.
+and ``<output>`` has one binding, the same at the comprehension and the call, from a call that
+runs before the call whenever it does. Any other iteration of a ``.past_key_values`` attribute is
+reported.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from patcher.tree import Around, Replacement, Tree
 from patches import _legacy_cache
 from patches._args import keyword_arg
 from patches._names import reaching
-from patches._syntax import callee_name, dotted_name, last_import, module_binds
+from patches._syntax import callee_name, dominates, dotted_name, last_import, module_binds
 
 FIELD = "past_key_values"
 _FIX = (
@@ -140,6 +141,8 @@ def _contexts(tree: Tree, call: cst.Call, name: str) -> list[_Context] | None:
     made = tree.parent(at_call[0])
     if not (isinstance(made, cst.Assign) and isinstance(made.value, cst.Call)):
         return None
+    if not tree.after(call, made) or not dominates(tree, made, call):
+        return None  # the call's own output, or one it may run without: no cache to copy
     for context in found:
         if [id(b) for b in reaching(tree, fn, output, context.source)] != [id(at_call[0])]:
             return None

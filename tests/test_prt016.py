@@ -46,6 +46,31 @@ def test_rewrite_is_idempotent() -> None:
     assert again == output and not findings
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        # the output is bound in a branch the call may run without
+        "def generate(self, ids, flag):\n"
+        "    if flag:\n"
+        "        out = self.encoder(ids, use_cache=True)\n"
+        "    context = [[x[:, :, :4] for x in y] for y in out.past_key_values]\n"
+        "    return self.decoder(ids, past_key_values=context)\n",
+        # the context is sliced from the cache the same call returned, a step before
+        "def generate(self, ids):\n"
+        "    for _ in range(3):\n"
+        "        out = self.decoder(ids, past_key_values=context)\n"
+        "        context = [[x[:, :, :4] for x in y] for y in out.past_key_values]\n",
+    ],
+)
+def test_output_not_certainly_before_the_call_is_reported(source: str) -> None:
+    output, findings = fix_text(source, RULE)
+    assert output == source
+    assert [(f.code, f.fixed, f.message) for f in findings] == [
+        ("PRT016", False, findings[0].message)
+    ]
+    assert findings[0].message.startswith("iterating a model's past_key_values")
+
+
 def test_helpers_leave_tuples_and_lists_as_they_are() -> None:
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
