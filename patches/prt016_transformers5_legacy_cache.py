@@ -25,11 +25,15 @@ code runs as before (checked on 4.46.3 and 5.24). ``past_key_values=`` itself st
 with a FutureWarning: 5 renamed it ``cache`` and announces its removal for 5.40.
 
 The shape must be certain: ``past_key_values=<name>`` where every binding of ``<name>`` reaching
-the call is a list comprehension (or ``tuple``/``list`` of a generator) over
-``<output>.past_key_values`` whose element iterates the layer (``for x in y`` or ``enumerate(y)``),
-and ``<output>`` has one binding, the same at the comprehension and the call, from a call that
-runs before the call whenever it does. Any other iteration of a ``.past_key_values`` attribute is
-reported.
+the call is a list comprehension (or ``tuple``/``list`` of a generator) whose element iterates
+the layer (``for x in y`` or ``enumerate(y)``) over a cache a model returned:
+``<output>.past_key_values`` with ``<output>`` bound once (reaching the comprehension) to a
+call's result, or a name bound once to a ``.past_key_values`` (CodeXGLUE Method-Generation's
+GPT-2 beam search: ``outputs = model(inputs).past_key_values``, then each step's
+``out.past_key_values`` re-sliced in the beams' order). The cache whose type the call copies
+is one of these whose binding runs before the call whenever it does (not the call's own
+output, not in a branch the call may run without). Any other iteration of a
+``.past_key_values`` attribute is reported.
 """
 
 from __future__ import annotations
@@ -58,10 +62,16 @@ _ITERATED = (
 
 @dataclass(frozen=True)
 class _Context:
-    """One binding of the context: the ``<output>.past_key_values`` it iterates."""
+    """One binding of the context: what it iterates (``<name>.past_key_values``, or ``<name>``
+    bound to a ``.past_key_values``) and the name whose binding says it is a returned cache."""
 
-    source: cst.Attribute
-    output: cst.Name
+    source: cst.BaseExpression
+    name: cst.Name
+
+    @property
+    def is_output(self) -> bool:
+        """Whether ``name`` is the model's output (else it is the cache itself)."""
+        return isinstance(self.source, cst.Attribute)
 
 
 def _cache_of(node: cst.BaseExpression) -> cst.Name | None:
@@ -99,21 +109,47 @@ def _iterates(element: cst.BaseExpression, layer: str) -> bool:
 
 
 def _context(value: cst.BaseExpression) -> _Context | None:
-    """A binding's value that rebuilds the per-layer tuples of ``<output>.past_key_values``."""
+    """A binding's value that rebuilds per-layer tuples from ``<output>.past_key_values`` or
+    from a name (checked later to be bound to a ``.past_key_values``)."""
     outer = _comprehension(value)
     if outer is None or outer.for_in.inner_for_in is not None or outer.for_in.ifs:
         return None
     target, source = outer.for_in.target, outer.for_in.iter
-    output = _cache_of(source)
-    if output is None or not isinstance(target, cst.Name) or not _iterates(outer.elt, target.value):
+    name = _cache_of(source) or (source if isinstance(source, cst.Name) else None)
+    if name is None or not isinstance(target, cst.Name) or not _iterates(outer.elt, target.value):
         return None
-    assert isinstance(source, cst.Attribute)
-    return _Context(source, output)
+    return _Context(source, name)
 
 
-def _contexts(tree: Tree, call: cst.Call, name: str) -> list[_Context] | None:
-    """The contexts every binding of ``name`` reaching ``call`` builds, when all do, from one
-    output whose single binding (a call's result) reaches both them and the call."""
+def _single_assign(
+    tree: Tree, fn: cst.FunctionDef, name: cst.Name, at: cst.CSTNode
+) -> cst.Assign | None:
+    """The one assignment of ``name`` reaching ``at`` (its only target), or None."""
+    bindings = reaching(tree, fn, name.value, at)
+    if len(bindings) != 1 or not isinstance(bindings[0], cst.AssignTarget):
+        return None
+    assign = tree.parent(bindings[0])
+    return assign if isinstance(assign, cst.Assign) and len(assign.targets) == 1 else None
+
+
+def _returned(context: _Context, assign: cst.Assign) -> bool:
+    """Whether ``assign`` binds what ``context`` iterates as a model's cache: a call's output
+    for ``<output>.past_key_values``, a ``.past_key_values`` for a name."""
+    if context.is_output:
+        return isinstance(assign.value, cst.Call)
+    return _cache_of(assign.value) is not None or (
+        isinstance(assign.value, cst.Attribute)
+        and assign.value.attr.value == FIELD
+        and isinstance(assign.value.value, cst.Call)
+    )
+
+
+def _contexts(
+    tree: Tree, call: cst.Call, name: str
+) -> tuple[list[_Context], cst.BaseExpression] | None:
+    """The contexts every binding of ``name`` reaching ``call`` builds, when all do, each from a
+    cache a model returned (one binding of its name reaching the comprehension), and the cache
+    the call copies the type of: one of them whose binding certainly runs before the call."""
     fn = tree.scope(call)
     if not isinstance(fn, cst.FunctionDef):
         return None
@@ -130,23 +166,16 @@ def _contexts(tree: Tree, call: cst.Call, name: str) -> list[_Context] | None:
         context = _context(assign.value)
         if context is None:
             return None
-        found.append(context)
-    outputs = {c.output.value for c in found}
-    if len(outputs) != 1:
-        return None
-    output = outputs.pop()
-    at_call = reaching(tree, fn, output, call)
-    if len(at_call) != 1:
-        return None
-    made = tree.parent(at_call[0])
-    if not (isinstance(made, cst.Assign) and isinstance(made.value, cst.Call)):
-        return None
-    if not tree.after(call, made) or not dominates(tree, made, call):
-        return None  # the call's own output, or one it may run without: no cache to copy
-    for context in found:
-        if [id(b) for b in reaching(tree, fn, output, context.source)] != [id(at_call[0])]:
+        made = _single_assign(tree, fn, context.name, context.source)
+        if made is None or not _returned(context, made):
             return None
-    return found
+        found.append((context, made))
+    for context, made in found:
+        if _single_assign(tree, fn, context.name, call) is not made:
+            continue
+        if tree.after(call, made) and dominates(tree, made, call):
+            return [c for c, _ in found], context.source
+    return None  # the call's own output, or one it may run without: no cache to copy
 
 
 def _wrapped(name: str, *args: cst.BaseExpression) -> cst.Call:
@@ -234,11 +263,11 @@ class Transformers5LegacyCache(Rule):
             arg = keyword_arg(call, FIELD)
             if arg is None or not isinstance(arg.value, cst.Name):
                 continue
-            contexts = _contexts(tree, call, arg.value.value)
-            if not contexts:
+            shape = _contexts(tree, call, arg.value.value)
+            if shape is None:
                 continue
-            source = contexts[0].source
-            replacements[arg.value] = _wrapped(_legacy_cache.LIKE, arg.value, source.deep_clone())
+            contexts, returned = shape
+            replacements[arg.value] = _wrapped(_legacy_cache.LIKE, arg.value, returned.deep_clone())
             if first is None:
                 first = call
             else:

@@ -31,8 +31,9 @@ def _helpers(transformers) -> dict:
 
 
 def _module(rules: list, name: str = "beam_context") -> dict:
+    """Fixture ``name`` as ``rules`` rewrite it (no rules: as it is), executed."""
     output, findings = fix_text((FIXTURES / f"{name}.in.py").read_text(), rules)
-    assert findings and all(f.fixed for f in findings)
+    assert all(f.fixed for f in findings) and bool(findings) == bool(rules)
     namespace: dict = {"__name__": f"prt016_{name}"}
     exec(compile(output, f"{name}.out.py", "exec"), namespace)
     return namespace
@@ -156,3 +157,26 @@ def test_without_the_rule_transformers_5_stops_in_the_beam_search() -> None:
     model = namespace["Seq2Seq"](encoder, encoder, config, beam_size=2, max_length=2, sos_id=0)
     with torch.no_grad(), pytest.raises(TypeError, match="NoneType"):
         model.eval().generate(torch.randint(3, 64, (1, 5)))
+
+
+def test_rewritten_gpt2_resliced_cache_matches_passes_without_a_cache() -> None:
+    """CodeXGLUE Method-Generation's shape on a tiny GPT-2: every step's logits equal those of
+    one pass over the prompt and the beam row's history without a cache."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=40, n_positions=32, n_embd=16, n_layer=2, n_head=2)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    decode = _module(RULE, "resliced_every_step")["decode"]
+    inputs = torch.randint(3, 40, (2, 5))
+    with torch.no_grad():
+        found = decode(model, inputs, 3, 4)
+        assert len(found) == 8
+        for i, history, logits in found:
+            ids = torch.cat((inputs[i : i + 1].expand(3, -1), history), -1)
+            want = model(ids).logits[:, -1]
+            assert torch.allclose(logits, want, rtol=1e-5, atol=1e-5), (i, history.shape)
+        if int(transformers.__version__.split(".")[0]) >= 5:
+            original = _module([], "resliced_every_step")["decode"]
+            with pytest.raises(TypeError, match="NoneType"):
+                original(model, inputs, 3, 1)
