@@ -5,7 +5,8 @@ The runtime tests build a tiny RoBERTa decoder from a config (no hub), rewrite t
 every decoding step's logits against transformers 4's numbers computed by hand over the
 example's unpadded source followed by the prefix (``test_prt012._by_hand``). Equal logits at
 every step also mean the context is not appended to between steps. On transformers 5 the same
-code without PRT016 must fail in the beam search.
+code without PRT016 must fail in the beam search. The ``resliced_every_step`` fixture (CodeXGLUE
+Method-Generation's GPT-2 beam search) runs on a tiny GPT-2 against passes without a cache.
 """
 
 from __future__ import annotations
