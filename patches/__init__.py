@@ -38,6 +38,7 @@ from patches.prt012_roberta_3d_attention_mask import Roberta3dAttentionMask
 from patches.prt013_gpu_placement_on_cpu import GpuPlacementOnCpu
 from patches.prt014_resized_model_config import ResizedModelConfig
 from patches.prt015_transformers5_model_code import Transformers5ModelCode
+from patches.prt016_transformers5_legacy_cache import Transformers5LegacyCache
 from patches.trn001_parameters_after_optimizer import ParametersAfterOptimizer
 from patches.trn002_clamped_sentinel_index import ClampedSentinelIndex
 from patches.trn003_autograd_cut_parameter import AutogradCutParameter
@@ -80,6 +81,7 @@ RULES = (
     GpuPlacementOnCpu,
     ResizedModelConfig,
     Transformers5ModelCode,
+    Transformers5LegacyCache,
     ParametersAfterOptimizer,
     ClampedSentinelIndex,
     AutogradCutParameter,
