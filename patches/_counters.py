@@ -40,7 +40,7 @@ never passes either.)
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import cast
+from typing import TypeGuard, cast
 
 import libcst as cst
 
@@ -167,7 +167,7 @@ def _bindings(node: cst.CSTNode) -> list[tuple[str, bool]]:
     return []
 
 
-def _is_name(node: cst.CSTNode) -> bool:
+def _is_name(node: cst.CSTNode) -> TypeGuard[cst.Name]:
     return type(node) is cst.Name
 
 
@@ -214,7 +214,7 @@ def _literal_for(target: cst.BaseExpression, value: cst.BaseExpression, name: st
     return None
 
 
-_MIRRORED: dict[type, type] = {
+_MIRRORED: dict[type[cst.BaseCompOp], type[cst.BaseCompOp]] = {
     cst.LessThan: cst.GreaterThan,
     cst.GreaterThan: cst.LessThan,
     cst.LessThanEqual: cst.GreaterThanEqual,
@@ -249,11 +249,11 @@ def sign_truth(node: cst.BaseExpression, counters: Collection[str] | Lazy) -> bo
     alone decides it; None otherwise."""
     if type(node) is not cst.Comparison or (type(counters) is not Lazy and not counters):
         return None
-    node = cast(cst.Comparison, node)
     if len(node.comparisons) != 1:
         return None
     left, target = node.left, node.comparisons[0]
-    operator, right = type(target.operator), target.comparator
+    operator: type[cst.BaseCompOp] = type(target.operator)
+    right = target.comparator
     if type(left) is not cst.Name:
         if type(right) is not cst.Name or operator not in _MIRRORED:
             return None
@@ -262,7 +262,7 @@ def sign_truth(node: cst.BaseExpression, counters: Collection[str] | Lazy) -> bo
         return None  # the shape first: the counters are computed only when they may decide
     if isinstance(counters, Lazy):
         counters = counters.names()
-    if cast(cst.Name, left).value not in counters:
+    if left.value not in counters:
         return None
     if operator in (cst.In, cst.NotIn):
         values = int_collection(right)

@@ -214,7 +214,7 @@ class RankModel:
         frame: cst.FunctionDef | cst.Module = self.tree.module
         for ancestor in self.tree.ancestors(node):
             if type(ancestor) is cst.FunctionDef:
-                frame = cast(cst.FunctionDef, ancestor)
+                frame = ancestor
                 break
             if type(ancestor) in (cst.ClassDef, cst.Lambda):
                 return Lazy(frozenset)
