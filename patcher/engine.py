@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import gc
 import re
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,6 +165,38 @@ def fix_text(
         if named:
             validate(text)
         return text, []
+    with _fewer_collections():
+        return _fix_parsed(text, rules, options, suppress, checks)
+
+
+#: The youngest generation's threshold while the engine runs (Python's default is 700).
+YOUNG_THRESHOLD = 100_000
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Collect the youngest generation less often while a file is fixed.
+
+    Parsing, indexing and rewriting allocate hundreds of thousands of small objects that live as
+    long as their tree version, few of them garbage. With the default threshold the collector
+    ran every 700 allocations and took about a fifth of the engine's time; the garbage is
+    collected all the same, later. The previous thresholds come back afterwards."""
+    before = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+def _fix_parsed(
+    text: str,
+    rules: Sequence[Rule],
+    options: Mapping[str, Mapping[str, Any]],
+    suppress: Sequence[str],
+    checks: Sequence[Postcondition] | None,
+) -> tuple[str, list[Finding]]:
+    """:func:`fix_text` past the prefilter."""
     suppressions = find_suppressions(text, suppress)
     module, syntax = parse(text)
     first = Tree(module, text, syntax)
