@@ -239,11 +239,15 @@ def _passes(
     settling = {rule.code for rule in rules if rule.settles}
     current = text
     done: dict[FixKey, Finding] = {}  # the fixes applied, over every pass
-    findings: dict[FixKey, Finding] = {}  # what the last pass reported
     applied: list[FixKey] = []
+    # A report describes the version it was made on: only the last pass's count, so they are
+    # positioned (which costs an `ast` parse in a rewritten version) once the passes are over.
+    contexts: list[RuleContext] = []
+    unapplied: list[Finding] = []  # fixes of the last pass reported instead, after its reports
+    mapping = line_map(text, current)
     for _ in range(MAX_PASSES):
         mapping = line_map(text, current)
-        findings = {}  # a report describes the version it was made on: only the last counts
+        contexts, unapplied = [], []
         fixes: list[Fix] = []
         for rule in rules:
             if rule.judges_output or not rule.may_apply(current):
@@ -251,8 +255,7 @@ def _passes(
             ctx = RuleContext(tree=tree, code=rule.code, options=options.get(rule.code, {}))
             rule.run(ctx)
             fixes.extend(ctx.fixes)
-            for f in ctx.findings:
-                _record(findings, f, mapping, suppressions)
+            contexts.append(ctx)
         # ruff does not fix a noqa'd violation: a suppressed fix is recorded, never applied;
         # a fix withdrawn by a post-condition is reported with the reason instead.
         unsuppressed: list[Fix] = []
@@ -261,10 +264,9 @@ def _passes(
             if key in banned:
                 f = fix.finding
                 why = f"{f.message}; not rewritten: {banned[key]}"
-                withdrawn = Finding(f.code, f.line, f.column, why, False)
-                _record(findings, withdrawn, mapping, suppressions)
+                unapplied.append(Finding(f.code, f.line, f.column, why, False))
             elif suppressions.covers(fix.finding.code, key[1]):
-                _record(findings, fix.finding, mapping, suppressions)
+                unapplied.append(fix.finding)
             else:
                 unsuppressed.append(fix)
         fixes = unsuppressed
@@ -282,6 +284,12 @@ def _passes(
             break  # nothing deferred, and nothing applied can create new work
     else:  # pragma: no cover - would mean two rules undo each other
         raise RuleError(f"rules did not reach a fixed point in {MAX_PASSES} passes")
+    findings: dict[FixKey, Finding] = {}  # what the last pass reported
+    for ctx in contexts:
+        for f in ctx.findings:
+            _record(findings, f, mapping, suppressions)
+    for f in unapplied:
+        _record(findings, f, mapping, suppressions)
     for key, finding in findings.items():
         done.setdefault(key, finding)
     return current, tree, done, applied
