@@ -19,6 +19,8 @@ from typing import Any, TypeVar, Union, cast, overload
 
 import libcst as cst
 
+from patcher.render import Texts, input_texts, render
+
 N = TypeVar("N", bound=cst.CSTNode)
 T = TypeVar("T")
 N2 = TypeVar("N2", bound=cst.CSTNode)
@@ -173,7 +175,8 @@ class Tree:
         self._pieces: list[str] | None = None  # the text of each of module.body, if split
         self._head_lines = 0
         self._offsets: dict[int, tuple[int, str]] | None = None  # top statement → line, text
-        self._rendered: dict[int, tuple[cst.CSTNode, str]] = {}
+        self._rendered: Texts = {}  # statements' texts, shared along the versions
+        self._seeded = False
         self._parsed: dict[int, tuple[cst.CSTNode, dict[int, tuple[int, int]] | None]] = {}
         if syntax is not None:  # the whole module parsed: each of its statements does
             self._parsed = {id(s): (s, None) for s in module.body}
@@ -394,12 +397,19 @@ class Tree:
         ):
             return Tree(module, module.code)
         rendered = self._rendered
+        if self._syntax is not None and self._pieces is None and not self._seeded:
+            self._seeded = True  # the input: its statements' texts are slices of it
+            if "\r" not in self.code:
+                if self._lines is None:
+                    self._lines = _statement_lines(self.module, self._syntax)
+                input_texts(self.module, self.code, self._lines, rendered)
         pieces = []
         for statement in module.body:
             kept = rendered.get(id(statement))
-            if kept is None or kept[0] is not statement:
-                kept = rendered[id(statement)] = (statement, module.code_for_node(statement))
-            pieces.append(kept[1])
+            if kept is None or kept[0] is not statement or kept[1]:
+                kept = (statement, (), render(module, statement, rendered))
+                rendered[id(statement)] = kept
+            pieces.append(kept[2])
         head = "".join(module.code_for_node(line) for line in module.header)
         foot = "".join(module.code_for_node(line) for line in module.footer)
         code = head + "".join(pieces) + foot
