@@ -391,7 +391,6 @@ class Tree:
         module = self.replace(replacements)
         if (
             not module.body
-            or not module.has_trailing_newline
             or module.default_newline != self.module.default_newline
             or module.default_indent != self.module.default_indent
         ):
@@ -413,6 +412,10 @@ class Tree:
         head = "".join(module.code_for_node(line) for line in module.header)
         foot = "".join(module.code_for_node(line) for line in module.footer)
         code = head + "".join(pieces) + foot
+        if not module.has_trailing_newline:  # LibCST drops the last token, a newline
+            if "\r" in code or not code.endswith("\n"):
+                return Tree(module, module.code)
+            code = code[:-1]
         tree = Tree(module, code)
         tree._rendered = rendered
         tree._parsed = self._parsed

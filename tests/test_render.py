@@ -113,3 +113,13 @@ def test_a_statement_moved_under_a_new_block_is_indented_again() -> None:
     second = first.rewritten({ret: Around(before=(cst.parse_statement("done()\n"),))})
     assert second.code == second.module.code
     assert "    done()\n    return total\n    # trailing, indented\n" in second.code
+
+
+def test_a_file_without_a_final_newline_keeps_it_so() -> None:
+    source = SOURCE.rstrip("\n")
+    tree = Tree(cst.parse_module(source), source, ast.parse(source))
+    last = tree.module.body[-1]
+    assert isinstance(last, cst.If)
+    first = tree.rewritten({last: Around(before=(cst.parse_statement("done()\n"),))})
+    assert first.code == first.module.code
+    assert first.code.endswith("    main(None)\n# the end")
