@@ -163,6 +163,7 @@ class Tree:
         self._syntax = syntax
         self._parent: dict[int, cst.CSTNode] = {}
         self._order: dict[int, int] = {}
+        self._ends: dict[int, int] = {}  # see _end
         self._by_type: dict[type, list[cst.CSTNode]] = {}
         self._lines: dict[int, tuple[int, int]] | None = None
         self._indexed = False
@@ -273,20 +274,36 @@ class Tree:
         return self._order[id(node)] > self._order[id(other)] and not self.contains(other, node)
 
     def contains(self, outer: cst.CSTNode, inner: cst.CSTNode) -> bool:
-        """Whether ``inner`` is ``outer`` or below it."""
+        """Whether ``inner`` is ``outer`` or below it: a subtree is one run of the source
+        order, from the node to :meth:`_end`."""
         if outer is inner:
             return True
         if not self._indexed:
             self._index()
-        if self._order[id(inner)] < self._order[id(outer)]:
+        start = self._order[id(outer)]
+        place = self._order[id(inner)]
+        if place < start:
             return False
-        parents = self._parent
-        current = parents.get(id(inner))
-        while current is not None:
-            if current is outer:
-                return True
-            current = parents.get(id(current))
-        return False
+        end = self._ends.get(id(outer))
+        if end is None:
+            end = self._end(outer)
+        return place < end
+
+    def _end(self, node: cst.CSTNode) -> int:
+        """The order of the first node after ``node``'s subtree: its next sibling's, else
+        its parent's end (kept per node asked)."""
+        parent = self._parent.get(id(node))
+        if parent is None:
+            end = len(self._order)
+        else:
+            kids = children(parent)
+            at = next(i for i, kid in enumerate(kids) if kid is node)
+            if at + 1 < len(kids):
+                end = self._order[id(kids[at + 1])]
+            else:
+                end = self._ends.get(id(parent)) or self._end(parent)
+        self._ends[id(node)] = end
+        return end
 
     def scope(self, node: cst.CSTNode) -> cst.FunctionDef | cst.Module:
         """The function whose frame runs ``node`` (the module for top-level code)."""
