@@ -142,7 +142,9 @@ class RuleContext:
     tree: Tree
     code: str
     options: Mapping[str, Any] = field(default_factory=dict)
-    findings: list[Finding] = field(default_factory=list)
+    #: What the rule reported (node, message), positioned only when :attr:`findings` is read:
+    #: the engine reads only the last pass's, and a line in a rewritten version costs a parse.
+    reports: list[tuple[cst.CSTNode, str]] = field(default_factory=list)
     fixes: list[Fix] = field(default_factory=list)
     #: True when a rule that judges the output (``Rule.judges_output``) runs on the final
     #: version, where its reports count; in the passes before, only its fixes do.
@@ -152,13 +154,18 @@ class RuleContext:
     def module(self) -> cst.Module:
         return self.tree.module
 
+    @property
+    def findings(self) -> list[Finding]:
+        """The reports, with their positions in this version."""
+        return [self._finding(node, message, fixed=False) for node, message in self.reports]
+
     def _finding(self, node: cst.CSTNode, message: str, fixed: bool) -> Finding:
         line, column = self.tree.position(node)
         return Finding(self.code, line, column, message, fixed)
 
     def report(self, node: cst.CSTNode, message: str) -> None:
         """A problem this rule cannot rewrite safely."""
-        self.findings.append(self._finding(node, message, fixed=False))
+        self.reports.append((node, message))
 
     def fix(
         self,

@@ -19,6 +19,8 @@ from typing import Any, TypeVar, Union, cast, overload
 
 import libcst as cst
 
+from patcher.render import Texts, input_texts, render
+
 N = TypeVar("N", bound=cst.CSTNode)
 T = TypeVar("T")
 N2 = TypeVar("N2", bound=cst.CSTNode)
@@ -161,6 +163,7 @@ class Tree:
         self._syntax = syntax
         self._parent: dict[int, cst.CSTNode] = {}
         self._order: dict[int, int] = {}
+        self._ends: dict[int, int] = {}  # see _end
         self._by_type: dict[type, list[cst.CSTNode]] = {}
         self._lines: dict[int, tuple[int, int]] | None = None
         self._indexed = False
@@ -173,7 +176,8 @@ class Tree:
         self._pieces: list[str] | None = None  # the text of each of module.body, if split
         self._head_lines = 0
         self._offsets: dict[int, tuple[int, str]] | None = None  # top statement → line, text
-        self._rendered: dict[int, tuple[cst.CSTNode, str]] = {}
+        self._rendered: Texts = {}  # statements' texts, shared along the versions
+        self._seeded = False
         self._parsed: dict[int, tuple[cst.CSTNode, dict[int, tuple[int, int]] | None]] = {}
         if syntax is not None:  # the whole module parsed: each of its statements does
             self._parsed = {id(s): (s, None) for s in module.body}
@@ -270,20 +274,36 @@ class Tree:
         return self._order[id(node)] > self._order[id(other)] and not self.contains(other, node)
 
     def contains(self, outer: cst.CSTNode, inner: cst.CSTNode) -> bool:
-        """Whether ``inner`` is ``outer`` or below it."""
+        """Whether ``inner`` is ``outer`` or below it: a subtree is one run of the source
+        order, from the node to :meth:`_end`."""
         if outer is inner:
             return True
         if not self._indexed:
             self._index()
-        if self._order[id(inner)] < self._order[id(outer)]:
+        start = self._order[id(outer)]
+        place = self._order[id(inner)]
+        if place < start:
             return False
-        parents = self._parent
-        current = parents.get(id(inner))
-        while current is not None:
-            if current is outer:
-                return True
-            current = parents.get(id(current))
-        return False
+        end = self._ends.get(id(outer))
+        if end is None:
+            end = self._end(outer)
+        return place < end
+
+    def _end(self, node: cst.CSTNode) -> int:
+        """The order of the first node after ``node``'s subtree: its next sibling's, else
+        its parent's end (kept per node asked)."""
+        parent = self._parent.get(id(node))
+        if parent is None:
+            end = len(self._order)
+        else:
+            kids = children(parent)
+            at = next(i for i, kid in enumerate(kids) if kid is node)
+            if at + 1 < len(kids):
+                end = self._order[id(kids[at + 1])]
+            else:
+                end = self._ends.get(id(parent)) or self._end(parent)
+        self._ends[id(node)] = end
+        return end
 
     def scope(self, node: cst.CSTNode) -> cst.FunctionDef | cst.Module:
         """The function whose frame runs ``node`` (the module for top-level code)."""
@@ -388,21 +408,31 @@ class Tree:
         module = self.replace(replacements)
         if (
             not module.body
-            or not module.has_trailing_newline
             or module.default_newline != self.module.default_newline
             or module.default_indent != self.module.default_indent
         ):
             return Tree(module, module.code)
         rendered = self._rendered
+        if self._syntax is not None and self._pieces is None and not self._seeded:
+            self._seeded = True  # the input: its statements' texts are slices of it
+            if "\r" not in self.code:
+                if self._lines is None:
+                    self._lines = _statement_lines(self.module, self._syntax)
+                input_texts(self.module, self.code, self._lines, rendered)
         pieces = []
         for statement in module.body:
             kept = rendered.get(id(statement))
-            if kept is None or kept[0] is not statement:
-                kept = rendered[id(statement)] = (statement, module.code_for_node(statement))
-            pieces.append(kept[1])
+            if kept is None or kept[0] is not statement or kept[1]:
+                kept = (statement, (), render(module, statement, rendered))
+                rendered[id(statement)] = kept
+            pieces.append(kept[2])
         head = "".join(module.code_for_node(line) for line in module.header)
         foot = "".join(module.code_for_node(line) for line in module.footer)
         code = head + "".join(pieces) + foot
+        if not module.has_trailing_newline:  # LibCST drops the last token, a newline
+            if "\r" in code or not code.endswith("\n"):
+                return Tree(module, module.code)
+            code = code[:-1]
         tree = Tree(module, code)
         tree._rendered = rendered
         tree._parsed = self._parsed

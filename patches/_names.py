@@ -9,7 +9,7 @@ what a read is.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import cast
+from typing import Any, cast
 
 import libcst as cst
 
@@ -44,6 +44,9 @@ _COMPREHENSIONS = (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)
 # The same, and the scopes, as sets of concrete types: the hot loops below test ``type(node)``
 # against them (``isinstance`` on a LibCST class goes through ``ABCMeta``).
 _COMPREHENSION_TYPES = frozenset(_COMPREHENSIONS)
+_BINDER_TYPES = frozenset(BINDERS)
+_SEQUENCES = frozenset({cst.Tuple, cst.List})
+_UNKNOWABLE = frozenset({cst.Global, cst.Nonlocal, cst.Del})
 SCOPE_TYPES = frozenset(SCOPES)
 _NOT_READ_AS_NAME = frozenset({cst.FunctionDef, cst.ClassDef, cst.Param})
 _NOT_READ = frozenset({cst.ImportAlias, cst.AsName, cst.NameItem})
@@ -60,18 +63,20 @@ def walk(node: cst.CSTNode, *, into_scopes: bool) -> Iterator[cst.CSTNode]:
 
 def bound_names(node: cst.CSTNode) -> list[cst.Name]:
     """The names a binding construct binds (``a, b = ...`` binds two)."""
-    if isinstance(node, cst.Param):
-        return [node.name]
-    target = node.name if isinstance(node, cst.AsName) else getattr(node, "target", None)
-    names = []
-    stack = [target] if target is not None else []
-    while stack:
+    kind = type(node)
+    if kind is cst.Param:
+        return [cast(cst.Param, node).name]
+    target = cast(cst.AsName, node).name if kind is cst.AsName else getattr(node, "target", None)
+    names: list[cst.Name] = []
+    stack: list[Any] = [target] if target is not None else []
+    while stack:  # concrete types by identity: isinstance would go through ABCMeta
         current = stack.pop()
-        if isinstance(current, cst.Name):
+        kind = type(current)
+        if kind is cst.Name:
             names.append(current)
-        elif isinstance(current, (cst.Tuple, cst.List)):
+        elif kind in _SEQUENCES:
             stack.extend(e.value for e in current.elements)
-        elif isinstance(current, cst.StarredElement):
+        elif kind is cst.StarredElement:
             stack.append(current.value)
     return names
 
@@ -82,7 +87,7 @@ def names_bound_in(node: cst.CSTNode) -> set[str]:
     return {
         name.value
         for binder in walk(node, into_scopes=False)
-        if isinstance(binder, BINDERS)
+        if type(binder) in _BINDER_TYPES
         for name in bound_names(binder)
     }
 
@@ -102,7 +107,7 @@ def bindings_of(function: cst.FunctionDef, name: str) -> list[cst.CSTNode]:
     found += [
         binder
         for binder in walk(function.body, into_scopes=False)
-        if isinstance(binder, BINDERS) and any(n.value == name for n in bound_names(binder))
+        if type(binder) in _BINDER_TYPES and any(n.value == name for n in bound_names(binder))
     ]
     return found
 
@@ -137,13 +142,14 @@ def _mention(tree: Tree, mention: cst.Name) -> tuple[cst.CSTNode, str, cst.CSTNo
     for holder in tree.ancestors(mention):
         if holder is frame:
             break
-        if isinstance(holder, (cst.Global, cst.Nonlocal, cst.Del)):
+        kind = type(holder)
+        if kind in _UNKNOWABLE:
             return frame, "unknowable", None
-        if isinstance(holder, cst.CompFor):
-            if tree.contains(holder.target, mention):
+        if kind is cst.CompFor:
+            if tree.contains(cast(cst.CompFor, holder).target, mention):
                 return frame, "other", None  # a comprehension's own variable
             break
-        if isinstance(holder, BINDERS) and any(n is mention for n in bound_names(holder)):
+        if kind in _BINDER_TYPES and any(n is mention for n in bound_names(holder)):
             return frame, "bind", holder
     return frame, ("read" if is_read(tree, mention) else "other"), None
 

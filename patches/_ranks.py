@@ -284,7 +284,7 @@ class RankModel:
         scope = self.scope(region)
         inside: set[str] = set()
         for node in walk(region, into_scopes=True):
-            if isinstance(node, BINDERS) and not isinstance(node, cst.Param):
+            if type(node) in _BINDING:
                 inside.update(n.value for n in bound_names(node))
         if not inside:
             return set()
@@ -520,6 +520,8 @@ def _binding_violations(m: RankModel) -> Iterator[Violation]:
 
 
 #: Calls that train: what every rank must do in lockstep.
+# What binds a name in a function's body (a parameter binds it on entry), as concrete types.
+_BINDING = frozenset(BINDERS) - {cst.Param}
 _TRAINING_CALLS = frozenset({"backward", "step", "zero_grad", "clip_grad_norm_"})
 
 
@@ -597,9 +599,10 @@ def _deciding_if(tree: Tree, node: cst.CSTNode) -> cst.If | None:
 
 def _innermost_loop(tree: Tree, node: cst.CSTNode) -> cst.CSTNode | None:
     for ancestor in tree.ancestors(node):
-        if isinstance(ancestor, (cst.For, cst.While)):
+        kind = type(ancestor)  # concrete classes: no ABCMeta instance check
+        if kind is cst.For or kind is cst.While:
             return ancestor
-        if isinstance(ancestor, SCOPES):
+        if kind in SCOPES:
             return None
     return None
 

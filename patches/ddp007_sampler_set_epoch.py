@@ -562,7 +562,7 @@ class SamplerSetEpoch(Rule):
             found = _inner_loop(loop, set(facts.builds), facts.containers)
             if found is not None:
                 self._one_loop(ctx, loop, facts, *found)
-        if not ctx.fixes and not ctx.findings:
+        if not ctx.fixes and not ctx.reports:
             self._unmatched(ctx)
 
     def _unmatched(self, ctx: RuleContext) -> None:

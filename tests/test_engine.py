@@ -316,12 +316,15 @@ def test_a_judging_rule_fixes_in_the_passes_and_reports_on_the_output_only() -> 
     assert _JudgesRenamed.seen[-1] is True and not any(_JudgesRenamed.seen[:-1])
 
 
-def test_a_judging_rules_fix_first_possible_on_the_output_is_reported_unfixed() -> None:
-    # y() becomes x() in a pass of settling fixes only: no pass follows, so finishing x is
-    # proposed on the output alone and is reported, not lost
-    out, findings = fix_text("y()\n", [_JudgesRenamed(), _RenamesNewX()], checks=[])
-    assert out == "x()\n"
+def test_a_judging_rules_fix_made_possible_by_settling_fixes_is_applied() -> None:
+    # y() becomes x() in a pass of settling fixes only; finishing x is then possible, so the
+    # passes go on instead of stopping: the output is a fixed point (a second run changes
+    # nothing), not a report a second `apply` would fix
+    rules = [_JudgesRenamed(), _RenamesNewX()]
+    out, findings = fix_text("y()\n", rules, checks=[])
+    assert out == "done_x()\n"
     assert [(f.code, f.message, f.fixed) for f in findings] == [
-        ("TST004", "finish x", False),
+        ("TST004", "finish x", True),
         ("TST005", "rename y", True),
     ]
+    assert fix_text(out, rules, checks=[]) == (out, [])
