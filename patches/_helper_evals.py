@@ -19,6 +19,11 @@ from patches._writes import is_write
 
 #: Calls that update the model or the optimizer: never on rank 0 alone.
 _TRAINING_CALLS = frozenset({"backward", "step", "zero_grad"})
+#: Ways out of the run; one in a branch no process takes leaves nothing.
+_EXITS = (cst.Break, cst.Continue, cst.Return, cst.Raise)
+#: Statements that act wherever they stand, a dead branch too: a ``yield`` anywhere makes the
+#: function a generator, ``global``/``nonlocal`` covers the whole function.
+_SCOPE_CHANGES = (cst.Yield, cst.Global, cst.Nonlocal)
 
 
 @dataclass(frozen=True)
@@ -101,9 +106,10 @@ def _safe(
     rank), and reaches the model only through the helper's arguments (then unwrapped: no DDP
     forward, a collective, on one rank) or to pick its inner module."""
     nodes = [n for s in run for n in walk(s, into_scopes=False)]
-    exits = (cst.Break, cst.Continue, cst.Return, cst.Raise, cst.Yield, cst.Global, cst.Nonlocal)
     ranks = model(tree)
-    if any(isinstance(n, exits) and not ranks.dead(n) for n in nodes):
+    if any(isinstance(n, _SCOPE_CHANGES) for n in nodes):
+        return False  # these hold even in a dead branch: a generator, a name's scope
+    if any(isinstance(n, _EXITS) and not ranks.dead(n) for n in nodes):
         return False  # an exit no process can take (``if patience == -1: break``) is none
     for other in (n for n in nodes if isinstance(n, cst.Call)):
         name = callee_name(other)

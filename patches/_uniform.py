@@ -34,7 +34,9 @@ same number of training iterations on every rank. A module that calls ``no_sync`
   ``abs()``/``min()``/``max()``/``bool()`` of those.
 
 A binding (and the gate itself) is at a uniform place when it runs on every rank, every test
-around it is uniform, and every loop around it runs in step: inside a training loop, any loop
+around it is uniform, no ``try`` body, ``except`` clause or ``else`` of a ``try`` holds it (an
+exception a rank raises from its own data decides whether those run; a ``finally`` always runs),
+and every loop around it runs in step: inside a training loop, any loop
 runs in step up to it (its iterations meet one by one); below it, only ``range(<uniform>)``
 or ``while <uniform>:``; around it, a loop that holds a training loop runs in step only in a
 module with a ``DistributedSampler``. No ``continue`` before it, and no ``break``, ``return``,
@@ -359,10 +361,16 @@ class Uniformity:
         return self._everywhere(binding, name) or self._placed(binding, name)
 
     def _everywhere(self, node: cst.CSTNode, what: str) -> str | None:
-        """Why ``node`` may run on some ranks and not others (its ``if`` tests)."""
+        """Why ``node`` may run on some ranks and not others (its ``if`` tests, a ``try``)."""
         m = self.m
         if m.runs(node, OTHER) is False or m.runs(node, RANK0) is False:
             return f"{what} is updated on some ranks only"
+        clause = _try_clause(self.tree, node, m.scope(node))
+        if clause:
+            return (
+                f"{what} is updated in {clause}: whether it runs is decided by an exception, "
+                "which a rank raises from its own data"
+            )
         for test, _ in m.conditions(node):
             why = self._why(test)
             if why:
@@ -542,6 +550,22 @@ def _handler_between(tree: Tree, node: cst.CSTNode, top: cst.CSTNode) -> bool:
         if isinstance(ancestor, cst.ExceptHandler):
             return True
     return False
+
+
+def _try_clause(tree: Tree, node: cst.CSTNode, top: cst.CSTNode) -> str | None:
+    """The part of a ``try`` inside ``top`` holding ``node`` whose running an exception decides:
+    its body (cut short by a raise), an ``except`` clause or its ``else``; a ``finally`` always
+    runs (None then, and when no ``try`` holds it)."""
+    child = node
+    for ancestor in tree.ancestors(node):
+        if ancestor is top:
+            return None
+        if isinstance(ancestor, (cst.Try, cst.TryStar)) and child is not ancestor.finalbody:
+            if isinstance(child, (cst.ExceptHandler, cst.ExceptStarHandler)):
+                return "an except clause"
+            return "a try body" if child is ancestor.body else "the else of a try"
+        child = ancestor
+    return None
 
 
 def _may_leave(tree: Tree, statement: cst.CSTNode) -> bool:

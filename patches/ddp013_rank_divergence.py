@@ -37,8 +37,9 @@ epoch has as many of them on every rank):
   some ranks only, or by a computed name (``setattr(args, k, v)``), and counters bound from int
   literals and updated only by ``+= <int>`` or as ``range``/``enumerate`` indexes of a loop in
   step (a start read from the rank is not), on every rank, under uniform tests, in loops in
-  step (not a loop over a rank's own data), with no ``continue``, ``break`` or ``return``
-  decided by a rank's own data before or around them, and no nested function rebinding them. A
+  step (not a loop over a rank's own data), outside a ``try`` body, ``except`` or ``else``
+  clause (a ``finally`` is fine), with no ``continue``, ``break`` or ``return`` decided by a
+  rank's own data before or around them, and no nested function rebinding them. A
   term read from a loss, a metric, an evaluation, a file, the clock, randomness or a rank is not;
 - the gate itself runs on every rank, under such tests only, in loops in step;
 - a rank test that is false in a lone process (``args.global_rank == 0`` with rank -1) is split

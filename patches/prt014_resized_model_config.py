@@ -26,15 +26,15 @@ model.to(device)``-style calls that return the module itself), ``config`` is not
 it, and nothing may change ``config`` between the load and the read (in a loop: anywhere in the
 loop): an attribute or item store, ``setattr``/``delattr``, a method call other than a known
 read-only one (``config.update(...)``), or ``config`` handed to a call other than logging before
-the resize, which may change it (after the resize such a call is a read the rule moves to
-``model.config`` too, as the old versions' ``config`` was). Such a change reaches ``config`` but
-(4.36 and later) not the model's copy, which on the old versions was ``config`` itself.
-Otherwise (``model = nn.DataParallel(model)``, a
-branch that builds the model another way, ``config.output_hidden_states = True`` after the
-load) the read is reported; so is a read that itself changes it (``config.update(...)`` after
-the resize) when ``config`` is read again later: moved to ``model.config``, the change would
-miss that reader. ``config`` handed to a call (``Model(model, config)``) is the read the rule
-exists for: the call gets the object the old versions gave it.
+the read, which may change it. Such a change reaches ``config`` but (4.36 and later) not the
+model's copy, which on the old versions was ``config`` itself. Otherwise (``model =
+nn.DataParallel(model)``, a branch that builds the model another way,
+``config.output_hidden_states = True`` after the load) the read is reported; so is a read that
+itself may change it (``config.update(...)``, or ``config`` handed to a call such as
+``build_head(config)``) when ``config`` is read again later: moved to ``model.config``, the
+change would miss that later reader, which on the old versions saw it. ``config`` handed to a
+call with no later read (``Model(model, config)``) is the read the rule exists for: the call
+gets the object the old versions gave it.
 """
 
 from __future__ import annotations
@@ -78,9 +78,8 @@ def _stored(tree: Tree, node: cst.CSTNode) -> bool:
     return isinstance(parent, _STORES) and parent.target is child
 
 
-def _may_change(tree: Tree, mention: cst.Name, *, handed: bool = True) -> bool:
-    """Whether this mention of the config may change the object (see the module docstring);
-    ``handed=False``: not counting ``config`` handed to a call."""
+def _may_change(tree: Tree, mention: cst.Name) -> bool:
+    """Whether this mention of the config may change the object (see the module docstring)."""
     parent = tree.parent(mention)
     if isinstance(parent, (cst.Attribute, cst.Subscript)) and parent.value is mention:
         if _stored(tree, parent):
@@ -99,27 +98,25 @@ def _may_change(tree: Tree, mention: cst.Name, *, handed: bool = True) -> bool:
         name = callee_name(call)
         if name in ("setattr", "delattr"):
             return True
-        if not handed:
-            return False
         keyword = parent.keyword.value if parent.keyword is not None else None
         return not (name == "from_pretrained" and keyword == "config") and name not in _LOGGING
     return False
 
 
 def _changed_around(
-    tree: Tree, fn: cst.FunctionDef, config: str, first: int, read: cst.Name, resize: cst.Call
+    tree: Tree, fn: cst.FunctionDef, config: str, first: int, read: cst.Name
 ) -> bool:
     """Whether something may change ``config`` after the load at order ``first`` and before
     ``read`` (in a loop around the read: anywhere in that loop after the load), or ``read``
-    itself may change it and ``config`` is read again after it: moved to ``model.config``, the
-    change would miss that later reader. ``config`` handed to a call after ``resize`` is a read
-    this rule moves to ``model.config`` like ``read``, not a change that stays on ``config``."""
+    itself may change it (``config.update(...)``, ``build_head(config)``) and ``config`` is read
+    again after it: moved to ``model.config``, the change would miss that later reader, which
+    on the old versions saw it (``config`` was ``model.config`` there)."""
     loops = [
         a
         for a in tree.ancestors(read)
         if isinstance(a, (cst.For, cst.While)) and tree.contains(fn, a)
     ]
-    changes = _may_change(tree, read, handed=False)
+    changes = _may_change(tree, read)
     for mention in walk(fn.body, into_scopes=False):
         if (
             not isinstance(mention, cst.Name)
@@ -131,8 +128,7 @@ def _changed_around(
             continue
         before = tree.order(mention) < tree.order(read)
         looped = any(tree.contains(loop, mention) for loop in loops)
-        handed = not tree.after(mention, resize)
-        if (before or looped) and _may_change(tree, mention, handed=handed):
+        if (before or looped) and _may_change(tree, mention):
             return True
         if changes and (looped or not before):
             return True
@@ -198,7 +194,7 @@ def _sees_the_size(tree: Tree, read: cst.Name) -> bool:
 
 
 def _uncertain(
-    tree: Tree, fn: cst.FunctionDef, model: str, config: str, read: cst.Name, resize: cst.Call
+    tree: Tree, fn: cst.FunctionDef, model: str, config: str, read: cst.Name
 ) -> str | None:
     """None when ``model`` at ``read`` is the model loaded with ``config``, and ``config`` still
     the object it was loaded with, unchanged; else why the read is reported."""
@@ -208,7 +204,7 @@ def _uncertain(
     first = min(tree.order(assign) for assign in loads)
     if any(tree.order(b) >= first for b in reaching(tree, fn, config, read)):
         return "pair"
-    if _changed_around(tree, fn, config, first, read, resize):
+    if _changed_around(tree, fn, config, first, read):
         return "changed"
     return None
 
@@ -304,7 +300,7 @@ class ResizedModelConfig(Rule):
                     ):
                         continue
                     done.add(id(read))
-                    self._one(ctx, fn, model, config, read, call)
+                    self._one(ctx, fn, model, config, read)
 
     def _one(
         self,
@@ -313,10 +309,9 @@ class ResizedModelConfig(Rule):
         model: str,
         config: str,
         read: cst.Name,
-        resize: cst.Call,
     ) -> None:
         tree = ctx.tree
-        why = _uncertain(tree, fn, model, config, read, resize)
+        why = _uncertain(tree, fn, model, config, read)
         if why is None:
             ctx.fix(
                 read,

@@ -149,6 +149,41 @@ def test_a_counter_updated_under_a_rank_test_is_not() -> None:
             "ranks may leave the loop around nb_tr_steps at different times (`break` under a "
             "test that may differ: it runs in an except clause",
         ),
+        # ... or a counter whose update an exception decides: in an except clause
+        (
+            "            nb_tr_steps += 1\n",
+            "            nb_tr_steps += 1\n"
+            "            try:\n"
+            "                check(outputs)\n"
+            "            except ValueError:\n"
+            "                nb_tr_steps += 1\n",
+            "nb_tr_steps == 3",
+            "nb_tr_steps is updated in an except clause: whether it runs is decided by an "
+            "exception",
+        ),
+        # ... in a try body, after a call that may raise
+        (
+            "            nb_tr_steps += 1\n",
+            "            try:\n"
+            "                log(outputs.loss.item())\n"
+            "                nb_tr_steps += 1\n"
+            "            except ValueError:\n"
+            "                pass\n",
+            "nb_tr_steps == 3",
+            "nb_tr_steps is updated in a try body: whether it runs is decided by an exception",
+        ),
+        # ... or in its else
+        (
+            "            nb_tr_steps += 1\n",
+            "            try:\n"
+            "                check(outputs)\n"
+            "            except ValueError:\n"
+            "                pass\n"
+            "            else:\n"
+            "                nb_tr_steps += 1\n",
+            "nb_tr_steps == 3",
+            "nb_tr_steps is updated in the else of a try: whether it runs is decided by an",
+        ),
         # 1d: a nested function rebinds the counter
         (
             "    for epoch in",
@@ -234,3 +269,16 @@ def test_a_counter_needs_no_sampler_when_it_counts_only_training_iterations() ->
     )
     assert _why("global_step == args.train_steps", script) is None
     assert _why("step == 3", script) is not None  # the index restarts every epoch
+
+
+def test_a_counter_updated_in_a_finally_clause_is_uniform() -> None:
+    """A ``finally`` runs whatever the ``try`` raised: the count stays the same on every rank."""
+    script = _edited(
+        "            nb_tr_steps += 1\n",
+        "            try:\n"
+        "                log(outputs.loss.item())\n"
+        "            finally:\n"
+        "                nb_tr_steps += 1\n",
+    )
+    assert _why("nb_tr_steps == 3", script) is None
+    assert _why("nb_tr_steps == 3") is None
