@@ -20,15 +20,22 @@ the others read its cache. It reports instead when that point is not certain:
   is after the block, or in a caller), or that statement is a loop, ``with`` or ``try``, or an
   ``if`` whose collective is not in its test or its first statement (work before it would run
   after the others are let go);
-- rank 0 may leave the block before it (``return``, ``raise``, ``break``, ``continue``);
+- rank 0 may leave the block before it (``return``, ``raise``, ``break``, ``continue``,
+  ``sys.exit()``);
+- a non-rank term of the waiting half's test may change before that point (it calls, indexes,
+  or reads a name or attribute assigned in between: ``not os.path.exists(cached)`` turns False
+  once rank 0 has written the cache, so its copy would keep rank 0 out);
 - the function reached there has a rank-0-only barrier of its own (whose half is the right one
   cannot be told).
 
 An existing rank-0 half is taken as the pair when it follows the waiting half in the same
-function; one that rank 0 reaches only on some paths (inside an ``if`` of its own, a loop the
-waiting half is not in) is reported, and so is one that rank 0 reaches only after another
-collective (it is in that collective alone: hang). Barrier halves are matched in source order,
-each rank-0 half with the latest waiting half before it.
+function; one that rank 0 reaches only on some paths (inside an ``if`` of its own or one whose
+copied terms may change in between, not in the same loops as the waiting half, after a
+``return``, ``break``, ``continue``, ``sys.exit()`` or caught ``raise`` in between; an
+uncaught ``raise`` crashes rank 0 and the launcher ends the others) is reported, and so is
+one that rank 0 reaches only after another collective (it is in that collective alone: hang).
+Barrier halves are matched in order, as barriers meet: the k-th rank-0 half with the k-th
+waiting half before it (a rank-0 half of an earlier pair in between is no such collective).
 
 The engine's post-condition sees pairs the same way (``patches/_barriers.py``): a rank-0 half
 rank 0 may skip is no pair, so DDP001 does not wake such a barrier up (DNABERT's
@@ -47,12 +54,19 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around
-from patches._barriers import code, halves, is_barrier, is_rank_zero_half, unsure
+from patches._barriers import (
+    code,
+    halves,
+    is_barrier,
+    is_exit,
+    is_rank_zero_half,
+    unsteady_term,
+    unsure,
+)
 from patches._gates import rank_comparison
 from patches._names import walk
 from patches._ranks import RANK0, RankModel, model
 
-_EXITS = (cst.Return, cst.Raise, cst.Break, cst.Continue)
 _HAND = "add `if {test}: {call}` where rank 0 is done with what the others wait for"
 
 
@@ -123,22 +137,24 @@ def _placement(m: RankModel, gate: cst.If) -> cst.CSTNode | str:
             if lone:
                 return "the function rank 0 calls next has a rank-0 barrier of its own"
             return statement
-        if any(isinstance(n, _EXITS) for n in walk(statement, into_scopes=False)):
+        if any(is_exit(n) for n in walk(statement, into_scopes=False)):
             return (
-                "rank 0 may leave this block (return, raise, break or continue) before its "
+                "rank 0 may leave this block (return, raise, break, continue or exit) before its "
                 "next collective"
             )
     return "no collective follows in the same block (the next one is after it, or in a caller)"
 
 
-def _between(m: RankModel, gate: cst.If, half: cst.Call) -> cst.Call | None:
-    """A collective rank 0 reaches after the waiting half and before its own half."""
+def _between(m: RankModel, gate: cst.If, half: cst.Call, halves_: set[int]) -> cst.Call | None:
+    """A collective rank 0 reaches after the waiting half and before its own half, other than
+    the rank-0 halves of earlier pairs (``halves_``: those meet the others' earlier waits)."""
     start, end = m.tree.order(gate), m.tree.order(half)
     scope = m.scope(half)
     for call in m.tree.nodes(cst.Call):
         if (
             start < m.tree.order(call) < end
             and call is not half
+            and id(call) not in halves_
             and m.scope(call) is scope
             and not m.tree.contains(gate, call)
             and m.runs(call, RANK0) is not False
@@ -211,8 +227,8 @@ class CompleteBarrierPair(Rule):
             reports=1,
             messages=(
                 "only ranks other than 0 wait in this barrier and rank 0 never joins it: add "
-                "rank 0's half by hand (rank 0 may leave this block (return, raise, break or "
-                "continue) before its next collective); add `if args.local_rank == 0: "
+                "rank 0's half by hand (rank 0 may leave this block (return, raise, break, "
+                "continue or exit) before its next collective); add `if args.local_rank == 0: "
                 "torch.distributed.barrier()` where rank 0 is done with what the others wait for",
             ),
         ),
@@ -220,7 +236,9 @@ class CompleteBarrierPair(Rule):
 
     def run(self, ctx: RuleContext) -> None:
         m = model(ctx.tree)
-        for call, gate, term, half in halves(m):
+        pairs = list(halves(m))
+        rank_zero_halves = {id(half) for *_, half in pairs if half is not None}
+        for call, gate, term, half in pairs:
             test = _rank_zero_test(gate, term)
             barrier = code(call)
             hand = _HAND.format(test=test, call=barrier)
@@ -232,7 +250,7 @@ class CompleteBarrierPair(Rule):
                         f"{why}); on the others it never joins while the other ranks wait "
                         f"(hang): {hand}, on every path",
                     )
-                elif (joined := _between(m, gate, half)) is not None:
+                elif (joined := _between(m, gate, half, rank_zero_halves)) is not None:
                     ctx.report(
                         call,
                         f"rank 0 reaches {code(joined.func)}() before its half of this barrier, "
@@ -246,6 +264,14 @@ class CompleteBarrierPair(Rule):
                     call,
                     "only ranks other than 0 wait in this barrier and rank 0 never joins it: add "
                     f"rank 0's half by hand ({where}); {hand}",
+                )
+                continue
+            if (changing := unsteady_term(m, gate, where)) is not None:
+                ctx.report(
+                    call,
+                    "only ranks other than 0 wait in this barrier and rank 0 never joins it: add "
+                    f"rank 0's half by hand (the waiting half's `{code(changing)}` may change "
+                    f"before rank 0's half, so rank 0 may skip a copy of it); {hand}",
                 )
                 continue
             joined = _collective_on_rank_zero(m, where, gate)

@@ -5,7 +5,9 @@ the template's barrier pair around its cached dataset. Reading LOCAL_RANK alone 
 rank 1 waits in that barrier while rank 0 wraps its model in DDP (hang). With DDP018 rank 0
 joins it after building and caching the dataset and before ``train()``: DDP001's read is kept,
 every rank exits 0 with the same parameters, and the cache is written once, by rank 0, and read
-by the other rank.
+by the other rank. When the waiting half also checks the cache (``and not
+os.path.exists(cached)``), a copy of that check in rank 0's half is False once rank 0 has written
+the cache: that copy hangs, so DDP018 reports instead and DDP001's read is withdrawn.
 """
 
 from __future__ import annotations
@@ -82,3 +84,32 @@ def test_patched_still_runs_alone(tmp_path: Path) -> None:
     output = run_alone(patched(SCRIPT.read_text()), [], tmp_path / "alone")
     assert _sources(output) == {"None": "built"}
     assert len(list(output.glob("state-*.json"))) == 1
+
+
+# The waiting half also checks the cache (``and not os.path.exists(cached)``): rank 0 writes that
+# cache before its half, so a copy of the check there turns rank 0's half off while rank 1 waits.
+GATE = (
+    "    if args.local_rank not in [-1, 0]:\n"
+    "        torch.distributed.barrier()  # Barrier to make sure only the first process"
+)
+CACHED = "    cached = os.path.join(args.data_dir, 'cached_train_features')\n"
+CHECKED_GATE = GATE.replace("[-1, 0]:", "[-1, 0] and not os.path.exists(cached):")
+CHECKED_HALF = HALF.replace("== 0:", "== 0 and not os.path.exists(cached):")
+
+
+def test_cache_checked_barrier_is_reported_and_the_read_withdrawn() -> None:
+    source = SCRIPT.read_text()
+    assert GATE in source
+    output = patched(source.replace(GATE, CACHED + CHECKED_GATE))
+    assert READ not in output
+    assert "== 0 and not os.path.exists(cached)" not in output
+
+
+def test_copying_the_cache_check_into_rank_zeros_half_hangs(tmp_path: Path) -> None:
+    """What DDP018 wrote before it copied only steady terms: rank 0's copy of the check is
+    False once it has written the cache, so it goes on to DDP while rank 1 waits."""
+    woken = patched(SCRIPT.read_text())
+    assert READ in woken and HALF in woken and GATE in woken
+    copied = woken.replace(GATE, CACHED + CHECKED_GATE).replace(HALF, CHECKED_HALF)
+    run = launch(copied, [], tmp_path / "copied", timeout=40)
+    assert run.outcome.timed_out or run.outcome.returncode != 0, run.explain()
