@@ -350,10 +350,12 @@ def _is_torch_distributed(receiver: str | None) -> bool:
     return last in ("dist", "distributed") or last.endswith("_dist")
 
 
-def needs_process_group(tree: Tree) -> bool:
-    """Whether the file has code that raises without a default process group."""
+def group_calls(tree: Tree) -> list[cst.Call]:
+    """The calls that raise without a default process group (not behind an
+    ``is_initialized()`` test)."""
     samplers = _aliases(tree, "DistributedSampler")
     bare = _from_torch_distributed(tree)
+    found = []
     for call in tree.nodes(cst.Call):
         name = callee_name(call)
         if name in samplers:
@@ -363,14 +365,24 @@ def needs_process_group(tree: Tree) -> bool:
         else:
             needs = isinstance(call.func, cst.Name) and call.func.value in bare
         if needs and not _behind_initialized_check(tree, call):
-            return True
-    return False
+            found.append(call)
+    return found
+
+
+def needs_process_group(tree: Tree) -> bool:
+    """Whether the file has code that raises without a default process group."""
+    return bool(group_calls(tree))
+
+
+def ddp_wraps(tree: Tree) -> list[cst.Call]:
+    """The ``DistributedDataParallel(...)`` calls (torch's or apex's, under any imported name)."""
+    wrappers = _aliases(tree, "DistributedDataParallel")
+    return [call for call in tree.nodes(cst.Call) if callee_name(call) in wrappers]
 
 
 def wraps_in_ddp(tree: Tree) -> bool:
     """Whether the file builds a ``DistributedDataParallel`` (torch's or apex's) itself."""
-    wrappers = _aliases(tree, "DistributedDataParallel")
-    return any(callee_name(call) in wrappers for call in tree.nodes(cst.Call))
+    return bool(ddp_wraps(tree))
 
 
 def shards_without_wrapping(tree: Tree) -> bool:

@@ -97,24 +97,17 @@ from patches._negatives import (
     scores_batch_by_batch,
 )
 from patches._ranks import RankModel, model, write_path
+from patches._setup import indented, process_group_setup
 from patches._syntax import callee_name, calls_in, global_rank_zero, unwrapped
 from patches._writes import gate_writes, is_write
 
 _COMMENT = "# ddpfix: one process per GPU (DDP) when launched with several processes"
-_SETUP = """\
+_LAUNCHED = """\
 {args}.local_rank = -1
 if int(os.environ.get("WORLD_SIZE", 1)) > 1:
     {args}.local_rank = int(os.environ["LOCAL_RANK"])
-    if torch.cuda.is_available():
-        torch.cuda.set_device({args}.local_rank)
-        {device} = torch.device("cuda", {args}.local_rank)
-    else:
-        {device} = torch.device("cpu")
-    torch.distributed.init_process_group(
-        backend="nccl" if torch.cuda.is_available() else "gloo",
-        timeout=datetime.timedelta(minutes=180),
-    )
-    {args}.n_gpu = 1
+"""
+_GLOBAL_BATCH = """\
     # --train_batch_size stays the global batch, as DataParallel used it
     if {args}.train_batch_size % torch.distributed.get_world_size():
         raise SystemExit(
@@ -123,6 +116,13 @@ if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         )
     {args}.train_batch_size //= torch.distributed.get_world_size()
 """
+
+
+def _setup(args: str, device: str) -> str:
+    """The conversion's setup: the rank from LOCAL_RANK when launched, the process group
+    (``patches/_setup.py``, with DDP010's default timeout), the global batch kept."""
+    group = process_group_setup(args, device, timeout_minutes=180)
+    return _LAUNCHED.format(args=args) + indented(group, 4) + _GLOBAL_BATCH.format(args=args)
 
 
 _EVALUATED = (
@@ -467,7 +467,7 @@ class ConvertDataParallel(Rule):
             )
             return
         line, args, device = anchor
-        setup = list(cst.parse_module(_SETUP.format(args=args, device=device)).body)
+        setup = list(cst.parse_module(_setup(args, device)).body)
         setup[0] = setup[0].with_changes(
             leading_lines=[cst.EmptyLine(comment=cst.Comment(_COMMENT))]
         )
