@@ -30,7 +30,8 @@ or a call to a function not defined in the file whose name says it sets up distr
 in torch's ``DistributedDataParallel`` is not DataParallel-only: its author ran that branch, which
 cannot work without a group, so the group is taken to be initialised where ddpfix cannot see it.
 A wrap in apex's DDP alone is no such evidence: with no group set up anywhere it counts as code
-that needs one.
+that needs one. DDP019 sets up the group such a branch lacks (UniXcoder's code completion) when it
+can place it; this rule then finds the group and reads the rank.
 A DataParallel-only script whose ``--local_rank`` is declared and never read (GraphCodeBERT's
 refinement and translation) is left to DDP016, which converts it and sets the rank together with
 the process group: read here first, the rank would stop that conversion and leave every process

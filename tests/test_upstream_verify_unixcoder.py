@@ -10,13 +10,11 @@ unset. What verify finds today, patched, under 2 gloo ranks:
   negatives); DDP016 converts it with the candidates gathered across processes, so the two DDP
   processes train one model on the global batch's negatives;
 * code completion: upstream's ``--local_rank`` branch wraps the model in apex DDP without ever
-  setting up a process group (dead code under ``python run.py``). Reading ``LOCAL_RANK`` would
-  run that branch into "Default process group has not been initialized", so DDP001 reports
-  instead (apex's DDP is no evidence of a group set up elsewhere) and the processes run alone,
-  as upstream's script does under a modern launcher: no rule adds the missing
-  ``init_process_group``. They train (PRT012 gives the decoder's causal mask the 4-D form
-  transformers 5 takes) and then stop in the prediction's beam search, which rebuilds the
-  cache as nested tuples transformers 5 no longer reads.
+  setting up a process group (dead code under ``python run.py``). DDP019 sets the group up
+  (gloo on the CPU) before ``args.device = device``, under the wrap's own test; DDP001 then
+  reads ``LOCAL_RANK``, PRT006 falls back to torch's DDP, DDP011/DDP004 run the dev evaluation
+  and the prediction on rank 0 with the unwrapped model, and PRT012/PRT016 carry the decoder's
+  masks and beam-search cache to transformers 5: every check passes.
 """
 
 from __future__ import annotations
@@ -79,23 +77,21 @@ def test_code_search_with_gathered_negatives_trains_one_model_and_passes() -> No
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("fuzzywuzzy") is None, reason="imports fuzzywuzzy")
-def test_code_completion_keeps_its_rank_dormant_so_processes_run_alone() -> None:
-    """DDP001 reports instead of waking the apex branch; each process then runs alone: it
-    trains past its decoder's 3-D causal mask (PRT012) and stops in the prediction's beam search,
-    at the cache it rebuilds as nested tuples (a transformers-5 incompatibility a single
-    ``python run.py`` meets too, not a rank problem)."""
+def test_code_completion_apex_branch_gets_a_process_group_and_passes() -> None:
+    """DDP019 gives the apex branch its process group, so DDP001's read of LOCAL_RANK stands
+    (it reported before: 'Default process group has not been initialized'); the two ranks train
+    one model and rank 0 alone evaluates and writes predictions.txt."""
     from patcher.engine import fix_text
     from patcher.registry import all_rules
     from patcher.source import read_source
 
     _, findings = fix_text(read_source(find_script(TARGETS[NAME_COMPLETION])).text, all_rules())
-    assert [f.fixed for f in findings if f.code == "DDP001"] == [False]
+    assert [f.fixed for f in findings if f.code == "DDP001"] == [True]
+    assert [f.fixed for f in findings if f.code == "DDP019"] == [True, True]
     code, report = _verify(NAME_COMPLETION)
-    assert code == 1
-    assert report["verdict"] == (
-        "FAIL: ranks joined: 2 processes, torch.distributed never initialised: every process "
-        "ran as rank -1 (the script does not read LOCAL_RANK)"
-    )
+    assert code == 0, report["verdict"] + "\n" + report["log_tail"]
     rows = _rows(report)
-    assert "raised TypeError: 'NoneType' object is not subscriptable" in rows["every rank exited 0"]
+    assert rows["ranks joined"].startswith("2 processes, ranks 0, 1, world size 2 (gloo)")
+    assert rows["replicas in sync"].startswith("ranks 0, 1 hold identical parameters")
+    assert rows["evaluation ran"] == "on rank 0 (2x)"
     assert rows["training health"].endswith("parameters trained as expected")
