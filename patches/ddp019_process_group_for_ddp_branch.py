@@ -24,13 +24,14 @@ adding one could initialise it twice), the rule sets the group up right before t
         args.n_gpu = 1
     args.device = device
 
-(``patches/_setup.py``, the lines DDP016 inserts too). The processes that set up the group are
-exactly those that wrap; the device stays the one the script chose (``--no_cuda`` keeps the
-CPU), pinned to the rank's GPU when it is CUDA, and the backend follows it (gloo on the CPU);
-``args.n_gpu`` is 1 (one GPU per process) when the script sets it before. DDP010 then gives the
-call its timeout, and DDP001 reads LOCAL_RANK now that the branch has a group; the rules that
-follow a rank (DDP007, DDP011, DDP004) apply as in any distributed script. Started with plain
-``python`` (local rank -1) the script runs exactly as before.
+(``patches/_setup.py``, the lines DDP016's setup is made of). Every process that wraps has set
+up the group first: the same test, on a line every path to the wrap passes. The device stays
+the one the script chose (``--no_cuda`` keeps the CPU), pinned to the rank's GPU when it is
+CUDA, and the backend follows it (gloo on the CPU); ``args.n_gpu`` is 1 (one GPU per process)
+when the script sets it before. DDP010 then gives the call its timeout, and DDP001 reads
+LOCAL_RANK now that the branch has a group; the rules that follow a rank (DDP007, DDP011,
+DDP004) apply as in any distributed script. Started with plain ``python`` (local rank -1) the
+script runs exactly as before.
 
 Reported instead: a wrap not under a ``<x>.local_rank != -1`` test, wraps under different tests,
 no ``<args>.device = <device>`` line before the wrap in the function that wraps (or one in a
