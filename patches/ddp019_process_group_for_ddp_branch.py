@@ -33,7 +33,8 @@ LOCAL_RANK now that the branch has a group; the rules that follow a rank (DDP007
 DDP004) apply as in any distributed script. Started with plain ``python`` (local rank -1) the
 script runs exactly as before.
 
-Reported instead: a wrap not under a ``<x>.local_rank != -1`` test, wraps under different tests,
+A wrap in the ``else`` of ``if args.local_rank == -1:`` gets ``if args.local_rank != -1:``.
+Reported instead: a wrap not under such a test, wraps under different tests,
 no ``<args>.device = <device>`` line before the wrap in the function that wraps (or one in a
 branch the wrap is outside of), a device bound more than once or not by ``torch.device(...)``,
 read (other than logged) between its binding and ``args.device = device``, and code that needs
@@ -93,19 +94,27 @@ class _Site:
     line: cst.SimpleStatementLine
     args: str
     device: str
-    test: cst.BaseExpression
+    test: str
 
 
-def _gate(tree: Tree, wrap: cst.Call) -> cst.If | None:
-    """The ``if x.local_rank != -1:`` whose body holds ``wrap`` (the innermost local-rank test
-    around it, in its function)."""
+def _gate(tree: Tree, wrap: cst.Call) -> tuple[cst.If, str] | None:
+    """The innermost local-rank ``if`` around ``wrap`` in its function, and a test true exactly
+    where the wrap runs: ``x.local_rank != -1`` with the wrap in its body, or ``x.local_rank ==
+    -1`` with the wrap in its ``else`` (the test is then ``x.local_rank != -1``)."""
     for ancestor in tree.ancestors(wrap):
         if isinstance(ancestor, (cst.FunctionDef, cst.Module)):
             return None
         if isinstance(ancestor, cst.If) and (found := rank_comparison(ancestor.test)):
-            _, values, member = found
-            inside = tree.contains(ancestor.body, wrap)
-            return ancestor if inside and values == frozenset({-1}) and not member else None
+            rank, values, member = found
+            if values != frozenset({-1}):
+                return None
+            code = tree.module.code_for_node
+            if not member and tree.contains(ancestor.body, wrap):
+                return ancestor, code(ancestor.test)
+            orelse = ancestor.orelse
+            if member and isinstance(orelse, cst.Else) and tree.contains(orelse, wrap):
+                return ancestor, f"{code(rank)} != -1"
+            return None
     return None
 
 
@@ -203,8 +212,7 @@ def _setup(tree: Tree, site: _Site, n_gpu: bool) -> cst.If:
         cpu_device=False,
         n_gpu=n_gpu,
     )
-    test = tree.module.code_for_node(site.test)
-    code = f"if {test}:\n" + indented(body, 4)
+    code = f"if {site.test}:\n" + indented(body, 4)
     statement = cst.ensure_type(
         cst.parse_statement(code, config=tree.module.config_for_parsing), cst.If
     )
@@ -313,13 +321,13 @@ class ProcessGroupForDdpBranch(Rule):
         """Where to set up the group, or None after reporting why it is not certain."""
         tree = ctx.tree
         gates = [_gate(tree, wrap) for wrap in wraps]
-        codes = {tree.module.code_for_node(g.test) for g in gates if g is not None}
+        codes = {g[1] for g in gates if g is not None}
         functions = {tree.scope(wrap) for wrap in wraps}
         if None in gates or len(codes) != 1 or len(functions) != 1:
             bad = next((w for w, g in zip(wraps, gates) if g is None), wraps[-1])
             ctx.report(bad, NO_GATE)
             return None
-        first = min((g for g in gates if g is not None), key=tree.order)
+        first, test = min((g for g in gates if g is not None), key=lambda g: tree.order(g[0]))
         found = rank_comparison(first.test)
         assert found is not None  # _gate checked it
         rank = found[0]
@@ -339,4 +347,4 @@ class ProcessGroupForDdpBranch(Rule):
             if tree.scope(call) is function and not tree.after(call, line):
                 ctx.report(call, EARLY_NEED.format(args=args, device=device))
                 return None
-        return _Site(line, args, device, first.test)
+        return _Site(line, args, device, test)
