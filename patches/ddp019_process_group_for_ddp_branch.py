@@ -64,7 +64,7 @@ MARKER = "# ddpfix: the local-rank branch below wraps the model in DDP, which ne
 FIXED = (
     "this local-rank branch wraps the model in DistributedDataParallel, but no process group is "
     "ever initialised ('Default process group has not been initialized'): set it up (gloo "
-    "without CUDA) before the script picks its device"
+    "without CUDA) before the script records its device"
 )
 SET_UP_HERE = "the process group is set up here, on the rank's GPU when the device is CUDA"
 NO_GATE = (
@@ -178,11 +178,11 @@ def _device_problem(
 
 
 def _logged(tree: Tree, node: cst.CSTNode) -> bool:
-    """Whether ``node`` is an argument of a logging call (``logger.warning(..., device)``)."""
-    return any(
-        isinstance(a, cst.Call) and callee_name(a) in _LOGGING and a.func is not node
-        for a in tree.ancestors(node)
-    )
+    """Whether ``node`` is itself an argument of a logging call (``logger.warning(..., device)``),
+    which only prints it."""
+    arg = tree.parent(node)
+    call = tree.parent(arg)
+    return isinstance(arg, cst.Arg) and isinstance(call, cst.Call) and callee_name(call) in _LOGGING
 
 
 def _sets_n_gpu(tree: Tree, function: cst.CSTNode, args: str, line: cst.CSTNode) -> bool:
