@@ -121,9 +121,10 @@ def _trains(function: cst.FunctionDef, functions: dict[str, cst.FunctionDef]) ->
 def _only_used_as_model(
     tree: Tree, function: cst.FunctionDef, wrap: cst.BaseStatement, name: str
 ) -> bool:
-    """Whether every read of ``name`` after ``wrap`` in ``function`` (nested functions
-    included) calls it or takes an attribute of it other than ``module``; and nothing
-    declares it ``global``/``nonlocal``."""
+    """Whether every read of ``name`` after ``wrap`` in ``function``, and every read in a
+    function nested in it (a closure defined before the wrap may run after it), calls it or
+    takes an attribute of it other than ``module``; and nothing declares it
+    ``global``/``nonlocal``."""
     for node in walk(function.body, into_scopes=True):
         if isinstance(node, (cst.Global, cst.Nonlocal)) and any(
             n.name.value == name for n in node.names
@@ -131,7 +132,8 @@ def _only_used_as_model(
             return False
         if not (isinstance(node, cst.Name) and node.value == name) or tree.contains(wrap, node):
             continue
-        if tree.order(node) < tree.order(wrap) or not is_read(tree, node):
+        before = tree.order(node) < tree.order(wrap) and tree.scope(node) is function
+        if before or not is_read(tree, node):
             continue
         parent = tree.parent(node)
         if isinstance(parent, cst.Call) and parent.func is node:
