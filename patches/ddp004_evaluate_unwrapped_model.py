@@ -17,6 +17,14 @@ gate that keeps rank 0 out too, such as ``if args.local_rank == -1:`` when no ru
 a rank-0 gate (it has an ``else``, or its evaluation joins collectives): under a launcher no
 process runs it, and a lone process has no wrapper to take off. Only code that rank 0 of a
 distributed job really runs alone gets the unwrapped model.
+
+A function that runs on rank 0 alone may also wrap the model itself: CodeXGLUE's token-level
+completion ``eval_acc()`` does ``if args.local_rank != -1: model = DistributedDataParallel(model,
+...)`` before scoring the test set (upstream: "Only works on single GPU"). Building the wrapper
+broadcasts rank 0's parameters to ranks that never come. Such a wrap is removed (the ``if``
+holding it alone goes with it) when the function trains nothing and, after the wrap, only calls
+the model or asks it for attributes other than ``module`` (``patches/_eval_wraps.py``): the
+evaluation has no gradients to synchronise, and it computes the same predictions unwrapped.
 """
 
 from __future__ import annotations
@@ -25,32 +33,17 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree
+from patches._eval_wraps import WRAPPER, evaluation_wraps, wrapper_aliases
 from patches._gates import gates
-from patches._ranks import OTHER, RANK0, truth
+from patches._ranks import OTHER, RANK0, model, truth
 from patches._syntax import (
     callee_name,
     dominates,
-    dotted_name,
     is_eval_call,
     module_functions,
     preferred_quote,
     unwrapped,
 )
-
-WRAPPER = "DistributedDataParallel"
-
-
-def _wrapper_aliases(tree: Tree) -> set[str]:
-    """Local names bound to DistributedDataParallel (``from ... import X as DDP``)."""
-    names = {WRAPPER}
-    for node in tree.nodes(cst.ImportFrom):
-        if not isinstance(node.names, cst.ImportStar):
-            for alias in node.names:
-                if dotted_name(alias.name) == WRAPPER and alias.asname is not None:
-                    asname = alias.asname.name
-                    if isinstance(asname, cst.Name):
-                        names.add(asname.value)
-    return names
 
 
 def _rank_zero_alone(tree: Tree, node: cst.CSTNode) -> bool:
@@ -145,7 +138,7 @@ class EvaluateUnwrappedModel(Rule):
     name = "evaluate-unwrapped-model"
     summary = "Evaluation that runs on rank 0 alone gets model.module, not the DDP wrapper."
     rationale = __doc__
-    settles = True
+    settles = False  # dropping a rank-0 evaluation's own wrap removes a collective DDP003 reports
     triggers = (WRAPPER, "DDP(")
     examples = (
         Example(
@@ -193,11 +186,53 @@ class EvaluateUnwrappedModel(Rule):
                         results = evaluate_on_every_rank(args, model)
             """,
         ),
+        Example(
+            before="""
+                def eval_acc(args, model, dataset):
+                    model.to(args.device)
+                    if args.local_rank != -1:
+                        model = torch.nn.parallel.DistributedDataParallel(model)
+                    model.eval()
+                    return score(model(dataset.inputs), dataset.labels)
+
+                def main(args, model, dataset):
+                    if args.do_eval and args.local_rank in [-1, 0]:
+                        print(eval_acc(args, model, dataset))
+            """,
+            after="""
+                def eval_acc(args, model, dataset):
+                    model.to(args.device)
+                    model.eval()
+                    return score(model(dataset.inputs), dataset.labels)
+
+                def main(args, model, dataset):
+                    if args.do_eval and args.local_rank in [-1, 0]:
+                        print(eval_acc(args, model, dataset))
+            """,
+            messages=(
+                "eval_acc() runs on rank 0 alone: evaluate model unwrapped (building the DDP "
+                "wrapper is a collective the other ranks never join; an evaluation has no "
+                "gradients to synchronise)",
+            ),
+        ),
+        Example(
+            before="""
+                def eval_acc(args, model, dataset):
+                    if args.local_rank != -1:
+                        model = torch.nn.parallel.DistributedDataParallel(model)
+                    return model.module.score(dataset)
+
+                def main(args, model, dataset):
+                    if args.do_eval and args.local_rank in [-1, 0]:
+                        print(eval_acc(args, model, dataset))
+            """,
+        ),
     )
 
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
-        flow = _Flow(tree, _wrapper_aliases(tree))
+        self._drop_rank_zero_wraps(ctx)
+        flow = _Flow(tree, wrapper_aliases(tree))
         flow.propagate(module_functions(tree.module))
         quote = preferred_quote(tree.code)
         for call in tree.nodes(cst.Call):
@@ -232,3 +267,20 @@ class EvaluateUnwrappedModel(Rule):
                     "a collective the other ranks never join)",
                     {call: call.with_changes(args=args)},
                 )
+
+    @staticmethod
+    def _drop_rank_zero_wraps(ctx: RuleContext) -> None:
+        """A wrap an evaluation function makes of its own model, in a function (or a branch)
+        that the other ranks never run: without it the function computes the same."""
+        ranks = model(ctx.tree)
+        for wrap in evaluation_wraps(ctx.tree).values():
+            statement = wrap.statement
+            if ranks.runs(statement, OTHER) is not False or ranks.runs(statement, RANK0) is False:
+                continue
+            ctx.fix(
+                statement,
+                f"{wrap.function.name.value}() runs on rank 0 alone: evaluate {wrap.name} "
+                "unwrapped (building the DDP wrapper is a collective the other ranks never join; "
+                "an evaluation has no gradients to synchronise)",
+                {statement: []},
+            )

@@ -19,7 +19,11 @@ What every rank does around the block decides the form of the rewrite (the rank 
   ``Trainer``'s ``evaluate``/``predict``, which gather across ranks) must run on every rank: it is
   never gated. It is reported when it writes files itself outside a rank-0 condition (an
   ``accelerator.is_main_process`` guard counts); Trainer and accelerate methods that write
-  (``save_metrics``, ``save_model``) do so on the main process by themselves.
+  (``save_metrics``, ``save_model``) do so on the main process by themselves. A DDP wrap that
+  an evaluation function makes of its own model and can do without (CodeXGLUE token-level
+  completion's ``eval_acc()``: ``patches/_eval_wraps.py``), in a function only this block
+  calls, does not count: the block is gated and the wrap removed in the same rewrite (the
+  function then runs on rank 0 alone, where the wrap would wait for the other ranks forever).
 - A block that also updates training state, names it binds that are read outside it (the
   seq2seq template resets ``tr_loss``, ``nb_tr_steps`` and ``eval_flag``, which drive gradient
   accumulation), keeps those updates on every rank: when they are plain assignments at the top of
@@ -40,7 +44,8 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree, children
 from patches._dataparallel import dataparallel_only
-from patches._gates import OTHER, RANK0, gates, truth
+from patches._eval_wraps import EvalWrap, evaluation_wraps
+from patches._gates import OTHER, RANK0, gates, in_rank_zero_region, truth
 from patches._names import BINDERS, SCOPES, bound_names, walk
 from patches._ranks import NODE0 as NODE0_KIND
 from patches._ranks import OTHER as OTHER_KIND
@@ -51,6 +56,7 @@ from patches._syntax import (
     calls_in,
     dotted_name,
     global_rank_zero,
+    is_collective_call,
     is_eval_call,
     is_save_call,
     module_functions,
@@ -175,6 +181,50 @@ def _leaves(body: cst.BaseSuite, ranks: RankModel) -> str | None:
     return None
 
 
+def _only_dropped_wraps(
+    tree: Tree, block: cst.If, call: cst.Call, functions: dict[str, cst.FunctionDef]
+) -> bool:
+    """Whether every collective ``call`` joins is a DDP wrap that an evaluation function makes
+    of its own model (``patches/_eval_wraps.py``) in a function that only this block (or code
+    on rank 0 alone) calls: the gate removes the wrap with it. A function the other ranks
+    still call at another site keeps its wrap there, and so keeps the block on every rank."""
+    wraps = evaluation_wraps(tree)
+    if is_collective_call(call):
+        reached = [call]
+    elif isinstance(call.func, cst.Name) and call.func.value in functions:
+        reached = _reached_calls(functions[call.func.value].body, functions)
+    else:
+        return False
+    collectives = [c for c in reached if is_collective_call(c)]
+    if not collectives or any(id(c) not in wraps for c in collectives):
+        return False
+    holders = {wraps[id(c)].function.name.value for c in collectives}
+    return all(_called_only_from(tree, name, block) for name in holders)
+
+
+def _wraps_reached(tree: Tree, calls: list[cst.Call]) -> list[EvalWrap]:
+    """The evaluation wraps among ``calls`` (what the block reaches): they go with the gate."""
+    wraps = evaluation_wraps(tree)
+    found = {id(w.statement): w for c in calls if (w := wraps.get(id(c))) is not None}
+    return list(found.values())
+
+
+def _called_only_from(tree: Tree, name: str, block: cst.If) -> bool:
+    """Whether every use of the module function ``name`` is a call inside ``block`` or in a
+    region only rank 0 runs (it is never passed around by name)."""
+    for node in tree.nodes(cst.Name):
+        if node.value != name or tree.contains(block, node):
+            continue
+        parent = tree.parent(node)
+        if isinstance(parent, cst.FunctionDef) and parent.name is node:
+            continue
+        if not (isinstance(parent, cst.Call) and parent.func is node):
+            return False
+        if not in_rank_zero_region(tree, parent):
+            return False
+    return True
+
+
 def _global_rank_zero_only(ranks: RankModel, call: cst.Call) -> bool:
     return ranks.runs(call, OTHER_KIND) is False and ranks.runs(call, NODE0_KIND) is False
 
@@ -192,6 +242,35 @@ class RankZeroEvalBlocks(Rule):
     settles = False  # the block becomes a rank-0 region: DDP004/DDP005 may apply inside
     triggers = ("do_eval", "do_test", "do_predict", "do_infer")
     examples = (
+        Example(
+            before="""
+                import os
+                def eval_acc(args, model, blocks):
+                    if args.local_rank != -1:
+                        model = torch.nn.parallel.DistributedDataParallel(model)
+                    with open(os.path.join(args.output_dir, 'predictions.txt'), 'w') as f:
+                        f.write(decode(model(blocks)))
+                parser.add_argument('--local_rank', type=int, default=-1)
+                if args.do_eval:
+                    eval_acc(args, model, blocks)
+            """,
+            after="""
+                import os
+                def eval_acc(args, model, blocks):
+                    with open(os.path.join(args.output_dir, 'predictions.txt'), 'w') as f:
+                        f.write(decode(model(blocks)))
+                parser.add_argument('--local_rank', type=int, default=-1)
+                if args.do_eval and int(os.environ.get('RANK', args.local_rank)) in [-1, 0]:
+                    eval_acc(args, model, blocks)
+            """,
+            messages=(
+                "eval_acc() now runs on rank 0 alone: it evaluates model unwrapped (building the "
+                "DDP wrapper is a collective the other ranks would never join; an evaluation has "
+                "no gradients to synchronise)",
+                "every rank runs this do_eval block and writes the same files: run it on global "
+                "rank 0",
+            ),
+        ),
         Example(
             before="""
                 import os
@@ -251,7 +330,15 @@ class RankZeroEvalBlocks(Rule):
                 or not any(is_eval_call(c) or is_save_call(c) for c in calls)
             ):
                 continue
-            joined = next((c for c in calls if ranks.collective(c, RANK0_KIND)), None)
+            joined = next(
+                (
+                    c
+                    for c in calls
+                    if ranks.collective(c, RANK0_KIND)
+                    and not _only_dropped_wraps(tree, node, c, functions)
+                ),
+                None,
+            )
             if joined is not None:
                 unguarded = [
                     c
@@ -268,6 +355,17 @@ class RankZeroEvalBlocks(Rule):
                         "must run it: gate only its writes on rank 0, by hand",
                     )
                 continue
+            wraps = _wraps_reached(tree, calls)
+            removed: dict[cst.CSTNode, list[cst.BaseStatement]] = {w.statement: [] for w in wraps}
+            unwrap = [
+                (
+                    w.statement,
+                    f"{w.function.name.value}() now runs on rank 0 alone: it evaluates {w.name} "
+                    "unwrapped (building the DDP wrapper is a collective the other ranks would "
+                    "never join; an evaluation has no gradients to synchronise)",
+                )
+                for w in wraps
+            ]
             rank = global_rank_zero(flag.value, quote)
             state = ranks.carried_out(node.body)
             what = f"every rank runs this {flag.attr.value} block and writes the same files"
@@ -281,12 +379,21 @@ class RankZeroEvalBlocks(Rule):
                 ctx.fix(
                     node,
                     f"{what}: run it on global rank 0",
-                    {node: node.with_changes(test=test)},
+                    {node: node.with_changes(test=test), **removed},
+                    also=unwrap,
                     imports=("os",),
                 )
                 continue
             names = ", ".join(sorted(state))
             keep = _state_prefix(node.body, state)
+            if keep is None and wraps:  # its evaluation stays on every rank, with the wrap
+                ctx.report(
+                    node,
+                    f"this {flag.attr.value} block writes files on every rank but reaches the "
+                    f"collective {dotted_name(wraps[0].call.func) or 'call'}(), so every rank "
+                    "must run it: gate only its writes on rank 0, by hand",
+                )
+                continue
             if keep is None:
                 direct = [c for c in calls_in(node.body) if is_write(c)]
                 if direct and all(ranks.runs(c, OTHER_KIND) is False for c in direct):
@@ -313,6 +420,7 @@ class RankZeroEvalBlocks(Rule):
                 node,
                 f"{what}: its evaluation and writes run on global rank 0; the training state "
                 f"it resets ({names}) stays on every rank",
-                {node: _split(node, keep, rank)},
+                {node: _split(node, keep, rank), **removed},
+                also=unwrap,
                 imports=("os",),
             )

@@ -56,7 +56,7 @@ def test_identified_by_sha256(target: str) -> None:
 
 @needs_corpus
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["codexglue-code-completion-line"])
+@pytest.mark.parametrize("target", sorted(TARGETS))
 def test_patched_two_ranks_train_one_model_and_pass(target: str) -> None:
     pytest.importorskip("torch")
     if target.endswith("-line") and importlib.util.find_spec("fuzzywuzzy") is None:
@@ -74,14 +74,16 @@ def test_patched_two_ranks_train_one_model_and_pass(target: str) -> None:
 
 @needs_corpus
 @pytest.mark.slow
-def test_token_level_keeps_its_rank_dormant_because_eval_acc_writes_shards() -> None:
+def test_token_level_eval_acc_runs_on_rank_0_alone() -> None:
     """The token-level script's ``eval_acc()`` wraps the model in DDP and scores a
     DistributedSampler shard on every rank, then every rank writes predictions.txt ("Only works
-    on single GPU", upstream says). Reading LOCAL_RANK would leave that file with one shard, so
-    DDP001 is withdrawn and says why; the processes train alone, as they do unpatched."""
+    on single GPU", upstream says). Patched, its do_eval block runs on global rank 0 alone with a
+    SequentialSampler and no wrap, so DDP001 reads LOCAL_RANK: the ranks train as one job, and
+    post_process's line-by-line check against test.txt passes (every rank exits 0)."""
     pytest.importorskip("torch")
     code, report = run_verify(find_script(TARGETS["codexglue-code-completion-token"]).as_posix())
-    assert code == 1
-    assert report["verdict"].startswith(
-        "FAIL: ranks joined: 2 processes, torch.distributed never initialised"
-    )
+    assert code == 0, report["verdict"] + "\n" + report["log_tail"]
+    assert "--do_eval" in str(report["command"])
+    rows = {row["check"]: row["evidence"] for row in report["checks"]}
+    assert rows["every rank exited 0"].startswith("2 of 2 exited 0")
+    assert rows["evaluation ran"].startswith("on rank 0 (")

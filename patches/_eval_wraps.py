@@ -1,0 +1,145 @@
+"""DDP wraps that an evaluation function makes of its own model, and that it can do without.
+
+CodeXGLUE's token-level completion script builds, in ``eval_acc()``, ``if args.local_rank != -1:
+model = DistributedDataParallel(model, ...)`` around the model it is handed, then only runs it
+forward under ``torch.no_grad()``. A wrap there synchronises nothing an evaluation needs (it has
+no gradients), but it is a collective: building it broadcasts rank 0's parameters, and each
+forward broadcasts buffers. So it decides who may run the function: every rank, or nobody.
+
+:func:`evaluation_wraps` finds such wraps, when leaving them out cannot change what the function
+computes or hands on: the wrap rebinds the name it wraps (``m = DDP(m, ...)``), alone or alone in
+an ``if`` without calls in its test, at the top level of a module function that trains nothing
+(no ``backward``/``step``/``zero_grad``, itself or in the module functions it calls), and after
+it the name is only called (``m(x)``) or asked for an attribute other than ``module``
+(``m.eval()``): never returned, stored, passed on or unwrapped. DDP011 removes such a wrap when
+it gates the ``do_eval`` block that alone calls the function (it does not count it as a
+collective that keeps the block on every rank); DDP004 removes one from a function that already
+runs on rank 0 alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libcst as cst
+
+from patcher.tree import Tree
+from patches._names import is_read, walk
+from patches._syntax import callee_name, calls_in, dotted_name, module_functions
+
+WRAPPER = "DistributedDataParallel"
+#: Calls that update a model: a function making one is training, and keeps its wrap.
+_TRAINING = frozenset({"backward", "step", "zero_grad", "clip_grad_norm_"})
+
+
+@dataclass(frozen=True)
+class EvalWrap:
+    """A wrap an evaluation function can do without."""
+
+    call: cst.Call  # the wrapper's construction
+    statement: cst.BaseStatement  # what goes: the wrap's line, or the ``if`` holding it alone
+    function: cst.FunctionDef  # the module function making it
+    name: str  # the name it rebinds
+
+
+def wrapper_aliases(tree: Tree) -> set[str]:
+    """Local names bound to DistributedDataParallel (``from ... import X as DDP``)."""
+    names = {WRAPPER}
+    for node in tree.nodes(cst.ImportFrom):
+        if not isinstance(node.names, cst.ImportStar):
+            for alias in node.names:
+                if dotted_name(alias.name) == WRAPPER and alias.asname is not None:
+                    asname = alias.asname.name
+                    if isinstance(asname, cst.Name):
+                        names.add(asname.value)
+    return names
+
+
+def evaluation_wraps(tree: Tree) -> dict[int, EvalWrap]:
+    """The wraps evaluation functions can do without, by ``id`` of the wrapper call."""
+    return tree.memo(evaluation_wraps, lambda: _find(tree))
+
+
+def _find(tree: Tree) -> dict[int, EvalWrap]:
+    functions = module_functions(tree.module)
+    aliases = wrapper_aliases(tree)
+    found: dict[int, EvalWrap] = {}
+    for function in functions.values():
+        if _trains(function, functions):
+            continue
+        body = function.body.body if isinstance(function.body, cst.IndentedBlock) else ()
+        for statement in body:
+            wrap = _wrap_in(statement, aliases)
+            if wrap is None:
+                continue
+            call, name = wrap
+            if _only_used_as_model(tree, function, statement, name):
+                found[id(call)] = EvalWrap(call, statement, function, name)
+    return found
+
+
+def _wrap_in(statement: cst.BaseStatement, aliases: set[str]) -> tuple[cst.Call, str] | None:
+    """``m = DDP(m, ...)`` as the statement, or as the only statement of an ``if`` with no
+    ``else`` and no call in its test (``if args.local_rank != -1:``)."""
+    if isinstance(statement, cst.If):
+        if statement.orelse is not None or any(True for _ in calls_in(statement.test)):
+            return None
+        inner = statement.body
+        if not isinstance(inner, cst.IndentedBlock) or len(inner.body) != 1:
+            return None
+        statement = inner.body[0]
+    if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+        return None
+    assign = statement.body[0]
+    if not isinstance(assign, cst.Assign) or len(assign.targets) != 1:
+        return None
+    target, value = assign.targets[0].target, assign.value
+    if not (isinstance(target, cst.Name) and isinstance(value, cst.Call)):
+        return None
+    if callee_name(value) not in aliases or not value.args or value.args[0].keyword is not None:
+        return None
+    first = value.args[0]
+    if first.star or not (isinstance(first.value, cst.Name) and first.value.value == target.value):
+        return None
+    return value, target.value
+
+
+def _trains(function: cst.FunctionDef, functions: dict[str, cst.FunctionDef]) -> bool:
+    """Whether ``function`` or a module function it calls (transitively) updates a model."""
+    pending, seen = [function], {function.name.value}
+    while pending:
+        for call in calls_in(pending.pop()):
+            name = callee_name(call)
+            if name in _TRAINING:
+                return True
+            if isinstance(call.func, cst.Name) and name in functions and name not in seen:
+                seen.add(name)
+                pending.append(functions[name])
+    return False
+
+
+def _only_used_as_model(
+    tree: Tree, function: cst.FunctionDef, wrap: cst.BaseStatement, name: str
+) -> bool:
+    """Whether every read of ``name`` after ``wrap`` in ``function``, and every read in a
+    function nested in it (a closure defined before the wrap may run after it), calls it or
+    takes an attribute of it other than ``module``; and nothing declares it
+    ``global``/``nonlocal``."""
+    for node in walk(function.body, into_scopes=True):
+        if isinstance(node, (cst.Global, cst.Nonlocal)) and any(
+            n.name.value == name for n in node.names
+        ):
+            return False
+        if not (isinstance(node, cst.Name) and node.value == name) or tree.contains(wrap, node):
+            continue
+        before = tree.order(node) < tree.order(wrap) and tree.scope(node) is function
+        if before or not is_read(tree, node):
+            continue
+        parent = tree.parent(node)
+        if isinstance(parent, cst.Call) and parent.func is node:
+            continue
+        if isinstance(parent, cst.Attribute) and parent.value is node:
+            if parent.attr.value != "module":
+                continue
+        return False
+    return True
