@@ -30,8 +30,11 @@ script's functions the wrapped model is passed to, ``model.generate(...)``, ``mo
 model class of its own, which then bypasses part of it (GraphCodeBERT's unused head, UniXcoder's
 unused pooler): those parameters would make DDP raise at the second step. Elsewhere it stays off
 (it costs a graph traversal a step); a model with other unused parameters makes DDP raise,
-naming them, which ``ddpfix verify`` shows. No ``DataParallel`` block to
-follow, or no local-rank test to gate on: reported, not rewritten.
+naming them, which ``ddpfix verify`` shows. The block followed is the one in the function that
+builds the training sampler, or in a function that calls it: a ``DataParallel`` block in
+``evaluate()`` or ``test()`` wraps another model, in a function rank 0 may run alone, where building
+DDP is a collective the other ranks never join. No such block, or no local-rank test to gate on:
+reported, not rewritten.
 """
 
 from __future__ import annotations
@@ -215,7 +218,25 @@ class WrapShardedModel(Rule):
             messages=(
                 "the data are sharded across ranks but the model is never wrapped in "
                 "DistributedDataParallel: every rank trains its own model; wrap it by hand (no "
-                "DataParallel block to follow)",
+                "DataParallel block to follow in main())",
+            ),
+        ),
+        Example(  # evaluate()'s DataParallel block wraps another model, on rank 0 alone
+            before="""
+                def train(args, model, data):
+                    set_dist(args)
+                    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)
+                    fit(model, train_sampler)
+                def evaluate(args, model, data):
+                    if args.n_gpu > 1:
+                        model = torch.nn.DataParallel(model)
+                    return score(model, data)
+            """,  # noqa: E501
+            reports=1,
+            messages=(
+                "the data are sharded across ranks but the model is never wrapped in "
+                "DistributedDataParallel: every rank trains its own model; wrap it by hand (no "
+                "DataParallel block to follow in train())",
             ),
         ),
         Example(  # already one model: nothing to do
@@ -249,17 +270,25 @@ class WrapShardedModel(Rule):
         if not gated:
             return
         sampler, rank = gated[0]
+        # the DataParallel block of the function that trains, or of one calling it with the
+        # model: one in evaluate() or test() wraps another model, in a function rank 0 may run
+        # alone (building DDP is a collective), and DDP004 would take it out again
+        trains_in = tree.scope(sampler)
+        scopes = _training_scopes(tree, trains_in)
         wraps = [
             (s, name)
             for s in tree.nodes(cst.SimpleStatementLine)
-            if (name := _wraps_data_parallel(s)) is not None
+            if (name := _wraps_data_parallel(s)) is not None and id(tree.scope(s)) in scopes
         ]
         if not wraps:
+            where = "the module"
+            if isinstance(trains_in, cst.FunctionDef):
+                where = f"{trains_in.name.value}()"
             ctx.report(
                 sampler,
                 "the data are sharded across ranks but the model is never wrapped in "
                 "DistributedDataParallel: every rank trains its own model; wrap it by hand "
-                "(no DataParallel block to follow)",
+                f"(no DataParallel block to follow in {where})",
             )
             return
         statement, name = wraps[0]
@@ -315,6 +344,17 @@ class WrapShardedModel(Rule):
 
 
 _SETUP_HELPER = re.compile(r"^_?(?:set|setup|set_up|init|initialize)_?(?:dist|distributed|ddp)\w*$")
+
+
+def _training_scopes(tree: Tree, trains_in: cst.FunctionDef | cst.Module) -> set[int]:
+    """The function that trains and those that call it (by name), by identity."""
+    scopes = {id(trains_in)}
+    if isinstance(trains_in, cst.FunctionDef):
+        name = trains_in.name.value
+        for call in tree.nodes(cst.Call):
+            if isinstance(call.func, cst.Name) and call.func.value == name:
+                scopes.add(id(tree.scope(call)))
+    return scopes
 
 
 def _sets_up_process_group(tree: Tree) -> bool:
