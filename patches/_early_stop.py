@@ -63,7 +63,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from patcher.tree import Tree
-from patches._names import BINDERS, bound_names, is_read, parameters, walk
+from patches._names import BINDERS, bound_names, is_read, names_bound_in, parameters, walk
 from patches._ranks import RankModel, model
 from patches._syntax import (
     callee_name,
@@ -214,6 +214,9 @@ def _kept(
 ) -> int | str:
     """How many leading statements of ``statement`` stay on every rank (0: it is gated whole);
     why it cannot be gated when names it binds are read by code every rank runs."""
+    shared = _declared_shared(function) & names_bound_in(statement)
+    if shared:
+        return f"it binds {sorted(shared)[0]}, a name of another frame (global or nonlocal)"
     state = m.carried_out(statement) | _read_outside(m.tree, function, loop, statement)
     if not state:
         return 0
@@ -241,6 +244,16 @@ def _kept(
             if isinstance(node, BINDERS) and {n.value for n in bound_names(node)} & state:
                 return why
     return count
+
+
+def _declared_shared(function: cst.FunctionDef) -> set[str]:
+    """Names ``function`` declares ``global`` or ``nonlocal``: other code reads them."""
+    return {
+        item.name.value
+        for node in walk(function.body, into_scopes=False)
+        if isinstance(node, (cst.Global, cst.Nonlocal))
+        for item in node.names
+    }
 
 
 def _read_outside(
