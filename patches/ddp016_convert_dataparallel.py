@@ -222,7 +222,13 @@ def _rank_zero_stops(
     received = models | _received(m, function, models)
     for loop, writes in _shared_writes_before_exit(tree, function).items():
         plan = rank_zero_stop(tree, function, loop, writes, received)
-        if isinstance(plan, str) and (evals or tree.contains(loop, anchor)):
+        beside = [
+            e
+            for e in evals
+            if tree.contains(loop, e.run[0])
+            and not (not isinstance(plan, str) and tree.contains(plan.statement, e.run[0]))
+        ]
+        if not isinstance(plan, str) and (beside or tree.contains(loop, anchor)):
             plan = "the loop also holds a helper evaluation or the device setup"
         if not isinstance(plan, str) and _read_elsewhere(m, plan.statement, loop, writes):
             plan = "the loop reads the file outside its evaluation too"
@@ -594,6 +600,10 @@ class ConvertDataParallel(Rule):
             stops = _rank_zero_stops(ctx, tree, function, models, evals, line)
             if stops is None:
                 return
+            # a helper evaluation inside an evaluation that runs on rank 0 is on rank 0 already
+            evals = [
+                e for e in evals if not any(tree.contains(p.statement, e.run[0]) for p in stops)
+            ]
             keep = frozenset(s for e in evals for s in e.run) | {p.statement for p in stops}
             runs: list[list[cst.BaseStatement]] = []
             body = gate_writes(tree, function.body, _state(function), rank, runs, keep)

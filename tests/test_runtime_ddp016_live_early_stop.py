@@ -115,3 +115,45 @@ def test_without_a_launcher_the_patched_script_runs_as_before(
     assert _traces(outputs["original"]) == _traces(outputs["patched"])
     for name in ("dev.output", "dev.gold", "test.output"):
         assert (outputs["original"] / name).read_bytes() == (outputs["patched"] / name).read_bytes()
+
+
+# The same decision in a train() helper that receives the model as ``net``, whose evaluation
+# first resets the running loss the training loop reads (kept on every rank, the rest on rank 0).
+HELPER = SCRIPTS / "dataparallel_live_early_stop_helper.py"
+HELPER_ARGS = ["--do_eval", "--train_batch_size", "8"]
+HELPER_STOP = 3  # of 8 epochs: the first scores best, two more without improvement
+STEPS = HELPER_STOP * 4  # 32 examples, a global batch of 8
+
+
+def test_helper_keeps_the_resets_on_every_rank_and_decides_on_rank_zero(tmp_path: Path) -> None:
+    source = patched(HELPER.read_text())
+    assert (
+        "        if args.do_eval:\n"
+        "            tr_loss = 0.0\n"
+        "            nb_tr_steps = 0\n"
+        f"            if {RANK0}:\n"
+        "                net.eval()\n"
+    ) in source
+    assert '(net.module if hasattr(net, "module") else net)(dev_set' in source  # DDP004
+    assert "                        _ddpfix_stop[0] = True\n" in source
+    run = launch(source, HELPER_ARGS, tmp_path / "patched")
+    assert run.ok, run.explain()
+    assert len(set(run.param_hashes().values())) == 1, run.explain()
+    states = _states(run.output)
+    assert [(s["epochs"], s["steps"]) for s in states] == [(HELPER_STOP, STEPS)] * 2
+    (trace,) = _traces(run.output)
+    assert trace == [f"evaluation {e}" for e in range(HELPER_STOP)]
+    assert len(run.writers().get("dev_predictions.txt", ())) == 1
+
+
+def test_helper_without_a_launcher_runs_as_before(tmp_path: Path) -> None:
+    outputs = {
+        name: run_alone(source, HELPER_ARGS, tmp_path / name)
+        for name, source in (
+            ("original", HELPER.read_text()),
+            ("patched", patched(HELPER.read_text())),
+        )
+    }
+    original, after = (_states(outputs[n]) for n in ("original", "patched"))
+    assert original == after and after[0]["epochs"] == HELPER_STOP
+    assert _traces(outputs["original"]) == _traces(outputs["patched"])
