@@ -398,6 +398,7 @@ def _updates_shared(
                 base = _base_name(target)
                 if base is not None and base not in own:
                     updated.add(base)
+    updated -= _imported(tree)  # os.remove(path), np.random.shuffle(x): a module's function
     local = {p.name.value for p in parameters(function)} | {
         n.value for b in _binders(function.body) for n in bound_names(b)
     }
@@ -409,6 +410,25 @@ def _updates_shared(
         if not tree.contains(statement, read) and is_read(tree, read):
             return f"the evaluation updates {read.value}, which code outside it reads"
     return None
+
+
+def _imported(tree: Tree) -> set[str]:
+    """The names the module's top-level imports bind (``os``, ``np``, ``torch``)."""
+    found = set()
+    for statement in tree.module.body:
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        for small in statement.body:
+            if isinstance(small, (cst.Import, cst.ImportFrom)) and not isinstance(
+                small.names, cst.ImportStar
+            ):
+                for alias in small.names:
+                    bound = alias.asname.name if alias.asname is not None else alias.name
+                    while isinstance(bound, cst.Attribute):  # import os.path binds os
+                        bound = bound.value
+                    if isinstance(bound, cst.Name):
+                        found.add(bound.value)
+    return found
 
 
 def _updated_targets(node: cst.CSTNode) -> list[cst.BaseExpression]:

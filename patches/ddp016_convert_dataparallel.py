@@ -196,14 +196,28 @@ def _shared_writes_before_exit(
     for call in calls_in(function):
         if not is_write(call):
             continue  # gated to rank 0 or not, every rank reads the file back
-        loop = _loop(tree, call)
-        if loop is None or not tree.contains(function, loop) or not _exits(m, loop):
-            continue
         path = write_path(call)  # torch.save(obj, path): the path, not the object
         names = _file_names(m, path) if path is not None else set()
-        others = (other for other in calls_in(loop) if other is not call)
-        if names and any(_reads_back(m, other, names) for other in others):
-            found.setdefault(loop, []).append(call)
+        if not names:
+            continue
+        for loop in _loops(tree, call, function):  # innermost first: a per-example write too
+            if not _exits(m, loop):
+                continue
+            others = (other for other in calls_in(loop) if other is not call)
+            if any(_reads_back(m, other, names) for other in others):
+                found.setdefault(loop, []).append(call)
+                break
+    return found
+
+
+def _loops(tree: Tree, node: cst.CSTNode, function: cst.FunctionDef) -> list[cst.For | cst.While]:
+    """The loops of ``function`` around ``node``, innermost first."""
+    found = []
+    for ancestor in tree.ancestors(node):
+        if ancestor is function:
+            break
+        if isinstance(ancestor, (cst.For, cst.While)):
+            found.append(ancestor)
     return found
 
 
