@@ -58,23 +58,49 @@ gradients, each update is the one of the global batch in one process (measured e
 run unchanged. ``torch.distributed.nn.functional.all_gather`` is not used: on gloo its backward
 scrambles a non-contiguous gradient, which ``einsum`` produces (torch 2.13).
 
+An evaluation inside a training loop that writes a file, reads it back and decides an early
+stop (UniXcoder's summarization: dev.output and dev.gold written, read back for BLEU, ``if
+patience == 2: break``) cannot stay on every rank: every rank would rewrite the files and read
+them back at once, and a rank that read them half-written could stop alone while the others
+wait in their next all-reduce. When certainly safe (``patches/_early_stop.py``: a loop over a
+rank-uniform ``range`` or ``while`` test, in no other loop; every exit of it a ``break`` that is
+the evaluation's last act; the evaluation trains nothing, touches the model only in ways the
+rank-0 rules unwrap, and leaves nothing the other ranks read), that statement runs on global
+rank 0 alone (DDP004 then gives it the unwrapped model), its ``break`` becomes
+``_ddpfix_stop[0] = True``, and right after it every rank receives rank 0's decision
+(``torch.distributed.broadcast_object_list(_ddpfix_stop, src=0)`` when launched) and leaves the
+loop on it, at the same iteration::
+
+    _ddpfix_stop = [False]
+    if args.do_eval and int(os.environ.get("RANK", args.local_rank)) in [-1, 0]:
+        ...  # decode, write dev.output, read it back, save the best checkpoint
+            if patience == 2:
+                _ddpfix_stop[0] = True
+    if args.local_rank != -1:
+        torch.distributed.broadcast_object_list(_ddpfix_stop, src=0)
+    if _ddpfix_stop[0]:
+        break
+
+Resets of training state at the top of an ``if`` evaluation (``tr_loss = 0``) stay on every
+rank. A decision made from memory is the same on every rank, which all score the same model on
+the same data, and is converted as before (evaluation on every rank, writes on rank 0). An exit
+no process can take is no early stop: UniXcoder's generation tests ``if patience == -1: break``
+on a counter that starts at 0 and is only reset to 0 or grown by 1 (``patches/_counters.py``),
+and DDP011 then runs its dev evaluation on rank 0.
+
 Reported instead: in-batch negatives whose shape is not certain (several score products in the
 function, the score matrix read again as in a symmetric loss, labels not an ``arange`` of the
 local batch given straight to the loss, a loss that is not a default mean cross-entropy, or
 candidates that are not one model output, such as a memory bank); a ``DataParallel`` script
 without an ``args.device = <name>`` assignment to anchor the setup on, whose training functions
 have no ``args`` to read the rank from (the function holding the anchor binds it), whose
-training function writes files before the anchor (no rank exists there yet), or that writes a
-file on every process and reads it back inside a training loop it may leave early (UniXcoder's
-summarization, ``if patience == 2: break``: every rank would evaluate, rewrite dev.output and read
-it back at once for a patience counter, and a rank that read it half-written could stop alone
-while the others wait in their next all-reduce; converting needs the decision made on rank 0 and
-broadcast; a decision made from memory is the same on every rank and is converted). An exit no
-process can take is no early stop: UniXcoder's generation tests ``if patience == -1: break`` on a
-counter that starts at 0 and is only reset to 0 or grown by 1 (``patches/_counters.py``), so
-that script is converted, and DDP011 then runs its dev evaluation on rank 0. Also reported: a
-script whose training function calls a file-writing helper that rank 0 cannot run alone (its
-result decides an early stop, a learning-rate schedule or other state the training reads).
+training function writes files before the anchor (no rank exists there yet), or whose early
+stop read back from a file it writes is not of the shape above (a ``return``, a ``break`` with
+more of the evaluation after it, a loop over data, an evaluation that hands the model to a
+helper or updates what other code reads, a best score read after the loop on every rank: the
+message says which). Also reported: a script whose training function calls a file-writing
+helper that rank 0 cannot run alone (its result decides an early stop, a learning-rate schedule
+or other state the training reads).
 """
 
 from __future__ import annotations
@@ -86,6 +112,7 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
 from patches._dataparallel import dataparallel_wraps, training_functions, uses_distribution
+from patches._early_stop import DecideOnRankZero, RankZeroStop, rank_zero_stop
 from patches._helper_evals import HelperEval, helper_evaluations, writing_helpers
 from patches._names import walk
 from patches._negatives import (
@@ -141,6 +168,10 @@ _HELPER_WRITES = (
 _UNSURE = "the in-batch-negatives loss could not be rewritten where it stands; convert it by hand"
 
 
+_DECIDED = (
+    "evaluated by global rank 0 only when launched; its early stop is decided there and "
+    "broadcast, so every rank leaves the loop at the same iteration"
+)
 _SHARED_WRITE = (
     "DataParallel only, but {function}() writes this file on every process, reads it back and "
     "may leave its training loop early (an early stop): as DDP every rank would evaluate, write "
@@ -150,27 +181,111 @@ _SHARED_WRITE = (
 )
 
 
-def _shared_write_before_exit(tree: Tree, function: cst.FunctionDef) -> cst.Call | None:
-    """A file write (on every rank, or gated to rank 0: every rank still reads the file) in a
+def _shared_writes_before_exit(
+    tree: Tree, function: cst.FunctionDef
+) -> dict[cst.For | cst.While, list[cst.Call]]:
+    """File writes (on every rank, or gated to rank 0: every rank still reads the file) in a
     loop that a ``break`` or ``return`` may leave, whose file the loop reads back (a call is
-    given its name again): with
-    a process group the ranks must leave the loop together, and a decision read from a file they
-    all rewrite at once need not agree (UniXcoder's summarization and generation score
-    dev.gold/dev.output for a patience counter). A decision made from memory is the same on every
-    rank, which all score the same model on the same data."""
+    given its name again), by loop: with a process group the ranks must leave the loop
+    together, and a decision read from a file they all rewrite at once need not agree
+    (UniXcoder's summarization scores dev.gold/dev.output for a patience counter). A decision
+    made from memory is the same on every rank, which all score the same model on the same
+    data."""
     m = model(tree)
+    found: dict[cst.For | cst.While, list[cst.Call]] = {}
     for call in calls_in(function):
         if not is_write(call):
             continue  # gated to rank 0 or not, every rank reads the file back
-        loop = _loop(tree, call)
-        if loop is None or not tree.contains(function, loop) or not _exits(m, loop):
-            continue
         path = write_path(call)  # torch.save(obj, path): the path, not the object
-        names = _file_names(path) if path is not None else set()
-        others = (other for other in calls_in(loop) if other is not call)
-        if names and any(_reads_back(other, names) for other in others):
-            return call
-    return None
+        names = _file_names(m, path) if path is not None else set()
+        if not names:
+            continue
+        for loop in _loops(tree, call, function):  # innermost first: a per-example write too
+            if not _exits(m, loop):
+                continue
+            others = (other for other in calls_in(loop) if other is not call)
+            if any(_reads_back(m, other, names) for other in others):
+                found.setdefault(loop, []).append(call)
+                break
+    return found
+
+
+def _loops(tree: Tree, node: cst.CSTNode, function: cst.FunctionDef) -> list[cst.For | cst.While]:
+    """The loops of ``function`` around ``node``, innermost first."""
+    found = []
+    for ancestor in tree.ancestors(node):
+        if ancestor is function:
+            break
+        if isinstance(ancestor, (cst.For, cst.While)):
+            found.append(ancestor)
+    return found
+
+
+def _rank_zero_stops(
+    ctx: RuleContext,
+    tree: Tree,
+    function: cst.FunctionDef,
+    models: set[str],
+    evals: list[HelperEval],
+    anchor: cst.SimpleStatementLine,
+) -> list[RankZeroStop] | None:
+    """The evaluations that decide an early stop from files they write, each to run on rank 0
+    with its decision broadcast (``patches/_early_stop.py``); None when one cannot (reported)."""
+    stops = []
+    m = model(tree)
+    received = models | _received(m, function, models)
+    for loop, writes in _shared_writes_before_exit(tree, function).items():
+        plan = rank_zero_stop(tree, function, loop, writes, received)
+        beside = [
+            e
+            for e in evals
+            if tree.contains(loop, e.run[0])
+            and not (not isinstance(plan, str) and tree.contains(plan.statement, e.run[0]))
+        ]
+        if not isinstance(plan, str) and (beside or tree.contains(loop, anchor)):
+            plan = "the loop also holds a helper evaluation or the device setup"
+        if not isinstance(plan, str) and _read_elsewhere(m, plan.statement, loop, writes):
+            plan = "the loop reads the file outside its evaluation too"
+        if isinstance(plan, str):
+            message = _SHARED_WRITE.format(function=function.name.value)
+            ctx.report(writes[0], f"{message} (not converted: {plan})")
+            return None
+        stops.append(plan)
+    return stops
+
+
+def _received(m: RankModel, function: cst.FunctionDef, models: set[str]) -> set[str]:
+    """The parameters of ``function`` that a call in the module passes the model to (``def
+    train(args, net)`` called as ``train(args, model)``: ``net``)."""
+    params = [p.name.value for p in function.params.params]
+    found = set()
+    for call in m.module_calls():
+        if not (isinstance(call.func, cst.Name) and call.func.value == function.name.value):
+            continue
+        for index, arg in enumerate(call.args):
+            if arg.star or not (isinstance(arg.value, cst.Name) and arg.value.value in models):
+                continue
+            if arg.keyword is not None:
+                found.add(arg.keyword.value)
+            elif index < len(params):
+                found.add(params[index])
+    return found
+
+
+def _read_elsewhere(
+    m: RankModel, statement: cst.BaseStatement, loop: cst.For | cst.While, writes: list[cst.Call]
+) -> bool:
+    """Whether code of ``loop`` outside the evaluation ``statement`` reads a file it writes:
+    every rank would read what rank 0 alone now writes."""
+    names: set[str] = set()
+    for write in writes:
+        path = write_path(write)
+        names |= _file_names(m, path) if path is not None else set()
+    return any(
+        _reads_back(m, call, names)
+        for call in calls_in(loop)
+        if not m.tree.contains(statement, call)
+    )
 
 
 def _loop(tree: Tree, node: cst.CSTNode) -> cst.For | cst.While | None:
@@ -194,24 +309,23 @@ def _exits(m: RankModel, loop: cst.For | cst.While) -> bool:
 _PATH_CALLS = frozenset({"join", "format", "exists", "isfile", "isdir", "dirname", "basename"})
 
 
-def _reads_back(call: cst.Call, names: set[str]) -> bool:
-    """Whether ``call`` is given one of the file ``names`` (``_bleu(join(d, "dev.gold"), ...)``)
-    and is not a write or a path helper."""
-    if is_write(call) or callee_name(call) in _PATH_CALLS:
+def _reads_back(m: RankModel, call: cst.Call, names: set[str]) -> bool:
+    """Whether ``call`` is given one of the file ``names`` (``_bleu(join(d, "dev.gold"), ...)``,
+    or a name assigned such a path) and is not a write, a path helper or a log line."""
+    if is_write(call) or callee_name(call) in _PATH_CALLS | _LOGS:
         return False
-    return any(_file_names(arg.value) & names for arg in call.args)
+    return any(_file_names(m, arg.value) & names for arg in call.args)
 
 
-def _file_names(node: cst.CSTNode) -> set[str]:
-    """The file names spelt in an expression's strings (``"/dev.gold"`` → ``dev.gold``)."""
-    found = set()
-    for child in walk(node, into_scopes=False):
-        if isinstance(child, cst.SimpleString):
-            value = child.evaluated_value
-            name = (value if isinstance(value, str) else "").rsplit("/", 1)[-1]
-            if "." in name.strip("."):
-                found.add(name)
-    return found
+#: Log calls: a path they are given is printed, not read.
+_LOGS = frozenset({"info", "warning", "debug", "print", "error"})
+
+
+def _file_names(m: RankModel, node: cst.CSTNode) -> set[str]:
+    """The file names an expression's strings spell (``"/dev.gold"`` → ``dev.gold``), following
+    the names in it to their assignments in the same function (``hyp_path = join(d,
+    "dev.hyp")``)."""
+    return {name for name in m.path_words(node) if "." in name.strip(".")}
 
 
 def _device_anchor(tree: Tree) -> tuple[cst.SimpleStatementLine, str, str] | None:
@@ -497,7 +611,14 @@ class ConvertDataParallel(Rule):
                 if unsafe is not None:
                     ctx.report(unsafe, _HELPER_WRITES.format(function=function.name.value))
                     return
-            keep = frozenset(s for e in evals for s in e.run)
+            stops = _rank_zero_stops(ctx, tree, function, models, evals, line)
+            if stops is None:
+                return
+            # a helper evaluation inside an evaluation that runs on rank 0 is on rank 0 already
+            evals = [
+                e for e in evals if not any(tree.contains(p.statement, e.run[0]) for p in stops)
+            ]
+            keep = frozenset(s for e in evals for s in e.run) | {p.statement for p in stops}
             runs: list[list[cst.BaseStatement]] = []
             body = gate_writes(tree, function.body, _state(function), rank, runs, keep)
             if function is host and any(not tree.after(run[0], line) for run in runs):
@@ -508,10 +629,6 @@ class ConvertDataParallel(Rule):
                     "convert it to DDP by hand",
                 )
                 return
-            shared = _shared_write_before_exit(tree, function)
-            if shared is not None:
-                ctx.report(shared, _SHARED_WRITE.format(function=function.name.value))
-                return
             loss = losses.get(function.name.value)
             rewrite = Rewrite(loss) if loss is not None else None
             parts: list[cst.CSTTransformer] = [_ShardSamplers(args)]
@@ -519,6 +636,8 @@ class ConvertDataParallel(Rule):
                 parts.append(rewrite)
             if evals:
                 parts.append(_GateEvaluations(evals, models, rank))
+            if stops:
+                parts.append(DecideOnRankZero(stops, args, rank))
             if function is host:
                 parts.append(_Before(line, setup))
             new_body = (body or function.body).visit(_Both(parts))
@@ -533,6 +652,7 @@ class ConvertDataParallel(Rule):
             assert isinstance(new_body, cst.BaseSuite)  # the transformers only rewrite expressions
             replacements[function.body] = new_body
             also += [(e.run[0], _EVALUATED) for e in evals]
+            also += [(p.statement, _DECIDED) for p in stops]
             also += [(run[0], "written by global rank 0 only when launched") for run in runs]
             also += [
                 (call, "the training data are sharded across the processes when launched")

@@ -3,24 +3,21 @@ generation scripts (``DDPFIX_CORPUS`` names directories holding ``UniXcoder/``; 
 
 Both use one RoBERTa as encoder and decoder (the decoder reads the encoder's ``past_key_values``
 under a ``[batch, target, source + target]`` mask) and are DataParallel-only. Summarization used
-to be matched by fingerprint to CodeXGLUE's code-to-text; each now has its own target. What
-verify finds, patched, under 2 gloo ranks:
+to be matched by fingerprint to CodeXGLUE's code-to-text; each now has its own target. Patched,
+under 2 gloo ranks, both pass every check as one DDP job:
 
 * PRT012 gives the 3-D masks (the encoder's and the decoder's over the cache) the 4-D additive
-  form transformers 5 takes, so every process trains, and stops in the beam search, which
-  rebuilds the cache as nested tuples transformers 5 no longer reads (not a rank problem, and not
-  PRT012's). Summarization's processes are seen running alone: DDP016 reports it (its live early
-  stop, ``patience == 2``, would be decided by every rank from dev files they all rewrite).
-  Generation's early stop, ``patience == -1``, is dead code (``patches/_counters.py``): DDP016
-  converts it, the ranks join one DDP job, and rank 0 alone evaluates and meets the cache;
-* with that cache handed over as a ``DynamicCache`` (a copy edited at test time), the test
-  decoding runs too, through PRT012's mask over the cache: summarization's processes both write
-  the same checkpoint; generation passes every check, rank 0 writing it alone.
+  form transformers 5 takes, and PRT016 hands the beam search's cache, rebuilt as nested tuples,
+  to the decoder as a ``DynamicCache``;
+* DDP016 converts both. Generation's early stop, ``patience == -1``, is dead code
+  (``patches/_counters.py``) and DDP011 runs its dev evaluation on rank 0. Summarization's,
+  ``patience == 2``, is live and decided from dev files the evaluation writes and reads back: the
+  evaluation runs on rank 0 and its decision is broadcast to every rank
+  (``patches/_early_stop.py``), which used to be reported (its processes then ran alone).
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -35,10 +32,6 @@ TARGETS = {
     SUMMARIZATION: f"{BASE}/code-summarization/run.py",
     GENERATION: f"{BASE}/code-generation/run.py",
 }
-ALONE = (
-    "2 processes, torch.distributed never initialised: every process ran as rank -1 "
-    "(the script does not read LOCAL_RANK)"
-)
 pytestmark = pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeBERT checkout")
 
 
@@ -60,70 +53,16 @@ def test_identified_by_sha256_and_a_fork_by_its_fingerprint(target: str, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", sorted(TARGETS))
-def test_patched_script_trains_past_the_mask_and_stops_at_the_legacy_cache(target: str) -> None:
+def test_patched_script_passes_as_one_ddp_job(target: str) -> None:
     pytest.importorskip("torch")
     code, report = run_verify(str(find_script(TARGETS[target])), "--gpus", "2")
-    assert code == 1 and report["target"] == target and report["family"] == "roberta"
     rows = _evidence(report)
-    if target == GENERATION:  # converted: one DDP job, rank 0 evaluates alone
-        assert rows["ranks joined"].startswith("2 processes, ranks 0, 1, world size 2 (gloo)")
-        assert rows["every rank exited 0"].startswith("rank 0 raised TypeError")
-    else:
-        assert rows["ranks joined"] == ALONE
-    assert "raised TypeError: 'NoneType' object is not subscriptable" in rows["every rank exited 0"]
-    assert rows["training health"].endswith("parameters trained as expected")
-    files = [a for a in report["script_args"] if a.startswith(("--train_filename=", "--test_"))]
-    assert len(files) == 2
-
-
-_CACHE_HELPER = """
-def _cache(context):
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    for layer, (key, value) in enumerate(context):
-        cache.update(key, value, layer)
-    return cache
-
-"""
-
-
-def _cache_for_transformers_5(script: Path, into: Path) -> Path:
-    """A copy of the script's directory whose ``model.py`` hands the decoder the beam's cache as
-    transformers 5 takes it (a stand-in for a rule that does not exist); the masks are left to
-    PRT012."""
-    shutil.copytree(script.parent, into)
-    model = into / "model.py"
-    text = model.read_text(encoding="utf-8")
-    text = text.replace("class Seq2Seq(", _CACHE_HELPER + "class Seq2Seq(", 1)
-    text = text.replace("past_key_values=context)", "past_key_values=_cache(context))")
-    text = text.replace("for x in y]", "for x in tuple(y)[:2]]")
-    model.write_text(text, encoding="utf-8")
-    return into / script.name
-
-
-@pytest.mark.slow
-def test_past_the_cache_the_processes_train_alone(tmp_path: Path) -> None:
-    pytest.importorskip("torch")
-    script = _cache_for_transformers_5(find_script(TARGETS[SUMMARIZATION]), tmp_path / "code")
-    code, report = run_verify(str(script), "--gpus", "2", "--target", SUMMARIZATION)
-    assert code == 1
-    rows = _evidence(report)
-    assert rows["ranks joined"] == ALONE
-    assert rows["checkpoints"].startswith(
-        "checkpoint-best-bleu/pytorch_model.bin written by 2 processes"
-    )
-    assert rows["training health"] == "42 parameters trained as expected"
-
-
-@pytest.mark.slow
-def test_past_the_cache_generation_passes_as_one_ddp_job(tmp_path: Path) -> None:
-    pytest.importorskip("torch")
-    script = _cache_for_transformers_5(find_script(TARGETS[GENERATION]), tmp_path / "code")
-    code, report = run_verify(str(script), "--gpus", "2", "--target", GENERATION)
-    rows = _evidence(report)
-    assert code == 0, rows
+    assert code == 0 and report["target"] == target and report["family"] == "roberta", rows
     assert rows["ranks joined"].startswith("2 processes, ranks 0, 1, world size 2 (gloo)")
     assert rows["replicas in sync"].startswith("ranks 0, 1 hold identical parameters")
     assert rows["evaluation ran"].startswith("on rank 0")
-    assert rows["checkpoints"].startswith("checkpoint-best-score/pytorch_model.bin (rank 0")
+    best = "checkpoint-best-bleu" if target == SUMMARIZATION else "checkpoint-best-score"
+    assert rows["checkpoints"].startswith(f"{best}/pytorch_model.bin (rank 0")
+    assert rows["training health"].endswith("parameters trained as expected")
+    files = [a for a in report["script_args"] if a.startswith(("--train_filename=", "--test_"))]
+    assert len(files) == 2
