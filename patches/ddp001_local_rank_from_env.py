@@ -75,10 +75,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
+from patcher.source import SourceError, read_source
 from patcher.tree import Around, Replacement, Tree
 from patches._argparse import (
     ArgparseOption,
@@ -89,6 +91,7 @@ from patches._argparse import (
 from patches._args import keyword_value, positional_args
 from patches._dataparallel import dataparallel_only
 from patches._names import walk
+from patches._ranks import sets_rank_from_env
 from patches._syntax import (
     COLLECTIVES,
     callee_name,
@@ -521,9 +524,30 @@ def _rank_readers(tree: Tree) -> dict[str, cst.Attribute]:
     return found
 
 
-def _parsed_elsewhere(tree: Tree) -> list[tuple[cst.CSTNode, str]]:
+def _reads_env_there(here: Path | None, helper: Helper) -> bool:
+    """Whether ``helper``'s module is a readable file next to ``here`` that sets
+    ``local_rank`` from LOCAL_RANK (an assignment, or an argument default)."""
+    if here is None:
+        return False
+    sibling = here.parent / helper.path()
+    try:
+        text = read_source(sibling).text
+    except (OSError, SourceError):
+        return False
+    if "LOCAL_RANK" not in text:
+        return False
+    try:
+        module = cst.parse_module(text)
+    except (cst.ParserSyntaxError, RecursionError):
+        return False
+    return sets_rank_from_env(Tree(module, text))
+
+
+def _parsed_elsewhere(tree: Tree, here: Path | None = None) -> list[tuple[cst.CSTNode, str]]:
     """``args = add_args(parser)`` (a helper of another module parses) and ``args =
-    get_parser().parse_args()`` (it declares): where to report, and what."""
+    get_parser().parse_args()`` (it declares): where to report, and what. A helper whose
+    module is a file next to ``here`` (the file being fixed) that already sets ``local_rank``
+    from LOCAL_RANK is not reported (CodeT5 forks that fixed their ``configs.py``)."""
     readers = _rank_readers(tree)
     imports = _imports(tree)
     parsers: dict[str, Helper] = {}  # parser variables made by an imported helper
@@ -539,6 +563,8 @@ def _parsed_elsewhere(tree: Tree) -> list[tuple[cst.CSTNode, str]]:
         if name not in readers:
             continue
         helper = _imported_helper(node.value, imports, _ARGS_HELPER)
+        if helper is not None and _reads_env_there(here, helper):
+            continue
         if helper is not None:
             found.append(
                 (
@@ -845,7 +871,7 @@ class LocalRankFromEnv(Rule):
         if insertions:
             _fix(ctx, insertions, DEST)
             return
-        for node, message in (*_parsed_elsewhere(tree), *_hydra_configs(tree)):
+        for node, message in (*_parsed_elsewhere(tree, ctx.path), *_hydra_configs(tree)):
             ctx.report(node, message)
 
 

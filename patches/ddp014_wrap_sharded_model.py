@@ -42,6 +42,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
+from patches._gates import in_rank_zero_region, rank_zero_functions
 from patches._names import walk
 from patches._syntax import (
     _EVAL_NAME,
@@ -249,17 +250,24 @@ class WrapShardedModel(Rule):
         if not gated:
             return
         sampler, rank = gated[0]
-        wraps = [
+        blocks = [
             (s, name)
             for s in tree.nodes(cst.SimpleStatementLine)
             if (name := _wraps_data_parallel(s)) is not None
         ]
+        wraps = [(s, name) for s, name in blocks if _wraps_training_model(tree, s, name)]
         if not wraps:
+            where = ", ".join(dict.fromkeys(_function_of(tree, s) for s, _ in blocks))
             ctx.report(
                 sampler,
                 "the data are sharded across ranks but the model is never wrapped in "
                 "DistributedDataParallel: every rank trains its own model; wrap it by hand "
-                "(no DataParallel block to follow)",
+                + (
+                    f"(the only DataParallel blocks, in {where}, are not where every rank "
+                    "trains the model)"
+                    if blocks
+                    else "(no DataParallel block to follow)"
+                ),
             )
             return
         statement, name = wraps[0]
@@ -312,6 +320,69 @@ class WrapShardedModel(Rule):
                 if isinstance(node, cst.Attribute) and _reads(node, param):
                     found[node.value] = _parenthesized(unwrapped(param, quote))
         return found
+
+
+#: Calls that train a model: an optimizer (or scheduler) step, a backward pass.
+_TRAINING_CALLS = frozenset({"backward", "step"})
+
+
+def _function_of(tree: Tree, node: cst.CSTNode) -> str:
+    scope = tree.scope(node)
+    return f"{scope.name.value}()" if isinstance(scope, cst.FunctionDef) else "the module"
+
+
+def _wraps_training_model(tree: Tree, statement: cst.CSTNode, name: str) -> bool:
+    """Whether the ``DataParallel`` block at ``statement`` wraps the model every rank trains:
+    it is not behind a rank-0 gate nor in a function only rank 0 runs (constructing DDP there
+    is a collective rank 0 would reach alone: an ``evaluate()`` with its own DataParallel
+    block), and its function steps an optimizer / calls ``backward`` itself after it, or
+    passes ``name`` after it to a module function that does (directly or through the
+    functions it calls) or to a function of another module not named like an evaluation."""
+    only, _ = rank_zero_functions(tree)
+    scope = tree.scope(statement)
+    if in_rank_zero_region(tree, statement):
+        return False
+    if isinstance(scope, cst.FunctionDef) and scope.name.value in only:
+        return False
+    functions = module_functions(tree.module)
+    later = [c for c in calls_in(scope) if tree.after(c, statement)]
+    if any(_training_call(c) for c in later):
+        return True
+    if isinstance(scope, cst.FunctionDef) and _EVAL_NAME.search(scope.name.value):
+        return False
+    for call in later:
+        if not _passes(call, name):
+            continue
+        callee = functions.get(call.func.value) if isinstance(call.func, cst.Name) else None
+        if callee is None and not _EVAL_NAME.search(callee_name(call) or ""):
+            return True  # a training function of another module: ``train(args, model, ...)``
+        if callee is not None and callee is not scope and _receiving(callee, call, name):
+            if _steps(callee, functions, set()):
+                return True
+    return False
+
+
+def _passes(call: cst.Call, name: str) -> bool:
+    return any(isinstance(a.value, cst.Name) and a.value.value == name for a in call.args)
+
+
+def _training_call(call: cst.Call) -> bool:
+    return callee_name(call) in _TRAINING_CALLS
+
+
+def _steps(
+    function: cst.FunctionDef, functions: dict[str, cst.FunctionDef], seen: set[str]
+) -> bool:
+    """Whether ``function`` steps an optimizer or calls ``backward``, itself or through the
+    module functions it calls (``train()`` calling ``train_epoch()``)."""
+    seen.add(function.name.value)
+    for call in calls_in(function):
+        if _training_call(call):
+            return True
+        callee = functions.get(call.func.value) if isinstance(call.func, cst.Name) else None
+        if callee is not None and callee.name.value not in seen and _steps(callee, functions, seen):
+            return True
+    return False
 
 
 _SETUP_HELPER = re.compile(r"^_?(?:set|setup|set_up|init|initialize)_?(?:dist|distributed|ddp)\w*$")
