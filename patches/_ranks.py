@@ -16,7 +16,10 @@ The rules decide with this model, and the engine checks every fix against it
 - a name bound on a strict subset of the ranks while other ranks read it (``UnboundLocalError``
   there, or ranks that diverge: ``nb_tr_steps`` reset on rank 0 alone desynchronises gradient
   accumulation);
-- a file written by a strict subset of the ranks and read by the others with no barrier between.
+- a file written by a strict subset of the ranks and read by the others with no barrier between;
+- an attribute read on a name holding a ``DistributedDataParallel`` wrapper, on a rank that
+  wraps, that the wrapper does not have (``model._run_batch(x)``, ``model.config``:
+  AttributeError there; :data:`WRAPPER_API`).
 
 Violations are compared before and after a fix; one that was already there is the script's own
 and is left to the rules that report it.
@@ -932,15 +935,18 @@ def _guarded(tree: Tree, node: cst.CSTNode, name: str, scope: cst.CSTNode) -> bo
 
 
 def _missing_reads(
-    m: RankModel, scope: cst.CSTNode, name: str, start: cst.CSTNode | None
+    m: RankModel,
+    sites: Mapping[tuple[int, str], list[cst.CSTNode]],
+    scope: cst.CSTNode,
+    name: str,
+    start: cst.CSTNode | None,
 ) -> Iterator[cst.Attribute]:
     """``name.X`` read in ``scope`` (after ``start``, when given) while ``name`` still holds the
-    wrapper (no rebinding in between), for an X the wrapper does not have."""
+    wrapper (no rebinding in between, by ``sites``: :func:`_binding_sites`), for an X the
+    wrapper does not have."""
     tree = m.tree
     rebinds = [
-        b
-        for b in _binding_sites(m).get((id(scope), name), [])
-        if start is None or not tree.contains(start, b)
+        b for b in sites.get((id(scope), name), []) if start is None or not tree.contains(start, b)
     ]
     body = scope.body if isinstance(scope, cst.FunctionDef) else scope
     for node in walk(body, into_scopes=False):
@@ -969,13 +975,15 @@ def _wrapper_violations(m: RankModel) -> Iterator[Violation]:
     that bypasses the wrapper's forward is not synchronised.) Reads in the wrap's function after
     it, and in the module functions the wrapper is passed to there."""
     tree = m.tree
+    sites: dict[tuple[int, str], list[cst.CSTNode]] | None = None
     for wrap, name in _ddp_wraps(tree):
         wrapping = [k for k in (RANK0, OTHER) if m.runs(wrap, k) is not False]
         if not wrapping:
             continue
+        sites = _binding_sites(m) if sites is None else sites
         scope = m.scope(wrap)
         reads: list[tuple[cst.Attribute, cst.CSTNode]] = [
-            (read, wrap) for read in _missing_reads(m, scope, name, wrap)
+            (read, wrap) for read in _missing_reads(m, sites, scope, name, wrap)
         ]
         for call in walk(
             scope.body if isinstance(scope, cst.FunctionDef) else scope, into_scopes=False
@@ -986,7 +994,7 @@ def _wrapper_violations(m: RankModel) -> Iterator[Violation]:
             if callee is None or callee is scope or not tree.after(call, wrap):
                 continue
             for param in _receiving_params(callee, call, name):
-                reads += [(read, call) for read in _missing_reads(m, callee, param, None)]
+                reads += [(r, call) for r in _missing_reads(m, sites, callee, param, None)]
         for read, via in reads:
             if not any(
                 m.runs(via, k) is not False and m.runs(read, k) is not False for k in wrapping

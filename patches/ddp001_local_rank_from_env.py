@@ -44,18 +44,21 @@ script at once. The engine judges the unpatched script as a modern launcher runs
 process a lone copy, ``patches/_ranks.rank_dormant``) and the patched one with the rank, so when
 the woken code would still hang, crash or clash after every other rule has done its part (a
 barrier only ranks other than 0 reach, a shared file every rank writes from its own shard, a
-name only rank 0 binds), the read is withdrawn and reported with that reason: the script keeps
-running as N copies, as it did, until the hazard is fixed by hand.
+name only rank 0 binds, a DistributedDataParallel branch that never ran whose loop then calls
+``model._run_batch(...)`` or reads ``model.config``, which the wrapper does not have), the read is
+withdrawn and reported with that reason: the script keeps running as N copies, as it did, until
+the hazard is fixed by hand.
 
 The parse site is elsewhere. ddpfix rewrites one file at a time; run on a directory (or on
 several files) it patches the file that parses, including a helper in another module that adds
 ``--local_rank`` and parses (CodeT5's ``configs.add_args``: the read goes right after its
 ``parse_args``). A file that reads ``args.local_rank`` but gets ``args`` from a helper imported
 from another module (``args = add_args(parser)``, ``get_args()``, ``parse_args()``; or a parser
-from ``get_parser()``) is reported, naming the module to run ddpfix on; a rule sees one file
-and cannot tell whether that module was patched, so the report stays until silenced with
-``# ddpfix: ignore[DDP001]``. A function decorated with ``@hydra.main`` that reads
-``cfg.local_rank`` is reported too: the default lives in a YAML file.
+from ``get_parser()``) is reported, naming the module to run ddpfix on, unless that module is a
+file next to this one that already sets ``local_rank`` from LOCAL_RANK (a fork that fixed its
+``configs.py``). A file of another package, or text without a path, cannot be looked at: the
+report stays until silenced with ``# ddpfix: ignore[DDP001]``. A function decorated with
+``@hydra.main`` that reads ``cfg.local_rank`` is reported too: the default lives in a YAML file.
 
 ``HfArgumentParser`` dataclasses: the Trainer itself is distributed (it builds accelerate's
 ``PartialState``), but ``TrainingArguments.local_rank`` is only the parsed field: transformers 4

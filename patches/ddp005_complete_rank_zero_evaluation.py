@@ -11,7 +11,11 @@ In a function that only ever runs in one process (every call to it is behind a g
 0 or a lone process passes, or inside such a function) or directly behind such a gate, the rule
 replaces the sampler choice by the branch a lone process takes: the ``SequentialSampler``. Both
 the conditional expression (either operand order) and the ``if``/``else`` statement form are
-handled. Training samplers, which every rank builds, are left alone.
+handled. Training samplers, which every rank builds, are left alone: a sampler whose loader
+feeds a loop of its function that calls ``backward`` or steps an optimizer (through
+``tqdm(loader)`` and the like) is a training sampler even when an upstream bug indents it under a
+rank-0 gate (DDP013 reports the loader unbound on the other ranks; once dedented, every rank
+must still get its own shard).
 
 A function that runs on rank 0 alone at some call sites and on every rank at others (an epoch-0
 ``results = evaluate(args, model, tokenizer)`` before training, then rank-0 evaluations behind

@@ -32,6 +32,13 @@ unused pooler): those parameters would make DDP raise at the second step. Elsewh
 (it costs a graph traversal a step); a model with other unused parameters makes DDP raise,
 naming them, which ``ddpfix verify`` shows. No ``DataParallel`` block to
 follow, or no local-rank test to gate on: reported, not rewritten.
+
+The block followed is one that wraps the model every rank trains: in a function that steps an
+optimizer (or calls ``backward``) after it, or that passes the model on to one that does. A
+``DataParallel`` block in ``evaluate()``/``test()``, or in any function only rank 0 runs, is never
+followed: constructing DDP there would be a collective rank 0 reaches alone (a hang under the
+legacy launcher), and the training model would stay unsynchronised all the same; with no other
+block the rule reports.
 """
 
 from __future__ import annotations
