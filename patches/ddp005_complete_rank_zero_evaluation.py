@@ -333,6 +333,17 @@ class CompleteRankZeroEvaluation(Rule):
                     evaluate(args, dataset)
             """,  # noqa: E501
         ),
+        Example(  # a training loader an upstream bug put under the gate: DDP013 reports it
+            before="""
+                def train(args, dataset, model, optimizer):
+                    if args.local_rank in [-1, 0]:
+                        sampler = RandomSampler(dataset) if args.local_rank == -1 else DistributedSampler(dataset)
+                        loader = DataLoader(dataset, sampler=sampler)
+                    for batch in tqdm(loader):
+                        model(batch).backward()
+                        optimizer.step()
+            """,  # noqa: E501
+        ),
         Example(
             before="""
                 def evaluate(args, model, dataset):

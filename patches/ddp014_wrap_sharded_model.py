@@ -226,6 +226,30 @@ class WrapShardedModel(Rule):
                 "DataParallel block to follow)",
             ),
         ),
+        Example(  # the only DataParallel block is in an evaluation rank 0 runs alone
+            before="""
+                import torch
+                def evaluate(args, model):
+                    if args.n_gpu > 1:
+                        model = torch.nn.DataParallel(model)
+                    return score(model)
+                def main(args, model, data, optimizer):
+                    set_dist(args)
+                    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)
+                    for batch in DataLoader(data, sampler=train_sampler):
+                        model(batch).backward()
+                        optimizer.step()
+                    if args.local_rank in [-1, 0]:
+                        evaluate(args, model)
+            """,  # noqa: E501
+            reports=1,
+            messages=(
+                "the data are sharded across ranks but the model is never wrapped in "
+                "DistributedDataParallel: every rank trains its own model; wrap it by hand (the "
+                "only DataParallel blocks, in evaluate(), are not where every rank trains the "
+                "model)",
+            ),
+        ),
         Example(  # already one model: nothing to do
             before="""
                 import torch
