@@ -16,7 +16,7 @@ import libcst as cst
 from patcher.imports import added_imports, around_fix
 from patcher.linemap import LineMap, line_map
 from patcher.registry import postconditions
-from patcher.rule import Finding, Fix, Postcondition, Rule, RuleContext
+from patcher.rule import SOURCE_PATH, Finding, Fix, Postcondition, Rule, RuleContext
 from patcher.source import Source, SourceError, read_source, remove_leftovers, write_atomic
 from patcher.suppress import Suppressions, find_suppressions
 from patcher.tree import Around, Tree
@@ -141,6 +141,7 @@ def fix_text(
     suppress: Sequence[str] = (),
     checks: Sequence[Postcondition] | None = None,
     named: bool = False,
+    path: Path | None = None,
 ) -> tuple[str, list[Finding]]:
     """Apply ``rules`` to ``text`` until none proposes anything; findings carry lines of ``text``.
 
@@ -159,14 +160,21 @@ def fix_text(
     A text no rule's trigger strings occur in is returned as it is without parsing, unless it
     is ``named`` (a file the user named): that one is still validated, so a syntax error or
     Python 2 source is an error there, never "1 file checked".
+
+    ``path`` is the file ``text`` was read from, which rules may use to look at its siblings
+    (:attr:`patcher.rule.RuleContext.path`).
     """
     options = options or {}
     if not any(rule.may_apply(text) for rule in rules):
         if named:
             validate(text)
         return text, []
-    with _fewer_collections():
-        return _fix_parsed(text, rules, options, suppress, checks)
+    token = SOURCE_PATH.set(path)
+    try:
+        with _fewer_collections():
+            return _fix_parsed(text, rules, options, suppress, checks)
+    finally:
+        SOURCE_PATH.reset(token)
 
 
 #: The youngest generation's threshold while the engine runs (Python's default is 700).
@@ -487,7 +495,7 @@ def process_file(
         source: Source = read_source(path)
         result.original = source.text
         result.fixed, result.findings = fix_text(
-            source.text, rules, options, suppress=suppress, named=named
+            source.text, rules, options, suppress=suppress, named=named, path=path
         )
         if write and result.changed:
             write_atomic(path, source.encode(result.fixed))

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import libcst as cst
@@ -135,6 +137,10 @@ class Fix:
     imports: tuple[str, ...] = ()
 
 
+#: The file being fixed, while the engine fixes it (None for text that came without a path).
+SOURCE_PATH: ContextVar[Path | None] = ContextVar("ddpfix_source_path", default=None)
+
+
 @dataclass
 class RuleContext:
     """One rule's view of one module version: the shared index, options, and what it found."""
@@ -153,6 +159,12 @@ class RuleContext:
     @property
     def module(self) -> cst.Module:
         return self.tree.module
+
+    @property
+    def path(self) -> Path | None:
+        """The file being fixed, when the engine was given one: a rule that names another
+        file of the project (the module an argument parser lives in) may look at it."""
+        return SOURCE_PATH.get()
 
     @property
     def findings(self) -> list[Finding]:

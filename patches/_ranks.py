@@ -16,7 +16,10 @@ The rules decide with this model, and the engine checks every fix against it
 - a name bound on a strict subset of the ranks while other ranks read it (``UnboundLocalError``
   there, or ranks that diverge: ``nb_tr_steps`` reset on rank 0 alone desynchronises gradient
   accumulation);
-- a file written by a strict subset of the ranks and read by the others with no barrier between.
+- a file written by a strict subset of the ranks and read by the others with no barrier between;
+- an attribute read on a name holding a ``DistributedDataParallel`` wrapper, on a rank that
+  wraps, that the wrapper does not have (``model._run_batch(x)``, ``model.config``:
+  AttributeError there; :data:`WRAPPER_API`).
 
 Violations are compared before and after a fix; one that was already there is the script's own
 and is left to the rules that report it.
@@ -823,7 +826,7 @@ def rank_dormant(tree: Tree) -> bool:
     code = tree.code
     if not _RANK_ARGUMENT.search(code) or _LAUNCHER_AWARE.search(code):
         return False
-    return "LOCAL_RANK" not in code or not _sets_rank_from_env(tree)
+    return "LOCAL_RANK" not in code or not sets_rank_from_env(tree)
 
 
 #: The rule whose fix wakes a dormant rank up (its read of LOCAL_RANK).
@@ -841,13 +844,15 @@ def suspected(tree: Tree, found: Mapping[Hashable, str]) -> dict[Hashable, str]:
         or not _RANK_ARGUMENT.search(code)
         or _LAUNCHER_AWARE.search(code)
         or "LOCAL_RANK" not in code
-        or not _sets_rank_from_env(tree)
+        or not sets_rank_from_env(tree)
     ):
         return dict(found)
     return {key: Reason(why, (_WAKER,)) for key, why in found.items()}
 
 
-def _sets_rank_from_env(tree: Tree) -> bool:
+def sets_rank_from_env(tree: Tree) -> bool:
+    """Whether the module sets a ``local_rank`` from LOCAL_RANK (an assignment, or an
+    ``add_argument`` default that reads it)."""
     for node in tree.nodes(cst.Assign, cst.AnnAssign, cst.Call):
         if isinstance(node, cst.Call):
             if callee_name(node) != "add_argument":
@@ -871,12 +876,161 @@ def _names_local_rank(target: cst.BaseExpression) -> bool:
     return isinstance(target, cst.Name) and target.value == "local_rank"
 
 
+#: What a ``DistributedDataParallel`` wrapper answers itself (``nn.Module``'s interface and
+#: DDP's own, public names; torch 2.x). Any other attribute raises AttributeError on it.
+WRAPPER_API = frozenset(
+    {
+        "add_module", "apply", "bfloat16", "broadcast_buffers", "buffers", "children",
+        "compile", "cpu", "cuda", "device", "device_ids", "device_type", "dim", "double",
+        "eval", "extra_repr", "find_unused_parameters", "float", "forward", "gather",
+        "get_buffer", "get_extra_state", "get_parameter", "get_submodule", "half", "ipu",
+        "join", "join_hook", "load_state_dict", "module", "modules", "named_buffers",
+        "named_children", "named_modules", "named_parameters", "no_sync", "output_device",
+        "parameters", "process_group", "register_backward_hook", "register_buffer",
+        "register_comm_hook", "register_forward_hook", "register_forward_pre_hook",
+        "register_full_backward_hook", "register_full_backward_pre_hook",
+        "register_load_state_dict_post_hook", "register_module", "register_parameter",
+        "register_state_dict_pre_hook", "require_backward_grad_sync", "requires_grad_",
+        "scatter", "set_extra_state", "share_memory", "state_dict", "static_graph", "to",
+        "to_empty", "train", "training", "type", "xpu", "zero_grad",
+    }
+)  # fmt: skip
+_DDP_CLASS = "DistributedDataParallel"
+#: Tests that make a read safe on a wrapper (``model.module if hasattr(model, "module") ...``).
+_GUARDS = frozenset({"hasattr", "isinstance", "getattr"})
+
+
+def _ddp_wraps(tree: Tree) -> Iterator[tuple[cst.Assign, str]]:
+    """``name = DistributedDataParallel(...)`` (or ``DDP(...)`` imported under that alias)."""
+    code = tree.code
+    if _DDP_CLASS not in code:
+        return
+    names = {_DDP_CLASS} | ({"DDP"} if f"{_DDP_CLASS} as DDP" in code else set())
+    for assign in tree.nodes(cst.Assign):
+        if len(assign.targets) != 1 or not isinstance(assign.targets[0].target, cst.Name):
+            continue
+        if isinstance(assign.value, cst.Call) and callee_name(assign.value) in names:
+            yield assign, assign.targets[0].target.value
+
+
+def _guarded(tree: Tree, node: cst.CSTNode, name: str, scope: cst.CSTNode) -> bool:
+    """Whether a test around ``node`` (in its function) asks ``hasattr``/``isinstance`` of
+    ``name``: the script tells the wrapper from the model there."""
+    for ancestor in tree.ancestors(node):
+        if ancestor is scope:
+            return False
+        if isinstance(ancestor, (cst.If, cst.IfExp)):
+            for call in walk(ancestor.test, into_scopes=False):
+                if (
+                    isinstance(call, cst.Call)
+                    and callee_name(call) in _GUARDS
+                    and any(
+                        isinstance(n, cst.Name) and n.value == name
+                        for a in call.args
+                        for n in walk(a.value, into_scopes=False)
+                    )
+                ):
+                    return True
+    return False
+
+
+def _missing_reads(
+    m: RankModel,
+    sites: Mapping[tuple[int, str], list[cst.CSTNode]],
+    scope: cst.CSTNode,
+    name: str,
+    start: cst.CSTNode | None,
+) -> Iterator[cst.Attribute]:
+    """``name.X`` read in ``scope`` (after ``start``, when given) while ``name`` still holds the
+    wrapper (no rebinding in between, by ``sites``: :func:`_binding_sites`), for an X the
+    wrapper does not have."""
+    tree = m.tree
+    rebinds = [
+        b for b in sites.get((id(scope), name), []) if start is None or not tree.contains(start, b)
+    ]
+    body = scope.body if isinstance(scope, cst.FunctionDef) else scope
+    for node in walk(body, into_scopes=False):
+        if not (type(node) is cst.Attribute and isinstance(node.value, cst.Name)):
+            continue
+        attr = node.attr.value
+        if node.value.value != name or attr in WRAPPER_API or attr.startswith("__"):
+            continue
+        if start is not None and not tree.after(node, start):
+            continue
+        if type(tree.parent(node)) in (cst.AssignTarget, cst.Del):
+            continue  # a store: the wrapper takes any attribute
+        since = tree.order(start) if start is not None else -1
+        if any(since < tree.order(b) < tree.order(node) for b in rebinds):
+            continue
+        if not _guarded(tree, node, name, scope):
+            yield node
+
+
+def _wrapper_violations(m: RankModel) -> Iterator[Violation]:
+    """An attribute read on a name that holds a ``DistributedDataParallel`` wrapper, which the
+    wrapper does not have (``model._run_batch(x)``, ``model.config``), on a rank that wraps:
+    AttributeError there. Upstream scripts that only ever ran single-process have such wraps
+    behind a local-rank test; a fix that makes the wrap reachable (DDP001's LOCAL_RANK read)
+    crashes every rank that had trained alone. (Taking ``.module`` would not be a fix: a call
+    that bypasses the wrapper's forward is not synchronised.) Reads in the wrap's function after
+    it, and in the module functions the wrapper is passed to there."""
+    tree = m.tree
+    sites: dict[tuple[int, str], list[cst.CSTNode]] | None = None
+    for wrap, name in _ddp_wraps(tree):
+        wrapping = [k for k in (RANK0, OTHER) if m.runs(wrap, k) is not False]
+        if not wrapping:
+            continue
+        sites = _binding_sites(m) if sites is None else sites
+        scope = m.scope(wrap)
+        reads: list[tuple[cst.Attribute, cst.CSTNode]] = [
+            (read, wrap) for read in _missing_reads(m, sites, scope, name, wrap)
+        ]
+        for call in walk(
+            scope.body if isinstance(scope, cst.FunctionDef) else scope, into_scopes=False
+        ):
+            if not (type(call) is cst.Call and isinstance(call.func, cst.Name)):
+                continue
+            callee = m.functions.get(call.func.value)
+            if callee is None or callee is scope or not tree.after(call, wrap):
+                continue
+            for param in _receiving_params(callee, call, name):
+                reads += [(r, call) for r in _missing_reads(m, sites, callee, param, None)]
+        for read, via in reads:
+            if not any(
+                m.runs(via, k) is not False and m.runs(read, k) is not False for k in wrapping
+            ):
+                continue
+            code, where = _code(tree, read), _where(m, read)
+            who = "the module" if where == "<module>" else f"{where}()"
+            yield Violation(
+                ("wrapper", where, code),
+                f"{who} reads {code} on the DistributedDataParallel wrapper of "
+                f"{name}, which has no such attribute: AttributeError on every rank that wraps "
+                "(and `.module` would bypass the wrapper's gradient synchronisation)",
+                read,
+            )
+
+
+def _receiving_params(function: cst.FunctionDef, call: cst.Call, name: str) -> list[str]:
+    """The parameters of ``function`` that ``call`` passes ``name`` as."""
+    params = [p.name.value for p in function.params.params]
+    found = []
+    for index, arg in enumerate(call.args):
+        if isinstance(arg.value, cst.Name) and arg.value.value == name and arg.star == "":
+            if arg.keyword is not None:
+                found.append(arg.keyword.value)
+            elif index < len(params):
+                found.append(params[index])
+    return found
+
+
 #: The post-conditions by kind (a violation's ``key[0]``), in the order they are reported.
 _CHECKS = {
     "collective": _collective_violations,
     "binding": _binding_violations,
     "file": _file_violations,
     "exit": _exit_violations,
+    "wrapper": _wrapper_violations,
 }
 
 
@@ -885,8 +1039,8 @@ def violations(
 ) -> dict[tuple[str, ...], Violation]:
     """Every post-condition the module version breaks, by key, with the rank taken to reach
     the script (what the rules report: the hazards of its distributed code). ``kinds`` limits
-    them to some kinds of ``key[0]`` ("collective", "binding", "file", "exit"): a rule that
-    asks for one does not pay for the others. Each kind is computed once per version."""
+    them to some kinds of ``key[0]`` ("collective", "binding", "file", "exit", "wrapper"): a
+    rule that asks for one does not pay for the others. Each kind is computed once per version."""
     return _violations(model(tree), kinds)
 
 

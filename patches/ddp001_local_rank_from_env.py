@@ -45,18 +45,21 @@ script at once. The engine judges the unpatched script as a modern launcher runs
 process a lone copy, ``patches/_ranks.rank_dormant``) and the patched one with the rank, so when
 the woken code would still hang, crash or clash after every other rule has done its part (a
 barrier only ranks other than 0 reach, a shared file every rank writes from its own shard, a
-name only rank 0 binds), the read is withdrawn and reported with that reason: the script keeps
-running as N copies, as it did, until the hazard is fixed by hand.
+name only rank 0 binds, a DistributedDataParallel branch that never ran whose loop then calls
+``model._run_batch(...)`` or reads ``model.config``, which the wrapper does not have), the read is
+withdrawn and reported with that reason: the script keeps running as N copies, as it did, until
+the hazard is fixed by hand.
 
 The parse site is elsewhere. ddpfix rewrites one file at a time; run on a directory (or on
 several files) it patches the file that parses, including a helper in another module that adds
 ``--local_rank`` and parses (CodeT5's ``configs.add_args``: the read goes right after its
 ``parse_args``). A file that reads ``args.local_rank`` but gets ``args`` from a helper imported
 from another module (``args = add_args(parser)``, ``get_args()``, ``parse_args()``; or a parser
-from ``get_parser()``) is reported, naming the module to run ddpfix on; a rule sees one file
-and cannot tell whether that module was patched, so the report stays until silenced with
-``# ddpfix: ignore[DDP001]``. A function decorated with ``@hydra.main`` that reads
-``cfg.local_rank`` is reported too: the default lives in a YAML file.
+from ``get_parser()``) is reported, naming the module to run ddpfix on, unless that module is a
+file next to this one that already sets ``local_rank`` from LOCAL_RANK (a fork that fixed its
+``configs.py``). A file of another package, or text without a path, cannot be looked at: the
+report stays until silenced with ``# ddpfix: ignore[DDP001]``. A function decorated with
+``@hydra.main`` that reads ``cfg.local_rank`` is reported too: the default lives in a YAML file.
 
 ``HfArgumentParser`` dataclasses: the Trainer itself is distributed (it builds accelerate's
 ``PartialState``), but ``TrainingArguments.local_rank`` is only the parsed field: transformers 4
@@ -76,10 +79,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
+from patcher.source import SourceError, read_source
 from patcher.tree import Around, Replacement, Tree
 from patches._argparse import (
     ArgparseOption,
@@ -90,6 +95,7 @@ from patches._argparse import (
 from patches._args import keyword_value, positional_args
 from patches._dataparallel import dataparallel_only
 from patches._names import walk
+from patches._ranks import sets_rank_from_env
 from patches._syntax import (
     COLLECTIVES,
     callee_name,
@@ -534,9 +540,30 @@ def _rank_readers(tree: Tree) -> dict[str, cst.Attribute]:
     return found
 
 
-def _parsed_elsewhere(tree: Tree) -> list[tuple[cst.CSTNode, str]]:
+def _reads_env_there(here: Path | None, helper: Helper) -> bool:
+    """Whether ``helper``'s module is a readable file next to ``here`` that sets
+    ``local_rank`` from LOCAL_RANK (an assignment, or an argument default)."""
+    if here is None:
+        return False
+    sibling = here.parent / helper.path()
+    try:
+        text = read_source(sibling).text
+    except (OSError, SourceError):
+        return False
+    if "LOCAL_RANK" not in text:
+        return False
+    try:
+        module = cst.parse_module(text)
+    except (cst.ParserSyntaxError, RecursionError):
+        return False
+    return sets_rank_from_env(Tree(module, text))
+
+
+def _parsed_elsewhere(tree: Tree, here: Path | None = None) -> list[tuple[cst.CSTNode, str]]:
     """``args = add_args(parser)`` (a helper of another module parses) and ``args =
-    get_parser().parse_args()`` (it declares): where to report, and what."""
+    get_parser().parse_args()`` (it declares): where to report, and what. A helper whose
+    module is a file next to ``here`` (the file being fixed) that already sets ``local_rank``
+    from LOCAL_RANK is not reported (CodeT5 forks that fixed their ``configs.py``)."""
     readers = _rank_readers(tree)
     imports = _imports(tree)
     parsers: dict[str, Helper] = {}  # parser variables made by an imported helper
@@ -552,6 +579,8 @@ def _parsed_elsewhere(tree: Tree) -> list[tuple[cst.CSTNode, str]]:
         if name not in readers:
             continue
         helper = _imported_helper(node.value, imports, _ARGS_HELPER)
+        if helper is not None and _reads_env_there(here, helper):
+            continue
         if helper is not None:
             found.append(
                 (
@@ -858,7 +887,7 @@ class LocalRankFromEnv(Rule):
         if insertions:
             _fix(ctx, insertions, DEST)
             return
-        for node, message in (*_parsed_elsewhere(tree), *_hydra_configs(tree)):
+        for node, message in (*_parsed_elsewhere(tree, ctx.path), *_hydra_configs(tree)):
             ctx.report(node, message)
 
 

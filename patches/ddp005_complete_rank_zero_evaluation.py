@@ -11,7 +11,11 @@ In a function that only ever runs in one process (every call to it is behind a g
 0 or a lone process passes, or inside such a function) or directly behind such a gate, the rule
 replaces the sampler choice by the branch a lone process takes: the ``SequentialSampler``. Both
 the conditional expression (either operand order) and the ``if``/``else`` statement form are
-handled. Training samplers, which every rank builds, are left alone.
+handled. Training samplers, which every rank builds, are left alone: a sampler whose loader
+feeds a loop of its function that calls ``backward`` or steps an optimizer (through
+``tqdm(loader)`` and the like) is a training sampler even when an upstream bug indents it under a
+rank-0 gate (DDP013 reports the loader unbound on the other ranks; once dedented, every rank
+must still get its own shard).
 
 A function that runs on rank 0 alone at some call sites and on every rank at others (an epoch-0
 ``results = evaluate(args, model, tokenizer)`` before training, then rank-0 evaluations behind
@@ -133,6 +137,55 @@ def _sampler_choice(
     if sampler is None or sampler == DISTRIBUTED:
         return None
     return lone, sampler
+
+
+#: Calls that train: a backward pass, an optimizer (or scheduler) step.
+_TRAINING_CALLS = frozenset({"backward", "step"})
+
+
+def _feeds_training(tree: Tree, choice: cst.IfExp | cst.If) -> bool:
+    """Whether the sampler ``choice`` binds feeds a training loop: a ``for`` loop of its function
+    over the loader built from it (or over a name derived from that: ``tqdm(loader)``) that
+    calls ``backward`` or steps an optimizer. Such a sampler is every rank's shard of the
+    training data, even when an upstream bug indents it under a rank-0 gate."""
+    statement = tree.statement(choice)
+    if isinstance(choice, cst.If):
+        statement = next(
+            (n for n in walk(choice.body, into_scopes=False) if isinstance(n, cst.Assign)),
+            statement,
+        )
+    derived = _bound_by(statement)
+    if not derived:
+        return False
+    scope = tree.scope(choice)
+    body = scope.body if isinstance(scope, cst.FunctionDef) else scope
+    assigns = [n for n in walk(body, into_scopes=False) if isinstance(n, cst.Assign)]
+    grown = True
+    while grown:
+        grown = False
+        for assign in assigns:
+            if _mentions(assign.value, derived) and not _bound_by(assign) <= derived:
+                derived |= _bound_by(assign)
+                grown = True
+    for loop in walk(body, into_scopes=False):
+        if isinstance(loop, cst.For) and _mentions(loop.iter, derived):
+            if any(
+                isinstance(c, cst.Call) and callee_name(c) in _TRAINING_CALLS
+                for c in walk(loop.body, into_scopes=False)
+            ):
+                return True
+    return False
+
+
+def _bound_by(statement: cst.CSTNode) -> set[str]:
+    """The plain names an assignment binds."""
+    if not isinstance(statement, cst.Assign):
+        return set()
+    return {t.target.value for t in statement.targets if isinstance(t.target, cst.Name)}
+
+
+def _mentions(node: cst.CSTNode, names: set[str]) -> bool:
+    return any(isinstance(n, cst.Name) and n.value in names for n in walk(node, into_scopes=False))
 
 
 def _data_collective(call: cst.Call) -> str | None:
@@ -280,6 +333,17 @@ class CompleteRankZeroEvaluation(Rule):
                     evaluate(args, dataset)
             """,  # noqa: E501
         ),
+        Example(  # a training loader an upstream bug put under the gate: DDP013 reports it
+            before="""
+                def train(args, dataset, model, optimizer):
+                    if args.local_rank in [-1, 0]:
+                        sampler = RandomSampler(dataset) if args.local_rank == -1 else DistributedSampler(dataset)
+                        loader = DataLoader(dataset, sampler=sampler)
+                    for batch in tqdm(loader):
+                        model(batch).backward()
+                        optimizer.step()
+            """,  # noqa: E501
+        ),
         Example(
             before="""
                 def evaluate(args, model, dataset):
@@ -342,6 +406,8 @@ class CompleteRankZeroEvaluation(Rule):
             if choice is None:
                 continue
             lone, sampler = choice
+            if _feeds_training(tree, node):
+                continue  # a training loader (DDP013 reports one that rank 0 alone builds)
             scope = tree.scope(node)
             function = scope.name.value if isinstance(scope, cst.FunctionDef) else None
             if in_rank_zero_region(tree, node) or function in only:

@@ -30,11 +30,15 @@ script's functions the wrapped model is passed to, ``model.generate(...)``, ``mo
 model class of its own, which then bypasses part of it (GraphCodeBERT's unused head, UniXcoder's
 unused pooler): those parameters would make DDP raise at the second step. Elsewhere it stays off
 (it costs a graph traversal a step); a model with other unused parameters makes DDP raise,
-naming them, which ``ddpfix verify`` shows. The block followed is the one in the function that
-builds the training sampler, or in a function that calls it: a ``DataParallel`` block in
-``evaluate()`` or ``test()`` wraps another model, in a function rank 0 may run alone, where building
-DDP is a collective the other ranks never join. No such block, or no local-rank test to gate on:
-reported, not rewritten.
+naming them, which ``ddpfix verify`` shows. No ``DataParallel`` block to
+follow, or no local-rank test to gate on: reported, not rewritten.
+
+The block followed is one that wraps the model every rank trains: in a function that steps an
+optimizer (or calls ``backward``) after it, or that passes the model on to one that does. A
+``DataParallel`` block in ``evaluate()``/``test()``, or in any function only rank 0 runs, is never
+followed: constructing DDP there would be a collective rank 0 reaches alone (a hang under the
+legacy launcher), and the training model would stay unsynchronised all the same; with no other
+block the rule reports.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
+from patches._gates import in_rank_zero_region, rank_zero_functions
 from patches._names import walk
 from patches._syntax import (
     _EVAL_NAME,
@@ -218,25 +223,31 @@ class WrapShardedModel(Rule):
             messages=(
                 "the data are sharded across ranks but the model is never wrapped in "
                 "DistributedDataParallel: every rank trains its own model; wrap it by hand (no "
-                "DataParallel block to follow in main())",
+                "DataParallel block to follow)",
             ),
         ),
-        Example(  # evaluate()'s DataParallel block wraps another model, on rank 0 alone
+        Example(  # the only DataParallel block is in an evaluation rank 0 runs alone
             before="""
-                def train(args, model, data):
-                    set_dist(args)
-                    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)
-                    fit(model, train_sampler)
-                def evaluate(args, model, data):
+                import torch
+                def evaluate(args, model):
                     if args.n_gpu > 1:
                         model = torch.nn.DataParallel(model)
-                    return score(model, data)
+                    return score(model)
+                def main(args, model, data, optimizer):
+                    set_dist(args)
+                    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)
+                    for batch in DataLoader(data, sampler=train_sampler):
+                        model(batch).backward()
+                        optimizer.step()
+                    if args.local_rank in [-1, 0]:
+                        evaluate(args, model)
             """,  # noqa: E501
             reports=1,
             messages=(
                 "the data are sharded across ranks but the model is never wrapped in "
-                "DistributedDataParallel: every rank trains its own model; wrap it by hand (no "
-                "DataParallel block to follow in train())",
+                "DistributedDataParallel: every rank trains its own model; wrap it by hand (the "
+                "only DataParallel blocks, in evaluate(), are not where every rank trains the "
+                "model)",
             ),
         ),
         Example(  # already one model: nothing to do
@@ -270,25 +281,24 @@ class WrapShardedModel(Rule):
         if not gated:
             return
         sampler, rank = gated[0]
-        # the DataParallel block of the function that trains, or of one calling it with the
-        # model: one in evaluate() or test() wraps another model, in a function rank 0 may run
-        # alone (building DDP is a collective), and DDP004 would take it out again
-        trains_in = tree.scope(sampler)
-        scopes = _training_scopes(tree, trains_in)
-        wraps = [
+        blocks = [
             (s, name)
             for s in tree.nodes(cst.SimpleStatementLine)
-            if (name := _wraps_data_parallel(s)) is not None and id(tree.scope(s)) in scopes
+            if (name := _wraps_data_parallel(s)) is not None
         ]
+        wraps = [(s, name) for s, name in blocks if _wraps_training_model(tree, s, name)]
         if not wraps:
-            where = "the module"
-            if isinstance(trains_in, cst.FunctionDef):
-                where = f"{trains_in.name.value}()"
+            where = ", ".join(dict.fromkeys(_function_of(tree, s) for s, _ in blocks))
             ctx.report(
                 sampler,
                 "the data are sharded across ranks but the model is never wrapped in "
                 "DistributedDataParallel: every rank trains its own model; wrap it by hand "
-                f"(no DataParallel block to follow in {where})",
+                + (
+                    f"(the only DataParallel blocks, in {where}, are not where every rank "
+                    "trains the model)"
+                    if blocks
+                    else "(no DataParallel block to follow)"
+                ),
             )
             return
         statement, name = wraps[0]
@@ -343,18 +353,70 @@ class WrapShardedModel(Rule):
         return found
 
 
+#: Calls that train a model: an optimizer (or scheduler) step, a backward pass.
+_TRAINING_CALLS = frozenset({"backward", "step"})
+
+
+def _function_of(tree: Tree, node: cst.CSTNode) -> str:
+    scope = tree.scope(node)
+    return f"{scope.name.value}()" if isinstance(scope, cst.FunctionDef) else "the module"
+
+
+def _wraps_training_model(tree: Tree, statement: cst.CSTNode, name: str) -> bool:
+    """Whether the ``DataParallel`` block at ``statement`` wraps the model every rank trains:
+    it is not behind a rank-0 gate nor in a function only rank 0 runs (constructing DDP there
+    is a collective rank 0 would reach alone: an ``evaluate()`` with its own DataParallel
+    block), and its function steps an optimizer / calls ``backward`` itself after it, or
+    passes ``name`` after it to a module function that does (directly or through the
+    functions it calls) or to a function of another module not named like an evaluation."""
+    only, _ = rank_zero_functions(tree)
+    scope = tree.scope(statement)
+    if in_rank_zero_region(tree, statement):
+        return False
+    if isinstance(scope, cst.FunctionDef) and scope.name.value in only:
+        return False
+    functions = module_functions(tree.module)
+    later = [c for c in calls_in(scope) if tree.after(c, statement)]
+    if any(_training_call(c) for c in later):
+        return True
+    if isinstance(scope, cst.FunctionDef) and _EVAL_NAME.search(scope.name.value):
+        return False
+    for call in later:
+        if not _passes(call, name):
+            continue
+        callee = functions.get(call.func.value) if isinstance(call.func, cst.Name) else None
+        if callee is None and not _EVAL_NAME.search(callee_name(call) or ""):
+            return True  # a training function of another module: ``train(args, model, ...)``
+        if callee is not None and callee is not scope and _receiving(callee, call, name):
+            if _steps(callee, functions, set()):
+                return True
+    return False
+
+
+def _passes(call: cst.Call, name: str) -> bool:
+    return any(isinstance(a.value, cst.Name) and a.value.value == name for a in call.args)
+
+
+def _training_call(call: cst.Call) -> bool:
+    return callee_name(call) in _TRAINING_CALLS
+
+
+def _steps(
+    function: cst.FunctionDef, functions: dict[str, cst.FunctionDef], seen: set[str]
+) -> bool:
+    """Whether ``function`` steps an optimizer or calls ``backward``, itself or through the
+    module functions it calls (``train()`` calling ``train_epoch()``)."""
+    seen.add(function.name.value)
+    for call in calls_in(function):
+        if _training_call(call):
+            return True
+        callee = functions.get(call.func.value) if isinstance(call.func, cst.Name) else None
+        if callee is not None and callee.name.value not in seen and _steps(callee, functions, seen):
+            return True
+    return False
+
+
 _SETUP_HELPER = re.compile(r"^_?(?:set|setup|set_up|init|initialize)_?(?:dist|distributed|ddp)\w*$")
-
-
-def _training_scopes(tree: Tree, trains_in: cst.FunctionDef | cst.Module) -> set[int]:
-    """The function that trains and those that call it (by name), by identity."""
-    scopes = {id(trains_in)}
-    if isinstance(trains_in, cst.FunctionDef):
-        name = trains_in.name.value
-        for call in tree.nodes(cst.Call):
-            if isinstance(call.func, cst.Name) and call.func.value == name:
-                scopes.add(id(tree.scope(call)))
-    return scopes
 
 
 def _sets_up_process_group(tree: Tree) -> bool:

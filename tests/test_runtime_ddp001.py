@@ -90,15 +90,20 @@ def test_codet5_layout_reads_local_rank_in_configs(tmp_path: Path) -> None:
     project.mkdir()
     for name in ("run.py", "configs.py"):
         (project / name).write_text((LAYOUT / name).read_text())
+    # before configs.py is patched, run.py names where the parse happens
+    checked = ddpfix("check", project)
+    assert "DDP001 (no fix) `--local_rank` is parsed in configs.add_args (configs.py)" in (
+        checked.stderr
+    )
     applied = ddpfix("apply", project)
     configs = (project / "configs.py").read_text()
     run_py = (project / "run.py").read_text()
     assert MARKER in configs and MARKER not in run_py
-    # run.py cannot see configs.py from inside one file: it names where the parse happens
-    assert applied.code == 1
-    assert "DDP001 (no fix) `--local_rank` is parsed in configs.add_args (configs.py)" in (
-        applied.stderr
-    )
+    # configs.py is patched first (files go in order): by then it reads LOCAL_RANK, and run.py,
+    # which sees its sibling, has nothing to ask (unseen10 Q1)
+    assert applied.code == 1  # DDP014's report on run.py stays
+    assert "DDP001" not in applied.stderr.split("run.py", 1)[1]
+    assert "DDP001 (fixed)" in applied.stderr
     run = launch(run_py, [], tmp_path / "patched", extra_files={"configs.py": configs})
     assert run.ok, run.explain()  # every rank joined the process group and exited 0
     assert sorted(-1 if r.dist_rank is None else r.dist_rank for r in run.records) == [0, 1]
