@@ -302,6 +302,8 @@ def state_violations(m: RankModel) -> Iterator[Violation]:
                     break
                 update, update_path = hit
                 header = _code(tree, statement)
+                if isinstance(statement, cst.While):
+                    header = "while" + header[len("if") :]
                 yield Violation(
                     ("state", _where(m, read), _text(update_path), header),
                     f"{_text(update_path)!r} is updated on rank 0 only "
