@@ -10,7 +10,7 @@ rules fix the shapes they know; this one judges the patched result with the rank
   args.local_rank in [-1, 0]:`` and ``tb_writer.add_scalar(...)`` in code every rank runs raises
   ``UnboundLocalError`` on rank 1;
 - a ``return`` or ``break`` that only rank 0 takes out of code that synchronises (an early stop
-  decided from rank 0's evaluation): the other ranks wait for it in their next collective.
+  decided from rank 0's evaluation): the other ranks wait for it in their next collective;
 - state that rank 0 alone updates and every rank leaves a loop on (``patience += 1`` in rank 0's
   evaluation gate, then ``if patience > args.patience: break`` on every rank; CodeT5's
   ``is_early_stop[task] = 1``, which every rank's loop top ``continue``s past), in a loop whose
