@@ -13,10 +13,11 @@ decide differently take different paths: rank 0 leaves, or skips a step, and the
 for it in their next collective (a hang, or a crash when rank 0 exits).
 
 :func:`state_violations` finds, in one function, a name or the root of a subscript/attribute
-target (``x``, ``state['is_early_stop']``, ``self.best``) that is assigned, aug-assigned or
-item-assigned under a gate that only rank 0 runs, and read by every rank in the test that
-decides a loop exit (an ``if`` whose body ``break``s, ``continue``s or ``return``s, or a
-``while`` test) of a loop or function that joins a collective on every rank at every step.
+target (``x``, ``state['is_early_stop']``, ``self.best``) that is assigned, aug-assigned,
+item-assigned or changed in place (``stopped.append(task)``) under a gate that only rank 0
+runs, and read by every rank in the test that decides a loop exit (an ``if`` whose body
+``break``s, ``continue``s or ``return``s, or a ``while`` test) of a loop or function that joins
+a collective on every rank at every step.
 
 Not a divergence: state that every rank binds afresh before the read (a reset that comes after
 rank 0's update on every path), and state a collective shares (``dist.broadcast(stop, 0)``,
@@ -109,14 +110,28 @@ def _targets(node: cst.CSTNode) -> Iterator[cst.BaseExpression]:
 def _rank_zero_updates(m: RankModel) -> dict[int, list[tuple[cst.CSTNode, Path]]]:
     """Per function (by id), the updates only rank 0 runs and the paths they write."""
     found: dict[int, list[tuple[cst.CSTNode, Path]]] = {}
-    for node in m.tree.nodes(cst.AssignTarget, cst.AugAssign, cst.AnnAssign):
-        if m.runs(node, OTHER) is not False or m.runs(node, RANK0) is False:
+    for node in m.tree.nodes(cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.Call):
+        targets = list(_mutated(node) if isinstance(node, cst.Call) else _targets(node))
+        if not targets or m.runs(node, OTHER) is not False or m.runs(node, RANK0) is False:
             continue
-        for target in _targets(node):
+        for target in targets:
             written = path(target)
             if written is not None:
                 found.setdefault(id(m.scope(node)), []).append((node, _complete(written)))
     return found
+
+
+#: Methods that change the container they are called on in place.
+_MUTATORS = frozenset(
+    {"append", "extend", "insert", "add", "update", "pop", "remove", "discard", "clear"}
+)
+
+
+def _mutated(call: cst.Call) -> Iterator[cst.BaseExpression]:
+    """The container a statement-level mutator call changes (``stopped.append(task)``)."""
+    func = call.func
+    if isinstance(func, cst.Attribute) and func.attr.value in _MUTATORS:
+        yield func.value
 
 
 def _reads(m: RankModel, test: cst.BaseExpression) -> Iterator[tuple[cst.Name, Path]]:
