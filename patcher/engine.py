@@ -272,7 +272,7 @@ def _passes(
             key = _key(fix.finding, mapping)
             if key in banned:
                 f = fix.finding
-                why = f"{f.message}; not rewritten: {banned[key]}"
+                why = f"{_quoted_original(f.message, mapping)}; not rewritten: {banned[key]}"
                 unapplied.append(Finding(f.code, f.line, f.column, why, False))
             elif suppressions.covers(fix.finding.code, key[1]):
                 unapplied.append(fix.finding)
@@ -351,8 +351,24 @@ def _judge(
                     _record(findings, unfixed, mapping, suppressions)
 
 
+#: A line number quoted in a message ("the data are sharded across ranks (line 38)") is one
+#: of the version the rule ran on, which other fixes shift: not part of what names a fix.
+QUOTED_LINE = re.compile(r"\b(lines?) (\d+)")
+
+
+def _quoted_original(message: str, mapping: LineMap) -> str:
+    """``message`` with the line numbers it quotes taken back to the input: a fix reported
+    instead of applied is reported on the input's lines, from a version other fixes shifted."""
+    return QUOTED_LINE.sub(
+        lambda found: f"{found.group(1)} {mapping.to_original(int(found.group(2)))}", message
+    )
+
+
 def _key(f: Finding, mapping: LineMap) -> FixKey:
-    return (f.code, mapping.to_original(f.line), f.message)
+    """The fix as a later run recognises it: its line in the input, and its message without
+    the line numbers it quotes (a fix withdrawn in one run must stay withdrawn in a run where
+    another fix added a line above what it quotes)."""
+    return (f.code, mapping.to_original(f.line), QUOTED_LINE.sub(r"\1 #", f.message))
 
 
 def _broken(tree: Tree, checks: Sequence[Postcondition]) -> dict[Hashable, str]:

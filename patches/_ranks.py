@@ -20,6 +20,9 @@ The rules decide with this model, and the engine checks every fix against it
 - an attribute read on a name holding a ``DistributedDataParallel`` wrapper, on a rank that
   wraps, that the wrapper does not have (``model._run_batch(x)``, ``model.config``:
   AttributeError there; :data:`WRAPPER_API`).
+- state that rank 0 alone updates (``is_early_stop[task] = 1``, ``patience += 1`` in its
+  evaluation gate) and every rank reads to decide a loop exit, in a loop that joins a collective
+  at every step (``patches/_divergence.py``): the ranks leave, or skip steps, apart.
 
 Violations are compared before and after a fix; one that was already there is the script's own
 and is left to the rules that report it.
@@ -189,7 +192,7 @@ class RankModel:
         for child in reversed(chain):
             parent = self.tree.parent(child)
             kind = type(parent)  # concrete classes: no ABCMeta instance check
-            if parent is None or kind in SCOPES:
+            if parent is None or (kind in SCOPES and not self._made_in_frame(parent)):
                 found = ()
             elif kind is cst.If or kind is cst.IfExp:
                 branch = cast("cst.If | cst.IfExp", parent)
@@ -199,6 +202,16 @@ class RankModel:
                     found = (*found, (branch.test, False))
             self._paths[id(child)] = found
         return found
+
+    def _made_in_frame(self, scope: cst.CSTNode) -> bool:
+        """Whether ``scope`` is a lambda, or a function defined inside a function: its body
+        can only run where the ``lambda``/``def`` ran (the object exists nowhere else), so it
+        keeps the tests around its creation (a lambda registered as a handler inside the
+        rank-0 gate runs on rank 0 alone). A top-level function or a class starts afresh."""
+        kind = type(scope)
+        if kind is cst.Lambda:
+            return True
+        return kind is cst.FunctionDef and type(self.tree.scope(scope)) is cst.FunctionDef
 
     def scope(self, node: cst.CSTNode) -> cst.FunctionDef | cst.Module:
         """The function (or module) whose frame runs ``node`` (the tree's own scope notion)."""
@@ -1024,6 +1037,14 @@ def _receiving_params(function: cst.FunctionDef, call: cst.Call, name: str) -> l
     return found
 
 
+def _state_violations(m: RankModel) -> Iterator[Violation]:
+    """State only rank 0 updates that every rank leaves a synchronising loop on
+    (``patches/_divergence.py``, which builds on this module)."""
+    from patches._divergence import state_violations
+
+    return state_violations(m)
+
+
 #: The post-conditions by kind (a violation's ``key[0]``), in the order they are reported.
 _CHECKS = {
     "collective": _collective_violations,
@@ -1031,6 +1052,7 @@ _CHECKS = {
     "file": _file_violations,
     "exit": _exit_violations,
     "wrapper": _wrapper_violations,
+    "state": _state_violations,
 }
 
 
@@ -1039,8 +1061,9 @@ def violations(
 ) -> dict[tuple[str, ...], Violation]:
     """Every post-condition the module version breaks, by key, with the rank taken to reach
     the script (what the rules report: the hazards of its distributed code). ``kinds`` limits
-    them to some kinds of ``key[0]`` ("collective", "binding", "file", "exit", "wrapper"): a
-    rule that asks for one does not pay for the others. Each kind is computed once per version."""
+    them to some kinds of ``key[0]`` ("collective", "binding", "file", "exit", "wrapper",
+    "state"): a rule that asks for one does not pay for the others. Each kind is computed once
+    per version."""
     return _violations(model(tree), kinds)
 
 

@@ -10,7 +10,15 @@ rules fix the shapes they know; this one judges the patched result with the rank
   args.local_rank in [-1, 0]:`` and ``tb_writer.add_scalar(...)`` in code every rank runs raises
   ``UnboundLocalError`` on rank 1;
 - a ``return`` or ``break`` that only rank 0 takes out of code that synchronises (an early stop
-  decided from rank 0's evaluation): the other ranks wait for it in their next collective.
+  decided from rank 0's evaluation): the other ranks wait for it in their next collective;
+- state that rank 0 alone updates and every rank leaves a loop on (``patience += 1`` in rank 0's
+  evaluation gate, then ``if patience > args.patience: break`` on every rank; CodeT5's
+  ``is_early_stop[task] = 1``, which every rank's loop top ``continue``s past), in a loop whose
+  steps join a collective on every rank (a backward through a DDP wrapper, a barrier): once rank
+  0's copy changes, rank 0 leaves or skips steps alone (``patches/_divergence.py``). A fix that
+  would make such a loop synchronise (DDP001 waking the rank, DDP014's wrap) is withdrawn by the
+  same post-condition. A lambda or nested function made inside the rank-0 gate runs on rank 0
+  only: what it reads is bound there.
 
 One such exit it fixes: a rank-0 gate that ends training at a step every rank reaches
 (CodeReviewer's ``if args.global_rank == 0 and global_step == args.train_steps:`` evaluate,
@@ -490,6 +498,35 @@ class RankDivergence(Rule):
         ),
         Example(
             before="""
+                def train(args, model, loader, optimizer):
+                    if args.local_rank != -1:
+                        model = torch.nn.parallel.DistributedDataParallel(model)
+                    patience, best = 0, float("inf")
+                    for epoch in range(args.epochs):
+                        for batch in loader:
+                            model(batch).mean().backward()
+                            optimizer.step()
+                        if args.local_rank in [-1, 0]:
+                            loss = evaluate(args, model)
+                            if loss < best:
+                                best, patience = loss, 0
+                            else:
+                                patience += 1
+                        if patience > args.patience:
+                            break
+            """,
+            reports=1,
+            messages=(
+                "'patience' is updated on rank 0 only (`patience += 1`) and every rank reads it "
+                "to decide whether to leave the loop (`if patience > args.patience:`), where "
+                "every rank joins the DDP gradient all-reduce of backward() at each step: once "
+                "rank 0's copy changes, the ranks take different paths and the others wait in "
+                "their next collective (hang); decide it on every rank, or broadcast it from "
+                "rank 0",
+            ),
+        ),
+        Example(
+            before="""
                 def main(args, model, loader):
                     tb_writer = None
                     if args.local_rank in [-1, 0]:
@@ -535,8 +572,8 @@ class RankDivergence(Rule):
         if not ctx.judging:
             return  # the reports below judge the final version only
         reported: set[tuple[str, ...]] = set()
-        for key, violation in violations(ctx.tree, ("binding", "exit")).items():
-            if violation.node is None or key[0] not in ("binding", "exit"):
+        for key, violation in violations(ctx.tree, ("binding", "exit", "state")).items():
+            if violation.node is None or key[0] not in ("binding", "exit", "state"):
                 continue
             if key[0] == "binding" and "UnboundLocalError" not in violation.message:
                 continue  # out-of-step state is the fixing rules' post-condition

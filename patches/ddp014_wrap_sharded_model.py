@@ -305,7 +305,6 @@ class WrapShardedModel(Rule):
         holder = tree.parent(tree.parent(statement))  # IndentedBlock → its If
         site = holder if isinstance(holder, cst.If) else statement
         rank_code = tree.module.code_for_node(rank)
-        quote = preferred_quote(tree.code)
         replacements: dict[cst.CSTNode, Replacement] = {
             site: Around(after=(_wrap(name, rank_code, _pretrained_model_inside(tree)),))
         }
@@ -317,7 +316,8 @@ class WrapShardedModel(Rule):
             replacements,
             imports=("torch",),
         )
-        self._fix_unwraps(ctx, site, name, quote)
+        # the unwraps come in the next pass, from the wrap applied (``_own_wraps``): a wrap
+        # withdrawn by a post-condition leaves nothing to unwrap
 
     def _fix_unwraps(self, ctx: RuleContext, site: cst.CSTNode, name: str, quote: str) -> None:
         for node, new in self._unwrap(ctx.tree, site, name, quote).items():

@@ -328,3 +328,25 @@ def test_a_judging_rules_fix_made_possible_by_settling_fixes_is_applied() -> Non
         ("TST005", "rename y", True),
     ]
     assert fix_text(out, rules, checks=[]) == (out, [])
+
+
+def test_a_withdrawn_fix_quoting_a_line_stays_withdrawn_when_lines_shift() -> None:
+    """DDP014's message quotes the sampler's line; PRT003 adds lines above it in the same run.
+    The ban must still name the wrap (a fix key ignores quoted lines), not the fix that shifted
+    them, and the report quotes the input's line."""
+    source = (
+        Path(__file__).parent / "fixtures/DDP014/early_stop_mark_on_rank_zero.in.py"
+    ).read_text()
+    source = source.replace(
+        '        torch.distributed.init_process_group(backend="nccl")\n',
+        "        torch.cuda.set_device(args.local_rank)\n"
+        '        torch.distributed.init_process_group(backend="nccl")\n',
+    )
+    lines = source.splitlines()
+    sampler = 1 + next(i for i, line in enumerate(lines) if "DistributedSampler(data)" in line)
+    output, findings = fix_text(source, all_rules())
+    withdrawn = [f for f in findings if not f.fixed and "not rewritten" in f.message]
+    assert [f.code for f in withdrawn] == ["DDP014"], [(f.code, f.message) for f in withdrawn]
+    assert f"(line {sampler})" in withdrawn[0].message
+    assert "torch.cuda.is_available()" in output  # PRT003's guards applied
+    assert "DistributedDataParallel(" not in output

@@ -7,9 +7,13 @@ Set up as test_upstream_verify_codet5.py (``DDPFIX_CORPUS`` names a directory ho
   writes ``checkpoint-last`` and ``checkpoint-best-acc`` and, in ``--do_test``, every test
   example's prediction once, in order;
 * ``run_multi_gen.py`` (every CodeT5 task at once, a task drawn per step from the same seeded
-  generator on every rank): both ranks train one model; rank 0 alone evaluates the 12 sub-tasks
-  and writes the per-task best checkpoints. ``--do_test`` is not run: upstream's test loop reloads
-  ``checkpoint-last/<task>/`` which training never writes (see the target).
+  generator on every rank): sharded but never wrapped upstream, and DDP014's wrap is withdrawn:
+  rank 0 alone marks tasks early-stopped (``is_early_stop[cur_task] = 1``) and every rank skips
+  them, which under DDP would pair all-reduces of different tasks and hang. Both ranks join,
+  exit 0 and train a copy each (replicas not in sync: the failed check, named); rank 0 alone
+  evaluates the 12 sub-tasks and writes the per-task best checkpoints. ``--do_test`` is not run:
+  upstream's test loop reloads ``checkpoint-last/<task>/`` which training never writes (see the
+  target).
 """
 
 from __future__ import annotations
@@ -61,22 +65,33 @@ def test_identified_by_sha256(target: str) -> None:
     assert match is not None and match.target.name == target and match.how == "sha256"
 
 
-@pytest.mark.parametrize("target", sorted(TARGETS))
-def test_patched_two_ranks_train_one_model_and_pass(target: str) -> None:
-    code, report = _verify(_script(TARGETS[target]))
+def test_patched_defect_two_ranks_train_one_model_and_pass() -> None:
+    code, report = _verify(_script(TARGETS["codet5-run-defect"]))
     assert code == 0, report["verdict"] + "\n" + report["log_tail"]
-    assert report["target"] == target and report["family"] == "t5"
+    assert report["target"] == "codet5-run-defect" and report["family"] == "t5"
     rows = _rows(report)
     assert "world size 2 (gloo)" in rows["ranks joined"]["evidence"]
     assert rows["replicas in sync"]["evidence"].startswith("ranks 0, 1 hold identical parameters")
     checkpoints = rows["checkpoints"]["evidence"]
     assert "loads with weights_only=True" in checkpoints and "rank 1" not in checkpoints
-    if target == "codet5-run-defect":
-        assert "checkpoint-best-acc/pytorch_model.bin (rank 0" in checkpoints
-        assert rows["results complete"]["evidence"] == (
-            "predictions.txt: 8 of 8 lines, in order (rank 0)"
-        )
-    else:
-        assert "checkpoint-best-bleu/concode/pytorch_model.bin (rank 0" in checkpoints
-        assert rows["evaluation ran"]["evidence"].startswith("on rank 0 (")
+    assert "checkpoint-best-acc/pytorch_model.bin (rank 0" in checkpoints
+    assert rows["results complete"]["evidence"] == (
+        "predictions.txt: 8 of 8 lines, in order (rank 0)"
+    )
     assert report["health"] == []
+
+
+def test_patched_multi_gen_keeps_one_model_per_rank_and_says_why() -> None:
+    """The wrap would hang once a task early-stops on rank 0: withdrawn, so every rank exits 0
+    and only the replicas check fails."""
+    code, report = _verify(_script(TARGETS["codet5-run-multi-gen"]))
+    assert code == 1, report["verdict"] + "\n" + report["log_tail"]
+    rows = _rows(report)
+    failed = sorted(check for check, row in rows.items() if not row["ok"])
+    assert failed == ["replicas in sync"], rows
+    assert "world size 2 (gloo)" in rows["ranks joined"]["evidence"]
+    assert rows["every rank exited 0"]["ok"] and rows["no hang"]["ok"]
+    checkpoints = rows["checkpoints"]["evidence"]
+    assert "checkpoint-best-bleu/concode/pytorch_model.bin (rank 0" in checkpoints
+    assert "rank 1" not in checkpoints
+    assert rows["evaluation ran"]["evidence"].startswith("on rank 0 (")
