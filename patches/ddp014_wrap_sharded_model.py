@@ -43,6 +43,8 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
 from patches._names import walk
+from patches._ranks import model
+from patches._shared_files import scored_exits
 from patches._syntax import (
     _EVAL_NAME,
     callee_name,
@@ -238,6 +240,7 @@ class WrapShardedModel(Rule):
             # a wrap of ours from an earlier pass: the unwraps another fix held back
             for site, name in _own_wraps(tree):
                 self._fix_unwraps(ctx, site, name, preferred_quote(tree.code))
+                _report_scored_exits(ctx, site)
             return
         if not _sets_up_process_group(tree):
             return  # DataParallel only, with dormant rank code: DDP001 reports it
@@ -279,6 +282,7 @@ class WrapShardedModel(Rule):
             imports=("torch",),
         )
         self._fix_unwraps(ctx, site, name, quote)
+        _report_scored_exits(ctx, statement)
 
     def _fix_unwraps(self, ctx: RuleContext, site: cst.CSTNode, name: str, quote: str) -> None:
         for node, new in self._unwrap(ctx.tree, site, name, quote).items():
@@ -312,6 +316,29 @@ class WrapShardedModel(Rule):
                 if isinstance(node, cst.Attribute) and _reads(node, param):
                     found[node.value] = _parenthesized(unwrapped(param, quote))
         return found
+
+
+def _report_scored_exits(ctx: RuleContext, site: cst.CSTNode) -> None:
+    """The wrap makes every rank's early stop a joint decision: one scored from files every
+    rank rewrites and reads back (CodeT5's ``eval_bleu_epoch``) need not agree, and a rank
+    that leaves the loop alone leaves the others waiting in their next all-reduce."""
+    tree = ctx.tree
+    for _loop, scored in scored_exits(model(tree)):
+        who = f"{scored.function}()" if scored.function else "the loop"
+        ctx.report(
+            site,
+            "the model is wrapped in DistributedDataParallel when launched, but its training "
+            f"loop may stop early on a score every rank reads back from {scored.file}, which "
+            f"{who} writes on every rank (`{_short(tree, scored.read)}`): ranks that read one "
+            "another's half-written copies can stop at different epochs, and the others hang in "
+            "their next all-reduce; write and score on rank 0 and broadcast the decision, by hand",
+        )
+        return
+
+
+def _short(tree: Tree, node: cst.CSTNode, limit: int = 60) -> str:
+    text = " ".join(tree.module.code_for_node(node).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 _SETUP_HELPER = re.compile(r"^_?(?:set|setup|set_up|init|initialize)_?(?:dist|distributed|ddp)\w*$")
