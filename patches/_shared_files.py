@@ -43,9 +43,35 @@ class ReadBack:
 
 
 def every_rank(m: RankModel, node: cst.CSTNode) -> bool:
-    """Whether both global rank 0 and the other ranks may run ``node`` (a rank test around it,
-    or a function only rank 0 calls, makes it one process's)."""
-    return m.runs(node, RANK0) is not False and m.runs(node, OTHER) is not False
+    """Whether both global rank 0 and the other ranks may run ``node``: no rank test around it
+    excludes either, and its function (a module function) is called from a place every rank
+    may run, if it is called by name at all (CodeReviewer's ``save_model`` is only called
+    behind ``if args.global_rank == 0``)."""
+    if m.runs(node, RANK0) is False or m.runs(node, OTHER) is False:
+        return False
+    scope = m.scope(node)
+    if isinstance(scope, cst.FunctionDef) and scope.name.value in m.functions:
+        return _called_by_every_rank(m, scope.name.value, frozenset())
+    return True
+
+
+def _called_by_every_rank(m: RankModel, name: str, seen: frozenset[str]) -> bool:
+    sites = [
+        call
+        for call in m.module_calls()
+        if isinstance(call.func, cst.Name) and call.func.value == name
+    ]
+    if not sites:
+        return True  # referenced otherwise (a callback), or not called here: cannot tell
+    for site in sites:
+        if m.runs(site, RANK0) is False or m.runs(site, OTHER) is False:
+            continue
+        caller = m.scope(site)
+        if not isinstance(caller, cst.FunctionDef) or caller.name.value not in m.functions:
+            return True
+        if caller.name.value in seen or _called_by_every_rank(m, caller.name.value, seen | {name}):
+            return True
+    return False
 
 
 def file_keys(m: RankModel, path: cst.BaseExpression, depth: int = 0) -> set[str]:

@@ -22,10 +22,19 @@ waiting barrier (``if args.local_rank not in [-1, 0]: barrier()``: the other ran
 file and do not write), the ``do_eval``/``do_test`` blocks DDP011 handles, the training functions
 of a DataParallel-only script (DDP016 converts them first), and functions nothing calls.
 
-No fix: gating a write moves it off the other ranks, which is only safe when nothing they do
-afterwards reads it (or waits for it), and when the file is not part of an evaluation the other
-ranks need (CodeT5's ``eval_bleu_epoch`` writes ``test_e0.gold`` on every rank and scores it back:
-DDP011 reports that one).
+Fixed only where that is certain: a run of write-only statements (saves, ``os.makedirs``,
+``if not os.path.exists(d): os.makedirs(d)``, the logs and ``model_to_save = ...`` between
+them) in a module function of a script that wraps its model in DDP (every rank holds the same
+model, so rank 0 writes what every rank wrote) and has an ``args.local_rank`` (the fallback of
+the rank test), no evaluation function, whose files nothing reads afterwards: no later statement
+of the function, of a loop around the run, or of a caller after the call, hands on the path, a
+name holding it or its directory (``args.output_dir``), except to a log line or to a function of
+the script that reads no file. The run then goes behind ``if int(os.environ.get("RANK",
+args.local_rank)) in [-1, 0]:``; the other ranks skip it and wait for nothing (no barrier is
+added: none is needed). A save read back later (``from_pretrained(args.output_dir)`` right
+after it), a cache, a write in an evaluation the other ranks need (CodeT5's ``eval_bleu_epoch``
+writes ``test_e0.gold`` on every rank and scores it back: DDP011 reports that one), module-level
+writes and dormant scripts are reported.
 """
 
 from __future__ import annotations
@@ -33,17 +42,29 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patcher.tree import Tree
+from patcher.tree import Replacement, Tree, children
 from patches._dataparallel import dataparallel_only
-from patches._names import SCOPES, bound_names, walk
-from patches._ranks import OTHER, RANK0, RankModel, model, rank_dormant, truth
+from patches._names import SCOPES, bound_names, is_read, names_bound_in, parameters, walk
+from patches._ranks import OTHER, RANK0, RankModel, model, rank_dormant, truth, violations
 from patches._shared_files import (
     every_rank,
+    file_keys,
     makes_dirs_unguarded,
     per_process,
     written_path,
 )
-from patches._syntax import callee_name, is_collective_call, string_value
+from patches._syntax import (
+    _EVAL_NAME,
+    callee_name,
+    calls_in,
+    dotted_name,
+    global_rank_zero,
+    is_collective_call,
+    preferred_quote,
+    string_value,
+)
+from patches._writes import _quiet as quiet
+from patches._writes import _write_only as write_only
 from patches._writes import is_write
 
 #: What makes a script run distributed once launched.
@@ -53,11 +74,11 @@ _FLAGS = frozenset({"do_eval", "do_test", "do_predict", "do_infer", "do_inferenc
 
 
 def runs_distributed(tree: Tree) -> bool:
-    """A process group, a DDP wrap, a sharded sampler or accelerate, with a live rank."""
+    """A process group, a DDP wrap, a sharded sampler or accelerate (a DataParallel-only script
+    is DDP016's until it converts it). A dormant rank counts: every process then runs as a lone
+    one, and writes the same paths all the same."""
     code = tree.code
-    if not any(marker in code for marker in _DISTRIBUTED):
-        return False
-    return not rank_dormant(tree) and not dataparallel_only(tree)
+    return any(marker in code for marker in _DISTRIBUTED) and not dataparallel_only(tree)
 
 
 def _appends(call: cst.Call) -> bool:
@@ -131,11 +152,31 @@ def _after_waiting_barrier(m: RankModel, call: cst.Call) -> bool:
 
 
 def _never_called(tree: Tree, scope: cst.CSTNode) -> bool:
-    """A module function whose name nothing else mentions (dead code, or called elsewhere)."""
-    if not isinstance(scope, cst.FunctionDef) or tree.parent(scope) is not tree.module:
+    """A module function, or a method of a module class, whose name (the class's) nothing else
+    in the module mentions: dead code, or code another module runs (a ``dataset.py`` class),
+    where this module cannot say which ranks run it."""
+    if not isinstance(scope, cst.FunctionDef):
         return False
-    name = scope.name.value
-    return not any(n.value == name and n is not scope.name for n in tree.nodes(cst.Name))
+    owner: cst.CSTNode = scope
+    holder = tree.parent(tree.parent(scope))  # IndentedBlock → ClassDef for a method
+    if isinstance(holder, cst.ClassDef):
+        owner = holder
+    elif tree.parent(scope) is not tree.module:
+        return False
+    if tree.parent(owner) is not tree.module:
+        return False
+    assert isinstance(owner, (cst.FunctionDef, cst.ClassDef))
+    name = owner.name
+    return not any(n.value == name.value and n is not name for n in tree.nodes(cst.Name))
+
+
+def _main_process_only(call: cst.Call) -> bool:
+    """``save_pretrained(d, is_main_process=..., save_function=accelerator.save)``: the library
+    decides which process writes."""
+    return any(
+        arg.keyword is not None and arg.keyword.value in ("is_main_process", "save_function")
+        for arg in call.args
+    )
 
 
 def shared_writes(m: RankModel) -> list[cst.Call]:
@@ -143,7 +184,7 @@ def shared_writes(m: RankModel) -> list[cst.Call]:
     tree = m.tree
     found = []
     for call in tree.nodes(cst.Call):
-        if not is_write(call) or _appends(call):
+        if not is_write(call) or _appends(call) or _main_process_only(call):
             continue
         if callee_name(call) in ("makedirs", "mkdir") and (
             not makes_dirs_unguarded(call) or _exists_checked(tree, call)
@@ -177,7 +218,7 @@ def _message(tree: Tree, m: RankModel, group: list[cst.Call]) -> str:
     what = (
         "the slower rank dies on FileExistsError (no exist_ok)"
         if dirs
-        else "the writers overwrite one another, and a rank reading it meanwhile gets a "
+        else "the writers overwrite one another, and a process reading it meanwhile gets a "
         "half-written file"
     )
     gate = next((t for t, _ in m.conditions(group[0]) if _looks_rank_zero(t)), None)
@@ -191,7 +232,7 @@ def _message(tree: Tree, m: RankModel, group: list[cst.Call]) -> str:
             "the other ranks write an empty copy over rank 0's"
         )
     return (
-        f"every rank of the distributed run writes {', '.join(paths[:3])} to the same path: "
+        f"every process of the launched run writes {', '.join(paths[:3])} to the same path: "
         f"{what}{note}; gate it on global rank 0 (and add a barrier before any read)"
     )
 
@@ -238,9 +279,12 @@ def _looks_rank_zero(test: cst.BaseExpression) -> bool:
 class EveryRankWrites(Rule):
     code = "DDP019"
     name = "every-rank-writes"
-    summary = "Report a file every rank of a distributed run writes to the same path."
+    summary = "A file every rank writes to one path: written on rank 0 if nothing reads it later."
     rationale = __doc__
-    settles = True  # reports only
+    settles = False  # a new rank-0 gate is what DDP012's barrier then follows
+    #: Judged on the final version: after DDP001 wakes the rank (the fix needs a live rank)
+    #: and DDP011/DDP016 gate the writes they own.
+    judges_output = True
     triggers = ("init_process_group", "DistributedDataParallel", "DistributedSampler", ".prepare(")
     examples = (
         Example(
@@ -255,10 +299,46 @@ class EveryRankWrites(Rule):
             """,
             reports=1,
             messages=(
-                'every rank of the distributed run writes `args.output_dir + "/model.bin"` to '
-                "the same path: the writers overwrite one another, and a rank reading it "
+                'every process of the launched run writes `args.output_dir + "/model.bin"` to '
+                "the same path: the writers overwrite one another, and a process reading it "
                 "meanwhile gets a half-written file; gate it on global rank 0 (and add a "
                 "barrier before any read)",
+            ),
+        ),
+        Example(
+            before="""
+                import os
+                import torch
+                def main(args, model, loader):
+                    torch.distributed.init_process_group(backend="gloo")
+                    model = torch.nn.parallel.DistributedDataParallel(model, [args.local_rank])
+                    for step, batch in enumerate(loader):
+                        model(batch).backward()
+                        if step % args.save_steps == 0:
+                            path = os.path.join(args.output_dir, str(step))
+                            os.makedirs(path)
+                            torch.save(model.module, os.path.join(path, "m.pt"))
+                main(parse_args(), build_model(), load())
+            """,
+            after="""
+                import os
+                import torch
+                def main(args, model, loader):
+                    torch.distributed.init_process_group(backend="gloo")
+                    model = torch.nn.parallel.DistributedDataParallel(model, [args.local_rank])
+                    for step, batch in enumerate(loader):
+                        model(batch).backward()
+                        if step % args.save_steps == 0:
+                            path = os.path.join(args.output_dir, str(step))
+                            if int(os.environ.get("RANK", args.local_rank)) in [-1, 0]:
+                                os.makedirs(path)
+                                torch.save(model.module, os.path.join(path, "m.pt"))
+                main(parse_args(), build_model(), load())
+            """,
+            messages=(
+                "every process of the launched run writes `path`, `os.path.join(path, "
+                '"m.pt")` to the same path: the slower rank dies on FileExistsError (no '
+                "exist_ok); nothing reads it afterwards: written on global rank 0 only",
             ),
         ),
         Example(
@@ -289,9 +369,192 @@ class EveryRankWrites(Rule):
                 groups[block] = []
                 order.append(block)
             groups[block].append(call)
+        quote = preferred_quote(tree.code)
         for block in order:
             group = groups[block]
-            ctx.report(group[0], _message(tree, m, group))
+            run = None if rank_dormant(tree) else gateable_run(m, group)
+            if run is None:
+                ctx.report(group[0], _message(tree, m, group))
+                continue
+            assert isinstance(run[0], (cst.SimpleStatementLine, cst.BaseCompoundStatement))
+            gate = cst.If(
+                test=global_rank_zero(cst.Name("args"), quote),
+                body=cst.IndentedBlock([run[0].with_changes(leading_lines=()), *run[1:]]),
+                leading_lines=run[0].leading_lines,
+            )
+            replacements: dict[cst.CSTNode, Replacement] = {run[0]: [gate]}
+            replacements.update({statement: [] for statement in run[1:]})
+            ctx.fix(
+                group[0],
+                _message(tree, m, group).split("; gate it", 1)[0]
+                + "; nothing reads it afterwards: written on global rank 0 only",
+                replacements,
+                imports=("os",),
+            )
+
+
+def gateable_run(m: RankModel, group: list[cst.Call]) -> list[cst.BaseStatement] | None:
+    """The statements to put behind a global rank-0 test for ``group``, when that is certain:
+    a run of write-only statements (saves, ``makedirs``, ``if not os.path.exists(d):
+    os.makedirs(d)``, logs) in a function of a script with a DDP wrap and an ``args.local_rank``
+    (every rank holds the same model, and the rank test has its fallback), that is no
+    evaluation, whose files and path names nothing reads afterwards on any rank (in the
+    function, in a loop around the run, or in a caller after the call): then no rank waits for
+    the file, and rank 0 alone writes what every rank wrote. Not while the function breaks a
+    rank post-condition (a result read on ranks that never compute it: DDP006 moves that save
+    behind rank 0's gate first). None otherwise (reported)."""
+    tree = m.tree
+    scope = m.scope(group[0])
+    if not isinstance(scope, cst.FunctionDef) or _EVAL_NAME.match(scope.name.value):
+        return None
+    code = tree.code
+    if "DistributedDataParallel" not in code or "args.local_rank" not in code:
+        return None
+    if "args" not in {p.name.value for p in parameters(scope)} | names_bound_in(scope):
+        return None
+    if any(key[1] == scope.name.value for key in violations(tree)):
+        return None  # its function breaks a rank post-condition: the fixing rules come first
+    run = _run(tree, group)
+    if run is None:
+        return None
+    keys: set[str] = set()
+    for call in group:
+        path = written_path(call)
+        if path is not None:
+            keys |= file_keys(m, path) | _dotted_keys(m, path)
+    if not keys or _mentioned_after(m, scope, run, keys):
+        return None
+    return run
+
+
+def _run(tree: Tree, group: list[cst.Call]) -> list[cst.BaseStatement] | None:
+    """The statements of the group's block from its first write to its last, widened over the
+    write-only statements next to them; None when something else runs in between."""
+    block = tree.parent(_line(tree, group[0]))
+    if not isinstance(block, cst.IndentedBlock):
+        return None
+    statements = list(block.body)
+    lines = [_line(tree, call) for call in group]
+    first = min(statements.index(line) for line in lines)  # type: ignore[arg-type]
+    last = max(statements.index(line) for line in lines)  # type: ignore[arg-type]
+    while first > 0 and write_only(statements[first - 1], set()):
+        first -= 1
+    while last + 1 < len(statements) and write_only(statements[last + 1], set()):
+        last += 1
+    run = statements[first : last + 1]
+    if not all(write_only(s, set()) or quiet(s) for s in run):
+        return None
+    bound = {name for s in run for name in names_bound_in(s)}
+    scope = tree.scope(run[0])
+    for name in walk(scope, into_scopes=False):
+        if isinstance(name, cst.Name) and name.value in bound and is_read(tree, name):
+            if not any(tree.contains(s, name) for s in run):
+                return None  # a name the run binds (``model_to_save``) is read elsewhere
+    return run
+
+
+def _dotted_keys(m: RankModel, path: cst.BaseExpression, depth: int = 0) -> set[str]:
+    """``args.output_dir`` (alone, joined into the path, or in the assignment of a name the
+    path is held in) as a key: a later use of the directory may read what the run wrote."""
+    if isinstance(path, cst.Attribute):
+        name = dotted_name(path)
+        return {"." + name} if name and not name.startswith("os.") else set()
+    if isinstance(path, cst.Name):
+        if depth >= 3:
+            return set()
+        return {k for v in m._assigned_values(path) for k in _dotted_keys(m, v, depth + 1)}
+    parts: list[cst.BaseExpression] = []
+    if isinstance(path, cst.Call):
+        parts = [arg.value for arg in path.args]
+    elif isinstance(path, cst.BinaryOperation):
+        parts = [path.left, path.right]
+    elif isinstance(path, cst.FormattedString):
+        parts = [p.expression for p in path.parts if isinstance(p, cst.FormattedStringExpression)]
+    return {k for part in parts for k in _dotted_keys(m, part, depth)}
+
+
+def _mentions(m: RankModel, node: cst.CSTNode, keys: set[str]) -> bool:
+    """Whether ``node`` hands one of ``keys`` to a call (or reads a name holding the path); a
+    log line, and a function of the script that reads no file (a helper that only writes its
+    own files into the directory), do not count."""
+    stack: list[cst.CSTNode] = [node]
+    while stack:
+        child = stack.pop()
+        if isinstance(child, cst.Call):
+            name = callee_name(child)
+            if name in _LOGS:
+                continue
+            function = m.functions.get(name or "") if isinstance(child.func, cst.Name) else None
+            if function is not None and not _reads_files(m, function, set()):
+                continue
+        if isinstance(child, cst.Name) and "=" + child.value in keys and is_read(m.tree, child):
+            return True
+        if isinstance(child, cst.Attribute) and "." + (dotted_name(child) or "") in keys:
+            return True
+        if isinstance(child, cst.SimpleString) and child.evaluated_value in keys:
+            return True
+        stack.extend(children(child))
+    return False
+
+
+#: Calls that read a file or look at what a directory holds.
+_READS = frozenset(
+    {"load", "loads", "from_pretrained", "read_csv", "listdir", "glob", "exists", "isfile"}
+)
+
+
+def _reads_files(m: RankModel, function: cst.FunctionDef, seen: set[str]) -> bool:
+    """Whether a function of the script (or one it calls) may read a file."""
+    seen.add(function.name.value)
+    for call in calls_in(function):
+        name = callee_name(call)
+        if name in _READS or (name == "open" and not is_write(call)):
+            return True
+        inner = m.functions.get(name or "") if isinstance(call.func, cst.Name) else None
+        if inner is not None and inner.name.value not in seen and _reads_files(m, inner, seen):
+            return True
+    return False
+
+
+def _mentioned_after(
+    m: RankModel, scope: cst.FunctionDef, run: list[cst.BaseStatement], keys: set[str]
+) -> bool:
+    """Whether any rank may use the written files after the run: a later statement of the
+    function, a statement of a loop around the run, or the code after a call of the function."""
+    tree = m.tree
+    loops = [a for a in tree.ancestors(run[0]) if isinstance(a, (cst.For, cst.While))]
+    loops = [loop for loop in loops if tree.contains(scope, loop)]
+    region = loops[-1] if loops else None
+    for statement in walk(scope.body, into_scopes=False):
+        if not isinstance(statement, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+            continue
+        if any(s is statement or tree.contains(s, statement) for s in run):
+            continue
+        if isinstance(statement, cst.BaseCompoundStatement) and any(
+            tree.contains(statement, s) for s in run
+        ):
+            header = getattr(statement, "test", None) or getattr(statement, "iter", None)
+            if header is not None and _mentions(m, header, keys):
+                return True
+            continue
+        later = tree.after(statement, run[-1]) or (
+            region is not None and tree.contains(region, statement)
+        )
+        if later and not quiet(statement) and _mentions(m, statement, keys):
+            return True
+    name = scope.name.value
+    for call in m.module_calls():
+        if not (isinstance(call.func, cst.Name) and call.func.value == name):
+            continue
+        caller = m.scope(call)
+        for node in walk(caller, into_scopes=False):
+            if isinstance(node, cst.SimpleStatementLine) and tree.after(node, call):
+                if _mentions(m, node, keys):
+                    return True
+    return False
+
+
+_LOGS = frozenset({"info", "warning", "debug", "error", "print", "exists", "isdir", "isfile"})
 
 
 def _line(tree: Tree, call: cst.Call) -> cst.CSTNode:
