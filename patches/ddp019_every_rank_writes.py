@@ -405,7 +405,9 @@ def gateable_run(m: RankModel, group: list[cst.Call]) -> list[cst.BaseStatement]
     behind rank 0's gate first). None otherwise (reported)."""
     tree = m.tree
     scope = m.scope(group[0])
-    if not isinstance(scope, cst.FunctionDef) or _EVAL_NAME.match(scope.name.value):
+    if not isinstance(scope, cst.FunctionDef) or scope.name.value not in m.functions:
+        return None  # module code, a method (a dataset's cache): who runs it, when, is unclear
+    if _EVAL_NAME.match(scope.name.value) or m.functions[scope.name.value] is not scope:
         return None
     code = tree.code
     if "DistributedDataParallel" not in code or "args.local_rank" not in code:
@@ -519,12 +521,11 @@ def _reads_files(m: RankModel, function: cst.FunctionDef, seen: set[str]) -> boo
 def _mentioned_after(
     m: RankModel, scope: cst.FunctionDef, run: list[cst.BaseStatement], keys: set[str]
 ) -> bool:
-    """Whether any rank may use the written files after the run: a later statement of the
-    function, a statement of a loop around the run, or the code after a call of the function."""
+    """Whether any rank may use the written files after the run: any other statement of the
+    function (an earlier one runs again in the next iteration or call: ``if
+    os.path.exists(cache): load(cache)``), or the code after a call of the function. Path
+    building (``d = os.path.join(args.output_dir, ...)``) and logs are no use."""
     tree = m.tree
-    loops = [a for a in tree.ancestors(run[0]) if isinstance(a, (cst.For, cst.While))]
-    loops = [loop for loop in loops if tree.contains(scope, loop)]
-    region = loops[-1] if loops else None
     for statement in walk(scope.body, into_scopes=False):
         if not isinstance(statement, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
             continue
@@ -537,10 +538,7 @@ def _mentioned_after(
             if header is not None and _mentions(m, header, keys):
                 return True
             continue
-        later = tree.after(statement, run[-1]) or (
-            region is not None and tree.contains(region, statement)
-        )
-        if later and not quiet(statement) and _mentions(m, statement, keys):
+        if not quiet(statement) and _mentions(m, statement, keys):
             return True
     name = scope.name.value
     for call in m.module_calls():
