@@ -31,6 +31,13 @@ What every rank does around the block decides the form of the rewrite (the rank 
   every rank, which all score the same model on the same data and so decide alike. When the
   evaluation shards its data (a ``DistributedSampler`` reached from the block) they would not:
   the block is reported. Gating all of it would make the ranks step on different iterations.
+  Nor do they when the score is read back from files every rank rewrites at once (CodeT5's
+  ``eval_bleu_epoch`` writes ``test_e0.gold``/``.output`` on every rank and scores them with
+  ``_bleu(gold_fn, output_fn)``; ``patches/_shared_files.py`` follows the calls from the block):
+  a rank that reads another's half-written copy can stop alone, and once the model is wrapped
+  in DDP the others hang in their next all-reduce. The block's own writes are still gated (one
+  writer per checkpoint), and the block is also reported, naming the function and the file:
+  writing and scoring on rank 0 and broadcasting the decision is a rewrite by hand.
 """
 
 from __future__ import annotations

@@ -32,6 +32,13 @@ unused pooler): those parameters would make DDP raise at the second step. Elsewh
 (it costs a graph traversal a step); a model with other unused parameters makes DDP raise,
 naming them, which ``ddpfix verify`` shows. No ``DataParallel`` block to
 follow, or no local-rank test to gate on: reported, not rewritten.
+
+The wrap makes every early stop a joint decision. When a training loop may stop early on a
+score every rank reads back from files they all rewrite (CodeT5's ``run_gen.py`` with
+``--do_eval_bleu``: ``eval_bleu_epoch`` writes ``test_e0.gold`` and scores it from disk; the
+analysis is ``patches/_shared_files.py``), ranks that read one another's half-written copies
+can stop at different epochs and the others then hang in their next all-reduce. The wrap is
+still made (without it the ranks train different models) and the hazard is reported at it.
 """
 
 from __future__ import annotations

@@ -431,7 +431,9 @@ def gateable_run(m: RankModel, group: list[cst.Call]) -> list[cst.BaseStatement]
 
 def _run(tree: Tree, group: list[cst.Call]) -> list[cst.BaseStatement] | None:
     """The statements of the group's block from its first write to its last, widened over the
-    write-only statements next to them; None when something else runs in between."""
+    write-only statements next to them (``if not os.path.exists(d): os.mkdir(d)`` before
+    ``model_to_save = ...`` and the save), else not widened; None when something else runs in
+    between, or a name the run binds is read elsewhere (it must stay on every rank)."""
     block = tree.parent(_line(tree, group[0]))
     if not isinstance(block, cst.IndentedBlock):
         return None
@@ -439,20 +441,37 @@ def _run(tree: Tree, group: list[cst.Call]) -> list[cst.BaseStatement] | None:
     lines = [_line(tree, call) for call in group]
     first = min(statements.index(line) for line in lines)  # type: ignore[arg-type]
     last = max(statements.index(line) for line in lines)  # type: ignore[arg-type]
-    while first > 0 and write_only(statements[first - 1], set()):
-        first -= 1
-    while last + 1 < len(statements) and write_only(statements[last + 1], set()):
-        last += 1
-    run = statements[first : last + 1]
+    wide_first, probe = first, first - 1
+    while probe >= 0 and (write_only(statements[probe], set()) or quiet(statements[probe])):
+        if write_only(statements[probe], set()):
+            wide_first = probe
+        probe -= 1
+    wide_last, probe = last, last + 1
+    while probe < len(statements) and (
+        write_only(statements[probe], set()) or quiet(statements[probe])
+    ):
+        if write_only(statements[probe], set()):
+            wide_last = probe
+        probe += 1
+    for start, end in ((wide_first, wide_last), (first, last)):
+        run = statements[start : end + 1]
+        if _self_contained(tree, run):
+            return run
+    return None
+
+
+def _self_contained(tree: Tree, run: list[cst.BaseStatement]) -> bool:
+    """Only writes, logs and path names, none of them read outside the run."""
     if not all(write_only(s, set()) or quiet(s) for s in run):
-        return None
+        return False
     bound = {name for s in run for name in names_bound_in(s)}
-    scope = tree.scope(run[0])
-    for name in walk(scope, into_scopes=False):
+    if not bound:
+        return True
+    for name in walk(tree.scope(run[0]), into_scopes=False):
         if isinstance(name, cst.Name) and name.value in bound and is_read(tree, name):
             if not any(tree.contains(s, name) for s in run):
-                return None  # a name the run binds (``model_to_save``) is read elsewhere
-    return run
+                return False  # a name the run binds (``model_to_save``) is read elsewhere
+    return True
 
 
 def _dotted_keys(m: RankModel, path: cst.BaseExpression, depth: int = 0) -> set[str]:
