@@ -23,7 +23,7 @@ from patches.ddp015_rank_zero_object_calls import RankZeroObjectCalls
 from patches.ddp016_convert_dataparallel import ConvertDataParallel
 from patches.ddp017_distributed_evaluation import DistributedEvaluation
 from patches.ddp018_complete_barrier_pair import CompleteBarrierPair
-from patches.ddp019_every_rank_writes import EveryRankWrites
+from patches.ddp020_every_rank_writes import EveryRankWrites
 from patches.prt001_torch_adamw import TorchAdamW
 from patches.prt002_optional_tensorboard import OptionalTensorboard
 from patches.prt003_distributed_setup_on_cpu import DistributedSetupOnCpu

@@ -1,6 +1,6 @@
 """Which files every rank writes to one path, and which of them the code reads back.
 
-Shared by DDP019 (a file written by every rank of a distributed run: several writers), DDP011
+Shared by DDP020 (a file written by every rank of a distributed run: several writers), DDP011
 (an evaluation kept on every rank for the early stop it decides, whose score is read back from
 files every rank rewrites) and DDP014 (wrapping such a script in DDP turns the ranks' different
 scores into a hang). DDP016 has its own older form of the read-back test for its conversion;

@@ -1,4 +1,4 @@
-"""DDP019 proven by running: checkpoints saved every few steps by every rank of a DDP run, into a
+"""DDP020 proven by running: checkpoints saved every few steps by every rank of a DDP run, into a
 step directory made with ``os.makedirs`` (no ``exist_ok``), outside any rank test.
 
 Unpatched, the slower rank dies on FileExistsError (or, when the directory race goes its way,

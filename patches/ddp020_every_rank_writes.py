@@ -1,4 +1,4 @@
-"""DDP019 every-rank-writes: a file every rank of a distributed run writes to the same path.
+"""DDP020 every-rank-writes: a file every rank of a distributed run writes to the same path.
 
 Under a launcher every process runs the code that is not behind a rank test. A checkpoint save
 (``torch.save(model.state_dict(), path)``, ``model.save_pretrained(args.output_dir)``), a
@@ -277,7 +277,7 @@ def _looks_rank_zero(test: cst.BaseExpression) -> bool:
 
 
 class EveryRankWrites(Rule):
-    code = "DDP019"
+    code = "DDP020"
     name = "every-rank-writes"
     summary = "A file every rank writes to one path: written on rank 0 if nothing reads it later."
     rationale = __doc__
