@@ -27,9 +27,10 @@ Fixed only where that is certain: a run of write-only statements (saves, ``os.ma
 them) in a module function of a script that wraps its model in DDP (every rank holds the same
 model, so rank 0 writes what every rank wrote) and has an ``args.local_rank`` (the fallback of
 the rank test), no evaluation function, whose files nothing reads afterwards: no later statement
-of the function, of a loop around the run, or of a caller after the call, hands on the path, a
-name holding it or its directory (``args.output_dir``), except to a log line or to a function of
-the script that reads no file. The run then goes behind ``if int(os.environ.get("RANK",
+of the function, no earlier one that runs again (in a loop around the run, or at the top of a
+function called more than once: a cache helper), and no statement of a caller after the call,
+hands on the path, a name holding it or its directory (``args.output_dir``), except to a log
+line or to a function of the script that reads no file. The run then goes behind ``if int(os.environ.get("RANK",
 args.local_rank)) in [-1, 0]:``; the other ranks skip it and wait for nothing (no barrier is
 added: none is needed). A save read back later (``from_pretrained(args.output_dir)`` right
 after it), a cache, a write in an evaluation the other ranks need (CodeT5's ``eval_bleu_epoch``
@@ -57,6 +58,7 @@ from patches._syntax import (
     _EVAL_NAME,
     callee_name,
     calls_in,
+    dominates,
     dotted_name,
     global_rank_zero,
     is_collective_call,
@@ -442,15 +444,13 @@ def _run(tree: Tree, group: list[cst.Call]) -> list[cst.BaseStatement] | None:
     first = min(statements.index(line) for line in lines)  # type: ignore[arg-type]
     last = max(statements.index(line) for line in lines)  # type: ignore[arg-type]
     wide_first, probe = first, first - 1
-    while probe >= 0 and (write_only(statements[probe], set()) or quiet(statements[probe])):
-        if write_only(statements[probe], set()):
+    while probe >= 0 and (_writes_only(statements[probe]) or quiet(statements[probe])):
+        if _writes_only(statements[probe]):
             wide_first = probe
         probe -= 1
     wide_last, probe = last, last + 1
-    while probe < len(statements) and (
-        write_only(statements[probe], set()) or quiet(statements[probe])
-    ):
-        if write_only(statements[probe], set()):
+    while probe < len(statements) and (_writes_only(statements[probe]) or quiet(statements[probe])):
+        if _writes_only(statements[probe]):
             wide_last = probe
         probe += 1
     for start, end in ((wide_first, wide_last), (first, last)):
@@ -462,16 +462,44 @@ def _run(tree: Tree, group: list[cst.Call]) -> list[cst.BaseStatement] | None:
 
 def _self_contained(tree: Tree, run: list[cst.BaseStatement]) -> bool:
     """Only writes, logs and path names, none of them read outside the run."""
-    if not all(write_only(s, set()) or quiet(s) for s in run):
+    if not all(_writes_only(s) or quiet(s) for s in run):
         return False
     bound = {name for s in run for name in names_bound_in(s)}
     if not bound:
         return True
-    for name in walk(tree.scope(run[0]), into_scopes=False):
+    scope = tree.scope(run[0])
+    rebound = [
+        node
+        for node in walk(scope, into_scopes=False)
+        if isinstance(node, (cst.Assign, cst.AnnAssign))
+        and not any(tree.contains(s, node) for s in run)
+    ]
+    for name in walk(scope, into_scopes=False):
         if isinstance(name, cst.Name) and name.value in bound and is_read(tree, name):
-            if not any(tree.contains(s, name) for s in run):
+            if any(tree.contains(s, name) for s in run):
+                continue
+            if not any(
+                name.value in names_bound_in(b) and dominates(tree, b, name) for b in rebound
+            ):
                 return False  # a name the run binds (``model_to_save``) is read elsewhere
     return True
+
+
+#: Writes the shared notion of a save leaves out: a config's own JSON writer.
+_ALSO_WRITES = frozenset({"to_json_file"})
+
+
+def _writes_only(statement: cst.CSTNode) -> bool:
+    """A write-only statement (``patches/_writes.py``), or a line of calls each of which writes
+    (``model_to_save.config.to_json_file(path)`` among the saves)."""
+    if write_only(statement, set()):
+        return True
+    return isinstance(statement, cst.SimpleStatementLine) and all(
+        isinstance(small, cst.Expr)
+        and isinstance(small.value, cst.Call)
+        and (is_write(small.value) or callee_name(small.value) in _ALSO_WRITES)
+        for small in statement.body
+    )
 
 
 def _dotted_keys(m: RankModel, path: cst.BaseExpression, depth: int = 0) -> set[str]:
@@ -540,16 +568,25 @@ def _reads_files(m: RankModel, function: cst.FunctionDef, seen: set[str]) -> boo
 def _mentioned_after(
     m: RankModel, scope: cst.FunctionDef, run: list[cst.BaseStatement], keys: set[str]
 ) -> bool:
-    """Whether any rank may use the written files after the run: any other statement of the
-    function (an earlier one runs again in the next iteration or call: ``if
-    os.path.exists(cache): load(cache)``), or the code after a call of the function. Path
-    building (``d = os.path.join(args.output_dir, ...)``) and logs are no use."""
+    """Whether any rank may use the written files after the run: a later statement of the
+    function, an earlier one that runs again (in a loop around the run, or in a function that
+    may be called more than once: ``if os.path.exists(cache): load(cache)`` at its top), or the
+    code after a call of the function. Path building (``d = os.path.join(args.output_dir,
+    ...)``) and logs are no use."""
     tree = m.tree
+    once = _runs_once(m, scope, frozenset())
+    loops = [a for a in tree.ancestors(run[0]) if isinstance(a, (cst.For, cst.While))]
     for statement in walk(scope.body, into_scopes=False):
         if not isinstance(statement, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
             continue
         if any(s is statement or tree.contains(s, statement) for s in run):
             continue
+        if (
+            once
+            and not tree.after(statement, run[-1])
+            and not any(tree.contains(loop, statement) for loop in loops)
+        ):
+            continue  # runs before the run, and never again after it
         if isinstance(statement, cst.BaseCompoundStatement) and any(
             tree.contains(statement, s) for s in run
         ):
@@ -569,6 +606,25 @@ def _mentioned_after(
                 if _mentions(m, node, keys):
                     return True
     return False
+
+
+def _runs_once(m: RankModel, function: cst.FunctionDef, seen: frozenset[str]) -> bool:
+    """Whether ``function`` runs at most once: one call by name, in no loop, from module code
+    or from a function that runs at most once itself."""
+    name = function.name.value
+    sites = [c for c in m.module_calls() if isinstance(c.func, cst.Name) and c.func.value == name]
+    if len(sites) != 1 or name in seen:
+        return False
+    site = sites[0]
+    caller = m.scope(site)
+    for ancestor in m.tree.ancestors(site):
+        if ancestor is caller:
+            break
+        if isinstance(ancestor, (cst.For, cst.While)):
+            return False
+    if not isinstance(caller, cst.FunctionDef):
+        return True
+    return caller.name.value in m.functions and _runs_once(m, caller, seen | {name})
 
 
 _LOGS = frozenset({"info", "warning", "debug", "error", "print", "exists", "isdir", "isfile"})
