@@ -30,9 +30,9 @@ the rank test), no evaluation function, whose files nothing reads afterwards: no
 of the function, no earlier one that runs again (in a loop around the run, or at the top of a
 function called more than once: a cache helper), and no statement of a caller after the call,
 hands on the path, a name holding it or its directory (``args.output_dir``), except to a log
-line or to a function of the script that reads no file. The run then goes behind ``if int(os.environ.get("RANK",
-args.local_rank)) in [-1, 0]:``; the other ranks skip it and wait for nothing (no barrier is
-added: none is needed). A save read back later (``from_pretrained(args.output_dir)`` right
+line or to a function of the script that reads no file. The run then goes behind
+``if int(os.environ.get("RANK", args.local_rank)) in [-1, 0]:``; the other ranks skip it and
+wait for nothing (no barrier is added: none is needed). A save read back later (``from_pretrained(args.output_dir)`` right
 after it), a cache, a write in an evaluation the other ranks need (CodeT5's ``eval_bleu_epoch``
 writes ``test_e0.gold`` on every rank and scores it back: DDP011 reports that one), module-level
 writes and dormant scripts are reported.
