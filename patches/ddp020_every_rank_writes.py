@@ -22,20 +22,20 @@ waiting barrier (``if args.local_rank not in [-1, 0]: barrier()``: the other ran
 file and do not write), the ``do_eval``/``do_test`` blocks DDP011 handles, the training functions
 of a DataParallel-only script (DDP016 converts them first), and functions nothing calls.
 
-Fixed only where that is certain: a run of write-only statements (saves, ``os.makedirs``,
-``if not os.path.exists(d): os.makedirs(d)``, the logs and ``model_to_save = ...`` between
-them) in a module function of a script that wraps its model in DDP (every rank holds the same
-model, so rank 0 writes what every rank wrote) and has an ``args.local_rank`` (the fallback of
-the rank test), no evaluation function, whose files nothing reads afterwards: no later statement
-of the function, no earlier one that runs again (in a loop around the run, or at the top of a
-function called more than once: a cache helper), and no statement of a caller after the call,
-hands on the path, a name holding it or its directory (``args.output_dir``), except to a log
-line or to a function of the script that reads no file. The run then goes behind
-``if int(os.environ.get("RANK", args.local_rank)) in [-1, 0]:``; the other ranks skip it and
-wait for nothing (no barrier is added: none is needed). A save read back later (``from_pretrained(args.output_dir)`` right
-after it), a cache, a write in an evaluation the other ranks need (CodeT5's ``eval_bleu_epoch``
-writes ``test_e0.gold`` on every rank and scores it back: DDP011 reports that one), module-level
-writes and dormant scripts are reported.
+Fixed only where that is certain: a run of write-only statements (saves, ``os.makedirs``, ``if
+not os.path.exists(d): os.makedirs(d)``, the logs and ``model_to_save = ...`` between them) in a
+module function of a script that wraps its model in DDP (every rank holds the same model, so
+rank 0 writes what every rank wrote) and has an ``args.local_rank`` (the fallback of the rank
+test), no evaluation function, whose files nothing reads afterwards: no later statement of the
+function, no earlier one that runs again (in a loop around the run, or at the top of a function
+called more than once: a cache helper), and no statement of a caller after the call, hands on
+the path, a name holding it or its directory (``args.output_dir``), except to a log line or to a
+function of the script that reads no file. The run then goes behind ``if
+int(os.environ.get("RANK", args.local_rank)) in [-1, 0]:``; the other ranks skip it and wait for
+nothing (no barrier is added: none is needed). A save read back later
+(``from_pretrained(args.output_dir)`` right after it), a cache, a write in an evaluation the
+other ranks need (CodeT5's ``eval_bleu_epoch`` writes ``test_e0.gold`` on every rank and scores
+it back: DDP011 reports that one), module-level writes and dormant scripts are reported.
 """
 
 from __future__ import annotations
