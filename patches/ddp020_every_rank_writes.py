@@ -135,7 +135,7 @@ def _in_flag_block(m: RankModel, node: cst.CSTNode) -> bool:
     return False
 
 
-def _after_waiting_barrier(m: RankModel, call: cst.Call) -> bool:
+def _after_waiting_barrier(m: RankModel, call: cst.CSTNode) -> bool:
     """Between ``if args.local_rank not in [-1, 0]: barrier()`` and rank 0's own half in the
     same function: the other ranks wait while rank 0 builds the file, then find it and do not
     write."""
@@ -151,6 +151,31 @@ def _after_waiting_barrier(m: RankModel, call: cst.Call) -> bool:
             elif other is False and rank0 is not False:
                 waiting = False
     return False
+
+
+def _rank_zero_first(m: RankModel, node: cst.CSTNode, seen: frozenset[str]) -> bool:
+    """Whether ``node`` runs between the template's barrier halves, where rank 0 builds the
+    file while the others wait and then find it: in its own function, or at every call of
+    that function (every instantiation of its class: HF ``run_language_modeling``'s
+    ``TextDataset`` is built through ``load_and_cache_examples`` called between the halves in
+    ``main`` and, on rank 0 alone, in ``evaluate``)."""
+    if _after_waiting_barrier(m, node):
+        return True
+    scope = m.scope(node)
+    if not isinstance(scope, cst.FunctionDef):
+        return False
+    owner = scope.name.value
+    holder = m.tree.parent(m.tree.parent(scope))
+    if isinstance(holder, cst.ClassDef):
+        owner = holder.name.value
+    if owner in seen:
+        return False
+    sites = [
+        c for c in m.tree.nodes(cst.Call) if isinstance(c.func, cst.Name) and c.func.value == owner
+    ]
+    return bool(sites) and all(
+        m.runs(site, OTHER) is False or _rank_zero_first(m, site, seen | {owner}) for site in sites
+    )
 
 
 def _never_called(tree: Tree, scope: cst.CSTNode) -> bool:
@@ -197,7 +222,7 @@ def shared_writes(m: RankModel) -> list[cst.Call]:
             continue
         if not every_rank(m, call) or m.dead(call) or _in_flag_block(m, call):
             continue
-        if _never_called(tree, m.scope(call)) or _after_waiting_barrier(m, call):
+        if _never_called(tree, m.scope(call)) or _rank_zero_first(m, call, frozenset()):
             continue
         found.append(call)
     return found
