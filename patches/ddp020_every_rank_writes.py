@@ -35,7 +35,13 @@ int(os.environ.get("RANK", args.local_rank)) in [-1, 0]:``; the other ranks skip
 nothing (no barrier is added: none is needed). A save read back later
 (``from_pretrained(args.output_dir)`` right after it), a cache, a write in an evaluation the
 other ranks need (CodeT5's ``eval_bleu_epoch`` writes ``test_e0.gold`` on every rank and scores
-it back: DDP011 reports that one), module-level writes and dormant scripts are reported.
+it back: DDP011 reports that one), other module-level writes and dormant scripts are reported.
+
+Writes that end the script (the last statements of ``if __name__ == "__main__":``, after
+``main()``: ``with open("eval_loss.txt", "w") as f:`` looping ``f.write`` over a module-level
+list) go behind ``if int(os.environ.get("RANK", 0)) == 0:`` in a script with a DDP wrap: nothing
+runs after them, and a list only rank 0 fills (its evaluation's losses) is written complete
+instead of being overwritten by the other ranks' empty copies.
 """
 
 from __future__ import annotations
@@ -404,8 +410,11 @@ class EveryRankWrites(Rule):
                 ctx.report(group[0], _message(tree, m, group))
                 continue
             assert isinstance(run[0], (cst.SimpleStatementLine, cst.BaseCompoundStatement))
+            in_module = isinstance(m.scope(group[0]), cst.Module)
             gate = cst.If(
-                test=global_rank_zero(cst.Name("args"), quote),
+                test=_env_rank_zero(quote)
+                if in_module
+                else global_rank_zero(cst.Name("args"), quote),
                 body=cst.IndentedBlock([run[0].with_changes(leading_lines=()), *run[1:]]),
                 leading_lines=run[0].leading_lines,
             )
@@ -432,8 +441,10 @@ def gateable_run(m: RankModel, group: list[cst.Call]) -> list[cst.BaseStatement]
     behind rank 0's gate first). None otherwise (reported)."""
     tree = m.tree
     scope = m.scope(group[0])
+    if isinstance(scope, cst.Module):
+        return _module_run(m, group)
     if not isinstance(scope, cst.FunctionDef) or scope.name.value not in m.functions:
-        return None  # module code, a method (a dataset's cache): who runs it, when, is unclear
+        return None  # a method (a dataset's cache): who runs it, when, is unclear
     if _EVAL_NAME.match(scope.name.value) or m.functions[scope.name.value] is not scope:
         return None
     code = tree.code
@@ -454,6 +465,42 @@ def gateable_run(m: RankModel, group: list[cst.Call]) -> list[cst.BaseStatement]
     if not keys or _mentioned_after(m, scope, run, keys):
         return None
     return run
+
+
+def _module_run(m: RankModel, group: list[cst.Call]) -> list[cst.BaseStatement] | None:
+    """Writes at the end of the script, in ``if __name__ == "__main__":`` after ``main()`` (the
+    loss logs of a commit-message generator): nothing runs after them, so rank 0 alone writes
+    them (``int(os.environ.get("RANK", 0)) == 0``: a process no launcher started is rank 0).
+    Lists only rank 0 fills (its evaluation) are then written complete, not emptied by the
+    others."""
+    tree = m.tree
+    if "DistributedDataParallel" not in tree.code:
+        return None
+    block = tree.parent(_line(tree, group[0]))
+    holder = tree.parent(block) if block is not None else None
+    if not (
+        isinstance(holder, cst.If)
+        and tree.parent(tree.parent(holder)) is None
+        and any(
+            isinstance(n, cst.Name) and n.value == "__name__"
+            for n in walk(holder.test, into_scopes=False)
+        )
+    ):
+        return None
+    if tree.parent(holder) is not tree.module:
+        return None
+    run = _run(tree, group)
+    if run is None or run[-1] is not block.body[-1]:  # type: ignore[union-attr]
+        return None
+    later = [s for s in tree.module.body if tree.after(s, holder)]
+    return None if later else run
+
+
+def _env_rank_zero(quote: str) -> cst.Comparison:
+    """``int(os.environ.get("RANK", 0)) == 0``."""
+    return cst.ensure_type(
+        cst.parse_expression(f"int(os.environ.get({quote}RANK{quote}, 0)) == 0"), cst.Comparison
+    )
 
 
 def _run(tree: Tree, group: list[cst.Call]) -> list[cst.BaseStatement] | None:
@@ -510,6 +557,41 @@ def _self_contained(tree: Tree, run: list[cst.BaseStatement]) -> bool:
     return True
 
 
+#: Calls that only compute what a loop writes out.
+_PURE = frozenset(
+    {"enumerate", "zip", "range", "str", "len", "round", "int", "float", "format", "join"}
+    | {"strip", "items", "keys", "values", "sorted", "list", "dumps", "repr"}
+)
+
+
+def _writes_handles(statement: cst.CSTNode) -> bool:
+    """``with open(p, "w") as f:`` whose body only writes to its handles (``for i, x in
+    enumerate(xs): f.write(...)``)."""
+    if not isinstance(statement, cst.With):
+        return False
+    handles = set()
+    for item in statement.items:
+        call = item.item
+        if not (isinstance(call, cst.Call) and callee_name(call) == "open" and is_write(call)):
+            return False
+        if item.asname is None or not isinstance(item.asname.name, cst.Name):
+            return False
+        handles.add(item.asname.name.value)
+    for call in calls_in(statement.body):
+        name = callee_name(call)
+        if name in _PURE:
+            continue
+        receiver = call.func.value if isinstance(call.func, cst.Attribute) else None
+        if name in ("write", "writelines") and isinstance(receiver, cst.Name):
+            if receiver.value in handles:
+                continue
+        return False
+    return not any(
+        isinstance(node, (cst.Return, cst.Raise, cst.Global, cst.Nonlocal))
+        for node in walk(statement.body, into_scopes=False)
+    )
+
+
 #: Writes the shared notion of a save leaves out: a config's own JSON writer.
 _ALSO_WRITES = frozenset({"to_json_file"})
 
@@ -517,7 +599,7 @@ _ALSO_WRITES = frozenset({"to_json_file"})
 def _writes_only(statement: cst.CSTNode) -> bool:
     """A write-only statement (``patches/_writes.py``), or a line of calls each of which writes
     (``model_to_save.config.to_json_file(path)`` among the saves)."""
-    if write_only(statement, set()):
+    if write_only(statement, set()) or _writes_handles(statement):
         return True
     return isinstance(statement, cst.SimpleStatementLine) and all(
         isinstance(small, cst.Expr)
