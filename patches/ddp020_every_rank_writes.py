@@ -490,7 +490,7 @@ def _module_run(m: RankModel, group: list[cst.Call]) -> list[cst.BaseStatement] 
     if tree.parent(holder) is not tree.module:
         return None
     run = _run(tree, group)
-    if run is None or run[-1] is not block.body[-1]:  # type: ignore[union-attr]
+    if run is None or not isinstance(block, cst.IndentedBlock) or run[-1] is not block.body[-1]:
         return None
     later = [s for s in tree.module.body if tree.after(s, holder)]
     return None if later else run
