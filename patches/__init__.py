@@ -24,6 +24,7 @@ from patches.ddp016_convert_dataparallel import ConvertDataParallel
 from patches.ddp017_distributed_evaluation import DistributedEvaluation
 from patches.ddp018_complete_barrier_pair import CompleteBarrierPair
 from patches.ddp019_process_group_for_ddp_branch import ProcessGroupForDdpBranch
+from patches.ddp020_every_rank_writes import EveryRankWrites
 from patches.prt001_torch_adamw import TorchAdamW
 from patches.prt002_optional_tensorboard import OptionalTensorboard
 from patches.prt003_distributed_setup_on_cpu import DistributedSetupOnCpu
@@ -68,6 +69,7 @@ RULES = (
     DistributedEvaluation,
     CompleteBarrierPair,
     ProcessGroupForDdpBranch,
+    EveryRankWrites,
     TorchAdamW,
     OptionalTensorboard,
     DistributedSetupOnCpu,

@@ -35,6 +35,13 @@ What every rank does around the block decides the form of the rewrite (the rank 
   every rank, which all score the same model on the same data and so decide alike. When the
   evaluation shards its data (a ``DistributedSampler`` reached from the block) they would not:
   the block is reported. Gating all of it would make the ranks step on different iterations.
+  Nor do they when the score is read back from files every rank rewrites at once (CodeT5's
+  ``eval_bleu_epoch`` writes ``test_e0.gold``/``.output`` on every rank and scores them with
+  ``_bleu(gold_fn, output_fn)``; ``patches/_shared_files.py`` follows the calls from the block):
+  a rank that reads another's half-written copy can stop alone, and once the model is wrapped
+  in DDP the others hang in their next all-reduce. The block's own writes are still gated (one
+  writer per checkpoint), and the block is also reported, naming the function and the file:
+  writing and scoring on rank 0 and broadcasting the decision is a rewrite by hand.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from patches._ranks import NODE0 as NODE0_KIND
 from patches._ranks import OTHER as OTHER_KIND
 from patches._ranks import RANK0 as RANK0_KIND
 from patches._ranks import RankModel, model
+from patches._shared_files import ReadBack, read_back
 from patches._syntax import (
     callee_name,
     calls_in,
@@ -225,6 +233,20 @@ def _called_only_from(tree: Tree, name: str, block: cst.If) -> bool:
     return True
 
 
+def _scored(tree: Tree, flag: str, leaves: str, scored: ReadBack) -> str:
+    """The report of an every-rank evaluation scored from files every rank rewrites."""
+    who = f"{scored.function}()" if scored.function else "it"
+    read = " ".join(tree.module.code_for_node(scored.read).split())
+    read = read if len(read) <= 60 else read[:57] + "..."
+    return (
+        f"this {flag} block keeps its evaluation on every rank for {leaves} it decides, but "
+        f"{who} writes {scored.file} on every rank and reads it back (`{read}`) to score: a "
+        "rank that reads another rank's half-written copy scores differently and can make "
+        f"{leaves} alone while the others wait in their next collective (a hang once the "
+        "model is wrapped in DDP); write and score on rank 0 and broadcast the decision, by hand"
+    )
+
+
 def _global_rank_zero_only(ranks: RankModel, call: cst.Call) -> bool:
     return ranks.runs(call, OTHER_KIND) is False and ranks.runs(call, NODE0_KIND) is False
 
@@ -395,6 +417,9 @@ class RankZeroEvalBlocks(Rule):
                 )
                 continue
             if keep is None:
+                scored = read_back(ranks, node.body) if leaves else None
+                if scored is not None:
+                    ctx.report(node, _scored(tree, flag.attr.value, leaves or "", scored))
                 direct = [c for c in calls_in(node.body) if is_write(c)]
                 if direct and all(ranks.runs(c, OTHER_KIND) is False for c in direct):
                     continue  # its writes are on rank 0 already (a pass before gated them)
@@ -407,11 +432,11 @@ class RankZeroEvalBlocks(Rule):
                         "gate only its evaluation and writes on rank 0, by hand",
                     )
                     continue
+                same = "" if scored else ", which all score the same model on the same data"
                 ctx.fix(
                     node,
                     f"{what}: its writes run on global rank 0; its evaluation and the training "
-                    f"state it updates ({names}) stay on every rank, which all score the same "
-                    "model on the same data",
+                    f"state it updates ({names}) stay on every rank{same}",
                     {node: node.with_changes(body=gated)},
                     imports=("os",),
                 )

@@ -39,6 +39,13 @@ optimizer (or calls ``backward``) after it, or that passes the model on to one t
 followed: constructing DDP there would be a collective rank 0 reaches alone (a hang under the
 legacy launcher), and the training model would stay unsynchronised all the same; with no other
 block the rule reports.
+
+The wrap makes every early stop a joint decision. When a training loop may stop early on a
+score every rank reads back from files they all rewrite (CodeT5's ``run_gen.py`` with
+``--do_eval_bleu``: ``eval_bleu_epoch`` writes ``test_e0.gold`` and scores it from disk; the
+analysis is ``patches/_shared_files.py``), ranks that read one another's half-written copies
+can stop at different epochs and the others then hang in their next all-reduce. The wrap is
+still made (without it the ranks train different models) and the hazard is reported at it.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
 from patches._gates import in_rank_zero_region, rank_zero_functions
 from patches._names import walk
+from patches._ranks import model
+from patches._shared_files import scored_exits
 from patches._syntax import (
     _EVAL_NAME,
     callee_name,
@@ -270,6 +279,7 @@ class WrapShardedModel(Rule):
             # a wrap of ours from an earlier pass: the unwraps another fix held back
             for site, name in _own_wraps(tree):
                 self._fix_unwraps(ctx, site, name, preferred_quote(tree.code))
+                _report_scored_exits(ctx, site)
             return
         if not _sets_up_process_group(tree):
             return  # DataParallel only, with dormant rank code: DDP001 reports it
@@ -318,6 +328,7 @@ class WrapShardedModel(Rule):
         )
         # the unwraps come in the next pass, from the wrap applied (``_own_wraps``): a wrap
         # withdrawn by a post-condition leaves nothing to unwrap
+        _report_scored_exits(ctx, statement)
 
     def _fix_unwraps(self, ctx: RuleContext, site: cst.CSTNode, name: str, quote: str) -> None:
         for node, new in self._unwrap(ctx.tree, site, name, quote).items():
@@ -414,6 +425,29 @@ def _steps(
         if callee is not None and callee.name.value not in seen and _steps(callee, functions, seen):
             return True
     return False
+
+
+def _report_scored_exits(ctx: RuleContext, site: cst.CSTNode) -> None:
+    """The wrap makes every rank's early stop a joint decision: one scored from files every
+    rank rewrites and reads back (CodeT5's ``eval_bleu_epoch``) need not agree, and a rank
+    that leaves the loop alone leaves the others waiting in their next all-reduce."""
+    tree = ctx.tree
+    for _loop, scored in scored_exits(model(tree)):
+        who = f"{scored.function}()" if scored.function else "the loop"
+        ctx.report(
+            site,
+            "the model is wrapped in DistributedDataParallel when launched, but its training "
+            f"loop may stop early on a score every rank reads back from {scored.file}, which "
+            f"{who} writes on every rank (`{_short(tree, scored.read)}`): ranks that read one "
+            "another's half-written copies can stop at different epochs, and the others hang in "
+            "their next all-reduce; write and score on rank 0 and broadcast the decision, by hand",
+        )
+        return
+
+
+def _short(tree: Tree, node: cst.CSTNode, limit: int = 60) -> str:
+    text = " ".join(tree.module.code_for_node(node).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 _SETUP_HELPER = re.compile(r"^_?(?:set|setup|set_up|init|initialize)_?(?:dist|distributed|ddp)\w*$")
