@@ -49,8 +49,10 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
+from patches._divergence import broadcasts
 from patches._gates import in_rank_zero_region, rank_zero_functions
 from patches._names import walk
+from patches._ranks import model
 from patches._syntax import (
     _EVAL_NAME,
     callee_name,
@@ -308,11 +310,21 @@ class WrapShardedModel(Rule):
         replacements: dict[cst.CSTNode, Replacement] = {
             site: Around(after=(_wrap(name, rank_code, _pretrained_model_inside(tree)),))
         }
+        shared = ""
+        plans, _ = broadcasts(model(tree))  # what is refused withdraws the wrap (post-condition)
+        for plan in plans:
+            replacements[plan.gate] = Around(after=(plan.statement(),))
+        if plans:
+            names = ", ".join(dict.fromkeys(n for plan in plans for n in plan.names))
+            shared = (
+                f"; every rank decides a loop exit on {names}, which rank 0 alone updates: "
+                "broadcast from rank 0 right after its update, so every rank leaves alike"
+            )
         ctx.fix(
             statement,
             f"the data are sharded across ranks (line {tree.position(sampler)[0]}) but nothing "
             "synchronises the models: each rank trains its own; wrap the model in "
-            "DistributedDataParallel when launched",
+            "DistributedDataParallel when launched" + shared,
             replacements,
             imports=("torch",),
         )

@@ -1,0 +1,67 @@
+"""The broadcast DDP014 carries with its wrap, proven by running: state that rank 0 alone updates
+and every rank leaves training on is sent from rank 0 right after its gate, so the wrap stands
+and every rank stops at the same epoch.
+
+``runtime_scripts/sharded_rank0_patience.py`` shards its data but never wraps its model; rank 0
+alone counts the epochs without improvement and every rank breaks on that count. ddpfix wraps
+the model and broadcasts the count after rank 0's evaluation gate: every rank exits 0, stops
+after the same epoch, and holds the same parameters. The same output without the broadcast
+(the wrap alone) fails: rank 0 leaves, the other rank waits in its next gradient all-reduce.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from ranked import SCRIPTS, launch, patched, run_alone
+
+pytest.importorskip("torch")
+pytest.importorskip("accelerate")
+pytestmark = pytest.mark.slow
+
+SCRIPT = SCRIPTS / "sharded_rank0_patience.py"
+BROADCAST = """\
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            _ddpfix_shared = [patience]
+            torch.distributed.broadcast_object_list(_ddpfix_shared, src=0)
+            patience = _ddpfix_shared[0]
+"""
+WRAP = "model = torch.nn.parallel.DistributedDataParallel("
+
+
+def _stops(log: str) -> dict[str, int]:
+    """RANK → the epoch that rank stopped after, from the script's own lines."""
+    found = re.findall(r"rank (\d) stopped after epoch (\d+)", log)
+    return {rank: int(epoch) for rank, epoch in found}
+
+
+def test_wrap_stands_with_the_broadcast_after_rank_zeros_gate() -> None:
+    output = patched(SCRIPT.read_text())
+    assert WRAP in output
+    gate_end = "                patience += 1\n"
+    assert gate_end + BROADCAST + "        if patience > args.patience:\n" in output
+
+
+def test_patched_every_rank_stops_together(tmp_path: Path) -> None:
+    run = launch(patched(SCRIPT.read_text()), [], tmp_path)
+    assert run.ok, run.explain()
+    hashes = run.param_hashes()
+    assert set(hashes) == {"0", "1"} and len(set(hashes.values())) == 1, hashes
+    # rank 0's count (no improvement after the first epoch, patience 1) reaches both ranks
+    assert _stops(run.log) == {"0": 2, "1": 2}, run.log[-2000:]
+
+
+def test_without_the_broadcast_the_wrap_fails(tmp_path: Path) -> None:
+    """What the broadcast prevents: rank 0 leaves alone, rank 1 waits in backward."""
+    output = patched(SCRIPT.read_text())
+    assert BROADCAST in output
+    run = launch(output.replace(BROADCAST, ""), [], tmp_path, timeout=60)
+    assert not run.ok, run.explain()
+    assert run.outcome.timed_out or "backward" in run.log, run.explain()
+
+
+def test_patched_alone_runs_as_before(tmp_path: Path) -> None:
+    output = run_alone(patched(SCRIPT.read_text()), [], tmp_path)
+    assert len(list(output.glob("state-*.json"))) == 1
