@@ -22,6 +22,15 @@ a collective on every rank at every step.
 Not a divergence: state that every rank binds afresh before the read (a reset that comes after
 rank 0's update on every path), and state a collective shares (``dist.broadcast(stop, 0)``,
 ``broadcast_object_list([best])`` in the same function, which every rank runs).
+
+:func:`broadcasts` plans that collective where it is sure: right after rank 0's gate (the
+``if`` around the update that every rank reaches), ``broadcast_object_list`` of the state from
+rank 0, rebinding it on every rank. Sure means every rank reaches that point alike (no test
+around the gate, loop it runs in or exit of those loops that may differ between ranks, with
+tests on the broadcast state itself counted as uniform), rank 0 leaves its gate only at its
+end, the state is a local name that every rank starts from the same literal, that nothing else
+names and that only rank 0 changes, and the tests that read it are in the gate's loop or after
+it. DDP014 carries the plan with its wrap; a violation names why there is none.
 """
 
 from __future__ import annotations
@@ -306,6 +315,7 @@ def state_violations(m: RankModel) -> Iterator[Violation]:
     if not updates:
         return
     sites = _binding_sites(m)
+    refused: dict[str, str] | None = None  # why a broadcast would not be sure, by root
     for written in updates.values():
         scope = m.scope(written[0][0])
         for statement, left in _decisions(m, scope):
@@ -322,6 +332,9 @@ def state_violations(m: RankModel) -> Iterator[Violation]:
                 header = _code(tree, statement)
                 if isinstance(statement, cst.While):
                     header = "while" + header[len("if") :]
+                if refused is None:
+                    refused = broadcasts(m)[1]
+                why = refused.get(read_path[0])
                 yield Violation(
                     ("state", _where(m, read), _text(update_path), header),
                     f"{_text(update_path)!r} is updated on rank 0 only "
@@ -329,7 +342,8 @@ def state_violations(m: RankModel) -> Iterator[Violation]:
                     f"decide whether to {_verb(m, statement, left)} (`{header}:`), where every "
                     f"rank joins {joined} at each step: once rank 0's copy changes, the ranks "
                     "take different paths and the others wait in their next collective "
-                    "(hang); decide it on every rank, or broadcast it from rank 0",
+                    "(hang); decide it on every rank, or broadcast it from rank 0"
+                    + (f" (ddpfix does not: {why})" if why else ""),
                     read,
                 )
                 break

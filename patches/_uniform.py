@@ -118,8 +118,8 @@ class Uniformity:
             if node.value in ("True", "False", "None", "__name__") or node.value in self.synced:
                 return None
             return self._counter(node)
-        if isinstance(node, cst.Subscript) and self._synced_item(node):
-            return None
+        if isinstance(node, cst.Subscript) and self._synced_root(node):
+            return self._synced_item(node)
         if isinstance(node, cst.Attribute):
             return self._attribute(node)
         if isinstance(node, cst.UnaryOperation):
@@ -136,16 +136,26 @@ class Uniformity:
             return f"{code} is computed by each rank"
         return f"{code} may differ between ranks"
 
-    def _synced_item(self, node: cst.Subscript) -> bool:
-        """``state[key]`` of a synced name, by uniform keys."""
+    def _synced_root(self, node: cst.Subscript) -> bool:
+        value: cst.BaseExpression = node
+        while isinstance(value, cst.Subscript):
+            value = value.value
+        return isinstance(value, cst.Name) and value.value in self.synced
+
+    def _synced_item(self, node: cst.Subscript) -> str | None:
+        """Why ``state[key]`` of a synced name may differ: by its key (None when every key is
+        uniform)."""
         value: cst.BaseExpression = node
         while isinstance(value, cst.Subscript):
             for element in value.slice:
                 index = element.slice
-                if not isinstance(index, cst.Index) or self._why(index.value) is not None:
-                    return False
+                if not isinstance(index, cst.Index):
+                    return f"{self._code(node)} may differ between ranks"
+                why = self._why(index.value)
+                if why:
+                    return f"{self._code(node)} is read at a key that may differ ({why})"
             value = value.value
-        return isinstance(value, cst.Name) and value.value in self.synced
+        return None
 
     def _code(self, node: cst.CSTNode) -> str:
         return " ".join(self.tree.module.code_for_node(node).split())

@@ -33,6 +33,31 @@ unused pooler): those parameters would make DDP raise at the second step. Elsewh
 naming them, which ``ddpfix verify`` shows. No ``DataParallel`` block to
 follow, or no local-rank test to gate on: reported, not rewritten.
 
+A loop exit that every rank decides on state only rank 0 updates (a patience count or an
+early-stop mark set in rank 0's evaluation gate) would, once wrapped, let rank 0 leave while
+the others wait in their next all-reduce. Where it is sure, the wrap carries a broadcast of that
+state from rank 0 right after rank 0's gate, so every rank reads rank 0's value before its exit
+test::
+
+    if args.local_rank in [-1, 0]:
+        ...  # evaluate; patience += 1
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        _ddpfix_shared = [patience]
+        torch.distributed.broadcast_object_list(_ddpfix_shared, src=0)
+        patience = _ddpfix_shared[0]
+    if patience > args.patience:
+        break
+
+Sure means (``patches/_divergence.py``, :func:`broadcasts`): the state is a local name of the
+function (or a container it holds), that every rank starts from the same literal, that no other
+name can alias and that every other rank never changes; rank 0 leaves its gate only at its end;
+every rank reaches the gate alike (the tests around it and the loops it runs in are
+rank-uniform, ``patches/_uniform.py``, counting exit tests on the broadcast state as uniform);
+and the tests that read the state are in the gate's loop or after it. Otherwise (CodeT5's
+``run_multi_gen.py``: its exit reads ``is_early_stop[cur_task]`` at a task drawn at random on
+each rank) the wrap is withdrawn by the rank model's post-condition and reported, with the
+reason.
+
 The block followed is one that wraps the model every rank trains: in a function that steps an
 optimizer (or calls ``backward``) after it, or that passes the model on to one that does. A
 ``DataParallel`` block in ``evaluate()``/``test()``, or in any function only rank 0 runs, is never
