@@ -17,11 +17,15 @@ from pathlib import Path
 import pytest
 from ranked import SCRIPTS, launch, patched, run_alone
 
+from patcher.engine import fix_text
+from patcher.registry import all_rules
+
 pytest.importorskip("torch")
 pytest.importorskip("accelerate")
 pytestmark = pytest.mark.slow
 
 SCRIPT = SCRIPTS / "sharded_rank0_patience.py"
+MULTITASK = SCRIPTS / "multitask_rank0_early_stop.py"
 BROADCAST = """\
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             _ddpfix_shared = [patience]
@@ -65,3 +69,16 @@ def test_without_the_broadcast_the_wrap_fails(tmp_path: Path) -> None:
 def test_patched_alone_runs_as_before(tmp_path: Path) -> None:
     output = run_alone(patched(SCRIPT.read_text()), [], tmp_path)
     assert len(list(output.glob("state-*.json"))) == 1
+
+
+def test_no_broadcast_where_the_skip_reads_a_per_rank_key() -> None:
+    """CodeT5 run_multi_gen's shape: the loop top skips on ``finished[name]`` for a task each rank
+    draws itself, so ranks may reach rank 0's gate at different times: no broadcast, the wrap is
+    withdrawn, and the report says why."""
+    source = MULTITASK.read_text()
+    assert "broadcast_object_list" not in patched(source)
+    _, findings = fix_text(source, all_rules())
+    messages = [f.message for f in findings if f.code == "DDP014" and not f.fixed]
+    assert len(messages) == 1, messages
+    assert "(ddpfix does not: ranks may leave the loop around rank 0's gate" in messages[0]
+    assert "finished[name] is read at a key that may differ" in messages[0]
