@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from patcher.tree import Tree
+from patches._gates import conjuncts
 from patches._names import parameters, walk
 from patches._ranks import (
     OTHER,
@@ -53,6 +54,7 @@ from patches._ranks import (
     _innermost_loop,
     _shared_loop,
     _where,
+    truth,
 )
 from patches._syntax import callee_name, dotted_name, is_collective_call
 from patches._uniform import PROCESS_EXITS, Uniformity, _try_clause
@@ -381,7 +383,7 @@ def _diverging(
 #: The list a planned broadcast hands ``broadcast_object_list``.
 SHARED = "_ddpfix_shared"
 _BROADCAST = """\
-if torch.distributed.is_available() and torch.distributed.is_initialized():
+if {test}:
     {shared} = [{names}]
     torch.distributed.broadcast_object_list({shared}, src=0)
     {targets} = {received}
@@ -396,12 +398,16 @@ class Broadcast:
 
     gate: cst.If
     names: tuple[str, ...]
+    when: str = ""  # the gate's own tests other than the rank's, when they are rank-uniform
 
     def statement(self) -> cst.BaseStatement:
         names = ", ".join(self.names)
         shared = f"{SHARED}[0]" if len(self.names) == 1 else SHARED
+        test = "torch.distributed.is_available() and torch.distributed.is_initialized()"
+        if self.when:
+            test = f"{self.when} and (\n    {test}\n)"
         return cst.parse_statement(
-            _BROADCAST.format(shared=SHARED, names=names, targets=names, received=shared)
+            _BROADCAST.format(test=test, shared=SHARED, names=names, targets=names, received=shared)
         )
 
 
@@ -409,7 +415,7 @@ def broadcasts(m: RankModel) -> tuple[list[Broadcast], dict[str, str]]:
     """The broadcasts that make each name rank 0 alone updates, and every rank reads to decide
     a loop exit, the same on every rank (one per rank-0 gate); and, by name, why a name gets
     none (then none of its gates is planned for it)."""
-    planned: dict[int, tuple[cst.If, list[str]]] = {}
+    planned: dict[int, tuple[cst.If, list[str], str]] = {}
     refused: dict[str, str] = {}
     for written in _rank_zero_updates(m).values():
         scope = m.scope(written[0][0])
@@ -422,8 +428,11 @@ def broadcasts(m: RankModel) -> tuple[list[Broadcast], dict[str, str]]:
                 refused[root] = found
                 continue
             for gate in found:
-                planned.setdefault(id(gate), (gate, []))[1].append(root)
-    plans = [Broadcast(gate, tuple(dict.fromkeys(names))) for gate, names in planned.values()]
+                when = _when(m, uniformity, gate)
+                planned.setdefault(id(gate), (gate, [], when))[1].append(root)
+    plans = [
+        Broadcast(gate, tuple(dict.fromkeys(names)), when) for gate, names, when in planned.values()
+    ]
     return plans, refused
 
 
@@ -648,3 +657,28 @@ def _gate_why(
     if loop is None or not all(tree.contains(loop, d) or tree.after(d, loop) for d in decisions):
         return f"a test that reads the state is outside the loop of {where}"
     return None
+
+
+def _when(m: RankModel, uniformity: Uniformity, gate: cst.If) -> str:
+    """The gate's test without its rank terms (``step % args.eval_every == 0`` of ``if
+    args.local_rank in [-1, 0] and step % args.eval_every == 0``), when every other term is
+    rank-uniform: the broadcast then runs only when rank 0 may have updated the state, on every
+    rank alike. Empty (broadcast whenever the gate is reached) otherwise."""
+    if gate.orelse is not None:
+        return ""
+    terms = conjuncts(gate.test)
+    ranks = [t for t in terms if truth(t, RANK0) is True and truth(t, OTHER) is False]
+    rest = [t for t in terms if not any(t is r for r in ranks)]
+    if not ranks or not rest or any(uniformity.why_not(t) for t in rest):
+        return ""
+    parts = []
+    for term in rest:
+        code = m.tree.module.code_for_node(term).strip()
+        if "#" in code:
+            return ""  # a comment inside a term would end the rebuilt line
+        if "\n" in code and not term.lpar:
+            code = f"({code})"
+        if isinstance(term, cst.BooleanOperation) and not term.lpar:
+            code = f"({code})"  # an ``or`` inside the ``and`` of the rebuilt test
+        parts.append(code)
+    return " and ".join(parts)

@@ -48,7 +48,9 @@ test::
     if patience > args.patience:
         break
 
-Sure means (``patches/_divergence.py``, :func:`broadcasts`): the state is a local name of the
+When the gate's test has other terms that every rank computes alike (``and epoch % args.eval_every
+== 0``), the broadcast runs under them too (only when rank 0 may have updated the state). Sure
+means (``patches/_divergence.py``, :func:`broadcasts`): the state is a local name of the
 function (or a container it holds), that every rank starts from the same literal, that no other
 name can alias and that every other rank never changes; rank 0 leaves its gate only at its end;
 every rank reaches the gate alike (the tests around it and the loops it runs in are

@@ -2,8 +2,8 @@
 # written for ddpfix's runtime proof of the broadcast DDP014 carries with its wrap
 # (tests/test_runtime_broadcast_state.py). The data are sharded with a DistributedSampler but
 # the model is only wrapped in DataParallel (on a multi-GPU machine): each rank trains its own
-# copy. Rank 0 alone evaluates and counts the epochs without improvement (patience); every rank
-# leaves training on that count. Unwrapped, that is harmless (rank 0 stops first, the others
+# copy. Rank 0 alone evaluates (every other epoch) and counts the evaluations without improvement
+# (patience); every rank leaves training on that count. Unwrapped, that is harmless (rank 0 stops first, the others
 # train on alone). Wrapped in DDP, rank 0 would leave while the others wait in backward's
 # all-reduce, unless rank 0's count reaches every rank first.
 import argparse
@@ -34,7 +34,7 @@ def train(args, model):
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-        if args.local_rank in [-1, 0]:
+        if args.local_rank in [-1, 0] and (epoch + 1) % args.eval_epochs == 0:
             dev_loss = evaluate(args, model)
             if dev_loss < best_loss:
                 best_loss = dev_loss
@@ -52,6 +52,7 @@ def main():
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--patience", type=int, default=1)
+    parser.add_argument("--eval_epochs", type=int, default=2)
     args = parser.parse_args()
     if os.environ.get("LOCAL_RANK") is not None:
         args.local_rank = int(os.environ["LOCAL_RANK"])
