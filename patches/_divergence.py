@@ -422,6 +422,8 @@ def broadcasts(m: RankModel) -> tuple[list[Broadcast], dict[str, str]]:
         roots = _decided_roots(m, scope, written)
         uniformity = Uniformity(m, frozenset(roots))
         for root, decisions in roots.items():
+            if _shared(m, scope, root):
+                continue  # the script shares it itself
             updates = [u for u, p in written if p[0] == root]
             found = _plan(m, uniformity, scope, root, updates, decisions)
             if isinstance(found, str):
@@ -634,6 +636,8 @@ def _gate_why(
     where = f"rank 0's gate (`{_code(tree, gate)}`)"
     if m.runs(gate, RANK0) is False:
         return f"{where} runs on some ranks only"
+    if not isinstance(tree.parent(gate), cst.IndentedBlock):
+        return f"{where} is not a statement of its own (an `elif`, or on one line)"
     for node in walk(gate, into_scopes=False):
         if isinstance(node, _LEAVES) or (
             isinstance(node, cst.Call) and dotted_name(node.func) in PROCESS_EXITS
