@@ -22,15 +22,27 @@ a collective on every rank at every step.
 Not a divergence: state that every rank binds afresh before the read (a reset that comes after
 rank 0's update on every path), and state a collective shares (``dist.broadcast(stop, 0)``,
 ``broadcast_object_list([best])`` in the same function, which every rank runs).
+
+:func:`broadcasts` plans that collective where it is sure: right after rank 0's gate (the
+``if`` around the update that every rank reaches), ``broadcast_object_list`` of the state from
+rank 0, rebinding it on every rank. Sure means every rank reaches that point alike (no test
+around the gate, loop it runs in or exit of those loops that may differ between ranks, with
+tests on the broadcast state itself counted as uniform), rank 0 leaves its gate only at its
+end, the state is a local name that every rank starts from the same literal, that nothing else
+names and that only rank 0 changes, and the tests that read it are in the gate's loop or after
+it. DDP014 carries the plan with its wrap; a violation names why there is none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import libcst as cst
 
-from patches._names import walk
+from patcher.tree import Tree
+from patches._gates import conjuncts
+from patches._names import parameters, walk
 from patches._ranks import (
     OTHER,
     RANK0,
@@ -42,8 +54,10 @@ from patches._ranks import (
     _innermost_loop,
     _shared_loop,
     _where,
+    truth,
 )
 from patches._syntax import callee_name, dotted_name, is_collective_call
+from patches._uniform import PROCESS_EXITS, Uniformity, _try_clause
 
 #: A piece of an access path: a name, ``.attr``, or ``['key']`` (a literal index).
 Path = tuple[str, ...]
@@ -303,6 +317,7 @@ def state_violations(m: RankModel) -> Iterator[Violation]:
     if not updates:
         return
     sites = _binding_sites(m)
+    refused: dict[str, str] | None = None  # why a broadcast would not be sure, by root
     for written in updates.values():
         scope = m.scope(written[0][0])
         for statement, left in _decisions(m, scope):
@@ -319,6 +334,9 @@ def state_violations(m: RankModel) -> Iterator[Violation]:
                 header = _code(tree, statement)
                 if isinstance(statement, cst.While):
                     header = "while" + header[len("if") :]
+                if refused is None:
+                    refused = broadcasts(m)[1]
+                why = refused.get(read_path[0])
                 yield Violation(
                     ("state", _where(m, read), _text(update_path), header),
                     f"{_text(update_path)!r} is updated on rank 0 only "
@@ -326,7 +344,8 @@ def state_violations(m: RankModel) -> Iterator[Violation]:
                     f"decide whether to {_verb(m, statement, left)} (`{header}:`), where every "
                     f"rank joins {joined} at each step: once rank 0's copy changes, the ranks "
                     "take different paths and the others wait in their next collective "
-                    "(hang); decide it on every rank, or broadcast it from rank 0",
+                    "(hang); decide it on every rank, or broadcast it from rank 0"
+                    + (f" (ddpfix does not: {why})" if why else ""),
                     read,
                 )
                 break
@@ -357,3 +376,313 @@ def _diverging(
             continue
         return update, update_path
     return None
+
+
+# --- the fix: rank 0's state broadcast to every rank -------------------------------------------
+
+#: The list a planned broadcast hands ``broadcast_object_list``.
+SHARED = "_ddpfix_shared"
+_BROADCAST = """\
+if {test}:
+    {shared} = [{names}]
+    torch.distributed.broadcast_object_list({shared}, src=0)
+    {targets} = {received}
+"""
+_LEAVES = (cst.Return, cst.Raise, cst.Yield, cst.Await)
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """Right after rank 0's ``gate`` (an ``if`` every rank reaches), rank 0's ``names`` sent to
+    every rank, which rebinds them from what it receives."""
+
+    gate: cst.If
+    names: tuple[str, ...]
+    when: str = ""  # the gate's own tests other than the rank's, when they are rank-uniform
+
+    def statement(self) -> cst.BaseStatement:
+        names = ", ".join(self.names)
+        shared = f"{SHARED}[0]" if len(self.names) == 1 else SHARED
+        test = "torch.distributed.is_available() and torch.distributed.is_initialized()"
+        if self.when:
+            test = f"{self.when} and (\n    {test}\n)"
+        return cst.parse_statement(
+            _BROADCAST.format(test=test, shared=SHARED, names=names, targets=names, received=shared)
+        )
+
+
+def broadcasts(m: RankModel) -> tuple[list[Broadcast], dict[str, str]]:
+    """The broadcasts that make each name rank 0 alone updates, and every rank reads to decide
+    a loop exit, the same on every rank (one per rank-0 gate); and, by name, why a name gets
+    none (then none of its gates is planned for it)."""
+    planned: dict[int, tuple[cst.If, list[str], str]] = {}
+    refused: dict[str, str] = {}
+    for written in _rank_zero_updates(m).values():
+        scope = m.scope(written[0][0])
+        roots = _decided_roots(m, scope, written)
+        uniformity = Uniformity(m, frozenset(roots))
+        for root, decisions in roots.items():
+            if _shared(m, scope, root):
+                continue  # the script shares it itself
+            updates = [u for u, p in written if p[0] == root]
+            found = _plan(m, uniformity, scope, root, updates, decisions)
+            if isinstance(found, str):
+                refused[root] = found
+                continue
+            for gate in found:
+                when = _when(m, uniformity, gate)
+                planned.setdefault(id(gate), (gate, [], when))[1].append(root)
+    plans = [
+        Broadcast(gate, tuple(dict.fromkeys(names)), when) for gate, names, when in planned.values()
+    ]
+    return plans, refused
+
+
+def _decided_roots(
+    m: RankModel, scope: cst.CSTNode, written: list[tuple[cst.CSTNode, Path]]
+) -> dict[str, list[cst.CSTNode]]:
+    """The roots of rank-0 state that every rank reads in a test deciding an exit, with
+    those tests' statements."""
+    roots: dict[str, list[cst.CSTNode]] = {}
+    for statement, _ in _decisions(m, scope):
+        if m.runs(statement, OTHER) is False or m.runs(statement, RANK0) is False:
+            continue
+        for _, read_path in _reads(m, statement.test):
+            if any(_overlap(p, read_path) for _, p in written):
+                roots.setdefault(read_path[0], []).append(statement)
+    return roots
+
+
+def _plan(
+    m: RankModel,
+    uniformity: Uniformity,
+    scope: cst.CSTNode,
+    root: str,
+    updates: list[cst.CSTNode],
+    decisions: list[cst.CSTNode],
+) -> list[cst.If] | str:
+    """The rank-0 gates after which ``root`` is broadcast, or why it cannot be for certain."""
+    tree = m.tree
+    if SHARED in tree.code:
+        return f"`{SHARED}` is taken"
+    if not isinstance(scope, cst.FunctionDef):
+        return f"{root} is module state"
+    gates: list[cst.If] = []
+    for update in updates:  # where rank 0 updates it first: the likeliest reason to name
+        gate = _gate(m, update)
+        if gate is None:
+            return f"rank 0's update of {root} is not under an `if` every rank reaches"
+        why = _gate_why(m, uniformity, gate, decisions)
+        if why:
+            return why
+        if gate not in gates:
+            gates.append(gate)
+    return _local(m, uniformity, scope, root) or gates
+
+
+def _local(m: RankModel, uniformity: Uniformity, scope: cst.FunctionDef, root: str) -> str | None:
+    """Why ``root`` is not plain local state of ``scope`` that every rank starts with the
+    same value of and only rank 0 changes (None when it is)."""
+    tree = m.tree
+    if any(p.name.value == root for p in parameters(scope)):
+        return f"{root} is a parameter (the caller may hold it too)"
+    for node in walk(scope, into_scopes=True):
+        if isinstance(node, (cst.Global, cst.Nonlocal)):
+            if any(item.name.value == root for item in node.names):
+                return f"{root} is declared global or nonlocal"
+        if not isinstance(node, cst.Name) or node.value != root or _label(tree, node):
+            continue
+        if m.scope(node) is not scope or _in_lambda(tree, node, scope):
+            return f"a nested function or lambda reads {root}"
+        why = _use(m, uniformity, node, root)
+        if why:
+            return why
+    return None
+
+
+def _label(tree: Tree, name: cst.Name) -> bool:
+    """Whether ``name`` labels something else: ``args.patience``, ``f(patience=1)``."""
+    parent = tree.parent(name)
+    return (isinstance(parent, cst.Attribute) and parent.attr is name) or (
+        isinstance(parent, cst.Arg) and parent.keyword is name
+    )
+
+
+def _in_lambda(tree: Tree, node: cst.CSTNode, scope: cst.CSTNode) -> bool:
+    for ancestor in tree.ancestors(node):
+        if ancestor is scope:
+            return False
+        if isinstance(ancestor, (cst.Lambda, cst.GeneratorExp, cst.ListComp, cst.DictComp)):
+            return True
+    return False
+
+
+#: What may hold a read of the state without making another name of it.
+_USES = (
+    cst.Comparison, cst.ComparisonTarget, cst.BinaryOperation, cst.UnaryOperation,
+    cst.BooleanOperation, cst.If, cst.While,
+)  # fmt: skip
+
+
+def _use(m: RankModel, uniformity: Uniformity, name: cst.Name, root: str) -> str | None:
+    """Why this occurrence of ``root`` may alias it, or change it on every rank."""
+    tree = m.tree
+    parent = tree.parent(name)
+    if isinstance(parent, (cst.Subscript, cst.Attribute)) and parent.value is name:
+        target = _written_through(tree, parent)
+        if target is not None and m.runs(target, OTHER) is not False:
+            return f"every rank changes {root} too (`{_code(tree, tree.statement(target))}`)"
+        return None
+    if isinstance(parent, cst.AugAssign):
+        if m.runs(parent, OTHER) is not False:
+            return f"every rank changes {root} too (`{_code(tree, tree.statement(parent))}`)"
+        return None
+    if _assigned_to(tree, name):
+        return _initial(m, uniformity, name, root)
+    if isinstance(parent, _USES):
+        return None
+    return f"{root} may be shared under another name (`{_code(tree, tree.statement(name))}`)"
+
+
+def _written_through(tree: Tree, access: cst.CSTNode) -> cst.CSTNode | None:
+    """The item assignment or mutator call that changes state through ``access``, if any."""
+    top = access
+    while True:
+        above = tree.parent(top)
+        if isinstance(above, (cst.Attribute, cst.Subscript)) and above.value is top:
+            top = above
+        else:
+            break
+    above = tree.parent(top)
+    if isinstance(above, (cst.AssignTarget, cst.AugAssign)) and above.target is top:
+        return above
+    if isinstance(top, cst.Attribute) and isinstance(above, cst.Call) and above.func is top:
+        return above if top.attr.value in _MUTATORS else None
+    return None
+
+
+def _assigned_to(tree: Tree, name: cst.Name) -> bool:
+    """Whether ``name`` is an assignment target (itself or unpacked)."""
+    node: cst.CSTNode = name
+    while True:
+        parent = tree.parent(node)
+        if isinstance(parent, cst.AssignTarget):
+            return parent.target is node
+        if not isinstance(parent, (cst.Tuple, cst.List, cst.Element)):
+            return False
+        node = parent
+
+
+def _initial(m: RankModel, uniformity: Uniformity, name: cst.Name, root: str) -> str | None:
+    """Why a binding of ``root`` on every rank may start it differently (None for an int,
+    float or bool literal, at a place every rank reaches alike, or a binding only rank 0 runs,
+    which the broadcast after it shares)."""
+    tree = m.tree
+    node: cst.CSTNode | None = name
+    while node is not None and not isinstance(node, cst.AssignTarget):
+        node = tree.parent(node)
+    if node is None:
+        return f"{root} is bound by something other than an assignment"
+    if m.runs(node, OTHER) is False:
+        return None
+    statement = tree.parent(node)
+    assert isinstance(statement, cst.Assign)
+    value = _part(node.target, statement.value, root)
+    literal = isinstance(value, (cst.Integer, cst.Float)) or (
+        isinstance(value, cst.Name) and value.value in ("True", "False")
+    )
+    if not literal:
+        return f"{root} starts from a value each rank computes (`{_code(tree, statement)}`)"
+    if m.runs(node, RANK0) is False or _try_clause(tree, node, m.scope(node)):
+        return f"{root} is bound on some ranks only, or in a try (`{_code(tree, statement)}`)"
+    for test, _ in m.conditions(node):
+        why = uniformity.why_not(test)
+        if why:
+            return f"{root} is bound under a test that may differ between ranks ({why})"
+    return uniformity.placed(node, root)
+
+
+def _part(
+    target: cst.BaseExpression, value: cst.BaseExpression, name: str
+) -> cst.BaseExpression | None:
+    """What ``name`` in ``target`` receives from ``value`` (``a, b = 0, 0``)."""
+    if isinstance(target, cst.Name):
+        return value if target.value == name else None
+    if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List)):
+        if len(target.elements) == len(value.elements):
+            for t, v in zip(target.elements, value.elements):
+                found = _part(t.value, v.value, name)
+                if found is not None:
+                    return found
+    return None
+
+
+def _gate(m: RankModel, update: cst.CSTNode) -> cst.If | None:
+    """The ``if`` that every rank reaches and only rank 0 enters, around ``update``."""
+    for ancestor in m.tree.ancestors(update):
+        if isinstance(ancestor, (cst.FunctionDef, cst.Lambda, cst.ClassDef)):
+            return None
+        if isinstance(ancestor, cst.BaseCompoundStatement) and m.runs(ancestor, OTHER) is not False:
+            return ancestor if isinstance(ancestor, cst.If) else None
+    return None
+
+
+def _gate_why(
+    m: RankModel, uniformity: Uniformity, gate: cst.If, decisions: list[cst.CSTNode]
+) -> str | None:
+    """Why a broadcast right after ``gate`` may not be reached by every rank alike, or may
+    come after a read it should precede (None when it is sure)."""
+    tree = m.tree
+    where = f"rank 0's gate (`{_code(tree, gate)}`)"
+    if m.runs(gate, RANK0) is False:
+        return f"{where} runs on some ranks only"
+    if not isinstance(tree.parent(gate), cst.IndentedBlock):
+        return f"{where} is not a statement of its own (an `elif`, or on one line)"
+    for node in walk(gate, into_scopes=False):
+        if isinstance(node, _LEAVES) or (
+            isinstance(node, cst.Call) and dotted_name(node.func) in PROCESS_EXITS
+        ):
+            return f"rank 0 may leave {where} before the broadcast after it"
+        if isinstance(node, (cst.Break, cst.Continue)):
+            loop = _innermost_loop(tree, node)
+            if loop is None or not tree.contains(gate, loop):
+                return f"rank 0 may leave {where} before the broadcast after it"
+    clause = _try_clause(tree, gate, m.scope(gate))
+    if clause:
+        return f"{where} is in {clause}, which an exception a rank raises decides"
+    for test, _ in m.conditions(gate):
+        why = uniformity.why_not(test)
+        if why:
+            return f"{where} is under a test that may differ between ranks ({why})"
+    why = uniformity.placed(gate, where)
+    if why:
+        return why
+    loop = _innermost_loop(tree, gate)
+    if loop is None or not all(tree.contains(loop, d) or tree.after(d, loop) for d in decisions):
+        return f"a test that reads the state is outside the loop of {where}"
+    return None
+
+
+def _when(m: RankModel, uniformity: Uniformity, gate: cst.If) -> str:
+    """The gate's test without its rank terms (``step % args.eval_every == 0`` of ``if
+    args.local_rank in [-1, 0] and step % args.eval_every == 0``), when every other term is
+    rank-uniform: the broadcast then runs only when rank 0 may have updated the state, on every
+    rank alike. Empty (broadcast whenever the gate is reached) otherwise."""
+    if gate.orelse is not None:
+        return ""
+    terms = conjuncts(gate.test)
+    ranks = [t for t in terms if truth(t, RANK0) is True and truth(t, OTHER) is False]
+    rest = [t for t in terms if not any(t is r for r in ranks)]
+    if not ranks or not rest or any(uniformity.why_not(t) for t in rest):
+        return ""
+    parts = []
+    for term in rest:
+        code = m.tree.module.code_for_node(term).strip()
+        if "#" in code:
+            return ""  # a comment inside a term would end the rebuilt line
+        if "\n" in code and not term.lpar:
+            code = f"({code})"
+        if isinstance(term, cst.BooleanOperation) and not term.lpar:
+            code = f"({code})"  # an ``or`` inside the ``and`` of the rebuilt test
+        parts.append(code)
+    return " and ".join(parts)

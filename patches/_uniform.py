@@ -78,8 +78,11 @@ _LOOPS = (cst.For, cst.While)
 class Uniformity:
     """Judges expressions in one module version (build one per rule run: it caches)."""
 
-    def __init__(self, m: RankModel) -> None:
+    def __init__(self, m: RankModel, synced: frozenset[str] = frozenset()) -> None:
         self.m = m
+        #: names of the function judged that a broadcast from rank 0 makes the same on every
+        #: rank wherever they are read (``patches/_divergence.py`` plans that broadcast)
+        self.synced = synced
         self.tree = m.tree
         self._attributes: dict[str, list[tuple[cst.CSTNode, cst.BaseExpression | None]]] = {}
         self._attributes_done = False
@@ -112,9 +115,11 @@ class Uniformity:
         if isinstance(node, _LITERALS):
             return None
         if isinstance(node, cst.Name):
-            if node.value in ("True", "False", "None", "__name__"):
+            if node.value in ("True", "False", "None", "__name__") or node.value in self.synced:
                 return None
             return self._counter(node)
+        if isinstance(node, cst.Subscript) and self._synced_root(node):
+            return self._synced_item(node)
         if isinstance(node, cst.Attribute):
             return self._attribute(node)
         if isinstance(node, cst.UnaryOperation):
@@ -130,6 +135,27 @@ class Uniformity:
         if isinstance(node, cst.Call):
             return f"{code} is computed by each rank"
         return f"{code} may differ between ranks"
+
+    def _synced_root(self, node: cst.Subscript) -> bool:
+        value: cst.BaseExpression = node
+        while isinstance(value, cst.Subscript):
+            value = value.value
+        return isinstance(value, cst.Name) and value.value in self.synced
+
+    def _synced_item(self, node: cst.Subscript) -> str | None:
+        """Why ``state[key]`` of a synced name may differ: by its key (None when every key is
+        uniform)."""
+        value: cst.BaseExpression = node
+        while isinstance(value, cst.Subscript):
+            for element in value.slice:
+                index = element.slice
+                if not isinstance(index, cst.Index):
+                    return f"{self._code(node)} may differ between ranks"
+                why = self._why(index.value)
+                if why:
+                    return f"{self._code(node)} is read at a key that may differ ({why})"
+            value = value.value
+        return None
 
     def _code(self, node: cst.CSTNode) -> str:
         return " ".join(self.tree.module.code_for_node(node).split())

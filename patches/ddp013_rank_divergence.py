@@ -17,8 +17,10 @@ rules fix the shapes they know; this one judges the patched result with the rank
   steps join a collective on every rank (a backward through a DDP wrapper, a barrier): once rank
   0's copy changes, rank 0 leaves or skips steps alone (``patches/_divergence.py``). A fix that
   would make such a loop synchronise (DDP001 waking the rank, DDP014's wrap) is withdrawn by the
-  same post-condition. A lambda or nested function made inside the rank-0 gate runs on rank 0
-  only: what it reads is bound there.
+  same post-condition, unless it carries a broadcast of the state from rank 0 right after rank
+  0's gate (DDP014 does, where :func:`patches._divergence.broadcasts` is sure every rank reaches
+  that point alike); the report says why ddpfix does not broadcast it. A lambda or nested
+  function made inside the rank-0 gate runs on rank 0 only: what it reads is bound there.
 
 One such exit it fixes: a rank-0 gate that ends training at a step every rank reaches
 (CodeReviewer's ``if args.global_rank == 0 and global_step == args.train_steps:`` evaluate,
@@ -522,7 +524,9 @@ class RankDivergence(Rule):
                 "every rank joins the DDP gradient all-reduce of backward() at each step: once "
                 "rank 0's copy changes, the ranks take different paths and the others wait in "
                 "their next collective (hang); decide it on every rank, or broadcast it from "
-                "rank 0",
+                "rank 0 (ddpfix does not: rank 0's gate (`if args.local_rank in [-1, 0]`) runs "
+                "between runs of a training loop, which only a DistributedSampler makes equally "
+                "long on every rank)",
             ),
         ),
         Example(

@@ -33,6 +33,33 @@ unused pooler): those parameters would make DDP raise at the second step. Elsewh
 naming them, which ``ddpfix verify`` shows. No ``DataParallel`` block to
 follow, or no local-rank test to gate on: reported, not rewritten.
 
+A loop exit that every rank decides on state only rank 0 updates (a patience count or an
+early-stop mark set in rank 0's evaluation gate) would, once wrapped, let rank 0 leave while
+the others wait in their next all-reduce. Where it is sure, the wrap carries a broadcast of that
+state from rank 0 right after rank 0's gate, so every rank reads rank 0's value before its exit
+test::
+
+    if args.local_rank in [-1, 0]:
+        ...  # evaluate; patience += 1
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        _ddpfix_shared = [patience]
+        torch.distributed.broadcast_object_list(_ddpfix_shared, src=0)
+        patience = _ddpfix_shared[0]
+    if patience > args.patience:
+        break
+
+When the gate's test has other terms that every rank computes alike (``and epoch % args.eval_every
+== 0``), the broadcast runs under them too (only when rank 0 may have updated the state). Sure
+means (``patches/_divergence.py``, :func:`broadcasts`): the state is a local name of the
+function (or a container it holds), that every rank starts from the same literal, that no other
+name can alias and that every other rank never changes; rank 0 leaves its gate only at its end;
+every rank reaches the gate alike (the tests around it and the loops it runs in are
+rank-uniform, ``patches/_uniform.py``, counting exit tests on the broadcast state as uniform);
+and the tests that read the state are in the gate's loop or after it. Otherwise (CodeT5's
+``run_multi_gen.py``: its exit reads ``is_early_stop[cur_task]`` at a task drawn at random on
+each rank) the wrap is withdrawn by the rank model's post-condition and reported, with the
+reason.
+
 The block followed is one that wraps the model every rank trains: in a function that steps an
 optimizer (or calls ``backward``) after it, or that passes the model on to one that does. A
 ``DataParallel`` block in ``evaluate()``/``test()``, or in any function only rank 0 runs, is never
@@ -56,6 +83,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
+from patches._divergence import broadcasts
 from patches._gates import in_rank_zero_region, rank_zero_functions
 from patches._names import walk
 from patches._ranks import model
@@ -318,11 +346,21 @@ class WrapShardedModel(Rule):
         replacements: dict[cst.CSTNode, Replacement] = {
             site: Around(after=(_wrap(name, rank_code, _pretrained_model_inside(tree)),))
         }
+        shared = ""
+        plans, _ = broadcasts(model(tree))  # what is refused withdraws the wrap (post-condition)
+        for plan in plans:
+            replacements[plan.gate] = Around(after=(plan.statement(),))
+        if plans:
+            names = ", ".join(dict.fromkeys(n for plan in plans for n in plan.names))
+            shared = (
+                f"; every rank decides a loop exit on {names}, which rank 0 alone updates: "
+                "broadcast from rank 0 right after its update, so every rank leaves alike"
+            )
         ctx.fix(
             statement,
             f"the data are sharded across ranks (line {tree.position(sampler)[0]}) but nothing "
             "synchronises the models: each rank trains its own; wrap the model in "
-            "DistributedDataParallel when launched",
+            "DistributedDataParallel when launched" + shared,
             replacements,
             imports=("torch",),
         )

@@ -9,7 +9,9 @@ Set up as test_upstream_verify_codet5.py (``DDPFIX_CORPUS`` names a directory ho
 * ``run_multi_gen.py`` (every CodeT5 task at once, a task drawn per step from the same seeded
   generator on every rank): sharded but never wrapped upstream, and DDP014's wrap is withdrawn:
   rank 0 alone marks tasks early-stopped (``is_early_stop[cur_task] = 1``) and every rank skips
-  them, which under DDP would pair all-reduces of different tasks and hang. Both ranks join,
+  them, which under DDP would pair all-reduces of different tasks and hang (DDP014's broadcast
+  of such state is not planned here: the task a rank's loop top skips is drawn from numpy's
+  generator, which nothing proves the same on every rank). Both ranks join,
   exit 0 and train a copy each (replicas not in sync: the failed check, named); rank 0 alone
   evaluates the 12 sub-tasks and writes the per-task best checkpoints. ``--do_test`` is not run:
   upstream's test loop reloads ``checkpoint-last/<task>/`` which training never writes (see the
