@@ -9,7 +9,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import libcst as cst
 
@@ -19,7 +19,7 @@ from patcher.registry import postconditions
 from patcher.rule import SOURCE_PATH, Finding, Fix, Postcondition, Rule, RuleContext
 from patcher.source import Source, SourceError, read_source, remove_leftovers, write_atomic
 from patcher.suppress import Suppressions, find_suppressions
-from patcher.tree import Around, Tree
+from patcher.tree import Around, Replacement, Tree, walk
 
 # Lines that only parse as Python 2; used to explain a syntax error, never to decide anything.
 _PY2_HINTS = (
@@ -87,26 +87,46 @@ MAX_PASSES = 10
 def _accept(fixes: Sequence[Fix], tree: Tree) -> list[Fix]:
     """The fixes that can be applied together.
 
-    A replaced node is rebuilt from the original, so nothing else may change inside it; a
-    statement kept with others added around it (``Around``) may have fixes inside. Fixes come in
-    rule order; one that overlaps an accepted one waits for the next pass, where its rule sees the
-    tree with the other fix applied.
+    A replaced node is rebuilt from the original, so a fix inside it can go with it only when
+    the rebuilt node still holds the fixed node itself (LibCST nodes are immutable, and a rule
+    that rebuilds a call or a block keeps the children it does not change): the inner fix is
+    then applied inside the rebuilt node, as in a later pass. A statement kept with others added
+    around it (``Around``) may have fixes inside. Fixes come in rule order; one that overlaps an
+    accepted one otherwise waits for the next pass, where its rule sees the tree with the other
+    fix applied.
     """
     taken: set[int] = set()  # every accepted key
-    hard: set[int] = set()  # accepted keys that are rebuilt from the original
-    above: set[int] = set()  # ancestors of accepted keys
+    hard: dict[int, set[int]] = {}  # accepted keys that are rebuilt → the nodes their rebuild holds
+    above: dict[int, list[int]] = {}  # ancestors of accepted keys → those keys
     accepted = []
     for fix in fixes:
         keys = {id(node) for node in fix.replacements}
-        rebuilt = {id(n) for n, new in fix.replacements.items() if not isinstance(new, Around)}
-        ancestors = {id(a) for node in fix.replacements for a in tree.ancestors(node)}
-        if keys & taken or rebuilt & above or ancestors & hard:
+        if keys & taken:
             continue
+        rebuilt = {id(n): new for n, new in fix.replacements.items() if not isinstance(new, Around)}
+        ancestors = {id(a) for node in fix.replacements for a in tree.ancestors(node)}
+        if any(keys - hard[a] for a in ancestors if a in hard):
+            continue  # inside a rebuilt node that does not keep it, or inside a statement
+        held = {key: _held(new) for key, new in rebuilt.items() if key in above}
+        if any(set(above[key]) - held[key] for key in held):
+            continue  # its rebuild would drop an accepted fix inside it, or is a statement
         taken |= keys
-        hard |= rebuilt
-        above |= ancestors
+        for key, new in rebuilt.items():
+            hard[key] = held[key] if key in held else _held(new)
+        for node in fix.replacements:
+            for a in tree.ancestors(node):
+                above.setdefault(id(a), []).append(id(node))
         accepted.append(fix)
     return accepted
+
+
+def _held(new: Replacement) -> set[int]:
+    """The nodes a rebuilt expression holds, by identity; none for a rebuilt statement or
+    block, whose rule decided about the code inside it as it was (DDP011 gates a block where
+    DDP012 would add a barrier: the two are not independent)."""
+    if not isinstance(new, cst.BaseExpression):
+        return set()
+    return {id(n) for n in walk(new)}
 
 
 def _rewrite(tree: Tree, accepted: Sequence[Fix]) -> Tree:

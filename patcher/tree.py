@@ -451,13 +451,30 @@ class Tree:
 
 
 class _Replacer(cst.CSTTransformer):
-    def __init__(self, on_path: set[int], replacements: dict[int, Replacement]) -> None:
+    def __init__(
+        self, on_path: set[int], replacements: dict[int, Replacement], *, everywhere: bool = False
+    ) -> None:
         super().__init__()
         self.on_path = on_path
         self.replacements = replacements
+        self.everywhere = everywhere  # visit every node (inside a rebuilt one), not the paths
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        return id(node) in self.on_path
+        return self.everywhere or id(node) in self.on_path
+
+    def _inside(self, new: Replacement) -> Replacement:
+        """``new`` with the replacements of the original nodes it holds applied."""
+        inner = _Replacer(self.on_path, self.replacements, everywhere=True)
+        if isinstance(new, cst.CSTNode):
+            return new.visit(inner)  # type: ignore[return-value]
+        statements: list[cst.BaseStatement] = []
+        for statement in new:
+            done = statement.visit(inner)
+            if isinstance(done, cst.FlattenSentinel):
+                statements.extend(cast(Sequence[cst.BaseStatement], done.nodes))
+            elif isinstance(done, cst.BaseStatement):
+                statements.append(done)
+        return statements
 
     # LibCST types a transformer's result as the node's own type; a replacement may be any node.
     def on_leave(  # type: ignore[override]
@@ -466,6 +483,8 @@ class _Replacer(cst.CSTTransformer):
         new = self.replacements.get(id(original_node))
         if new is None:
             return updated_node
+        if not isinstance(new, Around) and id(original_node) in self.on_path:
+            new = self._inside(new)  # fixes inside a rebuilt node it kept (engine._accept)
         if isinstance(new, cst.CSTNode):
             return new
         if isinstance(new, Around):
