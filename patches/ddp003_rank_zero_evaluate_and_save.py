@@ -192,15 +192,17 @@ class RankZeroEvaluateAndSave(Rule):
             return
         if ranks.runs(gate, OTHER) is False:
             return  # inside a rank-0 region already: reported at its outermost gate
-        reached = [c for c in calls_in(gate.body) if ranks.runs(c, RANK0_KIND) is not False]
+        # the module's evaluation functions rank 0 reaches here (names first: they are cheap)
+        evaluations = (
+            c
+            for c in calls_in(gate.body)
+            if isinstance(c.func, cst.Name) and is_eval_call(c) and callee_name(c) in functions
+        )
         collective = next(
             (
                 callee_name(c)
-                for c in reached
-                if isinstance(c.func, cst.Name)
-                and is_eval_call(c)
-                and callee_name(c) in functions
-                and ranks.collective(c, RANK0_KIND)
+                for c in evaluations
+                if ranks.runs(c, RANK0_KIND) is not False and ranks.collective(c, RANK0_KIND)
             ),
             None,
         )

@@ -236,9 +236,10 @@ class EvaluateUnwrappedModel(Rule):
         flow.propagate(module_functions(tree.module))
         quote = preferred_quote(tree.code)
         for call in tree.nodes(cst.Call):
-            if not _rank_zero_alone(tree, call):
-                continue
-            if flow.is_wrapped(call.func, call):  # evaluation written inline: model(...)
+            inline = flow.is_wrapped(call.func, call)  # evaluation written inline: model(...)
+            if not (inline or is_eval_call(call)) or not _rank_zero_alone(tree, call):
+                continue  # (the gates are judged last: most calls are neither)
+            if inline:
                 assert isinstance(call.func, cst.Name)
                 inner = unwrapped(call.func.value, quote).with_changes(
                     lpar=[cst.LeftParen()], rpar=[cst.RightParen()]
@@ -249,8 +250,6 @@ class EvaluateUnwrappedModel(Rule):
                     "forward broadcasts buffers, a collective the other ranks never join)",
                     {call.func: inner},
                 )
-                continue
-            if not is_eval_call(call):
                 continue
             args = []
             changed = []
