@@ -138,8 +138,13 @@ def walk(node: cst.CSTNode, *, into_scopes: bool = True) -> Iterator[cst.CSTNode
     if kept is not None and kept[0] is node:
         return iter(kept[1])
     found: list[cst.CSTNode] = []
-    stack = [node]
     scopes = _SCOPE_TYPES
+    for tree in _INDEXED:  # a node of an indexed version: its subtree is a run of the index
+        start = tree._order.get(id(node))
+        if start is not None and tree._sequence[start] is node:
+            found = tree._run(node, start, into_scopes)
+            break
+    stack = [] if found else [node]
     while stack:
         current = stack.pop()
         found.append(current)
@@ -154,6 +159,12 @@ def walk(node: cst.CSTNode, *, into_scopes: bool = True) -> Iterator[cst.CSTNode
     return iter(found)
 
 
+#: The versions indexed last (:meth:`Tree._index`), newest first: :func:`walk` slices their
+#: source order instead of walking a subtree of theirs again.
+_INDEXED: list[Tree] = []
+_INDEXED_KEPT = 4
+
+
 class Tree:
     """Parents, source order and nodes by type for one module version."""
 
@@ -163,6 +174,7 @@ class Tree:
         self._syntax = syntax
         self._parent: dict[int, cst.CSTNode] = {}
         self._order: dict[int, int] = {}
+        self._sequence: list[cst.CSTNode] = []  # the nodes in source order (_order's inverse)
         self._ends: dict[int, int] = {}  # see _end
         self._by_type: dict[type, list[cst.CSTNode]] = {}
         self._lines: dict[int, tuple[int, int]] | None = None
@@ -189,6 +201,7 @@ class Tree:
             return
         self._indexed = True
         parent, order, by_type, scopes = self._parent, self._order, self._by_type, self._scopes
+        sequence = self._sequence
         module = self.module
         scopes[id(module)] = module
         stack: list[cst.CSTNode] = [module]
@@ -198,6 +211,7 @@ class Tree:
             node = stack.pop()
             key = id(node)
             order[key] = count
+            sequence.append(node)
             count += 1
             kind = type(node)
             if kind in by_type:
@@ -211,6 +225,28 @@ class Tree:
                 scopes[id(kid)] = inner
             kids.reverse()
             stack.extend(kids)
+
+        _INDEXED.insert(0, self)
+        del _INDEXED[_INDEXED_KEPT:]
+
+    def _run(self, node: cst.CSTNode, start: int, into_scopes: bool) -> list[cst.CSTNode]:
+        """:func:`walk` of ``node``, which this version holds at ``start`` of its order."""
+        sequence = self._sequence
+        end = self._ends.get(id(node)) or self._end(node)
+        if into_scopes:
+            return sequence[start:end]
+        found = [node]
+        scopes = _SCOPE_TYPES
+        ends = self._ends
+        at = start + 1
+        while at < end:
+            current = sequence[at]
+            found.append(current)
+            if type(current) in scopes:  # kept, but not entered
+                at = ends.get(id(current)) or self._end(current)
+            else:
+                at += 1
+        return found
 
     def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
         """An analysis of this version that several rules share, computed once (``key`` names
@@ -294,7 +330,7 @@ class Tree:
         its parent's end (kept per node asked)."""
         parent = self._parent.get(id(node))
         if parent is None:
-            end = len(self._order)
+            end = len(self._sequence)
         else:
             kids = children(parent)
             at = next(i for i, kid in enumerate(kids) if kid is node)
