@@ -846,21 +846,34 @@ def rank_dormant(tree: Tree) -> bool:
 _WAKER = "DDP001"
 
 
+#: The rules whose fixes most likely break a post-condition of this kind: state only rank 0
+#: updates breaks a loop once something synchronises its steps (DDP014's wrap, DDP016's
+#: conversion, or DDP001 waking an upstream wrap).
+_KIND_SUSPECTS: dict[str, tuple[str, ...]] = {"state": ("DDP014", "DDP016", _WAKER)}
+
+
 def suspected(tree: Tree, found: Mapping[Hashable, str]) -> dict[Hashable, str]:
-    """``found`` (a post-condition's violations of ``tree``), each reason naming DDP001 as the
-    likely culprit when the rank reaches this version only through the script's own LOCAL_RANK
-    read (without it the version would be dormant): what the woken code breaks is most likely
-    its waking, and the engine then tries withdrawing that fix first."""
+    """``found`` (a post-condition's violations of ``tree``), each reason naming the likely
+    culprits: DDP001 when the rank reaches this version only through the script's own LOCAL_RANK
+    read (without it the version would be dormant: what the woken code breaks is most likely
+    its waking), and the rules :data:`_KIND_SUSPECTS` names for its kind. The engine then tries
+    withdrawing those fixes first (one run each) before it bisects."""
     code = tree.code
-    if (
-        not found
-        or not _RANK_ARGUMENT.search(code)
-        or _LAUNCHER_AWARE.search(code)
-        or "LOCAL_RANK" not in code
-        or not sets_rank_from_env(tree)
-    ):
-        return dict(found)
-    return {key: Reason(why, (_WAKER,)) for key, why in found.items()}
+    woken = (
+        bool(found)
+        and bool(_RANK_ARGUMENT.search(code))
+        and not _LAUNCHER_AWARE.search(code)
+        and "LOCAL_RANK" in code
+        and sets_rank_from_env(tree)
+    )
+    out: dict[Hashable, str] = {}
+    for key, why in found.items():
+        kind = key[0] if isinstance(key, tuple) and key else None
+        suspects = _KIND_SUSPECTS.get(kind, ()) if isinstance(kind, str) else ()
+        if woken and _WAKER not in suspects:
+            suspects = (_WAKER, *suspects)
+        out[key] = Reason(why, suspects) if suspects else why
+    return out
 
 
 def sets_rank_from_env(tree: Tree) -> bool:
