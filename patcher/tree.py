@@ -503,11 +503,12 @@ class _Replacer(cst.CSTTransformer):
         inner = _Replacer(self.on_path, self.replacements, everywhere=True)
         if isinstance(new, cst.CSTNode):
             return new.visit(inner)  # type: ignore[return-value]
+        assert not isinstance(new, Around)  # kept statements are visited in place
         statements: list[cst.BaseStatement] = []
         for statement in new:
             done = statement.visit(inner)
             if isinstance(done, cst.FlattenSentinel):
-                statements.extend(cast(Sequence[cst.BaseStatement], done.nodes))
+                statements.extend(done.nodes)
             elif isinstance(done, cst.BaseStatement):
                 statements.append(done)
         return statements

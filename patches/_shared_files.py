@@ -11,8 +11,10 @@ a path is held in.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import libcst as cst
 
@@ -22,6 +24,8 @@ from patches._names import SCOPES, walk
 from patches._ranks import OTHER, RANK0, RankModel, write_path
 from patches._syntax import callee_name, calls_in, module_functions
 from patches._writes import is_write
+
+T = TypeVar("T")
 
 #: Calls that only build or test a path: a file name among their arguments is no read.
 _PATH_CALLS = frozenset(
@@ -74,11 +78,30 @@ def _called_by_every_rank(m: RankModel, name: str, seen: frozenset[str]) -> bool
     return False
 
 
-def file_keys(m: RankModel, path: cst.BaseExpression, depth: int = 0) -> set[str]:
+def _kept(m: RankModel, kind: str, path: cst.BaseExpression, compute: Callable[[], T]) -> T:
+    """An answer about ``path`` in this version, computed once: the rules ask the same path
+    again for every call that might read it back."""
+    cache: dict[tuple[str, int], tuple[cst.CSTNode, Any]] = m.__dict__.setdefault("_paths_kept", {})
+    key = (kind, id(path))
+    hit = cache.get(key)
+    if hit is not None and hit[0] is path:
+        return cast(T, hit[1])
+    value = compute()
+    cache[key] = (path, value)
+    return value
+
+
+def file_keys(m: RankModel, path: cst.BaseExpression, depth: int = 0) -> frozenset[str]:
     """What identifies the file a path expression names: its file-name strings (``"dev.gold"``,
     ``"test_{}.gold"``) and the local names holding it, followed to their assignments in the
     same function (``gold_fn = os.path.join(d, "test_{}.gold".format(c))``). A name is a key
     only as the whole path (``args`` in ``args.output_dir`` names no file)."""
+    if depth == 0:
+        return _kept(m, "keys", path, lambda: _file_keys(m, path, 0))
+    return _file_keys(m, path, depth)
+
+
+def _file_keys(m: RankModel, path: cst.BaseExpression, depth: int) -> frozenset[str]:
     keys: set[str] = {"=" + path.value} if isinstance(path, cst.Name) else set()
     for node in walk(path, into_scopes=False):
         if isinstance(node, cst.SimpleString):
@@ -89,12 +112,18 @@ def file_keys(m: RankModel, path: cst.BaseExpression, depth: int = 0) -> set[str
         elif isinstance(node, cst.Name) and depth < 3:
             for value in m._assigned_values(node):
                 keys |= file_keys(m, value, depth + 1)
-    return keys
+    return frozenset(keys)
 
 
 def per_process(m: RankModel, path: cst.BaseExpression, depth: int = 0) -> bool:
     """Whether a path is built from a rank or a process id (``f"cache_{args.local_rank}.pt"``):
     each process then writes a file of its own."""
+    if depth == 0:
+        return _kept(m, "process", path, lambda: _per_process(m, path, 0))
+    return _per_process(m, path, depth)
+
+
+def _per_process(m: RankModel, path: cst.BaseExpression, depth: int) -> bool:
     for node in walk(path, into_scopes=False):
         text = ""
         if isinstance(node, cst.Name):
@@ -117,7 +146,7 @@ def written_path(call: cst.Call) -> cst.BaseExpression | None:
     return write_path(call)
 
 
-def reads_back(m: RankModel, call: cst.Call, keys: set[str]) -> bool:
+def reads_back(m: RankModel, call: cst.Call, keys: AbstractSet[str]) -> bool:
     """Whether ``call`` is handed the file ``keys`` name (its path, or a local name holding it)
     and neither writes it nor only builds or tests the path."""
     if is_write(call) or callee_name(call) in _PATH_CALLS:
@@ -144,7 +173,7 @@ def reached_functions(m: RankModel, root: cst.CSTNode) -> list[cst.FunctionDef]:
     return found
 
 
-def _shown(tree: Tree, keys: set[str], path: cst.BaseExpression) -> str:
+def _shown(tree: Tree, keys: AbstractSet[str], path: cst.BaseExpression) -> str:
     files = sorted(k for k in keys if not k.startswith("="))
     return files[0] if files else " ".join(tree.module.code_for_node(path).split())
 
