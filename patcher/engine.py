@@ -19,7 +19,7 @@ from patcher.registry import postconditions
 from patcher.rule import SOURCE_PATH, Finding, Fix, Postcondition, Rule, RuleContext
 from patcher.source import Source, SourceError, read_source, remove_leftovers, write_atomic
 from patcher.suppress import Suppressions, find_suppressions
-from patcher.tree import Around, Replacement, Tree, walk
+from patcher.tree import Around, Replacement, Tree, forget, walk
 
 # Lines that only parse as Python 2; used to explain a syntax error, never to decide anything.
 _PY2_HINTS = (
@@ -195,6 +195,7 @@ def fix_text(
             return _fix_parsed(text, rules, options, suppress, checks)
     finally:
         SOURCE_PATH.reset(token)
+        forget()
 
 
 #: The youngest generation's threshold while the engine runs (Python's default is 700).

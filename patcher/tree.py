@@ -23,6 +23,7 @@ from patcher.render import Texts, input_texts, render
 
 N = TypeVar("N", bound=cst.CSTNode)
 T = TypeVar("T")
+D = TypeVar("D", bound=dict)
 N2 = TypeVar("N2", bound=cst.CSTNode)
 N3 = TypeVar("N3", bound=cst.CSTNode)
 
@@ -163,6 +164,27 @@ def walk(node: cst.CSTNode, *, into_scopes: bool = True) -> Iterator[cst.CSTNode
 #: source order instead of walking a subtree of theirs again.
 _INDEXED: list[Tree] = []
 _INDEXED_KEPT = 4
+
+
+#: Caches of answers about one file's nodes (the shared analysis registers its own with
+#: :func:`per_file`); :func:`forget` empties them with the walks.
+_PER_FILE: list[dict[Any, Any]] = []
+
+
+def per_file(cache: D) -> D:
+    """Register a cache of per-node answers to be emptied once a file is fixed."""
+    _PER_FILE.append(cache)
+    return cache
+
+
+def forget() -> None:
+    """Drop the walks, indexed versions and per-node answers kept for the file just fixed:
+    nothing of it is asked again, and a process that goes on (a batch of files) should not
+    carry its trees: they cost every later garbage collection a walk over them."""
+    _WALKS.clear()
+    _INDEXED.clear()
+    for cache in _PER_FILE:
+        cache.clear()
 
 
 class Tree:

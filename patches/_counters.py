@@ -44,13 +44,14 @@ from typing import TypeGuard, cast
 
 import libcst as cst
 
+from patcher.tree import per_file
 from patches._names import walk
 from patches._syntax import callee_name, int_collection, int_literal
 
 #: Calls that can rebind a module's names from a string.
 _REBINDERS = frozenset({"globals", "vars", "exec", "eval"})
 
-_CACHE: dict[int, tuple[cst.CSTNode, frozenset[str]]] = {}
+_CACHE: dict[int, tuple[cst.CSTNode, frozenset[str]]] = per_file({})
 
 
 def non_negative_counters(frame: cst.FunctionDef | cst.Module) -> frozenset[str]:

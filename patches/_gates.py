@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast
 
 import libcst as cst
 
-from patcher.tree import Tree, children
+from patcher.tree import Tree, children, per_file
 from patches._counters import Lazy, lazy_counters, sign_truth
 from patches._names import SCOPE_TYPES, SCOPES, names_bound_in, parameters
 from patches._syntax import (
@@ -303,7 +303,7 @@ class _NodeCache(dict):
         return value
 
 
-_CACHE = _NodeCache()
+_CACHE = per_file(_NodeCache())
 
 
 def _rebound(function: cst.FunctionDef) -> set[str]:
