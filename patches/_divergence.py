@@ -51,9 +51,9 @@ from patches._ranks import (
     _binding_sites,
     _code,
     _fresh,
-    _innermost_loop,
     _shared_loop,
     _where,
+    innermost_loop,
     truth,
 )
 from patches._syntax import callee_name, dotted_name, is_collective_call
@@ -181,7 +181,7 @@ def _exits(m: RankModel, branch: cst.CSTNode) -> Iterator[cst.CSTNode]:
         if isinstance(node, cst.Return):
             yield node
         elif isinstance(node, (cst.Break, cst.Continue)):
-            loop = _innermost_loop(tree, node)
+            loop = innermost_loop(tree, node)
             if loop is None or not tree.contains(branch, loop):
                 yield node
 
@@ -204,7 +204,7 @@ def _decisions(
             for exit_ in _exits(m, branch):
                 left = m.scope(exit_) if isinstance(exit_, cst.Return) else None
                 if left is None:
-                    left = _innermost_loop(tree, exit_)
+                    left = innermost_loop(tree, exit_)
                 if left is not None:
                     yield statement, left
                     break
@@ -644,7 +644,7 @@ def _gate_why(
         ):
             return f"rank 0 may leave {where} before the broadcast after it"
         if isinstance(node, (cst.Break, cst.Continue)):
-            loop = _innermost_loop(tree, node)
+            loop = innermost_loop(tree, node)
             if loop is None or not tree.contains(gate, loop):
                 return f"rank 0 may leave {where} before the broadcast after it"
     clause = _try_clause(tree, gate, m.scope(gate))
@@ -657,7 +657,7 @@ def _gate_why(
     why = uniformity.placed(gate, where)
     if why:
         return why
-    loop = _innermost_loop(tree, gate)
+    loop = innermost_loop(tree, gate)
     if loop is None or not all(tree.contains(loop, d) or tree.after(d, loop) for d in decisions):
         return f"a test that reads the state is outside the loop of {where}"
     return None

@@ -64,7 +64,7 @@ import libcst as cst
 
 from patcher.tree import Tree
 from patches._names import BINDERS, bound_names, is_read, names_bound_in, parameters, walk
-from patches._ranks import RankModel, model
+from patches._ranks import RankModel, innermost_loop, model
 from patches._syntax import (
     callee_name,
     calls_in,
@@ -114,7 +114,7 @@ def rank_zero_stop(
     breaks = tuple(
         node
         for node in walk(statement, into_scopes=False)
-        if isinstance(node, cst.Break) and _innermost_loop(tree, node) is loop and not m.dead(node)
+        if isinstance(node, cst.Break) and innermost_loop(tree, node) is loop and not m.dead(node)
     )
     keep = _kept(m, function, loop, statement)
     if isinstance(keep, str):
@@ -180,7 +180,7 @@ def _exits(m: RankModel, loop: cst.For | cst.While, statement: cst.BaseStatement
             continue
         if isinstance(node, cst.Return):
             return "the loop returns"
-        if _innermost_loop(tree, node) is not loop:
+        if innermost_loop(tree, node) is not loop:
             continue
         if isinstance(node, cst.Continue):
             if tree.contains(statement, node) or tree.after(statement, node):
@@ -452,15 +452,6 @@ def _base_name(node: cst.BaseExpression) -> str | None:
     while isinstance(node, (cst.Attribute, cst.Subscript)):
         node = node.value
     return node.value if isinstance(node, cst.Name) else None
-
-
-def _innermost_loop(tree: Tree, node: cst.CSTNode) -> cst.CSTNode | None:
-    for ancestor in tree.ancestors(node):
-        if isinstance(ancestor, _LOOPS):
-            return ancestor
-        if isinstance(ancestor, (cst.FunctionDef, cst.Lambda, cst.ClassDef)):
-            return None
-    return None
 
 
 _BROADCAST = """\

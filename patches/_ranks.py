@@ -553,11 +553,11 @@ def _feeds_training(tree: Tree, read: cst.Name) -> bool:
 
 
 def _shared_loop(tree: Tree, first: cst.CSTNode, second: cst.CSTNode) -> bool:
-    loop = _innermost_loop(tree, first)
+    loop = innermost_loop(tree, first)
     while loop is not None:
         if tree.contains(loop, second):
             return True
-        loop = _innermost_loop(tree, loop)
+        loop = innermost_loop(tree, loop)
     return False
 
 
@@ -613,7 +613,8 @@ def _deciding_if(tree: Tree, node: cst.CSTNode) -> cst.If | None:
     return None
 
 
-def _innermost_loop(tree: Tree, node: cst.CSTNode) -> cst.CSTNode | None:
+def innermost_loop(tree: Tree, node: cst.CSTNode) -> cst.CSTNode | None:
+    """The ``for``/``while`` loop ``node`` is in, within its own function (None outside one)."""
     for ancestor in tree.ancestors(node):
         kind = type(ancestor)  # concrete classes: no ABCMeta instance check
         if kind is cst.For or kind is cst.While:
@@ -659,7 +660,7 @@ def _exit_violations(m: RankModel) -> Iterator[Violation]:
     for node in tree.nodes(cst.Return, cst.Break):
         if not m.subset(node):
             continue
-        left = _innermost_loop(tree, node) if isinstance(node, cst.Break) else m.scope(node)
+        left = innermost_loop(tree, node) if isinstance(node, cst.Break) else m.scope(node)
         if left is None or not synchronises(m, left):
             continue
         what = "leaves the loop" if isinstance(node, cst.Break) else "returns"

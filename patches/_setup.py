@@ -9,6 +9,12 @@ guarded, and the backend is NCCL with CUDA, gloo without (as PRT003 makes it).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import libcst as cst
+
+from patcher.tree import Tree
+
 #: The test the CUDA-only calls sit under.
 CUDA = "torch.cuda.is_available()"
 
@@ -50,3 +56,21 @@ def indented(code: str, spaces: int) -> str:
     """``code`` with every non-empty line indented by ``spaces``."""
     pad = " " * spaces
     return "".join(pad + line if line.strip() else line for line in code.splitlines(True))
+
+
+def device_assignments(
+    tree: Tree,
+) -> Iterator[tuple[cst.SimpleStatementLine, cst.Attribute, str]]:
+    """Every ``<holder>.device = <name>`` line, in source order, with its target and the name:
+    where the scripts choose their device, so where a setup goes (before it)."""
+    for line in tree.nodes(cst.SimpleStatementLine):
+        if len(line.body) != 1 or not isinstance(line.body[0], cst.Assign):
+            continue
+        assign = line.body[0]
+        target = assign.targets[0].target if len(assign.targets) == 1 else None
+        if (
+            isinstance(target, cst.Attribute)
+            and target.attr.value == "device"
+            and isinstance(assign.value, cst.Name)
+        ):
+            yield line, target, assign.value.value

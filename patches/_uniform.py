@@ -57,7 +57,7 @@ import libcst as cst
 
 from patcher.tree import Tree
 from patches._names import BINDERS, bindings_of, bound_names, parameters, walk
-from patches._ranks import OTHER, RANK0, RankModel, synchronises
+from patches._ranks import OTHER, RANK0, RankModel, innermost_loop, synchronises
 from patches._syntax import callee_name, dotted_name, int_literal
 
 #: Words in an attribute or name that make its value a per-process one.
@@ -484,7 +484,7 @@ class Uniformity:
             if inner is self._leaving:
                 continue
             if isinstance(inner, (cst.Break, cst.Continue)):
-                if _innermost_loop(tree, inner) is not loop:
+                if innermost_loop(tree, inner) is not loop:
                     continue
                 if isinstance(inner, cst.Continue) and not tree.after(node, inner):
                     continue
@@ -612,15 +612,6 @@ def _may_leave(tree: Tree, statement: cst.CSTNode) -> bool:
             if not inner_loop:
                 return True
     return False
-
-
-def _innermost_loop(tree: Tree, node: cst.CSTNode) -> cst.CSTNode | None:
-    for ancestor in tree.ancestors(node):
-        if isinstance(ancestor, _LOOPS):
-            return ancestor
-        if isinstance(ancestor, (cst.FunctionDef, cst.Lambda, cst.ClassDef)):
-            return None
-    return None
 
 
 def _frame_bindings(scope: cst.FunctionDef | cst.Module, name: str) -> list[cst.CSTNode]:

@@ -124,7 +124,7 @@ from patches._negatives import (
     scores_batch_by_batch,
 )
 from patches._ranks import RankModel, model, write_path
-from patches._setup import indented, process_group_setup
+from patches._setup import device_assignments, indented, process_group_setup
 from patches._syntax import callee_name, calls_in, global_rank_zero, unwrapped
 from patches._writes import gate_writes, is_write
 
@@ -330,18 +330,9 @@ def _file_names(m: RankModel, node: cst.CSTNode) -> set[str]:
 
 def _device_anchor(tree: Tree) -> tuple[cst.SimpleStatementLine, str, str] | None:
     """``args.device = device`` (after ``args.n_gpu = torch.cuda.device_count()``)."""
-    for line in tree.nodes(cst.SimpleStatementLine):
-        if len(line.body) != 1 or not isinstance(line.body[0], cst.Assign):
-            continue
-        assign = line.body[0]
-        target = assign.targets[0].target if len(assign.targets) == 1 else None
-        if (
-            isinstance(target, cst.Attribute)
-            and target.attr.value == "device"
-            and isinstance(target.value, cst.Name)
-            and isinstance(assign.value, cst.Name)
-        ):
-            return line, target.value.value, assign.value.value
+    for line, target, device in device_assignments(tree):
+        if isinstance(target.value, cst.Name):
+            return line, target.value.value, device
     return None
 
 

@@ -52,7 +52,7 @@ from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Tree
 from patches._gates import rank_comparison
 from patches._names import BINDERS, bound_names, is_read, walk
-from patches._setup import CUDA, indented, process_group_setup
+from patches._setup import CUDA, device_assignments, indented, process_group_setup
 from patches._syntax import callee_name, dominates, dotted_name
 from patches.ddp001_local_rank_from_env import (
     ddp_wraps,
@@ -123,21 +123,14 @@ def _anchor(
 ) -> tuple[cst.SimpleStatementLine, str] | None:
     """The last ``args.device = <name>`` of ``function`` that runs whenever ``first`` does."""
     found = None
-    for line in tree.nodes(cst.SimpleStatementLine):
-        if len(line.body) != 1 or not isinstance(line.body[0], cst.Assign):
-            continue
-        assign = line.body[0]
-        target = assign.targets[0].target if len(assign.targets) == 1 else None
+    for line, target, device in device_assignments(tree):
         if (
-            isinstance(target, cst.Attribute)
-            and target.attr.value == "device"
-            and dotted_name(target.value) == args
-            and isinstance(assign.value, cst.Name)
+            dotted_name(target.value) == args
             and tree.scope(line) is function
             and tree.after(first, line)
             and dominates(tree, line, first)
         ):
-            found = (line, assign.value.value)
+            found = (line, device)
     return found
 
 
