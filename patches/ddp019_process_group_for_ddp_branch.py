@@ -170,12 +170,38 @@ def _device_problem(
     return None
 
 
+#: What a value may pass through on its way into a logging call and still only be printed:
+#: a ``%`` tuple, an f-string, a ``"...".format(...)`` call's arguments.
+_FORMATTING = (
+    cst.Arg,
+    cst.Element,
+    cst.Tuple,
+    cst.List,
+    cst.BinaryOperation,
+    cst.FormattedString,
+    cst.FormattedStringExpression,
+    cst.ConcatenatedString,
+)
+
+
 def _logged(tree: Tree, node: cst.CSTNode) -> bool:
-    """Whether ``node`` is itself an argument of a logging call (``logger.warning(..., device)``),
-    which only prints it."""
-    arg = tree.parent(node)
-    call = tree.parent(arg)
-    return isinstance(arg, cst.Arg) and isinstance(call, cst.Call) and callee_name(call) in _LOGGING
+    """Whether ``node`` only reaches a logging call's arguments (``logger.warning(..., device)``,
+    ``print("device %s" % (device,))``), which only print it; ``print(model.to(device))``
+    uses it."""
+    child: cst.CSTNode = node
+    for ancestor in tree.ancestors(node):
+        if isinstance(ancestor, cst.Call):
+            if not isinstance(child, cst.Arg):
+                return False
+            name = callee_name(ancestor)
+            if name in _LOGGING:
+                return True
+            if name != "format":
+                return False
+        elif not isinstance(ancestor, _FORMATTING):
+            return False
+        child = ancestor
+    return False
 
 
 def _sets_n_gpu(tree: Tree, function: cst.CSTNode, args: str, line: cst.CSTNode) -> bool:
