@@ -22,7 +22,7 @@ from patcher.tree import Tree
 from patches._args import keyword_value, positional_values
 from patches._names import SCOPES, walk
 from patches._ranks import OTHER, RANK0, RankModel, write_path
-from patches._syntax import callee_name, calls_in, module_functions
+from patches._syntax import callee_name, calls_in, module_functions, one_line
 from patches._writes import is_write
 
 T = TypeVar("T")
@@ -175,7 +175,7 @@ def reached_functions(m: RankModel, root: cst.CSTNode) -> list[cst.FunctionDef]:
 
 def _shown(tree: Tree, keys: AbstractSet[str], path: cst.BaseExpression) -> str:
     files = sorted(k for k in keys if not k.startswith("="))
-    return files[0] if files else " ".join(tree.module.code_for_node(path).split())
+    return files[0] if files else one_line(tree, path)
 
 
 def read_back(m: RankModel, root: cst.CSTNode) -> ReadBack | None:

@@ -375,3 +375,12 @@ def global_rank_zero(args: cst.BaseExpression, quote: str) -> cst.Comparison:
         global_rank(local_rank, quote),
         [cst.ComparisonTarget(cst.In(), cst.List([minus_one, cst.Element(cst.Integer("0"))]))],
     )
+
+
+def one_line(tree: Tree, node: cst.CSTNode, limit: int | None = None) -> str:
+    """``node``'s code on one line (white space folded), cut to ``limit`` characters with
+    ``...``: how a message quotes the script."""
+    text = " ".join(tree.module.code_for_node(node).split())
+    if limit is None or len(text) <= limit:
+        return text
+    return text[: limit - 3] + "..."

@@ -58,7 +58,7 @@ import libcst as cst
 from patcher.tree import Tree
 from patches._names import BINDERS, bindings_of, bound_names, parameters, walk
 from patches._ranks import OTHER, RANK0, RankModel, innermost_loop, synchronises
-from patches._syntax import callee_name, dotted_name, int_literal
+from patches._syntax import callee_name, dotted_name, int_literal, one_line
 
 #: Words in an attribute or name that make its value a per-process one.
 _PER_PROCESS = ("rank", "node", "device", "gpu", "cuda", "host", "pid", "process")
@@ -158,7 +158,7 @@ class Uniformity:
         return None
 
     def _code(self, node: cst.CSTNode) -> str:
-        return " ".join(self.tree.module.code_for_node(node).split())
+        return one_line(self.tree, node)
 
     # --- command-line attributes -------------------------------------------------------------
 

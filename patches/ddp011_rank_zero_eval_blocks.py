@@ -68,6 +68,7 @@ from patches._syntax import (
     is_eval_call,
     is_save_call,
     module_functions,
+    one_line,
     preferred_quote,
 )
 from patches._writes import gate_writes, is_write, library_call
@@ -236,8 +237,7 @@ def _called_only_from(tree: Tree, name: str, block: cst.If) -> bool:
 def _scored(tree: Tree, flag: str, leaves: str, scored: ReadBack) -> str:
     """The report of an every-rank evaluation scored from files every rank rewrites."""
     who = f"{scored.function}()" if scored.function else "it"
-    read = " ".join(tree.module.code_for_node(scored.read).split())
-    read = read if len(read) <= 60 else read[:57] + "..."
+    read = one_line(tree, scored.read, 60)
     return (
         f"this {flag} block keeps its evaluation on every rank for {leaves} it decides, but "
         f"{who} writes {scored.file} on every rank and reads it back (`{read}`) to score: a "

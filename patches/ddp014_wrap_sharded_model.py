@@ -94,6 +94,7 @@ from patches._syntax import (
     calls_in,
     dotted_name,
     module_functions,
+    one_line,
     preferred_quote,
     unwrapped,
 )
@@ -472,20 +473,16 @@ def _report_scored_exits(ctx: RuleContext, site: cst.CSTNode) -> None:
     tree = ctx.tree
     for _loop, scored in scored_exits(model(tree)):
         who = f"{scored.function}()" if scored.function else "the loop"
+        read = one_line(tree, scored.read, 60)
         ctx.report(
             site,
             "the model is wrapped in DistributedDataParallel when launched, but its training "
             f"loop may stop early on a score every rank reads back from {scored.file}, which "
-            f"{who} writes on every rank (`{_short(tree, scored.read)}`): ranks that read one "
+            f"{who} writes on every rank (`{read}`): ranks that read one "
             "another's half-written copies can stop at different epochs, and the others hang in "
             "their next all-reduce; write and score on rank 0 and broadcast the decision, by hand",
         )
         return
-
-
-def _short(tree: Tree, node: cst.CSTNode, limit: int = 60) -> str:
-    text = " ".join(tree.module.code_for_node(node).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 _SETUP_HELPER = re.compile(r"^_?(?:set|setup|set_up|init|initialize)_?(?:dist|distributed|ddp)\w*$")

@@ -68,6 +68,7 @@ from patches._syntax import (
     dotted_name,
     global_rank_zero,
     is_collective_call,
+    one_line,
     preferred_quote,
     string_value,
 )
@@ -234,17 +235,12 @@ def shared_writes(m: RankModel) -> list[cst.Call]:
     return found
 
 
-def _code(tree: Tree, node: cst.CSTNode, limit: int = 70) -> str:
-    text = " ".join(tree.module.code_for_node(node).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _message(tree: Tree, m: RankModel, group: list[cst.Call]) -> str:
     paths = []
     for call in group:
         path = written_path(call)
         assert path is not None
-        shown = f"`{_code(tree, path)}`"
+        shown = f"`{one_line(tree, path, 70)}`"
         if shown not in paths:
             paths.append(shown)
     dirs = [c for c in group if callee_name(c) in ("makedirs", "mkdir")]
@@ -257,7 +253,7 @@ def _message(tree: Tree, m: RankModel, group: list[cst.Call]) -> str:
     gate = next((t for t, _ in m.conditions(group[0]) if _looks_rank_zero(t)), None)
     note = ""
     if gate is not None:
-        note = f"; `{_code(tree, gate, 60)}` does not exclude the other ranks under a launcher"
+        note = f"; `{one_line(tree, gate, 60)}` does not exclude the other ranks under a launcher"
     empty = _filled_on_rank_zero(m, group)
     if empty:
         note += (
