@@ -46,7 +46,7 @@ import libcst as cst
 
 from patcher.tree import per_file
 from patches._names import walk
-from patches._syntax import callee_name, int_collection, int_literal
+from patches._syntax import callee_name, dotted_name, int_collection, int_literal
 
 #: Calls that can rebind a module's names from a string.
 _REBINDERS = frozenset({"globals", "vars", "exec", "eval"})
@@ -157,10 +157,8 @@ def _bindings(node: cst.CSTNode) -> list[tuple[str, bool]]:
     if isinstance(node, cst.Param):
         return [(node.name.value, False)]
     if isinstance(node, cst.ImportAlias) and node.asname is None:
-        first = node.name
-        while isinstance(first, cst.Attribute):
-            first = first.value
-        return [(first.value, False)] if isinstance(first, cst.Name) else []
+        first = (dotted_name(node.name) or "").split(".")[0]
+        return [(first, False)] if first else []
     if isinstance(node, (cst.MatchAs, cst.MatchStar)):
         return [(node.name.value, False)] if node.name is not None else []
     if isinstance(node, cst.MatchMapping):

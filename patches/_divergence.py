@@ -56,13 +56,12 @@ from patches._ranks import (
     innermost_loop,
     truth,
 )
-from patches._syntax import callee_name, dotted_name, is_collective_call
+from patches._syntax import DDP_WRAPPERS, callee_name, dotted_name, is_collective_call
 from patches._uniform import PROCESS_EXITS, Uniformity, _try_clause
 
 #: A piece of an access path: a name, ``.attr``, or ``['key']`` (a literal index).
 Path = tuple[str, ...]
 
-_WRAPS = frozenset({"DistributedDataParallel", "DDP"})
 _ACCELERATED = frozenset({"prepare", "prepare_model"})
 #: Calls that run one training step's backward (whose gradients DDP all-reduces).
 _BACKWARD = frozenset({"backward", "training_step"})
@@ -215,7 +214,7 @@ def _wrapped(m: RankModel) -> bool:
     in DDP (or ``accelerator.prepare``s it) where the other ranks run it."""
     for call in m.tree.nodes(cst.Call):
         name = callee_name(call)
-        if name in _WRAPS or (
+        if name in DDP_WRAPPERS or (
             name in _ACCELERATED and "accelerator" in (dotted_name(call.func) or "")
         ):
             if m.runs(call, OTHER) is not False and m.runs(call, RANK0) is not False:

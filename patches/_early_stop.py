@@ -64,7 +64,7 @@ import libcst as cst
 
 from patcher.tree import Tree
 from patches._names import BINDERS, bound_names, is_read, names_bound_in, parameters, walk
-from patches._ranks import RankModel, innermost_loop, model
+from patches._ranks import TRAINING_CALLS, RankModel, innermost_loop, model
 from patches._syntax import (
     callee_name,
     calls_in,
@@ -76,7 +76,6 @@ from patches._syntax import (
 from patches._uniform import PROCESS_EXITS, Uniformity
 
 FLAG = "_ddpfix_stop"
-_TRAINS = frozenset({"backward", "step", "zero_grad", "clip_grad_norm_"})
 _MUTATORS = frozenset(
     {"append", "extend", "insert", "update", "setdefault", "pop", "popitem", "add", "clear"}
     | {"remove", "discard", "sort", "reverse"}
@@ -332,7 +331,7 @@ def _trains(tree: Tree, statements: list[cst.BaseStatement]) -> str | None:
     while pending:
         for call in calls_in(pending.pop()):
             name = callee_name(call)
-            if name in _TRAINS:
+            if name in TRAINING_CALLS:
                 return f"the evaluation calls {name}() (a training step, or state it steps)"
             if name == "RandomSampler":
                 return "the evaluation draws a RandomSampler, which would be sharded"

@@ -25,11 +25,11 @@ import libcst as cst
 
 from patcher.tree import Tree
 from patches._names import is_read, walk
+from patches._ranks import TRAINING_CALLS
 from patches._syntax import callee_name, calls_in, dotted_name, module_functions
 
 WRAPPER = "DistributedDataParallel"
 #: Calls that update a model: a function making one is training, and keeps its wrap.
-_TRAINING = frozenset({"backward", "step", "zero_grad", "clip_grad_norm_"})
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def _trains(function: cst.FunctionDef, functions: dict[str, cst.FunctionDef]) ->
     while pending:
         for call in calls_in(pending.pop()):
             name = callee_name(call)
-            if name in _TRAINING:
+            if name in TRAINING_CALLS:
                 return True
             if isinstance(call.func, cst.Name) and name in functions and name not in seen:
                 seen.add(name)

@@ -538,7 +538,7 @@ def _binding_violations(m: RankModel) -> Iterator[Violation]:
 #: Calls that train: what every rank must do in lockstep.
 # What binds a name in a function's body (a parameter binds it on entry), as concrete types.
 _BINDING = frozenset(BINDERS) - {cst.Param}
-_TRAINING_CALLS = frozenset({"backward", "step", "zero_grad", "clip_grad_norm_"})
+TRAINING_CALLS = frozenset({"backward", "step", "zero_grad", "clip_grad_norm_"})
 
 
 def _feeds_training(tree: Tree, read: cst.Name) -> bool:
@@ -549,7 +549,7 @@ def _feeds_training(tree: Tree, read: cst.Name) -> bool:
         body = statement.body
     else:
         body = statement
-    return any(callee_name(call) in _TRAINING_CALLS for call in _calls(body))
+    return any(callee_name(call) in TRAINING_CALLS for call in _calls(body))
 
 
 def _shared_loop(tree: Tree, first: cst.CSTNode, second: cst.CSTNode) -> bool:

@@ -52,12 +52,6 @@ def process_group_setup(
     return "".join(line + "\n" for line in lines)
 
 
-def indented(code: str, spaces: int) -> str:
-    """``code`` with every non-empty line indented by ``spaces``."""
-    pad = " " * spaces
-    return "".join(pad + line if line.strip() else line for line in code.splitlines(True))
-
-
 def device_assignments(
     tree: Tree,
 ) -> Iterator[tuple[cst.SimpleStatementLine, cst.Attribute, str]]:

@@ -20,8 +20,8 @@ import libcst as cst
 
 from patcher.tree import Tree
 from patches._args import keyword_value, positional_values
-from patches._names import SCOPES, walk
-from patches._ranks import OTHER, RANK0, RankModel, write_path
+from patches._names import walk
+from patches._ranks import OTHER, RANK0, RankModel, innermost_loop, write_path
 from patches._syntax import callee_name, calls_in, module_functions, one_line
 from patches._writes import is_write
 
@@ -207,20 +207,10 @@ def loop_exits(m: RankModel, loop: cst.For | cst.While) -> bool:
     """Whether a ``return``, or a ``break`` of ``loop`` itself, can run in it (one in a branch
     no process takes, ``if patience == -1: break`` on a counter, is none)."""
     for node in walk(loop, into_scopes=False):
-        if isinstance(node, cst.Return) and not m.dead(node):
-            return True
-        if isinstance(node, cst.Break) and _loop_of(m.tree, node) is loop and not m.dead(node):
+        own_break = isinstance(node, cst.Break) and innermost_loop(m.tree, node) is loop
+        if (own_break or isinstance(node, cst.Return)) and not m.dead(node):
             return True
     return False
-
-
-def _loop_of(tree: Tree, node: cst.CSTNode) -> cst.CSTNode | None:
-    for ancestor in tree.ancestors(node):
-        if isinstance(ancestor, (cst.For, cst.While)):
-            return ancestor
-        if isinstance(ancestor, SCOPES):
-            return None
-    return None
 
 
 def scored_exits(m: RankModel) -> Iterator[tuple[cst.For | cst.While, ReadBack]]:
@@ -230,7 +220,7 @@ def scored_exits(m: RankModel) -> Iterator[tuple[cst.For | cst.While, ReadBack]]
     for loop in m.tree.nodes(cst.For, cst.While):
         if not any(callee_name(c) == "backward" for c in calls_in(loop)):
             continue
-        if _loop_of(m.tree, loop) is not None:
+        if innermost_loop(m.tree, loop) is not None:
             continue  # the outermost training loop answers for the inner ones
         if not loop_exits(m, loop) and not any(
             loop_exits(m, inner)

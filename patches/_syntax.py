@@ -169,7 +169,7 @@ LIBRARY_COLLECTIVES: dict[str, frozenset[str]] = {
 
 
 #: Constructing these is a collective: DDP broadcasts the module's state from rank 0.
-_WRAPPERS = frozenset({"DistributedDataParallel", "DDP"})
+DDP_WRAPPERS = frozenset({"DistributedDataParallel", "DDP"})
 
 
 def is_collective_call(call: cst.Call) -> bool:
@@ -177,7 +177,7 @@ def is_collective_call(call: cst.Call) -> bool:
     all_gather_object(...)``), a library one (:data:`LIBRARY_COLLECTIVES`), or wrapping a
     model in ``DistributedDataParallel``."""
     name = callee_name(call)
-    if name in _WRAPPERS:
+    if name in DDP_WRAPPERS:
         return True  # wrapping broadcasts rank 0's parameters to every rank
     receiver = dotted_name(call.func.value) if isinstance(call.func, cst.Attribute) else None
     if receiver is None or name is None:

@@ -105,6 +105,7 @@ or other state the training reads).
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import libcst as cst
@@ -124,8 +125,9 @@ from patches._negatives import (
     scores_batch_by_batch,
 )
 from patches._ranks import RankModel, model, write_path
-from patches._setup import device_assignments, indented, process_group_setup
-from patches._syntax import callee_name, calls_in, global_rank_zero, unwrapped
+from patches._setup import device_assignments, process_group_setup
+from patches._shared_files import loop_exits
+from patches._syntax import callee_name, calls_in, global_rank_zero, last_import, unwrapped
 from patches._writes import gate_writes, is_write
 
 _COMMENT = "# ddpfix: one process per GPU (DDP) when launched with several processes"
@@ -149,7 +151,11 @@ def _setup(args: str, device: str) -> str:
     """The conversion's setup: the rank from LOCAL_RANK when launched, the process group
     (``patches/_setup.py``, with DDP010's default timeout), the global batch kept."""
     group = process_group_setup(args, device, timeout_minutes=180)
-    return _LAUNCHED.format(args=args) + indented(group, 4) + _GLOBAL_BATCH.format(args=args)
+    return (
+        _LAUNCHED.format(args=args)
+        + textwrap.indent(group, " " * 4)
+        + _GLOBAL_BATCH.format(args=args)
+    )
 
 
 _EVALUATED = (
@@ -201,7 +207,7 @@ def _shared_writes_before_exit(
         if not names:
             continue
         for loop in _loops(tree, call, function):  # innermost first: a per-example write too
-            if not _exits(m, loop):
+            if not loop_exits(m, loop):
                 continue
             others = (other for other in calls_in(loop) if other is not call)
             if any(_reads_back(m, other, names) for other in others):
@@ -285,23 +291,6 @@ def _read_elsewhere(
         _reads_back(m, call, names)
         for call in calls_in(loop)
         if not m.tree.contains(statement, call)
-    )
-
-
-def _loop(tree: Tree, node: cst.CSTNode) -> cst.For | cst.While | None:
-    return next((a for a in tree.ancestors(node) if isinstance(a, (cst.For, cst.While))), None)
-
-
-def _exits(m: RankModel, loop: cst.For | cst.While) -> bool:
-    """Whether a ``return``, or a ``break`` of ``loop``, can run: one in a branch no process
-    ever takes (UniXcoder's ``if patience == -1: break``, ``patches/_counters.py``) is none."""
-    return any(
-        (
-            isinstance(node, cst.Return)
-            or (isinstance(node, cst.Break) and _loop(m.tree, node) is loop)
-        )
-        and not m.dead(node)
-        for node in walk(loop, into_scopes=False)
     )
 
 
@@ -656,7 +645,7 @@ class ConvertDataParallel(Rule):
             if GATHER_CLASS in tree.code:
                 ctx.report(wraps[0], f"`{GATHER_CLASS}` is taken: {_UNSURE}")
                 return
-            last = _last_import(tree)
+            last = last_import(tree.module)
             if last is None:
                 ctx.report(wraps[0], f"no module-level import to add the gather after: {_UNSURE}")
                 return
@@ -800,17 +789,5 @@ def _together(first: Replacement | None, then: Around) -> Replacement:
 
 def _sampler_import(tree: Tree) -> dict[cst.CSTNode, Replacement]:
     new = cst.parse_statement("from torch.utils.data.distributed import DistributedSampler\n")
-    last = _last_import(tree, cst.ImportFrom)
+    last = last_import(tree.module, kind=cst.ImportFrom)
     return {last: Around(after=(new,))} if last is not None else {}
-
-
-def _last_import(
-    tree: Tree, kind: type[cst.BaseSmallStatement] | tuple = (cst.Import, cst.ImportFrom)
-) -> cst.SimpleStatementLine | None:
-    last = None
-    for statement in tree.module.body:
-        if isinstance(statement, cst.SimpleStatementLine) and any(
-            isinstance(s, kind) for s in statement.body
-        ):
-            last = statement
-    return last

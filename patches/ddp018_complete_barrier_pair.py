@@ -126,12 +126,13 @@ def _placement(m: RankModel, gate: cst.If) -> cst.CSTNode | str:
                 or m.tree.contains(statement.body.body[0], joined)
             ):
                 return "the next collective rank 0 reaches is inside an if, after other work"
+            callees = _callees(m, statement)
             lone = [
                 c
                 for c in m.tree.nodes(cst.Call)
                 if is_barrier(c)
                 and isinstance(scope := m.scope(c), cst.FunctionDef)
-                and scope.name.value in _callees(m, statement)
+                and scope.name.value in callees
                 and is_rank_zero_half(m, c)
             ]
             if lone:

@@ -44,6 +44,7 @@ that every process uses one device and has the group before it needs it is not c
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 import libcst as cst
@@ -52,7 +53,7 @@ from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Tree
 from patches._gates import rank_comparison
 from patches._names import BINDERS, bound_names, is_read, walk
-from patches._setup import CUDA, device_assignments, indented, process_group_setup
+from patches._setup import CUDA, device_assignments, process_group_setup
 from patches._syntax import callee_name, dominates, dotted_name
 from patches.ddp001_local_rank_from_env import (
     ddp_wraps,
@@ -231,7 +232,7 @@ def _setup(tree: Tree, site: _Site, n_gpu: bool) -> cst.If:
         cpu_device=False,
         n_gpu=n_gpu,
     )
-    code = f"if {site.test}:\n" + indented(body, 4)
+    code = f"if {site.test}:\n" + textwrap.indent(body, " " * 4)
     statement = cst.ensure_type(
         cst.parse_statement(code, config=tree.module.config_for_parsing), cst.If
     )
