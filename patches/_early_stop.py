@@ -261,7 +261,7 @@ def _read_outside(
     """Names ``statement`` binds that a read outside it may see it bind: after the loop, later
     in the iteration, or in the next one, with no binding of its own on the way (every rank
     would read rank 0's value, which the others never bound)."""
-    bound = {n.value for b in _binders(statement) for n in bound_names(b)}
+    bound = names_bound_in(statement)
     sites: dict[str, list[cst.CSTNode]] = {}
     for binder in _binders(function.body):
         if not tree.contains(statement, binder) and not isinstance(binder, cst.AugAssign):
@@ -383,13 +383,7 @@ def _updates_shared(
 ) -> str | None:
     """Why the rank-0 part would update an object that code outside ``statement`` reads
     (``history.append(score)``, ``args.best = score``, ``cache[k] = v``)."""
-    own = {
-        n.value
-        for part in gated
-        for node in walk(part, into_scopes=False)
-        if isinstance(node, BINDERS)
-        for n in bound_names(node)
-    }
+    own = {name for part in gated for name in names_bound_in(part)}
     updated: set[str] = set()
     for part in gated:
         for node in walk(part, into_scopes=False):
@@ -398,9 +392,7 @@ def _updates_shared(
                 if base is not None and base not in own:
                     updated.add(base)
     updated -= _imported(tree)  # os.remove(path), np.random.shuffle(x): a module's function
-    local = {p.name.value for p in parameters(function)} | {
-        n.value for b in _binders(function.body) for n in bound_names(b)
-    }
+    local = {p.name.value for p in parameters(function)} | names_bound_in(function.body)
     for name in sorted(updated - local):
         return f"the evaluation updates {name}, which is not its function's own"
     for read in walk(function.body, into_scopes=True):

@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import libcst as cst
 
@@ -175,6 +175,8 @@ class RankModel:
         self._assigns: dict[tuple[int, str], list[cst.BaseExpression]] | None = None
         self._module_calls: list[cst.Call] | None = None
         self._callers: dict[str, set[str]] | None = None
+        #: Answers about path expressions (``patches/_shared_files.py``), by kind and node id.
+        self.paths_kept: dict[tuple[str, int], tuple[cst.CSTNode, Any]] = {}
         #: The violations of this version by kind, as :func:`violations` computes them.
         self.violations: dict[str, dict[tuple[str, ...], Violation]] = {}
 

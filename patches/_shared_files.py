@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 import libcst as cst
 
@@ -81,7 +81,7 @@ def _called_by_every_rank(m: RankModel, name: str, seen: frozenset[str]) -> bool
 def _kept(m: RankModel, kind: str, path: cst.BaseExpression, compute: Callable[[], T]) -> T:
     """An answer about ``path`` in this version, computed once: the rules ask the same path
     again for every call that might read it back."""
-    cache: dict[tuple[str, int], tuple[cst.CSTNode, Any]] = m.__dict__.setdefault("_paths_kept", {})
+    cache = m.paths_kept
     key = (kind, id(path))
     hit = cache.get(key)
     if hit is not None and hit[0] is path:
