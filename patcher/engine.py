@@ -192,10 +192,12 @@ def fix_text(
     token = SOURCE_PATH.set(path)
     try:
         with _fewer_collections():
-            return _fix_parsed(text, rules, options, suppress, checks)
+            try:
+                return _fix_parsed(text, rules, options, suppress, checks)
+            finally:
+                forget()  # before the collector runs again: the trees then go by refcount
     finally:
         SOURCE_PATH.reset(token)
-        forget()
 
 
 #: The youngest generation's threshold while the engine runs (Python's default is 700).

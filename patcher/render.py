@@ -92,23 +92,31 @@ def input_texts(
     statements' ``ast`` lines (``Tree``'s), and ``text`` must be ``module.code`` with "\\n"
     line ends only."""
     starts = _line_starts(text)
-    indent = module.default_indent
-
-    def block(statements: Sequence[cst.CSTNode], indents: tuple[str, ...], end: int | None) -> None:
-        firsts = [_first_line(s, lines) for s in statements]
-        for index, statement in enumerate(statements):
-            first = firsts[index]
-            last = firsts[index + 1] if index + 1 < len(statements) else end
-            if first is not None and last is not None and 0 <= first < last < len(starts):
-                texts[id(statement)] = (statement, indents, text[starts[first] : starts[last]])
-            for inner in _blocks(statement):
-                deeper = (*indents, indent if inner.indent is None else inner.indent)
-                block(inner.body, deeper, None)
-
     end = len(starts) - 1 - len(module.footer) if module.has_trailing_newline else None
     if module.body and _first_line(module.body[0], lines) != len(module.header):
         end = None  # the lines do not add up: take nothing at the top level
-    block(module.body, (), end)
+    _block_texts(module.body, (), end, (text, starts, lines, module.default_indent), texts)
+
+
+def _block_texts(
+    statements: Sequence[cst.CSTNode],
+    indents: tuple[str, ...],
+    end: int | None,
+    source: tuple[str, list[int], Mapping[int, tuple[int, int]], str],
+    texts: Texts,
+) -> None:
+    """:func:`input_texts` for one block (a module-level function: a nested one that calls
+    itself is a reference cycle, which kept ``texts`` and its statements until a collection)."""
+    text, starts, lines, indent = source
+    firsts = [_first_line(s, lines) for s in statements]
+    for index, statement in enumerate(statements):
+        first = firsts[index]
+        last = firsts[index + 1] if index + 1 < len(statements) else end
+        if first is not None and last is not None and 0 <= first < last < len(starts):
+            texts[id(statement)] = (statement, indents, text[starts[first] : starts[last]])
+        for inner in _blocks(statement):
+            deeper = (*indents, indent if inner.indent is None else inner.indent)
+            _block_texts(inner.body, deeper, None, source, texts)
 
 
 def render(module: cst.Module, statement: cst.CSTNode, texts: Texts) -> str:

@@ -177,12 +177,22 @@ def per_file(cache: D) -> D:
     return cache
 
 
+#: The versions that keep shared analyses (:meth:`Tree.memo`): an analysis refers to its tree,
+#: so the two form a cycle that only the garbage collector would free, a walk over every node.
+_MEMOISED: list[Tree] = []
+
+
 def forget() -> None:
-    """Drop the walks, indexed versions and per-node answers kept for the file just fixed:
-    nothing of it is asked again, and a process that goes on (a batch of files) should not
-    carry its trees: they cost every later garbage collection a walk over them."""
+    """Drop the walks, indexed versions, shared analyses and per-node answers kept for the file
+    just fixed: nothing of it is asked again, and a process that goes on (a batch of files)
+    should not carry its trees. With the analyses' cycles broken, the versions are freed as soon
+    as nothing refers to them, instead of costing a garbage collection a walk over them."""
     _WALKS.clear()
     _INDEXED.clear()
+    for tree in _MEMOISED:
+        tree._memo.clear()
+        tree.__dict__.pop("_dormant_violations", None)
+    _MEMOISED.clear()
     for cache in _PER_FILE:
         cache.clear()
 
@@ -276,6 +286,8 @@ class Tree:
         memo = self._memo
         if key in memo:
             return memo[key]
+        if not memo:
+            _MEMOISED.append(self)
         value = memo[key] = compute()
         return value
 

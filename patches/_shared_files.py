@@ -22,7 +22,7 @@ from patcher.tree import Tree
 from patches._args import keyword_value, positional_values
 from patches._names import walk
 from patches._ranks import OTHER, RANK0, RankModel, innermost_loop, write_path
-from patches._syntax import callee_name, calls_in, module_functions, one_line
+from patches._syntax import callee_name, calls_in, module_functions, one_line, string_value
 from patches._writes import is_write
 
 T = TypeVar("T")
@@ -105,8 +105,7 @@ def _file_keys(m: RankModel, path: cst.BaseExpression, depth: int) -> frozenset[
     keys: set[str] = {"=" + path.value} if isinstance(path, cst.Name) else set()
     for node in walk(path, into_scopes=False):
         if isinstance(node, cst.SimpleString):
-            value = node.evaluated_value
-            name = (value if isinstance(value, str) else "").rsplit("/", 1)[-1]
+            name = (string_value(node) or "").rsplit("/", 1)[-1]
             if "." in name.strip("."):
                 keys.add(name)
         elif isinstance(node, cst.Name) and depth < 3:
@@ -131,8 +130,7 @@ def _per_process(m: RankModel, path: cst.BaseExpression, depth: int) -> bool:
             if depth < 3 and any(per_process(m, v, depth + 1) for v in m._assigned_values(node)):
                 return True
         elif isinstance(node, cst.SimpleString):
-            value = node.evaluated_value
-            text = value if isinstance(value, str) else ""
+            text = string_value(node) or ""
         if any(word in text for word in _PER_PROCESS):
             return True
     return False

@@ -643,7 +643,7 @@ def _mentions(m: RankModel, node: cst.CSTNode, keys: set[str]) -> bool:
             return True
         if isinstance(child, cst.Attribute) and "." + (dotted_name(child) or "") in keys:
             return True
-        if isinstance(child, cst.SimpleString) and child.evaluated_value in keys:
+        if string_value(child) in keys:
             return True
         stack.extend(children(child))
     return False
