@@ -233,10 +233,20 @@ def _fix_parsed(
     first = Tree(module, text, syntax)
     checks = postconditions() if checks is None else checks
     banned: dict[FixKey, str] = {}
-    current, last, findings, applied = _passes(text, first, rules, options, suppressions, banned)
+    versions: dict[str, _Version] = {}
+    current, last, findings, applied = _passes(
+        text, first, rules, options, suppressions, banned, versions
+    )
     if current != text and checks:
         current, last, findings = _withdraw_unsafe(
-            text, first, rules, options, suppressions, checks, (current, last, findings, applied)
+            text,
+            first,
+            rules,
+            options,
+            suppressions,
+            checks,
+            (current, last, findings, applied),
+            versions,
         )
     _judge(text, current, last, rules, options, suppressions, findings)
     if current != text:
@@ -254,6 +264,16 @@ FixKey = tuple[str, int, str]
 _Run = tuple[str, Tree, dict[FixKey, Finding], list[FixKey]]
 
 
+@dataclass
+class _Version:
+    """What the rules made of one version: a run that withdraws a fix redoes the passes from
+    the input, and reaches the versions before that fix again (the rules answer the same)."""
+
+    tree: Tree
+    fixes: list[Fix]
+    contexts: list[RuleContext]  # the reporting rules' (not those that judge the output)
+
+
 def _passes(
     text: str,
     tree: Tree,
@@ -261,8 +281,10 @@ def _passes(
     options: Mapping[str, Mapping[str, Any]],
     suppressions: Suppressions,
     banned: Mapping[FixKey, str],
+    versions: dict[str, _Version],
 ) -> _Run:
     """The passes up to a fixed point; fixes in ``banned`` are reported, never applied.
+    ``versions`` keeps what the rules made of each version, by its text, for the next run.
 
     The findings are every fix applied and what the last pass reported: a report made on an
     earlier version may have been resolved by a later fix (DDP001 declines to read LOCAL_RANK
@@ -278,16 +300,11 @@ def _passes(
     mapping = line_map(text, current)
     for _ in range(MAX_PASSES):
         mapping = line_map(text, current)
-        contexts, unapplied = [], []
-        fixes: list[Fix] = []
-        for rule in rules:
-            if not rule.may_apply(current):
-                continue
-            ctx = RuleContext(tree=tree, code=rule.code, options=options.get(rule.code, {}))
-            rule.run(ctx)
-            fixes.extend(ctx.fixes)
-            if not rule.judges_output:  # its reports are made on the final version (_judge)
-                contexts.append(ctx)
+        unapplied = []
+        known = versions.get(current)
+        if known is None:
+            known = versions[current] = _run_rules(tree, rules, options)
+        tree, fixes, contexts = known.tree, list(known.fixes), known.contexts
         # ruff does not fix a noqa'd violation: a suppressed fix is recorded, never applied;
         # a fix withdrawn by a post-condition is reported with the reason instead.
         unsuppressed: list[Fix] = []
@@ -326,6 +343,23 @@ def _passes(
     for key, finding in findings.items():
         done.setdefault(key, finding)
     return current, tree, done, applied
+
+
+def _run_rules(
+    tree: Tree, rules: Sequence[Rule], options: Mapping[str, Mapping[str, Any]]
+) -> _Version:
+    """One pass of every rule over ``tree``."""
+    contexts: list[RuleContext] = []
+    fixes: list[Fix] = []
+    for rule in rules:
+        if not rule.may_apply(tree.code):
+            continue
+        ctx = RuleContext(tree=tree, code=rule.code, options=options.get(rule.code, {}))
+        rule.run(ctx)
+        fixes.extend(ctx.fixes)
+        if not rule.judges_output:  # its reports are made on the final version (_judge)
+            contexts.append(ctx)
+    return _Version(tree, fixes, contexts)
 
 
 def _judging_fixes(
@@ -454,6 +488,7 @@ def _withdraw_unsafe(
     suppressions: Suppressions,
     checks: Sequence[Postcondition],
     run: _Run,
+    versions: dict[str, _Version],
 ) -> tuple[str, Tree, dict[FixKey, Finding]]:
     """Withdraw the fixes that break a post-condition the input kept.
 
@@ -474,7 +509,7 @@ def _withdraw_unsafe(
         last half is the fix it then confirms alone)."""
         wanted = frozenset(ban.items())
         if wanted not in runs:
-            runs[wanted] = _passes(text, first, rules, options, suppressions, ban)
+            runs[wanted] = _passes(text, first, rules, options, suppressions, ban, versions)
         return runs[wanted]
 
     for _ in range(len(applied) + 1):
@@ -498,7 +533,9 @@ def _withdraw_unsafe(
         current, last, findings, applied = found[1]
     everything = {a: "a post-condition of the rank model failed" for a in applied}
     banned.update({a: why for a, why in everything.items() if a not in banned})
-    current, last, findings, _ = _passes(text, first, rules, options, suppressions, banned)
+    current, last, findings, _ = _passes(
+        text, first, rules, options, suppressions, banned, versions
+    )
     return current, last, findings
 
 

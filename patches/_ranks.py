@@ -494,7 +494,10 @@ def _binding_violations(m: RankModel) -> Iterator[Violation]:
     if not partial:
         return
     seen: set[tuple[str, ...]] = set()
+    names = {name for _, name in partial}
     for name in tree.nodes(cst.Name):
+        if name.value not in names:
+            continue  # most reads: no scope needed
         scope = m.scope(name)
         kinds = partial.get((id(scope), name.value))
         if not kinds or not is_read(tree, name):

@@ -80,7 +80,8 @@ def _called_by_every_rank(m: RankModel, name: str, seen: frozenset[str]) -> bool
 
 def _kept(m: RankModel, kind: str, path: cst.BaseExpression, compute: Callable[[], T]) -> T:
     """An answer about ``path`` in this version, computed once: the rules ask the same path
-    again for every call that might read it back."""
+    again for every call that might read it back, and the names in a path lead to the same
+    assigned values again (``kind`` carries the depth the answer was computed at)."""
     cache = m.paths_kept
     key = (kind, id(path))
     hit = cache.get(key)
@@ -96,9 +97,7 @@ def file_keys(m: RankModel, path: cst.BaseExpression, depth: int = 0) -> frozens
     ``"test_{}.gold"``) and the local names holding it, followed to their assignments in the
     same function (``gold_fn = os.path.join(d, "test_{}.gold".format(c))``). A name is a key
     only as the whole path (``args`` in ``args.output_dir`` names no file)."""
-    if depth == 0:
-        return _kept(m, "keys", path, lambda: _file_keys(m, path, 0))
-    return _file_keys(m, path, depth)
+    return _kept(m, f"keys/{depth}", path, lambda: _file_keys(m, path, depth))
 
 
 def _file_keys(m: RankModel, path: cst.BaseExpression, depth: int) -> frozenset[str]:
@@ -117,9 +116,7 @@ def _file_keys(m: RankModel, path: cst.BaseExpression, depth: int) -> frozenset[
 def per_process(m: RankModel, path: cst.BaseExpression, depth: int = 0) -> bool:
     """Whether a path is built from a rank or a process id (``f"cache_{args.local_rank}.pt"``):
     each process then writes a file of its own."""
-    if depth == 0:
-        return _kept(m, "process", path, lambda: _per_process(m, path, 0))
-    return _per_process(m, path, depth)
+    return _kept(m, f"process/{depth}", path, lambda: _per_process(m, path, depth))
 
 
 def _per_process(m: RankModel, path: cst.BaseExpression, depth: int) -> bool:

@@ -7,11 +7,13 @@ import textwrap
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import ClassVar
+from unittest import mock
 
 import libcst as cst
 import pytest
 
 from clihelp import ddpfix
+from patcher import engine
 from patcher.engine import fix_text, process_file
 from patcher.linemap import LineMap
 from patcher.registry import all_rules
@@ -244,32 +246,37 @@ class _RenamesD(_Renames):
     triggers = names = ("d",)
 
 
-def _withdrawn(reason: str) -> tuple[str, list[str], int]:
-    """The output, the withdrawn fixes' messages and the rule runs for a script where renaming
-    both ``c`` and ``d`` breaks a post-condition (either withdrawal alone mends it)."""
+def _withdrawn(reason: str) -> tuple[str, list[str], int, int]:
+    """The output, the withdrawn fixes' messages, the pass sequences run and the rule runs for
+    a script where renaming both ``c`` and ``d`` breaks a post-condition (either withdrawal
+    alone mends it)."""
 
     def both(tree: Tree) -> Mapping[Hashable, str]:
         return {"both": reason} if "new_c(" in tree.code and "new_d(" in tree.code else {}
 
     _Renames.runs.clear()
-    out, findings = fix_text("a()\nb()\nc()\nd()\n", [_RenamesABC(), _RenamesD()], checks=[both])
+    with mock.patch.object(engine, "_passes", wraps=engine._passes) as sequences:
+        out, findings = fix_text(
+            "a()\nb()\nc()\nd()\n", [_RenamesABC(), _RenamesD()], checks=[both]
+        )
     withdrawn = [f.message for f in findings if "not rewritten" in f.message]
-    return out, withdrawn, len(_Renames.runs)
+    return out, withdrawn, sequences.call_count, len(_Renames.runs)
 
 
 def test_a_broken_post_condition_withdraws_the_fix_bisection_finds() -> None:
-    out, withdrawn, runs = _withdrawn("c and d together")
+    out, withdrawn, sequences, runs = _withdrawn("c and d together")
     # a, b withdrawn together keep the violation; c alone removes it: c goes, d stays
     assert out == "new_a()\nnew_b()\nc()\nnew_d()\n"
     assert withdrawn == ["rename c; not rewritten: c and d together"]
-    assert runs == 2 * 3  # the first run, then [a, b], then [c] (confirmed from memory)
+    assert sequences == 3  # the first run, then [a, b], then [c] (confirmed from memory)
+    assert runs == 2  # every run starts from the input, whose pass the rules made once
 
 
 def test_a_reason_naming_a_rule_withdraws_that_rules_fix_first() -> None:
-    out, withdrawn, runs = _withdrawn(Reason("c and d together", ("TST003",)))
+    out, withdrawn, sequences, runs = _withdrawn(Reason("c and d together", ("TST003",)))
     assert out == "new_a()\nnew_b()\nnew_c()\nd()\n"
     assert withdrawn == ["rename d; not rewritten: c and d together"]
-    assert runs == 2 * 2  # the first run and one trial without d
+    assert (sequences, runs) == (2, 2)  # the first run and one trial without d
 
 
 class _JudgesRenamed(Rule):
