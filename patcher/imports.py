@@ -15,9 +15,9 @@ from patcher.tree import Around
 
 
 def _dotted(node: cst.BaseExpression) -> str | None:
-    if isinstance(node, cst.Name):
+    if type(node) is cst.Name:
         return node.value
-    if isinstance(node, cst.Attribute):
+    if type(node) is cst.Attribute:
         base = _dotted(node.value)
         return None if base is None else f"{base}.{node.attr.value}"
     return None
@@ -25,10 +25,10 @@ def _dotted(node: cst.BaseExpression) -> str | None:
 
 def imported_module(statement: cst.CSTNode) -> str | None:
     """``import x`` (one name, no alias) as ``x``; None for any other statement."""
-    if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1):
+    if not (type(statement) is cst.SimpleStatementLine and len(statement.body) == 1):
         return None
     node = statement.body[0]
-    if not isinstance(node, cst.Import) or len(node.names) != 1 or node.names[0].asname:
+    if type(node) is not cst.Import or len(node.names) != 1 or node.names[0].asname:
         return None
     return _dotted(node.names[0].name)
 
@@ -36,14 +36,14 @@ def imported_module(statement: cst.CSTNode) -> str | None:
 def binds_module(module: cst.Module, name: str) -> bool:
     """Whether a top-level ``import name`` / ``import name.sub`` makes ``name`` available."""
     for statement in module.body:
-        if isinstance(statement, cst.SimpleStatementLine):
+        if type(statement) is cst.SimpleStatementLine:
             for small in statement.body:
-                if isinstance(small, cst.Import):
+                if type(small) is cst.Import:
                     for alias in small.names:
                         bound = alias.asname.name if alias.asname else alias.name
-                        while isinstance(bound, cst.Attribute) and alias.asname is None:
+                        while type(bound) is cst.Attribute and alias.asname is None:
                             bound = bound.value
-                        if isinstance(bound, cst.Name) and bound.value == name:
+                        if type(bound) is cst.Name and bound.value == name:
                             return True
     return False
 
@@ -71,7 +71,7 @@ def import_fix(module: cst.Module, name: str) -> dict[cst.CSTNode, Around]:
         return {body[block[-1]]: Around(after=(new,))}
     for statement in body:
         if not (_is_docstring(statement) or _is_future_import(statement)):
-            separate = not isinstance(statement, cst.SimpleStatementLine) or not any(
+            separate = type(statement) is not cst.SimpleStatementLine or not any(
                 isinstance(s, (cst.Import, cst.ImportFrom)) for s in statement.body
             )
             return {statement: Around(before=(new,), separate=separate)}
@@ -117,7 +117,7 @@ def around_fix(present: Around, imports: Around) -> Around:
 
 def _is_docstring(statement: cst.CSTNode) -> bool:
     return (
-        isinstance(statement, cst.SimpleStatementLine)
+        type(statement) is cst.SimpleStatementLine
         and len(statement.body) == 1
         and isinstance(statement.body[0], cst.Expr)
         and isinstance(statement.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
@@ -126,7 +126,7 @@ def _is_docstring(statement: cst.CSTNode) -> bool:
 
 def _is_future_import(statement: cst.CSTNode) -> bool:
     return (
-        isinstance(statement, cst.SimpleStatementLine)
+        type(statement) is cst.SimpleStatementLine
         and len(statement.body) == 1
         and isinstance(statement.body[0], cst.ImportFrom)
         and _dotted(statement.body[0].module or cst.Name("_")) == "__future__"

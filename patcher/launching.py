@@ -79,12 +79,12 @@ def declared_flags(script: Path) -> set[str] | None:
     flags = set()
     for node in walk(module):
         if (
-            isinstance(node, cst.Call)
-            and isinstance(node.func, cst.Attribute)
+            type(node) is cst.Call
+            and type(node.func) is cst.Attribute
             and node.func.attr.value == "add_argument"
         ):
             for arg in node.args:
-                if arg.keyword is None and isinstance(arg.value, cst.SimpleString):
+                if arg.keyword is None and type(arg.value) is cst.SimpleString:
                     value = arg.value.evaluated_value
                     if isinstance(value, str) and value.startswith("-"):
                         flags.add(value)

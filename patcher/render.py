@@ -70,14 +70,14 @@ def _first_line(statement: cst.CSTNode, lines: Mapping[int, tuple[int, int]]) ->
 def _blocks(statement: cst.CSTNode) -> Iterator[cst.IndentedBlock]:
     """The indented blocks of a compound statement (``elif`` and ``else`` clauses included);
     none for ``match``, which indents its cases itself."""
-    if isinstance(statement, cst.Match) or not isinstance(
+    if type(statement) is cst.Match or not isinstance(
         statement, (cst.BaseCompoundStatement, *_CLAUSE_TYPES)
     ):
         return
     for name in _CLAUSES:
         value = getattr(statement, name, None)
         for item in value if isinstance(value, (list, tuple)) else (value,):
-            if isinstance(item, cst.IndentedBlock):
+            if type(item) is cst.IndentedBlock:
                 yield item
             elif item is not None and not isinstance(item, cst.BaseSuite):
                 yield from _blocks(item)
@@ -132,7 +132,7 @@ def _shadow(
     kept = texts.get(id(statement))
     if kept is not None and kept[0] is statement and kept[1] == indents:
         return _Known(kept[2], statement, indents)
-    if isinstance(statement, cst.Match) or not isinstance(statement, cst.BaseCompoundStatement):
+    if type(statement) is cst.Match or not isinstance(statement, cst.BaseCompoundStatement):
         return statement
     return _clauses(statement, indents, indent, texts)
 
@@ -153,7 +153,7 @@ def _clauses(node: cst.CSTNode, indents: tuple[str, ...], indent: str, texts: Te
 
 
 def _clause(value: Any, indents: tuple[str, ...], indent: str, texts: Texts) -> Any:
-    if isinstance(value, cst.IndentedBlock):
+    if type(value) is cst.IndentedBlock:
         deeper = (*indents, indent if value.indent is None else value.indent)
         body = [_shadow(s, deeper, indent, texts) for s in value.body]
         if any(a is not b for a, b in zip(body, value.body)):

@@ -516,7 +516,7 @@ class Tree:
         on_path = {id(a) for node in replacements for a in self.ancestors(node)}
         by_id = {id(node): new for node, new in replacements.items()}
         module = self.module.visit(_Replacer(on_path, by_id))
-        assert isinstance(module, cst.Module)
+        assert type(module) is cst.Module
         return module
 
 
@@ -541,7 +541,7 @@ class _Replacer(cst.CSTTransformer):
         statements: list[cst.BaseStatement] = []
         for statement in new:
             done = statement.visit(inner)
-            if isinstance(done, cst.FlattenSentinel):
+            if type(done) is cst.FlattenSentinel:
                 statements.extend(done.nodes)
             elif isinstance(done, cst.BaseStatement):
                 statements.append(done)
@@ -607,7 +607,7 @@ def _match_block(
             _match_block(ours, theirs, lines)
     # a simple statement line is where its first small statement is
     for statement in statements:
-        if isinstance(statement, cst.SimpleStatementLine) and statement.body:
+        if type(statement) is cst.SimpleStatementLine and statement.body:
             first = lines.get(id(statement.body[0]))
             if first is not None:
                 lines[id(statement)] = first
@@ -617,12 +617,12 @@ def _sub_blocks(
     statement: cst.CSTNode, node: ast.stmt
 ) -> Iterator[tuple[Sequence[cst.CSTNode], Sequence[ast.stmt]]]:
     """Pairs of (our statements, ast statements) for the blocks inside a compound statement."""
-    if isinstance(statement, cst.If) and isinstance(node, ast.If):
+    if type(statement) is cst.If and isinstance(node, ast.If):
         yield _suite(statement.body), node.body
         orelse = statement.orelse
-        if isinstance(orelse, cst.If):
+        if type(orelse) is cst.If:
             yield [orelse], node.orelse
-        elif isinstance(orelse, cst.Else):
+        elif type(orelse) is cst.Else:
             yield _suite(orelse.body), node.orelse
     elif isinstance(statement, (cst.For, cst.While)) and isinstance(
         node, (ast.For, ast.AsyncFor, ast.While)

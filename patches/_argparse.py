@@ -52,8 +52,8 @@ def _group_parsers(tree: Tree) -> dict[str, str]:
     for node in tree.nodes(cst.Assign):
         call = node.value
         if (
-            isinstance(call, cst.Call)
-            and isinstance(call.func, cst.Attribute)
+            type(call) is cst.Call
+            and type(call.func) is cst.Attribute
             and call.func.attr.value in _GROUPS
         ):
             owner = dotted_name(call.func.value)
@@ -69,7 +69,7 @@ def find_options(tree: Tree, names: tuple[str, ...]) -> list[ArgparseOption]:
     groups = _group_parsers(tree)
     options = []
     for node in tree.nodes(cst.Call):
-        if not (isinstance(node.func, cst.Attribute) and node.func.attr.value == "add_argument"):
+        if not (type(node.func) is cst.Attribute and node.func.attr.value == "add_argument"):
             continue
         strings = option_strings(node)
         if not any(s in names for s in strings):
@@ -95,8 +95,8 @@ def parse_call(
 ) -> cst.Call | None:
     """``node`` if it is a ``<parser>.parse_args()``-like call (any of ``methods``)."""
     if (
-        isinstance(node, cst.Call)
-        and isinstance(node.func, cst.Attribute)
+        type(node) is cst.Call
+        and type(node.func) is cst.Attribute
         and node.func.attr.value in methods
     ):
         return node
@@ -105,7 +105,7 @@ def parse_call(
 
 def parse_target(statement: cst.BaseSmallStatement) -> tuple[cst.Call, cst.BaseExpression] | None:
     """``args = p.parse_args()`` / ``args, rest = p.parse_known_args()`` → (call, args)."""
-    if not isinstance(statement, cst.Assign) or len(statement.targets) != 1:
+    if type(statement) is not cst.Assign or len(statement.targets) != 1:
         return None
     call = parse_call(statement.value)
     if call is None:

@@ -38,19 +38,19 @@ def waiting_gate(m: RankModel, call: cst.Call) -> tuple[cst.If, cst.BaseExpressi
     tree = m.tree
     small = tree.parent(call)
     holder = tree.parent(small)  # the line, or the one-line body ``if ...: barrier()``
-    if isinstance(holder, cst.SimpleStatementLine):
+    if type(holder) is cst.SimpleStatementLine:
         block = tree.parent(holder)
-        alone = isinstance(block, cst.IndentedBlock) and len(block.body) == 1
+        alone = type(block) is cst.IndentedBlock and len(block.body) == 1
     else:
         block = holder
-        alone = isinstance(block, cst.SimpleStatementSuite)
+        alone = type(block) is cst.SimpleStatementSuite
     gate = tree.parent(block)
     if not (
-        isinstance(small, cst.Expr)
+        type(small) is cst.Expr
         and isinstance(holder, (cst.SimpleStatementLine, cst.SimpleStatementSuite))
         and len(holder.body) == 1
         and alone
-        and isinstance(gate, cst.If)
+        and type(gate) is cst.If
         and gate.orelse is None
     ):
         return None
@@ -151,22 +151,22 @@ def unsteady_term(m: RankModel, gate: cst.If, end: cst.CSTNode) -> cst.BaseExpre
         code(b.target)
         for b in binders
         if isinstance(b, (cst.AssignTarget, cst.AugAssign, cst.AnnAssign))
-        and isinstance(b.target, cst.Attribute)
+        and type(b.target) is cst.Attribute
     ]
     calls = _span(m, gate, end, cst.Call)
-    setattrs = any(isinstance(c, cst.Call) and callee_name(c) == "setattr" for c in calls)
+    setattrs = any(type(c) is cst.Call and callee_name(c) == "setattr" for c in calls)
     changed = _attributes_stored_by_callees(m, calls)
     for term in _others(gate.test):
         nodes = list(walk(term, into_scopes=True))
         if any(isinstance(n, _UNSTEADY) for n in nodes):
             return term
-        attributes = [code(n) for n in nodes if isinstance(n, cst.Attribute)]
-        read = {n.value for n in nodes if isinstance(n, cst.Name)}
+        attributes = [code(n) for n in nodes if type(n) is cst.Attribute]
+        read = {n.value for n in nodes if type(n) is cst.Name}
         if read & bound or (attributes and (setattrs or "*" in changed)):
             return term
         if any(a == s or a.startswith(s + ".") for a in attributes for s in stored):
             return term
-        if any(n.attr.value in changed for n in nodes if isinstance(n, cst.Attribute)):
+        if any(n.attr.value in changed for n in nodes if type(n) is cst.Attribute):
             return term  # ``args.overwrite_cache`` set by ``load_and_cache(args)`` in between
     return None
 
@@ -180,9 +180,9 @@ def _attributes_stored_by_callees(m: RankModel, calls: list[cst.CSTNode]) -> set
     while pending:
         for node in walk(pending.pop(), into_scopes=False):
             if isinstance(node, (cst.AssignTarget, cst.AugAssign, cst.AnnAssign)):
-                if isinstance(node.target, cst.Attribute):
+                if type(node.target) is cst.Attribute:
                     stored.add(node.target.attr.value)
-            elif isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
+            elif type(node) is cst.Call and type(node.func) is cst.Name:
                 name = node.func.value
                 if name == "setattr":
                     stored.add("*")
@@ -193,9 +193,7 @@ def _attributes_stored_by_callees(m: RankModel, calls: list[cst.CSTNode]) -> set
 
 
 def is_exit(node: cst.CSTNode) -> bool:
-    return isinstance(node, _EXITS) or (
-        isinstance(node, cst.Call) and callee_name(node) in _EXIT_CALLS
-    )
+    return isinstance(node, _EXITS) or (type(node) is cst.Call and callee_name(node) in _EXIT_CALLS)
 
 
 def exit_between(m: RankModel, gate: cst.If, end: cst.CSTNode) -> cst.CSTNode | None:
@@ -206,7 +204,7 @@ def exit_between(m: RankModel, gate: cst.If, end: cst.CSTNode) -> cst.CSTNode | 
     for node in _span(m, gate, end, *_EXITS, cst.Call):
         if not is_exit(node) or m.runs(node, RANK0) is False:
             continue
-        if isinstance(node, cst.Raise) and not _caught(m, node):
+        if type(node) is cst.Raise and not _caught(m, node):
             continue  # rank 0 crashes, and the launcher ends the waiting ranks: no hang
         if isinstance(node, (cst.Break, cst.Continue)):
             loop = next(
@@ -224,7 +222,7 @@ def _caught(m: RankModel, node: cst.Raise) -> bool:
     for ancestor in m.tree.ancestors(node):
         if isinstance(ancestor, SCOPES):
             return False
-        if isinstance(ancestor, cst.Try) and m.tree.contains(ancestor.body, node):
+        if type(ancestor) is cst.Try and m.tree.contains(ancestor.body, node):
             return True
     return False
 

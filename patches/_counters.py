@@ -93,12 +93,12 @@ _BINDING_TYPES = frozenset(
 
 
 def _counters(frame: cst.FunctionDef | cst.Module) -> frozenset[str]:
-    body = frame.body if isinstance(frame, cst.FunctionDef) else frame
-    module = isinstance(frame, cst.Module)
+    body = frame.body if type(frame) is cst.FunctionDef else frame
+    module = type(frame) is cst.Module
     own = {id(node) for node in walk(body, into_scopes=False)}
     counted: set[str] = set()
     spoilt: set[str] = set()
-    if isinstance(frame, cst.FunctionDef):
+    if type(frame) is cst.FunctionDef:
         spoilt.update(_param_names(frame.params))
     for node in walk(body, into_scopes=True):
         kind = type(node)
@@ -120,48 +120,48 @@ def _counters(frame: cst.FunctionDef | cst.Module) -> frozenset[str]:
 def _bindings(node: cst.CSTNode) -> list[tuple[str, bool]]:
     """(name, whether this binding keeps it a non-negative count) for each name ``node``
     binds or makes unknowable; [] when it binds nothing."""
-    if isinstance(node, cst.Assign):
+    if type(node) is cst.Assign:
         return [
             (name, _literal_for(target.target, node.value, name) is not None)
             for target in node.targets
             for name in _target_names(target.target)
         ]
-    if isinstance(node, cst.AnnAssign):
+    if type(node) is cst.AnnAssign:
         names = _target_names(node.target)
         if node.value is None:
             return []  # a declaration binds nothing
         value = int_literal(node.value)
-        counts = isinstance(node.target, cst.Name) and value is not None and value >= 0
+        counts = type(node.target) is cst.Name and value is not None and value >= 0
         return [(name, counts) for name in names]
-    if isinstance(node, cst.AugAssign):
+    if type(node) is cst.AugAssign:
         value = int_literal(node.value)
         counts = (
-            isinstance(node.target, cst.Name)
-            and isinstance(node.operator, cst.AddAssign)
+            type(node.target) is cst.Name
+            and type(node.operator) is cst.AddAssign
             and value is not None
             and value >= 0
         )
         return [(name, counts) for name in _target_names(node.target)]
     if isinstance(node, (cst.For, cst.CompFor)):
         return [(name, False) for name in _target_names(node.target)]
-    if isinstance(node, cst.NamedExpr):
+    if type(node) is cst.NamedExpr:
         return [(name, False) for name in _target_names(node.target)]
-    if isinstance(node, cst.AsName):
+    if type(node) is cst.AsName:
         return [(name, False) for name in _target_names(node.name)]
     if isinstance(node, (cst.Global, cst.Nonlocal)):
         return [(item.name.value, False) for item in node.names]
-    if isinstance(node, cst.Del):
+    if type(node) is cst.Del:
         return [(n.value, False) for n in walk(node.target, into_scopes=False) if _is_name(n)]
     if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
         return [(node.name.value, False)]
-    if isinstance(node, cst.Param):
+    if type(node) is cst.Param:
         return [(node.name.value, False)]
-    if isinstance(node, cst.ImportAlias) and node.asname is None:
+    if type(node) is cst.ImportAlias and node.asname is None:
         first = (dotted_name(node.name) or "").split(".")[0]
         return [(first, False)] if first else []
     if isinstance(node, (cst.MatchAs, cst.MatchStar)):
         return [(node.name.value, False)] if node.name is not None else []
-    if isinstance(node, cst.MatchMapping):
+    if type(node) is cst.MatchMapping:
         return [(node.rest.value, False)] if node.rest is not None else []
     return []
 
@@ -172,7 +172,7 @@ def _is_name(node: cst.CSTNode) -> TypeGuard[cst.Name]:
 
 def _param_names(params: cst.Parameters) -> list[str]:
     found = [*params.posonly_params, *params.params, *params.kwonly_params]
-    if isinstance(params.star_arg, cst.Param):
+    if type(params.star_arg) is cst.Param:
         found.append(params.star_arg)
     if params.star_kwarg is not None:
         found.append(params.star_kwarg)
@@ -182,11 +182,11 @@ def _param_names(params: cst.Parameters) -> list[str]:
 def _target_names(target: cst.BaseExpression) -> list[str]:
     """The plain names an assignment target binds (``a, (b, *c) = ...`` → a, b, c); the
     attributes and subscripts it assigns bind no name."""
-    if isinstance(target, cst.Name):
+    if type(target) is cst.Name:
         return [target.value]
     if isinstance(target, (cst.Tuple, cst.List)):
         return [name for element in target.elements for name in _target_names(element.value)]
-    if isinstance(target, cst.StarredElement):
+    if type(target) is cst.StarredElement:
         return _target_names(target.value)
     return []
 
@@ -196,7 +196,7 @@ def _literal_for(target: cst.BaseExpression, value: cst.BaseExpression, name: st
     names it once and the shapes match (``a, b = 0, 1``); None otherwise."""
     if _target_names(target).count(name) != 1:
         return None
-    if isinstance(target, cst.Name):
+    if type(target) is cst.Name:
         found = int_literal(value)
         return found if found is not None and found >= 0 else None
     if not isinstance(target, (cst.Tuple, cst.List)) or not isinstance(
@@ -206,7 +206,7 @@ def _literal_for(target: cst.BaseExpression, value: cst.BaseExpression, name: st
     if len(target.elements) != len(value.elements):
         return None
     for part, given in zip(target.elements, value.elements):
-        if isinstance(part, cst.StarredElement) or isinstance(given, cst.StarredElement):
+        if type(part) is cst.StarredElement or type(given) is cst.StarredElement:
             return None
         if name in _target_names(part.value):
             return _literal_for(part.value, given.value, name)

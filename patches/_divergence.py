@@ -71,18 +71,18 @@ def path(node: cst.BaseExpression) -> Path | None:
     """The access path ``node`` names: ``state['is_early_stop'][task]`` → ``('state',
     "['is_early_stop']")``, cut at the first index that is not a literal (it may be any key);
     None for what is not a path (a call's result)."""
-    if isinstance(node, cst.Name):
+    if type(node) is cst.Name:
         return (node.value,)
-    if isinstance(node, cst.Attribute):
+    if type(node) is cst.Attribute:
         base = path(node.value)
         return None if base is None else (*base, "." + node.attr.value)
-    if isinstance(node, cst.Subscript):
+    if type(node) is cst.Subscript:
         base = path(node.value)
         if base is None:
             return None
         if len(node.slice) == 1:
             index = node.slice[0].slice
-            if isinstance(index, cst.Index) and isinstance(
+            if type(index) is cst.Index and isinstance(
                 index.value, (cst.SimpleString, cst.Integer)
             ):
                 return (*base, f"[{index.value.value}]")
@@ -109,7 +109,7 @@ def _targets(node: cst.CSTNode) -> Iterator[cst.BaseExpression]:
     """What an assignment statement writes: each target (unpacked), an ``+=`` target."""
     if not isinstance(node, (cst.AssignTarget, cst.AugAssign, cst.AnnAssign)):
         return
-    if isinstance(node, cst.AnnAssign) and node.value is None:
+    if type(node) is cst.AnnAssign and node.value is None:
         return  # a bare annotation binds nothing
     stack: list[cst.BaseExpression] = [node.target]
     while stack:
@@ -124,7 +124,7 @@ def _rank_zero_updates(m: RankModel) -> dict[int, list[tuple[cst.CSTNode, Path]]
     """Per function (by id), the updates only rank 0 runs and the paths they write."""
     found: dict[int, list[tuple[cst.CSTNode, Path]]] = {}
     for node in m.tree.nodes(cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.Call):
-        targets = list(_mutated(node) if isinstance(node, cst.Call) else _targets(node))
+        targets = list(_mutated(node) if type(node) is cst.Call else _targets(node))
         if not targets or m.runs(node, OTHER) is not False or m.runs(node, RANK0) is False:
             continue
         for target in targets:
@@ -143,7 +143,7 @@ _MUTATORS = frozenset(
 def _mutated(call: cst.Call) -> Iterator[cst.BaseExpression]:
     """The container a statement-level mutator call changes (``stopped.append(task)``)."""
     func = call.func
-    if isinstance(func, cst.Attribute) and func.attr.value in _MUTATORS:
+    if type(func) is cst.Attribute and func.attr.value in _MUTATORS:
         yield func.value
 
 
@@ -152,10 +152,10 @@ def _reads(m: RankModel, test: cst.BaseExpression) -> Iterator[tuple[cst.Name, P
     method called on it (``x.get('k')``) reads the object."""
     tree = m.tree
     for node in walk(test, into_scopes=False):
-        if not isinstance(node, cst.Name):
+        if type(node) is not cst.Name:
             continue
         parent = tree.parent(node)
-        if isinstance(parent, cst.Attribute) and parent.attr is node:
+        if type(parent) is cst.Attribute and parent.attr is node:
             continue
         top: cst.BaseExpression = node
         while True:
@@ -165,7 +165,7 @@ def _reads(m: RankModel, test: cst.BaseExpression) -> Iterator[tuple[cst.Name, P
             else:
                 break
         above = tree.parent(top)
-        if isinstance(top, cst.Attribute) and isinstance(above, cst.Call) and above.func is top:
+        if type(top) is cst.Attribute and type(above) is cst.Call and above.func is top:
             top = top.value  # a method of the object
         read = path(top)
         if read is not None:
@@ -177,7 +177,7 @@ def _exits(m: RankModel, branch: cst.CSTNode) -> Iterator[cst.CSTNode]:
     or function inside it)."""
     tree = m.tree
     for node in walk(branch, into_scopes=False):
-        if isinstance(node, cst.Return):
+        if type(node) is cst.Return:
             yield node
         elif isinstance(node, (cst.Break, cst.Continue)):
             loop = innermost_loop(tree, node)
@@ -194,14 +194,14 @@ def _decisions(
     for statement in tree.nodes(cst.If, cst.While):
         if m.scope(statement) is not scope:
             continue
-        if isinstance(statement, cst.While):
+        if type(statement) is cst.While:
             yield statement, statement
             continue
         for branch in (statement.body, statement.orelse):
             if branch is None:
                 continue
             for exit_ in _exits(m, branch):
-                left = m.scope(exit_) if isinstance(exit_, cst.Return) else None
+                left = m.scope(exit_) if type(exit_) is cst.Return else None
                 if left is None:
                     left = innermost_loop(tree, exit_)
                 if left is not None:
@@ -232,23 +232,23 @@ def _steps_backward(m: RankModel, call: cst.Call, depth: int = 0) -> bool:
     if depth > 1 or name is None:
         return False
     body: cst.CSTNode | None = None
-    if isinstance(call.func, cst.Name):
+    if type(call.func) is cst.Name:
         body = m.functions.get(name)
     elif dotted_name(call.func) == f"self.{name}":
         body = _method(m, call, name)
     if body is None:
         return False
     return any(
-        isinstance(inner, cst.Call) and _steps_backward(m, inner, depth + 1)
+        type(inner) is cst.Call and _steps_backward(m, inner, depth + 1)
         for inner in walk(body, into_scopes=False)
     )
 
 
 def _method(m: RankModel, call: cst.Call, name: str) -> cst.FunctionDef | None:
     for ancestor in m.tree.ancestors(call):
-        if isinstance(ancestor, cst.ClassDef):
+        if type(ancestor) is cst.ClassDef:
             for statement in ancestor.body.body:
-                if isinstance(statement, cst.FunctionDef) and statement.name.value == name:
+                if type(statement) is cst.FunctionDef and statement.name.value == name:
                     return statement
             return None
     return None
@@ -259,7 +259,7 @@ def synchronises_every_step(m: RankModel, region: cst.CSTNode) -> str | None:
     backward through a DDP wrapper; None when nothing does (each rank may run alone)."""
     wrapped: bool | None = None
     for call in walk(region, into_scopes=False):
-        if not isinstance(call, cst.Call):
+        if type(call) is not cst.Call:
             continue
         if is_collective_call(call) and m.runs(call, OTHER) is not False:
             return dotted_name(call.func) or callee_name(call) or "a collective"
@@ -277,14 +277,12 @@ def _shared(m: RankModel, scope: cst.CSTNode, root: str) -> bool:
     ``broadcast_object_list(flag, src=0)``)."""
     handed = {root}
     for node in walk(scope, into_scopes=False):
-        if isinstance(node, cst.Assign) and _mentions(node.value, {root}):
+        if type(node) is cst.Assign and _mentions(node.value, {root}):
             handed.update(
-                target.target.value
-                for target in node.targets
-                if isinstance(target.target, cst.Name)
+                target.target.value for target in node.targets if type(target.target) is cst.Name
             )
     for call in walk(scope, into_scopes=False):
-        if not isinstance(call, cst.Call) or not is_collective_call(call):
+        if type(call) is not cst.Call or not is_collective_call(call):
             continue
         if m.runs(call, OTHER) is not False and any(_mentions(a.value, handed) for a in call.args):
             return True
@@ -292,18 +290,18 @@ def _shared(m: RankModel, scope: cst.CSTNode, root: str) -> bool:
 
 
 def _mentions(node: cst.CSTNode, names: set[str]) -> bool:
-    return any(isinstance(n, cst.Name) and n.value in names for n in walk(node, into_scopes=True))
+    return any(type(n) is cst.Name and n.value in names for n in walk(node, into_scopes=True))
 
 
 def _verb(m: RankModel, statement: cst.If | cst.While, left: cst.CSTNode) -> str:
     """What the decision does, as a verb phrase."""
-    if isinstance(statement, cst.While):
+    if type(statement) is cst.While:
         return "keep looping"
     if isinstance(left, (cst.FunctionDef, cst.Module)):
         return "return"
     branches = [b for b in (statement.body, statement.orelse) if b is not None]
     exits = [e for b in branches for e in _exits(m, b)]
-    if exits and all(isinstance(e, cst.Continue) for e in exits):
+    if exits and all(type(e) is cst.Continue for e in exits):
         return "skip the rest of the loop body"
     return "leave the loop"
 
@@ -331,7 +329,7 @@ def state_violations(m: RankModel) -> Iterator[Violation]:
                     break
                 update, update_path = hit
                 header = _code(tree, statement)
-                if isinstance(statement, cst.While):
+                if type(statement) is cst.While:
                     header = "while" + header[len("if") :]
                 if refused is None:
                     refused = broadcasts(m)[1]
@@ -464,7 +462,7 @@ def _plan(
     tree = m.tree
     if SHARED in tree.code:
         return f"`{SHARED}` is taken"
-    if not isinstance(scope, cst.FunctionDef):
+    if type(scope) is not cst.FunctionDef:
         return f"{root} is module state"
     gates: list[cst.If] = []
     for update in updates:  # where rank 0 updates it first: the likeliest reason to name
@@ -489,7 +487,7 @@ def _local(m: RankModel, uniformity: Uniformity, scope: cst.FunctionDef, root: s
         if isinstance(node, (cst.Global, cst.Nonlocal)):
             if any(item.name.value == root for item in node.names):
                 return f"{root} is declared global or nonlocal"
-        if not isinstance(node, cst.Name) or node.value != root or _label(tree, node):
+        if type(node) is not cst.Name or node.value != root or _label(tree, node):
             continue
         if m.scope(node) is not scope or _in_lambda(tree, node, scope):
             return f"a nested function or lambda reads {root}"
@@ -502,8 +500,8 @@ def _local(m: RankModel, uniformity: Uniformity, scope: cst.FunctionDef, root: s
 def _label(tree: Tree, name: cst.Name) -> bool:
     """Whether ``name`` labels something else: ``args.patience``, ``f(patience=1)``."""
     parent = tree.parent(name)
-    return (isinstance(parent, cst.Attribute) and parent.attr is name) or (
-        isinstance(parent, cst.Arg) and parent.keyword is name
+    return (type(parent) is cst.Attribute and parent.attr is name) or (
+        type(parent) is cst.Arg and parent.keyword is name
     )
 
 
@@ -532,7 +530,7 @@ def _use(m: RankModel, uniformity: Uniformity, name: cst.Name, root: str) -> str
         if target is not None and m.runs(target, OTHER) is not False:
             return f"every rank changes {root} too (`{_code(tree, tree.statement(target))}`)"
         return None
-    if isinstance(parent, cst.AugAssign):
+    if type(parent) is cst.AugAssign:
         if m.runs(parent, OTHER) is not False:
             return f"every rank changes {root} too (`{_code(tree, tree.statement(parent))}`)"
         return None
@@ -555,7 +553,7 @@ def _written_through(tree: Tree, access: cst.CSTNode) -> cst.CSTNode | None:
     above = tree.parent(top)
     if isinstance(above, (cst.AssignTarget, cst.AugAssign)) and above.target is top:
         return above
-    if isinstance(top, cst.Attribute) and isinstance(above, cst.Call) and above.func is top:
+    if type(top) is cst.Attribute and type(above) is cst.Call and above.func is top:
         return above if top.attr.value in _MUTATORS else None
     return None
 
@@ -565,7 +563,7 @@ def _assigned_to(tree: Tree, name: cst.Name) -> bool:
     node: cst.CSTNode = name
     while True:
         parent = tree.parent(node)
-        if isinstance(parent, cst.AssignTarget):
+        if type(parent) is cst.AssignTarget:
             return parent.target is node
         if not isinstance(parent, (cst.Tuple, cst.List, cst.Element)):
             return False
@@ -578,17 +576,17 @@ def _initial(m: RankModel, uniformity: Uniformity, name: cst.Name, root: str) ->
     which the broadcast after it shares)."""
     tree = m.tree
     node: cst.CSTNode | None = name
-    while node is not None and not isinstance(node, cst.AssignTarget):
+    while node is not None and type(node) is not cst.AssignTarget:
         node = tree.parent(node)
     if node is None:
         return f"{root} is bound by something other than an assignment"
     if m.runs(node, OTHER) is False:
         return None
     statement = tree.parent(node)
-    assert isinstance(statement, cst.Assign)
+    assert type(statement) is cst.Assign
     value = _part(node.target, statement.value, root)
     literal = isinstance(value, (cst.Integer, cst.Float)) or (
-        isinstance(value, cst.Name) and value.value in ("True", "False")
+        type(value) is cst.Name and value.value in ("True", "False")
     )
     if not literal:
         return f"{root} starts from a value each rank computes (`{_code(tree, statement)}`)"
@@ -605,7 +603,7 @@ def _part(
     target: cst.BaseExpression, value: cst.BaseExpression, name: str
 ) -> cst.BaseExpression | None:
     """What ``name`` in ``target`` receives from ``value`` (``a, b = 0, 0``)."""
-    if isinstance(target, cst.Name):
+    if type(target) is cst.Name:
         return value if target.value == name else None
     if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List)):
         if len(target.elements) == len(value.elements):
@@ -622,7 +620,7 @@ def _gate(m: RankModel, update: cst.CSTNode) -> cst.If | None:
         if isinstance(ancestor, (cst.FunctionDef, cst.Lambda, cst.ClassDef)):
             return None
         if isinstance(ancestor, cst.BaseCompoundStatement) and m.runs(ancestor, OTHER) is not False:
-            return ancestor if isinstance(ancestor, cst.If) else None
+            return ancestor if type(ancestor) is cst.If else None
     return None
 
 
@@ -639,7 +637,7 @@ def _gate_why(
         return f"{where} is not a statement of its own (an `elif`, or on one line)"
     for node in walk(gate, into_scopes=False):
         if isinstance(node, _LEAVES) or (
-            isinstance(node, cst.Call) and dotted_name(node.func) in PROCESS_EXITS
+            type(node) is cst.Call and dotted_name(node.func) in PROCESS_EXITS
         ):
             return f"rank 0 may leave {where} before the broadcast after it"
         if isinstance(node, (cst.Break, cst.Continue)):
@@ -681,7 +679,7 @@ def _when(m: RankModel, uniformity: Uniformity, gate: cst.If) -> str:
             return ""  # a comment inside a term would end the rebuilt line
         if "\n" in code and not term.lpar:
             code = f"({code})"
-        if isinstance(term, cst.BooleanOperation) and not term.lpar:
+        if type(term) is cst.BooleanOperation and not term.lpar:
             code = f"({code})"  # an ``or`` inside the ``and`` of the rebuilt test
         parts.append(code)
     return " and ".join(parts)

@@ -113,7 +113,7 @@ def rank_zero_stop(
     breaks = tuple(
         node
         for node in walk(statement, into_scopes=False)
-        if isinstance(node, cst.Break) and innermost_loop(tree, node) is loop and not m.dead(node)
+        if type(node) is cst.Break and innermost_loop(tree, node) is loop and not m.dead(node)
     )
     keep = _kept(m, function, loop, statement)
     if isinstance(keep, str):
@@ -132,7 +132,7 @@ def _child_statement(
 ) -> cst.BaseStatement | None:
     """The statement of ``loop``'s own body that holds ``node``."""
     body = loop.body
-    if not isinstance(body, cst.IndentedBlock):
+    if type(body) is not cst.IndentedBlock:
         return None
     return next((s for s in body.body if tree.contains(s, node)), None)
 
@@ -170,7 +170,7 @@ def _exits(m: RankModel, loop: cst.For | cst.While, statement: cst.BaseStatement
     """Why the loop's exits cannot all become rank 0's broadcast decision."""
     tree = m.tree
     for node in walk(loop.body, into_scopes=False):
-        if isinstance(node, cst.Call):
+        if type(node) is cst.Call:
             ends = dotted_name(node.func) in PROCESS_EXITS and tree.contains(statement, node)
             if ends and not m.dead(node):
                 return "the evaluation ends the process"
@@ -222,15 +222,15 @@ def _kept(
     names = ", ".join(sorted(state))
     why = f"the other ranks read what it binds ({names})"
     if not (
-        isinstance(statement, cst.If)
+        type(statement) is cst.If
         and statement.orelse is None
-        and isinstance(statement.body, cst.IndentedBlock)
+        and type(statement.body) is cst.IndentedBlock
     ):
         return why
     body = list(statement.body.body)
     count = 0
     for line in body:
-        if not isinstance(line, cst.SimpleStatementLine) or not all(
+        if type(line) is not cst.SimpleStatementLine or not all(
             _reset(small, state) for small in line.body
         ):
             break
@@ -264,12 +264,12 @@ def _read_outside(
     bound = names_bound_in(statement)
     sites: dict[str, list[cst.CSTNode]] = {}
     for binder in _binders(function.body):
-        if not tree.contains(statement, binder) and not isinstance(binder, cst.AugAssign):
+        if not tree.contains(statement, binder) and type(binder) is not cst.AugAssign:
             for name in bound_names(binder):
                 sites.setdefault(name.value, []).append(binder)
     found = set()
     for read in walk(function.body, into_scopes=True):
-        if not isinstance(read, cst.Name) or read.value not in bound or read.value in found:
+        if type(read) is not cst.Name or read.value not in bound or read.value in found:
             continue
         if tree.contains(statement, read) or not is_read(tree, read):
             continue
@@ -294,7 +294,7 @@ def _shields(
     """Whether ``binding`` always binds the name again between ``statement`` and ``read``:
     it runs whenever the read does, before it, and after ``statement`` (or, for a read earlier
     in the loop's body, inside the loop: each iteration binds it before reading it)."""
-    if isinstance(binding, cst.For):
+    if type(binding) is cst.For:
         if not tree.contains(binding.body, read):
             return False
     elif not tree.after(read, binding):
@@ -308,18 +308,18 @@ def _shields(
 
 def _reset(small: cst.BaseSmallStatement, state: set[str]) -> bool:
     """``name = <value without calls>`` for names of ``state``."""
-    if not isinstance(small, cst.Assign):
+    if type(small) is not cst.Assign:
         return False
-    if any(isinstance(n, cst.Call) for n in walk(small.value, into_scopes=True)):
+    if any(type(n) is cst.Call for n in walk(small.value, into_scopes=True)):
         return False
     targets = [t.target for t in small.targets]
-    return all(isinstance(t, cst.Name) and t.value in state for t in targets)
+    return all(type(t) is cst.Name and t.value in state for t in targets)
 
 
 def _gated_part(statement: cst.BaseStatement, keep: int) -> list[cst.BaseStatement]:
     if keep == 0:
         return [statement]
-    assert isinstance(statement, cst.If) and isinstance(statement.body, cst.IndentedBlock)
+    assert type(statement) is cst.If and type(statement.body) is cst.IndentedBlock
     return list(statement.body.body[keep:])
 
 
@@ -335,7 +335,7 @@ def _trains(tree: Tree, statements: list[cst.BaseStatement]) -> str | None:
                 return f"the evaluation calls {name}() (a training step, or state it steps)"
             if name == "RandomSampler":
                 return "the evaluation draws a RandomSampler, which would be sharded"
-            if isinstance(call.func, cst.Name) and name in functions and name not in seen:
+            if type(call.func) is cst.Name and name in functions and name not in seen:
                 seen.add(name)
                 pending.append(functions[name].body)
     return None
@@ -346,7 +346,7 @@ def _touches_model(tree: Tree, statements: list[cst.BaseStatement], models: set[
     the DDP wrapper on rank 0 alone is a collective the other ranks never join)."""
     for statement in statements:
         for node in walk(statement, into_scopes=True):
-            if isinstance(node, cst.Name) and node.value in models and is_read(tree, node):
+            if type(node) is cst.Name and node.value in models and is_read(tree, node):
                 if not _unwrappable(tree, node):
                     return f"the evaluation hands {node.value} on where ddpfix cannot unwrap it"
     return None
@@ -354,22 +354,22 @@ def _touches_model(tree: Tree, statements: list[cst.BaseStatement], models: set[
 
 def _unwrappable(tree: Tree, name: cst.Name) -> bool:
     parent = tree.parent(name)
-    if isinstance(parent, cst.Call):
+    if type(parent) is cst.Call:
         return parent.func is name  # model(...): DDP004 calls the inner module
-    if isinstance(parent, cst.Attribute):
+    if type(parent) is cst.Attribute:
         return parent.value is name and parent.attr.value != "forward"
-    if isinstance(parent, cst.IfExp):  # model.module if hasattr(model, "module") else model
+    if type(parent) is cst.IfExp:  # model.module if hasattr(model, "module") else model
         test = parent.test
         return (
             parent.orelse is name
-            and isinstance(test, cst.Call)
+            and type(test) is cst.Call
             and callee_name(test) == "hasattr"
             and isinstance(test.args[0].value, cst.Name)
             and test.args[0].value.value == name.value
         )
-    if isinstance(parent, cst.Arg):
+    if type(parent) is cst.Arg:
         call = tree.parent(parent)
-        return isinstance(call, cst.Call) and (
+        return type(call) is cst.Call and (
             callee_name(call) in ("hasattr", "isinstance") or is_eval_call(call)
         )
     return False
@@ -396,7 +396,7 @@ def _updates_shared(
     for name in sorted(updated - local):
         return f"the evaluation updates {name}, which is not its function's own"
     for read in walk(function.body, into_scopes=True):
-        if not isinstance(read, cst.Name) or read.value not in updated:
+        if type(read) is not cst.Name or read.value not in updated:
             continue
         if not tree.contains(statement, read) and is_read(tree, read):
             return f"the evaluation updates {read.value}, which code outside it reads"
@@ -407,7 +407,7 @@ def _imported(tree: Tree) -> set[str]:
     """The names the module's top-level imports bind (``os``, ``np``, ``torch``)."""
     found = set()
     for statement in tree.module.body:
-        if not isinstance(statement, cst.SimpleStatementLine):
+        if type(statement) is not cst.SimpleStatementLine:
             continue
         for small in statement.body:
             if isinstance(small, (cst.Import, cst.ImportFrom)) and not isinstance(
@@ -415,9 +415,9 @@ def _imported(tree: Tree) -> set[str]:
             ):
                 for alias in small.names:
                     bound = alias.asname.name if alias.asname is not None else alias.name
-                    while isinstance(bound, cst.Attribute):  # import os.path binds os
+                    while type(bound) is cst.Attribute:  # import os.path binds os
                         bound = bound.value
-                    if isinstance(bound, cst.Name):
+                    if type(bound) is cst.Name:
                         found.add(bound.value)
     return found
 
@@ -427,7 +427,7 @@ def _updated_targets(node: cst.CSTNode) -> list[cst.BaseExpression]:
     targets: list[cst.BaseExpression] = []
     if isinstance(node, (cst.AssignTarget, cst.AugAssign, cst.AnnAssign, cst.Del)):
         targets = _flattened(node.target)
-    elif isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+    elif type(node) is cst.Call and type(node.func) is cst.Attribute:
         if node.func.attr.value in _MUTATORS:
             targets = [node.func.value]
     return [t for t in targets if isinstance(t, (cst.Attribute, cst.Subscript, cst.Name))]
@@ -442,7 +442,7 @@ def _flattened(target: cst.BaseExpression) -> list[cst.BaseExpression]:
 def _base_name(node: cst.BaseExpression) -> str | None:
     while isinstance(node, (cst.Attribute, cst.Subscript)):
         node = node.value
-    return node.value if isinstance(node, cst.Name) else None
+    return node.value if type(node) is cst.Name else None
 
 
 _BROADCAST = """\
@@ -500,12 +500,12 @@ def _gate(statement: cst.BaseStatement, keep: int, rank: cst.Comparison) -> cst.
     """``statement`` on global rank 0: its test and the rank test when it is an ``if`` with no
     ``else`` (the rest of its body under the rank test when it keeps ``keep`` resets first)."""
     if keep:
-        assert isinstance(statement, cst.If) and isinstance(statement.body, cst.IndentedBlock)
+        assert type(statement) is cst.If and type(statement.body) is cst.IndentedBlock
         body = list(statement.body.body)
         rest = body[keep:]
         inner = cst.If(test=rank.deep_clone(), body=cst.IndentedBlock(rest))
         return statement.with_changes(body=statement.body.with_changes(body=[*body[:keep], inner]))
-    if isinstance(statement, cst.If) and statement.orelse is None:
+    if type(statement) is cst.If and statement.orelse is None:
         test = cst.BooleanOperation(
             left=_as_and_operand(statement.test), operator=cst.And(), right=rank.deep_clone()
         )
@@ -516,9 +516,9 @@ def _gate(statement: cst.BaseStatement, keep: int, rank: cst.Comparison) -> cst.
 def _as_and_operand(test: cst.BaseExpression) -> cst.BaseExpression:
     """``a or b`` in parentheses before ``and rank`` (``a or b and rank`` is ``a or (b and
     rank)``)."""
-    looser = (
-        isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.Or)
-    ) or isinstance(test, (cst.IfExp, cst.Lambda, cst.NamedExpr))
+    looser = (type(test) is cst.BooleanOperation and type(test.operator) is cst.Or) or isinstance(
+        test, (cst.IfExp, cst.Lambda, cst.NamedExpr)
+    )
     if looser and not test.lpar:
         return test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
     return test

@@ -50,7 +50,7 @@ def wrapper_aliases(tree: Tree) -> set[str]:
             for alias in node.names:
                 if dotted_name(alias.name) == WRAPPER and alias.asname is not None:
                     asname = alias.asname.name
-                    if isinstance(asname, cst.Name):
+                    if type(asname) is cst.Name:
                         names.add(asname.value)
     return names
 
@@ -67,7 +67,7 @@ def _find(tree: Tree) -> dict[int, EvalWrap]:
     for function in functions.values():
         if _trains(function, functions):
             continue
-        body = function.body.body if isinstance(function.body, cst.IndentedBlock) else ()
+        body = function.body.body if type(function.body) is cst.IndentedBlock else ()
         for statement in body:
             wrap = _wrap_in(statement, aliases)
             if wrap is None:
@@ -81,25 +81,25 @@ def _find(tree: Tree) -> dict[int, EvalWrap]:
 def _wrap_in(statement: cst.BaseStatement, aliases: set[str]) -> tuple[cst.Call, str] | None:
     """``m = DDP(m, ...)`` as the statement, or as the only statement of an ``if`` with no
     ``else`` and no call in its test (``if args.local_rank != -1:``)."""
-    if isinstance(statement, cst.If):
+    if type(statement) is cst.If:
         if statement.orelse is not None or any(True for _ in calls_in(statement.test)):
             return None
         inner = statement.body
-        if not isinstance(inner, cst.IndentedBlock) or len(inner.body) != 1:
+        if type(inner) is not cst.IndentedBlock or len(inner.body) != 1:
             return None
         statement = inner.body[0]
-    if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+    if type(statement) is not cst.SimpleStatementLine or len(statement.body) != 1:
         return None
     assign = statement.body[0]
-    if not isinstance(assign, cst.Assign) or len(assign.targets) != 1:
+    if type(assign) is not cst.Assign or len(assign.targets) != 1:
         return None
     target, value = assign.targets[0].target, assign.value
-    if not (isinstance(target, cst.Name) and isinstance(value, cst.Call)):
+    if not (type(target) is cst.Name and type(value) is cst.Call):
         return None
     if callee_name(value) not in aliases or not value.args or value.args[0].keyword is not None:
         return None
     first = value.args[0]
-    if first.star or not (isinstance(first.value, cst.Name) and first.value.value == target.value):
+    if first.star or not (type(first.value) is cst.Name and first.value.value == target.value):
         return None
     return value, target.value
 
@@ -112,7 +112,7 @@ def _trains(function: cst.FunctionDef, functions: dict[str, cst.FunctionDef]) ->
             name = callee_name(call)
             if name in TRAINING_CALLS:
                 return True
-            if isinstance(call.func, cst.Name) and name in functions and name not in seen:
+            if type(call.func) is cst.Name and name in functions and name not in seen:
                 seen.add(name)
                 pending.append(functions[name])
     return False
@@ -130,15 +130,15 @@ def _only_used_as_model(
             n.name.value == name for n in node.names
         ):
             return False
-        if not (isinstance(node, cst.Name) and node.value == name) or tree.contains(wrap, node):
+        if not (type(node) is cst.Name and node.value == name) or tree.contains(wrap, node):
             continue
         before = tree.order(node) < tree.order(wrap) and tree.scope(node) is function
         if before or not is_read(tree, node):
             continue
         parent = tree.parent(node)
-        if isinstance(parent, cst.Call) and parent.func is node:
+        if type(parent) is cst.Call and parent.func is node:
             continue
-        if isinstance(parent, cst.Attribute) and parent.value is node:
+        if type(parent) is cst.Attribute and parent.value is node:
             if parent.attr.value != "module":
                 continue
         return False

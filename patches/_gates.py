@@ -38,7 +38,7 @@ def rank_comparison(
 ) -> tuple[cst.BaseExpression, frozenset[int], bool] | None:
     """``x.local_rank == -1`` / ``-1 == x.local_rank`` / ``x.local_rank in [-1, 0]`` / ``!=`` /
     ``not in`` → (the rank expression, the values, True if membership means the test is true)."""
-    if not isinstance(node, cst.Comparison) or len(node.comparisons) != 1:
+    if type(node) is not cst.Comparison or len(node.comparisons) != 1:
         return None
     target = node.comparisons[0]
     operator, left, right = target.operator, node.left, target.comparator
@@ -62,23 +62,23 @@ def rank_comparison(
 def global_rank_source(node: cst.CSTNode) -> str | None:
     """``get_rank()`` → "get_rank"; ``int(os.environ.get("RANK", fallback))`` (or ``getenv``,
     ``environ["RANK"]``) → "env"; anything else None."""
-    if isinstance(node, cst.Call) and callee_name(node) == "get_rank" and not node.args:
+    if type(node) is cst.Call and callee_name(node) == "get_rank" and not node.args:
         return "get_rank"
-    if isinstance(node, cst.Call) and callee_name(node) == "int" and len(node.args) == 1:
+    if type(node) is cst.Call and callee_name(node) == "int" and len(node.args) == 1:
         inner = node.args[0].value
-        if isinstance(inner, cst.Call) and callee_name(inner) in ("get", "getenv") and inner.args:
+        if type(inner) is cst.Call and callee_name(inner) in ("get", "getenv") and inner.args:
             if string_value(inner.args[0].value) == "RANK":
                 return "env"
-        if isinstance(inner, cst.Subscript) and len(inner.slice) == 1:
+        if type(inner) is cst.Subscript and len(inner.slice) == 1:
             index = inner.slice[0].slice
-            if isinstance(index, cst.Index) and string_value(index.value) == "RANK":
+            if type(index) is cst.Index and string_value(index.value) == "RANK":
                 return "env"
     return None
 
 
 def _global_rank_comparison(node: cst.CSTNode) -> tuple[frozenset[int], bool] | None:
     """``torch.distributed.get_rank() == 0``, ``int(os.environ.get("RANK", ...)) in [-1, 0]``."""
-    if not isinstance(node, cst.Comparison) or len(node.comparisons) != 1:
+    if type(node) is not cst.Comparison or len(node.comparisons) != 1:
         return None
     left, target = node.left, node.comparisons[0]
     if global_rank_source(left) is None:
@@ -118,7 +118,7 @@ def truth(
     it depends. ``known`` gives names whose value is known (a flag parameter at a call);
     ``counters`` names that are ints >= 0 (``patches/_counters.py``: ``patience == -1`` is
     never true)."""
-    if isinstance(node, cst.Name):
+    if type(node) is cst.Name:
         return literal_bool(node, known or {})
     counted = sign_truth(node, counters)
     if counted is not None:
@@ -133,7 +133,7 @@ def truth(
         if kind is None:
             return None
         if kind == SINGLE:
-            assert isinstance(node, cst.Comparison)  # as _global_rank_comparison found
+            assert type(node) is cst.Comparison  # as _global_rank_comparison found
             if global_rank_source(node.left) == "env":
                 return _signed(-1 in values, positive)  # no RANK: the local rank, -1
             return None  # not initialised: such tests are only reached behind a local_rank test
@@ -145,16 +145,16 @@ def logic(
     node: cst.BaseExpression, value: Callable[[cst.BaseExpression], bool | None]
 ) -> bool | None:
     """Three-valued ``and``/``or``/``not`` over ``value`` of the terms (None: depends)."""
-    if isinstance(node, cst.BooleanOperation):
+    if type(node) is cst.BooleanOperation:
         left, right = value(node.left), value(node.right)
-        if isinstance(node.operator, cst.And):
+        if type(node.operator) is cst.And:
             if left is False or right is False:
                 return False
             return True if left and right else None
         if left is True or right is True:
             return True
         return False if left is False and right is False else None
-    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
+    if type(node) is cst.UnaryOperation and type(node.operator) is cst.Not:
         inner = value(node.expression)
         return None if inner is None else not inner
     return None
@@ -167,7 +167,7 @@ def excludes_other_ranks(test: cst.BaseExpression) -> bool:
 
 def conjuncts(node: cst.BaseExpression) -> list[cst.BaseExpression]:
     """The terms of an ``and`` chain (``a and (b and c)`` → a, b, c); a lone term otherwise."""
-    if isinstance(node, cst.BooleanOperation) and isinstance(node.operator, cst.And):
+    if type(node) is cst.BooleanOperation and type(node.operator) is cst.And:
         return conjuncts(node.left) + conjuncts(node.right)
     return [node]
 
@@ -201,7 +201,7 @@ def _local_names(tree: Tree) -> dict[int, set[str]]:
     names: dict[int, set[str]] = {}
     for node in tree.nodes(cst.Param, cst.AssignTarget, cst.For):
         name = node.name if isinstance(node, cst.Param) else node.target
-        if isinstance(name, cst.Name):
+        if type(name) is cst.Name:
             names.setdefault(id(tree.scope(node)), set()).add(name.value)
     return names
 
@@ -210,15 +210,15 @@ def _is_reference(tree: Tree, name: cst.Name) -> bool:
     """A Name that reads a variable (not an attribute, keyword, parameter or definition), and
     could hand the function on: ``not evaluate`` only tests it (always true) and calls nothing."""
     parent = tree.parent(name)
-    if isinstance(parent, cst.UnaryOperation) and isinstance(parent.operator, cst.Not):
+    if type(parent) is cst.UnaryOperation and type(parent.operator) is cst.Not:
         return False
-    if isinstance(parent, cst.BooleanOperation):
+    if type(parent) is cst.BooleanOperation:
         return False
-    if isinstance(parent, cst.If) and parent.test is name:
+    if type(parent) is cst.If and parent.test is name:
         return False
-    if isinstance(parent, cst.Attribute) and parent.attr is name:
+    if type(parent) is cst.Attribute and parent.attr is name:
         return False
-    if isinstance(parent, cst.Arg) and parent.keyword is name:
+    if type(parent) is cst.Arg and parent.keyword is name:
         return False
     if isinstance(parent, (cst.Param, cst.FunctionDef, cst.ClassDef)) and parent.name is name:
         return False
@@ -243,12 +243,12 @@ def _rank_zero_functions(tree: Tree) -> tuple[set[str], set[str]]:
     callee_names: set[int] = set()
     for call in tree.nodes(cst.Call):
         func = call.func
-        if isinstance(func, cst.Name) and func.value in functions:
+        if type(func) is cst.Name and func.value in functions:
             scope = tree.scope(call)
-            if isinstance(scope, cst.FunctionDef) and func.value in shadowed.get(id(scope), ()):
+            if type(scope) is cst.FunctionDef and func.value in shadowed.get(id(scope), ()):
                 continue
             callee_names.add(id(func))
-            caller = scope.name.value if isinstance(scope, cst.FunctionDef) else None
+            caller = scope.name.value if type(scope) is cst.FunctionDef else None
             sites[func.value].append((caller, in_rank_zero_region(tree, call)))
     for name in tree.nodes(cst.Name):
         if name.value not in functions or id(name) in callee_names:
@@ -256,7 +256,7 @@ def _rank_zero_functions(tree: Tree) -> tuple[set[str], set[str]]:
         if not _is_reference(tree, name):
             continue
         scope = tree.scope(name)
-        if isinstance(scope, cst.FunctionDef) and name.value in shadowed.get(id(scope), ()):
+        if type(scope) is cst.FunctionDef and name.value in shadowed.get(id(scope), ()):
             continue
         escaped.add(name.value)
     candidates = {name for name in functions if sites[name] and name not in escaped}
@@ -279,7 +279,7 @@ def _rank_zero_functions(tree: Tree) -> tuple[set[str], set[str]]:
 
 def literal_bool(node: cst.BaseExpression, known: Mapping[str, bool]) -> bool | None:
     """``True``/``False``, or a name whose value is known; None otherwise."""
-    if isinstance(node, cst.Name):
+    if type(node) is cst.Name:
         if node.value in ("True", "False"):
             return node.value == "True"
         return known.get(node.value)

@@ -49,7 +49,7 @@ def helper_evaluations(
     found: list[HelperEval] = []
     functions = module_functions(tree.module)
     for call in calls_in(function):
-        if callee_name(call) not in helpers or not isinstance(call.func, cst.Name):
+        if callee_name(call) not in helpers or type(call.func) is not cst.Name:
             continue
         if any(tree.contains(s, call) for e in found for s in e.run):
             continue  # inside an evaluation gated whole already
@@ -68,11 +68,9 @@ def helper_evaluations(
 def _run(tree: Tree, call: cst.Call) -> tuple[cst.BaseStatement, ...] | None:
     """The statement making ``call`` (a line of its own in a block) and the statements after it
     in that block that read a name it, or one of them, binds."""
-    statement = next(
-        (a for a in tree.ancestors(call) if isinstance(a, cst.SimpleStatementLine)), None
-    )
+    statement = next((a for a in tree.ancestors(call) if type(a) is cst.SimpleStatementLine), None)
     block = tree.parent(statement) if statement is not None else None
-    if statement is None or not isinstance(block, cst.IndentedBlock):
+    if statement is None or type(block) is not cst.IndentedBlock:
         return None
     statements = list(block.body)
     index = next(i for i, s in enumerate(statements) if s is statement)
@@ -88,7 +86,7 @@ def _run(tree: Tree, call: cst.Call) -> tuple[cst.BaseStatement, ...] | None:
 
 def _reads(tree: Tree, node: cst.CSTNode, name: str) -> bool:
     return any(
-        isinstance(n, cst.Name) and n.value == name and is_read(tree, n)
+        type(n) is cst.Name and n.value == name and is_read(tree, n)
         for n in walk(node, into_scopes=False)
     )
 
@@ -111,19 +109,19 @@ def _safe(
         return False  # these hold even in a dead branch: a generator, a name's scope
     if any(isinstance(n, _EXITS) and not ranks.dead(n) for n in nodes):
         return False  # an exit no process can take (``if patience == -1: break``) is none
-    for other in (n for n in nodes if isinstance(n, cst.Call)):
+    for other in (n for n in nodes if type(n) is cst.Call):
         name = callee_name(other)
         if name in _TRAINING_CALLS or name in training:
             return False
     bound = set().union(*(names_bound_in(s) for s in run))
     inside = {id(n) for n in nodes}
     for node in walk(function.body, into_scopes=True):
-        if isinstance(node, cst.Name) and node.value in bound and id(node) not in inside:
+        if type(node) is cst.Name and node.value in bound and id(node) not in inside:
             if is_read(tree, node):
                 return False
     helper_args = {id(arg.value) for arg in call.args}
     for node in nodes:
-        if not (isinstance(node, cst.Name) and node.value in models and is_read(tree, node)):
+        if not (type(node) is cst.Name and node.value in models and is_read(tree, node)):
             continue
         if id(node) in helper_args or _picks_module(tree, node):
             continue
@@ -134,15 +132,15 @@ def _safe(
 def _picks_module(tree: Tree, name: cst.Name) -> bool:
     """``model.module``, ``hasattr(model, "module")`` or the ``else model`` of that choice."""
     parent = tree.parent(name)
-    if isinstance(parent, cst.Attribute) and parent.attr.value == "module":
+    if type(parent) is cst.Attribute and parent.attr.value == "module":
         return True
-    if isinstance(parent, cst.Arg):
+    if type(parent) is cst.Arg:
         grand = tree.parent(parent)
-        return isinstance(grand, cst.Call) and callee_name(grand) == "hasattr"
+        return type(grand) is cst.Call and callee_name(grand) == "hasattr"
     return (
-        isinstance(parent, cst.IfExp)
+        type(parent) is cst.IfExp
         and parent.orelse is name
-        and isinstance(parent.body, cst.Attribute)
+        and type(parent.body) is cst.Attribute
         and parent.body.attr.value == "module"
     )
 
@@ -162,8 +160,8 @@ def _forwards_unwrapped(helper: cst.FunctionDef, call: cst.Call, models: set[str
         if name is not None:
             given[name] = arg.value
     for inner in calls_in(helper):
-        if isinstance(inner.func, cst.Name) and inner.func.value in params:
+        if type(inner.func) is cst.Name and inner.func.value in params:
             value = given.get(inner.func.value)
-            if not (isinstance(value, cst.Name) and value.value in models):
+            if not (type(value) is cst.Name and value.value in models):
                 return False
     return True

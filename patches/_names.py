@@ -95,7 +95,7 @@ def names_bound_in(node: cst.CSTNode) -> set[str]:
 def parameters(function: cst.FunctionDef | cst.Lambda) -> list[cst.Param]:
     """Every parameter, in source order (``*args`` and ``**kwargs`` included)."""
     p = function.params
-    star = [p.star_arg] if isinstance(p.star_arg, cst.Param) else []
+    star = [p.star_arg] if type(p.star_arg) is cst.Param else []
     kwarg = [p.star_kwarg] if p.star_kwarg is not None else []
     return [*p.posonly_params, *p.params, *star, *p.kwonly_params, *kwarg]
 
@@ -124,11 +124,11 @@ def reaching(tree: Tree, fn: cst.FunctionDef, name: str, at: cst.CSTNode) -> lis
     ]
     found = []
     for b in bindings_of(fn, name):
-        if isinstance(b, cst.Param) or any(tree.contains(loop, b) for loop in loops):
+        if type(b) is cst.Param or any(tree.contains(loop, b) for loop in loops):
             found.append(b)
         elif tree.order(b) < tree.order(at):
             statement = tree.parent(b)
-            if not (isinstance(statement, cst.Assign) and tree.contains(statement.value, at)):
+            if not (type(statement) is cst.Assign and tree.contains(statement.value, at)):
                 found.append(b)
     return found
 
@@ -179,7 +179,7 @@ def frame_uses(
                 bindings.append(frame)
         elif kind == "unknowable" or (kind == "read" and id(where) not in binding_frames):
             bindings.append(frame)
-    if isinstance(frame, cst.FunctionDef):
+    if type(frame) is cst.FunctionDef:
         bindings.extend(
             p
             for p in parameters(frame)
@@ -223,7 +223,7 @@ def _comprehension_variable(tree: Tree, name: cst.Name) -> bool:
             clause: cst.CompFor | None = cast(cst.ListComp, ancestor).for_in
             while clause is not None:
                 targets = walk(clause.target, into_scopes=True)
-                if any(isinstance(n, cst.Name) and n.value == name.value for n in targets):
+                if any(type(n) is cst.Name and n.value == name.value for n in targets):
                     return True
                 clause = clause.inner_for_in
     return False
@@ -233,9 +233,9 @@ def _in_target(tree: Tree, node: cst.CSTNode) -> bool:
     """Whether the element ``node`` is part of an unpacking target (``a, b = ...``)."""
     child = node
     for ancestor in tree.ancestors(node):
-        if isinstance(ancestor, cst.AssignTarget):
+        if type(ancestor) is cst.AssignTarget:
             return True
-        if isinstance(ancestor, cst.For):
+        if type(ancestor) is cst.For:
             return ancestor.target is child
         if not isinstance(ancestor, (cst.Tuple, cst.List, cst.Element, cst.StarredElement)):
             return False

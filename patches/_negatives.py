@@ -72,7 +72,7 @@ def scores_batch_by_batch(function: cst.FunctionDef) -> bool:
     the function: under DataParallel the batch is global; split per process, it shrinks."""
     names = {callee_name(c) for c in calls_in(function)}
     matrix = names & _PRODUCTS or any(
-        isinstance(n, cst.BinaryOperation) and isinstance(n.operator, cst.MatrixMultiply)
+        type(n) is cst.BinaryOperation and type(n.operator) is cst.MatrixMultiply
         for n in walk(function.body, into_scopes=False)
     )
     return bool(matrix) and "arange" in names
@@ -112,9 +112,9 @@ def find(function: cst.FunctionDef) -> InBatchLoss | None:
 
 
 def _is_product(node: cst.CSTNode) -> bool:
-    if isinstance(node, cst.Call):
+    if type(node) is cst.Call:
         return callee_name(node) in _PRODUCTS
-    return isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.MatrixMultiply)
+    return type(node) is cst.BinaryOperation and type(node.operator) is cst.MatrixMultiply
 
 
 def _score_statement(
@@ -142,7 +142,7 @@ def _candidates(product: cst.CSTNode) -> cst.Name | None:
     """The name whose rows are the columns of the score matrix: ``code`` in
     ``einsum("ab,cb->ac", nl, code)``, ``nl @ code.t()``, ``torch.matmul(nl, code.T)``.
     None for anything else (a query scored against itself, a memory bank, batched products)."""
-    if isinstance(product, cst.Call):
+    if type(product) is cst.Call:
         name = callee_name(product)
         if any(a.keyword or a.star for a in product.args):
             return None
@@ -150,7 +150,7 @@ def _candidates(product: cst.CSTNode) -> cst.Name | None:
             if len(product.args) != 3:
                 return None
             spec = product.args[0].value
-            if not isinstance(spec, cst.SimpleString):
+            if type(spec) is not cst.SimpleString:
                 return None
             value = spec.evaluated_value
             letters = value.replace(" ", "") if isinstance(value, str) else None
@@ -164,11 +164,11 @@ def _candidates(product: cst.CSTNode) -> cst.Name | None:
             query, candidates = product.args[0].value, _transposed(product.args[1].value)
         else:
             return None
-    elif isinstance(product, cst.BinaryOperation):
+    elif type(product) is cst.BinaryOperation:
         query, candidates = product.left, _transposed(product.right)
     else:
         return None
-    if not isinstance(query, cst.Name) or not isinstance(candidates, cst.Name):
+    if type(query) is not cst.Name or type(candidates) is not cst.Name:
         return None
     return candidates if candidates.value != query.value else None
 
@@ -195,11 +195,11 @@ def _model_output(function: cst.FunctionDef, name: str) -> bool:
 
 def _transposed(node: cst.BaseExpression) -> cst.BaseExpression | None:
     """``x`` of ``x.t()``, ``x.T``, ``x.transpose(0, 1)``."""
-    if isinstance(node, cst.Attribute) and node.attr.value == "T":
+    if type(node) is cst.Attribute and node.attr.value == "T":
         return node.value
-    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+    if type(node) is cst.Call and type(node.func) is cst.Attribute:
         method, args = node.func.attr.value, [a.value for a in node.args]
-        numbers = [a.value for a in args if isinstance(a, cst.Integer)]
+        numbers = [a.value for a in args if type(a) is cst.Integer]
         if (method == "t" and not args) or (
             method == "transpose" and len(numbers) == 2 == len(args) and set(numbers) == {"0", "1"}
         ):
@@ -221,11 +221,11 @@ def _local_arange(call: cst.Call, scores: str) -> bool:
 
 
 def _first_dimension(node: cst.BaseExpression) -> bool:
-    if isinstance(node, cst.Call) and not node.args and isinstance(node.func, cst.Attribute):
+    if type(node) is cst.Call and not node.args and type(node.func) is cst.Attribute:
         return False
-    if isinstance(node, cst.Call) and callee_name(node) == "len" and len(node.args) == 1:
-        return isinstance(node.func, cst.Name)
-    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+    if type(node) is cst.Call and callee_name(node) == "len" and len(node.args) == 1:
+        return type(node.func) is cst.Name
+    if type(node) is cst.Call and type(node.func) is cst.Attribute:
         args = [a.value for a in node.args]
         return (
             node.func.attr.value == "size"
@@ -233,13 +233,13 @@ def _first_dimension(node: cst.BaseExpression) -> bool:
             and isinstance(args[0], cst.Integer)
             and args[0].value == "0"
         )
-    if isinstance(node, cst.Subscript) and len(node.slice) == 1:
+    if type(node) is cst.Subscript and len(node.slice) == 1:
         index = node.slice[0].slice
         return (
-            isinstance(node.value, cst.Attribute)
+            type(node.value) is cst.Attribute
             and node.value.attr.value == "shape"
-            and isinstance(index, cst.Index)
-            and isinstance(index.value, cst.Integer)
+            and type(index) is cst.Index
+            and type(index.value) is cst.Integer
             and index.value.value == "0"
         )
     return False
@@ -262,20 +262,19 @@ def _loss_call(function: cst.FunctionDef, labels: cst.Call, scores: str) -> cst.
 
 def _scaled(node: cst.BaseExpression, scores: str) -> bool:
     """``scores``, ``scores * 20``, ``20 * scores``, ``scores / tau``."""
-    if isinstance(node, cst.Name):
+    if type(node) is cst.Name:
         return node.value == scores
-    if not isinstance(node, cst.BinaryOperation):
+    if type(node) is not cst.BinaryOperation:
         return False
     constant = (cst.Integer, cst.Float, cst.Name, cst.Attribute)
-    if isinstance(node.operator, cst.Multiply):
+    if type(node.operator) is cst.Multiply:
         pairs = ((node.left, node.right), (node.right, node.left))
         return any(
-            isinstance(s, cst.Name) and s.value == scores and isinstance(k, constant)
-            for s, k in pairs
+            type(s) is cst.Name and s.value == scores and isinstance(k, constant) for s, k in pairs
         )
-    if isinstance(node.operator, cst.Divide):
+    if type(node.operator) is cst.Divide:
         return (
-            isinstance(node.left, cst.Name)
+            type(node.left) is cst.Name
             and node.left.value == scores
             and isinstance(node.right, constant)
         )
@@ -283,11 +282,11 @@ def _scaled(node: cst.BaseExpression, scores: str) -> bool:
 
 
 def _mean_cross_entropy(function: cst.FunctionDef, call: cst.Call) -> bool:
-    if isinstance(call.func, cst.Call):  # CrossEntropyLoss()(scores, labels)
+    if type(call.func) is cst.Call:  # CrossEntropyLoss()(scores, labels)
         return callee_name(call.func) in _LOSS_CLASSES and not call.func.args
     if callee_name(call) in _LOSSES:
         return (dotted_name(call.func) or "").split(".")[0] in ("F", "torch", "nn", "functional")
-    if not isinstance(call.func, cst.Name):
+    if type(call.func) is not cst.Name:
         return False
     values = [
         line.body[0].value
@@ -295,14 +294,14 @@ def _mean_cross_entropy(function: cst.FunctionDef, call: cst.Call) -> bool:
         if len(line.body) == 1
         and isinstance(line.body[0], cst.Assign)
         and any(
-            isinstance(t.target, cst.Name) and t.target.value == call.func.value
+            type(t.target) is cst.Name and t.target.value == call.func.value
             for t in line.body[0].targets
         )
     ]
     if not values or len(values) != _bindings(function, call.func.value):
         return False
     return all(
-        isinstance(v, cst.Call) and callee_name(v) in _LOSS_CLASSES and not v.args for v in values
+        type(v) is cst.Call and callee_name(v) in _LOSS_CLASSES and not v.args for v in values
     )
 
 
@@ -318,10 +317,10 @@ def _only_read_by(
     gathered columns."""
     allowed = {id(n) for part in (loss, labels) for n in walk(part, into_scopes=False)}
     first = statement.body[0]
-    assert isinstance(first, cst.Assign)  # find() only keeps ``scores = <product>`` lines
+    assert type(first) is cst.Assign  # find() only keeps ``scores = <product>`` lines
     target = first.targets[0].target
     for node in walk(function.body, into_scopes=False):
-        if isinstance(node, cst.Name) and node.value == scores and node is not target:
+        if type(node) is cst.Name and node.value == scores and node is not target:
             if id(node) not in allowed:
                 return False
     return True
@@ -339,14 +338,14 @@ def _bindings(function: cst.FunctionDef, name: str) -> int:
         elif isinstance(node, (cst.For, cst.AsName)):
             target = node.target if isinstance(node, cst.For) else node.name
             count += sum(
-                isinstance(n, cst.Name) and n.value == name for n in walk(target, into_scopes=False)
+                type(n) is cst.Name and n.value == name for n in walk(target, into_scopes=False)
             )
     return count
 
 
 def _statements(node: cst.CSTNode) -> Iterator[cst.SimpleStatementLine]:
     for child in walk(node, into_scopes=False):
-        if isinstance(child, cst.SimpleStatementLine):
+        if type(child) is cst.SimpleStatementLine:
             yield child
 
 

@@ -71,7 +71,7 @@ def define_helper(
     place (its other names; ``also`` says what else changed there); False when not certain."""
     tree = ctx.tree
     bound = alias.asname.name if alias.asname else alias.name
-    if not isinstance(bound, cst.Name) or tree.parent(line) is not tree.module:
+    if type(bound) is not cst.Name or tree.parent(line) is not tree.module:
         return False
     if len(line.body) != 1 or module_binds(tree, bound.value, besides=line):
         return False

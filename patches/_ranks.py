@@ -78,11 +78,11 @@ def _as_global(kind: str) -> int:
 def _global_flag(node: cst.BaseExpression) -> str | None:
     """``accelerator.is_main_process`` / ``trainer.is_world_process_zero()`` → "global";
     ``is_local_main_process`` → "local"."""
-    target = node.func if isinstance(node, cst.Call) and not node.args else node
+    target = node.func if type(node) is cst.Call and not node.args else node
     name = None
-    if isinstance(target, cst.Attribute):
+    if type(target) is cst.Attribute:
         name = target.attr.value
-    elif isinstance(target, cst.Name) and isinstance(node, cst.Call):
+    elif type(target) is cst.Name and type(node) is cst.Call:
         name = target.value
     if name in _GLOBAL_MAIN:
         return "global"
@@ -93,10 +93,10 @@ def _global_flag(node: cst.BaseExpression) -> str | None:
 
 def _rank_attr_comparison(node: cst.BaseExpression) -> cst.Comparison | None:
     """``args.rank == 0`` rewritten as ``args.local_rank == 0``, to be judged on the global rank."""
-    if not isinstance(node, cst.Comparison) or len(node.comparisons) != 1:
+    if type(node) is not cst.Comparison or len(node.comparisons) != 1:
         return None
     left = node.left
-    if isinstance(left, cst.Attribute) and left.attr.value in _GLOBAL_RANK_ATTRS:
+    if type(left) is cst.Attribute and left.attr.value in _GLOBAL_RANK_ATTRS:
         return node.with_changes(left=left.with_changes(attr=cst.Name("local_rank")))
     return None
 
@@ -143,7 +143,7 @@ def truth(
 def _mentions_global_rank(node: cst.CSTNode) -> bool:
     from patches._gates import global_rank_source
 
-    if isinstance(node, cst.Comparison):
+    if type(node) is cst.Comparison:
         return global_rank_source(node.left) is not None
     return False
 
@@ -253,7 +253,7 @@ class RankModel:
         value: bool | None = True
         scope = self.scope(node)
         if (
-            isinstance(scope, cst.FunctionDef)
+            type(scope) is cst.FunctionDef
             and scope.name.value in self._rank_zero_only
             and kind in (NODE0, OTHER)
         ):
@@ -285,7 +285,7 @@ class RankModel:
         if is_collective_call(call):
             return dotted_name(call.func) or callee_name(call) or "a collective"
         name = callee_name(call)
-        if isinstance(call.func, cst.Name) and name in self.functions:
+        if type(call.func) is cst.Name and name in self.functions:
             if calls_collectives(
                 self.functions[name],
                 self.functions,
@@ -335,7 +335,7 @@ class RankModel:
             self._module_calls = [
                 c
                 for c in self.tree.nodes(cst.Call)
-                if isinstance(c.func, cst.Name) and c.func.value in self.functions
+                if type(c.func) is cst.Name and c.func.value in self.functions
             ]
         return self._module_calls
 
@@ -345,7 +345,7 @@ class RankModel:
             direct: dict[str, set[str]] = {}
             for call in self.module_calls():
                 scope = self.scope(call)
-                if isinstance(scope, cst.FunctionDef) and isinstance(call.func, cst.Name):
+                if type(scope) is cst.FunctionDef and type(call.func) is cst.Name:
                     direct.setdefault(call.func.value, set()).add(scope.name.value)
             self._callers = direct
         found, pending = {name}, [name]
@@ -396,7 +396,7 @@ def _code(tree: Tree, node: cst.CSTNode) -> str:
     compound statement only its header (rendering a whole loop per key was the model's cost)."""
     if isinstance(node, (cst.If, cst.While)):
         return "if " + _code(tree, node.test)
-    if isinstance(node, cst.For):
+    if type(node) is cst.For:
         return f"for {_code(tree, node.target)} in {_code(tree, node.iter)}"
     if isinstance(node, (cst.With, cst.Try, cst.FunctionDef, cst.ClassDef)):
         return type(node).__name__ + str(tree.order(node) - tree.order(tree.scope(node)))
@@ -405,7 +405,7 @@ def _code(tree: Tree, node: cst.CSTNode) -> str:
 
 def _where(m: RankModel, node: cst.CSTNode) -> str:
     scope = m.scope(node)
-    return scope.name.value if isinstance(scope, cst.FunctionDef) else "<module>"
+    return scope.name.value if type(scope) is cst.FunctionDef else "<module>"
 
 
 def _ranks_text(values: Mapping[str, bool | None]) -> str:
@@ -464,7 +464,7 @@ def _paired(
 def _binding_sites(m: RankModel) -> dict[tuple[int, str], list[cst.CSTNode]]:
     sites: dict[tuple[int, str], list[cst.CSTNode]] = {}
     for node in m.tree.nodes(*BINDERS):
-        if isinstance(node, cst.Param):
+        if type(node) is cst.Param:
             continue
         scope = m.scope(node)
         for name in bound_names(node):
@@ -582,9 +582,9 @@ def _fresh(
     scope = m.scope(read)
     loops = [loop for loop in loops if tree.contains(scope, loop)]
     for binding in bindings:
-        if isinstance(binding, cst.AugAssign) or m.runs(binding, kind) is False:
+        if type(binding) is cst.AugAssign or m.runs(binding, kind) is False:
             continue
-        if isinstance(binding, cst.For):
+        if type(binding) is cst.For:
             if not tree.contains(binding.body, read):
                 continue
         elif not tree.after(read, binding):
@@ -613,7 +613,7 @@ def _deciding_if(tree: Tree, node: cst.CSTNode) -> cst.If | None:
     for ancestor in tree.ancestors(node):
         if isinstance(ancestor, SCOPES):
             return None
-        if isinstance(ancestor, cst.If):
+        if type(ancestor) is cst.If:
             return ancestor
     return None
 
@@ -636,7 +636,7 @@ def _alternative(tree: Tree, binding: cst.CSTNode, name: str) -> bool:
     for ancestor in tree.ancestors(binding):
         if isinstance(ancestor, SCOPES):
             return False
-        if isinstance(ancestor, cst.If):
+        if type(ancestor) is cst.If:
             other = ancestor.orelse if child is ancestor.body else ancestor.body
             if other is None:
                 return False
@@ -665,10 +665,10 @@ def _exit_violations(m: RankModel) -> Iterator[Violation]:
     for node in tree.nodes(cst.Return, cst.Break):
         if not m.subset(node):
             continue
-        left = innermost_loop(tree, node) if isinstance(node, cst.Break) else m.scope(node)
+        left = innermost_loop(tree, node) if type(node) is cst.Break else m.scope(node)
         if left is None or not synchronises(m, left):
             continue
-        what = "leaves the loop" if isinstance(node, cst.Break) else "returns"
+        what = "leaves the loop" if type(node) is cst.Break else "returns"
         yield Violation(
             ("exit", _where(m, node), _code(tree, tree.statement(node))),
             f"only {_ranks_text(m.launched(node))} {what} here, out of code that synchronises: the "
@@ -758,11 +758,11 @@ def _may_follow(m: RankModel, write: cst.CSTNode, read: cst.CSTNode) -> bool:
     writer, reader = m.scope(write), m.scope(read)
     if writer is reader:
         return tree.after(read, write) or _shared_loop(tree, write, read)
-    if not isinstance(writer, cst.FunctionDef):
+    if type(writer) is not cst.FunctionDef:
         return False
     holders = m.callers(writer.name.value)
     return any(
-        isinstance(call.func, cst.Name)
+        type(call.func) is cst.Name
         and call.func.value in holders
         and m.scope(call) is reader
         and (tree.after(read, call) or _shared_loop(tree, call, read))
@@ -821,7 +821,7 @@ def _certain(m: RankModel, call: cst.Call, read: cst.CSTNode) -> bool:
 
 def _calls(node: cst.CSTNode) -> Iterator[cst.Call]:
     for child in walk(node, into_scopes=True):
-        if isinstance(child, cst.Call):
+        if type(child) is cst.Call:
             yield child
 
 
@@ -903,9 +903,9 @@ def sets_rank_from_env(tree: Tree) -> bool:
 
 
 def _names_local_rank(target: cst.BaseExpression) -> bool:
-    if isinstance(target, cst.Attribute):
+    if type(target) is cst.Attribute:
         return target.attr.value == "local_rank"
-    return isinstance(target, cst.Name) and target.value == "local_rank"
+    return type(target) is cst.Name and target.value == "local_rank"
 
 
 #: What a ``DistributedDataParallel`` wrapper answers itself (``nn.Module``'s interface and
@@ -941,7 +941,7 @@ def _ddp_wraps(tree: Tree) -> Iterator[tuple[cst.Assign, str]]:
     for assign in tree.nodes(cst.Assign):
         if len(assign.targets) != 1 or not isinstance(assign.targets[0].target, cst.Name):
             continue
-        if isinstance(assign.value, cst.Call) and callee_name(assign.value) in names:
+        if type(assign.value) is cst.Call and callee_name(assign.value) in names:
             yield assign, assign.targets[0].target.value
 
 
@@ -954,10 +954,10 @@ def _guarded(tree: Tree, node: cst.CSTNode, name: str, scope: cst.CSTNode) -> bo
         if isinstance(ancestor, (cst.If, cst.IfExp)):
             for call in walk(ancestor.test, into_scopes=False):
                 if (
-                    isinstance(call, cst.Call)
+                    type(call) is cst.Call
                     and callee_name(call) in _GUARDS
                     and any(
-                        isinstance(n, cst.Name) and n.value == name
+                        type(n) is cst.Name and n.value == name
                         for a in call.args
                         for n in walk(a.value, into_scopes=False)
                     )
@@ -980,9 +980,9 @@ def _missing_reads(
     rebinds = [
         b for b in sites.get((id(scope), name), []) if start is None or not tree.contains(start, b)
     ]
-    body = scope.body if isinstance(scope, cst.FunctionDef) else scope
+    body = scope.body if type(scope) is cst.FunctionDef else scope
     for node in walk(body, into_scopes=False):
-        if not (type(node) is cst.Attribute and isinstance(node.value, cst.Name)):
+        if not (type(node) is cst.Attribute and type(node.value) is cst.Name):
             continue
         attr = node.attr.value
         if node.value.value != name or attr in WRAPPER_API or attr.startswith("__"):
@@ -1018,9 +1018,9 @@ def _wrapper_violations(m: RankModel) -> Iterator[Violation]:
             (read, wrap) for read in _missing_reads(m, sites, scope, name, wrap)
         ]
         for call in walk(
-            scope.body if isinstance(scope, cst.FunctionDef) else scope, into_scopes=False
+            scope.body if type(scope) is cst.FunctionDef else scope, into_scopes=False
         ):
-            if not (type(call) is cst.Call and isinstance(call.func, cst.Name)):
+            if not (type(call) is cst.Call and type(call.func) is cst.Name):
                 continue
             callee = m.functions.get(call.func.value)
             if callee is None or callee is scope or not tree.after(call, wrap):
@@ -1048,7 +1048,7 @@ def _receiving_params(function: cst.FunctionDef, call: cst.Call, name: str) -> l
     params = [p.name.value for p in function.params.params]
     found = []
     for index, arg in enumerate(call.args):
-        if isinstance(arg.value, cst.Name) and arg.value.value == name and arg.star == "":
+        if type(arg.value) is cst.Name and arg.value.value == name and arg.star == "":
             if arg.keyword is not None:
                 found.append(arg.keyword.value)
             elif index < len(params):

@@ -63,8 +63,8 @@ def device_assignments(
         assign = line.body[0]
         target = assign.targets[0].target if len(assign.targets) == 1 else None
         if (
-            isinstance(target, cst.Attribute)
+            type(target) is cst.Attribute
             and target.attr.value == "device"
-            and isinstance(assign.value, cst.Name)
+            and type(assign.value) is cst.Name
         ):
             yield line, target, assign.value.value

@@ -54,16 +54,14 @@ def every_rank(m: RankModel, node: cst.CSTNode) -> bool:
     if m.runs(node, RANK0) is False or m.runs(node, OTHER) is False:
         return False
     scope = m.scope(node)
-    if isinstance(scope, cst.FunctionDef) and scope.name.value in m.functions:
+    if type(scope) is cst.FunctionDef and scope.name.value in m.functions:
         return _called_by_every_rank(m, scope.name.value, frozenset())
     return True
 
 
 def _called_by_every_rank(m: RankModel, name: str, seen: frozenset[str]) -> bool:
     sites = [
-        call
-        for call in m.module_calls()
-        if isinstance(call.func, cst.Name) and call.func.value == name
+        call for call in m.module_calls() if type(call.func) is cst.Name and call.func.value == name
     ]
     if not sites:
         return True  # referenced otherwise (a callback), or not called here: cannot tell
@@ -71,7 +69,7 @@ def _called_by_every_rank(m: RankModel, name: str, seen: frozenset[str]) -> bool
         if m.runs(site, RANK0) is False or m.runs(site, OTHER) is False:
             continue
         caller = m.scope(site)
-        if not isinstance(caller, cst.FunctionDef) or caller.name.value not in m.functions:
+        if type(caller) is not cst.FunctionDef or caller.name.value not in m.functions:
             return True
         if caller.name.value in seen or _called_by_every_rank(m, caller.name.value, seen | {name}):
             return True
@@ -101,13 +99,13 @@ def file_keys(m: RankModel, path: cst.BaseExpression, depth: int = 0) -> frozens
 
 
 def _file_keys(m: RankModel, path: cst.BaseExpression, depth: int) -> frozenset[str]:
-    keys: set[str] = {"=" + path.value} if isinstance(path, cst.Name) else set()
+    keys: set[str] = {"=" + path.value} if type(path) is cst.Name else set()
     for node in walk(path, into_scopes=False):
-        if isinstance(node, cst.SimpleString):
+        if type(node) is cst.SimpleString:
             name = (string_value(node) or "").rsplit("/", 1)[-1]
             if "." in name.strip("."):
                 keys.add(name)
-        elif isinstance(node, cst.Name) and depth < 3:
+        elif type(node) is cst.Name and depth < 3:
             for value in m._assigned_values(node):
                 keys |= file_keys(m, value, depth + 1)
     return frozenset(keys)
@@ -122,11 +120,11 @@ def per_process(m: RankModel, path: cst.BaseExpression, depth: int = 0) -> bool:
 def _per_process(m: RankModel, path: cst.BaseExpression, depth: int) -> bool:
     for node in walk(path, into_scopes=False):
         text = ""
-        if isinstance(node, cst.Name):
+        if type(node) is cst.Name:
             text = node.value
             if depth < 3 and any(per_process(m, v, depth + 1) for v in m._assigned_values(node)):
                 return True
-        elif isinstance(node, cst.SimpleString):
+        elif type(node) is cst.SimpleString:
             text = string_value(node) or ""
         if any(word in text for word in _PER_PROCESS):
             return True
@@ -159,7 +157,7 @@ def reached_functions(m: RankModel, root: cst.CSTNode) -> list[cst.FunctionDef]:
     while pending:
         for call in calls_in(pending.pop()):
             name = callee_name(call)
-            if not isinstance(call.func, cst.Name) or not every_rank(m, call):
+            if type(call.func) is not cst.Name or not every_rank(m, call):
                 continue
             if name in functions and name not in seen:
                 seen.add(name)
@@ -193,7 +191,7 @@ def read_back(m: RankModel, root: cst.CSTNode) -> ReadBack | None:
                     continue
                 if reads_back(m, read, keys):
                     scope = m.scope(write)
-                    function = scope.name.value if isinstance(scope, cst.FunctionDef) else ""
+                    function = scope.name.value if type(scope) is cst.FunctionDef else ""
                     return ReadBack(write, read, function, _shown(tree, keys, path))
     return None
 
@@ -202,8 +200,8 @@ def loop_exits(m: RankModel, loop: cst.For | cst.While) -> bool:
     """Whether a ``return``, or a ``break`` of ``loop`` itself, can run in it (one in a branch
     no process takes, ``if patience == -1: break`` on a counter, is none)."""
     for node in walk(loop, into_scopes=False):
-        own_break = isinstance(node, cst.Break) and innermost_loop(m.tree, node) is loop
-        if (own_break or isinstance(node, cst.Return)) and not m.dead(node):
+        own_break = type(node) is cst.Break and innermost_loop(m.tree, node) is loop
+        if (own_break or type(node) is cst.Return) and not m.dead(node):
             return True
     return False
 
@@ -234,4 +232,4 @@ def makes_dirs_unguarded(call: cst.Call) -> bool:
     if callee_name(call) not in ("makedirs", "mkdir"):
         return False
     value = keyword_value(call, "exist_ok")
-    return not (isinstance(value, cst.Name) and value.value == "True")
+    return not (type(value) is cst.Name and value.value == "True")

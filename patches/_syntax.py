@@ -52,20 +52,20 @@ COLLECTIVES = frozenset(
 
 def is_local_rank(node: cst.CSTNode, attr: str = LOCAL_RANK) -> bool:
     """``<anything>.local_rank``."""
-    return isinstance(node, cst.Attribute) and node.attr.value == attr
+    return type(node) is cst.Attribute and node.attr.value == attr
 
 
 def int_literal(node: cst.CSTNode) -> int | None:
     """``3`` or ``-1`` as an int; anything else is None."""
-    if isinstance(node, cst.Integer):
+    if type(node) is cst.Integer:
         try:
             return int(node.value.replace("_", ""), 0)
         except ValueError:  # "007"-style literals are not valid Python 3 anyway
             return None
     if (
-        isinstance(node, cst.UnaryOperation)
-        and isinstance(node.operator, cst.Minus)
-        and isinstance(node.expression, cst.Integer)
+        type(node) is cst.UnaryOperation
+        and type(node.operator) is cst.Minus
+        and type(node.expression) is cst.Integer
     ):
         inner = int_literal(node.expression)
         return None if inner is None else -inner
@@ -78,7 +78,7 @@ def int_collection(node: cst.CSTNode) -> frozenset[int] | None:
         return None
     values = []
     for element in node.elements:
-        if not isinstance(element, cst.Element):
+        if type(element) is not cst.Element:
             return None
         value = int_literal(element.value)
         if value is None:
@@ -89,7 +89,7 @@ def int_collection(node: cst.CSTNode) -> frozenset[int] | None:
 
 def string_value(node: cst.CSTNode) -> str | None:
     """The text of a plain string literal (``"x"``, ``'x'``, ``r"x"``); None for others."""
-    if not isinstance(node, cst.SimpleString):
+    if type(node) is not cst.SimpleString:
         return None
     raw = node.value
     prefix = node.prefix.lower()
@@ -179,7 +179,7 @@ def is_collective_call(call: cst.Call) -> bool:
     name = callee_name(call)
     if name in DDP_WRAPPERS:
         return True  # wrapping broadcasts rank 0's parameters to every rank
-    receiver = dotted_name(call.func.value) if isinstance(call.func, cst.Attribute) else None
+    receiver = dotted_name(call.func.value) if type(call.func) is cst.Attribute else None
     if receiver is None or name is None:
         return False
     if name in COLLECTIVES and ("dist" in receiver or receiver.endswith("accelerator")):
@@ -195,7 +195,7 @@ def module_functions(module: cst.Module) -> dict[str, cst.FunctionDef]:
     found: dict[str, cst.FunctionDef] = {}
     twice: set[str] = set()
     for statement in module.body:
-        if isinstance(statement, cst.FunctionDef):
+        if type(statement) is cst.FunctionDef:
             name = statement.name.value
             if name in found:
                 twice.add(name)
@@ -208,7 +208,7 @@ _IMPORTS = (cst.Import, cst.ImportFrom)
 
 def _docstring(statement: cst.BaseStatement) -> bool:
     return (
-        isinstance(statement, cst.SimpleStatementLine)
+        type(statement) is cst.SimpleStatementLine
         and len(statement.body) == 1
         and isinstance(statement.body[0], cst.Expr)
         and isinstance(statement.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
@@ -231,7 +231,7 @@ def last_import(
     module's code exists before any of it can run; None when there is none."""
     last = None
     for index, statement in enumerate(module.body):
-        if not isinstance(statement, cst.SimpleStatementLine):
+        if type(statement) is not cst.SimpleStatementLine:
             if before_code:
                 break
             continue
@@ -252,12 +252,12 @@ def module_binds(
     for node in walk(tree.module, into_scopes=False):
         if besides is not None and tree.contains(besides, node):
             continue
-        if isinstance(node, cst.ImportAlias) and node.asname is None:
+        if type(node) is cst.ImportAlias and node.asname is None:
             if (dotted_name(node.name) or "").split(".")[0] == name:
                 return True
         if imports_only:
-            if isinstance(node, cst.AsName) and isinstance(tree.parent(node), cst.ImportAlias):
-                if isinstance(node.name, cst.Name) and node.name.value == name:
+            if type(node) is cst.AsName and isinstance(tree.parent(node), cst.ImportAlias):
+                if type(node.name) is cst.Name and node.name.value == name:
                     return True
             continue
         if isinstance(node, (cst.FunctionDef, cst.ClassDef)) and node.name.value == name:
@@ -273,7 +273,7 @@ def method_self(tree: Tree, fn: cst.FunctionDef) -> tuple[cst.ClassDef, str] | N
     method, or without positional parameters. Other decorators (``@torch.no_grad()``, a
     docstring decorator) keep the instance first."""
     owner = tree.parent(tree.parent(fn))
-    if not isinstance(owner, cst.ClassDef):
+    if type(owner) is not cst.ClassDef:
         return None
     decorators = {dotted_name(d.decorator) for d in fn.decorators}
     params = [*fn.params.posonly_params, *fn.params.params]
@@ -293,7 +293,7 @@ def preferred_quote(code: str) -> str:
 def is_cuda_check(node: cst.CSTNode) -> bool:
     """``torch.cuda.is_available()`` (any receiver path ending in ``cuda.is_available``)."""
     return (
-        isinstance(node, cst.Call)
+        type(node) is cst.Call
         and not node.args
         and (dotted_name(node.func) or "").endswith("cuda.is_available")
     )
@@ -309,7 +309,7 @@ def dominates(tree: Tree, earlier: cst.CSTNode, later: cst.CSTNode) -> bool:
     for block in tree.ancestors(earlier):
         if isinstance(block, (cst.FunctionDef, cst.Module)):
             return True
-        if isinstance(block, cst.IndentedBlock) and not tree.contains(block, later):
+        if type(block) is cst.IndentedBlock and not tree.contains(block, later):
             return False
     return True
 
@@ -318,11 +318,11 @@ def self_attributes(cls: cst.ClassDef, constructor: str) -> set[str]:
     """Names ``x`` of ``self.x = <...>.constructor(...)`` anywhere in the class."""
     names = set()
     for node in walk(cls, into_scopes=True):
-        if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
+        if type(node) is cst.Assign and type(node.value) is cst.Call:
             if callee_name(node.value) == constructor:
                 for target in node.targets:
                     t = target.target
-                    if isinstance(t, cst.Attribute) and dotted_name(t.value) == "self":
+                    if type(t) is cst.Attribute and dotted_name(t.value) == "self":
                         names.add(t.attr.value)
     return names
 

@@ -114,42 +114,42 @@ class Uniformity:
     def _why(self, node: cst.BaseExpression) -> str | None:
         if isinstance(node, _LITERALS):
             return None
-        if isinstance(node, cst.Name):
+        if type(node) is cst.Name:
             if node.value in ("True", "False", "None", "__name__") or node.value in self.synced:
                 return None
             return self._counter(node)
-        if isinstance(node, cst.Subscript) and self._synced_root(node):
+        if type(node) is cst.Subscript and self._synced_root(node):
             return self._synced_item(node)
-        if isinstance(node, cst.Attribute):
+        if type(node) is cst.Attribute:
             return self._attribute(node)
-        if isinstance(node, cst.UnaryOperation):
+        if type(node) is cst.UnaryOperation:
             return self._why(node.expression)
         if isinstance(node, (cst.BinaryOperation, cst.BooleanOperation)):
             return self._why(node.left) or self._why(node.right)
-        if isinstance(node, cst.Comparison):
+        if type(node) is cst.Comparison:
             parts = [node.left, *(c.comparator for c in node.comparisons)]
             return next((why for why in map(self._why, parts) if why), None)
-        if isinstance(node, cst.Call) and _pure(node):
+        if type(node) is cst.Call and _pure(node):
             return next((why for why in (self._why(a.value) for a in node.args) if why), None)
         code = self._code(node)
-        if isinstance(node, cst.Call):
+        if type(node) is cst.Call:
             return f"{code} is computed by each rank"
         return f"{code} may differ between ranks"
 
     def _synced_root(self, node: cst.Subscript) -> bool:
         value: cst.BaseExpression = node
-        while isinstance(value, cst.Subscript):
+        while type(value) is cst.Subscript:
             value = value.value
-        return isinstance(value, cst.Name) and value.value in self.synced
+        return type(value) is cst.Name and value.value in self.synced
 
     def _synced_item(self, node: cst.Subscript) -> str | None:
         """Why ``state[key]`` of a synced name may differ: by its key (None when every key is
         uniform)."""
         value: cst.BaseExpression = node
-        while isinstance(value, cst.Subscript):
+        while type(value) is cst.Subscript:
             for element in value.slice:
                 index = element.slice
-                if not isinstance(index, cst.Index):
+                if type(index) is not cst.Index:
                     return f"{self._code(node)} may differ between ranks"
                 why = self._why(index.value)
                 if why:
@@ -164,7 +164,7 @@ class Uniformity:
 
     def _attribute(self, node: cst.Attribute) -> str | None:
         code = self._code(node)
-        if not isinstance(node.value, cst.Name):
+        if type(node.value) is not cst.Name:
             return f"{code} may differ between ranks"
         holder = node.value.value
         why = self._command_line(node.value)
@@ -202,17 +202,17 @@ class Uniformity:
             return f"{name.value} is passed along too far to follow"
         scope = m.scope(name)
         bindings = _frame_bindings(scope, name.value)
-        if not bindings and isinstance(scope, cst.FunctionDef):
+        if not bindings and type(scope) is cst.FunctionDef:
             scope = self.tree.module
             bindings = _frame_bindings(scope, name.value)
         if not bindings:
             return f"{name.value} is not bound in this module"
         for binding in bindings:
-            if isinstance(binding, cst.Param):
+            if type(binding) is cst.Param:
                 why = self._passed_command_line(binding, depth)
-            elif isinstance(binding, cst.AssignTarget):
+            elif type(binding) is cst.AssignTarget:
                 statement = self.tree.parent(binding)
-                assert isinstance(statement, cst.Assign)
+                assert type(statement) is cst.Assign
                 parsed = self._parses(statement.value)
                 why = None if parsed else f"{name.value} is assigned something else"
             else:
@@ -223,13 +223,11 @@ class Uniformity:
 
     def _parses(self, value: cst.BaseExpression) -> bool:
         """``parser.parse_args()``, or ``add_args(parser)``: a call handed the parser."""
-        if not isinstance(value, cst.Call):
+        if type(value) is not cst.Call:
             return False
         if callee_name(value) in _PARSERS:
             return True
-        return any(
-            isinstance(arg.value, cst.Name) and self._is_parser(arg.value) for arg in value.args
-        )
+        return any(type(arg.value) is cst.Name and self._is_parser(arg.value) for arg in value.args)
 
     def _is_parser(self, name: cst.Name) -> bool:
         scope = self.m.scope(name)
@@ -239,9 +237,9 @@ class Uniformity:
         for binding in bindings:
             statement = self.tree.parent(binding)
             if not (
-                isinstance(binding, cst.AssignTarget)
-                and isinstance(statement, cst.Assign)
-                and isinstance(statement.value, cst.Call)
+                type(binding) is cst.AssignTarget
+                and type(statement) is cst.Assign
+                and type(statement.value) is cst.Call
                 and callee_name(statement.value) == "ArgumentParser"
             ):
                 return False
@@ -251,16 +249,14 @@ class Uniformity:
         """A parameter holds the command line when every call in the module passes one; with
         no call in the module (an entry point), a conventional name (``args``) is trusted."""
         m = self.m
-        function = next(
-            (a for a in self.tree.ancestors(param) if isinstance(a, cst.FunctionDef)), None
-        )
+        function = next((a for a in self.tree.ancestors(param) if type(a) is cst.FunctionDef), None)
         name = param.name.value
         if function is None:
             return f"{name} is a parameter of a lambda"
         calls = [
             c
             for c in m.module_calls()
-            if isinstance(c.func, cst.Name) and c.func.value == function.name.value
+            if type(c.func) is cst.Name and c.func.value == function.name.value
         ]
         if not calls:
             if name in _COMMAND_LINE:
@@ -272,7 +268,7 @@ class Uniformity:
             passed = _argument(call, index, name)
             if passed is not None and self._parses(passed):
                 continue  # main(parser.parse_args())
-            if not isinstance(passed, cst.Name):
+            if type(passed) is not cst.Name:
                 return f"{name} is a parameter that a caller passes something else"
             why = self._command_line(passed, depth + 1)
             if why:
@@ -293,11 +289,11 @@ class Uniformity:
                     assigned: cst.BaseExpression | None = node.value
                 else:
                     targets = [node.target]
-                    assigned = node.value if isinstance(node, cst.AnnAssign) else None
+                    assigned = node.value if type(node) is cst.AnnAssign else None
                 for target in targets:
-                    whole = isinstance(target, cst.Attribute)
+                    whole = type(target) is cst.Attribute
                     for part in _flattened(target):
-                        if isinstance(part, cst.Attribute):
+                        if type(part) is cst.Attribute:
                             value = assigned if whole else None
                             found.setdefault(part.attr.value, []).append((node, value))
             self._attributes_done = True
@@ -312,9 +308,9 @@ class Uniformity:
         is computed gives ``"*x"``; ``vars(x).update(...)`` and ``x.__dict__`` writes too."""
         for call in self.tree.nodes(cst.Call):
             name = callee_name(call)
-            if name == "setattr" and isinstance(call.func, cst.Name) and len(call.args) > 1:
+            if name == "setattr" and type(call.func) is cst.Name and len(call.args) > 1:
                 key = call.args[1].value
-                if isinstance(key, cst.SimpleString):
+                if type(key) is cst.SimpleString:
                     yield call, str(key.evaluated_value)
                 else:
                     yield call, f"*{_holder(call.args[0].value)}"
@@ -360,25 +356,22 @@ class Uniformity:
     def _counting(self, binding: cst.CSTNode, name: str) -> str | None:
         """Why this binding of ``name`` is not a counter's (None when it is)."""
         tree = self.tree
-        if isinstance(binding, cst.Param):
+        if type(binding) is cst.Param:
             return f"{name} is a parameter (its value comes from the caller)"
         if isinstance(binding, (cst.Global, cst.Nonlocal, cst.Del, cst.AsName, cst.NamedExpr)):
             return f"{name} is bound by something other than a count"
-        if isinstance(binding, cst.AugAssign):
-            if (
-                not isinstance(binding.operator, cst.AddAssign)
-                or int_literal(binding.value) is None
-            ):
+        if type(binding) is cst.AugAssign:
+            if type(binding.operator) is not cst.AddAssign or int_literal(binding.value) is None:
                 return f"{name} is updated with something other than += <int>"
-        elif isinstance(binding, cst.AssignTarget):
+        elif type(binding) is cst.AssignTarget:
             statement = tree.parent(binding)
-            assert isinstance(statement, cst.Assign)
+            assert type(statement) is cst.Assign
             if _element_for(binding.target, statement.value, name) is None:
                 return f"{name} is assigned something other than an int literal"
-        elif isinstance(binding, cst.AnnAssign):
+        elif type(binding) is cst.AnnAssign:
             if binding.value is None or int_literal(binding.value) is None:
                 return f"{name} is assigned something other than an int literal"
-        elif isinstance(binding, cst.For):
+        elif type(binding) is cst.For:
             why = self._loop_index(binding, name)
             if why:
                 return why
@@ -405,18 +398,18 @@ class Uniformity:
 
     def _loop_index(self, loop: cst.For, name: str) -> str | None:
         iterator = loop.iter
-        what = callee_name(iterator) if isinstance(iterator, cst.Call) else None
-        if what == "range" and isinstance(iterator, cst.Call):
+        what = callee_name(iterator) if type(iterator) is cst.Call else None
+        if what == "range" and type(iterator) is cst.Call:
             for arg in iterator.args:
                 why = self._why(arg.value)
                 if why:
                     return f"{name} counts over a range that may differ ({why})"
-            return None if isinstance(loop.target, cst.Name) else f"{name} is unpacked from a range"
-        if what == "enumerate" and isinstance(iterator, cst.Call):
+            return None if type(loop.target) is cst.Name else f"{name} is unpacked from a range"
+        if what == "enumerate" and type(iterator) is cst.Call:
             target = loop.target
             elements = target.elements if isinstance(target, (cst.Tuple, cst.List)) else ()
             first = elements[0].value if elements else None
-            if not (isinstance(first, cst.Name) and first.value == name):
+            if not (type(first) is cst.Name and first.value == name):
                 return f"{name} is a loop variable over data"
             start = _argument(iterator, 1, "start")
             if start is not None and (why := self._why(start)):
@@ -486,9 +479,9 @@ class Uniformity:
             if isinstance(inner, (cst.Break, cst.Continue)):
                 if innermost_loop(tree, inner) is not loop:
                     continue
-                if isinstance(inner, cst.Continue) and not tree.after(node, inner):
+                if type(inner) is cst.Continue and not tree.after(node, inner):
                     continue
-            elif isinstance(inner, cst.Call):
+            elif type(inner) is cst.Call:
                 if dotted_name(inner.func) not in PROCESS_EXITS or inner is self._leaving:
                     continue
             elif not isinstance(inner, (cst.Return, cst.Raise)):
@@ -498,7 +491,7 @@ class Uniformity:
                 whys = iter(["it runs in an except clause, on an exception a rank raises"])
             for why in whys:
                 if why:
-                    kind = "skip" if isinstance(inner, cst.Continue) else "leave the loop around"
+                    kind = "skip" if type(inner) is cst.Continue else "leave the loop around"
                     return (
                         f"ranks may {kind} {what} at different times "
                         f"(`{self._code(tree.statement(inner))}` under a test that may "
@@ -511,14 +504,14 @@ class Uniformity:
         key = id(loop)
         if key not in self._training:
             self._training[key] = not self._runs_uneven() and self._surely(
-                list(loop.body.body) if isinstance(loop.body, cst.IndentedBlock) else []
+                list(loop.body.body) if type(loop.body) is cst.IndentedBlock else []
             )
         return self._training[key]
 
     def _surely(self, statements: list[cst.BaseStatement]) -> bool:
         """Whether ``statements`` reach a synchronising call before any exit."""
         for statement in statements:
-            if isinstance(statement, cst.SimpleStatementLine):
+            if type(statement) is cst.SimpleStatementLine:
                 if any(
                     isinstance(s, (cst.Return, cst.Raise, cst.Break, cst.Continue))
                     for s in statement.body
@@ -527,24 +520,24 @@ class Uniformity:
                 if synchronises(self.m, statement):
                     return True
                 continue
-            if isinstance(statement, cst.With) and isinstance(statement.body, cst.IndentedBlock):
+            if type(statement) is cst.With and type(statement.body) is cst.IndentedBlock:
                 if self._surely(list(statement.body.body)):
                     return True
-            elif isinstance(statement, cst.If) and self._both(statement):
+            elif type(statement) is cst.If and self._both(statement):
                 return True
             if _may_leave(self.tree, statement):
                 return False
         return False
 
     def _both(self, branch: cst.If) -> bool:
-        if not isinstance(branch.body, cst.IndentedBlock) or branch.orelse is None:
+        if type(branch.body) is not cst.IndentedBlock or branch.orelse is None:
             return False
         if not self._surely(list(branch.body.body)):
             return False
         other = branch.orelse
-        if isinstance(other, cst.If):
+        if type(other) is cst.If:
             return self._both(other)
-        return isinstance(other.body, cst.IndentedBlock) and self._surely(list(other.body.body))
+        return type(other.body) is cst.IndentedBlock and self._surely(list(other.body.body))
 
     def _runs_uneven(self) -> bool:
         """``model.no_sync()``, ``with model.join():``, ``Join([...])``: ranks may then run
@@ -573,7 +566,7 @@ def _handler_between(tree: Tree, node: cst.CSTNode, top: cst.CSTNode) -> bool:
     for ancestor in tree.ancestors(node):
         if ancestor is top:
             return False
-        if isinstance(ancestor, cst.ExceptHandler):
+        if type(ancestor) is cst.ExceptHandler:
             return True
     return False
 
@@ -599,7 +592,7 @@ def _may_leave(tree: Tree, statement: cst.CSTNode) -> bool:
     for node in walk(statement, into_scopes=False):
         if isinstance(node, (cst.Return, cst.Raise)):
             return True
-        if isinstance(node, cst.Call) and dotted_name(node.func) in PROCESS_EXITS:
+        if type(node) is cst.Call and dotted_name(node.func) in PROCESS_EXITS:
             return True
         if isinstance(node, (cst.Break, cst.Continue)):
             inner_loop = False
@@ -617,7 +610,7 @@ def _may_leave(tree: Tree, statement: cst.CSTNode) -> bool:
 def _frame_bindings(scope: cst.FunctionDef | cst.Module, name: str) -> list[cst.CSTNode]:
     """Where ``name`` is bound in ``scope``'s own frame (``_names.bindings_of``, which a
     module frame walks alike), and the ``global``/``nonlocal``/``del`` statements naming it."""
-    if isinstance(scope, cst.FunctionDef):
+    if type(scope) is cst.FunctionDef:
         found = bindings_of(scope, name)
     else:
         found = [
@@ -625,7 +618,7 @@ def _frame_bindings(scope: cst.FunctionDef | cst.Module, name: str) -> list[cst.
             for node in walk(scope, into_scopes=False)
             if isinstance(node, BINDERS) and _binds(node, name)
         ]
-    body = scope.body if isinstance(scope, cst.FunctionDef) else scope
+    body = scope.body if type(scope) is cst.FunctionDef else scope
     return found + [
         node
         for node in walk(body, into_scopes=False)
@@ -651,14 +644,14 @@ def _argument(call: cst.Call, index: int, keyword: str) -> cst.BaseExpression | 
 
 
 def _holder(node: cst.BaseExpression) -> str:
-    return node.value if isinstance(node, cst.Name) else ""
+    return node.value if type(node) is cst.Name else ""
 
 
 def _namespace_of(node: cst.BaseExpression) -> str | None:
     """``x`` for ``vars(x)`` and ``x.__dict__``: a namespace whose attributes are written."""
-    if isinstance(node, cst.Call) and callee_name(node) == "vars" and node.args:
+    if type(node) is cst.Call and callee_name(node) == "vars" and node.args:
         return _holder(node.args[0].value)
-    if isinstance(node, cst.Attribute) and node.attr.value == "__dict__":
+    if type(node) is cst.Attribute and node.attr.value == "__dict__":
         return _holder(node.value)
     return None
 
@@ -666,7 +659,7 @@ def _namespace_of(node: cst.BaseExpression) -> str | None:
 def _pure(call: cst.Call) -> bool:
     """``int(...)``, ``max(...)``: a builtin whose value depends on its arguments only."""
     return (
-        isinstance(call.func, cst.Name)
+        type(call.func) is cst.Name
         and call.func.value in _PURE
         and all(not arg.star and arg.keyword is None for arg in call.args)
     )
@@ -681,10 +674,8 @@ def _flattened(target: cst.BaseExpression) -> list[cst.BaseExpression]:
 def _binds(node: cst.CSTNode, name: str) -> bool:
     if isinstance(node, (cst.Global, cst.Nonlocal)):
         return any(item.name.value == name for item in node.names)
-    if isinstance(node, cst.Del):
-        return any(
-            isinstance(n, cst.Name) and n.value == name for n in walk(node, into_scopes=False)
-        )
+    if type(node) is cst.Del:
+        return any(type(n) is cst.Name and n.value == name for n in walk(node, into_scopes=False))
     return any(n.value == name for n in bound_names(node))
 
 
@@ -693,13 +684,13 @@ def _element_for(
 ) -> cst.BaseExpression | None:
     """The part of ``value`` that ``name`` in ``target`` receives (``a, b = 0, 0``), when the
     shapes match and that part is an int literal; None otherwise."""
-    if isinstance(target, cst.Name):
+    if type(target) is cst.Name:
         return value if target.value == name and int_literal(value) is not None else None
     if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List)):
         if len(target.elements) != len(value.elements):
             return None
         for t, v in zip(target.elements, value.elements):
-            if isinstance(t, cst.StarredElement) or isinstance(v, cst.StarredElement):
+            if type(t) is cst.StarredElement or type(v) is cst.StarredElement:
                 return None
             found = _element_for(t.value, v.value, name)
             if found is not None:

@@ -24,7 +24,7 @@ from patches._syntax import (
 
 def library_call(call: cst.Call) -> bool:
     """A method of an accelerate Accelerator or an HF Trainer (they write on the main process)."""
-    if not isinstance(call.func, cst.Attribute):
+    if type(call.func) is not cst.Attribute:
         return False
     receiver = (dotted_name(call.func.value) or "").rsplit(".", 1)[-1].lower()
     return any(pattern in receiver for pattern in LIBRARY_COLLECTIVES)
@@ -41,13 +41,13 @@ def is_write(call: cst.Call) -> bool:
 def _quiet(statement: cst.CSTNode) -> bool:
     """A log line, or a plain assignment whose value only builds a path or picks the model
     inside its wrapper (``os.path.join``, ``hasattr``, ``format``)."""
-    if not isinstance(statement, cst.SimpleStatementLine):
+    if type(statement) is not cst.SimpleStatementLine:
         return False
     for small in statement.body:
         calls = [callee_name(c) for c in calls_in(small)]
-        if isinstance(small, cst.Expr) and calls[:1] and calls[0] in _LOGS:
+        if type(small) is cst.Expr and calls[:1] and calls[0] in _LOGS:
             continue
-        if isinstance(small, cst.Assign) and all(
+        if type(small) is cst.Assign and all(
             c in ("join", "hasattr", "format", "str") for c in calls
         ):
             continue
@@ -63,13 +63,12 @@ def _write_only(statement: cst.CSTNode, state: set[str]) -> bool:
         return False
     if names_bound_in(statement) & state:
         return False
-    if isinstance(statement, cst.SimpleStatementLine):
+    if type(statement) is cst.SimpleStatementLine:
         return all(
-            isinstance(small, cst.Expr) and isinstance(small.value, cst.Call)
-            for small in statement.body
+            type(small) is cst.Expr and type(small.value) is cst.Call for small in statement.body
         )
     if isinstance(statement, (cst.If, cst.With)) and getattr(statement, "orelse", None) is None:
-        body = statement.body.body if isinstance(statement.body, cst.IndentedBlock) else ()
+        body = statement.body.body if type(statement.body) is cst.IndentedBlock else ()
         return all(_write_only(s, state) or _quiet(s) for s in body)
     return False
 
@@ -86,7 +85,7 @@ def gate_writes(
     them) under ``if rank:``, looking into nested ``if``/``for``/``with`` bodies; None when
     nothing is left to gate. A path name read after the run stays out of it, on every rank.
     Statements in ``keep`` are left as they are, the same objects (a caller gates them whole)."""
-    if not isinstance(body, cst.IndentedBlock):
+    if type(body) is not cst.IndentedBlock:
         return None
     statements = list(body.body)
     out: list[cst.BaseStatement] = []
@@ -95,7 +94,7 @@ def gate_writes(
     while index < len(statements):
         statement = statements[index]
         if statement in keep or (
-            isinstance(statement, cst.If) and truth(statement.test, OTHER) is False
+            type(statement) is cst.If and truth(statement.test, OTHER) is False
         ):
             out.append(statement)  # already behind a rank test (a pass before gated it)
             index += 1
@@ -140,7 +139,7 @@ def gate_writes(
                 statement = statement.with_changes(body=gated)
                 changed = True
             orelse = getattr(statement, "orelse", None)
-            if isinstance(orelse, cst.Else):
+            if type(orelse) is cst.Else:
                 gated = gate_writes(tree, orelse.body, state, rank, runs, keep)
                 if gated is not None:
                     statement = statement.with_changes(orelse=orelse.with_changes(body=gated))
@@ -155,7 +154,7 @@ def _used_after(tree: Tree, statements: list[cst.BaseStatement], index: int) -> 
     assignment then stays on every rank (it is pure), out of the rank-0 gate."""
     bound = names_bound_in(statements[index])
     return any(
-        isinstance(n, cst.Name) and n.value in bound and is_read(tree, n)
+        type(n) is cst.Name and n.value in bound and is_read(tree, n)
         for later in statements[index + 1 :]
         for n in walk(later, into_scopes=False)
     )
@@ -163,7 +162,7 @@ def _used_after(tree: Tree, statements: list[cst.BaseStatement], index: int) -> 
 
 def _logs_only(statement: cst.CSTNode) -> bool:
     return (
-        isinstance(statement, cst.SimpleStatementLine)
+        type(statement) is cst.SimpleStatementLine
         and _quiet(statement)
-        and all(isinstance(small, cst.Expr) for small in statement.body)
+        and all(type(small) is cst.Expr for small in statement.body)
     )

@@ -140,7 +140,7 @@ def _already_reads_env(tree: Tree, dest: str) -> bool:
         else:
             targets = [node.target]
         if (
-            any(isinstance(t, cst.Attribute) and t.attr.value == dest for t in targets)
+            any(type(t) is cst.Attribute and t.attr.value == dest for t in targets)
             and node.value is not None
             and _mentions_local_rank_env(node.value)
         ):
@@ -158,7 +158,7 @@ def _guard(
     """``if "LOCAL_RANK" in os.environ and args.local_rank == -1: args.local_rank = ...``."""
     q = quote
     who = module.code_for_node(target)
-    if default is None or (isinstance(default, cst.Name) and default.value == "None"):
+    if default is None or (type(default) is cst.Name and default.value == "None"):
         unset = f"{who}.{dest} is None"
     else:
         unset = f"{who}.{dest} == {module.code_for_node(default)}"
@@ -167,7 +167,7 @@ def _guard(
         f"    {who}.{dest} = int(os.environ[{q}LOCAL_RANK{q}])\n"
     )
     statement = cst.parse_statement(code, config=module.config_for_parsing)
-    assert isinstance(statement, cst.If)
+    assert type(statement) is cst.If
     return statement.with_changes(leading_lines=[cst.EmptyLine(comment=cst.Comment(MARKER))])
 
 
@@ -185,7 +185,7 @@ def _insertions(
             guard = _guard(tree.module, dest, default, parsed[1], quote)
             found[line] = Around(after=(guard,))
         elif (
-            isinstance(first, cst.Return)
+            type(first) is cst.Return
             and (call := parse_call(first.value)) is not None
             and _wanted(call, parsers)
         ):
@@ -209,7 +209,7 @@ def _statement_lines(tree: Tree) -> list[cst.SimpleStatementLine]:
 
 
 def _wanted(call: cst.Call, parsers: set[str | None]) -> bool:
-    assert isinstance(call.func, cst.Attribute)
+    assert type(call.func) is cst.Attribute
     return not parsers or dotted_name(call.func.value) in parsers
 
 
@@ -297,7 +297,7 @@ def _aliases(tree: Tree, original: str) -> set[str]:
         imported = dotted_name(alias.name) or ""
         if imported.split(".")[-1] == original and alias.asname is not None:
             bound = alias.asname.name
-            if isinstance(bound, cst.Name):
+            if type(bound) is cst.Name:
                 names.add(bound.value)
     return names
 
@@ -311,7 +311,7 @@ def _from_torch_distributed(tree: Tree) -> set[str]:
             continue
         for alias in node.names:
             bound = alias.asname.name if alias.asname else alias.name
-            if isinstance(bound, cst.Name) and isinstance(alias.name, cst.Name):
+            if type(bound) is cst.Name and type(alias.name) is cst.Name:
                 if alias.name.value in _NEEDS_GROUP:
                     names.add(bound.value)
     return names
@@ -319,7 +319,7 @@ def _from_torch_distributed(tree: Tree) -> set[str]:
 
 def _checks_initialized(node: cst.CSTNode) -> bool:
     return any(
-        isinstance(n, cst.Call) and "initialized" in (callee_name(n) or "")
+        type(n) is cst.Call and "initialized" in (callee_name(n) or "")
         for n in walk(node, into_scopes=True)
     )
 
@@ -331,10 +331,10 @@ def _behind_initialized_check(tree: Tree, call: cst.Call) -> bool:
         if isinstance(ancestor, (cst.If, cst.IfExp, cst.While)):
             if _checks_initialized(ancestor.test):
                 return True
-        elif isinstance(ancestor, cst.BooleanOperation):
+        elif type(ancestor) is cst.BooleanOperation:
             if _checks_initialized(ancestor.left):
                 return True
-        elif isinstance(ancestor, cst.FunctionDef):
+        elif type(ancestor) is cst.FunctionDef:
             return _checks_initialized(ancestor.body)
     return False
 
@@ -367,10 +367,10 @@ def group_calls(tree: Tree) -> list[cst.Call]:
         name = callee_name(call)
         if name in samplers:
             needs = not _explicit_replicas(call)
-        elif name in _NEEDS_GROUP and isinstance(call.func, cst.Attribute):
+        elif name in _NEEDS_GROUP and type(call.func) is cst.Attribute:
             needs = _is_torch_distributed(dotted_name(call.func.value))
         else:
-            needs = isinstance(call.func, cst.Name) and call.func.value in bare
+            needs = type(call.func) is cst.Name and call.func.value in bare
         if needs and not _behind_initialized_check(tree, call):
             found.append(call)
     return found
@@ -425,7 +425,7 @@ def wraps_in_torch_ddp(tree: Tree) -> bool:
             continue
         for alias in node.names:
             bound = alias.asname.name if alias.asname else alias.name
-            if isinstance(bound, cst.Name):
+            if type(bound) is cst.Name:
                 apex.add(bound.value)
     wrappers = _aliases(tree, "DistributedDataParallel") - apex
     return any(callee_name(call) in wrappers for call in tree.nodes(cst.Call))
@@ -488,7 +488,7 @@ def _imports(tree: Tree) -> dict[str, tuple[str, str | None]]:
     for node in tree.nodes(cst.Import):
         for alias in node.names:
             module = dotted_name(alias.name) or ""
-            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+            if alias.asname is not None and type(alias.asname.name) is cst.Name:
                 found[alias.asname.name.value] = (module, None)
             else:
                 head = module.split(".")[0]
@@ -501,7 +501,7 @@ def _imports(tree: Tree) -> dict[str, tuple[str, str | None]]:
         for alias in node.names:
             name = dotted_name(alias.name) or ""
             bound = alias.asname.name if alias.asname else alias.name
-            if isinstance(bound, cst.Name):
+            if type(bound) is cst.Name:
                 found[bound.value] = (package, name)
     return found
 
@@ -510,13 +510,13 @@ def _imported_helper(
     call: cst.CSTNode, imports: dict[str, tuple[str, str | None]], pattern: re.Pattern[str]
 ) -> Helper | None:
     """The project helper from another module that ``call`` calls, if its name matches."""
-    if not isinstance(call, cst.Call):
+    if type(call) is not cst.Call:
         return None
     func = call.func
-    if isinstance(func, cst.Name) and func.value in imports:
+    if type(func) is cst.Name and func.value in imports:
         module, name = imports[func.value]
         helper = None if name is None else Helper(module, name)
-    elif isinstance(func, cst.Attribute) and (base := dotted_name(func.value)) is not None:
+    elif type(func) is cst.Attribute and (base := dotted_name(func.value)) is not None:
         head, _, rest = base.partition(".")
         if head not in imports:
             return None
@@ -535,7 +535,7 @@ def _rank_readers(tree: Tree) -> dict[str, cst.Attribute]:
     """Names ``x`` of every ``x.local_rank`` in the file (the first such attribute each)."""
     found: dict[str, cst.Attribute] = {}
     for node in tree.nodes(cst.Attribute):
-        if node.attr.value == DEST and isinstance(node.value, cst.Name):
+        if node.attr.value == DEST and type(node.value) is cst.Name:
             found.setdefault(node.value.value, node)
     return found
 
@@ -593,7 +593,7 @@ def _parsed_elsewhere(tree: Tree, here: Path | None = None) -> list[tuple[cst.CS
         call = parse_call(node.value)
         if call is None:
             continue
-        assert isinstance(call.func, cst.Attribute)
+        assert type(call.func) is cst.Attribute
         declared = _imported_helper(call.func.value, imports, _PARSER_HELPER)
         receiver = dotted_name(call.func.value)
         declared = declared or (parsers.get(receiver) if receiver else None)
@@ -616,7 +616,7 @@ def _hydra_configs(tree: Tree) -> list[tuple[cst.CSTNode, str]]:
         hydra = False
         for decorator in function.decorators:
             target = decorator.decorator
-            func = target.func if isinstance(target, cst.Call) else target
+            func = target.func if type(target) is cst.Call else target
             dotted = dotted_name(func) or ""
             head = dotted.split(".")[0]
             hydra = hydra or dotted.endswith("hydra.main") or imports.get(head) == ("hydra", "main")
@@ -625,11 +625,11 @@ def _hydra_configs(tree: Tree) -> list[tuple[cst.CSTNode, str]]:
             continue
         config = params[0].name.value
         for node in walk(function.body, into_scopes=True):
-            if isinstance(node, cst.Attribute) and node.attr.value == DEST:
+            if type(node) is cst.Attribute and node.attr.value == DEST:
                 root = node.value
-                while isinstance(root, cst.Attribute):
+                while type(root) is cst.Attribute:
                     root = root.value
-                if isinstance(root, cst.Name) and root.value == config:
+                if type(root) is cst.Name and root.value == config:
                     who = tree.module.code_for_node(node)
                     found.append(
                         (
@@ -660,13 +660,13 @@ def _field_default(tree: Tree) -> tuple[bool, cst.BaseExpression]:
     for cls in tree.nodes(cst.ClassDef):
         for statement in walk(cls.body, into_scopes=False):
             if (
-                isinstance(statement, cst.AnnAssign)
-                and isinstance(statement.target, cst.Name)
+                type(statement) is cst.AnnAssign
+                and type(statement.target) is cst.Name
                 and statement.target.value == DEST
                 and statement.value is not None
             ):
                 value = statement.value
-                if isinstance(value, cst.Call) and callee_name(value) == "field":
+                if type(value) is cst.Call and callee_name(value) == "field":
                     value = keyword_value(value, "default") or value
                 if _mentions_local_rank_env(value):
                     return True, value
@@ -690,7 +690,7 @@ def _dataclass_insertions(tree: Tree) -> dict[cst.CSTNode, Replacement]:
     found: dict[cst.CSTNode, Replacement] = {}
     for line in _statement_lines(tree):
         statement = line.body[0]
-        if not isinstance(statement, cst.Assign) or len(statement.targets) != 1:
+        if type(statement) is not cst.Assign or len(statement.targets) != 1:
             continue
         if parse_call(statement.value, _DATACLASS_PARSES) is None:
             continue
@@ -700,7 +700,7 @@ def _dataclass_insertions(tree: Tree) -> dict[cst.CSTNode, Replacement]:
             if isinstance(target, (cst.Tuple, cst.List))
             else [target]
         )
-        chosen = [n for n in names if isinstance(n, cst.Name) and n.value in readers]
+        chosen = [n for n in names if type(n) is cst.Name and n.value in readers]
         if len(chosen) == 1:
             found[line] = Around(after=(_guard(tree.module, DEST, default, chosen[0], quote),))
     return found
@@ -713,20 +713,20 @@ def _trainer_behind_rank_gate(tree: Tree) -> cst.If | None:
     trainers = {
         target.target.value
         for node in tree.nodes(cst.Assign)
-        if isinstance(node.value, cst.Call) and (callee_name(node.value) or "").endswith("Trainer")
+        if type(node.value) is cst.Call and (callee_name(node.value) or "").endswith("Trainer")
         for target in node.targets
-        if isinstance(target.target, cst.Name)
+        if type(target.target) is cst.Name
     }
     for gate in tree.nodes(cst.If):
         if not any(
-            isinstance(n, cst.Attribute) and n.attr.value == DEST
+            type(n) is cst.Attribute and n.attr.value == DEST
             for n in walk(gate.test, into_scopes=False)
         ):
             continue
         for node in walk(gate.body, into_scopes=False):
             if (
-                isinstance(node, cst.Call)
-                and isinstance(node.func, cst.Attribute)
+                type(node) is cst.Call
+                and type(node.func) is cst.Attribute
                 and dotted_name(node.func.value) in trainers
             ):
                 return gate
@@ -848,7 +848,7 @@ class LocalRankFromEnv(Rule):
             return
         if option.default is not None and not (
             int_literal(option.default) is not None
-            or (isinstance(option.default, cst.Name) and option.default.value == "None")
+            or (type(option.default) is cst.Name and option.default.value == "None")
         ):
             ctx.report(
                 option.call,

@@ -33,9 +33,9 @@ def _with_alias(call: cst.Call, missing: str) -> cst.Call:
     """The same call with ``missing`` as its second option string, commas laid out alike."""
     args = list(call.args)
     first = args[0]
-    assert isinstance(first.value, cst.SimpleString)
+    assert type(first.value) is cst.SimpleString
     alias = cst.Arg(value=_string_like(first.value, missing))
-    if isinstance(first.comma, cst.Comma):
+    if type(first.comma) is cst.Comma:
         alias = alias.with_changes(comma=first.comma)
     else:
         first = first.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))

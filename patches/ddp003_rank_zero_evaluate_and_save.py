@@ -41,7 +41,7 @@ def _single_process_terms(test: cst.BaseExpression) -> list[cst.Comparison]:
     for term in conjuncts(test):
         found = rank_comparison(term)
         if found is not None and found[2] and found[1] == frozenset({-1}):
-            assert isinstance(term, cst.Comparison)
+            assert type(term) is cst.Comparison
             terms.append(term)
     return terms
 
@@ -78,7 +78,7 @@ def _rank_zero(term: cst.Comparison) -> cst.Comparison:
 def _joins_collectives(body: cst.BaseSuite, functions: dict[str, cst.FunctionDef]) -> str | None:
     for call in calls_in(body):
         name = callee_name(call)
-        if isinstance(call.func, cst.Name) and name in functions:
+        if type(call.func) is cst.Name and name in functions:
             if is_eval_call(call) and calls_collectives(
                 functions[name], functions, kind=RANK0, call=call
             ):
@@ -196,7 +196,7 @@ class RankZeroEvaluateAndSave(Rule):
         evaluations = (
             c
             for c in calls_in(gate.body)
-            if isinstance(c.func, cst.Name) and is_eval_call(c) and callee_name(c) in functions
+            if type(c.func) is cst.Name and is_eval_call(c) and callee_name(c) in functions
         )
         collective = next(
             (

@@ -79,12 +79,12 @@ class _Flow:
         self.assignments: dict[int, list[tuple[cst.Assign, str, bool]]] = {}
         for assign in tree.nodes(cst.Assign):
             scope = tree.scope(assign)
-            wraps = isinstance(assign.value, cst.Call) and callee_name(assign.value) in aliases
+            wraps = type(assign.value) is cst.Call and callee_name(assign.value) in aliases
             for target in assign.targets:
                 node = target.target
                 elements = node.elements if isinstance(node, (cst.Tuple, cst.List)) else ()
                 for name in [node, *(e.value for e in elements)]:
-                    if isinstance(name, cst.Name):
+                    if type(name) is cst.Name:
                         entry = (assign, name.value, wraps and name is node)
                         self.assignments.setdefault(id(scope), []).append(entry)
         self.wrapped_params: dict[str, set[str]] = {}
@@ -92,7 +92,7 @@ class _Flow:
     def is_wrapped(self, expr: cst.BaseExpression, at: cst.CSTNode) -> bool:
         """May ``expr`` hold a wrapped model at ``at``? A wrap in any branch says yes, until an
         assignment that always runs (not in another branch) rebinds the name."""
-        if not isinstance(expr, cst.Name):
+        if type(expr) is not cst.Name:
             return False
         scope = self.tree.scope(at)
         state = None
@@ -104,7 +104,7 @@ class _Flow:
                     state = False
         if state is not None:
             return state
-        return isinstance(scope, cst.FunctionDef) and expr.value in self.wrapped_params.get(
+        return type(scope) is cst.FunctionDef and expr.value in self.wrapped_params.get(
             scope.name.value, set()
         )
 
@@ -113,13 +113,13 @@ class _Flow:
         calls = [
             c
             for c in self.tree.nodes(cst.Call)
-            if isinstance(c.func, cst.Name) and c.func.value in functions
+            if type(c.func) is cst.Name and c.func.value in functions
         ]
         changed = True
         while changed:
             changed = False
             for call in calls:
-                assert isinstance(call.func, cst.Name)
+                assert type(call.func) is cst.Name
                 params = _parameters(functions[call.func.value])
                 received = self.wrapped_params.setdefault(call.func.value, set())
                 for index, arg in enumerate(call.args):
@@ -240,7 +240,7 @@ class EvaluateUnwrappedModel(Rule):
             if not (inline or is_eval_call(call)) or not _rank_zero_alone(tree, call):
                 continue  # (the gates are judged last: most calls are neither)
             if inline:
-                assert isinstance(call.func, cst.Name)
+                assert type(call.func) is cst.Name
                 inner = unwrapped(call.func.value, quote).with_changes(
                     lpar=[cst.LeftParen()], rpar=[cst.RightParen()]
                 )
@@ -255,7 +255,7 @@ class EvaluateUnwrappedModel(Rule):
             changed = []
             for arg in call.args:
                 if not arg.star and flow.is_wrapped(arg.value, call):
-                    assert isinstance(arg.value, cst.Name)
+                    assert type(arg.value) is cst.Name
                     changed.append(arg.value.value)
                     arg = arg.with_changes(value=unwrapped(arg.value.value, quote))
                 args.append(arg)

@@ -76,7 +76,7 @@ _ACCELERATE_GATHERS = frozenset({"gather_for_metrics", "pad_across_processes"})
 
 
 def _sampler(node: cst.BaseExpression) -> str | None:
-    return callee_name(node) if isinstance(node, cst.Call) else None
+    return callee_name(node) if type(node) is cst.Call else None
 
 
 def _lone_branch(test: cst.BaseExpression, when_true: _N, when_false: _N) -> _N | None:
@@ -94,17 +94,17 @@ def _assigned(line: cst.SimpleStatementLine) -> cst.BaseExpression:
 
 
 def _single_assignment(suite: cst.BaseSuite) -> tuple[cst.SimpleStatementLine, str] | None:
-    if not isinstance(suite, cst.IndentedBlock) or len(suite.body) != 1:
+    if type(suite) is not cst.IndentedBlock or len(suite.body) != 1:
         return None
     line = suite.body[0]
-    if not (isinstance(line, cst.SimpleStatementLine) and len(line.body) == 1):
+    if not (type(line) is cst.SimpleStatementLine and len(line.body) == 1):
         return None
     assign = line.body[0]
-    if not (isinstance(assign, cst.Assign) and len(assign.targets) == 1):
+    if not (type(assign) is cst.Assign and len(assign.targets) == 1):
         return None
     target = assign.targets[0].target
     sampler = _sampler(assign.value)
-    if not isinstance(target, cst.Name) or sampler is None:
+    if type(target) is not cst.Name or sampler is None:
         return None
     return line, target.value
 
@@ -114,14 +114,14 @@ def _sampler_choice(
 ) -> tuple[cst.CSTNode, str] | None:
     """For ``Seq(d) if rank == -1 else Dist(d)`` (or the if/else statement form): the branch a
     lone process takes and its sampler, when the other branch is a DistributedSampler."""
-    if isinstance(node, cst.IfExp):
+    if type(node) is cst.IfExp:
         lone = _lone_branch(node.test, node.body, node.orelse)
         other = node.orelse if lone is node.body else node.body
         if lone is None or _sampler(other) != DISTRIBUTED:
             return None
         sampler = _sampler(lone)
     else:
-        if not isinstance(node.orelse, cst.Else):
+        if type(node.orelse) is not cst.Else:
             return None
         then = _single_assignment(node.body)
         otherwise = _single_assignment(node.orelse.body)
@@ -149,17 +149,17 @@ def _feeds_training(tree: Tree, choice: cst.IfExp | cst.If) -> bool:
     calls ``backward`` or steps an optimizer. Such a sampler is every rank's shard of the
     training data, even when an upstream bug indents it under a rank-0 gate."""
     statement = tree.statement(choice)
-    if isinstance(choice, cst.If):
+    if type(choice) is cst.If:
         statement = next(
-            (n for n in walk(choice.body, into_scopes=False) if isinstance(n, cst.Assign)),
+            (n for n in walk(choice.body, into_scopes=False) if type(n) is cst.Assign),
             statement,
         )
     derived = _bound_by(statement)
     if not derived:
         return False
     scope = tree.scope(choice)
-    body = scope.body if isinstance(scope, cst.FunctionDef) else scope
-    assigns = [n for n in walk(body, into_scopes=False) if isinstance(n, cst.Assign)]
+    body = scope.body if type(scope) is cst.FunctionDef else scope
+    assigns = [n for n in walk(body, into_scopes=False) if type(n) is cst.Assign]
     grown = True
     while grown:
         grown = False
@@ -168,9 +168,9 @@ def _feeds_training(tree: Tree, choice: cst.IfExp | cst.If) -> bool:
                 derived |= _bound_by(assign)
                 grown = True
     for loop in walk(body, into_scopes=False):
-        if isinstance(loop, cst.For) and _mentions(loop.iter, derived):
+        if type(loop) is cst.For and _mentions(loop.iter, derived):
             if any(
-                isinstance(c, cst.Call) and callee_name(c) in _TRAINING_CALLS
+                type(c) is cst.Call and callee_name(c) in _TRAINING_CALLS
                 for c in walk(loop.body, into_scopes=False)
             ):
                 return True
@@ -179,13 +179,13 @@ def _feeds_training(tree: Tree, choice: cst.IfExp | cst.If) -> bool:
 
 def _bound_by(statement: cst.CSTNode) -> set[str]:
     """The plain names an assignment binds."""
-    if not isinstance(statement, cst.Assign):
+    if type(statement) is not cst.Assign:
         return set()
-    return {t.target.value for t in statement.targets if isinstance(t.target, cst.Name)}
+    return {t.target.value for t in statement.targets if type(t.target) is cst.Name}
 
 
 def _mentions(node: cst.CSTNode, names: set[str]) -> bool:
-    return any(isinstance(n, cst.Name) and n.value in names for n in walk(node, into_scopes=False))
+    return any(type(n) is cst.Name and n.value in names for n in walk(node, into_scopes=False))
 
 
 def _data_collective(call: cst.Call) -> str | None:
@@ -193,7 +193,7 @@ def _data_collective(call: cst.Call) -> str | None:
     name = callee_name(call)
     if is_collective_call(call):
         return None if name in _NO_DATA else name
-    receiver = dotted_name(call.func.value) if isinstance(call.func, cst.Attribute) else None
+    receiver = dotted_name(call.func.value) if type(call.func) is cst.Attribute else None
     if name in _ACCELERATE_GATHERS and (receiver or "").endswith("accelerator"):
         return name
     return None
@@ -214,11 +214,11 @@ def _every_rank_calls(tree: Tree, names: set[str], only: set[str]) -> dict[str, 
     found: dict[str, list[cst.Call]] = {}
     for call in tree.nodes(cst.Call):
         func = call.func
-        if not (isinstance(func, cst.Name) and func.value in names):
+        if not (type(func) is cst.Name and func.value in names):
             continue
         scope = tree.scope(call)
-        caller = scope.name.value if isinstance(scope, cst.FunctionDef) else None
-        if isinstance(scope, cst.FunctionDef) and func.value in shadowed.get(id(scope), ()):
+        caller = scope.name.value if type(scope) is cst.FunctionDef else None
+        if type(scope) is cst.FunctionDef and func.value in shadowed.get(id(scope), ()):
             continue
         if caller in only or in_rank_zero_region(tree, call):
             continue
@@ -230,13 +230,13 @@ def _result_collective(tree: Tree, call: cst.Call) -> str | None:
     """A data collective that the caller applies, later in its function, to a name bound from
     ``call`` (``results = evaluate(...)`` then ``dist.all_reduce(results["loss"])``)."""
     statement = tree.statement(call)
-    if not (isinstance(statement, cst.Assign) and tree.contains(statement.value, call)):
+    if not (type(statement) is cst.Assign and tree.contains(statement.value, call)):
         return None
     bound = {
         node.value
         for target in statement.targets
         for node in walk(target.target, into_scopes=False)
-        if isinstance(node, cst.Name)
+        if type(node) is cst.Name
     }
     scope = tree.scope(call)
     for later in tree.nodes(cst.Call):
@@ -244,7 +244,7 @@ def _result_collective(tree: Tree, call: cst.Call) -> str | None:
             continue
         name = _data_collective(later)
         if name is not None and any(
-            isinstance(node, cst.Name) and node.value in bound
+            type(node) is cst.Name and node.value in bound
             for arg in later.args
             for node in walk(arg.value, into_scopes=False)
         ):
@@ -262,7 +262,7 @@ def _shard_collective(
     a SequentialSampler each rank would contribute the whole set, world_size copies of it."""
     for call in calls:
         for node in _reached_functions(function, functions, call):
-            name = _data_collective(node) if isinstance(node, cst.Call) else None
+            name = _data_collective(node) if type(node) is cst.Call else None
             if name is not None:
                 return call, name
         name = _result_collective(tree, call)
@@ -274,13 +274,13 @@ def _shard_collective(
 def _caller(tree: Tree, call: cst.Call) -> str:
     """Where a call is, by function (lines shift as other rules fix the file)."""
     scope = tree.scope(call)
-    return f"in {scope.name.value}()" if isinstance(scope, cst.FunctionDef) else "at module level"
+    return f"in {scope.name.value}()" if type(scope) is cst.FunctionDef else "at module level"
 
 
 def _writes(function: cst.FunctionDef, functions: dict[str, cst.FunctionDef]) -> bool:
     """Whether running ``function`` may write a file (``open(..., "w")``, ``torch.save`` ...)."""
     return any(
-        isinstance(node, cst.Call) and is_save_call(node)
+        type(node) is cst.Call and is_save_call(node)
         for node in _reached_functions(function, functions, None)
     )
 
@@ -409,7 +409,7 @@ class CompleteRankZeroEvaluation(Rule):
             if _feeds_training(tree, node):
                 continue  # a training loader (DDP013 reports one that rank 0 alone builds)
             scope = tree.scope(node)
-            function = scope.name.value if isinstance(scope, cst.FunctionDef) else None
+            function = scope.name.value if type(scope) is cst.FunctionDef else None
             if in_rank_zero_region(tree, node) or function in only:
                 ctx.fix(
                     node,
@@ -488,7 +488,7 @@ def shard_writers(tree: Tree) -> dict[Hashable, str]:
         if choice is None or in_rank_zero_region(tree, node):
             continue
         scope = tree.scope(node)
-        function = scope.name.value if isinstance(scope, cst.FunctionDef) else None
+        function = scope.name.value if type(scope) is cst.FunctionDef else None
         if function is None or function in only or function in sometimes:
             continue
         if _shard_writer(tree, functions, function, choice[1]):

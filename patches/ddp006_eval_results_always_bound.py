@@ -39,22 +39,22 @@ from patches._syntax import is_eval_call
 def _evaluated_names(if_node: cst.If) -> list[str]:
     """Names bound directly in the gate's body from an evaluate-like call."""
     names: list[str] = []
-    if not isinstance(if_node.body, cst.IndentedBlock):
+    if type(if_node.body) is not cst.IndentedBlock:
         return names
     for statement in if_node.body.body:
-        if not isinstance(statement, cst.SimpleStatementLine):
+        if type(statement) is not cst.SimpleStatementLine:
             continue
         for small in statement.body:
             if (
-                isinstance(small, cst.Assign)
-                and isinstance(small.value, cst.Call)
+                type(small) is cst.Assign
+                and type(small.value) is cst.Call
                 and is_eval_call(small.value)
             ):
                 for target in small.targets:
                     node = target.target
                     elements = node.elements if isinstance(node, (cst.Tuple, cst.List)) else ()
                     for candidate in [node, *(e.value for e in elements)]:
-                        if isinstance(candidate, cst.Name):
+                        if type(candidate) is cst.Name:
                             names.append(candidate.value)
     return names
 
@@ -82,7 +82,7 @@ def _binding_gate(tree: Tree, binding: cst.CSTNode, scope: cst.CSTNode) -> cst.I
     for ancestor in tree.ancestors(binding):
         if ancestor is scope:
             return None
-        if isinstance(ancestor, cst.If) and child is ancestor.body:
+        if type(ancestor) is cst.If and child is ancestor.body:
             return ancestor
         child = ancestor
     return None
@@ -143,7 +143,7 @@ def _plan(tree: Tree, gate: cst.If, name: str) -> tuple[list[cst.BaseStatement],
 
 def _moved_into(gate: cst.If, moved: list[cst.BaseStatement]) -> cst.If:
     """``gate`` with ``moved`` appended to its body; the body's trailing comments stay first."""
-    assert isinstance(gate.body, cst.IndentedBlock)
+    assert type(gate.body) is cst.IndentedBlock
     lead = moved[0]
     assert isinstance(lead, (cst.SimpleStatementLine, cst.BaseCompoundStatement))
     first = lead.with_changes(leading_lines=[*gate.body.footer, *lead.leading_lines])
@@ -202,7 +202,7 @@ class EvalResultsAlwaysBound(Rule):
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
         for gate in tree.nodes(cst.If):
-            if not isinstance(gate.body, cst.IndentedBlock):
+            if type(gate.body) is not cst.IndentedBlock:
                 continue
             for name in _evaluated_names(gate):
                 plan = _plan(tree, gate, name)

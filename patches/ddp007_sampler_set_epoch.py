@@ -92,7 +92,7 @@ class _Scope:
 
 def _has_distributed_call(node: cst.CSTNode) -> bool:
     return any(
-        isinstance(n, cst.Call) and callee_name(n) == SAMPLER for n in walk(node, into_scopes=False)
+        type(n) is cst.Call and callee_name(n) == SAMPLER for n in walk(node, into_scopes=False)
     )
 
 
@@ -115,8 +115,8 @@ def _distributed(expression: cst.BaseExpression, names: set[str], roots: set[str
         return True
     root = _root(expression)
     return (
-        isinstance(expression, cst.Subscript)
-        and isinstance(root, cst.Name)
+        type(expression) is cst.Subscript
+        and type(root) is cst.Name
         and (root.value in names or root.value in roots)
     )
 
@@ -149,9 +149,7 @@ class _Analysis:
                 name = dotted_name(target)
                 if name is not None:
                     names.add(name)
-                elif isinstance(target, cst.Subscript) and isinstance(
-                    root := _root(target), cst.Name
-                ):
+                elif type(target) is cst.Subscript and isinstance(root := _root(target), cst.Name):
                     roots.add(root.value)
         return names, roots
 
@@ -170,42 +168,42 @@ class _Analysis:
         for assign in self.assigns.get(id(scope), ()):
             value = assign.value
             build: _Build | None = None
-            is_loader = isinstance(value, cst.Call) and (
+            is_loader = type(value) is cst.Call and (
                 callee_name(value) == LOADER or callee_name(value) in helpers
             )
-            if isinstance(value, cst.Call) and callee_name(value) == LOADER:
+            if type(value) is cst.Call and callee_name(value) == LOADER:
                 if _distributed_loader(value, names, roots):
                     sampler = keyword_value(value, "sampler")
-                    plain = sampler.value if isinstance(sampler, cst.Name) else None
+                    plain = sampler.value if type(sampler) is cst.Name else None
                     build = _Build(assign, self._line(assign), plain, sampler)
-            elif isinstance(value, cst.Call) and callee_name(value) in helpers:
+            elif type(value) is cst.Call and callee_name(value) in helpers:
                 build = _Build(assign, self._line(assign), None, None)
             elif any(
-                isinstance(n, cst.Call)
+                type(n) is cst.Call
                 and callee_name(n) == LOADER
                 and _distributed_loader(n, names, roots)
                 for n in walk(value, into_scopes=False)
             ):
                 for target in _assign_targets(assign):
                     root = _root(target)
-                    if isinstance(root, cst.Name):
+                    if type(root) is cst.Name:
                         found.containers.add(root.value)
             for target in _assign_targets(assign):
-                if isinstance(target, cst.Name):
+                if type(target) is cst.Name:
                     if build is not None:
                         found.builds.setdefault(target.value, []).append(build)
                     if is_loader:
                         loader_like.add(target.value)
-                elif isinstance(target, cst.Subscript) and build is not None:
+                elif type(target) is cst.Subscript and build is not None:
                     root = _root(target)
-                    if isinstance(root, cst.Name):  # loaders["train"] = DataLoader(...)
+                    if type(root) is cst.Name:  # loaders["train"] = DataLoader(...)
                         found.containers.add(root.value)
         found.plain = {n for n in loader_like if self._only_loaders(scope, n, helpers)}
         return found
 
     def _line(self, assign: cst.Assign) -> cst.SimpleStatementLine | None:
         line = self.tree.parent(assign)
-        if isinstance(line, cst.SimpleStatementLine) and isinstance(
+        if type(line) is cst.SimpleStatementLine and isinstance(
             self.tree.parent(line), (cst.IndentedBlock, cst.Module)
         ):
             return line
@@ -221,10 +219,10 @@ class _Analysis:
                 continue
             assign = self.tree.parent(binder)
             if not (
-                isinstance(binder, cst.AssignTarget)
-                and isinstance(binder.target, cst.Name)
-                and isinstance(assign, cst.Assign)
-                and isinstance(assign.value, cst.Call)
+                type(binder) is cst.AssignTarget
+                and type(binder.target) is cst.Name
+                and type(assign) is cst.Assign
+                and type(assign.value) is cst.Call
                 and (callee_name(assign.value) == LOADER or callee_name(assign.value) in helpers)
             ):
                 return False
@@ -241,15 +239,15 @@ class _Analysis:
         for node in self.tree.nodes(cst.Return):
             function = self.tree.scope(node)
             value = node.value
-            if not isinstance(function, cst.FunctionDef) or value is None:
+            if type(function) is not cst.FunctionDef or value is None:
                 continue
             if defined.get(function.name.value) != 1 or function.name.value in found:
                 continue
-            if isinstance(value, cst.Call) and callee_name(value) == LOADER:
+            if type(value) is cst.Call and callee_name(value) == LOADER:
                 names, roots = self._samplers(function)
                 if _distributed_loader(value, names, roots):
                     found.add(function.name.value)
-            elif isinstance(value, cst.Name):
+            elif type(value) is cst.Name:
                 if id(function) not in own:
                     own[id(function)] = self._scope(function, frozenset())
                 if value.value in own[id(function)].builds:
@@ -261,18 +259,18 @@ class _Analysis:
 
 
 def _small_binds(small: cst.BaseSmallStatement, name: str) -> bool:
-    if isinstance(small, cst.Assign):
+    if type(small) is cst.Assign:
         return any(n.value == name for t in small.targets for n in bound_names(t))
-    if isinstance(small, cst.AnnAssign):
+    if type(small) is cst.AnnAssign:
         return small.value is not None and any(n.value == name for n in bound_names(small))
-    if isinstance(small, cst.AugAssign):
+    if type(small) is cst.AugAssign:
         return any(n.value == name for n in bound_names(small))  # it was bound, or it raised
     if isinstance(small, (cst.Import, cst.ImportFrom)) and not isinstance(
         small.names, cst.ImportStar
     ):
         for alias in small.names:
             bound = alias.asname.name if alias.asname else _root(alias.name)
-            if isinstance(bound, cst.Name) and bound.value == name:
+            if type(bound) is cst.Name and bound.value == name:
                 return True
     return False
 
@@ -285,19 +283,17 @@ def _binds(statement: cst.CSTNode, name: str) -> bool:
             if _small_binds(small, name) or isinstance(small, _EXITS):
                 return True
         return False
-    if isinstance(statement, cst.If):
+    if type(statement) is cst.If:
         orelse = statement.orelse
         if orelse is None or not _block_binds(statement.body, name):
             return False
-        return (
-            _binds(orelse, name) if isinstance(orelse, cst.If) else _block_binds(orelse.body, name)
-        )
-    if isinstance(statement, cst.With):
+        return _binds(orelse, name) if type(orelse) is cst.If else _block_binds(orelse.body, name)
+    if type(statement) is cst.With:
         return _block_binds(statement.body, name) or any(
             item.asname is not None and any(n.value == name for n in bound_names(item.asname))
             for item in statement.items
         )
-    if isinstance(statement, cst.Try):
+    if type(statement) is cst.Try:
         if statement.finalbody is not None and _block_binds(statement.finalbody.body, name):
             return True
         body = _block_binds(statement.body, name) or (
@@ -310,7 +306,7 @@ def _binds(statement: cst.CSTNode, name: str) -> bool:
 
 
 def _block_binds(block: cst.BaseSuite, name: str) -> bool:
-    if isinstance(block, cst.SimpleStatementSuite):
+    if type(block) is cst.SimpleStatementSuite:
         return _binds(block, name)
     return any(_binds(statement, name) for statement in block.body)
 
@@ -320,7 +316,7 @@ def _parameters(function: cst.FunctionDef) -> Iterable[str]:
     for param in (*params.posonly_params, *params.params, *params.kwonly_params):
         yield param.name.value
     for star in (params.star_arg, params.star_kwarg):
-        if isinstance(star, cst.Param):
+        if type(star) is cst.Param:
             yield star.name.value
 
 
@@ -334,19 +330,19 @@ def _bound_at(tree: Tree, name: str, statement: cst.CSTNode) -> bool:
                     break
                 if _binds(earlier, name):
                     return True
-        elif isinstance(parent, cst.For) and child is parent.body:
+        elif type(parent) is cst.For and child is parent.body:
             if any(n.value == name for n in bound_names(parent)):
                 return True
-        elif isinstance(parent, cst.With) and child is parent.body:
+        elif type(parent) is cst.With and child is parent.body:
             for item in parent.items:
                 if item.asname is not None and any(
                     n.value == name for n in bound_names(item.asname)
                 ):
                     return True
-        elif isinstance(parent, cst.ExceptHandler) and child is parent.body:
+        elif type(parent) is cst.ExceptHandler and child is parent.body:
             if parent.name is not None and any(n.value == name for n in bound_names(parent.name)):
                 return True
-        elif isinstance(parent, cst.FunctionDef):
+        elif type(parent) is cst.FunctionDef:
             return name in set(_parameters(parent))
         elif isinstance(parent, (cst.ClassDef, cst.Lambda)):
             return False
@@ -365,15 +361,15 @@ def _inner_loop(
     known = loaders | containers
     wrapped: dict[str, str] = {}
     for node in walk(loop.body, into_scopes=False):
-        if isinstance(node, cst.Assign):
+        if type(node) is cst.Assign:
             for name in walk(node.value, into_scopes=False):
-                if isinstance(name, cst.Name) and name.value in known:
+                if type(name) is cst.Name and name.value in known:
                     for target in node.targets:
-                        if isinstance(target.target, cst.Name):
+                        if type(target.target) is cst.Name:
                             wrapped[target.target.value] = name.value
-        if isinstance(node, cst.For) and node is not loop:
+        if type(node) is cst.For and node is not loop:
             for name in walk(node.iter, into_scopes=False):
-                if isinstance(name, cst.Name) and (name.value in known or name.value in wrapped):
+                if type(name) is cst.Name and (name.value in known or name.value in wrapped):
                     loader = name.value if name.value in known else wrapped[name.value]
                     aliases = {alias for alias, of in wrapped.items() if of == loader}
                     return loader, node, aliases
@@ -382,8 +378,8 @@ def _inner_loop(
 
 def _set_epoch_receivers(loop: cst.For) -> Iterator[cst.BaseExpression]:
     for node in walk(loop.body, into_scopes=False):
-        if isinstance(node, cst.Call) and callee_name(node) == "set_epoch":
-            if isinstance(node.func, cst.Attribute):
+        if type(node) is cst.Call and callee_name(node) == "set_epoch":
+            if type(node.func) is cst.Attribute:
                 yield node.func.value
 
 
@@ -402,13 +398,13 @@ def _already_set(loop: cst.For, loader: str, aliases: set[str], builds: list[_Bu
 def _epoch_name(loop: cst.For) -> str | None:
     """The loop's epoch counter: ``for epoch in ...``, or the index of ``for idx, _ in
     enumerate(train_iterator)``."""
-    if isinstance(loop.target, cst.Name):
+    if type(loop.target) is cst.Name:
         return loop.target.value
     if (
-        isinstance(loop.target, cst.Tuple)
+        type(loop.target) is cst.Tuple
         and loop.target.elements
         and isinstance(loop.target.elements[0].value, cst.Name)
-        and isinstance(loop.iter, cst.Call)
+        and type(loop.iter) is cst.Call
         and callee_name(loop.iter) == "enumerate"
     ):
         return loop.target.elements[0].value.value
@@ -418,7 +414,7 @@ def _epoch_name(loop: cst.For) -> str | None:
 def _evaluation_code(tree: Tree, node: cst.CSTNode) -> bool:
     """Inside an evaluate/test-like function: its sampler needs no reshuffle."""
     scope = tree.scope(node)
-    return isinstance(scope, cst.FunctionDef) and bool(
+    return type(scope) is cst.FunctionDef and bool(
         re.search(r"eval|test|valid|predict|infer", scope.name.value)
     )
 
@@ -550,9 +546,9 @@ class SamplerSetEpoch(Rule):
         tree = ctx.tree
         analysis: _Analysis | None = None
         for loop in tree.nodes(cst.For):
-            if _epoch_name(loop) is None or not isinstance(loop.body, cst.IndentedBlock):
+            if _epoch_name(loop) is None or type(loop.body) is not cst.IndentedBlock:
                 continue
-            if any(isinstance(a, cst.For) for a in tree.ancestors(loop)):
+            if any(type(a) is cst.For for a in tree.ancestors(loop)):
                 continue  # not an outermost loop
             analysis = analysis or _Analysis(tree)
             scope = tree.scope(loop)

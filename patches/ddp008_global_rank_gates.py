@@ -86,14 +86,14 @@ def _global_rank_expr(node: cst.BaseExpression) -> bool:
     """``get_rank()``, ``int(os.environ["RANK"])``, ``os.environ.get("RANK")``, ``args.rank``."""
     if global_rank_source(node) is not None:
         return True
-    if isinstance(node, cst.Attribute):
+    if type(node) is cst.Attribute:
         return node.attr.value in _RANK_ATTRS
-    if isinstance(node, cst.Name):
+    if type(node) is cst.Name:
         return node.value in _RANK_NAMES
-    if isinstance(node, cst.Subscript) and len(node.slice) == 1:  # os.environ["RANK"]
+    if type(node) is cst.Subscript and len(node.slice) == 1:  # os.environ["RANK"]
         index = node.slice[0].slice
-        return isinstance(index, cst.Index) and string_value(index.value) == "RANK"
-    if isinstance(node, cst.Call) and callee_name(node) in ("get", "getenv") and node.args:
+        return type(index) is cst.Index and string_value(index.value) == "RANK"
+    if type(node) is cst.Call and callee_name(node) in ("get", "getenv") and node.args:
         return string_value(node.args[0].value) == "RANK"
     return False
 
@@ -108,29 +108,29 @@ def _rank_values(node: cst.BaseExpression) -> frozenset[int] | None:
 
 def _global_zero(node: cst.BaseExpression) -> bool:
     """Whether ``node`` is true on global rank 0 (or a lone process) only."""
-    if isinstance(node, cst.BooleanOperation):
+    if type(node) is cst.BooleanOperation:
         sides = [node.left, node.right]
-        if isinstance(node.operator, cst.And):
+        if type(node.operator) is cst.And:
             return any(_global_zero(side) for side in sides)
         # ``local_rank == -1 or get_rank() == 0``: a lone process, or global rank 0
         lone = [truth(s, RANK0) is False and truth(s, OTHER) is False for s in sides]
         zero = [_global_zero(s) for s in sides]
         return any(zero) and all(z or one for z, one in zip(zero, lone))
-    if isinstance(node, cst.Attribute):
+    if type(node) is cst.Attribute:
         return node.attr.value in _MAIN_PROCESS
-    if isinstance(node, cst.Call):
+    if type(node) is cst.Call:
         return callee_name(node) in _MAIN_PROCESS
-    if not isinstance(node, cst.Comparison) or len(node.comparisons) != 1:
+    if type(node) is not cst.Comparison or len(node.comparisons) != 1:
         return False
     target = node.comparisons[0]
     left, right = node.left, target.comparator
-    if not _global_rank_expr(left) and isinstance(target.operator, cst.Equal):
+    if not _global_rank_expr(left) and type(target.operator) is cst.Equal:
         left, right = right, left
     if not _global_rank_expr(left):
         return False
-    if isinstance(target.operator, cst.Equal):
+    if type(target.operator) is cst.Equal:
         values = _rank_values(right)
-    elif isinstance(target.operator, cst.In):
+    elif type(target.operator) is cst.In:
         values = int_collection(right)
     else:
         return False
@@ -141,18 +141,18 @@ def _ours(node: cst.BaseExpression) -> bool:
     """``int(os.environ.get("RANK", x.local_rank)) ...``: a gate this rule (or DDP011) made
     global. Unlike a global test the script was written with, it does not make the gates
     inside it redundant: they were rewritten along with it."""
-    if not isinstance(node, cst.Comparison) or global_rank_source(node.left) != "env":
+    if type(node) is not cst.Comparison or global_rank_source(node.left) != "env":
         return False
     call = node.left
-    assert isinstance(call, cst.Call)
+    assert type(call) is cst.Call
     inner = call.args[0].value
-    return isinstance(inner, cst.Call) and any(is_local_rank(a.value) for a in inner.args[1:])
+    return type(inner) is cst.Call and any(is_local_rank(a.value) for a in inner.args[1:])
 
 
 def _on_global_rank(term: cst.BaseExpression) -> bool:
     """True on global rank 0 only, or any other test of the global rank (the first half of a
     shared cache's barrier pair: ``int(os.environ.get("RANK", ...)) not in [-1, 0]``)."""
-    if isinstance(term, cst.Comparison) and len(term.comparisons) == 1:
+    if type(term) is cst.Comparison and len(term.comparisons) == 1:
         if _global_rank_expr(term.left):
             return True
     return _global_zero(term)
@@ -202,15 +202,15 @@ def _names(tree: Tree, gate: cst.If) -> tuple[frozenset[str], frozenset[str]]:
                 bind(name.value, node)
         elif kind is cst.CompFor:
             target = node.target  # type: ignore[attr-defined]
-            own.update(n.value for n in walk(target, into_scopes=False) if isinstance(n, cst.Name))
+            own.update(n.value for n in walk(target, into_scopes=False) if type(n) is cst.Name)
         elif kind in _DEFINING:
             bind(node.name.value, node)  # type: ignore[attr-defined]
-        elif kind in _IMPORTS and not isinstance(node.names, cst.ImportStar):  # type: ignore[attr-defined]
+        elif kind in _IMPORTS and type(node.names) is not cst.ImportStar:  # type: ignore[attr-defined]
             for alias in node.names:  # type: ignore[attr-defined]
                 bound = alias.asname.name if alias.asname else alias.name
-                while isinstance(bound, cst.Attribute):
+                while type(bound) is cst.Attribute:
                     bound = bound.value
-                if isinstance(bound, cst.Name):
+                if type(bound) is cst.Name:
                     bind(bound.value, node)
     reads = set()
     for name in names:
@@ -248,7 +248,7 @@ class _Joins:
             for ancestor in tree.ancestors(call):
                 if isinstance(ancestor, SCOPES):
                     break
-                if isinstance(ancestor, cst.If):
+                if type(ancestor) is cst.If:
                     anywhere.add(id(ancestor))
                     if child is ancestor.body:
                         body.add(id(ancestor))
@@ -268,7 +268,7 @@ def _rank_tests(tree: Tree) -> tuple[frozenset[int], frozenset[int]]:
             continue
         child: cst.CSTNode = comparison
         for ancestor in tree.ancestors(comparison):
-            if isinstance(ancestor, cst.If):
+            if type(ancestor) is cst.If:
                 if child is ancestor.test:
                     ranked.add(id(ancestor))
                     if found is not None and found[2] and found[1] in RANK_ZERO:
@@ -294,7 +294,7 @@ def _local_terms(test: cst.BaseExpression, *, barrier: bool) -> list[cst.Compari
         if (positive and values in RANK_ZERO) or (
             barrier and not positive and values == NOT_RANK_ZERO
         ):
-            assert isinstance(term, cst.Comparison)
+            assert type(term) is cst.Comparison
             terms.append(term)
     return terms
 

@@ -20,14 +20,14 @@ from patches._syntax import preferred_quote
 
 
 def _attr(node: cst.CSTNode, name: str) -> bool:
-    return isinstance(node, cst.Attribute) and node.attr.value == name
+    return type(node) is cst.Attribute and node.attr.value == name
 
 
 def _offset(node: cst.CSTNode) -> bool:
     """``x.node_index * x.gpu_per_node`` in either order."""
     return (
-        isinstance(node, cst.BinaryOperation)
-        and isinstance(node.operator, cst.Multiply)
+        type(node) is cst.BinaryOperation
+        and type(node.operator) is cst.Multiply
         and {_attr(node.left, "node_index"), _attr(node.right, "node_index")} == {True, False}
         and (_attr(node.left, "gpu_per_node") or _attr(node.right, "gpu_per_node"))
     )
@@ -73,19 +73,19 @@ class NodeIndexOffset(Rule):
             node = line.body[0]
             if not (
                 len(line.body) == 1
-                and isinstance(node, cst.AugAssign)
-                and isinstance(node.operator, cst.AddAssign)
+                and type(node) is cst.AugAssign
+                and type(node.operator) is cst.AddAssign
                 and _attr(node.target, "local_rank")
                 and _offset(node.value)
                 and isinstance(tree.parent(line), (cst.IndentedBlock, cst.Module))
             ):
                 continue
             if any(
-                isinstance(a, cst.If) and "node_index" in module.code_for_node(a.test)
+                type(a) is cst.If and "node_index" in module.code_for_node(a.test)
                 for a in tree.ancestors(line)
             ):
                 continue  # already guarded by the flags
-            assert isinstance(node.target, cst.Attribute)
+            assert type(node.target) is cst.Attribute
             who = module.code_for_node(node.target.value)
             code = (
                 f"if {who}.node_index >= 0 and {who}.gpu_per_node > 0:  # the old per-node flags\n"
@@ -103,12 +103,12 @@ class NodeIndexOffset(Rule):
                 imports=("os",),
             )
         for node in tree.nodes(cst.BinaryOperation):
-            if not (isinstance(node.operator, cst.Modulo) and _attr(node.right, "gpu_per_node")):
+            if not (type(node.operator) is cst.Modulo and _attr(node.right, "gpu_per_node")):
                 continue
             parent = tree.parent(node)
-            if isinstance(parent, cst.Arg) and parent.keyword is None:
+            if type(parent) is cst.Arg and parent.keyword is None:
                 call = tree.parent(parent)
-                if isinstance(call, cst.Call) and "LOCAL_RANK" in module.code_for_node(call):
+                if type(call) is cst.Call and "LOCAL_RANK" in module.code_for_node(call):
                     continue  # already wrapped
             code = f"int(os.environ.get({q}LOCAL_RANK{q}, {module.code_for_node(node)}))"
             ctx.fix(

@@ -26,7 +26,7 @@ _NONE = cst.SimpleWhitespace("")
 
 
 def _line_break(space: cst.BaseParenthesizableWhitespace) -> cst.ParenthesizedWhitespace | None:
-    return space if isinstance(space, cst.ParenthesizedWhitespace) else None
+    return space if type(space) is cst.ParenthesizedWhitespace else None
 
 
 def _with_argument(call: cst.Call, new: cst.Arg) -> list[cst.Arg]:
@@ -39,13 +39,11 @@ def _with_argument(call: cst.Call, new: cst.Arg) -> list[cst.Arg]:
     if not args:
         return [new]
     last = args[-1]
-    trailing = last.comma if isinstance(last.comma, cst.Comma) else None
+    trailing = last.comma if type(last.comma) is cst.Comma else None
     # what separates the arguments: after the previous one's comma, or after the parenthesis
     previous = args[-2].comma if len(args) > 1 else None
     before = (
-        previous.whitespace_after
-        if isinstance(previous, cst.Comma)
-        else call.whitespace_before_args
+        previous.whitespace_after if type(previous) is cst.Comma else call.whitespace_before_args
     )
     separator = _line_break(before)
     # what follows the last argument, up to the closing parenthesis

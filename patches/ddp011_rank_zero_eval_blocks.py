@@ -78,7 +78,7 @@ FLAGS = ("do_eval", "do_test", "do_predict", "do_infer", "do_inference")
 
 def _flag(test: cst.BaseExpression) -> cst.Attribute | None:
     for node in walk(test, into_scopes=False):
-        if isinstance(node, cst.Attribute) and node.attr.value in FLAGS:
+        if type(node) is cst.Attribute and node.attr.value in FLAGS:
             return node
     return None
 
@@ -88,10 +88,10 @@ def _trains(body: cst.BaseSuite) -> bool:
     (``model.train()`` only switches a mode)."""
     for call in calls_in(body):
         name = callee_name(call) or ""
-        receiver = dotted_name(call.func.value) if isinstance(call.func, cst.Attribute) else ""
+        receiver = dotted_name(call.func.value) if type(call.func) is cst.Attribute else ""
         if name == "backward" or (name == "step" and "optim" in (receiver or "")):
             return True
-        if isinstance(call.func, cst.Name) and name.startswith("train"):
+        if type(call.func) is cst.Name and name.startswith("train"):
             return True
     return False
 
@@ -100,7 +100,7 @@ def _as_and_operand(test: cst.BaseExpression) -> cst.BaseExpression:
     """``a or b`` gets parentheses before ``and rank``: ``a or b and rank`` is ``a or (b and
     rank)``, and the block would still run on every rank when ``a`` holds."""
     binds_looser = (
-        isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.Or)
+        type(test) is cst.BooleanOperation and type(test.operator) is cst.Or
     ) or isinstance(test, (cst.IfExp, cst.Lambda, cst.NamedExpr))
     if binds_looser and not test.lpar:
         return test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
@@ -116,7 +116,7 @@ def _reached_calls(body: cst.BaseSuite, functions: dict[str, cst.FunctionDef]) -
         for call in calls_in(pending.pop()):
             found.append(call)
             name = callee_name(call)
-            if isinstance(call.func, cst.Name) and name in functions and name not in seen:
+            if type(call.func) is cst.Name and name in functions and name not in seen:
                 seen.add(name)
                 pending.append(functions[name].body)
     return found
@@ -125,13 +125,13 @@ def _reached_calls(body: cst.BaseSuite, functions: dict[str, cst.FunctionDef]) -
 def _state_prefix(body: cst.BaseSuite, state: set[str]) -> int | None:
     """How many leading statements only reset ``state`` (plain assignments without calls);
     None when the rest of the block still binds some of it."""
-    if not isinstance(body, cst.IndentedBlock):
+    if type(body) is not cst.IndentedBlock:
         return None
     count = 0
     for statement in body.body:
-        if not isinstance(statement, cst.SimpleStatementLine) or not all(
+        if type(statement) is not cst.SimpleStatementLine or not all(
             isinstance(small, (cst.Assign, cst.AugAssign))
-            and not any(isinstance(n, cst.Call) for n in walk(small.value, into_scopes=False))
+            and not any(type(n) is cst.Call for n in walk(small.value, into_scopes=False))
             and {n.value for n in bound_names(_target_holder(small))} <= state
             for small in statement.body
         ):
@@ -148,7 +148,7 @@ def _state_prefix(body: cst.BaseSuite, state: set[str]) -> int | None:
 
 
 def _target_holder(small: cst.BaseSmallStatement) -> cst.CSTNode:
-    if isinstance(small, cst.Assign):
+    if type(small) is cst.Assign:
         if len(small.targets) == 1:
             return small.targets[0]
         return cst.AssignTarget(cst.Tuple([cst.Element(t.target) for t in small.targets]))
@@ -157,7 +157,7 @@ def _target_holder(small: cst.BaseSmallStatement) -> cst.CSTNode:
 
 def _split(node: cst.If, keep: int, rank: cst.Comparison) -> cst.If:
     """``node`` with its first ``keep`` statements as they are and the rest under ``rank``."""
-    assert isinstance(node.body, cst.IndentedBlock)
+    assert type(node.body) is cst.IndentedBlock
     statements = list(node.body.body)
     rest = statements[keep:]
     inner = cst.If(
@@ -178,8 +178,8 @@ def _leaves(body: cst.BaseSuite, ranks: RankModel) -> str | None:
         if isinstance(node, (cst.Break, cst.Continue, cst.Return)) and ranks.dead(node):
             continue
         if isinstance(node, (cst.Break, cst.Continue)):
-            return "an early " + ("stop" if isinstance(node, cst.Break) else "continue")
-        if isinstance(node, cst.Return):
+            return "an early " + ("stop" if type(node) is cst.Break else "continue")
+        if type(node) is cst.Return:
             return "an early return"
         if isinstance(node, (cst.For, cst.While)):
             stack.extend(children(node.orelse) if node.orelse else ())  # its own break is inside
@@ -200,7 +200,7 @@ def _only_dropped_wraps(
     wraps = evaluation_wraps(tree)
     if is_collective_call(call):
         reached = [call]
-    elif isinstance(call.func, cst.Name) and call.func.value in functions:
+    elif type(call.func) is cst.Name and call.func.value in functions:
         reached = _reached_calls(functions[call.func.value].body, functions)
     else:
         return False
@@ -225,9 +225,9 @@ def _called_only_from(tree: Tree, name: str, block: cst.If) -> bool:
         if node.value != name or tree.contains(block, node):
             continue
         parent = tree.parent(node)
-        if isinstance(parent, cst.FunctionDef) and parent.name is node:
+        if type(parent) is cst.FunctionDef and parent.name is node:
             continue
-        if not (isinstance(parent, cst.Call) and parent.func is node):
+        if not (type(parent) is cst.Call and parent.func is node):
             return False
         if not in_rank_zero_region(tree, parent):
             return False

@@ -104,12 +104,12 @@ _LEAVING = (cst.Return, cst.Raise, cst.Yield, cst.Await)
 
 def _exit_of(statement: cst.BaseStatement) -> cst.CSTNode | None:
     """The exit a statement is, when it is one: ``return``, ``break``, ``sys.exit(...)``."""
-    if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+    if type(statement) is not cst.SimpleStatementLine or len(statement.body) != 1:
         return None
     small = statement.body[0]
     if isinstance(small, (cst.Return, cst.Break)):
         return small
-    if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+    if type(small) is cst.Expr and type(small.value) is cst.Call:
         if dotted_name(small.value.func) in PROCESS_EXITS:
             return small.value
     return None
@@ -138,7 +138,7 @@ class _Split:
         self.ranks = [t for t in terms if _rank_term(t)]
         self.rest = [t for t in terms if not _rank_term(t)]
         body = gate.body
-        assert isinstance(body, cst.IndentedBlock)
+        assert type(body) is cst.IndentedBlock
         self.moved = list(body.body[:-1])
         self.last = body.body[-1]
 
@@ -172,7 +172,7 @@ class _Split:
             why = self._moved(statement)
             if why:
                 return why
-        if isinstance(self.exit, cst.Break):  # the code after the loop now runs on every rank
+        if type(self.exit) is cst.Break:  # the code after the loop now runs on every rank
             carried = set().union(*(m.carried_out(s) for s in self.moved)) if self.moved else set()
             if carried:
                 name = sorted(carried)[0]
@@ -180,7 +180,7 @@ class _Split:
         value = self._value()
         if value is not None:
             bound = set().union(*(names_bound_in(s) for s in self.moved)) if self.moved else set()
-            read = {n.value for n in walk(value, into_scopes=True) if isinstance(n, cst.Name)}
+            read = {n.value for n in walk(value, into_scopes=True) if type(n) is cst.Name}
             if read & bound:
                 name = sorted(read & bound)[0]
                 return f"the value it leaves with reads {name}, which only rank 0 binds there"
@@ -189,7 +189,7 @@ class _Split:
     def _moved(self, statement: cst.CSTNode) -> str | None:
         m = self.m
         for node in _own_nodes(statement):
-            if isinstance(node, cst.Call):
+            if type(node) is cst.Call:
                 joined = m.collective(node, RANK0)
                 if joined is not None:
                     return f"rank 0 joins {joined} there, which the other ranks never would"
@@ -216,16 +216,16 @@ class _Split:
         return None
 
     def _value(self) -> cst.BaseExpression | None:
-        if isinstance(self.exit, cst.Return):
+        if type(self.exit) is cst.Return:
             return self.exit.value
-        if isinstance(self.exit, cst.Call) and self.exit.args:
+        if type(self.exit) is cst.Call and self.exit.args:
             return self.exit.args[0].value
         return None
 
     def rewrite(self) -> cst.If:
         module = self.m.tree.module
         body = self.gate.body
-        assert isinstance(body, cst.IndentedBlock)
+        assert type(body) is cst.IndentedBlock
         statements: list[cst.BaseStatement] = []
         if self.moved:
             inner = cst.If(test=_joined(module, self.ranks), body=cst.IndentedBlock(self.moved))
@@ -241,20 +241,20 @@ def _forwarded(m: RankModel, call: cst.Call) -> str | None:
     DDP004 unwraps) calls the parameter it receives: a forward of whatever is passed, perhaps
     the DDP wrapper. Its name as ``helper()``; None when it forwards nothing it receives."""
     name = callee_name(call)
-    function = m.functions.get(name or "") if isinstance(call.func, cst.Name) else None
+    function = m.functions.get(name or "") if type(call.func) is cst.Name else None
     if function is None or is_eval_call(call):
         return None
     params = [p.name.value for p in parameters(function)]
     received = set()
     for index, arg in enumerate(call.args):
-        if arg.star or not isinstance(arg.value, cst.Name):
+        if arg.star or type(arg.value) is not cst.Name:
             continue
         if arg.keyword is not None:
             received.add(arg.keyword.value)
         elif index < len(params):
             received.add(params[index])
     for node in walk(function.body, into_scopes=True):
-        if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
+        if type(node) is cst.Call and type(node.func) is cst.Name:
             if node.func.value in received:
                 return f"{name}()"
     return None
@@ -272,10 +272,10 @@ def _grouped_before(m: RankModel, node: cst.CSTNode, seen: frozenset[str] = froz
             continue
         if _groups(m, call, seen) and dominates(tree, call, node):
             return True
-    if not isinstance(scope, cst.FunctionDef) or scope.name.value in seen:
+    if type(scope) is not cst.FunctionDef or scope.name.value in seen:
         return False
     name = scope.name.value
-    sites = [c for c in m.module_calls() if isinstance(c.func, cst.Name) and c.func.value == name]
+    sites = [c for c in m.module_calls() if type(c.func) is cst.Name and c.func.value == name]
     return bool(sites) and all(_grouped_before(m, c, seen | {name}) for c in sites)
 
 
@@ -286,11 +286,11 @@ def _groups(m: RankModel, call: cst.Call, seen: frozenset[str]) -> bool:
     name = callee_name(call)
     if name == "init_process_group":
         return True
-    if not isinstance(call.func, cst.Name) or name not in m.functions or name in seen:
+    if type(call.func) is not cst.Name or name not in m.functions or name in seen:
         return False
     function = m.functions[name]
     return any(
-        isinstance(inner, cst.Call) and _groups(m, inner, seen | {name})
+        type(inner) is cst.Call and _groups(m, inner, seen | {name})
         for inner in walk(function.body, into_scopes=False)
     )
 
@@ -306,12 +306,12 @@ def _always_runs(m: RankModel, node: cst.CSTNode) -> bool:
             ancestor, (cst.If, cst.IfExp, cst.For, cst.While, cst.Try, cst.BooleanOperation)
         ):
             return False
-    body = scope.body if isinstance(scope, cst.FunctionDef) else scope
+    body = scope.body if type(scope) is cst.FunctionDef else scope
     for inner in walk(body, into_scopes=False):
         if not tree.after(node, inner):
             continue
         if isinstance(inner, (cst.Return, cst.Raise)) or (
-            isinstance(inner, cst.Call) and dotted_name(inner.func) in PROCESS_EXITS
+            type(inner) is cst.Call and dotted_name(inner.func) in PROCESS_EXITS
         ):
             return False
     return True
@@ -339,16 +339,16 @@ def _maybe_wrapped(m: RankModel, uniformity: Uniformity, call: cst.Call) -> str 
     wrapper built elsewhere, which DDP004 cannot see. The call as ``name()``; None otherwise."""
     scope = m.scope(call)
     bound = names_bound_in(scope)
-    if isinstance(scope, cst.FunctionDef):
+    if type(scope) is cst.FunctionDef:
         bound |= {p.name.value for p in parameters(scope)}
     bound -= set(m.functions)
-    if isinstance(call.func, cst.Name) and call.func.value in bound:
+    if type(call.func) is cst.Name and call.func.value in bound:
         return f"{call.func.value}()"
     if not is_eval_call(call):
         return None
     for arg in call.args:
         value = arg.value
-        if isinstance(value, cst.Name) and value.value in bound:
+        if type(value) is cst.Name and value.value in bound:
             if uniformity.command_line(value) is None:
                 continue  # the parsed command line, not a model
             return f"{callee_name(call)}()"
@@ -367,7 +367,7 @@ def _comments(node: cst.CSTNode) -> int:
     stack = [node]
     while stack:
         current = stack.pop()
-        if isinstance(current, cst.Comment):
+        if type(current) is cst.Comment:
             count += 1
         stack.extend(current.children)
     return count
@@ -392,16 +392,16 @@ def _candidates(m: RankModel) -> Iterator[tuple[cst.If, cst.CSTNode]]:
     only some ranks take, out of code that synchronises."""
     tree = m.tree
     for gate in tree.nodes(cst.If):
-        if gate.orelse is not None or not isinstance(gate.body, cst.IndentedBlock):
+        if gate.orelse is not None or type(gate.body) is not cst.IndentedBlock:
             continue
         exit_ = _exit_of(gate.body.body[-1])
         if exit_ is None or not any(_rank_term(t) for t in conjuncts(gate.test)):
             continue
         if not m.subset(exit_):
             continue
-        if isinstance(exit_, cst.Call):
+        if type(exit_) is cst.Call:
             left: cst.CSTNode | None = tree.module  # the process ends: every later collective
-        elif isinstance(exit_, cst.Break):
+        elif type(exit_) is cst.Break:
             left = next(
                 (a for a in tree.ancestors(exit_) if isinstance(a, (cst.For, cst.While))), None
             )
@@ -413,9 +413,9 @@ def _candidates(m: RankModel) -> Iterator[tuple[cst.If, cst.CSTNode]]:
 
 def _what(exit_: cst.CSTNode) -> str:
     """What an exit does, as a verb phrase."""
-    if isinstance(exit_, cst.Return):
+    if type(exit_) is cst.Return:
         return "returns"
-    return "leaves the loop" if isinstance(exit_, cst.Break) else "exits"
+    return "leaves the loop" if type(exit_) is cst.Break else "exits"
 
 
 class RankDivergence(Rule):
@@ -564,7 +564,7 @@ class RankDivergence(Rule):
                     {gate: candidate.rewrite()},
                 )
                 split.add(id(exit_))
-            elif isinstance(exit_, cst.Call):
+            elif type(exit_) is cst.Call:
                 if ctx.judging:
                     ctx.report(
                         exit_,

@@ -116,9 +116,9 @@ _SAMPLER = "DistributedSampler"
 def _local_rank_in(node: cst.CSTNode) -> cst.Attribute | cst.Name | None:
     """The ``args.local_rank``-like expression a test reads, if any."""
     for child in walk(node, into_scopes=True):
-        if isinstance(child, cst.Attribute) and child.attr.value == "local_rank":
+        if type(child) is cst.Attribute and child.attr.value == "local_rank":
             return child
-        if isinstance(child, cst.Name) and child.value == "local_rank":
+        if type(child) is cst.Name and child.value == "local_rank":
             return child
     return None
 
@@ -140,10 +140,10 @@ def _trains(tree: Tree, sampler: cst.Call) -> bool:
     ``backward``), or the name it is bound to says train. An evaluation's DistributedSampler
     is DDP005's business."""
     scope = tree.scope(sampler)
-    if isinstance(scope, cst.FunctionDef) and _EVAL_NAME.search(scope.name.value):
+    if type(scope) is cst.FunctionDef and _EVAL_NAME.search(scope.name.value):
         return False
     statement = tree.statement(sampler)
-    if isinstance(statement, cst.Assign) and any(
+    if type(statement) is cst.Assign and any(
         "train" in tree.module.code_for_node(t.target).lower() for t in statement.targets
     ):
         return True
@@ -152,18 +152,18 @@ def _trains(tree: Tree, sampler: cst.Call) -> bool:
 
 def _wraps_data_parallel(statement: cst.CSTNode) -> str | None:
     """``model = torch.nn.DataParallel(model)`` → ``model``."""
-    if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+    if type(statement) is not cst.SimpleStatementLine or len(statement.body) != 1:
         return None
     assign = statement.body[0]
-    if not (isinstance(assign, cst.Assign) and len(assign.targets) == 1):
+    if not (type(assign) is cst.Assign and len(assign.targets) == 1):
         return None
     target, value = assign.targets[0].target, assign.value
-    if not (isinstance(target, cst.Name) and isinstance(value, cst.Call)):
+    if not (type(target) is cst.Name and type(value) is cst.Call):
         return None
     if callee_name(value) != "DataParallel" or not value.args:
         return None
     first = value.args[0].value
-    return target.value if isinstance(first, cst.Name) and first.value == target.value else None
+    return target.value if type(first) is cst.Name and first.value == target.value else None
 
 
 #: The wrapper :func:`_wrap` calls, as a dotted name.
@@ -186,13 +186,13 @@ def _pretrained_model_inside(tree: Tree) -> bool:
     pretrained: set[str] = set()
     for assign in tree.nodes(cst.Assign):
         value = assign.value
-        if not isinstance(value, cst.Call) or len(assign.targets) != 1:
+        if type(value) is not cst.Call or len(assign.targets) != 1:
             continue
         target = assign.targets[0].target
-        if not isinstance(target, cst.Name):
+        if type(target) is not cst.Name:
             continue
         func = value.func
-        owner = func.value if isinstance(func, cst.Attribute) else None
+        owner = func.value if type(func) is cst.Attribute else None
         owner_name = (dotted_name(owner) or "") if owner is not None else ""
         if callee_name(value) == "from_pretrained" and owner_name:
             if not owner_name.lower().endswith(("tokenizer", "config", "tokenizer_class")):
@@ -202,7 +202,7 @@ def _pretrained_model_inside(tree: Tree) -> bool:
             and value.args
             and isinstance(value.args[0].value, cst.Name)
             and value.args[0].value.value in pretrained
-            and isinstance(func, cst.Name)
+            and type(func) is cst.Name
             and "For" not in func.value
         ):
             return True
@@ -342,7 +342,7 @@ class WrapShardedModel(Rule):
             return
         statement, name = wraps[0]
         holder = tree.parent(tree.parent(statement))  # IndentedBlock → its If
-        site = holder if isinstance(holder, cst.If) else statement
+        site = holder if type(holder) is cst.If else statement
         rank_code = tree.module.code_for_node(rank)
         replacements: dict[cst.CSTNode, Replacement] = {
             site: Around(after=(_wrap(name, rank_code, _pretrained_model_inside(tree)),))
@@ -390,15 +390,15 @@ class WrapShardedModel(Rule):
         for node in walk(scope, into_scopes=False):
             if not tree.after(node, site):
                 continue
-            if isinstance(node, cst.Attribute) and _reads(node, name):
+            if type(node) is cst.Attribute and _reads(node, name):
                 found[node.value] = _parenthesized(unwrapped(name, quote))
-            if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
+            if type(node) is cst.Call and type(node.func) is cst.Name:
                 callee = functions.get(node.func.value)
                 if callee is not None and callee is not scope:
                     receivers += _receiving(callee, node, name)
         for function, param in receivers:
             for node in walk(function.body, into_scopes=False):
-                if isinstance(node, cst.Attribute) and _reads(node, param):
+                if type(node) is cst.Attribute and _reads(node, param):
                     found[node.value] = _parenthesized(unwrapped(param, quote))
         return found
 
@@ -409,7 +409,7 @@ _TRAINING_CALLS = frozenset({"backward", "step"})
 
 def _function_of(tree: Tree, node: cst.CSTNode) -> str:
     scope = tree.scope(node)
-    return f"{scope.name.value}()" if isinstance(scope, cst.FunctionDef) else "the module"
+    return f"{scope.name.value}()" if type(scope) is cst.FunctionDef else "the module"
 
 
 def _wraps_training_model(tree: Tree, statement: cst.CSTNode, name: str) -> bool:
@@ -423,18 +423,18 @@ def _wraps_training_model(tree: Tree, statement: cst.CSTNode, name: str) -> bool
     scope = tree.scope(statement)
     if in_rank_zero_region(tree, statement):
         return False
-    if isinstance(scope, cst.FunctionDef) and scope.name.value in only:
+    if type(scope) is cst.FunctionDef and scope.name.value in only:
         return False
     functions = module_functions(tree.module)
     later = [c for c in calls_in(scope) if tree.after(c, statement)]
     if any(_training_call(c) for c in later):
         return True
-    if isinstance(scope, cst.FunctionDef) and _EVAL_NAME.search(scope.name.value):
+    if type(scope) is cst.FunctionDef and _EVAL_NAME.search(scope.name.value):
         return False
     for call in later:
         if not _passes(call, name):
             continue
-        callee = functions.get(call.func.value) if isinstance(call.func, cst.Name) else None
+        callee = functions.get(call.func.value) if type(call.func) is cst.Name else None
         if callee is None and not _EVAL_NAME.search(callee_name(call) or ""):
             return True  # a training function of another module: ``train(args, model, ...)``
         if callee is not None and callee is not scope and _receiving(callee, call, name):
@@ -444,7 +444,7 @@ def _wraps_training_model(tree: Tree, statement: cst.CSTNode, name: str) -> bool
 
 
 def _passes(call: cst.Call, name: str) -> bool:
-    return any(isinstance(a.value, cst.Name) and a.value.value == name for a in call.args)
+    return any(type(a.value) is cst.Name and a.value.value == name for a in call.args)
 
 
 def _training_call(call: cst.Call) -> bool:
@@ -460,7 +460,7 @@ def _steps(
     for call in calls_in(function):
         if _training_call(call):
             return True
-        callee = functions.get(call.func.value) if isinstance(call.func, cst.Name) else None
+        callee = functions.get(call.func.value) if type(call.func) is cst.Name else None
         if callee is not None and callee.name.value not in seen and _steps(callee, functions, seen):
             return True
     return False
@@ -508,23 +508,23 @@ def _own_wraps(tree: Tree) -> list[tuple[cst.If, str]]:
     after a ``DataParallel`` block."""
     found = []
     for node in tree.nodes(cst.If):
-        body = node.body.body if isinstance(node.body, cst.IndentedBlock) else ()
+        body = node.body.body if type(node.body) is cst.IndentedBlock else ()
         if node.orelse is not None or len(body) != 1:
             continue
         line = body[0]
-        if not (isinstance(line, cst.SimpleStatementLine) and len(line.body) == 1):
+        if not (type(line) is cst.SimpleStatementLine and len(line.body) == 1):
             continue
         assign = line.body[0]
         if not (
-            isinstance(assign, cst.Assign)
-            and isinstance(assign.value, cst.Call)
+            type(assign) is cst.Assign
+            and type(assign.value) is cst.Call
             and len(assign.targets) == 1
             and isinstance(assign.targets[0].target, cst.Name)
         ):
             continue
         name = assign.targets[0].target.value
         test = node.test
-        if not isinstance(test, cst.Comparison) or dotted_name(assign.value.func) != _DDP:
+        if type(test) is not cst.Comparison or dotted_name(assign.value.func) != _DDP:
             continue  # cheap: building the wraps to compare is a parse each
         rank_code = tree.module.code_for_node(test.left)
         mine = node.with_changes(leading_lines=())
@@ -534,9 +534,7 @@ def _own_wraps(tree: Tree) -> list[tuple[cst.If, str]]:
         siblings = list(holder.body) if isinstance(holder, (cst.IndentedBlock, cst.Module)) else []
         index = next((i for i, s in enumerate(siblings) if s is node), 0)
         previous = siblings[index - 1] if index else None
-        if isinstance(previous, cst.If) and any(
-            _wraps_data_parallel(s) for s in previous.body.body
-        ):
+        if type(previous) is cst.If and any(_wraps_data_parallel(s) for s in previous.body.body):
             found.append((previous, assign.targets[0].target.value))
     return found
 
@@ -544,7 +542,7 @@ def _own_wraps(tree: Tree) -> list[tuple[cst.If, str]]:
 def _reads(attribute: cst.Attribute, name: str) -> bool:
     """``name.X`` for an X the wrapper does not answer itself."""
     return (
-        isinstance(attribute.value, cst.Name)
+        type(attribute.value) is cst.Name
         and attribute.value.value == name
         and attribute.attr.value not in MODULE_API
         and dotted_name(attribute) is not None
@@ -558,7 +556,7 @@ def _receiving(
     params = [p.name.value for p in function.params.params]
     found = []
     for index, arg in enumerate(call.args):
-        if isinstance(arg.value, cst.Name) and arg.value.value == name and arg.star == "":
+        if type(arg.value) is cst.Name and arg.value.value == name and arg.star == "":
             if arg.keyword is not None:
                 found.append((function, arg.keyword.value))
             elif index < len(params):

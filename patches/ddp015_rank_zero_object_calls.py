@@ -37,15 +37,15 @@ from patches._ranks import OTHER, RankModel, model, truth, violations
 def _method_call_statement(tree: Tree, name: cst.Name) -> cst.SimpleStatementLine | None:
     """The line ``name.method(...)`` when that is all it does (its value is discarded)."""
     attribute = tree.parent(name)
-    call = tree.parent(attribute) if isinstance(attribute, cst.Attribute) else None
-    expr = tree.parent(call) if isinstance(call, cst.Call) else None
-    line = tree.parent(expr) if isinstance(expr, cst.Expr) else None
+    call = tree.parent(attribute) if type(attribute) is cst.Attribute else None
+    expr = tree.parent(call) if type(call) is cst.Call else None
+    line = tree.parent(expr) if type(expr) is cst.Expr else None
     if not (
-        isinstance(attribute, cst.Attribute)
+        type(attribute) is cst.Attribute
         and attribute.value is name
-        and isinstance(call, cst.Call)
+        and type(call) is cst.Call
         and call.func is attribute
-        and isinstance(line, cst.SimpleStatementLine)
+        and type(line) is cst.SimpleStatementLine
         and len(line.body) == 1
     ):
         return None
@@ -57,7 +57,7 @@ def _creation_gate(m: RankModel, scope: cst.CSTNode, name: str) -> cst.BaseExpre
     gates = set()
     tests: dict[int, cst.BaseExpression] = {}
     for node in m.tree.nodes(*BINDERS):
-        if isinstance(node, cst.Param) or m.scope(node) is not scope:
+        if type(node) is cst.Param or m.scope(node) is not scope:
             continue
         if name not in {n.value for n in bound_names(node)}:
             continue
@@ -122,7 +122,7 @@ class RankZeroObjectCalls(Rule):
             read = violation.node
             if key[0] != "binding" or "UnboundLocalError" not in violation.message:
                 continue
-            if not isinstance(read, cst.Name):
+            if type(read) is not cst.Name:
                 continue
             line = _method_call_statement(tree, read)
             if line is None or id(line) in done:

@@ -266,10 +266,10 @@ def _received(m: RankModel, function: cst.FunctionDef, models: set[str]) -> set[
     params = [p.name.value for p in function.params.params]
     found = set()
     for call in m.module_calls():
-        if not (isinstance(call.func, cst.Name) and call.func.value == function.name.value):
+        if not (type(call.func) is cst.Name and call.func.value == function.name.value):
             continue
         for index, arg in enumerate(call.args):
-            if arg.star or not (isinstance(arg.value, cst.Name) and arg.value.value in models):
+            if arg.star or not (type(arg.value) is cst.Name and arg.value.value in models):
                 continue
             if arg.keyword is not None:
                 found.add(arg.keyword.value)
@@ -320,7 +320,7 @@ def _file_names(m: RankModel, node: cst.CSTNode) -> set[str]:
 def _device_anchor(tree: Tree) -> tuple[cst.SimpleStatementLine, str, str] | None:
     """``args.device = device`` (after ``args.n_gpu = torch.cuda.device_count()``)."""
     for line, target, device in device_assignments(tree):
-        if isinstance(target.value, cst.Name):
+        if type(target.value) is cst.Name:
             return line, target.value.value, device
     return None
 
@@ -334,7 +334,7 @@ def _state(function: cst.FunctionDef) -> set[str]:
             node.target, cst.Name
         ):
             bound.add(node.target.value)
-        elif isinstance(node, cst.Name):
+        elif type(node) is cst.Name:
             read.add(node.value)
     return bound & read
 
@@ -567,7 +567,7 @@ class ConvertDataParallel(Rule):
         )
         replacements: dict[cst.CSTNode, Replacement] = {}
         host = tree.scope(line)  # a function that trains and sets up the device (``main``)
-        if not (isinstance(host, cst.FunctionDef) and host in functions):
+        if not (type(host) is cst.FunctionDef and host in functions):
             replacements[line] = Around(before=tuple(setup), lead=False)
         rank = global_rank_zero(cst.Name(args), '"')
         also: list[tuple[cst.CSTNode, str]] = [
@@ -670,9 +670,9 @@ def _wrapped_names(tree: Tree, wraps: list[cst.Call]) -> set[str]:
     names = set()
     for wrap in wraps:
         assign = tree.parent(wrap)
-        if isinstance(assign, cst.Assign):
-            names |= {t.target.value for t in assign.targets if isinstance(t.target, cst.Name)}
-        names |= {a.value.value for a in wrap.args[:1] if isinstance(a.value, cst.Name)}
+        if type(assign) is cst.Assign:
+            names |= {t.target.value for t in assign.targets if type(t.target) is cst.Name}
+        names |= {a.value.value for a in wrap.args[:1] if type(a.value) is cst.Name}
     return names
 
 
@@ -689,7 +689,7 @@ class _GateEvaluations(cst.CSTTransformer):
 
     def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
         value = updated.value
-        if original not in self.args or not isinstance(value, cst.Name):
+        if original not in self.args or type(value) is not cst.Name:
             return updated
         if value.value not in self.models:
             return updated
@@ -773,7 +773,7 @@ class _Both(cst.CSTTransformer):
     ) -> cst.CSTNode | cst.FlattenSentinel[cst.CSTNode]:
         for part in self.parts:
             result = part.on_leave(original, updated)
-            if isinstance(result, cst.FlattenSentinel):
+            if type(result) is cst.FlattenSentinel:
                 return result  # _Before, the last part
             assert isinstance(result, cst.CSTNode)  # no part removes a node
             updated = result

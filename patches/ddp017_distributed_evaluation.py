@@ -93,17 +93,17 @@ def _read_first(tree: Tree, statements: Sequence[cst.CSTNode], name: str) -> boo
     them flows in), rather than binding it anew."""
     for statement in statements:
         for node in walk(statement, into_scopes=False):
-            if isinstance(node, cst.Name) and node.value == name:
+            if type(node) is cst.Name and node.value == name:
                 if not is_read(tree, node):
                     assign = next(
                         (a for a in tree.ancestors(node) if isinstance(a, cst.BaseStatement)),
                         None,
                     )
-                    if isinstance(assign, cst.SimpleStatementLine):
+                    if type(assign) is cst.SimpleStatementLine:
                         small = assign.body[0]
-                        if isinstance(small, cst.Assign):
+                        if type(small) is cst.Assign:
                             return any(
-                                isinstance(n, cst.Name) and n.value == name
+                                type(n) is cst.Name and n.value == name
                                 for n in walk(small.value, into_scopes=False)
                             )
                     return False
@@ -122,11 +122,11 @@ def _binds(node: cst.CSTNode) -> set[str]:
 
 def _body(node: cst.CSTNode) -> list[cst.BaseStatement]:
     body = getattr(node, "body", None)
-    return list(body.body) if isinstance(body, cst.IndentedBlock) else []
+    return list(body.body) if type(body) is cst.IndentedBlock else []
 
 
 def _single(statement: cst.CSTNode) -> cst.BaseSmallStatement | None:
-    if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1:
+    if type(statement) is cst.SimpleStatementLine and len(statement.body) == 1:
         return statement.body[0]
     return None
 
@@ -134,37 +134,35 @@ def _single(statement: cst.CSTNode) -> cst.BaseSmallStatement | None:
 def _assigned(statement: cst.CSTNode) -> tuple[list[str], cst.BaseExpression] | None:
     """``a = v`` → (["a"], v); ``a, b = v`` → (["a", "b"], v)."""
     small = _single(statement)
-    if not isinstance(small, cst.Assign) or len(small.targets) != 1:
+    if type(small) is not cst.Assign or len(small.targets) != 1:
         return None
     target = small.targets[0].target
-    if isinstance(target, cst.Name):
+    if type(target) is cst.Name:
         return [target.value], small.value
-    if isinstance(target, cst.Tuple) and all(
-        isinstance(e.value, cst.Name) for e in target.elements
-    ):
+    if type(target) is cst.Tuple and all(type(e.value) is cst.Name for e in target.elements):
         return [e.value.value for e in target.elements], small.value  # type: ignore[attr-defined]
     return None
 
 
 def _empty_lists(names: list[str], value: cst.BaseExpression) -> list[str]:
-    values = value.elements if isinstance(value, cst.Tuple) and len(names) > 1 else [value]
+    values = value.elements if type(value) is cst.Tuple and len(names) > 1 else [value]
     if len(names) > 1 and len(values) != len(names):
         return []
     out = []
     for name, element in zip(names, values):
-        v = element.value if isinstance(element, cst.Element) else element
-        if isinstance(v, cst.List) and not v.elements:
+        v = element.value if type(element) is cst.Element else element
+        if type(v) is cst.List and not v.elements:
             out.append(name)
     return out
 
 
 def _numbers(names: list[str], value: cst.BaseExpression) -> list[str]:
-    values = value.elements if isinstance(value, cst.Tuple) and len(names) > 1 else [value]
+    values = value.elements if type(value) is cst.Tuple and len(names) > 1 else [value]
     if len(names) > 1 and len(values) != len(names):
         return []
     out = []
     for name, element in zip(names, values):
-        v = element.value if isinstance(element, cst.Element) else element
+        v = element.value if type(element) is cst.Element else element
         if isinstance(v, (cst.Integer, cst.Float)):
             out.append(name)
     return out
@@ -215,15 +213,15 @@ class _Evaluation:
                     continue
             if found and len(found[0]) == 1 and sampler is not None and loader is None:
                 value = found[1]
-                if isinstance(value, cst.Call) and callee_name(value) == "DataLoader":
+                if type(value) is cst.Call and callee_name(value) == "DataLoader":
                     keywords = {a.keyword.value: a.value for a in value.args if a.keyword}
                     given = keywords.get("sampler")
-                    if isinstance(given, cst.Name) and given.value == sampler and value.args:
+                    if type(given) is cst.Name and given.value == sampler and value.args:
                         first = value.args[0].value
-                        if isinstance(first, cst.Name) and value.args[0].keyword is None:
+                        if type(first) is cst.Name and value.args[0].keyword is None:
                             loader_at, loader, dataset = index, found[0][0], first.value
                             continue
-            if isinstance(statement, cst.For) and loader is not None and loop_at is None:
+            if type(statement) is cst.For and loader is not None and loop_at is None:
                 if self._over(statement.iter, loader):
                     loop_at = index
         if sampler_at is None:
@@ -234,14 +232,14 @@ class _Evaluation:
             raise Refused(f"no loop over {loader} at the top of the function")
         self.sampler, self.loader = sampler, loader
         loop = statements[loop_at]
-        assert isinstance(loop, cst.For)
+        assert type(loop) is cst.For
         if loop.orelse is not None:
             raise Refused("the evaluation loop has an else branch")
         self.lists, self.sums = self._accumulators(statements[:loop_at], loop)
         self._check_after(statements[loop_at + 1 :], loop)
         value = cst.parse_expression(f"{SHARD}({dataset})")
         small = _single(statements[sampler_at])
-        assert isinstance(small, cst.Assign)
+        assert type(small) is cst.Assign
         self.replacements[statements[sampler_at]] = statements[sampler_at].with_changes(
             body=[small.with_changes(value=value)]
         )
@@ -254,9 +252,9 @@ class _Evaluation:
 
     @staticmethod
     def _over(iterable: cst.BaseExpression, loader: str) -> bool:
-        if isinstance(iterable, cst.Name):
+        if type(iterable) is cst.Name:
             return iterable.value == loader
-        if isinstance(iterable, cst.Call) and iterable.args:  # tqdm(loader, ...), enumerate
+        if type(iterable) is cst.Call and iterable.args:  # tqdm(loader, ...), enumerate
             return _Evaluation._over(iterable.args[0].value, loader)
         return False
 
@@ -275,23 +273,23 @@ class _Evaluation:
         for node in walk(loop.body, into_scopes=False):
             if isinstance(node, (cst.Break, cst.Return, cst.Yield)):
                 raise Refused("the evaluation loop leaves early (break/return)")
-            if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+            if type(node) is cst.Call and type(node.func) is cst.Attribute:
                 receiver = node.func.value
                 method = node.func.attr.value
-                if isinstance(receiver, cst.Name) and receiver.value in empty:
+                if type(receiver) is cst.Name and receiver.value in empty:
                     if method != "append" or len(node.args) != 1:
                         raise Refused(f"{receiver.value}.{method}(...) in the evaluation loop")
                     appended = node.args[0].value
-                    if not (isinstance(appended, cst.Call) and callee_name(appended) == "numpy"):
+                    if not (type(appended) is cst.Call and callee_name(appended) == "numpy"):
                         raise Refused(
                             f"{receiver.value} collects something other than per-batch arrays "
                             "(.numpy()): its rows cannot be matched to examples"
                         )
                     if receiver.value not in lists:
                         lists.append(receiver.value)
-            if isinstance(node, cst.AugAssign) and isinstance(node.target, cst.Name):
+            if type(node) is cst.AugAssign and type(node.target) is cst.Name:
                 name = node.target.value
-                if name in numbers and isinstance(node.operator, cst.AddAssign):
+                if name in numbers and type(node.operator) is cst.AddAssign:
                     if name not in sums:
                         sums.append(name)
         if not lists:
@@ -320,7 +318,7 @@ class _Evaluation:
                 n
                 for statement in after
                 for n in walk(statement, into_scopes=False)
-                if isinstance(n, cst.Name) and n.value == name and is_read(self.tree, n)
+                if type(n) is cst.Name and n.value == name and is_read(self.tree, n)
             ]
             first = next(iter(uses), None)
             if first is None or id(first) not in concatenated:
@@ -331,9 +329,9 @@ class _Evaluation:
         for index, statement in enumerate(statements):
             if index == loop_at or not any(is_write(c) for c in calls_in(statement)):
                 continue
-            if isinstance(statement, cst.If) and _excludes_others(statement.test):
+            if type(statement) is cst.If and _excludes_others(statement.test):
                 continue  # already behind a rank test
-            if any(isinstance(n, cst.Return) for n in walk(statement, into_scopes=False)):
+            if any(type(n) is cst.Return for n in walk(statement, into_scopes=False)):
                 raise Refused("a write and a return in the same statement")
             rest = statements[index + 1 :]
             if any(_read_first(self.tree, rest, name) for name in _binds(statement)):
@@ -371,31 +369,31 @@ class _CallSites:
             if name.value not in self.names:
                 continue
             parent = tree.parent(name)
-            if isinstance(parent, cst.FunctionDef) and parent.name is name:
+            if type(parent) is cst.FunctionDef and parent.name is name:
                 continue
-            if isinstance(parent, cst.Call) and parent.func is name:
+            if type(parent) is cst.Call and parent.func is name:
                 self.calls.append(parent)
                 continue
             scope = tree.scope(name)
             if name.value in shadowed.get(id(scope), ()):
                 continue  # a parameter or local of the same name
-            if isinstance(parent, cst.Arg) and parent.keyword is name:
+            if type(parent) is cst.Arg and parent.keyword is name:
                 continue  # load_and_cache_examples(..., evaluate=True)
-            if isinstance(parent, cst.Attribute) and parent.attr is name:
+            if type(parent) is cst.Attribute and parent.attr is name:
                 continue  # x.evaluate
-            if isinstance(parent, cst.Param):
+            if type(parent) is cst.Param:
                 continue
             raise Refused(f"{name.value} is used other than by a call (a caller cannot be moved)")
         if not self.calls:
             raise Refused("the evaluation is never called")
         for call in self.calls:
             scope = tree.scope(call)
-            if isinstance(scope, cst.FunctionDef):
+            if type(scope) is cst.FunctionDef:
                 if scope.name.value in self.names:
                     raise Refused("an evaluation calls another one")
                 if scope.name.value in only | sometimes:
                     raise Refused(f"{scope.name.value}() runs on rank 0 alone and calls it")
-            elif scope is not None and not isinstance(scope, cst.Module):
+            elif scope is not None and type(scope) is not cst.Module:
                 raise Refused("called inside a class or lambda")
             self._gates_of(call)
             self._model_argument(call, scope)
@@ -405,7 +403,7 @@ class _CallSites:
         for ancestor in self.tree.ancestors(call):
             if isinstance(ancestor, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
                 break
-            if isinstance(ancestor, cst.If):
+            if type(ancestor) is cst.If:
                 if child is ancestor.orelse:
                     if _mentions_rank(ancestor.test):
                         raise Refused("called in the else branch of a rank test")
@@ -418,27 +416,26 @@ class _CallSites:
             child = ancestor
 
     def _model_argument(self, call: cst.Call, scope: cst.CSTNode) -> None:
-        assert isinstance(call.func, cst.Name)
+        assert type(call.func) is cst.Name
         function = self.names[call.func.value].function
         params = [p.name.value for p in function.params.params]
         args_value = _argument(call, params, "args")
-        if isinstance(args_value, cst.Name):
+        if type(args_value) is cst.Name:
             self.args_name = self.args_name or args_value.value
         if "model" not in params:
             return
         value = _argument(call, params, "model")
-        if not isinstance(value, cst.Name):
+        if type(value) is not cst.Name:
             return
         assigned = [
             node
             for node in walk(scope, into_scopes=False)
-            if isinstance(node, cst.Assign)
+            if type(node) is cst.Assign
             and any(
-                isinstance(t.target, cst.Name) and t.target.value == value.value
-                for t in node.targets
+                type(t.target) is cst.Name and t.target.value == value.value for t in node.targets
             )
         ]
-        own = scope.params.params if isinstance(scope, cst.FunctionDef) else ()
+        own = scope.params.params if type(scope) is cst.FunctionDef else ()
         parameter = value.value in [p.name.value for p in own]
         # a model the caller may hold wrapped (DDP's forward is a collective per batch, and the
         # shards may have different batch counts): a parameter, or bound from a wrapper
@@ -446,7 +443,7 @@ class _CallSites:
             parameter
             or not assigned
             or any(
-                isinstance(node.value, cst.Call) and callee_name(node.value) in _WRAPPERS
+                type(node.value) is cst.Call and callee_name(node.value) in _WRAPPERS
                 for node in assigned
             )
         )
@@ -490,9 +487,9 @@ class _Mover(cst.CSTTransformer):
         if not kept:
             suite = updated.body
             body: list[cst.BaseStatement]
-            if isinstance(suite, cst.IndentedBlock):
+            if type(suite) is cst.IndentedBlock:
                 body = list(suite.body)
-            elif isinstance(suite, cst.SimpleStatementSuite):  # ``if gate: call()``
+            elif type(suite) is cst.SimpleStatementSuite:  # ``if gate: call()``
                 body = [cst.SimpleStatementLine(body=suite.body)]
             else:
                 return updated
@@ -533,17 +530,13 @@ class _Mover(cst.CSTTransformer):
         return False
 
     def _guard(self, original: cst.BaseStatement, result: cst.BaseStatement) -> cst.BaseStatement:
-        if isinstance(original, cst.If) and _excludes_others(original.test):
+        if type(original) is cst.If and _excludes_others(original.test):
             return result
         calls = list(calls_in(original))
         functions = module_functions(self.tree.module)
         for call in calls:
             name = callee_name(call)
-            if (
-                isinstance(call.func, cst.Name)
-                and name in functions
-                and name not in self.sites.names
-            ):
+            if type(call.func) is cst.Name and name in functions and name not in self.sites.names:
                 callee = functions[name]
                 if is_eval_call(call) or any(is_write(c) for c in calls_in(callee)):
                     raise Refused(
@@ -580,7 +573,7 @@ def _mover_root(tree: Tree, sites: _CallSites, call: cst.Call) -> cst.If | None:
     for ancestor in tree.ancestors(call):
         if isinstance(ancestor, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
             break
-        if isinstance(ancestor, cst.If) and id(ancestor) in sites.rank_gates:
+        if type(ancestor) is cst.If and id(ancestor) in sites.rank_gates:
             root = ancestor
     return root
 
@@ -764,7 +757,7 @@ class DistributedEvaluation(Rule):
             _check_writes_move(tree, sites, root)
             mover = _Mover(sites, rank, tree)
             new = root.visit(mover)
-            replacements[root] = list(new.nodes) if isinstance(new, cst.FlattenSentinel) else new
+            replacements[root] = list(new.nodes) if type(new) is cst.FlattenSentinel else new
         inside = {id(a) for r in roots.values() for a in _descendants(r)}
         for name_node, new in sites.replacements.items():
             if id(name_node) not in inside:
@@ -809,7 +802,7 @@ class DistributedEvaluation(Rule):
         for call in sites.calls:
             top = call
             for ancestor in tree.ancestors(call):
-                if isinstance(ancestor, cst.Module):
+                if type(ancestor) is cst.Module:
                     break
                 top = ancestor
             if isinstance(top, cst.BaseStatement) and top in tree.module.body:

@@ -86,7 +86,7 @@ def _collective_on_rank_zero(m: RankModel, node: cst.CSTNode, skip: cst.CSTNode)
     """The first call in ``node`` (not in ``skip``) that joins a collective on rank 0."""
     for child in walk(node, into_scopes=False):
         if (
-            isinstance(child, cst.Call)
+            type(child) is cst.Call
             and not m.tree.contains(skip, child)
             and m.runs(child, RANK0) is not False
             and m.collective(child, RANK0) is not None
@@ -101,7 +101,7 @@ def _callees(m: RankModel, node: cst.CSTNode) -> set[str]:
     pending = [node]
     while pending:
         for child in walk(pending.pop(), into_scopes=False):
-            if isinstance(child, cst.Call) and isinstance(child.func, cst.Name):
+            if type(child) is cst.Call and type(child.func) is cst.Name:
                 name = child.func.value
                 if name in m.functions and name not in found:
                     found.add(name)
@@ -121,7 +121,7 @@ def _placement(m: RankModel, gate: cst.If) -> cst.CSTNode | str:
         if joined is not None:
             if not isinstance(statement, (cst.SimpleStatementLine, cst.If)):
                 return "the next collective rank 0 reaches is inside a loop, with or try"
-            if isinstance(statement, cst.If) and not (
+            if type(statement) is cst.If and not (
                 m.tree.contains(statement.test, joined)
                 or m.tree.contains(statement.body.body[0], joined)
             ):

@@ -105,7 +105,7 @@ def _gate(tree: Tree, wrap: cst.Call) -> tuple[cst.If, str] | None:
     for ancestor in tree.ancestors(wrap):
         if isinstance(ancestor, (cst.FunctionDef, cst.Module)):
             return None
-        if isinstance(ancestor, cst.If) and (found := rank_comparison(ancestor.test)):
+        if type(ancestor) is cst.If and (found := rank_comparison(ancestor.test)):
             rank, values, member = found
             if values != frozenset({-1}):
                 return None
@@ -113,7 +113,7 @@ def _gate(tree: Tree, wrap: cst.Call) -> tuple[cst.If, str] | None:
             if not member and tree.contains(ancestor.body, wrap):
                 return ancestor, code(ancestor.test)
             orelse = ancestor.orelse
-            if member and isinstance(orelse, cst.Else) and tree.contains(orelse, wrap):
+            if member and type(orelse) is cst.Else and tree.contains(orelse, wrap):
                 return ancestor, f"{code(rank)} != -1"
             return None
     return None
@@ -140,7 +140,7 @@ def _device_problem(
 ) -> str | None:
     """Why pinning ``device`` right before ``line`` may not be the device the script uses: it
     is bound more than once or not by ``torch.device(...)``, or used before ``line``."""
-    body = function.body if isinstance(function, cst.FunctionDef) else function
+    body = function.body if type(function) is cst.FunctionDef else function
     bindings = [
         node
         for node in walk(body, into_scopes=False)
@@ -151,8 +151,8 @@ def _device_problem(
     binding = bindings[0]
     assign = tree.parent(binding)
     if not (
-        isinstance(assign, cst.Assign)
-        and isinstance(assign.value, cst.Call)
+        type(assign) is cst.Assign
+        and type(assign.value) is cst.Call
         and (dotted_name(assign.value.func) or "") in ("torch.device", "device")
     ):
         return "not bound by torch.device(...)"
@@ -160,7 +160,7 @@ def _device_problem(
         return "not bound before every path to the setup"
     for node in walk(body, into_scopes=False):
         if (
-            isinstance(node, cst.Name)
+            type(node) is cst.Name
             and node.value == device
             and tree.after(node, assign)
             and tree.after(line, node)
@@ -191,8 +191,8 @@ def _logged(tree: Tree, node: cst.CSTNode) -> bool:
     uses it."""
     child: cst.CSTNode = node
     for ancestor in tree.ancestors(node):
-        if isinstance(ancestor, cst.Call):
-            if not isinstance(child, cst.Arg):
+        if type(ancestor) is cst.Call:
+            if type(child) is not cst.Arg:
                 return False
             name = callee_name(ancestor)
             if name in _LOGGING:
@@ -207,11 +207,11 @@ def _logged(tree: Tree, node: cst.CSTNode) -> bool:
 
 def _sets_n_gpu(tree: Tree, function: cst.CSTNode, args: str, line: cst.CSTNode) -> bool:
     """Whether ``args.n_gpu = ...`` runs before ``line`` (the setup's 1 would then stand)."""
-    body = function.body if isinstance(function, cst.FunctionDef) else function
+    body = function.body if type(function) is cst.FunctionDef else function
     return any(
-        isinstance(node, cst.Assign)
+        type(node) is cst.Assign
         and any(
-            isinstance(t.target, cst.Attribute)
+            type(t.target) is cst.Attribute
             and t.target.attr.value == "n_gpu"
             and dotted_name(t.target.value) == args
             for t in node.targets
@@ -351,7 +351,7 @@ class ProcessGroupForDdpBranch(Rule):
         found = rank_comparison(first.test)
         assert found is not None  # _gate checked it
         rank = found[0]
-        assert isinstance(rank, cst.Attribute)
+        assert type(rank) is cst.Attribute
         args = dotted_name(rank.value)
         function = functions.pop()
         anchor = _anchor(tree, function, args, first) if args else None

@@ -123,8 +123,8 @@ def _exists_checked(tree: Tree, call: cst.Call) -> bool:
     check's; reported with a save only."""
     parent = tree.parent(_line(tree, call))
     holder = tree.parent(parent) if parent is not None else None
-    return isinstance(holder, cst.If) and any(
-        isinstance(n, cst.Call) and callee_name(n) in ("exists", "isdir")
+    return type(holder) is cst.If and any(
+        type(n) is cst.Call and callee_name(n) in ("exists", "isdir")
         for n in walk(holder.test, into_scopes=False)
     )
 
@@ -134,8 +134,8 @@ def _in_flag_block(m: RankModel, node: cst.CSTNode) -> bool:
     for ancestor in m.tree.ancestors(node):
         if isinstance(ancestor, SCOPES):
             return False
-        if isinstance(ancestor, cst.If) and any(
-            isinstance(n, cst.Attribute) and n.attr.value in _FLAGS
+        if type(ancestor) is cst.If and any(
+            type(n) is cst.Attribute and n.attr.value in _FLAGS
             for n in walk(ancestor.test, into_scopes=False)
         ):
             return True
@@ -151,7 +151,7 @@ def _after_waiting_barrier(m: RankModel, call: cst.CSTNode) -> bool:
     for node in walk(scope, into_scopes=False):
         if node is call:
             return waiting
-        if isinstance(node, cst.Call) and is_collective_call(node):
+        if type(node) is cst.Call and is_collective_call(node):
             rank0, other = m.runs(node, RANK0), m.runs(node, OTHER)
             if rank0 is False and other is not False:
                 waiting = True
@@ -169,16 +169,16 @@ def _rank_zero_first(m: RankModel, node: cst.CSTNode, seen: frozenset[str]) -> b
     if _after_waiting_barrier(m, node):
         return True
     scope = m.scope(node)
-    if not isinstance(scope, cst.FunctionDef):
+    if type(scope) is not cst.FunctionDef:
         return False
     owner = scope.name.value
     holder = m.tree.parent(m.tree.parent(scope))
-    if isinstance(holder, cst.ClassDef):
+    if type(holder) is cst.ClassDef:
         owner = holder.name.value
     if owner in seen:
         return False
     sites = [
-        c for c in m.tree.nodes(cst.Call) if isinstance(c.func, cst.Name) and c.func.value == owner
+        c for c in m.tree.nodes(cst.Call) if type(c.func) is cst.Name and c.func.value == owner
     ]
     return bool(sites) and all(
         m.runs(site, OTHER) is False or _rank_zero_first(m, site, seen | {owner}) for site in sites
@@ -189,11 +189,11 @@ def _never_called(tree: Tree, scope: cst.CSTNode) -> bool:
     """A module function, or a method of a module class, whose name (the class's) nothing else
     in the module mentions: dead code, or code another module runs (a ``dataset.py`` class),
     where this module cannot say which ranks run it."""
-    if not isinstance(scope, cst.FunctionDef):
+    if type(scope) is not cst.FunctionDef:
         return False
     owner: cst.CSTNode = scope
     holder = tree.parent(tree.parent(scope))  # IndentedBlock → ClassDef for a method
-    if isinstance(holder, cst.ClassDef):
+    if type(holder) is cst.ClassDef:
         owner = holder
     elif tree.parent(scope) is not tree.module:
         return False
@@ -274,15 +274,15 @@ def _filled_on_rank_zero(m: RankModel, group: list[cst.Call]) -> list[str]:
         n.value
         for call in group
         for n in walk(_line(tree, call), into_scopes=False)
-        if isinstance(n, cst.Name)
+        if type(n) is cst.Name
     }
     fills: dict[str, list[cst.Call]] = {}
     for call in tree.nodes(cst.Call):
         func = call.func
         if (
-            isinstance(func, cst.Attribute)
+            type(func) is cst.Attribute
             and func.attr.value in ("append", "extend")
-            and isinstance(func.value, cst.Name)
+            and type(func.value) is cst.Name
             and func.value.value in read
         ):
             fills.setdefault(func.value.value, []).append(call)
@@ -437,9 +437,9 @@ def gateable_run(m: RankModel, group: list[cst.Call]) -> list[cst.BaseStatement]
     behind rank 0's gate first). None otherwise (reported)."""
     tree = m.tree
     scope = m.scope(group[0])
-    if isinstance(scope, cst.Module):
+    if type(scope) is cst.Module:
         return _module_run(m, group)
-    if not isinstance(scope, cst.FunctionDef) or scope.name.value not in m.functions:
+    if type(scope) is not cst.FunctionDef or scope.name.value not in m.functions:
         return None  # a method (a dataset's cache): who runs it, when, is unclear
     if _EVAL_NAME.match(scope.name.value) or m.functions[scope.name.value] is not scope:
         return None
@@ -475,10 +475,10 @@ def _module_run(m: RankModel, group: list[cst.Call]) -> list[cst.BaseStatement] 
     block = tree.parent(_line(tree, group[0]))
     holder = tree.parent(block) if block is not None else None
     if not (
-        isinstance(holder, cst.If)
+        type(holder) is cst.If
         and tree.parent(tree.parent(holder)) is None
         and any(
-            isinstance(n, cst.Name) and n.value == "__name__"
+            type(n) is cst.Name and n.value == "__name__"
             for n in walk(holder.test, into_scopes=False)
         )
     ):
@@ -486,7 +486,7 @@ def _module_run(m: RankModel, group: list[cst.Call]) -> list[cst.BaseStatement] 
     if tree.parent(holder) is not tree.module:
         return None
     run = _run(tree, group)
-    if run is None or not isinstance(block, cst.IndentedBlock) or run[-1] is not block.body[-1]:
+    if run is None or type(block) is not cst.IndentedBlock or run[-1] is not block.body[-1]:
         return None
     later = [s for s in tree.module.body if tree.after(s, holder)]
     return None if later else run
@@ -505,7 +505,7 @@ def _run(tree: Tree, group: list[cst.Call]) -> list[cst.BaseStatement] | None:
     ``model_to_save = ...`` and the save), else not widened; None when something else runs in
     between, or a name the run binds is read elsewhere (it must stay on every rank)."""
     block = tree.parent(_line(tree, group[0]))
-    if not isinstance(block, cst.IndentedBlock):
+    if type(block) is not cst.IndentedBlock:
         return None
     statements = list(block.body)
     lines = [_line(tree, call) for call in group]
@@ -543,7 +543,7 @@ def _self_contained(tree: Tree, run: list[cst.BaseStatement]) -> bool:
         and not any(tree.contains(s, node) for s in run)
     ]
     for name in walk(scope, into_scopes=False):
-        if isinstance(name, cst.Name) and name.value in bound and is_read(tree, name):
+        if type(name) is cst.Name and name.value in bound and is_read(tree, name):
             if any(tree.contains(s, name) for s in run):
                 continue
             if not any(
@@ -563,22 +563,22 @@ _PURE = frozenset(
 def _writes_handles(statement: cst.CSTNode) -> bool:
     """``with open(p, "w") as f:`` whose body only writes to its handles (``for i, x in
     enumerate(xs): f.write(...)``)."""
-    if not isinstance(statement, cst.With):
+    if type(statement) is not cst.With:
         return False
     handles = set()
     for item in statement.items:
         call = item.item
-        if not (isinstance(call, cst.Call) and callee_name(call) == "open" and is_write(call)):
+        if not (type(call) is cst.Call and callee_name(call) == "open" and is_write(call)):
             return False
-        if item.asname is None or not isinstance(item.asname.name, cst.Name):
+        if item.asname is None or type(item.asname.name) is not cst.Name:
             return False
         handles.add(item.asname.name.value)
     for call in calls_in(statement.body):
         name = callee_name(call)
         if name in _PURE:
             continue
-        receiver = call.func.value if isinstance(call.func, cst.Attribute) else None
-        if name in ("write", "writelines") and isinstance(receiver, cst.Name):
+        receiver = call.func.value if type(call.func) is cst.Attribute else None
+        if name in ("write", "writelines") and type(receiver) is cst.Name:
             if receiver.value in handles:
                 continue
         return False
@@ -597,9 +597,9 @@ def _writes_only(statement: cst.CSTNode) -> bool:
     (``model_to_save.config.to_json_file(path)`` among the saves)."""
     if write_only(statement, set()) or _writes_handles(statement):
         return True
-    return isinstance(statement, cst.SimpleStatementLine) and all(
-        isinstance(small, cst.Expr)
-        and isinstance(small.value, cst.Call)
+    return type(statement) is cst.SimpleStatementLine and all(
+        type(small) is cst.Expr
+        and type(small.value) is cst.Call
         and (is_write(small.value) or callee_name(small.value) in _ALSO_WRITES)
         for small in statement.body
     )
@@ -608,20 +608,20 @@ def _writes_only(statement: cst.CSTNode) -> bool:
 def _dotted_keys(m: RankModel, path: cst.BaseExpression, depth: int = 0) -> set[str]:
     """``args.output_dir`` (alone, joined into the path, or in the assignment of a name the
     path is held in) as a key: a later use of the directory may read what the run wrote."""
-    if isinstance(path, cst.Attribute):
+    if type(path) is cst.Attribute:
         name = dotted_name(path)
         return {"." + name} if name and not name.startswith("os.") else set()
-    if isinstance(path, cst.Name):
+    if type(path) is cst.Name:
         if depth >= 3:
             return set()
         return {k for v in m._assigned_values(path) for k in _dotted_keys(m, v, depth + 1)}
     parts: list[cst.BaseExpression] = []
-    if isinstance(path, cst.Call):
+    if type(path) is cst.Call:
         parts = [arg.value for arg in path.args]
-    elif isinstance(path, cst.BinaryOperation):
+    elif type(path) is cst.BinaryOperation:
         parts = [path.left, path.right]
-    elif isinstance(path, cst.FormattedString):
-        parts = [p.expression for p in path.parts if isinstance(p, cst.FormattedStringExpression)]
+    elif type(path) is cst.FormattedString:
+        parts = [p.expression for p in path.parts if type(p) is cst.FormattedStringExpression]
     return {k for part in parts for k in _dotted_keys(m, part, depth)}
 
 
@@ -632,16 +632,16 @@ def _mentions(m: RankModel, node: cst.CSTNode, keys: set[str]) -> bool:
     stack: list[cst.CSTNode] = [node]
     while stack:
         child = stack.pop()
-        if isinstance(child, cst.Call):
+        if type(child) is cst.Call:
             name = callee_name(child)
             if name in _LOGS:
                 continue
-            function = m.functions.get(name or "") if isinstance(child.func, cst.Name) else None
+            function = m.functions.get(name or "") if type(child.func) is cst.Name else None
             if function is not None and not _reads_files(m, function, set()):
                 continue
-        if isinstance(child, cst.Name) and "=" + child.value in keys and is_read(m.tree, child):
+        if type(child) is cst.Name and "=" + child.value in keys and is_read(m.tree, child):
             return True
-        if isinstance(child, cst.Attribute) and "." + (dotted_name(child) or "") in keys:
+        if type(child) is cst.Attribute and "." + (dotted_name(child) or "") in keys:
             return True
         if string_value(child) in keys:
             return True
@@ -662,7 +662,7 @@ def _reads_files(m: RankModel, function: cst.FunctionDef, seen: set[str]) -> boo
         name = callee_name(call)
         if name in _READS or (name == "open" and not is_write(call)):
             return True
-        inner = m.functions.get(name or "") if isinstance(call.func, cst.Name) else None
+        inner = m.functions.get(name or "") if type(call.func) is cst.Name else None
         if inner is not None and inner.name.value not in seen and _reads_files(m, inner, seen):
             return True
     return False
@@ -701,11 +701,11 @@ def _mentioned_after(
             return True
     name = scope.name.value
     for call in m.module_calls():
-        if not (isinstance(call.func, cst.Name) and call.func.value == name):
+        if not (type(call.func) is cst.Name and call.func.value == name):
             continue
         caller = m.scope(call)
         for node in walk(caller, into_scopes=False):
-            if isinstance(node, cst.SimpleStatementLine) and tree.after(node, call):
+            if type(node) is cst.SimpleStatementLine and tree.after(node, call):
                 if _mentions(m, node, keys):
                     return True
     return False
@@ -715,7 +715,7 @@ def _runs_once(m: RankModel, function: cst.FunctionDef, seen: frozenset[str]) ->
     """Whether ``function`` runs at most once: one call by name, in no loop, from module code
     or from a function that runs at most once itself."""
     name = function.name.value
-    sites = [c for c in m.module_calls() if isinstance(c.func, cst.Name) and c.func.value == name]
+    sites = [c for c in m.module_calls() if type(c.func) is cst.Name and c.func.value == name]
     if len(sites) != 1 or name in seen:
         return False
     site = sites[0]
@@ -725,7 +725,7 @@ def _runs_once(m: RankModel, function: cst.FunctionDef, seen: frozenset[str]) ->
             break
         if isinstance(ancestor, (cst.For, cst.While)):
             return False
-    if not isinstance(caller, cst.FunctionDef):
+    if type(caller) is not cst.FunctionDef:
         return True
     return caller.name.value in m.functions and _runs_once(m, caller, seen | {name})
 

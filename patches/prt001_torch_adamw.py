@@ -87,7 +87,7 @@ class TorchAdamW(Rule):
         tree = ctx.tree
         for line in tree.nodes(cst.SimpleStatementLine):
             node = line.body[0]
-            if len(line.body) != 1 or not isinstance(node, cst.ImportFrom):
+            if len(line.body) != 1 or type(node) is not cst.ImportFrom:
                 continue
             if _adamw_source(node) != "transformers":
                 continue
@@ -109,9 +109,7 @@ class TorchAdamW(Rule):
             correct_bias = keyword_arg(call, "correct_bias")
             args = [a for a in call.args if a is not correct_bias]
             dropped = [a for a in call.args if a not in args]
-            if any(
-                not (isinstance(a.value, cst.Name) and a.value.value == "True") for a in dropped
-            ):
+            if any(not (type(a.value) is cst.Name and a.value.value == "True") for a in dropped):
                 ctx.report(call, "correct_bias=False has no torch.optim.AdamW equivalent")
                 continue
             if dropped and args:

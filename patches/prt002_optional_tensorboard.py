@@ -44,7 +44,7 @@ def _used(tree: Tree) -> bool:
 def _guarded(statement: cst.SimpleStatementLine, module: cst.Module) -> cst.Try:
     code = f"try:\n    pass\nexcept ImportError:\n    {WRITER} = None  {MARKER}\n"
     guard = cst.parse_statement(code, config=module.config_for_parsing)
-    assert isinstance(guard, cst.Try) and isinstance(guard.body, cst.IndentedBlock)
+    assert type(guard) is cst.Try and type(guard.body) is cst.IndentedBlock
     body = guard.body.with_changes(body=[statement.with_changes(leading_lines=[])])
     return guard.with_changes(body=body, leading_lines=statement.leading_lines)
 
@@ -102,12 +102,12 @@ class OptionalTensorboard(Rule):
         tree = ctx.tree
         for attempt in tree.nodes(cst.Try):
             body = attempt.body
-            if not (isinstance(body, cst.IndentedBlock) and len(body.body) == 1):
+            if not (type(body) is cst.IndentedBlock and len(body.body) == 1):
                 continue
             if not _imports_writer(body.body[0]) or len(attempt.handlers) != 1:
                 continue
             handler = attempt.handlers[0].body
-            if not (isinstance(handler, cst.IndentedBlock) and len(handler.body) == 1):
+            if not (type(handler) is cst.IndentedBlock and len(handler.body) == 1):
                 continue
             fallback = handler.body[0]
             if not _imports_writer(fallback):
@@ -118,7 +118,7 @@ class OptionalTensorboard(Rule):
                     f"{WRITER} is used: this script needs tensorboard (pip install tensorboard)",
                 )
                 continue
-            assert isinstance(fallback, cst.SimpleStatementLine)
+            assert type(fallback) is cst.SimpleStatementLine
             ctx.fix(
                 attempt,
                 f"{WRITER} is never used: let its import fail quietly when neither tensorboard "

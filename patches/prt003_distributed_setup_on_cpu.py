@@ -48,7 +48,7 @@ def _checked(tree: Tree, node: cst.CSTNode) -> bool:
 
 
 def _or_terms(node: cst.BaseExpression) -> list[cst.BaseExpression]:
-    if isinstance(node, cst.BooleanOperation) and isinstance(node.operator, cst.Or):
+    if type(node) is cst.BooleanOperation and type(node.operator) is cst.Or:
         return _or_terms(node.left) + _or_terms(node.right)
     return [node]
 
@@ -56,14 +56,14 @@ def _or_terms(node: cst.BaseExpression) -> list[cst.BaseExpression]:
 def _without_cpu_escape(gate: cst.If) -> cst.BaseExpression | None:
     """``local_rank == -1 or ... or not torch.cuda.is_available()`` whose ``else`` sets up the
     process group → the same test without the CUDA term; None for any other ``if``."""
-    if not isinstance(gate.orelse, cst.Else) or gate.test.lpar:
+    if type(gate.orelse) is not cst.Else or gate.test.lpar:
         return None
     terms = _or_terms(gate.test)
     escapes = [
         t
         for t in terms
-        if isinstance(t, cst.UnaryOperation)
-        and isinstance(t.operator, cst.Not)
+        if type(t) is cst.UnaryOperation
+        and type(t.operator) is cst.Not
         and is_cuda_check(t.expression)
     ]
     single = [t for t in terms if (found := rank_comparison(t)) and found[1] == frozenset({-1})]
@@ -142,7 +142,7 @@ class DistributedSetupOnCpu(Rule):
                     and string_value(arg.value) == "nccl"
                     and not _checked(tree, arg)
                 ):
-                    assert isinstance(arg.value, cst.SimpleString)
+                    assert type(arg.value) is cst.SimpleString
                     q = arg.value.quote
                     code = module.code_for_node(arg.value)
                     new = _expression(f"{code} if {CHECK} else {q}gloo{q}", module)
@@ -167,7 +167,7 @@ class DistributedSetupOnCpu(Rule):
             elif (dotted_name(call.func) or "").endswith("cuda.set_device"):
                 line = tree.parent(tree.parent(call))  # Call <- Expr <- SimpleStatementLine
                 if (
-                    isinstance(line, cst.SimpleStatementLine)
+                    type(line) is cst.SimpleStatementLine
                     and len(line.body) == 1
                     and isinstance(tree.parent(line), (cst.IndentedBlock, cst.Module))
                     and not _checked(tree, call)
@@ -175,7 +175,7 @@ class DistributedSetupOnCpu(Rule):
                     guard = cst.parse_statement(
                         f"if {CHECK}:\n    pass\n", config=module.config_for_parsing
                     )
-                    assert isinstance(guard, cst.If) and isinstance(guard.body, cst.IndentedBlock)
+                    assert type(guard) is cst.If and type(guard.body) is cst.IndentedBlock
                     body = guard.body.with_changes(body=[line.with_changes(leading_lines=[])])
                     new_line = guard.with_changes(body=body, leading_lines=line.leading_lines)
                     ctx.fix(

@@ -57,7 +57,7 @@ class DdpDevicesOnGpuOnly(Rule):
                 if arg.keyword is None or arg.keyword.value not in KEYWORDS:
                     continue
                 if mentions_cuda_check(arg.value) or (
-                    isinstance(arg.value, cst.Name) and arg.value.value == "None"
+                    type(arg.value) is cst.Name and arg.value.value == "None"
                 ):
                     continue
                 code = module.code_for_node(arg.value)

@@ -15,7 +15,7 @@ from patcher.rule import Example, Rule, RuleContext
 
 
 def _n_gpu(node: cst.CSTNode) -> bool:
-    return isinstance(node, cst.Attribute) and node.attr.value == "n_gpu"
+    return type(node) is cst.Attribute and node.attr.value == "n_gpu"
 
 
 class NGpuDivision(Rule):

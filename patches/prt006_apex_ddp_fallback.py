@@ -72,13 +72,13 @@ class ApexDdpFallback(Rule):
     def run(self, ctx: RuleContext) -> None:
         for attempt in ctx.tree.nodes(cst.Try):
             body = attempt.body
-            if not (isinstance(body, cst.IndentedBlock) and len(body.body) == 1):
+            if not (type(body) is cst.IndentedBlock and len(body.body) == 1):
                 continue
             node = _apex_import(body.body[0])
             if node is None or len(attempt.handlers) != 1:
                 continue
             handler = attempt.handlers[0].body
-            if not (isinstance(handler, cst.IndentedBlock) and len(handler.body) == 1):
+            if not (type(handler) is cst.IndentedBlock and len(handler.body) == 1):
                 continue
             line = handler.body[0]
             if not (

@@ -52,7 +52,7 @@ class ConfigTorchscript(Rule):
                 continue
             parent = tree.parent(node)
             if isinstance(parent, (cst.AssignTarget, cst.AugAssign, cst.Del)) or (
-                isinstance(parent, cst.AnnAssign) and parent.target is node
+                type(parent) is cst.AnnAssign and parent.target is node
             ):
                 continue  # setting it is fine
             owner = tree.module.code_for_node(node.value)

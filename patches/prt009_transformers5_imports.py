@@ -292,10 +292,10 @@ def _is_flat(module: str) -> bool:
 def _layer_norm_import(alias: cst.ImportAlias) -> cst.SimpleStatementLine:
     """``from torch.nn import LayerNorm as <the name the script uses>``."""
     bound = alias.asname.name if alias.asname else cst.Name("BertLayerNorm")
-    assert isinstance(bound, cst.Name)
+    assert type(bound) is cst.Name
     alias_text = "" if bound.value == "LayerNorm" else f" as {bound.value}"
     statement = cst.parse_statement(f"from torch.nn import LayerNorm{alias_text}\n")
-    assert isinstance(statement, cst.SimpleStatementLine)
+    assert type(statement) is cst.SimpleStatementLine
     return statement
 
 
@@ -451,9 +451,9 @@ class Transformers5Imports(Rule):
         tree = ctx.tree
         for line in tree.nodes(cst.SimpleStatementLine):
             for node in line.body:
-                if isinstance(node, cst.Import):
+                if type(node) is cst.Import:
                     self._plain_import(ctx, node)
-                elif isinstance(node, cst.ImportFrom) and node.module is not None:
+                elif type(node) is cst.ImportFrom and node.module is not None:
                     if node.relative:
                         continue
                     module = dotted_name(node.module) or ""

@@ -56,9 +56,9 @@ def _tree_sitter_names(tree: Tree, name: str) -> set[str]:
             for alias in node.names:
                 if dotted_name(alias.name) == name:
                     bound = alias.asname.name if alias.asname else alias.name
-                    if isinstance(bound, cst.Name):
+                    if type(bound) is cst.Name:
                         found.add(bound.value)
-        elif isinstance(node, cst.Import):
+        elif type(node) is cst.Import:
             for alias in node.names:
                 if dotted_name(alias.name) == "tree_sitter":
                     bound = alias.asname.name if alias.asname else alias.name
@@ -76,17 +76,17 @@ def _module_dicts(module: cst.Module) -> dict[str, tuple[cst.SimpleStatementLine
     """Module-level ``NAME = {"key": ..., ...}`` with literal string keys, bound once."""
     found: dict[str, tuple[cst.SimpleStatementLine, list[str]]] = {}
     for statement in module.body:
-        if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1):
+        if not (type(statement) is cst.SimpleStatementLine and len(statement.body) == 1):
             continue
         assign = statement.body[0]
-        if not (isinstance(assign, cst.Assign) and len(assign.targets) == 1):
+        if not (type(assign) is cst.Assign and len(assign.targets) == 1):
             continue
         target = assign.targets[0].target
-        if not (isinstance(target, cst.Name) and isinstance(assign.value, cst.Dict)):
+        if not (type(target) is cst.Name and type(assign.value) is cst.Dict):
             continue
         keys = []
         for element in assign.value.elements:
-            key = string_value(element.key) if isinstance(element, cst.DictElement) else None
+            key = string_value(element.key) if type(element) is cst.DictElement else None
             if key is None:
                 break
             keys.append(key)
@@ -103,10 +103,10 @@ def _changed(tree: Tree, name: str, assignment: cst.CSTNode) -> bool:
         if any(bound.value == name for bound in bound_names(node)):
             return True
         target = getattr(node, "target", None)
-        if isinstance(target, cst.Subscript) and dotted_name(target.value) == name:
+        if type(target) is cst.Subscript and dotted_name(target.value) == name:
             return True
     for node in tree.nodes(cst.Del, cst.Global, cst.Nonlocal):
-        if any(isinstance(n, cst.Name) and n.value == name for n in walk(node, into_scopes=True)):
+        if any(type(n) is cst.Name and n.value == name for n in walk(node, into_scopes=True)):
             return True
     for node in tree.nodes(cst.Attribute):
         if dotted_name(node.value) == name and node.attr.value not in _READ_METHODS:
@@ -120,7 +120,7 @@ def _loop(tree: Tree, call: cst.Call, variable: str) -> cst.For | None:
     for ancestor in tree.ancestors(call):
         if ancestor is scope:
             return None
-        if isinstance(ancestor, cst.For) and dotted_name(ancestor.target) == variable:
+        if type(ancestor) is cst.For and dotted_name(ancestor.target) == variable:
             for node in walk(ancestor.body, into_scopes=False):
                 if isinstance(node, BINDERS) and any(
                     b.value == variable for b in bound_names(node)
@@ -134,9 +134,7 @@ def _loop_names(loop: cst.For) -> list[str] | None:
     """The names a loop over a literal list/tuple of strings takes."""
     if not isinstance(loop.iter, (cst.List, cst.Tuple)):
         return None
-    names = [
-        string_value(e.value) if isinstance(e, cst.Element) else None for e in loop.iter.elements
-    ]
+    names = [string_value(e.value) if type(e) is cst.Element else None for e in loop.iter.elements]
     strings = [n for n in names if n is not None]
     return None if len(strings) < len(names) else strings
 
@@ -144,11 +142,11 @@ def _loop_names(loop: cst.For) -> list[str] | None:
 def _dict_name(loop: cst.For) -> str | None:
     """``d`` of ``for x in d:`` / ``for x in d.keys():``."""
     target = loop.iter
-    if isinstance(target, cst.Call) and not target.args and isinstance(target.func, cst.Attribute):
+    if type(target) is cst.Call and not target.args and type(target.func) is cst.Attribute:
         if target.func.attr.value != "keys":
             return None
         target = target.func.value
-    return target.value if isinstance(target, cst.Name) else None
+    return target.value if type(target) is cst.Name else None
 
 
 def _helper(names: list[str]) -> cst.SimpleStatementLine:
@@ -298,7 +296,7 @@ class TreeSitterGrammarWheels(Rule):
             ctx.report(call, f"no tree-sitter grammar wheel is known for {unknown[0]!r}")
             return
         variable = second.value
-        assert isinstance(variable, cst.Name)
+        assert type(variable) is cst.Name
         lookup = cst.Subscript(cst.Name(HELPER), [cst.SubscriptElement(cst.Index(variable))])
         fixes: dict[cst.CSTNode, Replacement] = {
             call: call.with_changes(args=[cst.Arg(cst.Call(lookup))])
@@ -311,7 +309,7 @@ class TreeSitterGrammarWheels(Rule):
                 ctx.report(call, f"{HELPER} exists but does not cover this loop's languages")
                 return
         else:
-            if any(isinstance(n, cst.Name) and n.value == HELPER for n in tree.nodes(cst.Name)):
+            if any(type(n) is cst.Name and n.value == HELPER for n in tree.nodes(cst.Name)):
                 ctx.report(call, f"{HELPER} is already used for something else")
                 return
             imports = tuple(sorted({GRAMMARS[n][0] for n in names}))
@@ -342,7 +340,7 @@ class TreeSitterGrammarWheels(Rule):
     ) -> tuple[list[str] | None, cst.CSTNode, bool]:
         """The names ``value`` can take, the statement the helper dict goes next to, and
         whether it goes after it (the dict the loop reads) or before (the loop's statement)."""
-        if not isinstance(value, cst.Name):
+        if type(value) is not cst.Name:
             return None, call, False
         loop = _loop(tree, call, value.value)
         if loop is None:
@@ -366,21 +364,21 @@ class TreeSitterGrammarWheels(Rule):
 
     def _set_language(self, ctx: RuleContext, call: cst.Call, parsers: set[str]) -> None:
         tree = ctx.tree
-        receiver = call.func.value if isinstance(call.func, cst.Attribute) else None
+        receiver = call.func.value if type(call.func) is cst.Attribute else None
         statement = tree.parent(call)
         simple = (
-            isinstance(statement, cst.Expr)
+            type(statement) is cst.Expr
             and len(call.args) == 1
             and call.args[0].keyword is None
             and not call.args[0].star
         )
-        parser = isinstance(receiver, cst.Name) and _is_parser(tree, receiver, parsers)
+        parser = type(receiver) is cst.Name and _is_parser(tree, receiver, parsers)
         if not (simple and parser):
             # a receiver that is not a tree-sitter parser by name or binding is someone else's
             if parser or "parser" in (dotted_name(receiver) or "").lower():
                 ctx.report(call, "set_language was removed in tree-sitter 0.22: assign .language")
             return
-        assert isinstance(statement, cst.Expr) and receiver is not None
+        assert type(statement) is cst.Expr and receiver is not None
         target = cst.AssignTarget(cst.Attribute(receiver, cst.Name("language")))
         assign = cst.Assign([target], call.args[0].value, semicolon=statement.semicolon)
         ctx.fix(
@@ -399,8 +397,8 @@ def _is_parser(tree: Tree, name: cst.Name, parsers: set[str]) -> bool:
             continue
         if any(b.value == name.value for b in bound_names(node)):
             last = node
-    if not isinstance(last, cst.AssignTarget):
+    if type(last) is not cst.AssignTarget:
         return False
     assign = tree.parent(last)
-    value = assign.value if isinstance(assign, cst.Assign) else None
-    return isinstance(value, cst.Call) and dotted_name(value.func) in parsers
+    value = assign.value if type(assign) is cst.Assign else None
+    return type(value) is cst.Call and dotted_name(value.func) in parsers

@@ -77,7 +77,7 @@ def _assigned(tree: Tree, name: cst.Name) -> list[cst.BaseExpression]:
         if tree.scope(assign) is not scope:
             continue
         for target in assign.targets:
-            if isinstance(target.target, cst.Name) and target.target.value == name.value:
+            if type(target.target) is cst.Name and target.target.value == name.value:
                 found.append(assign.value)
     return found
 
@@ -91,33 +91,33 @@ def _last_component(text: str) -> str | None:
 def file_words(tree: Tree, node: cst.BaseExpression, depth: int = 0) -> set[str]:
     """The file names (format templates kept) a path expression can end in: the last part of
     ``os.path.join``/``/``/``+``, the template of ``.format``/``%``, a name's assignments."""
-    if isinstance(node, cst.SimpleString):
+    if type(node) is cst.SimpleString:
         text = string_value(node)
         word = _last_component(text) if text else None
         return {word} if word else set()
-    if isinstance(node, cst.FormattedString):
+    if type(node) is cst.FormattedString:
         last = node.parts[-1] if node.parts else None
-        if isinstance(last, cst.FormattedStringText):
+        if type(last) is cst.FormattedStringText:
             word = _last_component(last.value)
             return {word} if word else set()
         return set()
-    if isinstance(node, cst.ConcatenatedString):
+    if type(node) is cst.ConcatenatedString:
         return file_words(tree, node.right, depth)
-    if isinstance(node, cst.BinaryOperation):
-        if isinstance(node.operator, cst.Modulo):
+    if type(node) is cst.BinaryOperation:
+        if type(node.operator) is cst.Modulo:
             return file_words(tree, node.left, depth)
         if isinstance(node.operator, (cst.Add, cst.Divide)):
             return file_words(tree, node.right, depth)
         return set()
-    if isinstance(node, cst.Call):
+    if type(node) is cst.Call:
         name = callee_name(node)
-        if name == "format" and isinstance(node.func, cst.Attribute):
+        if name == "format" and type(node.func) is cst.Attribute:
             return file_words(tree, node.func.value, depth)
         positional = positional_values(node)
         if name == "join" and positional and "path" in (dotted_name(node.func) or ""):
             return file_words(tree, positional[-1], depth)
         return set()
-    if isinstance(node, cst.Name) and depth < 3:
+    if type(node) is cst.Name and depth < 3:
         words: set[str] = set()
         for value in _assigned(tree, node):
             words |= file_words(tree, value, depth + 1)
@@ -126,23 +126,23 @@ def file_words(tree: Tree, node: cst.BaseExpression, depth: int = 0) -> set[str]
 
 
 def _is_state_dict_call(node: cst.BaseExpression) -> bool:
-    return isinstance(node, cst.Call) and callee_name(node) == "state_dict"
+    return type(node) is cst.Call and callee_name(node) == "state_dict"
 
 
 def _saved_kind(tree: Tree, obj: cst.BaseExpression, depth: int = 0) -> str:
     """What ``torch.save`` writes: a state dict, Python objects, or a dict we cannot judge."""
     if _is_state_dict_call(obj):
         return _STATE
-    if isinstance(obj, cst.Name) and depth < 2:
+    if type(obj) is cst.Name and depth < 2:
         values = _assigned(tree, obj)
         if values:
             kinds = {_saved_kind(tree, v, depth + 1) for v in values}
             return _STATE if kinds == {_STATE} else (_OBJECTS if _OBJECTS in kinds else _UNSURE)
         return _OBJECTS
-    if isinstance(obj, cst.Dict):
+    if type(obj) is cst.Dict:
         plain = (cst.SimpleString, cst.Integer, cst.Float, cst.ConcatenatedString)
         for element in obj.elements:
-            if not isinstance(element, cst.DictElement):
+            if type(element) is not cst.DictElement:
                 return _UNSURE
             value = element.value
             if not (_is_state_dict_call(value) or isinstance(value, plain)):
@@ -155,21 +155,21 @@ def _used_as_state_dict(tree: Tree, call: cst.Call) -> bool:
     """The load's result goes into ``load_state_dict``: directly, or through the name it is
     assigned to (``ckpt = torch.load(p)`` … ``model.load_state_dict(ckpt["model"])``)."""
     parent = tree.parent(call)
-    holder = tree.parent(parent) if isinstance(parent, cst.Arg) else None
-    if isinstance(holder, cst.Call) and callee_name(holder) == "load_state_dict":
+    holder = tree.parent(parent) if type(parent) is cst.Arg else None
+    if type(holder) is cst.Call and callee_name(holder) == "load_state_dict":
         return True
-    if not isinstance(parent, cst.Assign):
+    if type(parent) is not cst.Assign:
         return False
-    names = {t.target.value for t in parent.targets if isinstance(t.target, cst.Name)}
+    names = {t.target.value for t in parent.targets if type(t.target) is cst.Name}
     scope = tree.scope(call)
     for user in tree.nodes(cst.Call):
         if callee_name(user) != "load_state_dict" or tree.scope(user) is not scope:
             continue
         for arg in user.args:
             value = arg.value
-            while isinstance(value, cst.Subscript):
+            while type(value) is cst.Subscript:
                 value = value.value
-            if isinstance(value, cst.Name) and value.value in names:
+            if type(value) is cst.Name and value.value in names:
                 return True
     return False
 
@@ -178,24 +178,23 @@ def _with_keyword(call: cst.Call) -> cst.Call:
     """``call`` with ``weights_only=False`` last, in the call's own layout."""
     args = list(call.args)
     last = args[-1]
-    multiline = isinstance(call.whitespace_before_args, cst.ParenthesizedWhitespace) or any(
-        isinstance(a.comma, cst.Comma)
-        and isinstance(a.comma.whitespace_after, cst.ParenthesizedWhitespace)
+    multiline = type(call.whitespace_before_args) is cst.ParenthesizedWhitespace or any(
+        type(a.comma) is cst.Comma and type(a.comma.whitespace_after) is cst.ParenthesizedWhitespace
         for a in args
     )
     separator = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
     if multiline:
         previous = args[-2].comma if len(args) > 1 else None
-        if isinstance(previous, cst.Comma):
+        if type(previous) is cst.Comma:
             separator = previous
-        elif isinstance(call.whitespace_before_args, cst.ParenthesizedWhitespace):
+        elif type(call.whitespace_before_args) is cst.ParenthesizedWhitespace:
             separator = cst.Comma(whitespace_after=call.whitespace_before_args)
     equal = next(
-        (a.equal for a in args if a.keyword is not None and isinstance(a.equal, cst.AssignEqual)),
+        (a.equal for a in args if a.keyword is not None and type(a.equal) is cst.AssignEqual),
         cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")),
     )
     trailing = last.comma
-    if isinstance(trailing, cst.Comma) and not multiline:
+    if type(trailing) is cst.Comma and not multiline:
         trailing = cst.MaybeSentinel.DEFAULT  # ``f(a, )`` → ``f(a, weights_only=False)``
     new = cst.Arg(
         cst.Name("False"),

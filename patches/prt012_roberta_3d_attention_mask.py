@@ -72,14 +72,14 @@ _FACTORIES = frozenset({"zeros", "ones", "empty", "rand", "randn", "full"})
 
 def _three_d(value: cst.BaseExpression) -> bool:
     """A tensor expression whose shape is literally three dimensions."""
-    if not isinstance(value, cst.Call):
+    if type(value) is not cst.Call:
         return False
     name = callee_name(value)
     args = list(value.args)
     if any(a.star for a in args):
         return False
     positional = [a for a in args if a.keyword is None]
-    if name in ("view", "reshape") and isinstance(value.func, cst.Attribute):
+    if name in ("view", "reshape") and type(value.func) is cst.Attribute:
         if len(positional) == 1 and isinstance(positional[0].value, (cst.Tuple, cst.List)):
             return len(positional[0].value.elements) == 3
         return len(positional) == 3 and not isinstance(positional[0].value, (cst.Tuple, cst.List))
@@ -93,23 +93,21 @@ def _three_d(value: cst.BaseExpression) -> bool:
 
 def _operands(node: cst.BaseExpression) -> list[cst.BaseExpression]:
     """The operands of a chain of ``&`` / ``*`` (parentheses are part of the nodes)."""
-    if isinstance(node, cst.BinaryOperation) and isinstance(
-        node.operator, (cst.BitAnd, cst.Multiply)
-    ):
+    if type(node) is cst.BinaryOperation and isinstance(node.operator, (cst.BitAnd, cst.Multiply)):
         return _operands(node.left) + _operands(node.right)
     return [node]
 
 
 def _none_at(node: cst.BaseExpression) -> int | None:
     """``x[:, :, None]`` → 2, ``x[:, None, :]`` → 1; anything else → None."""
-    if not isinstance(node, cst.Subscript) or len(node.slice) != 3:
+    if type(node) is not cst.Subscript or len(node.slice) != 3:
         return None
     kinds = []
     for element in node.slice:
         index = element.slice
-        if isinstance(index, cst.Slice) and index.lower is None and index.upper is None:
+        if type(index) is cst.Slice and index.lower is None and index.upper is None:
             kinds.append(":")
-        elif isinstance(index, cst.Index) and dotted_name(index.value) == "None":
+        elif type(index) is cst.Index and dotted_name(index.value) == "None":
             kinds.append("None")
         else:
             return None
@@ -119,7 +117,7 @@ def _none_at(node: cst.BaseExpression) -> int | None:
 def _einsum_three_index(fn: cst.FunctionDef, name: str) -> bool:
     """Whether ``name`` is a ``torch.einsum`` operand whose subscript has three indices."""
     for node in walk(fn.body, into_scopes=False):
-        if not (isinstance(node, cst.Call) and (dotted_name(node.func) or "").endswith("einsum")):
+        if not (type(node) is cst.Call and (dotted_name(node.func) or "").endswith("einsum")):
             continue
         if not node.args:
             continue
@@ -129,7 +127,7 @@ def _einsum_three_index(fn: cst.FunctionDef, name: str) -> bool:
         inputs = [s.strip() for s in spec.split("->")[0].split(",")]
         for position, arg in enumerate(node.args[1:]):
             value = arg.value
-            if isinstance(value, cst.Name) and value.value == name and position < len(inputs):
+            if type(value) is cst.Name and value.value == name and position < len(inputs):
                 if len(inputs[position]) == 3 and inputs[position].isalpha():
                     return True
     return False
@@ -138,13 +136,13 @@ def _einsum_three_index(fn: cst.FunctionDef, name: str) -> bool:
 def _pairwise_three_d(fn: cst.FunctionDef, name: str) -> bool:
     """``t = x[:, :, None] & y[:, None, :] & name`` with ``t`` then a 3-index einsum operand."""
     for node in walk(fn.body, into_scopes=False):
-        if not (isinstance(node, cst.Assign) and len(node.targets) == 1):
+        if not (type(node) is cst.Assign and len(node.targets) == 1):
             continue
         target = node.targets[0].target
-        if not isinstance(target, cst.Name):
+        if type(target) is not cst.Name:
             continue
         operands = _operands(node.value)
-        has_name = any(isinstance(o, cst.Name) and o.value == name for o in operands)
+        has_name = any(type(o) is cst.Name and o.value == name for o in operands)
         nones = {_none_at(o) for o in operands}
         if has_name and {1, 2} <= nones and _einsum_three_index(fn, target.value):
             return True
@@ -163,7 +161,7 @@ THREE, AT_LEAST_THREE = "3", "3+"
 
 
 def _number(node: cst.BaseExpression) -> bool:
-    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
+    if type(node) is cst.UnaryOperation and type(node.operator) is cst.Minus:
         node = node.expression
     return isinstance(node, (cst.Integer, cst.Float))
 
@@ -173,10 +171,10 @@ def _slice_kinds(node: cst.Subscript) -> list[str] | None:
     kinds = []
     for element in node.slice:
         index = element.slice
-        if isinstance(index, cst.Slice):
+        if type(index) is cst.Slice:
             whole = index.lower is None and index.upper is None and index.step is None
             kinds.append(":" if whole else "a:b")
-        elif isinstance(index, cst.Index) and dotted_name(index.value) == "None":
+        elif type(index) is cst.Index and dotted_name(index.value) == "None":
             kinds.append("None")
         else:
             return None
@@ -194,7 +192,7 @@ def _stored_attributes(tree: Tree) -> set[str]:
         ]
         for binder in binders:
             stored = walk(binder.target, into_scopes=False)
-            found.update(n.attr.value for n in stored if isinstance(n, cst.Attribute))
+            found.update(n.attr.value for n in stored if type(n) is cst.Attribute)
         return found
 
     return tree.memo(("prt012", "stored attributes"), names)
@@ -217,9 +215,9 @@ def _three_d_buffer(tree: Tree, fn: cst.FunctionDef, node: cst.Attribute) -> boo
         if string_value(call.args[0].value) != name:
             continue
         scope = tree.scope(call)
-        registers = method_self(tree, scope) if isinstance(scope, cst.FunctionDef) else None
+        registers = method_self(tree, scope) if type(scope) is cst.FunctionDef else None
         if not (
-            isinstance(call.func, cst.Attribute)
+            type(call.func) is cst.Attribute
             and registers is not None
             and registers[0] is cls
             and dotted_name(call.func.value) == registers[1]
@@ -243,9 +241,9 @@ def dims(
     in ``fn``; None when unknown."""
     if _three_d(node):
         return THREE
-    if isinstance(node, cst.Attribute):
+    if type(node) is cst.Attribute:
         return THREE if _three_d_buffer(tree, fn, node) else None
-    if isinstance(node, cst.Subscript):
+    if type(node) is cst.Subscript:
         kinds = _slice_kinds(node)
         if kinds is None or len(kinds) != 3:
             return None
@@ -254,7 +252,7 @@ def dims(
         if "None" not in kinds:
             return dims(tree, fn, node.value, seen)  # slices keep the dimensions
         return None
-    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+    if type(node) is cst.Call and type(node.func) is cst.Attribute:
         method = node.func.attr.value
         if method in _SAME_SHAPE or (
             method in _COMPARISONS
@@ -264,11 +262,11 @@ def dims(
         ):
             return dims(tree, fn, node.func.value, seen)
         return None
-    if isinstance(node, cst.BinaryOperation) and isinstance(
+    if type(node) is cst.BinaryOperation and isinstance(
         node.operator, (cst.BitOr, cst.BitAnd, cst.Multiply)
     ):
         return _broadcast(dims(tree, fn, node.left, seen), dims(tree, fn, node.right, seen))
-    if isinstance(node, cst.Name):
+    if type(node) is cst.Name:
         return _name_dims(tree, fn, node.value, node, seen)
     return None
 
@@ -284,9 +282,9 @@ def _name_dims(
     for b in bindings:  # one already being computed adds nothing: it is built from these
         assign = tree.parent(b)
         if not (
-            isinstance(b, cst.AssignTarget)
-            and isinstance(b.target, cst.Name)
-            and isinstance(assign, cst.Assign)
+            type(b) is cst.AssignTarget
+            and type(b.target) is cst.Name
+            and type(assign) is cst.Assign
         ):
             return None
         found.append(dims(tree, fn, assign.value, seen | {id(b)}))
@@ -299,11 +297,11 @@ def known_three_d(tree: Tree, call: cst.Call, mask: cst.BaseExpression) -> bool:
     At least three dimensions is enough: transformers 4 rejected a mask of more than three
     (``get_extended_attention_mask``), so a script written for it passed exactly three."""
     fn = tree.scope(call)
-    if not isinstance(fn, cst.FunctionDef):
+    if type(fn) is not cst.FunctionDef:
         return False
-    if isinstance(mask, cst.Name):
+    if type(mask) is cst.Name:
         bindings = reaching(tree, fn, mask.value, call)
-        if bindings and all(isinstance(b, cst.Param) for b in bindings):
+        if bindings and all(type(b) is cst.Param for b in bindings):
             return _pairwise_three_d(fn, mask.value)
     return dims(tree, fn, mask) is not None
 
@@ -314,7 +312,7 @@ def _own_module(tree: Tree, call: cst.Call) -> bool:
     transformers' (whose models are loaded or passed in)."""
     fn = tree.scope(call)
     callee = dotted_name(call.func) or ""
-    method = method_self(tree, fn) if isinstance(fn, cst.FunctionDef) else None
+    method = method_self(tree, fn) if type(fn) is cst.FunctionDef else None
     if method is None:
         return False
     cls = method[0]
@@ -323,13 +321,13 @@ def _own_module(tree: Tree, call: cst.Call) -> bool:
         return False
     defined = {c.name.value for c in tree.nodes(cst.ClassDef)}
     for target in walk(cls.body, into_scopes=True):
-        if not (isinstance(target, cst.AssignTarget) and isinstance(target.target, cst.Attribute)):
+        if not (type(target) is cst.AssignTarget and type(target.target) is cst.Attribute):
             continue
         assign = tree.parent(target)
         if (
             dotted_name(target.target) == f"{self_name}.{attr}"
-            and isinstance(assign, cst.Assign)
-            and isinstance(assign.value, cst.Call)
+            and type(assign) is cst.Assign
+            and type(assign.value) is cst.Call
             and callee_name(assign.value) in defined
         ):
             return True
@@ -343,10 +341,10 @@ def _dtype_source(tree: Tree, call: cst.Call) -> str | None:
     module answers it, not only a ``PreTrainedModel``)."""
     embeds = keyword_arg(call, "inputs_embeds")
     if embeds is not None:
-        return f"{embeds.value.value}.dtype" if isinstance(embeds.value, cst.Name) else None
+        return f"{embeds.value.value}.dtype" if type(embeds.value) is cst.Name else None
     fn = tree.scope(call)
     callee = dotted_name(call.func)
-    if not isinstance(fn, cst.FunctionDef) or callee is None:
+    if type(fn) is not cst.FunctionDef or callee is None:
         return None
     method = method_self(tree, fn)
     if method is None or not callee.startswith(f"{method[1]}."):

@@ -62,9 +62,9 @@ _ATOMS = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Sim
 
 def _is_rank(node: cst.CSTNode) -> bool:
     """``local_rank``, ``args.local_rank``, ``rank``: a rank, so a GPU index."""
-    if isinstance(node, cst.Name):
+    if type(node) is cst.Name:
         return node.value in RANKS
-    return isinstance(node, cst.Attribute) and node.attr.value in RANKS
+    return type(node) is cst.Attribute and node.attr.value in RANKS
 
 
 def _mentions_device_flag(node: cst.CSTNode) -> bool:
@@ -72,7 +72,7 @@ def _mentions_device_flag(node: cst.CSTNode) -> bool:
     if mentions_cuda_check(node):
         return True
     for child in walk(node, into_scopes=True):
-        if isinstance(child, cst.Name) and any(w in child.value.lower() for w in ("cuda", "gpu")):
+        if type(child) is cst.Name and any(w in child.value.lower() for w in ("cuda", "gpu")):
             return True
     return False
 
@@ -91,7 +91,7 @@ def _guarded(tree: Tree, node: cst.CSTNode) -> bool:
 
 
 def _wrapper_call(node: cst.CSTNode | None) -> bool:
-    return isinstance(node, cst.Call) and callee_name(node) in WRAPPERS
+    return type(node) is cst.Call and callee_name(node) in WRAPPERS
 
 
 def _wrapped_names(scope: cst.CSTNode) -> set[str]:
@@ -99,18 +99,18 @@ def _wrapped_names(scope: cst.CSTNode) -> set[str]:
     names = set()
     for node in walk(scope, into_scopes=False):
         if _wrapper_call(node):
-            assert isinstance(node, cst.Call)
+            assert type(node) is cst.Call
             first = node.args[0] if node.args else None
-            if first is not None and first.keyword is None and isinstance(first.value, cst.Name):
+            if first is not None and first.keyword is None and type(first.value) is cst.Name:
                 names.add(first.value.value)
     return names
 
 
 def _tensor_or_module(tree: Tree, call: cst.Call) -> bool:
     """Whether the receiver of ``<receiver>.cuda(...)`` is certainly a tensor or a module."""
-    assert isinstance(call.func, cst.Attribute)
+    assert type(call.func) is cst.Attribute
     receiver = call.func.value
-    if isinstance(receiver, cst.Call):
+    if type(receiver) is cst.Call:
         name = dotted_name(receiver.func) or ""
         parts = name.split(".")
         if len(parts) == 2 and parts[0] == "torch" and parts[1] in FACTORIES:
@@ -120,12 +120,12 @@ def _tensor_or_module(tree: Tree, call: cst.Call) -> bool:
         if _wrapper_call(receiver):
             return True
     arg = tree.parent(call)
-    if isinstance(arg, cst.Arg) and arg.keyword is None and _wrapper_call(tree.parent(arg)):
+    if type(arg) is cst.Arg and arg.keyword is None and _wrapper_call(tree.parent(arg)):
         wrapper = tree.parent(arg)
-        assert isinstance(wrapper, cst.Call)
+        assert type(wrapper) is cst.Call
         if wrapper.args[0] is arg:
             return True  # DDP(model.cuda(), ...): what DDP wraps is a module
-    return isinstance(receiver, cst.Name) and receiver.value in _wrapped_names(tree.scope(call))
+    return type(receiver) is cst.Name and receiver.value in _wrapped_names(tree.scope(call))
 
 
 def _or_cpu(device: cst.BaseExpression, module: cst.Module, quote: str) -> cst.BaseExpression:
@@ -190,7 +190,7 @@ class GpuPlacementOnCpu(Rule):
         quote = preferred_quote(tree.code)
         for call in tree.nodes(cst.Call):
             func = call.func
-            if not isinstance(func, cst.Attribute) or func.attr.value not in ("cuda", "to"):
+            if type(func) is not cst.Attribute or func.attr.value not in ("cuda", "to"):
                 continue
             if dotted_name(func.value) == "torch":  # torch.cuda(...) is no placement
                 continue
@@ -215,7 +215,7 @@ class GpuPlacementOnCpu(Rule):
         self, ctx: RuleContext, call: cst.Call, positional: list[cst.Arg], quote: str
     ) -> None:
         tree, module = ctx.tree, ctx.tree.module
-        assert isinstance(call.func, cst.Attribute)
+        assert type(call.func) is cst.Attribute
         if _guarded(tree, call):
             return
         named = keyword_arg(call, "device")

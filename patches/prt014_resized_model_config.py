@@ -86,14 +86,14 @@ def _may_change(tree: Tree, mention: cst.Name) -> bool:
             return True
         holder = tree.parent(parent)
         return (
-            isinstance(parent, cst.Attribute)
-            and isinstance(holder, cst.Call)
+            type(parent) is cst.Attribute
+            and type(holder) is cst.Call
             and holder.func is parent
             and parent.attr.value not in _READ_ONLY
         )
-    if isinstance(parent, cst.Arg) and parent.value is mention:
+    if type(parent) is cst.Arg and parent.value is mention:
         call = tree.parent(parent)
-        if not isinstance(call, cst.Call):
+        if type(call) is not cst.Call:
             return True
         name = callee_name(call)
         if name in ("setattr", "delattr"):
@@ -119,7 +119,7 @@ def _changed_around(
     changes = _may_change(tree, read)
     for mention in walk(fn.body, into_scopes=False):
         if (
-            not isinstance(mention, cst.Name)
+            type(mention) is not cst.Name
             or mention.value != config
             or mention is read
             or tree.order(mention) <= first
@@ -138,10 +138,10 @@ def _changed_around(
 def _loaded_with(assign: cst.Assign) -> str | None:
     """``C`` when ``assign`` is ``M = <...>.from_pretrained(..., config=C)``; else None."""
     value = assign.value
-    if not (isinstance(value, cst.Call) and callee_name(value) == "from_pretrained"):
+    if not (type(value) is cst.Call and callee_name(value) == "from_pretrained"):
         return None
     config = keyword_arg(value, "config")
-    return config.value.value if config and isinstance(config.value, cst.Name) else None
+    return config.value.value if config and type(config.value) is cst.Name else None
 
 
 def _loads(
@@ -156,10 +156,10 @@ def _loads(
             continue
         assign = tree.parent(binding)
         if not (
-            isinstance(binding, cst.AssignTarget)
-            and isinstance(binding.target, cst.Name)
-            and isinstance(assign, cst.Assign)
-            and isinstance(assign.value, cst.Call)
+            type(binding) is cst.AssignTarget
+            and type(binding.target) is cst.Name
+            and type(assign) is cst.Assign
+            and type(assign.value) is cst.Call
         ):
             return None
         value = assign.value
@@ -167,7 +167,7 @@ def _loads(
             found.append(assign)
             continue
         if not (
-            isinstance(value.func, cst.Attribute)
+            type(value.func) is cst.Attribute
             and value.func.attr.value in _SAME_MODULE
             and dotted_name(value.func.value) == model
         ):
@@ -182,14 +182,14 @@ def _loads(
 def _sees_the_size(tree: Tree, read: cst.Name) -> bool:
     """Whether this read of the config can see its vocab_size (see the module docstring)."""
     parent = tree.parent(read)
-    if isinstance(parent, cst.Attribute) and parent.value is read:
+    if type(parent) is cst.Attribute and parent.value is read:
         if parent.attr.value == "vocab_size":
             return True
         holder = tree.parent(parent)
-        return isinstance(holder, cst.Call) and holder.func is parent
-    if isinstance(parent, cst.Arg) and parent.value is read:
+        return type(holder) is cst.Call and holder.func is parent
+    if type(parent) is cst.Arg and parent.value is read:
         call = tree.parent(parent)
-        return not (isinstance(call, cst.Call) and callee_name(call) in _LOGGING)
+        return not (type(call) is cst.Call and callee_name(call) in _LOGGING)
     return True
 
 
@@ -275,11 +275,11 @@ class ResizedModelConfig(Rule):
         tree = ctx.tree
         done: set[int] = set()
         for call in tree.nodes(cst.Call):
-            if callee_name(call) != RESIZE or not isinstance(call.func, cst.Attribute):
+            if callee_name(call) != RESIZE or type(call.func) is not cst.Attribute:
                 continue
             model = dotted_name(call.func.value)
             fn = tree.scope(call)
-            if model is None or "." in model or not isinstance(fn, cst.FunctionDef):
+            if model is None or "." in model or type(fn) is not cst.FunctionDef:
                 continue
             loads = _loads(tree, fn, model, call) or []
             loads += [
@@ -291,7 +291,7 @@ class ResizedModelConfig(Rule):
             for config in sorted(c for c in configs if c is not None):
                 for read in walk(fn.body, into_scopes=False):
                     if (
-                        not isinstance(read, cst.Name)
+                        type(read) is not cst.Name
                         or read.value != config
                         or id(read) in done
                         or not tree.after(read, call)
@@ -335,7 +335,7 @@ class ResizedModelConfig(Rule):
             )
             return
         parent = tree.parent(read)
-        vocab = isinstance(parent, cst.Attribute) and parent.attr.value == "vocab_size"
+        vocab = type(parent) is cst.Attribute and parent.attr.value == "vocab_size"
         shown = f"{config}.vocab_size" if vocab else config
         ctx.report(
             read,

@@ -64,7 +64,7 @@ def _transformers_names(tree: Tree) -> dict[str, str]:
             continue
         for alias in node.names:
             bound = alias.asname.name if alias.asname else alias.name
-            if isinstance(bound, cst.Name):
+            if type(bound) is cst.Name:
                 found[bound.value] = dotted_name(alias.name) or ""
     for node in tree.nodes(cst.Import):
         for alias in node.names:
@@ -78,7 +78,7 @@ class _Classes:
 
     def __init__(self, tree: Tree) -> None:
         self.imported = _transformers_names(tree)
-        self.local = {c.name.value: c for c in tree.module.body if isinstance(c, cst.ClassDef)}
+        self.local = {c.name.value: c for c in tree.module.body if type(c) is cst.ClassDef}
 
     def _local_bases(self, cls: cst.ClassDef, seen: frozenset[str]) -> list[cst.ClassDef]:
         names = [dotted_name(b.value) or "" for b in cls.bases if b.keyword is None]
@@ -108,7 +108,7 @@ class _Classes:
 
     def defines(self, cls: cst.ClassDef, method: str, seen: frozenset[str] = frozenset()) -> bool:
         """Whether ``cls`` or one of this module's classes it derives from defines ``method``."""
-        if any(isinstance(s, cst.FunctionDef) and s.name.value == method for s in cls.body.body):
+        if any(type(s) is cst.FunctionDef and s.name.value == method for s in cls.body.body):
             return True
         seen = seen | {cls.name.value}
         return any(self.defines(c, method, seen) for c in self._local_bases(cls, seen))
@@ -121,7 +121,7 @@ class _Classes:
 def _is_dataclass(cls: cst.ClassDef) -> bool:
     for decorator in cls.decorators:
         target = decorator.decorator
-        target = target.func if isinstance(target, cst.Call) else target
+        target = target.func if type(target) is cst.Call else target
         if dotted_name(target) in ("dataclass", "dataclasses.dataclass"):
             return True
     return False
@@ -129,9 +129,9 @@ def _is_dataclass(cls: cst.ClassDef) -> bool:
 
 def _field(statement: cst.CSTNode, name: str) -> cst.AnnAssign | None:
     """``name: T = value`` as a class-body line of its own."""
-    if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1:
+    if type(statement) is cst.SimpleStatementLine and len(statement.body) == 1:
         node = statement.body[0]
-        if isinstance(node, cst.AnnAssign) and dotted_name(node.target) == name:
+        if type(node) is cst.AnnAssign and dotted_name(node.target) == name:
             return node
     return None
 
@@ -286,7 +286,7 @@ class Transformers5ModelCode(Rule):
         fixes: list[tuple[cst.Call, cst.Call]] = []
         for call in tree.nodes(cst.Call):
             func = call.func
-            if not (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name)):
+            if not (type(func) is cst.Attribute and type(func.value) is cst.Name):
                 continue
             method = func.attr.value
             if method != _extended_mask.NAME and method not in GONE:
@@ -335,7 +335,7 @@ class Transformers5ModelCode(Rule):
         (:meth:`_Classes.reaches`); False when it is not a transformers model's ``self`` or the
         module defines ``method`` for it."""
         function = tree.scope(receiver)
-        if not isinstance(function, cst.FunctionDef):
+        if type(function) is not cst.FunctionDef:
             return False
         owner = method_self(tree, function)
         if owner is None or owner[1] != receiver.value:
@@ -369,7 +369,7 @@ class Transformers5ModelCode(Rule):
             ctx.report(lines[FIELD][0], "past_key_values and cache both declared: rename by hand")
             return
         line = lines[FIELD][0]
-        assert isinstance(line, cst.SimpleStatementLine)
+        assert type(line) is cst.SimpleStatementLine
         field = _field(line, FIELD)
         assert field is not None
         base = ctx.tree.module.code_for_node(bases[0].value)

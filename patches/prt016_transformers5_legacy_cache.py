@@ -71,22 +71,22 @@ class _Context:
     @property
     def is_output(self) -> bool:
         """Whether ``name`` is the model's output (else it is the cache itself)."""
-        return isinstance(self.source, cst.Attribute)
+        return type(self.source) is cst.Attribute
 
 
 def _cache_of(node: cst.BaseExpression) -> cst.Name | None:
     """``<name>.past_key_values`` → ``<name>``."""
-    if isinstance(node, cst.Attribute) and node.attr.value == FIELD:
-        return node.value if isinstance(node.value, cst.Name) else None
+    if type(node) is cst.Attribute and node.attr.value == FIELD:
+        return node.value if type(node.value) is cst.Name else None
     return None
 
 
 def _comprehension(value: cst.BaseExpression) -> cst.ListComp | cst.GeneratorExp | None:
     """``[... for ...]`` or ``tuple(... for ...)`` / ``list(... for ...)``."""
-    if isinstance(value, cst.ListComp):
+    if type(value) is cst.ListComp:
         return value
     if (
-        isinstance(value, cst.Call)
+        type(value) is cst.Call
         and dotted_name(value.func) in ("tuple", "list")
         and len(value.args) == 1
         and value.args[0].keyword is None
@@ -103,9 +103,9 @@ def _iterates(element: cst.BaseExpression, layer: str) -> bool:
     if inner is None or inner.for_in.inner_for_in is not None:
         return False
     source = inner.for_in.iter
-    if isinstance(source, cst.Call) and callee_name(source) == "enumerate" and source.args:
+    if type(source) is cst.Call and callee_name(source) == "enumerate" and source.args:
         source = source.args[0].value if len(source.args) == 1 else source
-    return isinstance(source, cst.Name) and source.value == layer
+    return type(source) is cst.Name and source.value == layer
 
 
 def _context(value: cst.BaseExpression) -> _Context | None:
@@ -115,8 +115,8 @@ def _context(value: cst.BaseExpression) -> _Context | None:
     if outer is None or outer.for_in.inner_for_in is not None or outer.for_in.ifs:
         return None
     target, source = outer.for_in.target, outer.for_in.iter
-    name = _cache_of(source) or (source if isinstance(source, cst.Name) else None)
-    if name is None or not isinstance(target, cst.Name) or not _iterates(outer.elt, target.value):
+    name = _cache_of(source) or (source if type(source) is cst.Name else None)
+    if name is None or type(target) is not cst.Name or not _iterates(outer.elt, target.value):
         return None
     return _Context(source, name)
 
@@ -129,18 +129,18 @@ def _single_assign(
     if len(bindings) != 1 or not isinstance(bindings[0], cst.AssignTarget):
         return None
     assign = tree.parent(bindings[0])
-    return assign if isinstance(assign, cst.Assign) and len(assign.targets) == 1 else None
+    return assign if type(assign) is cst.Assign and len(assign.targets) == 1 else None
 
 
 def _returned(context: _Context, assign: cst.Assign) -> bool:
     """Whether ``assign`` binds what ``context`` iterates as a model's cache: a call's output
     for ``<output>.past_key_values``, a ``.past_key_values`` for a name."""
     if context.is_output:
-        return isinstance(assign.value, cst.Call)
+        return type(assign.value) is cst.Call
     return _cache_of(assign.value) is not None or (
-        isinstance(assign.value, cst.Attribute)
+        type(assign.value) is cst.Attribute
         and assign.value.attr.value == FIELD
-        and isinstance(assign.value.value, cst.Call)
+        and type(assign.value.value) is cst.Call
     )
 
 
@@ -151,15 +151,15 @@ def _contexts(
     cache a model returned (one binding of its name reaching the comprehension), and the cache
     the call copies the type of: one of them whose binding certainly runs before the call."""
     fn = tree.scope(call)
-    if not isinstance(fn, cst.FunctionDef):
+    if type(fn) is not cst.FunctionDef:
         return None
     found = []
     for binding in reaching(tree, fn, name, call):
         assign = tree.parent(binding)
         if not (
-            isinstance(binding, cst.AssignTarget)
-            and isinstance(binding.target, cst.Name)
-            and isinstance(assign, cst.Assign)
+            type(binding) is cst.AssignTarget
+            and type(binding.target) is cst.Name
+            and type(assign) is cst.Assign
             and len(assign.targets) == 1
         ):
             return None
@@ -261,7 +261,7 @@ class Transformers5LegacyCache(Rule):
         first: cst.CSTNode | None = None
         for call in tree.nodes(cst.Call):
             arg = keyword_arg(call, FIELD)
-            if arg is None or not isinstance(arg.value, cst.Name):
+            if arg is None or type(arg.value) is not cst.Name:
                 continue
             shape = _contexts(tree, call, arg.value.value)
             if shape is None:

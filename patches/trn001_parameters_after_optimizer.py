@@ -82,7 +82,7 @@ def _hands_over(tree: Tree, target: str, calls: list[cst.Call]) -> bool:
 
 
 def _false(node: cst.BaseExpression) -> bool:
-    return isinstance(node, cst.Name) and node.value == "False"
+    return type(node) is cst.Name and node.value == "False"
 
 
 def _owned_by(tree: Tree, node: cst.CSTNode, target: str) -> bool:
@@ -96,7 +96,7 @@ def _switched_off(tree: Tree, node: cst.CSTNode, receiver: cst.CSTNode, target: 
     loop around ``node`` walks ``target.parameters()`` (``for p in head.parameters(): ...``)."""
     if _owned_by(tree, receiver, target):
         return True
-    loop = next((a for a in tree.ancestors(node) if isinstance(a, cst.For)), None)
+    loop = next((a for a in tree.ancestors(node) if type(a) is cst.For), None)
     return loop is not None and f"{target}.parameters(" in _code(tree, loop.iter)
 
 
@@ -105,19 +105,19 @@ def _freezes(tree: Tree, target: str, nodes: list[cst.CSTNode]) -> bool:
     ``target.parameters()`` that switches them off: a frozen layer is not meant to train."""
     for node in nodes:
         if (
-            isinstance(node, cst.Call)
+            type(node) is cst.Call
             and callee_name(node) == "requires_grad_"
-            and isinstance(node.func, cst.Attribute)
+            and type(node.func) is cst.Attribute
             and node.args
             and _false(node.args[0].value)
             and _switched_off(tree, node, node.func.value, target)
         ):
             return True
-        if isinstance(node, cst.Assign) and _false(node.value):
+        if type(node) is cst.Assign and _false(node.value):
             for assign_target in node.targets:
                 t = assign_target.target
                 if (
-                    isinstance(t, cst.Attribute)
+                    type(t) is cst.Attribute
                     and t.attr.value == "requires_grad"
                     and _switched_off(tree, node, t.value, target)
                 ):
@@ -127,7 +127,7 @@ def _freezes(tree: Tree, target: str, nodes: list[cst.CSTNode]) -> bool:
 
 def _enclosing_class(tree: Tree, function: cst.FunctionDef) -> cst.ClassDef | None:
     parent = tree.parent(tree.parent(function) or function)  # FunctionDef <- block <- ClassDef
-    return parent if isinstance(parent, cst.ClassDef) else None
+    return parent if type(parent) is cst.ClassDef else None
 
 
 def _region(
@@ -137,7 +137,7 @@ def _region(
     for an attribute of ``self``, in every other method of the class."""
     nodes = [n for n in walk(scope, into_scopes=False) if tree.order(n) > tree.order(layer)]
     target = _code(tree, layer.targets[0].target)
-    if isinstance(scope, cst.FunctionDef) and target.startswith("self."):
+    if type(scope) is cst.FunctionDef and target.startswith("self."):
         cls = _enclosing_class(tree, scope)
         if cls is not None:
             nodes += [n for n in walk(cls, into_scopes=True) if not tree.contains(scope, n)]
@@ -164,10 +164,10 @@ def _optimizer_parameter(function: cst.FunctionDef) -> str | None:
 def _returned(function: cst.FunctionDef, name: str) -> bool:
     """Whether ``function`` returns the local ``name`` (its caller then decides where it goes)."""
     return any(
-        isinstance(node, cst.Return)
+        type(node) is cst.Return
         and node.value is not None
         and any(
-            isinstance(n, cst.Name) and n.value == name for n in walk(node.value, into_scopes=False)
+            type(n) is cst.Name and n.value == name for n in walk(node.value, into_scopes=False)
         )
         for node in walk(function.body, into_scopes=False)
     )
@@ -195,9 +195,9 @@ def _callees(module: cst.Module) -> dict[str, tuple[cst.FunctionDef, bool]]:
     """Module functions, and classes by their ``__init__`` (a method: ``self`` is not passed)."""
     found = {name: (fn, False) for name, fn in module_functions(module).items()}
     for statement in module.body:
-        if isinstance(statement, cst.ClassDef) and isinstance(statement.body, cst.IndentedBlock):
+        if type(statement) is cst.ClassDef and type(statement.body) is cst.IndentedBlock:
             for item in statement.body.body:
-                if isinstance(item, cst.FunctionDef) and item.name.value == "__init__":
+                if type(item) is cst.FunctionDef and item.name.value == "__init__":
                     found[statement.name.value] = (item, True)
     return found
 
@@ -281,7 +281,7 @@ class ParametersAfterOptimizer(Rule):
 
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
-        assigns = [a for a in tree.nodes(cst.Assign) if isinstance(a.value, cst.Call)]
+        assigns = [a for a in tree.nodes(cst.Assign) if type(a.value) is cst.Call]
         # a.value is a Call (assigns); arg-type: mypy does not narrow through the filter
         layers = [a for a in assigns if _creates_parameters(a.value)]  # type: ignore[arg-type]
         if not layers:
@@ -293,7 +293,7 @@ class ParametersAfterOptimizer(Rule):
             target_node = layer.targets[0].target
             target = _code(tree, target_node)
             region = _region(tree, scope, layer)
-            calls = [n for n in region if isinstance(n, cst.Call)]
+            calls = [n for n in region if type(n) is cst.Call]
             if _hands_over(tree, target, calls) or _freezes(tree, target, region):
                 continue
             before = [
@@ -311,11 +311,11 @@ class ParametersAfterOptimizer(Rule):
                     "gradients but its parameters never reach the optimizer",
                 )
                 continue
-            if not isinstance(scope, cst.FunctionDef):
+            if type(scope) is not cst.FunctionDef:
                 continue
             param = _optimizer_parameter(scope)
             if param is not None and not (
-                isinstance(target_node, cst.Name) and _returned(scope, target)
+                type(target_node) is cst.Name and _returned(scope, target)
             ):
                 ctx.report(
                     layer,
@@ -344,7 +344,7 @@ def _mirrored(
         return None
     names = [name for name, (fn, _) in callees.items() if fn is function]
     for call in tree.nodes(cst.Call):
-        if not (isinstance(call.func, cst.Name) and call.func.value in names):
+        if not (type(call.func) is cst.Name and call.func.value in names):
             continue
         callee, method = callees[call.func.value]
         passed = _arguments(callee, call, method).get(owner)
@@ -360,11 +360,11 @@ def _mirrored(
             continue
         outer = passed + target[len(owner) :]
         after = [n for n in walk(scope, into_scopes=False) if tree.order(n) > tree.order(call)]
-        rebuilt = any(isinstance(n, cst.Call) and _is_optimizer(n) for n in after)
-        added = _hands_over(tree, outer, [n for n in after if isinstance(n, cst.Call)])
+        rebuilt = any(type(n) is cst.Call and _is_optimizer(n) for n in after)
+        added = _hands_over(tree, outer, [n for n in after if type(n) is cst.Call])
         if rebuilt or added or _freezes(tree, outer, after):
             continue
-        caller = f"{scope.name.value}()" if isinstance(scope, cst.FunctionDef) else "module code"
+        caller = f"{scope.name.value}()" if type(scope) is cst.FunctionDef else "module code"
         seen_as = f" ({outer} there)" if outer != target else ""
         return (
             f"{call.func.value}() attaches {target} after {caller} built the optimizer{seen_as}: "

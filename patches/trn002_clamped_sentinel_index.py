@@ -20,7 +20,7 @@ from patches._syntax import callee_name, int_literal, self_attributes
 
 def _clamps_negatives(node: cst.CSTNode) -> bool:
     for call in walk(node, into_scopes=False):
-        if not isinstance(call, cst.Call):
+        if type(call) is not cst.Call:
             continue
         name = callee_name(call)
         values = [a.value for a in call.args]
@@ -31,8 +31,8 @@ def _clamps_negatives(node: cst.CSTNode) -> bool:
                 len(values) >= 1
                 and not call.args[0].keyword
                 and int_literal(values[-1]) == 0
-                and isinstance(call.func, cst.Attribute)
-                and not isinstance(call.func.value, cst.Name)
+                and type(call.func) is cst.Attribute
+                and type(call.func.value) is not cst.Name
             )
         ):
             return True
@@ -85,9 +85,9 @@ class ClampedSentinelIndex(Rule):
                 continue
             for call in walk(cls, into_scopes=True):
                 if not (
-                    isinstance(call, cst.Call)
-                    and isinstance(call.func, cst.Attribute)
-                    and isinstance(call.func.value, cst.Name)
+                    type(call) is cst.Call
+                    and type(call.func) is cst.Attribute
+                    and type(call.func.value) is cst.Name
                     and call.func.value.value == "self"
                     and call.func.attr.value in embeddings
                     and call.args
@@ -105,23 +105,23 @@ class ClampedSentinelIndex(Rule):
     @staticmethod
     def _masked(tree: Tree, call: cst.Call) -> bool:
         parent = tree.parent(call)
-        if isinstance(parent, cst.BinaryOperation) and isinstance(parent.operator, cst.Multiply):
+        if type(parent) is cst.BinaryOperation and type(parent.operator) is cst.Multiply:
             return True
         statement = tree.statement(call)
         assigned = None
-        if isinstance(statement, cst.Assign) and isinstance(statement.targets[0].target, cst.Name):
+        if type(statement) is cst.Assign and isinstance(statement.targets[0].target, cst.Name):
             assigned = statement.targets[0].target.value
         if assigned is None:
             return False
         scope = tree.scope(call)
         for node in walk(scope, into_scopes=False):
-            if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply):
+            if type(node) is cst.BinaryOperation and type(node.operator) is cst.Multiply:
                 if any(
-                    isinstance(n, cst.Name) and n.value == assigned for n in (node.left, node.right)
+                    type(n) is cst.Name and n.value == assigned for n in (node.left, node.right)
                 ):
                     return True
-            if isinstance(node, cst.Call) and callee_name(node) in ("masked_fill", "masked_fill_"):
-                receiver = node.func.value if isinstance(node.func, cst.Attribute) else None
-                if isinstance(receiver, cst.Name) and receiver.value == assigned:
+            if type(node) is cst.Call and callee_name(node) in ("masked_fill", "masked_fill_"):
+                receiver = node.func.value if type(node.func) is cst.Attribute else None
+                if type(receiver) is cst.Name and receiver.value == assigned:
                     return True
         return False

@@ -21,7 +21,7 @@ _CUTTING_FUNCTIONS = ("float", "int", "torch.tensor", "torch.as_tensor")
 
 
 def _self_param(node: cst.CSTNode, params: set[str]) -> str | None:
-    if isinstance(node, cst.Attribute) and dotted_name(node.value) == "self":
+    if type(node) is cst.Attribute and dotted_name(node.value) == "self":
         if node.attr.value in params:
             return node.attr.value
     return None
@@ -67,21 +67,21 @@ class AutogradCutParameter(Rule):
             if not params:
                 continue
             for function in walk(cls.body, into_scopes=True):
-                if not (isinstance(function, cst.FunctionDef) and function.name.value == "forward"):
+                if not (type(function) is cst.FunctionDef and function.name.value == "forward"):
                     continue
                 for node in walk(function.body, into_scopes=False):
                     self._check(ctx, node, params)
 
     def _check(self, ctx: RuleContext, node: cst.CSTNode, params: set[str]) -> None:
         found = None
-        if isinstance(node, cst.Attribute) and node.attr.value == "data":
+        if type(node) is cst.Attribute and node.attr.value == "data":
             found = _self_param(node.value, params), ".data"
-        elif isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+        elif type(node) is cst.Call and type(node.func) is cst.Attribute:
             if node.func.attr.value in _CUTTING_METHODS:
                 found = _self_param(node.func.value, params), f".{node.func.attr.value}()"
         if (
             found is None
-            and isinstance(node, cst.Call)
+            and type(node) is cst.Call
             and dotted_name(node.func) in _CUTTING_FUNCTIONS
             and node.args
         ):

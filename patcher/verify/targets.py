@@ -128,7 +128,7 @@ def script_features(source: str) -> set[str]:
         return set()
     features = set()
     for node in walk(module):
-        if isinstance(node, cst.SimpleString):
+        if type(node) is cst.SimpleString:
             text = node.raw_value
             features.add(text)
             features.update(part for part in text.replace("/", " ").split() if part)
