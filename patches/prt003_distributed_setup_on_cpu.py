@@ -47,6 +47,18 @@ def _checked(tree: Tree, node: cst.CSTNode) -> bool:
     return False
 
 
+def _compared(tree: Tree, node: cst.CSTNode) -> bool:
+    """Whether ``node`` is an operand of a comparison (``args.device == torch.device("cuda")``):
+    a test of the device, not a placement; on a machine without CUDA it is already false."""
+    return type(tree.parent(node)) in (cst.Comparison, cst.ComparisonTarget)
+
+
+#: Where a conditional expression replacing a value needs no parentheses: it is the whole value
+#: of an assignment, an argument, an element, a return. Anywhere else (the branch of another
+#: conditional, ``.type`` after it, an operand) ``a if c else b`` would bind differently.
+_FREE = (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.Arg, cst.Element, cst.Return)
+
+
 def _or_terms(node: cst.BaseExpression) -> list[cst.BaseExpression]:
     if type(node) is cst.BooleanOperation and type(node.operator) is cst.Or:
         return _or_terms(node.left) + _or_terms(node.right)
@@ -154,10 +166,17 @@ class DistributedSetupOnCpu(Rule):
                     )
             elif dotted_name(call.func) in ("torch.device", "device") and call.args:
                 first = string_value(call.args[0].value)
-                if first and first.startswith("cuda") and not _checked(tree, call):
+                if (
+                    first
+                    and first.startswith("cuda")
+                    and not _compared(tree, call)
+                    and not _checked(tree, call)
+                ):
                     q = cst.ensure_type(call.args[0].value, cst.SimpleString).quote
                     code = module.code_for_node(call)
                     new = _expression(f"{code} if {CHECK} else torch.device({q}cpu{q})", module)
+                    if type(tree.parent(call)) not in _FREE:
+                        new = new.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
                     ctx.fix(
                         call,
                         "a cuda device needs CUDA: fall back to the CPU",
