@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from patcher.tree import Tree
+from patcher.tree import Tree, children
 from patches._gates import OTHER, truth
 from patches._names import is_read, names_bound_in, walk
 from patches._syntax import (
@@ -93,9 +93,7 @@ def gate_writes(
     index = 0
     while index < len(statements):
         statement = statements[index]
-        if statement in keep or (
-            type(statement) is cst.If and truth(statement.test, OTHER) is False
-        ):
+        if statement in keep or _behind_rank(statement):
             out.append(statement)  # already behind a rank test (a pass before gated it)
             index += 1
             continue
@@ -105,6 +103,7 @@ def gate_writes(
             while (
                 probe < len(statements)
                 and statements[probe] not in keep
+                and not _behind_rank(statements[probe])
                 and (
                     _write_only(statements[probe], state)
                     or (_quiet(statements[probe]) and not _used_after(tree, statements, probe))
@@ -116,19 +115,16 @@ def gate_writes(
             while end + 1 < len(statements) and _logs_only(statements[end + 1]):
                 end += 1
             run = statements[index : end + 1]
-            if runs is not None:
-                runs.append(run)
-            lead = run[0]
-            assert isinstance(lead, (cst.SimpleStatementLine, cst.BaseCompoundStatement))
-            out.append(
-                cst.If(
-                    test=rank.deep_clone(),
-                    body=cst.IndentedBlock([run[0].with_changes(leading_lines=()), *run[1:]]),
-                    leading_lines=lead.leading_lines,
-                )
-            )
-            changed = True
             index = end + 1
+            needed = _directories_used_after(run, statements[index:], state)
+            for part in _split_at(run, needed):
+                if part[0] in needed:
+                    out.append(part[0])  # every rank uses it: it is made on every rank
+                    continue
+                if runs is not None:
+                    runs.append(part)
+                out.append(_gated(part, rank))
+                changed = True
             continue
         inner = getattr(statement, "body", None)
         if isinstance(statement, (cst.If, cst.For, cst.While, cst.With)) and isinstance(
@@ -147,6 +143,128 @@ def gate_writes(
         out.append(statement)
         index += 1
     return body.with_changes(body=out) if changed else None
+
+
+def _behind_rank(statement: cst.CSTNode) -> bool:
+    """An ``if`` that only rank 0 enters (a pass before gated it)."""
+    return type(statement) is cst.If and truth(statement.test, OTHER) is False
+
+
+def _gated(run: list[cst.BaseStatement], rank: cst.Comparison) -> cst.If:
+    lead = run[0]
+    assert isinstance(lead, (cst.SimpleStatementLine, cst.BaseCompoundStatement))
+    return cst.If(
+        test=rank.deep_clone(),
+        body=cst.IndentedBlock([lead.with_changes(leading_lines=()), *run[1:]]),
+        leading_lines=lead.leading_lines,
+    )
+
+
+def _split_at(
+    run: list[cst.BaseStatement], alone: set[cst.BaseStatement]
+) -> list[list[cst.BaseStatement]]:
+    """``run`` cut into its statements in ``alone`` (one a part) and the runs between them."""
+    parts: list[list[cst.BaseStatement]] = []
+    for statement in run:
+        if statement in alone or not parts or parts[-1][0] in alone:
+            parts.append([statement])
+        else:
+            parts[-1].append(statement)
+    return parts
+
+
+def _directories_used_after(
+    run: list[cst.BaseStatement], rest: list[cst.BaseStatement], state: set[str]
+) -> set[cst.BaseStatement]:
+    """The statements of ``run`` that make a directory (``os.makedirs(d)``, ``if not
+    os.path.exists(d): os.makedirs(d)``) that a later plain statement of the block (``rest``)
+    opens, loads or lists something in (``open(os.path.join(d, f), "a+")`` into a handle every rank
+    keeps), unless that statement is write-only or behind a rank test (those run on rank 0
+    alone too): made on rank 0 alone, the directory may not exist yet when the other ranks get
+    there, so it is made where it was, on every rank. Building a path in it needs no directory,
+    nor does a log line naming it."""
+    found: set[cst.BaseStatement] = set()
+    users = [s for s in rest if not _behind_rank(s) and not _write_only(s, state)]
+    for statement in run:
+        calls = list(calls_in(statement))
+        if not all(callee_name(c) in _NEEDS_NO_DIRECTORY for c in calls):
+            continue  # it saves too: the whole of it is not a directory's making
+        keys = {
+            key
+            for call in calls
+            if callee_name(call) in _MAKES_DIRS and call.args
+            for key in _path_keys(call.args[0].value)
+        }
+        if not keys:
+            continue
+        for user in users:
+            for small in walk(user, into_scopes=False):  # names holding a path in it
+                if type(small) is cst.Assign and _mentions(small.value, keys):
+                    keys |= names_bound_in(small)
+        if any(
+            callee_name(c) not in _NEEDS_NO_DIRECTORY and _mentions_in_arguments(c, keys)
+            for user in users
+            for c in _plain_calls(user)
+        ):
+            found.add(statement)
+    return found
+
+
+def _plain_calls(statement: cst.BaseStatement) -> list[cst.Call]:
+    """The calls a statement makes whatever other rules do to the blocks after it: those of a
+    plain line, or of a ``with`` statement's items (``with open(p, "a") as f:``); not those
+    inside an ``if`` or a loop, which a rank-0 gate may take over (DDP011 gating an
+    evaluation block in the same pass)."""
+    if type(statement) is cst.SimpleStatementLine:
+        return list(calls_in(statement))
+    if type(statement) is cst.With:
+        return [c for item in statement.items for c in calls_in(item)]
+    return []
+
+
+#: Calls that only build or test a path, log it, or make a directory: they need none.
+_NEEDS_NO_DIRECTORY = (
+    frozenset({"join", "format", "str", "exists", "isdir", "isfile", "dirname", "basename"})
+    | {"abspath"}
+    | _LOGS
+    | _MAKES_DIRS
+)
+
+
+def _path_keys(path: cst.BaseExpression) -> set[str]:
+    """The names and dotted names a path expression is built from (``args.output_dir``,
+    ``summary_dir``), not the names inside them (``args``)."""
+    keys: set[str] = set()
+    stack: list[cst.CSTNode] = [path]
+    while stack:
+        node = stack.pop()
+        name = dotted_name(node)
+        if name is not None:
+            keys.add(name)
+        elif type(node) is cst.Call:
+            stack.extend(arg.value for arg in node.args)
+        elif type(node) in (cst.BinaryOperation, cst.FormattedString):
+            stack.extend(n for n in walk(node, into_scopes=False) if n is not node)
+    return keys
+
+
+def _mentions_in_arguments(call: cst.Call, keys: set[str]) -> bool:
+    return any(_mentions(arg.value, keys) for arg in call.args)
+
+
+def _mentions(node: cst.CSTNode, keys: set[str]) -> bool:
+    """Whether a whole name or dotted name in ``node`` is one of ``keys`` (``output_dir`` is not
+    mentioned by ``args.output_dir``)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        name = dotted_name(current)
+        if name is not None:
+            if name in keys:
+                return True
+            continue
+        stack.extend(children(current))
+    return False
 
 
 def _used_after(tree: Tree, statements: list[cst.BaseStatement], index: int) -> bool:
