@@ -296,14 +296,22 @@ class RankModel:
         return None
 
     def carried_out(self, region: cst.CSTNode) -> set[str]:
-        """Names bound inside ``region`` whose value a read outside it (in the same function)
-        may see: no fresh binding outside the region comes first. Skipping ``region`` on some
-        ranks would leave those reads unbound or out of step there."""
+        """Names bound inside ``region`` (or whose items it assigns: ``d[k] = v``) whose value a
+        read outside it (in the same function) may see: no fresh binding outside the region
+        comes first. Skipping ``region`` on some ranks would leave those reads unbound or out of
+        step there (a ``KeyError`` for the item rank 0 alone put in)."""
         scope = self.scope(region)
         inside: set[str] = set()
+        filled: set[str] = set()  # ``handles[task] = open(...)``: a container read later
         for node in walk(region, into_scopes=True):
             if type(node) in _BINDING:
                 inside.update(n.value for n in bound_names(node))
+            if type(node) is cst.AssignTarget or type(node) is cst.AugAssign:
+                target = node.target
+                if type(target) is cst.Subscript and type(target.value) is cst.Name:
+                    filled.add(target.value.value)
+        filled -= inside
+        inside |= filled
         if not inside:
             return set()
         sites = _binding_sites(self)
@@ -323,6 +331,8 @@ class RankModel:
                 b
                 for b in sites.get((id(scope), name.value), [])
                 if not self.tree.contains(region, b)
+                # the container made before the region is the one it fills
+                and not (name.value in filled and self.tree.after(region, b))
             ]
             kind = OTHER if self.runs(name, OTHER) is not False else RANK0
             if not _fresh(self, name, outside, kind, [region]):

@@ -124,7 +124,7 @@ def _reached_calls(body: cst.BaseSuite, functions: dict[str, cst.FunctionDef]) -
 
 def _state_prefix(body: cst.BaseSuite, state: set[str]) -> int | None:
     """How many leading statements only reset ``state`` (plain assignments without calls);
-    None when the rest of the block still binds some of it."""
+    None when the rest of the block still binds some of it or fills it (``d[k] = v``)."""
     if type(body) is not cst.IndentedBlock:
         return None
     count = 0
@@ -144,6 +144,10 @@ def _state_prefix(body: cst.BaseSuite, state: set[str]) -> int | None:
         for binder in walk(statement, into_scopes=False):
             if isinstance(binder, BINDERS) and {n.value for n in bound_names(binder)} & state:
                 return None
+            if type(binder) is cst.AssignTarget or type(binder) is cst.AugAssign:
+                target = binder.target  # ``handles[task] = ...`` fills a container of ``state``
+                if type(target) is cst.Subscript and dotted_name(target.value) in state:
+                    return None
     return count
 
 
