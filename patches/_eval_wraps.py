@@ -15,6 +15,13 @@ it the name is only called (``m(x)``) or asked for an attribute other than ``mod
 it gates the ``do_eval`` block that alone calls the function (it does not count it as a
 collective that keeps the block on every rank); DDP004 removes one from a function that already
 runs on rank 0 alone.
+
+:func:`evaluations` says which module functions are evaluations of the model they are handed,
+by what they do rather than by name (GAN-CodeBERT's ``valid_acc(args, model, ...)``): the same
+"trains nothing" test, and a parameter the function calls (``model(x, x_mask)``: a forward).
+A caller that runs one on rank 0 alone must hand it the unwrapped model (DDP004); when every
+other use of that parameter only calls it or asks it for attributes other than ``module`` (or
+hands it to ``DataParallel``, which wraps either alike), the unwrapped model computes the same.
 """
 
 from __future__ import annotations
@@ -24,12 +31,22 @@ from dataclasses import dataclass
 import libcst as cst
 
 from patcher.tree import Tree
-from patches._names import is_read, walk
+from patches._names import is_read, parameters, walk
 from patches._ranks import TRAINING_CALLS
 from patches._syntax import callee_name, calls_in, dotted_name, module_functions
 
 WRAPPER = "DistributedDataParallel"
-#: Calls that update a model: a function making one is training, and keeps its wrap.
+#: Wrapping in these keeps what a forward computes whether it is handed a model or its DDP wrapper.
+_REWRAPS = frozenset({"DataParallel"})
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A module function that evaluates the model it is handed."""
+
+    function: cst.FunctionDef
+    forwards: frozenset[str]  # the parameters it calls (a forward)
+    unwrappable: frozenset[str]  # those of them it only uses as a model: safe to hand unwrapped
 
 
 @dataclass(frozen=True)
@@ -58,6 +75,28 @@ def wrapper_aliases(tree: Tree) -> set[str]:
 def evaluation_wraps(tree: Tree) -> dict[int, EvalWrap]:
     """The wraps evaluation functions can do without, by ``id`` of the wrapper call."""
     return tree.memo(evaluation_wraps, lambda: _find(tree))
+
+
+def evaluations(tree: Tree) -> dict[str, Evaluation]:
+    """Module functions that train nothing and call one of their parameters, by name."""
+    return tree.memo(evaluations, lambda: _evaluations(tree))
+
+
+def _evaluations(tree: Tree) -> dict[str, Evaluation]:
+    functions = module_functions(tree.module)
+    found: dict[str, Evaluation] = {}
+    for name, function in functions.items():
+        params = {p.name.value for p in parameters(function)}
+        forwards = frozenset(
+            call.func.value
+            for call in calls_in(function)
+            if type(call.func) is cst.Name and call.func.value in params
+        )
+        if not forwards or _trains(function, functions):
+            continue
+        unwrappable = frozenset(p for p in forwards if _only_used_as_model(tree, function, None, p))
+        found[name] = Evaluation(function, forwards, unwrappable)
+    return found
 
 
 def _find(tree: Tree) -> dict[int, EvalWrap]:
@@ -106,7 +145,14 @@ def _wrap_in(statement: cst.BaseStatement, aliases: set[str]) -> tuple[cst.Call,
 
 def _trains(function: cst.FunctionDef, functions: dict[str, cst.FunctionDef]) -> bool:
     """Whether ``function`` or a module function it calls (transitively) updates a model."""
-    pending, seen = [function], {function.name.value}
+    return trains(function, functions)
+
+
+def trains(node: cst.CSTNode, functions: dict[str, cst.FunctionDef]) -> bool:
+    """Whether code in ``node`` (outside the functions defined there), or a module function it
+    calls (transitively), updates a model."""
+    pending: list[cst.CSTNode] = [node]
+    seen = {node.name.value} if type(node) is cst.FunctionDef else set()
     while pending:
         for call in calls_in(pending.pop()):
             name = callee_name(call)
@@ -119,27 +165,41 @@ def _trains(function: cst.FunctionDef, functions: dict[str, cst.FunctionDef]) ->
 
 
 def _only_used_as_model(
-    tree: Tree, function: cst.FunctionDef, wrap: cst.BaseStatement, name: str
+    tree: Tree, function: cst.FunctionDef, wrap: cst.BaseStatement | None, name: str
 ) -> bool:
-    """Whether every read of ``name`` after ``wrap`` in ``function``, and every read in a
-    function nested in it (a closure defined before the wrap may run after it), calls it or
-    takes an attribute of it other than ``module``; and nothing declares it
-    ``global``/``nonlocal``."""
+    """Whether every read of ``name`` after ``wrap`` (everywhere, without one) in
+    ``function``, and every read in a function nested in it (a closure defined before the wrap
+    may run after it), calls it, takes an attribute of it other than ``module``, or hands it
+    to ``DataParallel``; and nothing declares it ``global``/``nonlocal``."""
     for node in walk(function.body, into_scopes=True):
         if isinstance(node, (cst.Global, cst.Nonlocal)) and any(
             n.name.value == name for n in node.names
         ):
             return False
-        if not (type(node) is cst.Name and node.value == name) or tree.contains(wrap, node):
+        if not (type(node) is cst.Name and node.value == name):
             continue
-        before = tree.order(node) < tree.order(wrap) and tree.scope(node) is function
+        if wrap is not None and tree.contains(wrap, node):
+            continue
+        before = (
+            wrap is not None
+            and tree.order(node) < tree.order(wrap)
+            and tree.scope(node) is function
+        )
         if before or not is_read(tree, node):
             continue
-        parent = tree.parent(node)
-        if type(parent) is cst.Call and parent.func is node:
-            continue
-        if type(parent) is cst.Attribute and parent.value is node:
-            if parent.attr.value != "module":
-                continue
-        return False
+        if not _as_model(tree, node):
+            return False
     return True
+
+
+def _as_model(tree: Tree, node: cst.Name) -> bool:
+    """``m(x)``, ``m.eval()`` (not ``m.module``), or ``DataParallel(m)``."""
+    parent = tree.parent(node)
+    if type(parent) is cst.Call and parent.func is node:
+        return True
+    if type(parent) is cst.Attribute and parent.value is node:
+        return parent.attr.value != "module"
+    if type(parent) is cst.Arg and parent.keyword is None and not parent.star:
+        call = tree.parent(parent)
+        return type(call) is cst.Call and call.args[0] is parent and callee_name(call) in _REWRAPS
+    return False

@@ -55,7 +55,9 @@ several files) it patches the file that parses, including a helper in another mo
 ``--local_rank`` and parses (CodeT5's ``configs.add_args``: the read goes right after its
 ``parse_args``). A file that reads ``args.local_rank`` but gets ``args`` from a helper imported
 from another module (``args = add_args(parser)``, ``get_args()``, ``parse_args()``; or a parser
-from ``get_parser()``) is reported, naming the module to run ddpfix on, unless that module is a
+that such a function returns, known by its ``parse_args()``/``parse_known_args()`` being called
+whatever the function's name: ``get_argparse().parse_args()``, ``parser = make_options()``) is
+reported, naming the module to run ddpfix on, unless that module is a
 file next to this one that already sets ``local_rank`` from LOCAL_RANK (a fork that fixed its
 ``configs.py``). A file of another package, or text without a path, cannot be looked at: the
 report stays until silenced with ``# ddpfix: ignore[DDP001]``. A function decorated with
@@ -440,7 +442,6 @@ _ARGS_HELPER = re.compile(
     r"|^(?:args?|arguments|options|opts)_?pars(?:e|er|ing)$",
     re.IGNORECASE,
 )
-_PARSER_HELPER = re.compile(r"^_?(?:get|make|build|create|setup|init)_?(?:\w+_)?(?:arg)?parser$")
 #: Libraries whose helpers are not the project's own argument parsing.
 _LIBRARIES = frozenset(
     {
@@ -507,9 +508,12 @@ def _imports(tree: Tree) -> dict[str, tuple[str, str | None]]:
 
 
 def _imported_helper(
-    call: cst.CSTNode, imports: dict[str, tuple[str, str | None]], pattern: re.Pattern[str]
+    call: cst.CSTNode,
+    imports: dict[str, tuple[str, str | None]],
+    pattern: re.Pattern[str] | None = None,
 ) -> Helper | None:
-    """The project helper from another module that ``call`` calls, if its name matches."""
+    """The project helper from another module that ``call`` calls, if its name matches
+    (any name without a pattern)."""
     if type(call) is not cst.Call:
         return None
     func = call.func
@@ -525,7 +529,7 @@ def _imported_helper(
         helper = Helper(f"{full}.{rest}" if rest else full, func.attr.value)
     else:
         return None
-    if helper is None or not pattern.match(helper.function):
+    if helper is None or (pattern is not None and not pattern.match(helper.function)):
         return None
     top = helper.module.lstrip(".").split(".")[0]
     return None if top in _LIBRARIES else helper
@@ -561,27 +565,34 @@ def _reads_env_there(here: Path | None, helper: Helper) -> bool:
 
 def _parsed_elsewhere(tree: Tree, here: Path | None = None) -> list[tuple[cst.CSTNode, str]]:
     """``args = add_args(parser)`` (a helper of another module parses) and ``args =
-    get_parser().parse_args()`` (it declares): where to report, and what. A helper whose
-    module is a file next to ``here`` (the file being fixed) that already sets ``local_rank``
-    from LOCAL_RANK is not reported (CodeT5 forks that fixed their ``configs.py``)."""
+    get_argparse().parse_args()`` (it declares): where to report, and what. A parser is known
+    by what is done with it, not by its helper's name: whatever an imported project function
+    returns and the file then calls ``parse_args()``/``parse_known_args()`` on (directly, or
+    through the variable it was bound to). A helper whose module is a file next to ``here``
+    (the file being fixed) that already sets ``local_rank`` from LOCAL_RANK is not reported
+    (CodeT5 forks that fixed their ``configs.py``)."""
     readers = _rank_readers(tree)
     imports = _imports(tree)
-    parsers: dict[str, Helper] = {}  # parser variables made by an imported helper
+    made: dict[str, Helper] = {}  # variables an imported helper made: a parser if parsed
     found: list[tuple[cst.CSTNode, str]] = []
     for node in tree.nodes(cst.Assign):
-        if len(node.targets) != 1 or not isinstance(node.targets[0].target, cst.Name):
+        parsed = parse_target(node)
+        if parsed is not None and type(parsed[1]) is cst.Name and parsed[1].value in readers:
+            declared = _declaring_helper(parsed[0], imports, made)
+            if declared is not None:
+                if not _reads_env_there(here, declared):
+                    found.append((node, _declared_message(declared)))
+                continue
+        if len(node.targets) != 1 or type(node.targets[0].target) is not cst.Name:
             continue
         name = node.targets[0].target.value
-        helper = _imported_helper(node.value, imports, _PARSER_HELPER)
-        if helper is not None:
-            parsers[name] = helper
-            continue
         if name not in readers:
+            helper = _imported_helper(node.value, imports)
+            if helper is not None:
+                made[name] = helper
             continue
         helper = _imported_helper(node.value, imports, _ARGS_HELPER)
-        if helper is not None and _reads_env_there(here, helper):
-            continue
-        if helper is not None:
+        if helper is not None and not _reads_env_there(here, helper):
             found.append(
                 (
                     node,
@@ -589,23 +600,25 @@ def _parsed_elsewhere(tree: Tree, here: Path | None = None) -> list[tuple[cst.CS
                     "on that file too, or read LOCAL_RANK there",
                 )
             )
-            continue
-        call = parse_call(node.value)
-        if call is None:
-            continue
-        assert type(call.func) is cst.Attribute
-        declared = _imported_helper(call.func.value, imports, _PARSER_HELPER)
-        receiver = dotted_name(call.func.value)
-        declared = declared or (parsers.get(receiver) if receiver else None)
-        if declared is not None:
-            found.append(
-                (
-                    node,
-                    f"`--local_rank` is declared in {declared.where()} ({declared.path()}), so "
-                    "its default is not visible here: read LOCAL_RANK after this parse by hand",
-                )
-            )
     return found
+
+
+def _declaring_helper(
+    call: cst.Call, imports: dict[str, tuple[str, str | None]], made: dict[str, Helper]
+) -> Helper | None:
+    """The imported helper that made the parser ``call`` parses with (``get_argparse()``, or
+    ``parser`` after ``parser = make_options()``), whatever its name."""
+    assert type(call.func) is cst.Attribute
+    declared = _imported_helper(call.func.value, imports)
+    receiver = dotted_name(call.func.value)
+    return declared or (made.get(receiver) if receiver else None)
+
+
+def _declared_message(helper: Helper) -> str:
+    return (
+        f"`--local_rank` is declared in {helper.where()} ({helper.path()}), so its default is "
+        "not visible here: read LOCAL_RANK after this parse by hand"
+    )
 
 
 def _hydra_configs(tree: Tree) -> list[tuple[cst.CSTNode, str]]:

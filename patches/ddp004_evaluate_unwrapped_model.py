@@ -12,6 +12,16 @@ passes (a local-rank test, or a global one: ``args.global_rank == 0``, ``get_ran
 argument becomes ``model.module if hasattr(model, "module") else model``; a forward
 written inline there (``model(source_ids=...)``) calls that expression instead. The last
 assignment before the call decides (a model reloaded with ``from_pretrained`` is not wrapped).
+An evaluation is known by its name (``evaluate``, ``run_eval``, ``test_bleu``...) or by what it
+does (``patches/_eval_wraps.evaluations``): a module function that trains nothing (no
+``backward``/``step``/``zero_grad``, itself or in the module functions it calls) and calls the
+parameter the wrapped model is passed for, GAN-CodeBERT's ``valid_acc(args, model, ...)``
+running ``model(x, x_mask)``. Such a call gets the unwrapped model for that parameter when the
+function uses it only as a model (calls it, asks it for attributes other than ``module``, or
+hands it to ``DataParallel``); when it also treats it as the wrapper (``model.module``, passes it
+on) the call is reported. A helper whose forward feeds training in the code rank 0 runs alone
+there (``loss = forward_loss(model, batch); loss.backward()``) is left alone: unwrapped, rank 0
+would update its replica alone where the wrapper at least stops.
 Calls that every rank makes are left alone: there the wrapper is right. So are calls behind a
 gate that keeps rank 0 out too, such as ``if args.local_rank == -1:`` when no rule turns it into
 a rank-0 gate (it has an ``else``, or its evaluation joins collectives): under a launcher no
@@ -33,8 +43,16 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree
-from patches._eval_wraps import WRAPPER, evaluation_wraps, wrapper_aliases
+from patches._eval_wraps import (
+    WRAPPER,
+    Evaluation,
+    evaluation_wraps,
+    evaluations,
+    trains,
+    wrapper_aliases,
+)
 from patches._gates import gates
+from patches._names import SCOPES
 from patches._ranks import OTHER, RANK0, model, truth
 from patches._syntax import (
     callee_name,
@@ -57,6 +75,41 @@ def _rank_zero_alone(tree: Tree, node: cst.CSTNode) -> bool:
     return any(truth(t, OTHER) is False for t in tests) and all(
         truth(t, RANK0) is not False for t in tests
     )
+
+
+def _forwarded(call: cst.Call, evals: dict[str, Evaluation], flow: _Flow) -> dict[int, str]:
+    """For a call of an evaluation known by what it does (a module function that trains
+    nothing and calls a parameter), the arguments holding a wrapped model that land on a
+    parameter it calls: their index → that parameter."""
+    evaluation = evals.get(call.func.value) if type(call.func) is cst.Name else None
+    if evaluation is None:
+        return {}
+    params = _parameters(evaluation.function)
+    found: dict[int, str] = {}
+    for index, arg in enumerate(call.args):
+        if arg.star:
+            return {}  # which parameter gets what is unknown
+        name = arg.keyword.value if arg.keyword is not None else None
+        if name is None and index < len(params):
+            name = params[index]
+        if name in evaluation.forwards and flow.is_wrapped(arg.value, call):
+            found[index] = name
+    return found
+
+
+def _trains_in_gate(tree: Tree, call: cst.Call, functions: dict[str, cst.FunctionDef]) -> bool:
+    """Whether the code that rank 0 runs alone around ``call`` (the body of the outermost
+    ``if`` keeping the other ranks out) trains: then the helper's forward feeds a training step
+    (``loss = forward_pass(model, batch); loss.backward()``), and handing it the unwrapped model
+    would turn the wrapper's hang into replicas that silently diverge."""
+    body = None
+    for ancestor in tree.ancestors(call):
+        if type(ancestor) in SCOPES:
+            break
+        if type(ancestor) is cst.If and tree.contains(ancestor.body, call):
+            if truth(ancestor.test, OTHER) is False:
+                body = ancestor.body
+    return body is None or trains(body, functions)
 
 
 def _parameters(function: cst.FunctionDef) -> list[str]:
@@ -163,6 +216,37 @@ class EvaluateUnwrappedModel(Rule):
         ),
         Example(
             before="""
+                def valid_acc(args, model, dataset):
+                    model.eval()
+                    with torch.no_grad():
+                        return accuracy(model(dataset.inputs), dataset.labels)
+
+                def train(args, model, dataset):
+                    if args.local_rank != -1:
+                        model = torch.nn.parallel.DistributedDataParallel(model)
+                    if args.local_rank in [-1, 0]:
+                        print(valid_acc(args, model, dataset))
+            """,
+            after="""
+                def valid_acc(args, model, dataset):
+                    model.eval()
+                    with torch.no_grad():
+                        return accuracy(model(dataset.inputs), dataset.labels)
+
+                def train(args, model, dataset):
+                    if args.local_rank != -1:
+                        model = torch.nn.parallel.DistributedDataParallel(model)
+                    if args.local_rank in [-1, 0]:
+                        print(valid_acc(args, model.module if hasattr(model, "module") else model, dataset))
+            """,  # noqa: E501
+            messages=(
+                "rank 0 evaluates alone: valid_acc() runs its model forward and trains nothing, "
+                "so pass the unwrapped model (DDP's forward is a collective the other ranks "
+                "never join)",
+            ),
+        ),
+        Example(
+            before="""
                 def train(args, model):
                     model = DDP(model)
                     results = evaluate(args, model)
@@ -233,12 +317,21 @@ class EvaluateUnwrappedModel(Rule):
         tree = ctx.tree
         self._drop_rank_zero_wraps(ctx)
         flow = _Flow(tree, wrapper_aliases(tree))
-        flow.propagate(module_functions(tree.module))
+        functions = module_functions(tree.module)
+        flow.propagate(functions)
+        evals = evaluations(tree)
         quote = preferred_quote(tree.code)
         for call in tree.nodes(cst.Call):
             inline = flow.is_wrapped(call.func, call)  # evaluation written inline: model(...)
-            if not (inline or is_eval_call(call)) or not _rank_zero_alone(tree, call):
+            forwarded = None if inline or is_eval_call(call) else _forwarded(call, evals, flow)
+            if not (inline or is_eval_call(call) or forwarded):
+                continue
+            if not _rank_zero_alone(tree, call):
                 continue  # (the gates are judged last: most calls are neither)
+            if forwarded:
+                if not _trains_in_gate(tree, call, functions):
+                    self._unwrap_forwarded(ctx, call, forwarded, evals, quote)
+                continue
             if inline:
                 assert type(call.func) is cst.Name
                 inner = unwrapped(call.func.value, quote).with_changes(
@@ -266,6 +359,46 @@ class EvaluateUnwrappedModel(Rule):
                     "a collective the other ranks never join)",
                     {call: call.with_changes(args=args)},
                 )
+
+    @staticmethod
+    def _unwrap_forwarded(
+        ctx: RuleContext,
+        call: cst.Call,
+        forwarded: dict[int, str],
+        evals: dict[str, Evaluation],
+        quote: str,
+    ) -> None:
+        """Hand an evaluation (known by what it does) the unwrapped model for each parameter
+        it runs forward; report when it also uses that parameter as a wrapper."""
+        assert type(call.func) is cst.Name
+        function = call.func.value
+        evaluation = evals[function]
+        blocked = sorted({p for p in forwarded.values() if p not in evaluation.unwrappable})
+        first = call.args[min(forwarded)].value
+        assert type(first) is cst.Name
+        if blocked:
+            ctx.report(
+                call,
+                f"rank 0 runs {function}() alone here, and it calls {blocked[0]}, which is "
+                f"handed the DDP wrapper {first.value}: the wrapper's forward is a collective the "
+                f"other ranks never join. {function}() also uses {blocked[0]} as a wrapper "
+                "(`.module`, or passes it on), so it cannot simply be handed the unwrapped "
+                "model: unwrap it by hand",
+            )
+            return
+        args = [
+            arg.with_changes(value=unwrapped(arg.value.value, quote))
+            if index in forwarded and type(arg.value) is cst.Name
+            else arg
+            for index, arg in enumerate(call.args)
+        ]
+        ctx.fix(
+            call,
+            f"rank 0 evaluates alone: {function}() runs its {forwarded[min(forwarded)]} forward "
+            f"and trains nothing, so pass the unwrapped {first.value} (DDP's forward is a "
+            "collective the other ranks never join)",
+            {call: call.with_changes(args=args)},
+        )
 
     @staticmethod
     def _drop_rank_zero_wraps(ctx: RuleContext) -> None:

@@ -64,8 +64,33 @@ def test_helper_module_spellings(imports: str, call: str, where: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("lines", "where"),
+    [
+        ("args = get_argparse().parse_args()", "tools.args.get_argparse (tools/args.py)"),
+        ("args = build_config().parse_args()", "tools.args.build_config (tools/args.py)"),
+        ("p = make_args()\nargs = p.parse_args()", "tools.args.make_args (tools/args.py)"),
+        ("p = make_args()\nargs, _ = p.parse_known_args()", "tools.args.make_args (tools/args.py)"),
+    ],
+)
+def test_a_parser_is_known_by_its_parse_not_its_helper_name(lines: str, where: str) -> None:
+    """BERT-NER-Pytorch's ``get_argparse()`` (no final r) makes the parser that declares
+    ``--local_rank``: it is a parser because the file parses with it."""
+    helper = lines.split("(")[0].split()[-1]
+    source = f"from tools.args import {helper}\n{lines}\nprint(args.local_rank)\n"
+    assert [m.split(", so")[0] for m in reports(source)] == [
+        f"`--local_rank` is declared in {where}"
+    ]
+
+
+@pytest.mark.parametrize(
     "source",
     [
+        # a library's parser is not where this project declares its options
+        "from jsonargparse import ArgumentParser\nargs = ArgumentParser().parse_args()\n"
+        "print(args.local_rank)\n",
+        # a project helper's result that is never parsed is not a parser
+        "import argparse\nfrom tools.args import get_argparse\nextra = get_argparse()\n"
+        "args = argparse.ArgumentParser().parse_args()\nprint(args.local_rank)\n",
         # a library's helper is not where this project parses
         "from transformers import get_args\nargs = get_args()\nprint(args.local_rank)\n",
         # the file reads LOCAL_RANK itself

@@ -65,3 +65,38 @@ def test_without_the_sibling_or_the_path_it_is_reported(tmp_path: Path) -> None:
 def test_a_device_index_read_from_local_rank_is_not_the_rank(tmp_path: Path) -> None:
     device_only = CONFIGS.format(env='device = int(os.environ.get("LOCAL_RANK", 0))')
     assert _findings(tmp_path, device_only) == [REPORT]
+
+
+DECLARES = """\
+import argparse
+import os
+
+
+def get_argparse():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--local_rank", type=int, default={default})
+    return parser
+"""
+NER = """\
+from finetuning_argparse import get_argparse
+
+args = get_argparse().parse_args()
+print(args.local_rank)
+"""
+
+
+def test_a_parser_declared_next_door_is_reported_unless_it_reads_local_rank(
+    tmp_path: Path,
+) -> None:
+    """``get_argparse()`` (BERT-NER-Pytorch) declares ``--local_rank``: reported while its
+    default is a literal, not once the sibling takes it from LOCAL_RANK."""
+    script = tmp_path / "run_ner.py"
+    script.write_text(NER)
+    helper = tmp_path / "finetuning_argparse.py"
+    found = []
+    for default in ("-1", 'int(os.environ.get("LOCAL_RANK", -1))'):
+        helper.write_text(DECLARES.format(default=default))
+        result = process_file(script, RULES, write=False, named=True)
+        assert result.error is None and not result.changed
+        found.append([(f.code, f.line, f.fixed) for f in result.findings])
+    assert found == [[("DDP001", 3, False)], []]
