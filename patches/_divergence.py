@@ -33,9 +33,10 @@ names and that only rank 0 changes, and the tests that read it are in the gate's
 it. DDP014 carries the plan with its wrap; a violation names why there is none.
 
 :func:`weight_violations` finds the same split in what is trained itself: a ``load_state_dict``
-into the trained model (or its optimizer) that only rank 0 runs, or that reads (or is guarded
-by) state only rank 0 binds, while every rank trains on afterwards (the load is in a loop that
-joins a collective at every step, or before one in its function once the model is wrapped).
+(or ``p.copy_(...)`` over ``model.parameters()``) into the trained model (or its optimizer)
+that only rank 0 runs, or that reads (or is guarded by) state only rank 0 binds, while every
+rank trains on afterwards (the load is in a loop that joins a collective at every step, or
+before one in its function once the model is wrapped).
 DDP broadcasts the parameters only when it wraps the model; after that nothing brings the
 replicas back together. Nothing hangs: the ranks average gradients of different weights.
 """
@@ -710,9 +711,15 @@ def weight_violations(m: RankModel) -> Iterator[Violation]:
     updates: dict[int, list[tuple[cst.CSTNode, Path]]] | None = None
     sites: dict[tuple[int, str], list[cst.CSTNode]] | None = None
     for call in tree.nodes(cst.Call):
-        if callee_name(call) not in _LOADS or type(call.func) is not cst.Attribute:
+        if type(call.func) is not cst.Attribute:
             continue
-        receiver = _receiver(call.func.value)
+        name = callee_name(call)
+        if name in _LOADS:
+            receiver = _receiver(call.func.value)
+        elif name in _COPIES:
+            receiver = _parameters_of(m, call.func.value)
+        else:
+            continue
         if receiver is None or m.runs(call, RANK0) is False:
             continue
         scope = m.scope(call)
@@ -738,7 +745,7 @@ def weight_violations(m: RankModel) -> Iterator[Violation]:
             ("weights", _where(m, call), statement),
             f"`{statement}` changes {_text(receiver)}'s {what} on rank 0 only ({why}), and "
             f"every rank trains on afterwards ({trained}): {shared}, so the replicas silently "
-            "diverge; load on every rank (or broadcast the state from rank 0; ddpfix does not)",
+            "diverge; do it on every rank (or broadcast the state from rank 0; ddpfix does not)",
             call,
         )
 
@@ -748,6 +755,52 @@ def _receiver(value: cst.BaseExpression) -> Path | None:
     if type(value) is cst.Call and callee_name(value) in _UNWRAPS and value.args:
         value = value.args[0].value
     return path(value)
+
+
+#: In-place tensor writes that change a parameter they are called on.
+_COPIES = frozenset({"copy_"})
+
+
+def _parameters_of(m: RankModel, value: cst.BaseExpression) -> Path | None:
+    """The module whose parameter ``value`` (a ``copy_`` target) is: ``p`` or ``p.data`` of a
+    loop ``for p in model.parameters()`` (``named_parameters()``, ``zip(...)``) around it."""
+    if type(value) is cst.Attribute and value.attr.value == "data":
+        value = value.value
+    if type(value) is not cst.Name:
+        return None
+    for ancestor in m.tree.ancestors(value):
+        if type(ancestor) is cst.For:
+            found = _iterated(ancestor.target, ancestor.iter, value.value)
+            if found is not None:
+                return found
+    return None
+
+
+def _iterated(target: cst.BaseExpression, iterated: cst.BaseExpression, name: str) -> Path | None:
+    """The module whose parameters ``name`` (bound by ``for target in iterated``) runs over:
+    ``p`` in ``model.parameters()``, ``(n, p)`` in ``model.named_parameters()``, the matching
+    element of ``zip(a.parameters(), b.parameters())``."""
+    if type(target) is cst.Name:
+        if target.value != name or type(iterated) is not cst.Call:
+            return None
+        func = iterated.func
+        if type(func) is cst.Attribute and func.attr.value == "parameters":
+            return path(func.value)
+        return None
+    if type(target) is not cst.Tuple or type(iterated) is not cst.Call:
+        return None
+    elements = [e.value for e in target.elements]
+    func = iterated.func
+    if type(func) is cst.Attribute and func.attr.value == "named_parameters":
+        if len(elements) == 2 and type(elements[1]) is cst.Name and elements[1].value == name:
+            return path(func.value)
+        return None
+    if type(func) is cst.Name and func.value == "zip" and len(iterated.args) == len(elements):
+        for element, arg in zip(elements, iterated.args):
+            found = _iterated(element, arg.value, name)
+            if found is not None:
+                return found
+    return None
 
 
 #: Calls that return the module a wrapper holds (the wrapper's own parameters).

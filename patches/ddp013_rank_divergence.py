@@ -22,8 +22,9 @@ rules fix the shapes they know; this one judges the patched result with the rank
   that point alike); the report says why ddpfix does not broadcast it. A lambda or nested
   function made inside the rank-0 gate runs on rank 0 only: what it reads is bound there;
 - weights (or optimizer state) that only rank 0 loads while every rank trains on: a
-  ``load_state_dict`` into the trained model (the model wrapped, an alias of it such as
-  ``model = self.model`` or ``model.module``) or into its optimizer, under a rank-0 gate (any
+  ``load_state_dict`` (or a ``p.copy_(...)`` over ``model.parameters()``) into the trained
+  model (the model wrapped, an alias of it such as ``model = self.model`` or
+  ``model.module``) or into its optimizer, under a rank-0 gate (any
   form the rank model knows: ``self.is_world_process_zero()``, ``args.local_rank in [-1, 0]``,
   ``dist.get_rank() == 0``, ``accelerator.is_main_process``), or reading a value only rank 0
   binds (a self-training trainer's ``best_state_dict``, kept in rank 0's evaluation gate and
@@ -574,8 +575,8 @@ class RankDivergence(Rule):
                 "the other ranks still hold their first value), and every rank trains on "
                 "afterwards (`for epoch in range(args.epochs)` joins the DDP gradient all-reduce "
                 "of backward()): DDP broadcasts the parameters only when it wraps the model, so "
-                "the replicas silently diverge; load on every rank (or broadcast the state from "
-                "rank 0; ddpfix does not)",
+                "the replicas silently diverge; do it on every rank (or broadcast the state "
+                "from rank 0; ddpfix does not)",
             ),
         ),
         Example(

@@ -127,8 +127,9 @@ def _weight_keys(load: str, after: str = "pass") -> list[tuple[str, ...]]:
         "if best is not None:\n            model.load_state_dict(best)",
         "if args.local_rank in [-1, 0]:\n            model.module.load_state_dict(torch.load(f))",
         "if args.local_rank == 0 and epoch:\n            optimizer.load_state_dict(torch.load(f))",
+        "if args.local_rank == 0:\n            for _, w in model.named_parameters(): w.copy_(0)",
     ],
-    ids=["rank0-value", "rank0-gate", "optimizer"],
+    ids=["rank0-value", "rank0-gate", "optimizer", "copy-into-parameters"],
 )
 def test_a_load_only_rank_0_makes_mid_training_is_a_violation(load: str) -> None:
     assert [key[0] for key in _weight_keys(load)] == ["weights"]
@@ -140,8 +141,9 @@ def test_a_load_only_rank_0_makes_mid_training_is_a_violation(load: str) -> None
         ("if epoch == 2:\n            model.load_state_dict(torch.load(args.ckpt))", "pass"),
         ("pass", "if args.local_rank in [-1, 0]:\n        model.load_state_dict(best)"),
         ("if args.local_rank in [-1, 0]:\n            evaluator.load_state_dict(best)", "pass"),
+        ("if args.local_rank == 0:\n            for w in ema.parameters(): w.copy_(0)", "pass"),
     ],
-    ids=["every-rank", "after-training", "not-the-trained-model"],
+    ids=["every-rank", "after-training", "not-the-trained-model", "copy-into-another-model"],
 )
 def test_loads_every_rank_makes_or_after_training_are_not(load: str, after: str) -> None:
     assert _weight_keys(load, after) == []
