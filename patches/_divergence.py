@@ -31,6 +31,14 @@ tests on the broadcast state itself counted as uniform), rank 0 leaves its gate 
 end, the state is a local name that every rank starts from the same literal, that nothing else
 names and that only rank 0 changes, and the tests that read it are in the gate's loop or after
 it. DDP014 carries the plan with its wrap; a violation names why there is none.
+
+:func:`weight_violations` finds the same split in what is trained itself: a ``load_state_dict``
+(or ``p.copy_(...)`` over ``model.parameters()``) into the trained model (or its optimizer)
+that only rank 0 runs, or that reads (or is guarded by) state only rank 0 binds, while every
+rank trains on afterwards (the load is in a loop that joins a collective at every step, or
+before one in its function once the model is wrapped).
+DDP broadcasts the parameters only when it wraps the model; after that nothing brings the
+replicas back together. Nothing hangs: the ranks average gradients of different weights.
 """
 
 from __future__ import annotations
@@ -683,3 +691,256 @@ def _when(m: RankModel, uniformity: Uniformity, gate: cst.If) -> str:
             code = f"({code})"  # an ``or`` inside the ``and`` of the rebuilt test
         parts.append(code)
     return " and ".join(parts)
+
+
+# --- weights only some ranks load ----------------------------------------------------------
+
+#: The calls that replace what a module (or an optimizer) holds in place.
+_LOADS = frozenset({"load_state_dict"})
+
+
+def weight_violations(m: RankModel) -> Iterator[Violation]:
+    """A ``load_state_dict`` into the trained model (or its optimizer) that only some ranks
+    run, while every rank trains on afterwards: under a rank-0 gate, or given (or guarded by)
+    state only rank 0 binds (``best_state_dict`` kept in rank 0's evaluation gate, reloaded
+    ``if best_state_dict is not None``). DDP broadcasts the parameters once, when it wraps the
+    model; after that each replica keeps what its own rank loaded, and the gradient all-reduce
+    averages the gradients of different weights: the replicas drift apart silently. A load
+    after the last training step (rank 0's final test of the best checkpoint) is not one."""
+    tree = m.tree
+    updates: dict[int, list[tuple[cst.CSTNode, Path]]] | None = None
+    sites: dict[tuple[int, str], list[cst.CSTNode]] | None = None
+    for call in tree.nodes(cst.Call):
+        if type(call.func) is not cst.Attribute:
+            continue
+        name = callee_name(call)
+        if name in _LOADS:
+            receiver = _receiver(call.func.value)
+        elif name in _COPIES:
+            receiver = _parameters_of(m, call.func.value)
+        else:
+            continue
+        if receiver is None or m.runs(call, RANK0) is False:
+            continue
+        scope = m.scope(call)
+        why: str | None = None
+        if m.runs(call, OTHER) is False:
+            why = _gate_text(m, call)
+        else:
+            if updates is None:
+                updates, sites = _rank_zero_updates(m), _binding_sites(m)
+            assert sites is not None
+            why = _rank_zero_value(m, scope, call, updates.get(id(scope), []), sites)
+        if why is None:
+            continue
+        trained = _trained_after(m, call, receiver)
+        if trained is None:
+            continue
+        statement = _code(tree, tree.statement(call))
+        if "optim" in _text(receiver).lower():
+            what, shared = "state", "nothing broadcasts an optimizer's state"
+        else:
+            what, shared = "weights", "DDP broadcasts the parameters only when it wraps the model"
+        yield Violation(
+            ("weights", _where(m, call), statement),
+            f"`{statement}` changes {_text(receiver)}'s {what} on rank 0 only ({why}), and "
+            f"every rank trains on afterwards ({trained}): {shared}, so the replicas silently "
+            "diverge; do it on every rank (or broadcast the state from rank 0; ddpfix does not)",
+            call,
+        )
+
+
+def _receiver(value: cst.BaseExpression) -> Path | None:
+    """What a load changes: a path, or the model ``accelerator.unwrap_model(model)`` unwraps."""
+    if type(value) is cst.Call and callee_name(value) in _UNWRAPS and value.args:
+        value = value.args[0].value
+    return path(value)
+
+
+#: In-place tensor writes that change a parameter they are called on.
+_COPIES = frozenset({"copy_"})
+
+
+def _parameters_of(m: RankModel, value: cst.BaseExpression) -> Path | None:
+    """The module whose parameter ``value`` (a ``copy_`` target) is: ``p`` or ``p.data`` of a
+    loop ``for p in model.parameters()`` (``named_parameters()``, ``zip(...)``) around it."""
+    if type(value) is cst.Attribute and value.attr.value == "data":
+        value = value.value
+    if type(value) is not cst.Name:
+        return None
+    for ancestor in m.tree.ancestors(value):
+        if type(ancestor) is cst.For:
+            found = _iterated(ancestor.target, ancestor.iter, value.value)
+            if found is not None:
+                return found
+    return None
+
+
+def _iterated(target: cst.BaseExpression, iterated: cst.BaseExpression, name: str) -> Path | None:
+    """The module whose parameters ``name`` (bound by ``for target in iterated``) runs over:
+    ``p`` in ``model.parameters()``, ``(n, p)`` in ``model.named_parameters()``, the matching
+    element of ``zip(a.parameters(), b.parameters())``."""
+    if type(target) is cst.Name:
+        if target.value != name or type(iterated) is not cst.Call:
+            return None
+        func = iterated.func
+        if type(func) is cst.Attribute and func.attr.value == "parameters":
+            return path(func.value)
+        return None
+    if type(target) is not cst.Tuple or type(iterated) is not cst.Call:
+        return None
+    elements = [e.value for e in target.elements]
+    func = iterated.func
+    if type(func) is cst.Attribute and func.attr.value == "named_parameters":
+        if len(elements) == 2 and type(elements[1]) is cst.Name and elements[1].value == name:
+            return path(func.value)
+        return None
+    if type(func) is cst.Name and func.value == "zip" and len(iterated.args) == len(elements):
+        for element, arg in zip(elements, iterated.args):
+            found = _iterated(element, arg.value, name)
+            if found is not None:
+                return found
+    return None
+
+
+#: Calls that return the module a wrapper holds (the wrapper's own parameters).
+_UNWRAPS = frozenset({"unwrap_model"})
+
+
+def _gate_text(m: RankModel, node: cst.CSTNode) -> str:
+    """The rank test that keeps the other ranks out of ``node``, as ``under `if ...```."""
+    for test, wanted in m.conditions(node):
+        if m._truth(test, OTHER) is not None and m._truth(test, OTHER) != wanted:
+            return f"under `if {_code(m.tree, test)}`"
+    return "in a function only rank 0 calls"
+
+
+def _rank_zero_value(
+    m: RankModel,
+    scope: cst.CSTNode,
+    call: cst.Call,
+    written: list[tuple[cst.CSTNode, Path]],
+    sites: dict[tuple[int, str], list[cst.CSTNode]],
+) -> str | None:
+    """Why ``call`` loads (or is guarded by) state only rank 0 binds, as text; None if not."""
+    if not written:
+        return None
+    read_from: list[cst.BaseExpression] = [a.value for a in call.args]
+    read_from.extend(test for test, _ in m.conditions(call))
+    for expression in read_from:
+        for read, read_path in _reads(m, expression):
+            hit = _diverging(m, scope, read, read_path, written, sites)
+            if hit is not None:
+                update, update_path = hit
+                return (
+                    f"it reads {_text(update_path)!r}, which only rank 0 binds "
+                    f"(`{_code(m.tree, m.tree.statement(update))}`): the other ranks still "
+                    "hold their first value"
+                )
+    return None
+
+
+def _trained_after(m: RankModel, call: cst.Call, receiver: Path) -> str | None:
+    """Where every rank trains ``receiver`` after ``call``: a loop around it, or after it in its
+    function, that joins the gradient all-reduce (or a collective) at every step and uses the
+    receiver or what it is an alias of; the loop as text, None when training is over."""
+    tree = m.tree
+    scope = m.scope(call)
+    trained = _aliases(m, scope, receiver)
+    for ancestor in tree.ancestors(call):
+        if ancestor is scope:
+            break
+        if isinstance(ancestor, (cst.For, cst.While)) and m.runs(ancestor, OTHER) is not False:
+            joined = synchronises_every_step(m, ancestor)
+            if joined is not None and _uses(m, ancestor, trained):
+                return f"`{_code(tree, ancestor)}` joins {joined}"
+    for loop in tree.nodes(cst.For, cst.While):
+        if m.scope(loop) is not scope or not tree.after(loop, call):
+            continue
+        if m.runs(loop, OTHER) is False or not _after_wrap(m, scope, call, receiver):
+            continue
+        joined = synchronises_every_step(m, loop)
+        if joined is not None and _uses(m, loop, trained):
+            return f"`{_code(tree, loop)}` after it joins {joined}"
+    return None
+
+
+def _aliases(m: RankModel, scope: cst.CSTNode, receiver: Path) -> set[Path]:
+    """``receiver`` and the names bound to it in its function (``model = self.model``, ``model
+    = DDP(model)``, ``unwrapped = model.module if hasattr(model, "module") else model``), both
+    ways, with a trailing ``.module`` taken off."""
+    found = {_unwrapped(receiver)}
+    pairs: list[tuple[Path, set[Path]]] = []
+    for node in walk(scope, into_scopes=False):
+        if type(node) is not cst.Assign or len(node.targets) != 1:
+            continue
+        target = path(node.targets[0].target)
+        if target is None:
+            continue
+        sources = {_unwrapped(p) for p in _alias_sources(node.value)}
+        if sources:
+            pairs.append((_unwrapped(target), sources))
+    changed = True
+    while changed:
+        changed = False
+        for target, sources in pairs:
+            if target in found and not sources <= found:
+                found |= sources
+                changed = True
+            elif found & sources and target not in found:
+                found.add(target)
+                changed = True
+    return found
+
+
+def _alias_sources(value: cst.BaseExpression) -> Iterator[Path]:
+    """The paths a value may be one of: a path, either branch of ``a if c else b``, the
+    first argument of a DDP wrap or ``accelerator.prepare``."""
+    if type(value) is cst.IfExp:
+        yield from _alias_sources(value.body)
+        yield from _alias_sources(value.orelse)
+        return
+    if type(value) is cst.Call:
+        name = callee_name(value)
+        if (name in DDP_WRAPPERS or name in _ACCELERATED or name in _UNWRAPS) and value.args:
+            yield from _alias_sources(value.args[0].value)
+        return
+    found = path(value)
+    if found is not None and "[*]" not in found:
+        yield found
+
+
+def _unwrapped(found: Path) -> Path:
+    return found[:-1] if len(found) > 1 and found[-1] == ".module" else found
+
+
+def _uses(m: RankModel, region: cst.CSTNode, trained: set[Path]) -> bool:
+    """Whether every rank calls or passes one of the ``trained`` paths in ``region``
+    (``model(x)``, ``self.training_step(model, inputs)``, ``optimizer.step()``)."""
+    for node in walk(region, into_scopes=False):
+        if type(node) is not cst.Call or m.runs(node, OTHER) is False:
+            continue
+        used = [a.value for a in node.args]
+        func = node.func
+        used.append(func.value if type(func) is cst.Attribute else func)
+        for expression in used:
+            found = path(expression)
+            if found is not None and _unwrapped(_complete(found)) in trained:
+                return True
+    return False
+
+
+def _after_wrap(m: RankModel, scope: cst.CSTNode, call: cst.Call, receiver: Path) -> bool:
+    """Whether a load before the training loop comes after the model's DDP wrap (which
+    broadcasts rank 0's parameters: a load before it is shared), or loads an optimizer (whose
+    state nothing broadcasts)."""
+    if "optim" in _text(receiver).lower():
+        return True
+    for node in walk(scope, into_scopes=False):
+        if type(node) is cst.Call and m.tree.after(call, node):
+            name = callee_name(node)
+            if name in DDP_WRAPPERS or (
+                name in _ACCELERATED and "accelerator" in (dotted_name(node.func) or "")
+            ):
+                return True
+    return False

@@ -1074,6 +1074,13 @@ def _state_violations(m: RankModel) -> Iterator[Violation]:
     return state_violations(m)
 
 
+def _weight_violations(m: RankModel) -> Iterator[Violation]:
+    """Weights only rank 0 loads while every rank trains on (``patches/_divergence.py``)."""
+    from patches._divergence import weight_violations
+
+    return weight_violations(m)
+
+
 #: The post-conditions by kind (a violation's ``key[0]``), in the order they are reported.
 _CHECKS = {
     "collective": _collective_violations,
@@ -1082,6 +1089,7 @@ _CHECKS = {
     "exit": _exit_violations,
     "wrapper": _wrapper_violations,
     "state": _state_violations,
+    "weights": _weight_violations,
 }
 
 
@@ -1091,8 +1099,8 @@ def violations(
     """Every post-condition the module version breaks, by key, with the rank taken to reach
     the script (what the rules report: the hazards of its distributed code). ``kinds`` limits
     them to some kinds of ``key[0]`` ("collective", "binding", "file", "exit", "wrapper",
-    "state"): a rule that asks for one does not pay for the others. Each kind is computed once
-    per version."""
+    "state", "weights"): a rule that asks for one does not pay for the others. Each kind is
+    computed once per version."""
     return _violations(model(tree), kinds)
 
 
@@ -1100,7 +1108,8 @@ def _violations(
     m: RankModel, kinds: Sequence[str] = tuple(_CHECKS)
 ) -> dict[tuple[str, ...], Violation]:
     found: dict[tuple[str, ...], Violation] = {}
-    if "local_rank" not in m.tree.code and "rank" not in m.tree.code:
+    code = m.tree.code
+    if "rank" not in code and not any(gate in code for gate in _GLOBAL_MAIN | _LOCAL_MAIN):
         return found
     for kind, check in _CHECKS.items():
         if kind not in kinds:

@@ -20,7 +20,23 @@ rules fix the shapes they know; this one judges the patched result with the rank
   same post-condition, unless it carries a broadcast of the state from rank 0 right after rank
   0's gate (DDP014 does, where :func:`patches._divergence.broadcasts` is sure every rank reaches
   that point alike); the report says why ddpfix does not broadcast it. A lambda or nested
-  function made inside the rank-0 gate runs on rank 0 only: what it reads is bound there.
+  function made inside the rank-0 gate runs on rank 0 only: what it reads is bound there;
+- weights (or optimizer state) that only rank 0 loads while every rank trains on: a
+  ``load_state_dict`` (or a ``p.copy_(...)`` over ``model.parameters()``) into the trained
+  model (the model wrapped, an alias of it such as ``model = self.model`` or
+  ``model.module``) or into its optimizer, under a rank-0 gate (any
+  form the rank model knows: ``self.is_world_process_zero()``, ``args.local_rank in [-1, 0]``,
+  ``dist.get_rank() == 0``, ``accelerator.is_main_process``), or reading a value only rank 0
+  binds (a self-training trainer's ``best_state_dict``, kept in rank 0's evaluation gate and
+  reloaded ``if best_state_dict is not None`` at the start of phase two), inside a loop whose
+  steps join the gradient all-reduce on every rank, or before such a loop once the model is
+  wrapped (an optimizer at any point). DDP broadcasts the parameters once, when it wraps the
+  model: the replicas silently diverge (no hang, no error; ``patches/_divergence.py``). A load
+  before the wrap (shared by it), on every rank, or after training (rank 0 reloading the best
+  checkpoint for its final test) is fine. Reported, never rewritten: broadcasting a state dict
+  from rank 0 needs every rank at that point with a buffer of the same layout, which ddpfix
+  cannot promise; a fix that makes a version do this (DDP001 waking a rank gate around such a
+  load) is withdrawn by the same post-condition.
 
 One such exit it fixes: a rank-0 gate that ends training at a step every rank reaches
 (CodeReviewer's ``if args.global_rank == 0 and global_step == args.train_steps:`` evaluate,
@@ -99,6 +115,8 @@ from patches._ranks import (
 from patches._syntax import callee_name, dominates, dotted_name, is_eval_call
 from patches._uniform import PROCESS_EXITS, Uniformity
 
+#: The rank model's post-conditions this rule reports on the final output.
+_REPORTED = ("binding", "exit", "state", "weights")
 _LEAVING = (cst.Return, cst.Raise, cst.Yield, cst.Await)
 
 
@@ -424,7 +442,14 @@ class RankDivergence(Rule):
     summary = "Every rank leaves at a step-limit exit rank 0 took alone; report other divergence."
     rationale = __doc__
     judges_output = True
-    triggers = ("local_rank", "LOCAL_RANK", "global_rank")
+    triggers = (
+        "local_rank",
+        "LOCAL_RANK",
+        "global_rank",
+        "get_rank",
+        "is_main_process",
+        "is_world_process_zero",
+    )
     companions = ("DDP004",)
     companion_reason = (
         "a step-limit exit split so that every rank leaves keeps rank 0's evaluation behind the "
@@ -531,6 +556,31 @@ class RankDivergence(Rule):
         ),
         Example(
             before="""
+                def train(args, model, optimizer, loader):
+                    model = torch.nn.parallel.DistributedDataParallel(model)
+                    best = None
+                    for epoch in range(args.epochs):
+                        if epoch == args.phase_two_epoch and best is not None:
+                            model.load_state_dict(best)
+                        for batch in loader:
+                            model(batch).mean().backward()
+                            optimizer.step()
+                        if args.local_rank in [-1, 0]:
+                            best = copy.deepcopy(model.state_dict())
+            """,
+            reports=1,
+            messages=(
+                "`model.load_state_dict(best)` changes model's weights on rank 0 only (it reads "
+                "'best', which only rank 0 binds (`best = copy.deepcopy(model.state_dict())`): "
+                "the other ranks still hold their first value), and every rank trains on "
+                "afterwards (`for epoch in range(args.epochs)` joins the DDP gradient all-reduce "
+                "of backward()): DDP broadcasts the parameters only when it wraps the model, so "
+                "the replicas silently diverge; do it on every rank (or broadcast the state "
+                "from rank 0; ddpfix does not)",
+            ),
+        ),
+        Example(
+            before="""
                 def main(args, model, loader):
                     tb_writer = None
                     if args.local_rank in [-1, 0]:
@@ -576,8 +626,8 @@ class RankDivergence(Rule):
         if not ctx.judging:
             return  # the reports below judge the final version only
         reported: set[tuple[str, ...]] = set()
-        for key, violation in violations(ctx.tree, ("binding", "exit", "state")).items():
-            if violation.node is None or key[0] not in ("binding", "exit", "state"):
+        for key, violation in violations(ctx.tree, _REPORTED).items():
+            if violation.node is None or key[0] not in _REPORTED:
                 continue
             if key[0] == "binding" and "UnboundLocalError" not in violation.message:
                 continue  # out-of-step state is the fixing rules' post-condition

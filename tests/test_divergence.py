@@ -92,3 +92,75 @@ def test_broadcast_refused_when_not_sure(
 ) -> None:
     found = _broadcasts(init, update, around, every)
     assert isinstance(found, str) and why in found, found
+
+
+_RELOAD = """\
+import copy
+import torch
+
+
+def train(args, model, loader, optimizer):
+    model = torch.nn.parallel.DistributedDataParallel(model)
+    best = None
+    for epoch in range(args.epochs):
+        {load}
+        for batch in loader:
+            model(batch).mean().backward()
+            optimizer.step()
+        if args.local_rank in [-1, 0]:
+            best = copy.deepcopy(model.state_dict())
+    {after}
+"""
+
+
+def _weight_keys(load: str, after: str = "pass") -> list[tuple[str, ...]]:
+    from patcher.tree import Tree
+    from patches._ranks import violations
+
+    code = _RELOAD.format(load=load, after=after)
+    return list(violations(Tree(cst.parse_module(code), code), ("weights",)))
+
+
+@pytest.mark.parametrize(
+    "load",
+    [
+        "if best is not None:\n            model.load_state_dict(best)",
+        "if args.local_rank in [-1, 0]:\n            model.module.load_state_dict(torch.load(f))",
+        "if args.local_rank == 0 and epoch:\n            optimizer.load_state_dict(torch.load(f))",
+        "if args.local_rank == 0:\n            for _, w in model.named_parameters(): w.copy_(0)",
+    ],
+    ids=["rank0-value", "rank0-gate", "optimizer", "copy-into-parameters"],
+)
+def test_a_load_only_rank_0_makes_mid_training_is_a_violation(load: str) -> None:
+    assert [key[0] for key in _weight_keys(load)] == ["weights"]
+
+
+@pytest.mark.parametrize(
+    ("load", "after"),
+    [
+        ("if epoch == 2:\n            model.load_state_dict(torch.load(args.ckpt))", "pass"),
+        ("pass", "if args.local_rank in [-1, 0]:\n        model.load_state_dict(best)"),
+        ("if args.local_rank in [-1, 0]:\n            evaluator.load_state_dict(best)", "pass"),
+        ("if args.local_rank == 0:\n            for w in ema.parameters(): w.copy_(0)", "pass"),
+    ],
+    ids=["every-rank", "after-training", "not-the-trained-model", "copy-into-another-model"],
+)
+def test_loads_every_rank_makes_or_after_training_are_not(load: str, after: str) -> None:
+    assert _weight_keys(load, after) == []
+
+
+def test_a_woken_rank_gate_around_an_optimizer_load_is_withdrawn() -> None:
+    """Dormant under a modern launcher (every process is rank -1 and loads the optimizer), the
+    script trains in step; DDP001's LOCAL_RANK read would leave the load to rank 0 alone."""
+    from pathlib import Path
+
+    from patcher.engine import fix_text
+    from patcher.registry import all_rules
+
+    fixture = Path(__file__).parent / "fixtures" / "DDP013" / "resume_optimizer_rank0.in.py"
+    output, findings = fix_text(fixture.read_text(), all_rules())
+    assert 'os.environ["LOCAL_RANK"]' not in output
+    (withdrawn,) = [f for f in findings if f.code == "DDP001"]
+    assert not withdrawn.fixed
+    assert "not rewritten: `optimizer.load_state_dict(" in withdrawn.message
+    assert "changes optimizer's state on rank 0 only" in withdrawn.message
