@@ -486,11 +486,18 @@ def _binding_violations(m: RankModel) -> Iterator[Violation]:
     """A name that some launched ranks bind and others never bind, read by those others."""
     tree = m.tree
     sites = _binding_sites(m)
+    # a parameter is bound on entry, on every rank: a rebinding some ranks skip cannot leave
+    # it unbound (``def train(args, model): if args.local_rank != -1: model = DDP(model)``)
+    entry = {
+        (id(m.scope(param)), name.value)
+        for param in tree.nodes(cst.Param)
+        for name in bound_names(param)
+    }
     partial: dict[tuple[int, str], set[str]] = {}
     for key, bindings in sites.items():
         skipped = set()
         for kind in (RANK0, OTHER):
-            if all(m.runs(b, kind) is False for b in bindings):
+            if key not in entry and all(m.runs(b, kind) is False for b in bindings):
                 skipped.add(kind)  # unbound there
             elif any(
                 m.runs(b, kind) is False
@@ -522,7 +529,9 @@ def _binding_violations(m: RankModel) -> Iterator[Violation]:
         for kind in kinds:
             if m.runs(name, kind) is False:
                 continue
-            unbound = all(m.runs(b, kind) is False for b in bindings)
+            unbound = (id(scope), name.value) not in entry and all(
+                m.runs(b, kind) is False for b in bindings
+            )
             skipped = [b for b in bindings if m.runs(b, kind) is False]
             if not unbound and (
                 _fresh(m, name, bindings, kind, skipped)
