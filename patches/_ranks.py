@@ -16,7 +16,9 @@ The rules decide with this model, and the engine checks every fix against it
 - a name bound on a strict subset of the ranks while other ranks read it (``UnboundLocalError``
   there, or ranks that diverge: ``nb_tr_steps`` reset on rank 0 alone desynchronises gradient
   accumulation);
-- a file written by a strict subset of the ranks and read by the others with no barrier between;
+- a file written by a strict subset of the ranks and read by the others with no barrier between
+  (in a dormant version, :func:`rank_dormant`, a barrier behind ``is_initialized()`` is none: no
+  process group exists there, yet a ``RANK`` gate still splits the processes);
 - an attribute read on a name holding a ``DistributedDataParallel`` wrapper, on a rank that
   wraps, that the wrapper does not have (``model._run_batch(x)``, ``model.config``:
   AttributeError there; :data:`WRAPPER_API`).
@@ -175,6 +177,8 @@ class RankModel:
         self._assigns: dict[tuple[int, str], list[cst.BaseExpression]] | None = None
         self._module_calls: list[cst.Call] | None = None
         self._callers: dict[str, set[str]] | None = None
+        #: Whether a process group exists on every launched rank (:func:`group_exists`).
+        self.group: bool | None = None
         #: Answers about path expressions (``patches/_shared_files.py``), by kind and node id.
         self.paths_kept: dict[tuple[str, int], tuple[cst.CSTNode, Any]] = {}
         #: The violations of this version by kind, as :func:`violations` computes them.
@@ -719,6 +723,22 @@ def _gradients_synchronised(m: RankModel) -> bool:
     )
 
 
+def group_exists(m: RankModel) -> bool:
+    """Whether every launched process may hold a process group: always with a live rank (the
+    rules take the rank to reach the script); in a dormant version only when the script calls
+    ``init_process_group`` somewhere both rank 0 and the others may run (behind ``local_rank !=
+    -1`` it runs nowhere: each process is a lone copy, ``is_initialized()`` is False there)."""
+    if not m.dormant:
+        return True
+    if m.group is None:
+        m.group = any(
+            callee_name(call) == "init_process_group"
+            and all(m.runs(call, kind) is not False for kind in (RANK0, OTHER))
+            for call in m.tree.nodes(cst.Call)
+        )
+    return m.group
+
+
 #: Calls after which a backward may all-reduce: a DDP wrap, or a process group that a wrap
 #: elsewhere (a helper in another module) can use.
 _GROUP_SETUP = frozenset({"DistributedDataParallel", "init_process_group"})
@@ -791,12 +811,19 @@ def _may_follow(m: RankModel, write: cst.CSTNode, read: cst.CSTNode) -> bool:
 
 def _file_violations(m: RankModel) -> Iterator[Violation]:
     """A file a strict subset of the ranks writes and the others then read, no barrier between."""
+    dormant = "" if group_exists(m) else _NO_GROUP
     for read, write, word in shared_reads(m):
         yield Violation(
             ("file", word, _where(m, read), _code(m.tree, read)),
             f"{word!r} is written by {_ranks_text(m.launched(write))} only and read by every "
-            "rank with no barrier between (FileNotFoundError or a half-written file)",
+            f"rank with no barrier between (FileNotFoundError or a half-written file{dormant})",
         )
+
+
+#: Why a dormant version has no barrier at all, even where the script or DDP012 wrote one.
+_NO_GROUP = (
+    "; the rank stays dormant here: no process group, so an is_initialized() barrier never runs"
+)
 
 
 def _barrier_before(m: RankModel, node: cst.CSTNode, write: cst.CSTNode) -> bool:
@@ -824,15 +851,19 @@ def _barrier_before(m: RankModel, node: cst.CSTNode, write: cst.CSTNode) -> bool
 
 
 def _certain(m: RankModel, call: cst.Call, read: cst.CSTNode) -> bool:
-    """Whether every launched rank that runs ``read`` surely runs ``call`` before it when a
-    process group exists: each test around the call that is not around the read too is true
-    there, or only asks whether the group exists (``is_initialized()``)."""
+    """Whether every launched rank that runs ``read`` surely runs ``call`` before it: each
+    test around the call that is not around the read too is true there, or only asks whether
+    the process group exists (``is_initialized()``) where one does (:func:`group_exists`: in a
+    dormant version, whose ``init_process_group`` sits behind a local-rank test, it never does,
+    and DDP012's guarded barrier orders nothing)."""
     shared = {id(test) for test, _ in m.conditions(read)}
     for test, wanted in m.conditions(call):
         if id(test) in shared:
             continue
         if any(callee_name(c) == "is_initialized" for c in _calls(test)):
-            continue
+            if group_exists(m):
+                continue
+            return False
         if any(truth(test, kind, dormant=m.dormant) is not wanted for kind in (RANK0, OTHER)):
             return False
     return True

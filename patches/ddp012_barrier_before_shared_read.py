@@ -15,6 +15,13 @@ the variables holding it, in the same function); the writer must be gated to a s
 ranks by the rank model and the reader must run on the others. A read that already follows a
 collective every rank runs is left alone; a read that is not a statement of its own (inside an
 ``if`` test, a lambda) is reported.
+
+The barrier only orders anything where a process group exists. In a script whose rank stays
+dormant under the launcher (DDP001 withheld: every process keeps ``local_rank == -1`` and never
+calls ``init_process_group``), a save gated on the launcher's ``RANK`` by DDP008 or DDP011 would
+leave process RANK=1 reading a file it never wrote, past a barrier that never runs; the engine's
+post-condition judges the barrier that way and withdraws such a gate (every process keeps
+writing the file it reads back, as the original did).
 """
 
 from __future__ import annotations
