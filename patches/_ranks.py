@@ -726,14 +726,17 @@ def _gradients_synchronised(m: RankModel) -> bool:
 def group_exists(m: RankModel) -> bool:
     """Whether every launched process may hold a process group: always with a live rank (the
     rules take the rank to reach the script); in a dormant version only when the script calls
-    ``init_process_group`` somewhere both rank 0 and the others may run (behind ``local_rank !=
-    -1`` it runs nowhere: each process is a lone copy, ``is_initialized()`` is False there)."""
+    ``init_process_group`` somewhere both rank 0 and the others may run, directly or through
+    the helpers calling it (behind ``local_rank != -1`` it runs nowhere: each process is a lone
+    copy, ``is_initialized()`` is False there)."""
     if not m.dormant:
         return True
     if m.group is None:
+        from patches._shared_files import every_rank  # it builds on this module
+
+        # every_rank follows a helper's call sites: ``if args.local_rank != -1: setup(args)``
         m.group = any(
-            callee_name(call) == "init_process_group"
-            and all(m.runs(call, kind) is not False for kind in (RANK0, OTHER))
+            callee_name(call) == "init_process_group" and every_rank(m, call)
             for call in m.tree.nodes(cst.Call)
         )
     return m.group
