@@ -447,7 +447,8 @@ def _culprit(
     """The applied fixes whose withdrawal removes violation ``key``, and the run without them.
 
     First the fixes of the rules the post-condition suspects (``suspects``, from a
-    :class:`Reason`), each alone: a right guess costs one run. Then the one fix that explains
+    :class:`Reason`), each alone: a right guess costs one run; then the smallest set of them
+    (two gates of one save, each harmless alone). Then the one fix that explains
     it, by bisection over the candidates (a run costs a whole pass sequence): withdraw half of
     them; if the violation goes, the culprit is in that half, else in the other; the fix found
     is confirmed alone. When no single fix explains it (two fixes that are harmless alone:
@@ -455,10 +456,15 @@ def _culprit(
     a name unbound on the other ranks), the smallest set found by withdrawing all of them and
     putting back each one whose withdrawal is not needed. None when even withdrawing every
     candidate leaves the violation."""
-    for suspect in (c for c in candidates if c[0] in suspects):
+    named = [c for c in candidates if c[0] in suspects]
+    for suspect in named:
         trial = run({**banned, suspect: why})
         if key not in _broken(trial[1], checks):
             return [suspect], trial
+    if len(named) > 1:  # together, then only those needed: fewer runs than over every fix
+        found = _smallest(key, named, banned, checks, run, why)
+        if found is not None:
+            return found
     pool = list(candidates)
     while len(pool) > 1:
         half = pool[: len(pool) // 2]
@@ -468,6 +474,20 @@ def _culprit(
         trial = run({**banned, pool[0]: why})
         if key not in _broken(trial[1], checks):
             return [pool[0]], trial
+    return _smallest(key, candidates, banned, checks, run, why)
+
+
+def _smallest(
+    key: Hashable,
+    candidates: list[FixKey],
+    banned: Mapping[FixKey, str],
+    checks: Sequence[Postcondition],
+    run: Callable[[Mapping[FixKey, str]], _Run],
+    why: str,
+) -> tuple[list[FixKey], _Run] | None:
+    """The smallest set of ``candidates`` found whose withdrawal removes violation ``key``:
+    all of them, then each put back whose withdrawal is not needed; None when withdrawing all
+    of them leaves it."""
     needed = list(candidates)
     trial = run({**banned, **{c: why for c in needed}})
     if key in _broken(trial[1], checks):

@@ -908,7 +908,11 @@ _WAKER = "DDP001"
 #: The rules whose fixes most likely break a post-condition of this kind: state only rank 0
 #: updates breaks a loop once something synchronises its steps (DDP014's wrap, DDP016's
 #: conversion, or DDP001 waking an upstream wrap).
-_KIND_SUSPECTS: dict[str, tuple[str, ...]] = {"state": ("DDP014", "DDP016", _WAKER)}
+_KIND_SUSPECTS: dict[str, tuple[str, ...]] = {
+    "state": ("DDP014", "DDP016", _WAKER),
+    # a write only some ranks make: the rules that gate writes on rank 0
+    "file": ("DDP003", "DDP008", "DDP011", "DDP016", "DDP020"),
+}
 
 
 def suspected(tree: Tree, found: Mapping[Hashable, str]) -> dict[Hashable, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import stat
 import textwrap
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import ClassVar
 from unittest import mock
@@ -277,6 +277,31 @@ def test_a_reason_naming_a_rule_withdraws_that_rules_fix_first() -> None:
     assert out == "new_a()\nnew_b()\nnew_c()\nd()\n"
     assert withdrawn == ["rename d; not rewritten: c and d together"]
     assert (sequences, runs) == (2, 2)  # the first run and one trial without d
+
+
+def test_fixes_that_break_a_post_condition_only_together_are_found_among_the_suspects() -> None:
+    """Two fixes of suspected rules, each harmful alone (two gates of one save): withdrawing
+    the suspects together, then putting back each one not needed, takes fewer runs than
+    bisecting every fix and putting back each of them."""
+
+    def either(reason: str) -> Callable[[Tree], Mapping[Hashable, str]]:
+        def check(tree: Tree) -> Mapping[Hashable, str]:
+            bad = "new_d(" in tree.code or "\nx()" in tree.code  # y() renamed x()
+            return {"either": reason} if bad else {}
+
+        return check
+
+    text = "a()\nb()\nc()\nd()\ny()\n"
+    rules = [_RenamesABC(), _RenamesD(), _RenamesNewX()]
+    runs = []
+    for reason in (Reason("d or y", ("TST003", "TST005")), "d or y"):
+        with mock.patch.object(engine, "_passes", wraps=engine._passes) as sequences:
+            out, findings = fix_text(text, rules, checks=[either(reason)])
+        assert out == "new_a()\nnew_b()\nnew_c()\nd()\ny()\n"
+        withdrawn = sorted(f.message for f in findings if "not rewritten" in f.message)
+        assert withdrawn == ["rename d; not rewritten: d or y", "rename y; not rewritten: d or y"]
+        runs.append(sequences.call_count)
+    assert runs[0] < runs[1], runs
 
 
 class _JudgesRenamed(Rule):
