@@ -728,17 +728,18 @@ def group_exists(m: RankModel) -> bool:
     rules take the rank to reach the script); in a dormant version only when the script calls
     ``init_process_group`` somewhere both rank 0 and the others may run, directly or through
     the helpers calling it (behind ``local_rank != -1`` it runs nowhere: each process is a lone
-    copy, ``is_initialized()`` is False there)."""
+    copy, ``is_initialized()`` is False there), or nowhere at all (a module of functions whose
+    caller sets the group up, or not: unknown here)."""
     if not m.dormant:
         return True
     if m.group is None:
         from patches._shared_files import every_rank  # it builds on this module
 
+        setups = [c for c in m.tree.nodes(cst.Call) if callee_name(c) == "init_process_group"]
+        # none here: the group is set up elsewhere (the caller's module) or nowhere; which
+        # one this file cannot tell, so its barriers are taken to run, as with a live rank.
         # every_rank follows a helper's call sites: ``if args.local_rank != -1: setup(args)``
-        m.group = any(
-            callee_name(call) == "init_process_group" and every_rank(m, call)
-            for call in m.tree.nodes(cst.Call)
-        )
+        m.group = not setups or any(every_rank(m, call) for call in setups)
     return m.group
 
 
