@@ -112,6 +112,17 @@ def patched(
     return output
 
 
+def with_launcher_rank(source: str) -> str:
+    """``source`` with its rank, as ``python -m torch.distributed.launch`` gave it (the
+    ``--local_rank`` argument), read here from the environment the modern launchers set: the
+    original script's behaviour under the launcher it was written for."""
+    parse = "    args = parser.parse_args()\n"
+    assert parse in source
+    return source.replace(
+        parse, parse + "    args.local_rank = int(os.environ.get('LOCAL_RANK', -1))\n"
+    )
+
+
 def run_alone(source: str, args: Sequence[str], workdir: Path) -> Path:
     """Write ``source`` to ``workdir/run.py`` and run it with plain ``python`` (one process, no
     launcher) with ``--output_dir workdir/output`` after ``args``; the output directory. The

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ranked import SCRIPTS, launch, patched
+from ranked import SCRIPTS, launch, patched, with_launcher_rank
 
 pytest.importorskip("torch")
 pytest.importorskip("accelerate")
@@ -31,15 +31,6 @@ UNWRAPPED = (
 )
 
 
-def _with_rank(source: str) -> str:
-    """The script with its rank, as ``python -m torch.distributed.launch`` gave it."""
-    return source.replace(
-        "    args = parser.parse_args()\n",
-        "    args = parser.parse_args()\n"
-        "    args.local_rank = int(os.environ.get('LOCAL_RANK', -1))\n",
-    )
-
-
 @pytest.fixture(scope="module")
 def patched_source() -> str:
     return patched(SCRIPT.read_text())
@@ -53,7 +44,7 @@ def test_patch_hands_valid_acc_the_unwrapped_model(patched_source: str) -> None:
 
 
 def test_unpatched_rank_0_evaluates_through_the_wrapper_alone(tmp_path: Path) -> None:
-    run = launch(_with_rank(SCRIPT.read_text()), [], tmp_path / "original", timeout=90)
+    run = launch(with_launcher_rank(SCRIPT.read_text()), [], tmp_path / "original", timeout=90)
     failed = [r for r in run.records if r.dist_rank == 0 and r.exit_code != 0]
     assert not run.ok and (failed or run.outcome.timed_out), run.explain()
 

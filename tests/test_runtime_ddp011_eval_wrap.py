@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ranked import SCRIPTS, launch, patched
+from ranked import SCRIPTS, launch, patched, with_launcher_rank
 
 pytest.importorskip("torch")
 pytest.importorskip("accelerate")
@@ -35,12 +35,7 @@ GATE = '    if args.do_eval and int(os.environ.get("RANK", args.local_rank)) in 
 
 
 def _with_rank() -> str:
-    """The script with its rank, as ``python -m torch.distributed.launch`` gave it."""
-    return SCRIPT.read_text().replace(
-        "    args = parser.parse_args()\n",
-        "    args = parser.parse_args()\n"
-        "    args.local_rank = int(os.environ.get('LOCAL_RANK', -1))\n",
-    )
+    return with_launcher_rank(SCRIPT.read_text())
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ranked import SCRIPTS, launch, patched
+from ranked import SCRIPTS, launch, patched, with_launcher_rank
 
 pytest.importorskip("torch")
 pytest.importorskip("accelerate")
@@ -23,12 +23,7 @@ ARGS = ["--do_eval"]
 
 
 def _with_rank() -> str:
-    """The script with its rank, as ``python -m torch.distributed.launch`` gave it."""
-    return SCRIPT.read_text().replace(
-        "    args = parser.parse_args()\n",
-        "    args = parser.parse_args()\n"
-        "    args.local_rank = int(os.environ.get('LOCAL_RANK', -1))\n",
-    )
+    return with_launcher_rank(SCRIPT.read_text())
 
 
 def test_patch_gates_the_writes_not_the_block() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ranked import SCRIPTS, launch, patched
+from ranked import SCRIPTS, launch, patched, with_launcher_rank
 
 from patcher.engine import fix_text
 from patcher.registry import all_rules, select_rules
@@ -40,13 +40,7 @@ def test_patch_wraps_after_the_dataparallel_block_and_unwraps_generate() -> None
 
 
 def _as_legacy_launcher_runs_it() -> str:
-    """The script with its rank, as ``python -m torch.distributed.launch`` gave it (the
-    ``--local_rank`` argument), read here from the environment the modern launchers set."""
-    return SCRIPT.read_text().replace(
-        "    args = parser.parse_args()\n",
-        "    args = parser.parse_args()\n"
-        "    args.local_rank = int(os.environ.get('LOCAL_RANK', -1))\n",
-    )
+    return with_launcher_rank(SCRIPT.read_text())
 
 
 def test_without_ddp014_ranks_train_separate_models(tmp_path: Path) -> None:

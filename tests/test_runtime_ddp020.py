@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ranked import SCRIPTS, launch, patched
+from ranked import SCRIPTS, launch, patched, with_launcher_rank
 
 pytest.importorskip("torch")
 pytest.importorskip("accelerate")
@@ -28,12 +28,7 @@ ARGS = ["--save_steps", "4"]
 
 
 def _with_rank() -> str:
-    """The script with its rank, as ``python -m torch.distributed.launch`` gave it."""
-    return SCRIPT.read_text().replace(
-        "    args = parser.parse_args()\n",
-        "    args = parser.parse_args()\n"
-        "    args.local_rank = int(os.environ.get('LOCAL_RANK', -1))\n",
-    )
+    return with_launcher_rank(SCRIPT.read_text())
 
 
 def test_patch_gates_the_save_run() -> None:
@@ -68,11 +63,7 @@ LOSSES = SCRIPTS / "losses_after_main.py"
 
 
 def _losses_with_rank() -> str:
-    return LOSSES.read_text().replace(
-        "    args = parser.parse_args()\n",
-        "    args = parser.parse_args()\n"
-        "    args.local_rank = int(os.environ.get('LOCAL_RANK', -1))\n",
-    )
+    return with_launcher_rank(LOSSES.read_text())
 
 
 def test_patch_gates_the_writes_after_main_on_the_env_rank() -> None:
