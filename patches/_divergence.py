@@ -165,13 +165,7 @@ def _reads(m: RankModel, test: cst.BaseExpression) -> Iterator[tuple[cst.Name, P
         parent = tree.parent(node)
         if type(parent) is cst.Attribute and parent.attr is node:
             continue
-        top: cst.BaseExpression = node
-        while True:
-            above = tree.parent(top)
-            if isinstance(above, (cst.Attribute, cst.Subscript)) and above.value is top:
-                top = above
-            else:
-                break
+        top = _access(tree, node)
         above = tree.parent(top)
         if type(top) is cst.Attribute and type(above) is cst.Call and above.func is top:
             top = top.value  # a method of the object
@@ -549,15 +543,19 @@ def _use(m: RankModel, uniformity: Uniformity, name: cst.Name, root: str) -> str
     return f"{root} may be shared under another name (`{_code(tree, tree.statement(name))}`)"
 
 
-def _written_through(tree: Tree, access: cst.CSTNode) -> cst.CSTNode | None:
-    """The item assignment or mutator call that changes state through ``access``, if any."""
-    top = access
+def _access(tree: Tree, node: cst.BaseExpression) -> cst.BaseExpression:
+    """The whole attribute/item chain ``node`` starts (``state`` → ``state.best['f1']``)."""
+    top = node
     while True:
         above = tree.parent(top)
-        if isinstance(above, (cst.Attribute, cst.Subscript)) and above.value is top:
-            top = above
-        else:
-            break
+        if not (isinstance(above, (cst.Attribute, cst.Subscript)) and above.value is top):
+            return top
+        top = above
+
+
+def _written_through(tree: Tree, access: cst.BaseExpression) -> cst.CSTNode | None:
+    """The item assignment or mutator call that changes state through ``access``, if any."""
+    top = _access(tree, access)
     above = tree.parent(top)
     if isinstance(above, (cst.AssignTarget, cst.AugAssign)) and above.target is top:
         return above

@@ -92,6 +92,16 @@ def names_bound_in(node: cst.CSTNode) -> set[str]:
     }
 
 
+def filled_name(node: cst.CSTNode) -> str | None:
+    """The container ``node`` puts an item into (``handles[task] = ...``, ``totals[k] += 1``):
+    it is not rebound, so :func:`bound_names` leaves it out, but its contents change."""
+    if type(node) is cst.AssignTarget or type(node) is cst.AugAssign:
+        target = node.target
+        if type(target) is cst.Subscript and type(target.value) is cst.Name:
+            return target.value.value
+    return None
+
+
 def parameters(function: cst.FunctionDef | cst.Lambda) -> list[cst.Param]:
     """Every parameter, in source order (``*args`` and ``**kwargs`` included)."""
     p = function.params

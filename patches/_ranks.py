@@ -48,7 +48,7 @@ from patches._gates import RANK0 as _RANK0
 from patches._gates import SINGLE as _SINGLE
 from patches._gates import calls_collectives, logic, rank_comparison, rank_zero_functions
 from patches._gates import truth as _local_truth
-from patches._names import BINDERS, SCOPES, bound_names, is_read, walk
+from patches._names import BINDERS, SCOPES, bound_names, filled_name, is_read, walk
 from patches._syntax import (
     callee_name,
     dominates,
@@ -310,10 +310,9 @@ class RankModel:
         for node in walk(region, into_scopes=True):
             if type(node) in _BINDING:
                 inside.update(n.value for n in bound_names(node))
-            if type(node) is cst.AssignTarget or type(node) is cst.AugAssign:
-                target = node.target
-                if type(target) is cst.Subscript and type(target.value) is cst.Name:
-                    filled.add(target.value.value)
+            container = filled_name(node)
+            if container is not None:
+                filled.add(container)
         filled -= inside
         inside |= filled
         if not inside:

@@ -224,10 +224,9 @@ def _plain_calls(statement: cst.BaseStatement) -> list[cst.Call]:
 
 #: Calls that only build or test a path, log it, or make a directory: they need none.
 _NEEDS_NO_DIRECTORY = (
-    frozenset({"join", "format", "str", "exists", "isdir", "isfile", "dirname", "basename"})
-    | {"abspath"}
-    | _LOGS
+    _LOGS
     | _MAKES_DIRS
+    | {*("join", "format", "str", "exists", "isdir", "isfile", "dirname", "basename", "abspath")}
 )
 
 

@@ -53,7 +53,7 @@ from patcher.tree import Tree, children
 from patches._dataparallel import dataparallel_only
 from patches._eval_wraps import EvalWrap, evaluation_wraps
 from patches._gates import OTHER, RANK0, gates, in_rank_zero_region, truth
-from patches._names import BINDERS, SCOPES, bound_names, walk
+from patches._names import BINDERS, SCOPES, bound_names, filled_name, walk
 from patches._ranks import NODE0 as NODE0_KIND
 from patches._ranks import OTHER as OTHER_KIND
 from patches._ranks import RANK0 as RANK0_KIND
@@ -144,10 +144,8 @@ def _state_prefix(body: cst.BaseSuite, state: set[str]) -> int | None:
         for binder in walk(statement, into_scopes=False):
             if isinstance(binder, BINDERS) and {n.value for n in bound_names(binder)} & state:
                 return None
-            if type(binder) is cst.AssignTarget or type(binder) is cst.AugAssign:
-                target = binder.target  # ``handles[task] = ...`` fills a container of ``state``
-                if type(target) is cst.Subscript and dotted_name(target.value) in state:
-                    return None
+            if filled_name(binder) in state:  # ``handles[task] = ...`` fills it
+                return None
     return count
 
 
