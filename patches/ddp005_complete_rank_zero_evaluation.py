@@ -64,6 +64,7 @@ from patches._syntax import (
     is_collective_call,
     is_save_call,
     module_functions,
+    one_line,
 )
 
 DISTRIBUTED = "DistributedSampler"
@@ -148,6 +149,26 @@ def _feeds_training(tree: Tree, choice: cst.IfExp | cst.If) -> bool:
     over the loader built from it (or over a name derived from that: ``tqdm(loader)``) that
     calls ``backward`` or steps an optimizer. Such a sampler is every rank's shard of the
     training data, even when an upstream bug indents it under a rank-0 gate."""
+    return any(
+        any(
+            type(c) is cst.Call and callee_name(c) in _TRAINING_CALLS
+            for c in walk(loop.body, into_scopes=False)
+        )
+        for loop in _loops_over(tree, choice)
+    )
+
+
+def _rank_zero_loop(tree: Tree, choice: cst.IfExp | cst.If) -> cst.For | None:
+    """A loop over the loader built from ``choice`` that only rank 0 runs, in the function
+    that builds it: there rank 0 alone iterates whatever sampler every rank chose."""
+    return next(
+        (loop for loop in _loops_over(tree, choice) if in_rank_zero_region(tree, loop)), None
+    )
+
+
+def _loops_over(tree: Tree, choice: cst.IfExp | cst.If) -> Iterator[cst.For]:
+    """The ``for`` loops of ``choice``'s function over the loader built from the sampler it
+    binds (or over a name derived from that: ``tqdm(loader)``)."""
     statement = tree.statement(choice)
     if type(choice) is cst.If:
         statement = next(
@@ -156,7 +177,7 @@ def _feeds_training(tree: Tree, choice: cst.IfExp | cst.If) -> bool:
         )
     derived = _bound_by(statement)
     if not derived:
-        return False
+        return
     scope = tree.scope(choice)
     body = scope.body if type(scope) is cst.FunctionDef else scope
     assigns = [n for n in walk(body, into_scopes=False) if type(n) is cst.Assign]
@@ -169,12 +190,7 @@ def _feeds_training(tree: Tree, choice: cst.IfExp | cst.If) -> bool:
                 grown = True
     for loop in walk(body, into_scopes=False):
         if type(loop) is cst.For and _mentions(loop.iter, derived):
-            if any(
-                type(c) is cst.Call and callee_name(c) in _TRAINING_CALLS
-                for c in walk(loop.body, into_scopes=False)
-            ):
-                return True
-    return False
+            yield loop
 
 
 def _bound_by(statement: cst.CSTNode) -> set[str]:
@@ -271,7 +287,7 @@ def _shard_collective(
     return None
 
 
-def _caller(tree: Tree, call: cst.Call) -> str:
+def _caller(tree: Tree, call: cst.CSTNode) -> str:
     """Where a call is, by function (lines shift as other rules fix the file)."""
     scope = tree.scope(call)
     return f"in {scope.name.value}()" if type(scope) is cst.FunctionDef else "at module level"
@@ -394,6 +410,26 @@ class CompleteRankZeroEvaluation(Rule):
                 "rank-0 path by hand",
             ),
         ),
+        Example(
+            before="""
+                def main(args, model, dev):
+                    sampler = SequentialSampler(dev) if args.local_rank == -1 else DistributedSampler(dev)
+                    loader = DataLoader(dev, sampler=sampler)
+                    for epoch in range(args.epochs):
+                        for batch in loader:  # every rank
+                            model(batch)
+                    if args.local_rank in [-1, 0]:
+                        for batch in tqdm(loader):
+                            write_predictions(model(batch))
+            """,  # noqa: E501
+            reports=1,
+            messages=(
+                "every rank builds this evaluation loader, but only rank 0 runs `for ... in "
+                "tqdm(loader)` in main(): there rank 0 alone scores a DistributedSampler shard "
+                "(1/world_size of the data, shuffled). Use the SequentialSampler where rank 0 "
+                "evaluates alone, by hand (the loader is shared with code every rank runs)",
+            ),
+        ),
     )
 
     def run(self, ctx: RuleContext) -> None:
@@ -446,6 +482,16 @@ class CompleteRankZeroEvaluation(Rule):
                     "example in order and every rank computes the same full metrics (a "
                     f"{DISTRIBUTED} gives each 1/world_size of the data, shuffled){writes}",
                     {node: lone},
+                )
+            elif (alone := _rank_zero_loop(tree, node)) is not None:
+                ctx.report(
+                    node,
+                    "every rank builds this evaluation loader, but only rank 0 runs "
+                    f"`for ... in {one_line(tree, alone.iter, 40)}` {_caller(tree, alone)}: "
+                    "there rank 0 alone scores a "
+                    f"{DISTRIBUTED} shard (1/world_size of the data, shuffled). Use the "
+                    f"{sampler} where rank 0 evaluates alone, by hand (the loader is shared "
+                    "with code every rank runs)",
                 )
             elif _shard_writer(tree, functions, function, sampler):
                 ctx.report(
