@@ -21,6 +21,11 @@ next statement that binds the name again, so rank 1 never reads it and rank 0 re
 of the evaluation just run. (A single process that skipped the latest evaluation used to compare
 the previous results once more; it now skips that comparison too.) A name also bound outside any
 gate is always bound and left alone.
+
+A gate that tests no rank (``if args.evaluate_during_training:`` alone) fails alike on every
+process, which is a configuration error rather than a rank problem: moving the reads under it
+would turn the loud UnboundLocalError into a run that silently never saves its best checkpoint,
+so it is reported without a fix.
 """
 
 from __future__ import annotations
@@ -116,10 +121,18 @@ def _plan(tree: Tree, gate: cst.If, name: str) -> tuple[list[cst.BaseStatement],
     if any(h is None for h in holders):
         return None  # bound unconditionally (or unknowable): always bound where it is read
     gates = list({id(h): h for h in holders if h is not None}.values())
+    ranks = model(tree)
     if len(gates) > 1:
-        ranks = model(tree)
         if any(ranks.runs(g.body, OTHER) is not False for g in gates):
             return None  # several gates, some on a flag alone: which binding holds is data
+    elif ranks.runs(gate.body, OTHER) is not False:
+        if not any(not tree.contains(gate.body, r) for r in reads):
+            return None
+        return [], (
+            "the gate tests no rank, so every process skips the evaluation alike when it is "
+            "false; moving the reads under it would silently skip them, a checkpoint save "
+            "among them, where today they fail"
+        )
     outside = [r for r in reads if not any(tree.contains(g.body, r) for g in gates)]
     if not outside:
         return None
@@ -186,6 +199,23 @@ class EvalResultsAlwaysBound(Rule):
             messages=(
                 "'results' is only bound when this gate passes: the 1 statement(s) after it that "
                 "read it now run inside it",
+            ),
+        ),
+        Example(
+            before="""
+                def train(args, model):
+                    for step in range(10):
+                        if args.evaluate_during_training:
+                            results = evaluate(args, model)
+                        if results['eval_f1'] > best_f1:
+                            save(model)
+            """,
+            reports=1,
+            messages=(
+                "'results' is read where the evaluation may not have run (the gate tests no "
+                "rank, so every process skips the evaluation alike when it is false; moving the "
+                "reads under it would silently skip them, a checkpoint save among them, where "
+                "today they fail); guard that read by hand",
             ),
         ),
         Example(
