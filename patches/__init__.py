@@ -25,6 +25,7 @@ from patches.ddp017_distributed_evaluation import DistributedEvaluation
 from patches.ddp018_complete_barrier_pair import CompleteBarrierPair
 from patches.ddp019_process_group_for_ddp_branch import ProcessGroupForDdpBranch
 from patches.ddp020_every_rank_writes import EveryRankWrites
+from patches.ddp021_world_size_not_device_count import WorldSizeNotDeviceCount
 from patches.prt001_torch_adamw import TorchAdamW
 from patches.prt002_optional_tensorboard import OptionalTensorboard
 from patches.prt003_distributed_setup_on_cpu import DistributedSetupOnCpu
@@ -70,6 +71,7 @@ RULES = (
     CompleteBarrierPair,
     ProcessGroupForDdpBranch,
     EveryRankWrites,
+    WorldSizeNotDeviceCount,
     TorchAdamW,
     OptionalTensorboard,
     DistributedSetupOnCpu,
