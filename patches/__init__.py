@@ -42,6 +42,7 @@ from patches.prt013_gpu_placement_on_cpu import GpuPlacementOnCpu
 from patches.prt014_resized_model_config import ResizedModelConfig
 from patches.prt015_transformers5_model_code import Transformers5ModelCode
 from patches.prt016_transformers5_legacy_cache import Transformers5LegacyCache
+from patches.prt017_bce_input_shape import BceInputShape
 from patches.trn001_parameters_after_optimizer import ParametersAfterOptimizer
 from patches.trn002_clamped_sentinel_index import ClampedSentinelIndex
 from patches.trn003_autograd_cut_parameter import AutogradCutParameter
@@ -88,6 +89,7 @@ RULES = (
     ResizedModelConfig,
     Transformers5ModelCode,
     Transformers5LegacyCache,
+    BceInputShape,
     ParametersAfterOptimizer,
     ClampedSentinelIndex,
     AutogradCutParameter,

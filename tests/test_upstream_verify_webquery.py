@@ -7,9 +7,9 @@ from LOCAL_RANK, rank 0 would go on into DistributedDataParallel's constructor a
 1, which waits at the barrier (a hang). DDP018 adds rank 0's half right before ``train(...)``,
 so DDP001's read of LOCAL_RANK stands. Upstream's ``models.py`` hard-codes RoBERTa-base's width
 (``nn.Linear(768*4, 768)``): the target asks for a tiny RoBERTa 768 wide (``hidden_size``).
-Verify then gets both ranks training together and stops at the next thing today's stack
-refuses: ``models.py`` hands ``BCELoss`` a ``[batch, 1]`` output and ``[batch]`` labels, a
-ValueError since torch 1.x; with that line written for today's torch every check passes.
+Verify then gets both ranks training together. ``models.py`` hands ``BCELoss`` a ``[batch, 1]``
+output and ``[batch]`` labels, a ValueError on today's torch; PRT017 views the output as the
+labels, and every check passes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from corpus_runs import ROOTS, edited_copy, find_script, run_verify
+from corpus_runs import ROOTS, find_script, run_verify
 from patcher.verify.targets import TargetError, identify, load_targets
 from patcher.verify.tasks.webquery import webquery
 
@@ -78,35 +78,24 @@ def test_a_hidden_size_the_tiny_models_cannot_take_is_refused(
 
 
 @pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeXGLUE checkout")
-@pytest.mark.slow
-def test_verify_trains_on_both_ranks_and_stops_at_the_loss_shape() -> None:
-    pytest.importorskip("torch")
-    code, report = run_verify(find_script(RELATIVE).as_posix(), "--timeout", "90")
-    assert code == 1 and report["target"] == NAME
-    assert "mat1 and mat2" not in report["verdict"]
-    assert (
-        "Using a target size (torch.Size([2])) that is different to the input size"
-        in (report["verdict"])
-    )
-    rows = {row["check"]: (row["ok"], row["evidence"]) for row in report["checks"]}
-    assert rows["ranks joined"][0] is True
-    assert "ranks 0, 1, world size 2" in rows["ranks joined"][1]
+def test_the_loss_takes_the_labels_shape() -> None:
+    from patcher.engine import fix_text
+    from patcher.registry import all_rules
+    from patcher.source import read_source
+
+    models = find_script(RELATIVE).parent / "models.py"
+    output, findings = fix_text(read_source(models).text, all_rules())
+    assert [f.code for f in findings if f.fixed and f.code == "PRT017"] == ["PRT017"]
+    assert "loss = self.loss_func(logits.view_as(labels), labels.float())\n" in output
 
 
 @pytest.mark.skipif(not ROOTS, reason="set DDPFIX_CORPUS to a CodeXGLUE checkout")
 @pytest.mark.slow
-def test_with_the_loss_written_for_todays_torch_it_passes(tmp_path: Path) -> None:
+def test_verify_trains_on_both_ranks_and_passes() -> None:
     pytest.importorskip("torch")
-    edits = {
-        "models.py": {
-            "self.loss_func(logits, labels.float())": (
-                "self.loss_func(logits.view(-1), labels.float())"
-            )
-        }
-    }
-    code_dir = edited_copy(find_script(RELATIVE).parent, tmp_path / "code", edits)
-    code, report = run_verify((code_dir / "run_classifier.py").as_posix(), "--timeout", "90")
-    assert code == 0, report["verdict"] + "\n" + report["log_tail"]
-    rows = {row["check"]: row["evidence"] for row in report["checks"]}
-    assert rows["replicas in sync"].startswith("ranks 0, 1 hold identical parameters")
-    assert rows["results complete"].startswith("predictions.txt: 8 of 8 lines, in order")
+    code, report = run_verify(find_script(RELATIVE).as_posix(), "--timeout", "90")
+    assert code == 0 and report["target"] == NAME, report["verdict"] + "\n" + report["log_tail"]
+    rows = {row["check"]: (row["ok"], row["evidence"]) for row in report["checks"]}
+    assert "ranks 0, 1, world size 2" in rows["ranks joined"][1]
+    assert rows["replicas in sync"][1].startswith("ranks 0, 1 hold identical parameters")
+    assert rows["results complete"][1].startswith("predictions.txt: 8 of 8 lines, in order")
