@@ -67,6 +67,16 @@ followed: constructing DDP there would be a collective rank 0 reaches alone (a h
 legacy launcher), and the training model would stay unsynchronised all the same; with no other
 block the rule reports.
 
+A model the training loop hands to a call that rebuilds it as a functional copy (``higher``'s
+``innerloop_ctx``/``monkeypatch``, ``torch.func.functional_call``, functorch's
+``make_functional``, learn2learn's ``MAML``/``clone_module``, ``copy.deepcopy``), in the function
+of the block or one the model is passed to, is not wrapped: ``higher`` cannot rebuild a DDP
+wrapper (TypeError on every rank) and a functional copy never runs the wrapper's forward, so
+nothing would be all-reduced. That is reported, with the by-hand fix (average the gradients).
+When the script trains more than one model through ``DataParallel`` blocks (co-teaching's
+``model2``), the first is wrapped and each other one is reported: one wrap per model would need
+its own gate.
+
 The wrap makes every early stop a joint decision. When a training loop may stop early on a
 score every rank reads back from files they all rewrite (CodeT5's ``run_gen.py`` with
 ``--do_eval_bleu``: ``eval_bleu_epoch`` writes ``test_e0.gold`` and scores it from disk; the
@@ -288,6 +298,69 @@ class WrapShardedModel(Rule):
                 "model)",
             ),
         ),
+        Example(  # meta-learning over a functional copy of the model
+            before="""
+                import torch
+                def main(args, model, data, optimizer):
+                    set_dist(args)
+                    if args.n_gpu > 1:
+                        model = torch.nn.DataParallel(model)
+                    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)
+                    for batch in DataLoader(data, sampler=train_sampler):
+                        with higher.innerloop_ctx(model, inner_opt) as (fast_model, diffopt):
+                            fast_model(batch).backward()
+                        optimizer.step()
+            """,  # noqa: E501
+            reports=1,
+            messages=(
+                "the data are sharded across ranks but model is never wrapped in "
+                "DistributedDataParallel, and it is handed to innerloop_ctx(), which builds a "
+                "functional copy of the module: a wrapper there fails (higher) or its forward "
+                "never runs, so nothing is all-reduced; average the gradients by hand (all_reduce "
+                "each parameter's .grad before the optimizer step)",
+            ),
+        ),
+        Example(  # two models trained on the shards (co-teaching)
+            before="""
+                import torch
+                def main(args, model, model2, data, optimizer, optimizer2):
+                    set_dist(args)
+                    if args.n_gpu > 1:
+                        model = torch.nn.DataParallel(model)
+                        model2 = torch.nn.DataParallel(model2)
+                    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)
+                    for batch in DataLoader(data, sampler=train_sampler):
+                        (model(batch) + model2(batch)).backward()
+                        optimizer.step()
+                        optimizer2.step()
+            """,  # noqa: E501
+            after="""
+                import torch
+                def main(args, model, model2, data, optimizer, optimizer2):
+                    set_dist(args)
+                    if args.n_gpu > 1:
+                        model = torch.nn.DataParallel(model)
+                        model2 = torch.nn.DataParallel(model2)
+                    if args.local_rank != -1:
+                        model = torch.nn.parallel.DistributedDataParallel(
+                            model, device_ids=[args.local_rank] if torch.cuda.is_available() else None
+                        )
+                    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)
+                    for batch in DataLoader(data, sampler=train_sampler):
+                        (model(batch) + model2(batch)).backward()
+                        optimizer.step()
+                        optimizer2.step()
+            """,  # noqa: E501
+            reports=1,
+            messages=(
+                "the data are sharded across ranks (line 7) but nothing synchronises the models: "
+                "each rank trains its own; wrap the model in DistributedDataParallel when "
+                "launched",
+                "model2 is also trained on the sharded data, and only model is wrapped in "
+                "DistributedDataParallel: each rank trains its own model2; wrap it as well, by "
+                "hand",
+            ),
+        ),
         Example(  # already one model: nothing to do
             before="""
                 import torch
@@ -309,6 +382,7 @@ class WrapShardedModel(Rule):
             for site, name in _own_wraps(tree):
                 self._fix_unwraps(ctx, site, name, preferred_quote(tree.code))
                 _report_scored_exits(ctx, site)
+                _report_others(ctx, name)
             return
         if not _sets_up_process_group(tree):
             return  # DataParallel only, with dormant rank code: DDP001 reports it
@@ -341,6 +415,18 @@ class WrapShardedModel(Rule):
             )
             return
         statement, name = wraps[0]
+        rebuilt = _rebuilt(tree, statement, name)
+        if rebuilt is not None:
+            ctx.report(
+                rebuilt,
+                f"the data are sharded across ranks but {name} is never wrapped in "
+                f"DistributedDataParallel, and it is handed to {callee_name(rebuilt)}(), which "
+                "builds a functional copy of the module: a wrapper there fails (higher) or its "
+                "forward never runs, so nothing is all-reduced; average the gradients by hand "
+                "(all_reduce each parameter's .grad before the optimizer step)",
+            )
+            return
+        _report_others(ctx, name)
         holder = tree.parent(tree.parent(statement))  # IndentedBlock → its If
         site = holder if type(holder) is cst.If else statement
         rank_code = tree.module.code_for_node(rank)
@@ -441,6 +527,65 @@ def _wraps_training_model(tree: Tree, statement: cst.CSTNode, name: str) -> bool
             if _steps(callee, functions, set()):
                 return True
     return False
+
+
+def _training_blocks(tree: Tree) -> list[tuple[cst.CSTNode, str]]:
+    """The ``name = DataParallel(name)`` statements that wrap a model every rank trains."""
+    return [
+        (s, name)
+        for s in tree.nodes(cst.SimpleStatementLine)
+        if (name := _wraps_data_parallel(s)) is not None and _wraps_training_model(tree, s, name)
+    ]
+
+
+def _report_others(ctx: RuleContext, wrapped: str) -> None:
+    """Other trained models of the script's ``DataParallel`` blocks (co-teaching's ``model2``)
+    stay one per rank: the wrap is made for the first alone, the others are reported."""
+    for statement, other in _training_blocks(ctx.tree):
+        if other != wrapped:
+            ctx.report(
+                statement,
+                f"{other} is also trained on the sharded data, and only {wrapped} is wrapped in "
+                f"DistributedDataParallel: each rank trains its own {other}; wrap it as well, "
+                "by hand",
+            )
+
+
+#: Calls that rebuild the module they are given as a functional copy (meta-learning, functorch):
+#: a DDP wrapper handed to them is never called, or cannot be rebuilt at all.
+_REBUILDERS = frozenset(
+    {
+        "innerloop_ctx",
+        "monkeypatch",
+        "functional_call",
+        "make_functional",
+        "make_functional_with_buffers",
+        "clone_module",
+        "MAML",
+        "MetaSGD",
+        "deepcopy",
+    }
+)
+
+
+def _rebuilt(tree: Tree, statement: cst.CSTNode, name: str) -> cst.Call | None:
+    """A call after the ``DataParallel`` block at ``statement`` (or in a module function the
+    model is passed to from there) that rebuilds the model as a functional copy."""
+    scope = tree.scope(statement)
+    functions = module_functions(tree.module)
+    places = [(c, name) for c in calls_in(scope) if tree.after(c, statement)]
+    seen: set[str] = set()
+    while places:
+        call, held = places.pop()
+        if callee_name(call) in _REBUILDERS and _passes(call, held):
+            return call
+        callee = functions.get(call.func.value) if type(call.func) is cst.Name else None
+        if callee is None or callee is scope or callee.name.value in seen:
+            continue
+        for function, param in _receiving(callee, call, held):
+            seen.add(function.name.value)
+            places += [(c, param) for c in calls_in(function)]
+    return None
 
 
 def _passes(call: cst.Call, name: str) -> bool:
