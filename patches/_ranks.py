@@ -62,7 +62,12 @@ from patches._syntax import (
 SINGLE, RANK0, NODE0, OTHER = "single", "rank0", "node0", "other"
 LAUNCHED = (RANK0, NODE0, OTHER)
 # Booleans that are true on global rank 0 / on each node's local rank 0 (attribute or call name).
-_GLOBAL_MAIN = frozenset({"is_main_process", "is_world_process_zero", "is_master", "is_rank_0"})
+_GLOBAL_MAIN = frozenset(
+    {"is_main_process", "is_world_process_zero", "is_master", "is_rank_0", "is_first_worker"}
+)
+# Plain names scripts bind to "this process is global rank 0" (nanoGPT's ``master_process =
+# ddp_rank == 0``, with ``ddp_rank`` read from RANK), tested as they are: ``if master_process:``.
+_MAIN_NAMES = frozenset({"master_process", "is_master", "is_main_process", "is_master_process"})
 _LOCAL_MAIN = frozenset({"is_local_main_process", "is_local_process_zero"})
 _GLOBAL_RANK_ATTRS = frozenset({"rank", "global_rank", "world_rank"})
 # What reads a file back: torch.load, from_pretrained, open() without a write mode, np.load ...
@@ -80,6 +85,8 @@ def _as_global(kind: str) -> int:
 def _global_flag(node: cst.BaseExpression) -> str | None:
     """``accelerator.is_main_process`` / ``trainer.is_world_process_zero()`` → "global";
     ``is_local_main_process`` → "local"."""
+    if type(node) is cst.Name and node.value in _MAIN_NAMES:
+        return "global"
     target = node.func if type(node) is cst.Call and not node.args else node
     name = None
     if type(target) is cst.Attribute:
