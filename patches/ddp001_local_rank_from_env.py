@@ -118,9 +118,10 @@ NO_PROCESS_GROUP = (
 )
 
 UNWRAPPED_SHARDS = (
-    "this file shards its data with a DistributedSampler but never wraps the model in "
-    "DistributedDataParallel: reading LOCAL_RANK would make every rank train its own model on its "
-    "shard, drifting apart silently; wrap the model in DDP first, then read LOCAL_RANK"
+    "this file shards its data with a DistributedSampler but wraps no model in "
+    "DistributedDataParallel itself: unless a module it imports does, reading LOCAL_RANK would "
+    "make every rank train its own model on its shard, drifting apart silently; wrap the model "
+    "in DDP first (or check the imported trainer does), then read LOCAL_RANK"
 )
 
 TRAINER_BEHIND_GATE = (
