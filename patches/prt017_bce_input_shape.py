@@ -13,8 +13,9 @@ Old torch paired the two element by element with a deprecation warning; today's 
 (torch.Size([8, 1]))`` in the first step (CodeXGLUE's WebQuery code search). The rule views the
 input as the target: ``self.loss_func(logits.view_as(labels), labels.float())``. Where the
 shapes already agree ``view_as`` changes nothing; where they hold a different number of elements
-it fails as the loss did. It applies to calls of a name bound to ``BCELoss()`` or
-``BCEWithLogitsLoss()`` in the module, of ``BCELoss()(...)`` itself, and of
+it fails as the loss did. It applies to calls of a name every binding of which in the module is
+``BCELoss()`` or ``BCEWithLogitsLoss()`` (not one that is a ``CrossEntropyLoss()`` in another
+branch), of ``BCELoss()(...)`` itself, and of
 ``binary_cross_entropy``/``binary_cross_entropy_with_logits``, when the target is a name, an
 attribute or such a value converted (``labels.float()``, ``.long()``, ``.to(...)``, ``.type(...)``):
 a loss built with a ``weight``/``pos_weight`` (shaped after the input) is left alone.
@@ -117,12 +118,14 @@ class BceInputShape(Rule):
 
     def run(self, ctx: RuleContext) -> None:
         tree = ctx.tree
-        losses = {
-            dotted_name(target.target)
-            for assign in tree.nodes(cst.Assign)
-            if _loss_constructor(assign.value)
-            for target in assign.targets
-        } - {None}
+        bound: dict[str | None, list[bool]] = {}
+        for assign in tree.nodes(cst.Assign):
+            for target in assign.targets:
+                bound.setdefault(dotted_name(target.target), []).append(
+                    _loss_constructor(assign.value)
+                )
+        # a name every binding of which is such a loss (not ``CrossEntropyLoss()`` in an else)
+        losses = {name for name, kinds in bound.items() if name is not None and all(kinds)}
         for call in tree.nodes(cst.Call):
             func = call.func
             if not (
