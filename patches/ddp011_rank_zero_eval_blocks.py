@@ -51,13 +51,21 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree, children
 from patches._dataparallel import dataparallel_only
+from patches._early_stop import (
+    GROUP,
+    DecideOnRankZero,
+    RankZeroStop,
+    rank_zero_stop,
+    received,
+    wrapped_names,
+)
 from patches._eval_wraps import EvalWrap, evaluation_wraps
 from patches._gates import OTHER, RANK0, gates, in_rank_zero_region, truth
 from patches._names import BINDERS, SCOPES, bound_names, filled_name, walk
 from patches._ranks import NODE0 as NODE0_KIND
 from patches._ranks import OTHER as OTHER_KIND
 from patches._ranks import RANK0 as RANK0_KIND
-from patches._ranks import RankModel, model
+from patches._ranks import RankModel, innermost_loop, model
 from patches._shared_files import ReadBack, read_back
 from patches._syntax import (
     callee_name,
@@ -249,6 +257,32 @@ def _scored(tree: Tree, flag: str, leaves: str, scored: ReadBack) -> str:
     )
 
 
+_DECIDED = (
+    "every rank runs this {flag} block, which writes files, reads them back to score and "
+    "decides an early stop: it runs on global rank 0 alone (with the unwrapped model), and its "
+    "decision is broadcast so that every rank leaves the loop at the same iteration"
+)
+
+
+def _rank_zero_stop(ranks: RankModel, block: cst.If) -> RankZeroStop | str:
+    """The plan to run ``block`` (and the loop statement holding it) on global rank 0 with its
+    early stop broadcast (``patches/_early_stop.py``), or why there is none."""
+    tree = ranks.tree
+    loop = innermost_loop(tree, block)
+    if not isinstance(loop, (cst.For, cst.While)):
+        return "it is in no loop"
+    function = tree.scope(loop)
+    if type(function) is not cst.FunctionDef:
+        return "its loop is in no function"
+    wraps = [
+        c
+        for c in tree.nodes(cst.Call)
+        if callee_name(c) in ("DataParallel", "DistributedDataParallel")
+    ]
+    models = wrapped_names(tree, wraps)
+    return rank_zero_stop(tree, function, loop, [block], models | received(ranks, function, models))
+
+
 def _global_rank_zero_only(ranks: RankModel, call: cst.Call) -> bool:
     return ranks.runs(call, OTHER_KIND) is False and ranks.runs(call, NODE0_KIND) is False
 
@@ -420,8 +454,22 @@ class RankZeroEvalBlocks(Rule):
                 continue
             if keep is None:
                 scored = read_back(ranks, node.body) if leaves else None
+                plan = _rank_zero_stop(ranks, node) if scored is not None else None
+                if isinstance(plan, RankZeroStop):
+                    args = tree.module.code_for_node(flag.value)
+                    decide = DecideOnRankZero([plan], args, rank, launched=GROUP)
+                    body = plan.loop.body.visit(decide)
+                    assert isinstance(body, cst.BaseSuite)  # it rewrites statements in it
+                    ctx.fix(
+                        node,
+                        _DECIDED.format(flag=flag.attr.value),
+                        {plan.loop.body: body},
+                        imports=("os", "torch"),
+                    )
+                    continue
                 if scored is not None:
-                    ctx.report(node, _scored(tree, flag.attr.value, leaves or "", scored))
+                    why = f" (not rewritten: {plan})" if plan else ""
+                    ctx.report(node, _scored(tree, flag.attr.value, leaves or "", scored) + why)
                 direct = [c for c in calls_in(node.body) if is_write(c)]
                 if direct and all(ranks.runs(c, OTHER_KIND) is False for c in direct):
                     continue  # its writes are on rank 0 already (a pass before gated them)
