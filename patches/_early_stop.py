@@ -17,19 +17,28 @@ counter::
                     break
 
 As DDP, every rank would rewrite those files and read them back at once, and a rank that read
-them half-written could stop alone. :func:`rank_zero_stop` says when the evaluation statement
-(``S``, the statement of the loop's body holding the writes) can run on global rank 0 alone,
-with its ``break`` turned into a flag that rank 0 sets and every rank receives::
+them half-written could stop alone (while the others wait in their next gradient all-reduce).
+:func:`rank_zero_stop` says when the evaluation statement (``S``, the statement of the loop's
+body holding the writes, or DDP011's ``do_eval`` block) can run on global rank 0 alone, with its
+``break`` turned into a flag that rank 0 sets and every rank receives. Two rules use it: DDP016
+for the DataParallel scripts it converts (UniXcoder's summarization), DDP011 for scripts that
+are already distributed (CodeT5's ``run_gen.py``: ``eval_bleu_epoch`` writes ``test_e0.gold``
+and scores it from disk, in a script DDP014 wraps in DDP)::
 
     _ddpfix_stop = [False]
     if args.do_eval and <global rank 0>:
         ...
                 if patience == 2:
                     _ddpfix_stop[0] = True
-    if args.local_rank != -1:
+    if args.local_rank != -1:  # DDP011: if torch.distributed.is_initialized()
         torch.distributed.broadcast_object_list(_ddpfix_stop, src=0)
     if _ddpfix_stop[0]:
         break
+
+A ``break`` with more of ``S`` after it (CodeT5 stops on its perplexity's patience, then goes on
+to decode and score) sets the flag too, and what it skipped runs under ``if not
+_ddpfix_stop[0]:`` (each block after the statement holding the ``break``), so rank 0 does in
+``S`` exactly what it did before.
 
 Every rank then leaves the loop at the same iteration. The broadcast is a collective: every rank
 must reach it equally often, so only this shape is accepted (anything else is reported):
@@ -37,11 +46,12 @@ must reach it equally often, so only this shape is accepted (anything else is re
 - the loop is ``for ... in range(<rank-uniform>)`` or ``while <rank-uniform>:``
   (``patches/_uniform.py``), in no other loop and no ``try`` of its function, under tests that
   are rank-uniform; nothing in it returns, nothing before the broadcast ``continue``\\ s it, and
-  every ``break`` of it that a process can take is inside ``S`` as its last act (nothing of
-  ``S`` would run after it, outside a ``try``), so a flag set there ends ``S`` as the ``break``
-  did;
+  every ``break`` of it that a process can take is inside ``S``, last on its line, with only
+  blocks, ``if``/``else`` and ``with`` between it and ``S`` (a ``try``'s ``else`` or handlers
+  would take another path on a flag than on a ``break``);
 - ``S`` trains nothing (no ``backward``/``step``/``zero_grad``/``clip_grad_norm_``, itself or in
-  a module function it calls), shards nothing (no ``RandomSampler``), ends no process
+  a module function it calls), shards nothing (no ``RandomSampler``), joins no collective (a
+  barrier the others, gone on to the broadcast, would never reach), ends no process
   (``sys.exit``), and touches the model only in ways the rank-0 evaluation rules unwrap
   (``model(...)``, ``model.<method>``, ``hasattr(model, ...)``, the ``model.module if
   hasattr(model, "module") else model`` idiom, an evaluation call's argument): its forward goes
@@ -52,8 +62,8 @@ must reach it equally often, so only this shape is accepted (anything else is re
   whose body starts with plain resets of such state (``tr_loss = 0``) keeps those on every rank
   and gates the rest, as DDP011 does.
 
-Without a launcher (``args.local_rank == -1``) there is no broadcast and the script decides as
-before.
+Without a launcher (``args.local_rank == -1``, or no process group) there is no broadcast and
+the script decides as before.
 """
 
 from __future__ import annotations
@@ -65,7 +75,7 @@ import libcst as cst
 
 from patcher.tree import Tree
 from patches._names import BINDERS, bound_names, is_read, names_bound_in, parameters, walk
-from patches._ranks import TRAINING_CALLS, RankModel, innermost_loop, model
+from patches._ranks import RANK0, TRAINING_CALLS, RankModel, innermost_loop, model
 from patches._syntax import (
     callee_name,
     calls_in,
@@ -126,6 +136,7 @@ def rank_zero_stop(
     gated = _gated_part(statement, keep)
     why = (
         _trains(tree, gated)
+        or _joins(m, gated)
         or _touches_model(tree, gated, models)
         or _updates_shared(tree, function, statement, gated)
     )
@@ -362,6 +373,17 @@ def _trains(tree: Tree, statements: list[cst.BaseStatement]) -> str | None:
             if type(call.func) is cst.Name and name in functions and name not in seen:
                 seen.add(name)
                 pending.append(functions[name].body)
+    return None
+
+
+def _joins(m: RankModel, statements: list[cst.BaseStatement]) -> str | None:
+    """Why the rank-0 part would wait for the other ranks: a collective it reaches (itself or
+    through a module function), which the others, gone on to the broadcast, never join."""
+    for statement in statements:
+        for call in calls_in(statement):
+            joined = m.collective(call, RANK0)
+            if joined:
+                return f"the evaluation joins the collective {joined}"
     return None
 
 

@@ -39,9 +39,29 @@ What every rank does around the block decides the form of the rewrite (the rank 
   ``eval_bleu_epoch`` writes ``test_e0.gold``/``.output`` on every rank and scores them with
   ``_bleu(gold_fn, output_fn)``; ``patches/_shared_files.py`` follows the calls from the block):
   a rank that reads another's half-written copy can stop alone, and once the model is wrapped
-  in DDP the others hang in their next all-reduce. The block's own writes are still gated (one
-  writer per checkpoint), and the block is also reported, naming the function and the file:
-  writing and scoring on rank 0 and broadcasting the decision is a rewrite by hand.
+  in DDP (DDP014) the others hang in their next all-reduce. Such a block that decides an early
+  stop (a ``break`` of its loop) runs on global rank 0 alone when that is certainly safe
+  (``patches/_early_stop.py``: a loop over a rank-uniform ``range``, every ``break`` inside the
+  block, nothing the other ranks read bound in it, no training, no collective, the model only
+  passed to evaluations or unwrapped): each ``break`` sets a flag, what followed a ``break`` in
+  the block runs under ``if not <flag>:``, and every rank receives rank 0's flag right after the
+  block and leaves the loop on it, at the same iteration; DDP004 then gives the evaluations the
+  unwrapped model (CodeT5's ``eval_ppl_epoch`` computes its loss through the model: as a DDP
+  forward on rank 0 alone it would hang)::
+
+    _ddpfix_stop = [False]
+    if args.do_eval and int(os.environ.get("RANK", args.local_rank)) in [-1, 0]:
+        ...  # the evaluation, its writes, the best checkpoints, the summary log
+                _ddpfix_stop[0] = True  # was: break
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.broadcast_object_list(_ddpfix_stop, src=0)
+    if _ddpfix_stop[0]:
+        break
+
+  Otherwise (the best score read after the loop, a ``return``, a loop over the data: the report
+  says which) the block's own writes are still gated (one writer per checkpoint) and the block
+  is reported, naming the function and the file: writing and scoring on rank 0 and
+  broadcasting the decision is then a rewrite by hand.
 """
 
 from __future__ import annotations
@@ -347,6 +367,63 @@ class RankZeroEvalBlocks(Rule):
             messages=(
                 "every rank runs this do_test block and writes the same files: run it on global "
                 "rank 0",
+            ),
+        ),
+        Example(  # an early stop scored from files every rank rewrites: decided on rank 0
+            before="""
+                import os
+                def score(args, model, data):
+                    path = os.path.join(args.output_dir, 'dev.output')
+                    with open(path, 'w') as f:
+                        f.write(decode(model(data)))
+                    return bleu(path, args.gold_file)
+                def train(args, model, data):
+                    best, bad = 0, 0
+                    for epoch in range(args.epochs):
+                        step(model, data)
+                        if args.do_eval:
+                            dev = score(args, model, data)
+                            if dev > best:
+                                best, bad = dev, 0
+                            else:
+                                bad += 1
+                                if bad > args.patience:
+                                    break
+                parser.add_argument('--local_rank', type=int, default=-1)
+            """,
+            after="""
+                import os
+                import torch
+                def score(args, model, data):
+                    path = os.path.join(args.output_dir, 'dev.output')
+                    with open(path, 'w') as f:
+                        f.write(decode(model(data)))
+                    return bleu(path, args.gold_file)
+                def train(args, model, data):
+                    best, bad = 0, 0
+                    for epoch in range(args.epochs):
+                        step(model, data)
+                        # ddpfix: rank 0 evaluates and decides the early stop; every rank follows it
+                        _ddpfix_stop = [False]
+                        if args.do_eval and int(os.environ.get('RANK', args.local_rank)) in [-1, 0]:
+                            dev = score(args, model, data)
+                            if dev > best:
+                                best, bad = dev, 0
+                            else:
+                                bad += 1
+                                if bad > args.patience:
+                                    _ddpfix_stop[0] = True
+                        if torch.distributed.is_available() and torch.distributed.is_initialized():
+                            torch.distributed.broadcast_object_list(_ddpfix_stop, src=0)
+                        if _ddpfix_stop[0]:
+                            break
+                parser.add_argument('--local_rank', type=int, default=-1)
+            """,
+            messages=(
+                "every rank runs this do_eval block, which writes files, reads them back to "
+                "score and decides an early stop: it runs on global rank 0 alone (with the "
+                "unwrapped model), and its decision is broadcast so that every rank leaves the "
+                "loop at the same iteration",
             ),
         ),
         Example(

@@ -71,8 +71,12 @@ The wrap makes every early stop a joint decision. When a training loop may stop 
 score every rank reads back from files they all rewrite (CodeT5's ``run_gen.py`` with
 ``--do_eval_bleu``: ``eval_bleu_epoch`` writes ``test_e0.gold`` and scores it from disk; the
 analysis is ``patches/_shared_files.py``), ranks that read one another's half-written copies
-can stop at different epochs and the others then hang in their next all-reduce. The wrap is
-still made (without it the ranks train different models) and the hazard is reported at it.
+could stop at different epochs and the others then hang in their next all-reduce. Where the
+evaluation is a ``do_eval`` block that DDP011 can run on rank 0 with its decision broadcast
+(``patches/_early_stop.py``; CodeT5's ``run_gen.py``), it does, in the same run: the files then
+have one writer and reader, every rank leaves the loop on rank 0's decision, and the wrap stands
+with nothing to report. Otherwise the wrap is still made (without it the ranks train different
+models) and the hazard is reported at it, with what to do by hand.
 """
 
 from __future__ import annotations

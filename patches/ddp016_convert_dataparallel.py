@@ -63,11 +63,12 @@ stop (UniXcoder's summarization: dev.output and dev.gold written, read back for 
 patience == 2: break``) cannot stay on every rank: every rank would rewrite the files and read
 them back at once, and a rank that read them half-written could stop alone while the others
 wait in their next all-reduce. When certainly safe (``patches/_early_stop.py``: a loop over a
-rank-uniform ``range`` or ``while`` test, in no other loop; every exit of it a ``break`` that is
-the evaluation's last act; the evaluation trains nothing, touches the model only in ways the
-rank-0 rules unwrap, and leaves nothing the other ranks read), that statement runs on global
-rank 0 alone (DDP004 then gives it the unwrapped model), its ``break`` becomes
-``_ddpfix_stop[0] = True``, and right after it every rank receives rank 0's decision
+rank-uniform ``range`` or ``while`` test, in no other loop; every exit of it a ``break`` inside
+the evaluation, outside any ``try`` of it; the evaluation trains nothing, joins no collective,
+touches the model only in ways the rank-0 rules unwrap, and leaves nothing the other ranks
+read), that statement runs on global rank 0 alone (DDP004 then gives it the unwrapped model),
+its ``break`` becomes ``_ddpfix_stop[0] = True`` (what the evaluation did after the ``break``
+runs under ``if not _ddpfix_stop[0]:``), and right after it every rank receives rank 0's decision
 (``torch.distributed.broadcast_object_list(_ddpfix_stop, src=0)`` when launched) and leaves the
 loop on it, at the same iteration::
 
@@ -95,8 +96,8 @@ candidates that are not one model output, such as a memory bank); a ``DataParall
 without an ``args.device = <name>`` assignment to anchor the setup on, whose training functions
 have no ``args`` to read the rank from (the function holding the anchor binds it), whose
 training function writes files before the anchor (no rank exists there yet), or whose early
-stop read back from a file it writes is not of the shape above (a ``return``, a ``break`` with
-more of the evaluation after it, a loop over data, an evaluation that hands the model to a
+stop read back from a file it writes is not of the shape above (a ``return``, a ``break`` in a
+``try`` of the evaluation, a loop over data, an evaluation that hands the model to a
 helper or updates what other code reads, a best score read after the loop on every rank: the
 message says which). Also reported: a script whose training function calls a file-writing
 helper that rank 0 cannot run alone (its result decides an early stop, a learning-rate schedule
