@@ -88,6 +88,7 @@ from patches._ranks import RANK0 as RANK0_KIND
 from patches._ranks import RankModel, innermost_loop, model
 from patches._shared_files import ReadBack, read_back
 from patches._syntax import (
+    EVAL_FLAGS,
     callee_name,
     calls_in,
     dotted_name,
@@ -101,7 +102,7 @@ from patches._syntax import (
 )
 from patches._writes import gate_writes, is_write, library_call
 
-FLAGS = ("do_eval", "do_test", "do_predict", "do_infer", "do_inference")
+FLAGS = EVAL_FLAGS
 
 
 def _flag(test: cst.BaseExpression) -> cst.Attribute | None:
