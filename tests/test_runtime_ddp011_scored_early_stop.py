@@ -13,7 +13,8 @@ mid-evaluation ``break`` runs under ``if not <flag>:``), and every rank receives
 ``broadcast_object_list`` before leaving the loop. The perplexity only grows after the first
 epoch and the score never improves, so the stop fires mid-evaluation in the third epoch of
 eight, before that epoch's decoding: both ranks must leave there, with the same parameters,
-each prediction file written by rank 0 alone.
+each prediction file written by rank 0 alone. The same evaluation gated on a flag of its own
+(``if args.do_eval_bleu:``, which is no DDP011 block) is rewritten alike by DDP014.
 """
 
 from __future__ import annotations
@@ -151,3 +152,33 @@ def test_without_a_launcher_the_patched_script_runs_as_before(
     assert _traces(outputs["original"]) == _traces(outputs["patched"])
     for name in (*PREDICTIONS, "summary.log"):
         assert (outputs["original"] / name).read_bytes() == (outputs["patched"] / name).read_bytes()
+
+
+# The same evaluation under a flag of its own (``if args.do_eval_bleu:``, no do_eval block):
+# DDP014 runs it on rank 0 and broadcasts its stop itself, as DDP011 does its blocks.
+BLEU_FLAG = ["--do_train", "--do_eval_bleu", "--do_test"]
+
+
+def _bleu_flagged() -> str:
+    source = SCRIPT.read_text()
+    assert source.count("            if args.do_eval:\n") == 1
+    return source.replace("            if args.do_eval:\n", "            if args.do_eval_bleu:\n")
+
+
+def test_ddp014_decides_an_evaluation_under_its_own_flag(tmp_path: Path) -> None:
+    source = patched(_bleu_flagged())
+    assert f"_ddpfix_stop = [False]\n            if args.do_eval_bleu and {RANK0}:" in source
+    assert patched(source) == source
+    run = launch(source, BLEU_FLAG, tmp_path / "patched")
+    assert run.ok, run.explain()
+    hashes = run.param_hashes()
+    assert len(hashes) == 2 and len(set(hashes.values())) == 1, run.explain()
+    assert [s["epochs"] for s in _states(run.output)] == [STOPPED_AFTER] * 2
+    (trace,) = _traces(run.output)
+    assert [line for line in trace if line.startswith("evaluation")] == [
+        f"evaluation {e}" for e in range(STOPPED_AFTER)
+    ]
+    writers = run.writers()
+    assert {name: len(writers.get(name, ())) for name in PREDICTIONS} == dict.fromkeys(
+        PREDICTIONS, 1
+    )

@@ -114,6 +114,7 @@ def main():
     parser.add_argument("--local_rank", type=int, default=-1)
     parser.add_argument("--do_train", action="store_true")
     parser.add_argument("--do_eval", action="store_true")
+    parser.add_argument("--do_eval_bleu", action="store_true")  # the tests' variant gates on it
     parser.add_argument("--do_test", action="store_true")
     parser.add_argument("--num_train_epochs", type=int, default=8)
     parser.add_argument("--patience", type=int, default=1)
