@@ -279,9 +279,9 @@ def _scored(tree: Tree, flag: str, leaves: str, scored: ReadBack) -> str:
 
 
 _DECIDED = (
-    "every rank runs this {flag} block, which writes files, reads them back to score and "
-    "decides an early stop: it runs on global rank 0 alone (with the unwrapped model), and its "
-    "decision is broadcast so that every rank leaves the loop at the same iteration"
+    "every rank runs this {flag} block, which writes files{how} and decides an early stop: it "
+    "runs on global rank 0 alone (with the unwrapped model), and its decision is broadcast so "
+    "that every rank leaves the loop at the same iteration"
 )
 
 
@@ -522,6 +522,10 @@ class RankZeroEvalBlocks(Rule):
                 continue
             names = ", ".join(sorted(state))
             keep = _state_prefix(node.body, state)
+            # the split would take the exit to rank 0 alone, the other ranks training on
+            exit_split = keep is not None and leaves is not None
+            if exit_split:
+                keep = None
             if keep is None and wraps:  # its evaluation stays on every rank, with the wrap
                 ctx.report(
                     node,
@@ -532,15 +536,17 @@ class RankZeroEvalBlocks(Rule):
                 continue
             if keep is None:
                 scored = read_back(ranks, node.body) if leaves else None
-                plan = _rank_zero_stop(ranks, node) if scored is not None else None
+                decides = scored is not None or exit_split
+                plan = _rank_zero_stop(ranks, node) if decides else None
                 if isinstance(plan, RankZeroStop):
                     args = tree.module.code_for_node(flag.value)
                     decide = DecideOnRankZero([plan], args, rank, launched=GROUP)
                     body = plan.loop.body.visit(decide)
                     assert isinstance(body, cst.BaseSuite)  # it rewrites statements in it
+                    how = ", reads them back to score" if scored else ""
                     ctx.fix(
                         node,
-                        _DECIDED.format(flag=flag.attr.value),
+                        _DECIDED.format(flag=flag.attr.value, how=how),
                         {plan.loop.body: body},
                         imports=("os", "torch"),
                     )
