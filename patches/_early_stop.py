@@ -590,6 +590,19 @@ def wrapped_names(tree: Tree, wraps: Sequence[cst.Call]) -> set[str]:
     return names
 
 
+def model_names(m: RankModel, function: cst.FunctionDef) -> set[str]:
+    """The names the model goes by in ``function`` of an already distributed script: those
+    bound around a ``DataParallel``/``DistributedDataParallel`` wrap in the file, and the
+    parameters of ``function`` a call passes them to."""
+    wraps = [
+        c
+        for c in m.tree.nodes(cst.Call)
+        if callee_name(c) in ("DataParallel", "DistributedDataParallel")
+    ]
+    models = wrapped_names(m.tree, wraps)
+    return models | received(m, function, models)
+
+
 def received(m: RankModel, function: cst.FunctionDef, models: set[str]) -> set[str]:
     """The parameters of ``function`` that a call in the module passes the model to (``def
     train(args, net)`` called as ``train(args, model)``: ``net``)."""

@@ -28,8 +28,11 @@ What every rank does around the block decides the form of the rewrite (the rank 
   seq2seq template resets ``tr_loss``, ``nb_tr_steps`` and ``eval_flag``, which drive gradient
   accumulation), keeps those updates on every rank: when they are plain assignments at the top of
   the block, only the rest (evaluation, writes, logging) moves under an inner ``if int(os.environ.
-  get("RANK", args.local_rank)) in [-1, 0]:``. Otherwise (CodeT5's in-training evaluation,
-  which also decides an early stop) only its writes do: each run of write-only statements
+  get("RANK", args.local_rank)) in [-1, 0]:``. Not when the rest also leaves the loop (a
+  ``break``, ``continue`` or ``return``): under that test only rank 0 would take the exit, the
+  others training on alone; an early stop is then decided on rank 0 and broadcast, as below, or
+  the block is handled as the next case. Otherwise (state updated all through the evaluation,
+  an early stop decided from its score) only its writes do: each run of write-only statements
   (saves, ``if not os.path.exists(d): os.makedirs(d)``, blocks of them, with the logs and path
   names between them) goes under that test, and the evaluation and the state updates stay on
   every rank, which all score the same model on the same data and so decide alike. When the
@@ -71,14 +74,7 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree, children
 from patches._dataparallel import dataparallel_only
-from patches._early_stop import (
-    GROUP,
-    DecideOnRankZero,
-    RankZeroStop,
-    rank_zero_stop,
-    received,
-    wrapped_names,
-)
+from patches._early_stop import GROUP, DecideOnRankZero, RankZeroStop, model_names, rank_zero_stop
 from patches._eval_wraps import EvalWrap, evaluation_wraps
 from patches._gates import OTHER, RANK0, gates, in_rank_zero_region, truth
 from patches._names import BINDERS, SCOPES, bound_names, filled_name, walk
@@ -295,13 +291,7 @@ def _rank_zero_stop(ranks: RankModel, block: cst.If) -> RankZeroStop | str:
     function = tree.scope(loop)
     if type(function) is not cst.FunctionDef:
         return "its loop is in no function"
-    wraps = [
-        c
-        for c in tree.nodes(cst.Call)
-        if callee_name(c) in ("DataParallel", "DistributedDataParallel")
-    ]
-    models = wrapped_names(tree, wraps)
-    return rank_zero_stop(tree, function, loop, [block], models | received(ranks, function, models))
+    return rank_zero_stop(tree, function, loop, [block], model_names(ranks, function))
 
 
 def _global_rank_zero_only(ranks: RankModel, call: cst.Call) -> bool:

@@ -103,14 +103,7 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
 from patches._divergence import broadcasts
-from patches._early_stop import (
-    GROUP,
-    DecideOnRankZero,
-    RankZeroStop,
-    rank_zero_stop,
-    received,
-    wrapped_names,
-)
+from patches._early_stop import GROUP, DecideOnRankZero, RankZeroStop, model_names, rank_zero_stop
 from patches._gates import in_rank_zero_region, rank_zero_functions
 from patches._names import walk
 from patches._ranks import RankModel, model
@@ -562,13 +555,7 @@ def _rank_zero_stop(
                 holds.append(call)
     if not holds:
         return "the evaluation's call is not found in the loop"
-    wraps = [
-        c
-        for c in tree.nodes(cst.Call)
-        if callee_name(c) in ("DataParallel", "DistributedDataParallel")
-    ]
-    models = wrapped_names(tree, wraps)
-    plan = rank_zero_stop(tree, function, loop, holds, models | received(m, function, models))
+    plan = rank_zero_stop(tree, function, loop, holds, model_names(m, function))
     if isinstance(plan, RankZeroStop) and any(
         type(node) is cst.If
         and any(
