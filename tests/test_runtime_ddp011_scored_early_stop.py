@@ -14,7 +14,9 @@ mid-evaluation ``break`` runs under ``if not <flag>:``), and every rank receives
 epoch and the score never improves, so the stop fires mid-evaluation in the third epoch of
 eight, before that epoch's decoding: both ranks must leave there, with the same parameters,
 each prediction file written by rank 0 alone. The same evaluation gated on a flag of its own
-(``if args.do_eval_bleu:``, which is no DDP011 block) is rewritten alike by DDP014.
+(``if args.do_eval_bleu:``, which is no DDP011 block) is rewritten alike by DDP014; one that
+first resets the running loss keeps that reset on every rank (DDP011 used to move its ``break``
+under the rank-0 test with the rest of the block: rank 0 left the loop alone).
 """
 
 from __future__ import annotations
@@ -182,3 +184,42 @@ def test_ddp014_decides_an_evaluation_under_its_own_flag(tmp_path: Path) -> None
     assert {name: len(writers.get(name, ())) for name in PREDICTIONS} == dict.fromkeys(
         PREDICTIONS, 1
     )
+
+
+def _resetting() -> str:
+    """The evaluation first resets the running loss the training loop adds to (state every rank
+    keeps): DDP011 used to split such a block, its ``break`` under the rank-0 test with the rest,
+    and rank 0 left the loop alone."""
+    source = SCRIPT.read_text()
+    for old, new in (
+        ("        for cur_epoch in", "        tr_loss = 0.0\n        for cur_epoch in"),
+        (
+            "                loss.backward()\n",
+            "                tr_loss += loss.item()\n                loss.backward()\n",
+        ),
+        (
+            "            if args.do_eval:\n",
+            "            if args.do_eval:\n                tr_loss = 0.0\n",
+        ),
+    ):
+        assert source.count(old) == 1
+        source = source.replace(old, new)
+    return source
+
+
+def test_ddp011_keeps_the_reset_on_every_rank_and_decides_on_rank_zero(tmp_path: Path) -> None:
+    source = patched(_resetting())
+    assert (
+        "            _ddpfix_stop = [False]\n"
+        "            if args.do_eval:\n"
+        "                tr_loss = 0.0\n"
+        f"                if {RANK0}:\n"
+    ) in source
+    assert patched(source) == source
+    run = launch(source, ARGS, tmp_path / "patched")
+    assert run.ok, run.explain()
+    hashes = run.param_hashes()
+    assert len(hashes) == 2 and len(set(hashes.values())) == 1, run.explain()
+    assert [s["epochs"] for s in _states(run.output)] == [STOPPED_AFTER] * 2
+    (trace,) = _traces(run.output)
+    assert trace[-1] == "decoded best-ppl" and trace.count("decoded e1") == 1
