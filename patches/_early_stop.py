@@ -17,19 +17,28 @@ counter::
                     break
 
 As DDP, every rank would rewrite those files and read them back at once, and a rank that read
-them half-written could stop alone. :func:`rank_zero_stop` says when the evaluation statement
-(``S``, the statement of the loop's body holding the writes) can run on global rank 0 alone,
-with its ``break`` turned into a flag that rank 0 sets and every rank receives::
+them half-written could stop alone (while the others wait in their next gradient all-reduce).
+:func:`rank_zero_stop` says when the evaluation statement (``S``, the statement of the loop's
+body holding the writes, or DDP011's ``do_eval`` block) can run on global rank 0 alone, with its
+``break`` turned into a flag that rank 0 sets and every rank receives. Two rules use it: DDP016
+for the DataParallel scripts it converts (UniXcoder's summarization), DDP011 for scripts that
+are already distributed (CodeT5's ``run_gen.py``: ``eval_bleu_epoch`` writes ``test_e0.gold``
+and scores it from disk, in a script DDP014 wraps in DDP)::
 
     _ddpfix_stop = [False]
     if args.do_eval and <global rank 0>:
         ...
                 if patience == 2:
                     _ddpfix_stop[0] = True
-    if args.local_rank != -1:
+    if args.local_rank != -1:  # DDP011: if torch.distributed.is_initialized()
         torch.distributed.broadcast_object_list(_ddpfix_stop, src=0)
     if _ddpfix_stop[0]:
         break
+
+A ``break`` with more of ``S`` after it (CodeT5 stops on its perplexity's patience, then goes on
+to decode and score) sets the flag too, and what it skipped runs under ``if not
+_ddpfix_stop[0]:`` (each block after the statement holding the ``break``), so rank 0 does in
+``S`` exactly what it did before.
 
 Every rank then leaves the loop at the same iteration. The broadcast is a collective: every rank
 must reach it equally often, so only this shape is accepted (anything else is reported):
@@ -37,11 +46,12 @@ must reach it equally often, so only this shape is accepted (anything else is re
 - the loop is ``for ... in range(<rank-uniform>)`` or ``while <rank-uniform>:``
   (``patches/_uniform.py``), in no other loop and no ``try`` of its function, under tests that
   are rank-uniform; nothing in it returns, nothing before the broadcast ``continue``\\ s it, and
-  every ``break`` of it that a process can take is inside ``S`` as its last act (nothing of
-  ``S`` would run after it, outside a ``try``), so a flag set there ends ``S`` as the ``break``
-  did;
+  every ``break`` of it that a process can take is inside ``S``, last on its line, with only
+  blocks, ``if``/``else`` and ``with`` between it and ``S`` (a ``try``'s ``else`` or handlers
+  would take another path on a flag than on a ``break``);
 - ``S`` trains nothing (no ``backward``/``step``/``zero_grad``/``clip_grad_norm_``, itself or in
-  a module function it calls), shards nothing (no ``RandomSampler``), ends no process
+  a module function it calls), shards nothing (no ``RandomSampler``), joins no collective (a
+  barrier the others, gone on to the broadcast, would never reach), ends no process
   (``sys.exit``), and touches the model only in ways the rank-0 evaluation rules unwrap
   (``model(...)``, ``model.<method>``, ``hasattr(model, ...)``, the ``model.module if
   hasattr(model, "module") else model`` idiom, an evaluation call's argument): its forward goes
@@ -52,19 +62,20 @@ must reach it equally often, so only this shape is accepted (anything else is re
   whose body starts with plain resets of such state (``tr_loss = 0``) keeps those on every rank
   and gates the rest, as DDP011 does.
 
-Without a launcher (``args.local_rank == -1``) there is no broadcast and the script decides as
-before.
+Without a launcher (``args.local_rank == -1``, or no process group) there is no broadcast and
+the script decides as before.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import libcst as cst
 
 from patcher.tree import Tree
 from patches._names import BINDERS, bound_names, is_read, names_bound_in, parameters, walk
-from patches._ranks import TRAINING_CALLS, RankModel, innermost_loop, model
+from patches._ranks import RANK0, TRAINING_CALLS, RankModel, innermost_loop, model
 from patches._syntax import (
     callee_name,
     calls_in,
@@ -91,21 +102,25 @@ class RankZeroStop:
     statement: cst.BaseStatement
     keep: int  # leading state resets of ``S`` (an ``if``) that stay on every rank
     breaks: tuple[cst.Break, ...]
+    #: statements of ``S`` that hold a ``break`` and have more of their block after them: that
+    #: rest runs under ``if not _ddpfix_stop[0]:``, as the ``break`` skipped it
+    skips: frozenset[cst.BaseStatement] = frozenset()
 
 
 def rank_zero_stop(
     tree: Tree,
     function: cst.FunctionDef,
     loop: cst.For | cst.While,
-    writes: list[cst.Call],
+    holds: Sequence[cst.CSTNode],
     models: set[str],
 ) -> RankZeroStop | str:
-    """The plan for ``loop`` (whose ``writes`` it reads back), or why there is none."""
+    """The plan for ``loop``, whose evaluation statement holds the nodes ``holds`` (the writes
+    it reads back, or the ``do_eval`` block that reaches them), or why there is none."""
     if FLAG in tree.code:
         return f"`{FLAG}` is taken"
     m = model(tree)
-    statement = _child_statement(tree, loop, writes[0])
-    if statement is None or not all(tree.contains(statement, w) for w in writes):
+    statement = _child_statement(tree, loop, holds[0])
+    if statement is None or not all(tree.contains(statement, w) for w in holds):
         return "its writes are not in one statement of the loop"
     why = _loop_in_step(m, function, loop) or _exits(m, loop, statement)
     if why:
@@ -121,10 +136,11 @@ def rank_zero_stop(
     gated = _gated_part(statement, keep)
     why = (
         _trains(tree, gated)
+        or _joins(m, gated)
         or _touches_model(tree, gated, models)
         or _updates_shared(tree, function, statement, gated)
     )
-    return why or RankZeroStop(loop, statement, keep, breaks)
+    return why or RankZeroStop(loop, statement, keep, breaks, _skips(tree, breaks, statement))
 
 
 def _child_statement(
@@ -186,26 +202,45 @@ def _exits(m: RankModel, loop: cst.For | cst.While, statement: cst.BaseStatement
                 return "the loop continues before its evaluation ends"
         elif not tree.contains(statement, node):
             return "the loop is left outside its evaluation"
-        elif not _last_act(tree, node, statement):
-            return "its early stop is not the evaluation's last act"
+        elif not _skippable(tree, node, statement):
+            return "its early stop is inside a try (or a match) of the evaluation"
     return None
 
 
-def _last_act(tree: Tree, node: cst.Break, top: cst.BaseStatement) -> bool:
-    """Whether nothing of ``top`` runs after ``node`` (a flag set there ends ``top`` alike)."""
+def _skippable(tree: Tree, node: cst.Break, top: cst.BaseStatement) -> bool:
+    """Whether what of ``top`` runs after ``node`` can be skipped on the flag instead: between
+    them only blocks, ``if``/``else`` and ``with`` (whose exit runs on a ``break`` too), and
+    ``node`` last on its line. A ``try`` (its ``else``, its handlers) or a ``match`` would
+    take another path on a flag than on a ``break``."""
     child: cst.CSTNode = node
     for ancestor in tree.ancestors(node):
-        if isinstance(
-            ancestor, (cst.SimpleStatementLine, cst.SimpleStatementSuite, cst.IndentedBlock)
-        ):
+        if isinstance(ancestor, (cst.SimpleStatementLine, cst.SimpleStatementSuite)):
             if ancestor.body[-1] is not child:
                 return False
-        elif not isinstance(ancestor, (cst.If, cst.Else, cst.With)):
-            return False  # a try (its else, handlers), a match: flow goes on differently
+        elif not isinstance(ancestor, (cst.IndentedBlock, cst.If, cst.Else, cst.With)):
+            return False
         if ancestor is top:
             return True
         child = ancestor
     return False
+
+
+def _skips(
+    tree: Tree, breaks: Sequence[cst.Break], top: cst.BaseStatement
+) -> frozenset[cst.BaseStatement]:
+    """The statements between each of ``breaks`` and ``top`` that have more of their block
+    after them (what the ``break`` skipped, and a flag must skip too)."""
+    found: set[cst.BaseStatement] = set()
+    for node in breaks:
+        child: cst.CSTNode = node
+        for ancestor in tree.ancestors(node):
+            if ancestor is top:
+                break
+            if type(ancestor) is cst.IndentedBlock and ancestor.body[-1] is not child:
+                assert isinstance(child, cst.BaseStatement)
+                found.add(child)
+            child = ancestor
+    return frozenset(found)
 
 
 def _kept(
@@ -341,6 +376,17 @@ def _trains(tree: Tree, statements: list[cst.BaseStatement]) -> str | None:
     return None
 
 
+def _joins(m: RankModel, statements: list[cst.BaseStatement]) -> str | None:
+    """Why the rank-0 part would wait for the other ranks: a collective it reaches (itself or
+    through a module function), which the others, gone on to the broadcast, never join."""
+    for statement in statements:
+        for call in calls_in(statement):
+            joined = m.collective(call, RANK0)
+            if joined:
+                return f"the evaluation joins the collective {joined}"
+    return None
+
+
 def _touches_model(tree: Tree, statements: list[cst.BaseStatement], models: set[str]) -> str | None:
     """Why the model would be used in a way the rank-0 rules do not unwrap (a forward through
     the DDP wrapper on rank 0 alone is a collective the other ranks never join)."""
@@ -445,22 +491,36 @@ def _base_name(node: cst.BaseExpression) -> str | None:
     return node.value if type(node) is cst.Name else None
 
 
+#: Whether the script runs launched, in DDP016's converted scripts (it sets ``local_rank`` with
+#: the process group it creates).
+LAUNCHED = "{args}.local_rank != -1"
+#: The same for a script that sets up its process group itself: the group, not the option, is
+#: what the broadcast needs (a ``--local_rank`` with no group made would fail in it).
+GROUP = "torch.distributed.is_available() and torch.distributed.is_initialized()"
 _BROADCAST = """\
-if {args}.local_rank != -1:
+if {launched}:
     torch.distributed.broadcast_object_list({flag}, src=0)
 """
 _INIT_COMMENT = "# ddpfix: rank 0 evaluates and decides the early stop; every rank follows it"
 
 
 class DecideOnRankZero(cst.CSTTransformer):
-    """Each plan's ``S`` on global rank 0 (its ``break`` setting the flag), then the broadcast
-    and the ``break`` every rank takes. Finds its nodes by identity (one pass with the rest)."""
+    """Each plan's ``S`` on global rank 0 (its ``break`` setting the flag, what the ``break``
+    skipped under ``if not <flag>:``), then the broadcast and the ``break`` every rank takes.
+    Finds its nodes by identity (one pass with the rest)."""
 
-    def __init__(self, plans: list[RankZeroStop], args: str, rank: cst.Comparison) -> None:
+    def __init__(
+        self,
+        plans: list[RankZeroStop],
+        args: str,
+        rank: cst.Comparison,
+        launched: str = LAUNCHED,
+    ) -> None:
         super().__init__()
         self.plans = {plan.statement: plan for plan in plans}
         self.breaks = {b for plan in plans for b in plan.breaks}
-        self.args = args
+        self.skips = {s for plan in plans for s in plan.skips}
+        self.launched = launched.format(args=args)
         self.rank = rank
 
     def leave_Break(self, original: cst.Break, updated: cst.Break) -> cst.BaseSmallStatement:
@@ -472,6 +532,9 @@ class DecideOnRankZero(cst.CSTTransformer):
     def leave_IndentedBlock(
         self, original: cst.IndentedBlock, updated: cst.IndentedBlock
     ) -> cst.IndentedBlock:
+        if any(s in self.skips for s in original.body):
+            assert len(original.body) == len(updated.body)  # nothing else flattens S's blocks
+            return updated.with_changes(body=self._skipping(original.body, list(updated.body)))
         if not any(s in self.plans for s in original.body):
             return updated
         assert len(original.body) == len(updated.body)  # no other part flattens a loop's body
@@ -480,6 +543,25 @@ class DecideOnRankZero(cst.CSTTransformer):
             plan = self.plans.get(before)
             statements += [after] if plan is None else self._decided(plan, after)
         return updated.with_changes(body=statements)
+
+    def _skipping(
+        self, original: Sequence[cst.BaseStatement], updated: list[cst.BaseStatement]
+    ) -> list[cst.BaseStatement]:
+        """``updated`` with what follows a statement holding a ``break`` under ``if not
+        <flag>:`` (nested, for each such statement in turn)."""
+        for index, statement in enumerate(original[:-1]):
+            if statement in self.skips:
+                rest = self._skipping(original[index + 1 :], updated[index + 1 :])
+                first = rest[0]
+                assert isinstance(first, (cst.SimpleStatementLine, cst.BaseCompoundStatement))
+                rest[0] = first.with_changes(leading_lines=())
+                guard = cst.If(
+                    test=cst.parse_expression(f"not {FLAG}[0]"),
+                    body=cst.IndentedBlock(rest),
+                    leading_lines=first.leading_lines,
+                )
+                return [*updated[: index + 1], guard]
+        return updated
 
     def _decided(self, plan: RankZeroStop, statement: cst.BaseStatement) -> list[cst.BaseStatement]:
         assert isinstance(statement, (cst.SimpleStatementLine, cst.BaseCompoundStatement))
@@ -491,9 +573,52 @@ class DecideOnRankZero(cst.CSTTransformer):
             ]
         )
         gated = _gate(statement.with_changes(leading_lines=()), plan.keep, self.rank)
-        broadcast = cst.parse_statement(_BROADCAST.format(args=self.args, flag=FLAG))
+        broadcast = cst.parse_statement(_BROADCAST.format(launched=self.launched, flag=FLAG))
         leave = cst.parse_statement(f"if {FLAG}[0]:\n    break\n")
         return [init, gated, broadcast, leave]
+
+
+def wrapped_names(tree: Tree, wraps: Sequence[cst.Call]) -> set[str]:
+    """The names the model is bound to around its wraps (``model = torch.nn.DataParallel(
+    model)``: ``model``): the names whose use in ``S`` must be one the rank-0 rules unwrap."""
+    names = set()
+    for wrap in wraps:
+        assign = tree.parent(wrap)
+        if type(assign) is cst.Assign:
+            names |= {t.target.value for t in assign.targets if type(t.target) is cst.Name}
+        names |= {a.value.value for a in wrap.args[:1] if type(a.value) is cst.Name}
+    return names
+
+
+def model_names(m: RankModel, function: cst.FunctionDef) -> set[str]:
+    """The names the model goes by in ``function`` of an already distributed script: those
+    bound around a ``DataParallel``/``DistributedDataParallel`` wrap in the file, and the
+    parameters of ``function`` a call passes them to."""
+    wraps = [
+        c
+        for c in m.tree.nodes(cst.Call)
+        if callee_name(c) in ("DataParallel", "DistributedDataParallel")
+    ]
+    models = wrapped_names(m.tree, wraps)
+    return models | received(m, function, models)
+
+
+def received(m: RankModel, function: cst.FunctionDef, models: set[str]) -> set[str]:
+    """The parameters of ``function`` that a call in the module passes the model to (``def
+    train(args, net)`` called as ``train(args, model)``: ``net``)."""
+    params = [p.name.value for p in function.params.params]
+    found = set()
+    for call in m.module_calls():
+        if not (type(call.func) is cst.Name and call.func.value == function.name.value):
+            continue
+        for index, arg in enumerate(call.args):
+            if arg.star or not (type(arg.value) is cst.Name and arg.value.value in models):
+                continue
+            if arg.keyword is not None:
+                found.add(arg.keyword.value)
+            elif index < len(params):
+                found.add(params[index])
+    return found
 
 
 def _gate(statement: cst.BaseStatement, keep: int, rank: cst.Comparison) -> cst.BaseStatement:

@@ -28,8 +28,11 @@ What every rank does around the block decides the form of the rewrite (the rank 
   seq2seq template resets ``tr_loss``, ``nb_tr_steps`` and ``eval_flag``, which drive gradient
   accumulation), keeps those updates on every rank: when they are plain assignments at the top of
   the block, only the rest (evaluation, writes, logging) moves under an inner ``if int(os.environ.
-  get("RANK", args.local_rank)) in [-1, 0]:``. Otherwise (CodeT5's in-training evaluation,
-  which also decides an early stop) only its writes do: each run of write-only statements
+  get("RANK", args.local_rank)) in [-1, 0]:``. Not when the rest also leaves the loop (a
+  ``break``, ``continue`` or ``return``): under that test only rank 0 would take the exit, the
+  others training on alone; an early stop is then decided on rank 0 and broadcast, as below, or
+  the block is handled as the next case. Otherwise (state updated all through the evaluation,
+  an early stop decided from its score) only its writes do: each run of write-only statements
   (saves, ``if not os.path.exists(d): os.makedirs(d)``, blocks of them, with the logs and path
   names between them) goes under that test, and the evaluation and the state updates stay on
   every rank, which all score the same model on the same data and so decide alike. When the
@@ -39,9 +42,29 @@ What every rank does around the block decides the form of the rewrite (the rank 
   ``eval_bleu_epoch`` writes ``test_e0.gold``/``.output`` on every rank and scores them with
   ``_bleu(gold_fn, output_fn)``; ``patches/_shared_files.py`` follows the calls from the block):
   a rank that reads another's half-written copy can stop alone, and once the model is wrapped
-  in DDP the others hang in their next all-reduce. The block's own writes are still gated (one
-  writer per checkpoint), and the block is also reported, naming the function and the file:
-  writing and scoring on rank 0 and broadcasting the decision is a rewrite by hand.
+  in DDP (DDP014) the others hang in their next all-reduce. Such a block that decides an early
+  stop (a ``break`` of its loop) runs on global rank 0 alone when that is certainly safe
+  (``patches/_early_stop.py``: a loop over a rank-uniform ``range``, every ``break`` inside the
+  block, nothing the other ranks read bound in it, no training, no collective, the model only
+  passed to evaluations or unwrapped): each ``break`` sets a flag, what followed a ``break`` in
+  the block runs under ``if not <flag>:``, and every rank receives rank 0's flag right after the
+  block and leaves the loop on it, at the same iteration; DDP004 then gives the evaluations the
+  unwrapped model (CodeT5's ``eval_ppl_epoch`` computes its loss through the model: as a DDP
+  forward on rank 0 alone it would hang)::
+
+    _ddpfix_stop = [False]
+    if args.do_eval and int(os.environ.get("RANK", args.local_rank)) in [-1, 0]:
+        ...  # the evaluation, its writes, the best checkpoints, the summary log
+                _ddpfix_stop[0] = True  # was: break
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.broadcast_object_list(_ddpfix_stop, src=0)
+    if _ddpfix_stop[0]:
+        break
+
+  Otherwise (the best score read after the loop, a ``return``, a loop over the data: the report
+  says which) the block's own writes are still gated (one writer per checkpoint) and the block
+  is reported, naming the function and the file: writing and scoring on rank 0 and
+  broadcasting the decision is then a rewrite by hand.
 """
 
 from __future__ import annotations
@@ -51,15 +74,17 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Tree, children
 from patches._dataparallel import dataparallel_only
+from patches._early_stop import GROUP, DecideOnRankZero, RankZeroStop, model_names, rank_zero_stop
 from patches._eval_wraps import EvalWrap, evaluation_wraps
 from patches._gates import OTHER, RANK0, gates, in_rank_zero_region, truth
 from patches._names import BINDERS, SCOPES, bound_names, filled_name, walk
 from patches._ranks import NODE0 as NODE0_KIND
 from patches._ranks import OTHER as OTHER_KIND
 from patches._ranks import RANK0 as RANK0_KIND
-from patches._ranks import RankModel, model
+from patches._ranks import RankModel, innermost_loop, model
 from patches._shared_files import ReadBack, read_back
 from patches._syntax import (
+    EVAL_FLAGS,
     callee_name,
     calls_in,
     dotted_name,
@@ -73,7 +98,7 @@ from patches._syntax import (
 )
 from patches._writes import gate_writes, is_write, library_call
 
-FLAGS = ("do_eval", "do_test", "do_predict", "do_infer", "do_inference")
+FLAGS = EVAL_FLAGS
 
 
 def _flag(test: cst.BaseExpression) -> cst.Attribute | None:
@@ -249,6 +274,26 @@ def _scored(tree: Tree, flag: str, leaves: str, scored: ReadBack) -> str:
     )
 
 
+_DECIDED = (
+    "every rank runs this {flag} block, which writes files{how} and decides an early stop: it "
+    "runs on global rank 0 alone (with the unwrapped model), and its decision is broadcast so "
+    "that every rank leaves the loop at the same iteration"
+)
+
+
+def _rank_zero_stop(ranks: RankModel, block: cst.If) -> RankZeroStop | str:
+    """The plan to run ``block`` (and the loop statement holding it) on global rank 0 with its
+    early stop broadcast (``patches/_early_stop.py``), or why there is none."""
+    tree = ranks.tree
+    loop = innermost_loop(tree, block)
+    if not isinstance(loop, (cst.For, cst.While)):
+        return "it is in no loop"
+    function = tree.scope(loop)
+    if type(function) is not cst.FunctionDef:
+        return "its loop is in no function"
+    return rank_zero_stop(tree, function, loop, [block], model_names(ranks, function))
+
+
 def _global_rank_zero_only(ranks: RankModel, call: cst.Call) -> bool:
     return ranks.runs(call, OTHER_KIND) is False and ranks.runs(call, NODE0_KIND) is False
 
@@ -313,6 +358,63 @@ class RankZeroEvalBlocks(Rule):
             messages=(
                 "every rank runs this do_test block and writes the same files: run it on global "
                 "rank 0",
+            ),
+        ),
+        Example(  # an early stop scored from files every rank rewrites: decided on rank 0
+            before="""
+                import os
+                def score(args, model, data):
+                    path = os.path.join(args.output_dir, 'dev.output')
+                    with open(path, 'w') as f:
+                        f.write(decode(model(data)))
+                    return bleu(path, args.gold_file)
+                def train(args, model, data):
+                    best, bad = 0, 0
+                    for epoch in range(args.epochs):
+                        step(model, data)
+                        if args.do_eval:
+                            dev = score(args, model, data)
+                            if dev > best:
+                                best, bad = dev, 0
+                            else:
+                                bad += 1
+                                if bad > args.patience:
+                                    break
+                parser.add_argument('--local_rank', type=int, default=-1)
+            """,
+            after="""
+                import os
+                import torch
+                def score(args, model, data):
+                    path = os.path.join(args.output_dir, 'dev.output')
+                    with open(path, 'w') as f:
+                        f.write(decode(model(data)))
+                    return bleu(path, args.gold_file)
+                def train(args, model, data):
+                    best, bad = 0, 0
+                    for epoch in range(args.epochs):
+                        step(model, data)
+                        # ddpfix: rank 0 evaluates and decides the early stop; every rank follows it
+                        _ddpfix_stop = [False]
+                        if args.do_eval and int(os.environ.get('RANK', args.local_rank)) in [-1, 0]:
+                            dev = score(args, model, data)
+                            if dev > best:
+                                best, bad = dev, 0
+                            else:
+                                bad += 1
+                                if bad > args.patience:
+                                    _ddpfix_stop[0] = True
+                        if torch.distributed.is_available() and torch.distributed.is_initialized():
+                            torch.distributed.broadcast_object_list(_ddpfix_stop, src=0)
+                        if _ddpfix_stop[0]:
+                            break
+                parser.add_argument('--local_rank', type=int, default=-1)
+            """,
+            messages=(
+                "every rank runs this do_eval block, which writes files, reads them back to "
+                "score and decides an early stop: it runs on global rank 0 alone (with the "
+                "unwrapped model), and its decision is broadcast so that every rank leaves the "
+                "loop at the same iteration",
             ),
         ),
         Example(
@@ -410,6 +512,10 @@ class RankZeroEvalBlocks(Rule):
                 continue
             names = ", ".join(sorted(state))
             keep = _state_prefix(node.body, state)
+            # the split would take the exit to rank 0 alone, the other ranks training on
+            exit_split = keep is not None and leaves is not None
+            if exit_split:
+                keep = None
             if keep is None and wraps:  # its evaluation stays on every rank, with the wrap
                 ctx.report(
                     node,
@@ -420,8 +526,24 @@ class RankZeroEvalBlocks(Rule):
                 continue
             if keep is None:
                 scored = read_back(ranks, node.body) if leaves else None
+                decides = scored is not None or exit_split
+                plan = _rank_zero_stop(ranks, node) if decides else None
+                if isinstance(plan, RankZeroStop):
+                    args = tree.module.code_for_node(flag.value)
+                    decide = DecideOnRankZero([plan], args, rank, launched=GROUP)
+                    body = plan.loop.body.visit(decide)
+                    assert isinstance(body, cst.BaseSuite)  # it rewrites statements in it
+                    how = ", reads them back to score" if scored else ""
+                    ctx.fix(
+                        node,
+                        _DECIDED.format(flag=flag.attr.value, how=how),
+                        {plan.loop.body: body},
+                        imports=("os", "torch"),
+                    )
+                    continue
                 if scored is not None:
-                    ctx.report(node, _scored(tree, flag.attr.value, leaves or "", scored))
+                    why = f" (not rewritten: {plan})" if plan else ""
+                    ctx.report(node, _scored(tree, flag.attr.value, leaves or "", scored) + why)
                 direct = [c for c in calls_in(node.body) if is_write(c)]
                 if direct and all(ranks.runs(c, OTHER_KIND) is False for c in direct):
                     continue  # its writes are on rank 0 already (a pass before gated them)

@@ -81,8 +81,27 @@ The wrap makes every early stop a joint decision. When a training loop may stop 
 score every rank reads back from files they all rewrite (CodeT5's ``run_gen.py`` with
 ``--do_eval_bleu``: ``eval_bleu_epoch`` writes ``test_e0.gold`` and scores it from disk; the
 analysis is ``patches/_shared_files.py``), ranks that read one another's half-written copies
-can stop at different epochs and the others then hang in their next all-reduce. The wrap is
-still made (without it the ranks train different models) and the hazard is reported at it.
+could stop at different epochs and the others then hang in their next all-reduce. Where that
+is certainly safe (``patches/_early_stop.py``: a loop over a rank-uniform ``range``, every
+``break`` inside the evaluation, nothing the other ranks read bound in it, no training, no
+collective, the model only passed to evaluations or unwrapped), the evaluation statement runs on
+global rank 0 alone and its decision is broadcast, so the wrap stands with nothing to report::
+
+    _ddpfix_stop = [False]
+    if args.do_eval_bleu and int(os.environ.get("RANK", args.local_rank)) in [-1, 0]:
+        result = eval_bleu_epoch(args, dev_data, <unwrapped model>, "e%d" % cur_epoch)
+        ...  # best score, patience
+                _ddpfix_stop[0] = True  # was: break
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.broadcast_object_list(_ddpfix_stop, src=0)
+    if _ddpfix_stop[0]:
+        break
+
+A ``do_eval`` block (CodeT5's ``run_gen.py``) is DDP011's to rewrite so, in the same run; this
+rule does it for an evaluation under any other test (``if args.do_eval_bleu:``), and DDP004
+gives the evaluation the unwrapped model. Otherwise the wrap is still made (without it the
+ranks train different models) and the hazard is reported at it, saying why it was not
+rewritten.
 """
 
 from __future__ import annotations
@@ -94,15 +113,18 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
 from patches._divergence import broadcasts
+from patches._early_stop import GROUP, DecideOnRankZero, RankZeroStop, model_names, rank_zero_stop
 from patches._gates import in_rank_zero_region, rank_zero_functions
 from patches._names import walk
-from patches._ranks import model
-from patches._shared_files import scored_exits
+from patches._ranks import RankModel, model
+from patches._shared_files import ReadBack, reached_functions, scored_exits
 from patches._syntax import (
     _EVAL_NAME,
+    EVAL_FLAGS,
     callee_name,
     calls_in,
     dotted_name,
+    global_rank_zero,
     module_functions,
     one_line,
     preferred_quote,
@@ -379,9 +401,9 @@ class WrapShardedModel(Rule):
             return
         if "DistributedDataParallel" in tree.code:
             # a wrap of ours from an earlier pass: the unwraps another fix held back
-            for site, name in _own_wraps(tree):
+            for site, name, rank in _own_wraps(tree):
                 self._fix_unwraps(ctx, site, name, preferred_quote(tree.code))
-                _report_scored_exits(ctx, site)
+                _decide_scored_exits(ctx, site, rank)
                 _report_others(ctx, name)
             return
         if not _sets_up_process_group(tree):
@@ -453,7 +475,7 @@ class WrapShardedModel(Rule):
         )
         # the unwraps come in the next pass, from the wrap applied (``_own_wraps``): a wrap
         # withdrawn by a post-condition leaves nothing to unwrap
-        _report_scored_exits(ctx, statement)
+        _decide_scored_exits(ctx, statement, rank)
 
     def _fix_unwraps(self, ctx: RuleContext, site: cst.CSTNode, name: str, quote: str) -> None:
         for node, new in self._unwrap(ctx.tree, site, name, quote).items():
@@ -611,12 +633,40 @@ def _steps(
     return False
 
 
-def _report_scored_exits(ctx: RuleContext, site: cst.CSTNode) -> None:
+_DECIDED = (
+    "the model is wrapped in DistributedDataParallel when launched, and this evaluation writes "
+    "files, reads them back to score and decides the training loop's early stop: it runs on "
+    "global rank 0 alone (with the unwrapped model), and its decision is broadcast so that "
+    "every rank leaves the loop at the same iteration"
+)
+
+
+#: Why DDP014 leaves an evaluation alone: DDP011 rewrites it (or reports it, saying why).
+_DDP011S = "a do_eval block, DDP011's"
+
+
+def _decide_scored_exits(ctx: RuleContext, site: cst.CSTNode, rank: cst.BaseExpression) -> None:
     """The wrap makes every rank's early stop a joint decision: one scored from files every
     rank rewrites and reads back (CodeT5's ``eval_bleu_epoch``) need not agree, and a rank
-    that leaves the loop alone leaves the others waiting in their next all-reduce."""
+    that leaves the loop alone leaves the others waiting in their next all-reduce. Where it is
+    certainly safe the evaluation runs on rank 0 and its decision is broadcast
+    (``patches/_early_stop.py``); a ``do_eval`` block is DDP011's to rewrite so; otherwise the
+    hazard is reported at the wrap."""
     tree = ctx.tree
-    for _loop, scored in scored_exits(model(tree)):
+    m = model(tree)
+    for loop, scored in scored_exits(m):
+        plan = _rank_zero_stop(m, loop, scored, rank)
+        if isinstance(plan, RankZeroStop):
+            assert type(rank) is cst.Attribute  # _rank_zero_stop refuses a bare name
+            quote = preferred_quote(tree.code)
+            args = tree.module.code_for_node(rank.value)
+            decide = DecideOnRankZero(
+                [plan], args, global_rank_zero(rank.value, quote), launched=GROUP
+            )
+            body = loop.body.visit(decide)
+            assert isinstance(body, cst.BaseSuite)  # it rewrites statements in it
+            ctx.fix(plan.statement, _DECIDED, {loop.body: body}, imports=("os", "torch"))
+            continue
         who = f"{scored.function}()" if scored.function else "the loop"
         read = one_line(tree, scored.read, 60)
         ctx.report(
@@ -625,9 +675,42 @@ def _report_scored_exits(ctx: RuleContext, site: cst.CSTNode) -> None:
             f"loop may stop early on a score every rank reads back from {scored.file}, which "
             f"{who} writes on every rank (`{read}`): ranks that read one "
             "another's half-written copies can stop at different epochs, and the others hang in "
-            "their next all-reduce; write and score on rank 0 and broadcast the decision, by hand",
+            "their next all-reduce; write and score on rank 0 and broadcast the decision, by hand"
+            + ("" if plan == _DDP011S else f" (not rewritten: {plan})"),
         )
         return
+
+
+def _rank_zero_stop(
+    m: RankModel, loop: cst.For | cst.While, scored: ReadBack, rank: cst.BaseExpression
+) -> RankZeroStop | str:
+    """The plan to run the evaluation statement of ``loop`` that reaches ``scored`` on rank 0,
+    or why there is none (a ``do_eval`` block: DDP011 rewrites it, or reports it)."""
+    tree = m.tree
+    function = tree.scope(loop)
+    if type(function) is not cst.FunctionDef or type(rank) is not cst.Attribute:
+        return "the loop is in no function, or the rank is no option"
+    holds = [node for node in (scored.write, scored.read) if tree.contains(loop, node)]
+    functions = module_functions(tree.module)
+    for call in calls_in(loop):
+        name = callee_name(call)
+        if type(call.func) is cst.Name and name in functions:
+            reached = {name, *(f.name.value for f in reached_functions(m, functions[name].body))}
+            if scored.function in reached:
+                holds.append(call)
+    if not holds:
+        return "the evaluation's call is not found in the loop"
+    plan = rank_zero_stop(tree, function, loop, holds, model_names(m, function))
+    if isinstance(plan, RankZeroStop) and any(
+        type(node) is cst.If
+        and any(
+            type(n) is cst.Attribute and n.attr.value in EVAL_FLAGS
+            for n in walk(node.test, into_scopes=False)
+        )
+        for node in walk(plan.statement, into_scopes=False)
+    ):
+        return _DDP011S
+    return plan
 
 
 _SETUP_HELPER = re.compile(r"^_?(?:set|setup|set_up|init|initialize)_?(?:dist|distributed|ddp)\w*$")
@@ -647,7 +730,7 @@ def _parenthesized(expression: cst.BaseExpression) -> cst.BaseExpression:
     return expression.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
 
 
-def _own_wraps(tree: Tree) -> list[tuple[cst.If, str]]:
+def _own_wraps(tree: Tree) -> list[tuple[cst.If, str, cst.BaseExpression]]:
     """The wraps this rule inserted: ``if <rank> != -1: X = torch.nn.parallel.
     DistributedDataParallel(X, device_ids=... if torch.cuda.is_available() else None)`` right
     after a ``DataParallel`` block."""
@@ -680,7 +763,7 @@ def _own_wraps(tree: Tree) -> list[tuple[cst.If, str]]:
         index = next((i for i, s in enumerate(siblings) if s is node), 0)
         previous = siblings[index - 1] if index else None
         if type(previous) is cst.If and any(_wraps_data_parallel(s) for s in previous.body.body):
-            found.append((previous, assign.targets[0].target.value))
+            found.append((previous, assign.targets[0].target.value, test.left))
     return found
 
 

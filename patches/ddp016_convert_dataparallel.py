@@ -63,11 +63,12 @@ stop (UniXcoder's summarization: dev.output and dev.gold written, read back for 
 patience == 2: break``) cannot stay on every rank: every rank would rewrite the files and read
 them back at once, and a rank that read them half-written could stop alone while the others
 wait in their next all-reduce. When certainly safe (``patches/_early_stop.py``: a loop over a
-rank-uniform ``range`` or ``while`` test, in no other loop; every exit of it a ``break`` that is
-the evaluation's last act; the evaluation trains nothing, touches the model only in ways the
-rank-0 rules unwrap, and leaves nothing the other ranks read), that statement runs on global
-rank 0 alone (DDP004 then gives it the unwrapped model), its ``break`` becomes
-``_ddpfix_stop[0] = True``, and right after it every rank receives rank 0's decision
+rank-uniform ``range`` or ``while`` test, in no other loop; every exit of it a ``break`` inside
+the evaluation, outside any ``try`` of it; the evaluation trains nothing, joins no collective,
+touches the model only in ways the rank-0 rules unwrap, and leaves nothing the other ranks
+read), that statement runs on global rank 0 alone (DDP004 then gives it the unwrapped model),
+its ``break`` becomes ``_ddpfix_stop[0] = True`` (what the evaluation did after the ``break``
+runs under ``if not _ddpfix_stop[0]:``), and right after it every rank receives rank 0's decision
 (``torch.distributed.broadcast_object_list(_ddpfix_stop, src=0)`` when launched) and leaves the
 loop on it, at the same iteration::
 
@@ -95,8 +96,8 @@ candidates that are not one model output, such as a memory bank); a ``DataParall
 without an ``args.device = <name>`` assignment to anchor the setup on, whose training functions
 have no ``args`` to read the rank from (the function holding the anchor binds it), whose
 training function writes files before the anchor (no rank exists there yet), or whose early
-stop read back from a file it writes is not of the shape above (a ``return``, a ``break`` with
-more of the evaluation after it, a loop over data, an evaluation that hands the model to a
+stop read back from a file it writes is not of the shape above (a ``return``, a ``break`` in a
+``try`` of the evaluation, a loop over data, an evaluation that hands the model to a
 helper or updates what other code reads, a best score read after the loop on every rank: the
 message says which). Also reported: a script whose training function calls a file-writing
 helper that rank 0 cannot run alone (its result decides an early stop, a learning-rate schedule
@@ -113,7 +114,13 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
 from patches._dataparallel import dataparallel_wraps, training_functions, uses_distribution
-from patches._early_stop import DecideOnRankZero, RankZeroStop, rank_zero_stop
+from patches._early_stop import (
+    DecideOnRankZero,
+    RankZeroStop,
+    rank_zero_stop,
+    received,
+    wrapped_names,
+)
 from patches._helper_evals import HelperEval, helper_evaluations, writing_helpers
 from patches._names import walk
 from patches._negatives import (
@@ -239,9 +246,9 @@ def _rank_zero_stops(
     with its decision broadcast (``patches/_early_stop.py``); None when one cannot (reported)."""
     stops = []
     m = model(tree)
-    received = models | _received(m, function, models)
+    model_names = models | received(m, function, models)
     for loop, writes in _shared_writes_before_exit(tree, function).items():
-        plan = rank_zero_stop(tree, function, loop, writes, received)
+        plan = rank_zero_stop(tree, function, loop, writes, model_names)
         beside = [
             e
             for e in evals
@@ -258,24 +265,6 @@ def _rank_zero_stops(
             return None
         stops.append(plan)
     return stops
-
-
-def _received(m: RankModel, function: cst.FunctionDef, models: set[str]) -> set[str]:
-    """The parameters of ``function`` that a call in the module passes the model to (``def
-    train(args, net)`` called as ``train(args, model)``: ``net``)."""
-    params = [p.name.value for p in function.params.params]
-    found = set()
-    for call in m.module_calls():
-        if not (type(call.func) is cst.Name and call.func.value == function.name.value):
-            continue
-        for index, arg in enumerate(call.args):
-            if arg.star or not (type(arg.value) is cst.Name and arg.value.value in models):
-                continue
-            if arg.keyword is not None:
-                found.add(arg.keyword.value)
-            elif index < len(params):
-                found.add(params[index])
-    return found
 
 
 def _read_elsewhere(
@@ -575,7 +564,7 @@ class ConvertDataParallel(Rule):
         ]
         training = {f.name.value for f in functions}
         helpers = writing_helpers(tree, training)
-        models = _wrapped_names(tree, wraps)
+        models = wrapped_names(tree, wraps)
         for function in functions:
             params = {p.name.value for p in function.params.params}
             if args not in params and function is not host:
@@ -662,18 +651,6 @@ class ConvertDataParallel(Rule):
             also,
             imports=("datetime", "os", "torch"),
         )
-
-
-def _wrapped_names(tree: Tree, wraps: list[cst.Call]) -> set[str]:
-    """The names the model is bound to around its ``DataParallel`` wrap (``model =
-    torch.nn.DataParallel(model)``: ``model``), the names a training function receives it by."""
-    names = set()
-    for wrap in wraps:
-        assign = tree.parent(wrap)
-        if type(assign) is cst.Assign:
-            names |= {t.target.value for t in assign.targets if type(t.target) is cst.Name}
-        names |= {a.value.value for a in wrap.args[:1] if type(a.value) is cst.Name}
-    return names
 
 
 class _GateEvaluations(cst.CSTTransformer):

@@ -62,6 +62,7 @@ from patches._shared_files import (
 )
 from patches._syntax import (
     _EVAL_NAME,
+    EVAL_FLAGS,
     callee_name,
     calls_in,
     dominates,
@@ -78,8 +79,6 @@ from patches._writes import is_write
 
 #: What makes a script run distributed once launched.
 _DISTRIBUTED = ("init_process_group", "DistributedDataParallel", "DistributedSampler", ".prepare(")
-#: The flags of the evaluation blocks DDP011 gates or reports.
-_FLAGS = frozenset({"do_eval", "do_test", "do_predict", "do_infer", "do_inference"})
 
 
 def runs_distributed(tree: Tree) -> bool:
@@ -135,7 +134,7 @@ def _in_flag_block(m: RankModel, node: cst.CSTNode) -> bool:
         if isinstance(ancestor, SCOPES):
             return False
         if type(ancestor) is cst.If and any(
-            type(n) is cst.Attribute and n.attr.value in _FLAGS
+            type(n) is cst.Attribute and n.attr.value in EVAL_FLAGS
             for n in walk(ancestor.test, into_scopes=False)
         ):
             return True

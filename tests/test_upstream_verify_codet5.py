@@ -11,9 +11,10 @@ What verify reaches on today's stack (torch >= 2.6, transformers 5):
 * original: every process stops at ``from transformers import AdamW`` (or at the tensorboard
   import without tensorboard);
 * patched (``ddpfix apply`` on the whole directory): both ranks join over gloo and train one
-  model (DDP014 wraps it), ``tb_writer`` is used only where rank 0 created it (DDP015), the
-  in-training evaluation's checkpoints are written by rank 0 alone while every rank takes the
-  same early-stop decision (DDP011), the pickled caches reload (PRT011): every check passes;
+  model (DDP014 wraps it), ``tb_writer`` is used only where rank 0 created it (DDP015/DDP008),
+  run_gen's in-training evaluation (its prediction files written and read back, its checkpoints)
+  runs on rank 0 alone with the unwrapped model, which decides the early stop and broadcasts it
+  to every rank (DDP011), the pickled caches reload (PRT011): every check passes;
 * one process: the same, without a process group.
 """
 
