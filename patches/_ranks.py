@@ -1208,12 +1208,11 @@ def postcondition(tree: Tree) -> dict[Hashable, str]:
     return suspected(tree, {key: violation.message for key, violation in found.items()})
 
 
-def dormant_violations(tree: Tree) -> dict[tuple[str, ...], Violation]:
-    """Every post-condition a version whose rank stays dormant (:func:`rank_dormant`) breaks as
-    it runs under the launcher: local-rank gates judged as in a lone process, ``RANK`` gates on
-    the launcher's global rank. Computed once per version."""
-    found = getattr(tree, "_dormant_violations", None)
-    if found is None:
-        found = _violations(RankModel(tree, dormant=True))
-        tree._dormant_violations = found  # type: ignore[attr-defined]  # kept with the tree
-    return cast("dict[tuple[str, ...], Violation]", found)
+def dormant_violations(
+    tree: Tree, kinds: Sequence[str] = tuple(_CHECKS)
+) -> dict[tuple[str, ...], Violation]:
+    """The post-conditions (of ``kinds``) a version whose rank stays dormant
+    (:func:`rank_dormant`) breaks as it runs under the launcher: local-rank gates judged as in
+    a lone process, ``RANK`` gates on the launcher's global rank. Each kind is computed once
+    per version."""
+    return _violations(tree.memo(dormant_violations, lambda: RankModel(tree, dormant=True)), kinds)

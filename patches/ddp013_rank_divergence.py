@@ -649,7 +649,7 @@ class RankDivergence(Rule):
         # A version whose rank stays dormant runs as lone copies: what they do is reported
         # first (it wins over the same place's hazard once the rank is read), and a hazard of
         # the rank model that the lone copies do not have yet is said to come with the rank.
-        now = dormant_violations(ctx.tree) if rank_dormant(ctx.tree) else None
+        now = dormant_violations(ctx.tree, _REPORTED) if rank_dormant(ctx.tree) else None
         if now is not None:
             found = [(k, v) for k, v in now.items() if k[-1] == LONE] + found
         for key, violation in found:
