@@ -683,9 +683,10 @@ def _reads_file(call: cst.Call) -> bool:
     return not (name == "open" and is_save_call(call))
 
 
-#: The last part of the key of a violation in lone copies (:func:`_exit_violations`): not the
-#: hang the same exit is where the processes synchronise, so that withdrawing the fix that
-#: made them synchronise (DDP001 waking the rank) does not count as removing it.
+#: The last part of the key of a violation of lone copies (:func:`_exit_violations`): keyed
+#: apart from the hang the same exit is once the processes synchronise, so that withdrawing the
+#: fix that made them synchronise (DDP001 waking the rank) removes the hang, and the split that
+#: the dormant version is left with is pinned on the fixes that gate on RANK next.
 LONE = "lone copies"
 
 
