@@ -191,7 +191,6 @@ def forget() -> None:
     _INDEXED.clear()
     for tree in _MEMOISED:
         tree._memo.clear()
-        tree.__dict__.pop("_dormant_violations", None)
     _MEMOISED.clear()
     for cache in _PER_FILE:
         cache.clear()

@@ -23,6 +23,16 @@ Not a divergence: state that every rank binds afresh before the read (a reset th
 rank 0's update on every path), and state a collective shares (``dist.broadcast(stop, 0)``,
 ``broadcast_object_list([best])`` in the same function, which every rank runs).
 
+In a dormant version with no process group (:func:`lone_copies`: the script reads its rank only
+from ``--local_rank``, which a modern launcher never passes, and sets its group up behind it)
+nothing synchronises, yet the launcher's ``RANK`` still tells the processes apart: an update
+behind a ``RANK`` gate (:func:`told_apart`; DDP003 and DDP008 write such gates around the HF
+template's "only when single GPU" evaluation) that every process reads to leave a loop that
+trains on (:func:`trains_past`) splits identical lone runs. Rank 0 stops early; the others never
+see the patience move, train every epoch and save last, over rank 0's early-stopped model. Such
+a violation's key ends with :data:`patches._ranks.LONE` (the rules that gate on ``RANK`` are its
+suspects); nothing hangs, so it is not the hang the same state is where the ranks synchronise.
+
 :func:`broadcasts` plans that collective where it is sure: right after rank 0's gate (the
 ``if`` around the update that every rank reaches), ``broadcast_object_list`` of the state from
 rank 0, rebinding it on every rank. Sure means every rank reaches that point alike (no test
@@ -49,9 +59,10 @@ from dataclasses import dataclass
 import libcst as cst
 
 from patcher.tree import Tree
-from patches._gates import conjuncts
+from patches._gates import conjuncts, global_rank_source
 from patches._names import parameters, walk
 from patches._ranks import (
+    LONE,
     OTHER,
     RANK0,
     RankModel,
@@ -61,10 +72,17 @@ from patches._ranks import (
     _fresh,
     _shared_loop,
     _where,
+    group_exists,
     innermost_loop,
     truth,
 )
-from patches._syntax import DDP_WRAPPERS, callee_name, dotted_name, is_collective_call
+from patches._syntax import (
+    DDP_WRAPPERS,
+    callee_name,
+    dotted_name,
+    is_collective_call,
+    is_save_call,
+)
 from patches._uniform import PROCESS_EXITS, Uniformity, _try_clause
 
 #: A piece of an access path: a name, ``.attr``, or ``['key']`` (a literal index).
@@ -326,21 +344,33 @@ def state_violations(m: RankModel) -> Iterator[Violation]:
                 hit = _diverging(m, scope, read, read_path, written, sites)
                 if hit is None:
                     continue
-                joined = synchronises_every_step(m, left)
-                if joined is None:
+                lone = lone_copies(m)
+                joined = None if lone else synchronises_every_step(m, left)
+                if joined is None and not (
+                    lone and told_apart(m, hit[0]) and trains_past(m, statement, left)
+                ):
                     break
                 update, update_path = hit
                 header = _code(tree, statement)
                 if type(statement) is cst.While:
                     header = "while" + header[len("if") :]
+                decides = (
+                    f"{_text(update_path)!r} is updated on rank 0 only "
+                    f"(`{_code(tree, tree.statement(update))}`) and every "
+                    f"{'process' if joined is None else 'rank'} reads it to "
+                    f"decide whether to {_verb(m, statement, left)} (`{header}:`)"
+                )
+                key: tuple[str, ...] = ("state", _where(m, read), _text(update_path), header)
+                if joined is None:
+                    why = f"{decides}{dormant_split(m, 'sees it change')}"
+                    yield Violation((*key, LONE), why, read)
+                    break
                 if refused is None:
                     refused = broadcasts(m)[1]
                 why = refused.get(read_path[0])
                 yield Violation(
-                    ("state", _where(m, read), _text(update_path), header),
-                    f"{_text(update_path)!r} is updated on rank 0 only "
-                    f"(`{_code(tree, tree.statement(update))}`) and every rank reads it to "
-                    f"decide whether to {_verb(m, statement, left)} (`{header}:`), where every "
+                    key,
+                    f"{decides}, where every "
                     f"rank joins {joined} at each step: once rank 0's copy changes, the ranks "
                     "take different paths and the others wait in their next collective "
                     "(hang); decide it on every rank, or broadcast it from rank 0"
@@ -348,6 +378,63 @@ def state_violations(m: RankModel) -> Iterator[Violation]:
                     read,
                 )
                 break
+
+
+def lone_copies(m: RankModel) -> bool:
+    """Whether the launched processes run as lone copies of one run: the version is dormant
+    (:func:`patches._ranks.rank_dormant`: every process keeps ``local_rank == -1``) and has no
+    process group there (:func:`patches._ranks.group_exists`: its ``init_process_group`` sits
+    behind a local-rank test). The launcher's ``RANK`` still tells them apart, so a ``RANK``
+    gate splits processes that would otherwise do the same thing. With a group (set up
+    whatever the rank), a wrap this file does not show may synchronise them: the rank model
+    judges that version as it judges a live one."""
+    return m.dormant and not group_exists(m)
+
+
+def told_apart(m: RankModel, node: cst.CSTNode) -> bool:
+    """Whether what keeps ``node`` from some lone copies is the launcher's ``RANK`` read from
+    the environment (``int(os.environ.get("RANK", args.local_rank)) in [-1, 0]``, what DDP008
+    writes): a test around it that keeps the other ranks out and reads it. A rank the script
+    derives itself (``args.global_rank = dist.get_rank()`` behind ``if args.local_rank != -1``,
+    else -1) is the same on every dormant process, whatever the rank model takes it for."""
+    for test, wanted in m.conditions(node):
+        other = m._truth(test, OTHER)
+        if other is not None and other != wanted and _reads_environment_rank(test):
+            return True
+    return False
+
+
+def _reads_environment_rank(test: cst.BaseExpression) -> bool:
+    return any(global_rank_source(n) == "env" for n in walk(test, into_scopes=False))
+
+
+def trains_past(m: RankModel, node: cst.CSTNode, left: cst.CSTNode) -> bool:
+    """Whether a process that does not leave ``left`` at ``node`` (an exit, or the test that
+    decides one) trains on: a backward (``patches/_divergence._steps_backward``) in ``left``
+    that the other ranks run, after ``node`` or in a loop they share. A ``return`` after the
+    training loop, or a ``break`` out of an evaluation loop, skips no training."""
+    tree = m.tree
+    for call in walk(left, into_scopes=False):
+        if type(call) is not cst.Call or m.runs(call, OTHER) is False:
+            continue
+        if not (tree.after(call, node) or _shared_loop(tree, call, node)):
+            continue
+        if _steps_backward(m, call):
+            return True
+    return False
+
+
+def dormant_split(m: RankModel, misses: str) -> str:
+    """What an exit only rank 0 takes does to lone copies (:func:`lone_copies`): the others
+    never take it, train to the end and save last; ``misses`` is what they miss (``"takes
+    it"``), as a verb phrase."""
+    saves = any(is_save_call(c) and m.runs(c, OTHER) is not False for c in m.tree.nodes(cst.Call))
+    after = " and overwrite its saves" if saves else ""
+    return (
+        ": the rank stays dormant under the launcher (local_rank -1 and no process group: "
+        "every process is a lone run, which only RANK tells apart), so no other process "
+        f"{misses}: they train on past rank 0's early stop{after}; decide it on every process"
+    )
 
 
 def _diverging(

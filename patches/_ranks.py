@@ -25,6 +25,10 @@ The rules decide with this model, and the engine checks every fix against it
 - state that rank 0 alone updates (``is_early_stop[task] = 1``, ``patience += 1`` in its
   evaluation gate) and every rank reads to decide a loop exit, in a loop that joins a collective
   at every step (``patches/_divergence.py``): the ranks leave, or skip steps, apart.
+- in a dormant version with no process group, whose processes are lone copies of one run, an
+  exit (``return``, ``break``) or the state deciding one that a ``RANK`` gate keeps from the
+  other processes, out of a loop that trains on: rank 0 stops early, the others train every
+  epoch and save over its model (nothing hangs; :data:`LONE` ends such a key).
 
 Violations are compared before and after a fix; one that was already there is the script's own
 and is left to the rules that report it.
@@ -686,24 +690,46 @@ def _reads_file(call: cst.Call) -> bool:
     return not (name == "open" and is_save_call(call))
 
 
+#: The last part of the key of a violation of lone copies (:func:`_exit_violations`): keyed
+#: apart from the hang the same exit is once the processes synchronise, so that withdrawing the
+#: fix that made them synchronise (DDP001 waking the rank) removes the hang, and the split that
+#: the dormant version is left with is pinned on the fixes that gate on RANK next.
+LONE = "lone copies"
+
+
 def _exit_violations(m: RankModel) -> Iterator[Violation]:
     """A ``return`` or ``break`` that only some ranks take, out of a loop or function that
     synchronises (a ``backward()``, whose DDP gradient all-reduce every rank must join, or a
-    collective): the ranks that stay run their next one alone."""
+    collective): the ranks that stay run their next one alone.
+
+    In a dormant version whose processes are lone copies there (no process group:
+    :func:`patches._divergence.lone_copies`), nothing waits and nothing hangs, but an exit that
+    a ``RANK`` gate keeps from the other processes, out of code that trains on after it
+    (:func:`patches._divergence.trains_past`: rank 0's early stop), splits identical runs: the
+    others train to the end and save last, over rank 0's early-stopped model."""
+    from patches._divergence import dormant_split, lone_copies, told_apart, trains_past
+
     tree = m.tree
     for node in tree.nodes(cst.Return, cst.Break):
         if not m.subset(node):
             continue
         left = innermost_loop(tree, node) if type(node) is cst.Break else m.scope(node)
-        if left is None or not synchronises(m, left):
+        if left is None:
             continue
         what = "leaves the loop" if type(node) is cst.Break else "returns"
-        yield Violation(
-            ("exit", _where(m, node), _code(tree, tree.statement(node))),
-            f"only {_ranks_text(m.launched(node))} {what} here, out of code that synchronises: the "
-            "other ranks wait for it in their next collective (hang)",
-            node,
-        )
+        only = f"only {_ranks_text(m.launched(node))} {what} here"
+        key = ("exit", _where(m, node), _code(tree, tree.statement(node)))
+        if lone_copies(m):
+            if told_apart(m, node) and trains_past(m, node, left):
+                why = f"{only}, out of code that trains on after it{dormant_split(m, 'takes it')}"
+                yield Violation((*key, LONE), why, node)
+        elif synchronises(m, left):
+            yield Violation(
+                key,
+                f"{only}, out of code that synchronises: the other ranks wait for it in their "
+                "next collective (hang)",
+                node,
+            )
 
 
 def synchronises(m: RankModel, region: cst.CSTNode) -> bool:
@@ -919,6 +945,8 @@ _KIND_SUSPECTS: dict[str, tuple[str, ...]] = {
     "state": ("DDP014", "DDP016", _WAKER),
     # a write only some ranks make: the rules that gate writes on rank 0
     "file": ("DDP003", "DDP008", "DDP011", "DDP016", "DDP020"),
+    # an exit (or its state) that lone copies take apart: the rules that gate on RANK
+    LONE: ("DDP003", "DDP008", "DDP011", "DDP016"),
 }
 
 
@@ -926,7 +954,8 @@ def suspected(tree: Tree, found: Mapping[Hashable, str]) -> dict[Hashable, str]:
     """``found`` (a post-condition's violations of ``tree``), each reason naming the likely
     culprits: DDP001 when the rank reaches this version only through the script's own LOCAL_RANK
     read (without it the version would be dormant: what the woken code breaks is most likely
-    its waking), and the rules :data:`_KIND_SUSPECTS` names for its kind. The engine then tries
+    its waking), and the rules :data:`_KIND_SUSPECTS` names for its kind (for a violation of
+    lone copies, :data:`LONE`, the rules that gate on ``RANK``). The engine then tries
     withdrawing those fixes first (one run each) before it bisects."""
     code = tree.code
     woken = (
@@ -939,6 +968,8 @@ def suspected(tree: Tree, found: Mapping[Hashable, str]) -> dict[Hashable, str]:
     out: dict[Hashable, str] = {}
     for key, why in found.items():
         kind = key[0] if isinstance(key, tuple) and key else None
+        if isinstance(key, tuple) and key[-1] == LONE:
+            kind = LONE
         suspects = _KIND_SUSPECTS.get(kind, ()) if isinstance(kind, str) else ()
         if woken and _WAKER not in suspects:
             suspects = (_WAKER, *suspects)
@@ -1181,11 +1212,15 @@ def postcondition(tree: Tree) -> dict[Hashable, str]:
     """The engine's view: what the version breaks under a modern launcher, key → reason. A
     version whose rank is dormant there (:func:`rank_dormant`) runs its local-rank gates as a
     lone process would, so a fix that wakes the rank answers for what the woken code breaks."""
-    if rank_dormant(tree):
-        found = getattr(tree, "_dormant_violations", None)
-        if found is None:
-            found = _violations(RankModel(tree, dormant=True))
-            tree._dormant_violations = found  # type: ignore[attr-defined]  # kept with the tree
-    else:
-        found = violations(tree)
+    found = dormant_violations(tree) if rank_dormant(tree) else violations(tree)
     return suspected(tree, {key: violation.message for key, violation in found.items()})
+
+
+def dormant_violations(
+    tree: Tree, kinds: Sequence[str] = tuple(_CHECKS)
+) -> dict[tuple[str, ...], Violation]:
+    """The post-conditions (of ``kinds``) a version whose rank stays dormant
+    (:func:`rank_dormant`) breaks as it runs under the launcher: local-rank gates judged as in
+    a lone process, ``RANK`` gates on the launcher's global rank. Each kind is computed once
+    per version."""
+    return _violations(tree.memo(dormant_violations, lambda: RankModel(tree, dormant=True)), kinds)

@@ -20,6 +20,15 @@ the group is, and the rule reports why. A gate of the group with an ``else`` (``
 None`` there) is rewritten too: the other nodes' local rank 0 then take the ``else``, as every
 other rank does.
 
+In a script whose rank stays dormant under a modern launcher (``patches/_ranks.rank_dormant``:
+every process keeps ``local_rank == -1`` and trains alone, with no process group), ``RANK`` is
+the one thing that tells the processes apart, so the rewrite is no longer a no-op on one node.
+The rank model withdraws it where the split matters: a save that every process reads back, and
+an early stop (the gate's ``return``, or a patience it counts that every process's ``break``
+reads) in a loop that trains on: rank 0 would stop alone while the others train every epoch and
+save over its model. A gate whose body only logs or saves what nobody reads back still goes on
+``RANK``.
+
 Gates that are already global are left alone: a test with ``torch.distributed.get_rank() == 0``,
 ``int(os.environ["RANK"]) == 0``, ``args.rank == 0``, ``args.global_rank in [-1, 0]``,
 ``accelerator.is_main_process``, ``trainer.is_world_process_zero()`` or ``is_main_process(...)``

@@ -88,6 +88,16 @@ epoch has as many of them on every rank):
 Otherwise the exit is reported, with the reason. ``return`` leaves the function on every rank;
 ``break`` stays where it was, so every rank leaves the same loop.
 
+A script whose rank stays dormant under a modern launcher (it reads its rank only from
+``--local_rank``, which torchrun and accelerate never pass: ``patches/_ranks.rank_dormant``)
+runs as N lone copies of one run; what the model finds with the rank read then happens only once
+the script reads LOCAL_RANK (DDP001's report says why it does not yet), and the report begins
+so ("once the script reads its rank from LOCAL_RANK ..."). What the lone copies do now is
+reported in its own words: an exit, or the patience deciding one, behind the launcher's
+``RANK`` (a gate the script wrote itself; ddpfix withdraws its own) in a loop that trains on
+hangs nothing, since no process group exists: the other processes train on past rank 0's early
+stop and overwrite its saves.
+
 It reports once, on the final output, so it never reports what another rule fixed (the split is
 a fix like any rule's, proposed in every pass). Collectives
 reached by rank 0 alone are DDP003's to report (barrier pairs are such halves on purpose).
@@ -103,11 +113,14 @@ from patcher.rule import Example, Rule, RuleContext
 from patches._gates import conjuncts
 from patches._names import names_bound_in, parameters, walk
 from patches._ranks import (
+    LONE,
     OTHER,
     RANK0,
     SINGLE,
     RankModel,
+    dormant_violations,
     model,
+    rank_dormant,
     synchronises,
     truth,
     violations,
@@ -117,6 +130,12 @@ from patches._uniform import PROCESS_EXITS, Uniformity
 
 #: The rank model's post-conditions this rule reports on the final output.
 _REPORTED = ("binding", "exit", "state", "weights")
+#: How a report of the rank model begins in a version whose rank stays dormant under the
+#: launcher (``patches/_ranks.rank_dormant``): it happens once the rank is read, not yet.
+_WOKEN = (
+    "once the script reads its rank from LOCAL_RANK (as DDP001 asks; until then every "
+    "process keeps local_rank -1 and does the same here): "
+)
 _LEAVING = (cst.Return, cst.Raise, cst.Yield, cst.Await)
 
 
@@ -626,7 +645,14 @@ class RankDivergence(Rule):
         if not ctx.judging:
             return  # the reports below judge the final version only
         reported: set[tuple[str, ...]] = set()
-        for key, violation in violations(ctx.tree, _REPORTED).items():
+        found = list(violations(ctx.tree, _REPORTED).items())
+        # A version whose rank stays dormant runs as lone copies: what they do is reported
+        # first (it wins over the same place's hazard once the rank is read), and a hazard of
+        # the rank model that the lone copies do not have yet is said to come with the rank.
+        now = dormant_violations(ctx.tree, _REPORTED) if rank_dormant(ctx.tree) else None
+        if now is not None:
+            found = [(k, v) for k, v in now.items() if k[-1] == LONE] + found
+        for key, violation in found:
             if violation.node is None or key[0] not in _REPORTED:
                 continue
             if key[0] == "binding" and "UnboundLocalError" not in violation.message:
@@ -639,4 +665,6 @@ class RankDivergence(Rule):
             reported.add(first)
             why = unsplit.get(id(violation.node))
             message = violation.message if why is None else f"{violation.message}; not split: {why}"
+            if now is not None and key[-1] != LONE and key not in now:
+                message = f"{_WOKEN}{message}"
             ctx.report(violation.node, message)
