@@ -13,7 +13,7 @@ from typing import Any
 
 import libcst as cst
 
-from patcher.imports import added_imports, around_fix
+from patcher.imports import added_imports, around_fix, shadowing
 from patcher.linemap import LineMap, line_map
 from patcher.registry import postconditions
 from patcher.rule import SOURCE_PATH, Finding, Fix, Postcondition, Rule, RuleContext
@@ -118,6 +118,19 @@ def _accept(fixes: Sequence[Fix], tree: Tree) -> list[Fix]:
                 above.setdefault(id(a), []).append(id(node))
         accepted.append(fix)
     return accepted
+
+
+def _shadowed_import(tree: Tree, fix: Fix) -> str | None:
+    """Why ``fix`` cannot have the imports it declares: the module binds one of their names to
+    something else, which the ``import`` added above it would not survive."""
+    for name in fix.imports:
+        how = shadowing(tree.module, name)
+        if how is not None:
+            return (
+                f"not rewritten: the rewrite needs the module {name}, and `{how}` binds "
+                f"{name} to something else here; do it by hand"
+            )
+    return None
 
 
 def _held(new: Replacement) -> set[int]:
@@ -316,6 +329,11 @@ def _passes(
                 unapplied.append(Finding(f.code, f.line, f.column, why, False))
             elif suppressions.covers(fix.finding.code, key[1]):
                 unapplied.append(fix.finding)
+            elif (shadowed := _shadowed_import(tree, fix)) is not None:
+                f = fix.finding
+                unapplied.append(
+                    Finding(f.code, f.line, f.column, f"{f.message}; {shadowed}", False)
+                )
             else:
                 unsuppressed.append(fix)
         fixes = unsuppressed

@@ -7,11 +7,11 @@ of the second waiting a pass for the first one's import statement.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import libcst as cst
 
-from patcher.tree import Around
+from patcher.tree import Around, walk
 
 
 def _dotted(node: cst.BaseExpression) -> str | None:
@@ -31,6 +31,35 @@ def imported_module(statement: cst.CSTNode) -> str | None:
     if type(node) is not cst.Import or len(node.names) != 1 or node.names[0].asname:
         return None
     return _dotted(node.names[0].name)
+
+
+def shadowing(module: cst.Module, name: str) -> str | None:
+    """How the module binds ``name`` to something other than the module ``name`` (``from
+    datetime import datetime``, ``import numpy as os``, a ``def``/``class``/assignment of that
+    name anywhere), quoted; None when nothing does. An ``import name`` added for a fix would
+    be rebound by it, and ``name.attr`` would read the wrong object."""
+    for node in walk(module):
+        kind = type(node)
+        if kind is cst.ImportFrom:
+            aliases = node.names  # type: ignore[attr-defined]
+            if isinstance(aliases, Sequence):
+                for alias in aliases:
+                    bound = alias.asname.name if alias.asname else alias.name
+                    if type(bound) is cst.Name and bound.value == name:
+                        return module.code_for_node(node).strip()
+        elif kind is cst.Import:
+            for alias in node.names:  # type: ignore[attr-defined]
+                if alias.asname and type(alias.asname.name) is cst.Name:
+                    if alias.asname.name.value == name and _dotted(alias.name) != name:
+                        return module.code_for_node(node).strip()
+        elif kind in (cst.FunctionDef, cst.ClassDef):
+            if node.name.value == name:  # type: ignore[attr-defined]
+                return f"{'def' if kind is cst.FunctionDef else 'class'} {name}"
+        elif kind is cst.AssignTarget or kind is cst.AnnAssign:
+            target = node.target  # type: ignore[attr-defined]
+            if type(target) is cst.Name and target.value == name:
+                return f"{name} = ..."
+    return None
 
 
 def binds_module(module: cst.Module, name: str) -> bool:

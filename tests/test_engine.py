@@ -16,7 +16,7 @@ from clihelp import ddpfix
 from patcher import engine
 from patcher.engine import fix_text, process_file
 from patcher.linemap import LineMap
-from patcher.registry import all_rules
+from patcher.registry import all_rules, every_rule, select_rules
 from patcher.rule import Reason, Rule, RuleContext
 from patcher.tree import Tree
 
@@ -382,3 +382,35 @@ def test_a_withdrawn_fix_quoting_a_line_stays_withdrawn_when_lines_shift() -> No
     assert f"(line {sampler})" in withdrawn[0].message
     assert "torch.cuda.is_available()" in output  # PRT003's guards applied
     assert "DistributedDataParallel(" not in output
+
+
+@pytest.mark.parametrize(
+    ("binding", "how"),
+    [
+        ("from datetime import datetime", "from datetime import datetime"),
+        ("from time import time as datetime", "from time import time as datetime"),
+        ("import numpy as datetime", "import numpy as datetime"),
+        ("def datetime():\n    pass", "def datetime"),
+        ("datetime = None", "datetime = ..."),
+    ],
+)
+def test_a_fix_whose_module_name_is_taken_is_reported(binding: str, how: str) -> None:
+    """A fix needing ``import datetime`` where ``datetime`` is bound to something else would be
+    rebound by that binding: reported, with what binds it, and the file keeps the rest."""
+    source = (
+        f"import torch\n{binding}\n\n\ndef main(args):\n"
+        "    parser.add_argument('--local_rank', type=int, default=-1)\n"
+        "    if args.local_rank != -1:\n"
+        "        torch.distributed.init_process_group(backend='gloo')\n"
+        "    if args.local_rank in [-1, 0]:\n"
+        "        evaluate(args)\n"
+        "    torch.distributed.barrier()\n"
+    )
+    output, findings = fix_text(source, select_rules(every_rule(), ["DDP010"]))
+    assert output == source
+    (finding,) = findings
+    assert not finding.fixed
+    assert f"`{how}` binds datetime to something else here" in finding.message
+    plain = source.replace(binding, "import os")
+    output, findings = fix_text(plain, select_rules(every_rule(), ["DDP010"]))
+    assert "timeout=datetime.timedelta" in output and findings[0].fixed
