@@ -3,8 +3,10 @@
 While rank 0 evaluates alone (DDP003), the other ranks wait inside their next collective. The
 default process-group timeout (30 minutes; 10 for NCCL in recent torch) then kills a run whose
 evaluation takes longer, which BigCloneBench's tens of thousands of validation pairs easily do.
-The rule adds ``timeout=datetime.timedelta(minutes=N)`` to ``init_process_group`` calls that have
-none. N is ``timeout_minutes`` in ``[tool.ddpfix.rules.DDP010]`` (default 180).
+The rule adds ``timeout=datetime.timedelta(minutes=N)`` to ``torch.distributed``'s
+``init_process_group`` calls that have none. N is ``timeout_minutes`` in
+``[tool.ddpfix.rules.DDP010]`` (default 180). A project's own function of that name (``from
+utils.dist import init_process_group``) is left alone: it may take no ``timeout`` (TypeError).
 
 The keyword follows the call's own layout: appended after the last argument of a one-line call;
 in a call written one argument per line, on a line of its own, indented like the other
@@ -14,11 +16,14 @@ after it, and a magic trailing comma kept.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import libcst as cst
 
 from patcher.rule import Example, Option, Rule, RuleContext
 from patches._args import has_keyword
-from patches._syntax import callee_name
+from patches._names import walk
+from patches._syntax import callee_name, dotted_name
 
 DEFAULT_MINUTES = 180
 _SPACE = cst.SimpleWhitespace(" ")
@@ -73,6 +78,50 @@ def _with_argument(call: cst.Call, new: cst.Arg) -> list[cst.Arg]:
     if trailing:
         return [*args, new.with_changes(comma=cst.Comma(whitespace_after=closing))]
     return [*args, new.with_changes(whitespace_after_arg=closing)]
+
+
+def _torch_call(module: cst.Module, call: cst.Call) -> bool:
+    """Whether ``call`` is ``torch.distributed.init_process_group`` as the module imports it:
+    ``torch.distributed.X``, ``dist.X`` with ``import torch.distributed as dist`` (or ``from
+    torch import distributed as dist``), or ``X`` from ``from torch.distributed import X``."""
+    func = call.func
+    if type(func) is cst.Attribute:
+        base = dotted_name(func.value)
+        if base == "torch.distributed":
+            return True
+        return base is not None and _imports_distributed_as(module, base)
+    if type(func) is cst.Name:
+        return _imports_from_torch(module, func.value)
+    return False
+
+
+def _imports_distributed_as(module: cst.Module, name: str) -> bool:
+    for node in walk(module, into_scopes=True):
+        if type(node) is cst.Import:
+            for alias in node.names:
+                bound = alias.asname.name if alias.asname else None
+                if type(bound) is cst.Name and bound.value == name:
+                    if dotted_name(alias.name) == "torch.distributed":
+                        return True
+        elif type(node) is cst.ImportFrom and dotted_name(node.module) == "torch":
+            if isinstance(node.names, Sequence):
+                for alias in node.names:
+                    bound = alias.asname.name if alias.asname else alias.name
+                    if type(bound) is cst.Name and bound.value == name:
+                        if dotted_name(alias.name) == "distributed":
+                            return True
+    return False
+
+
+def _imports_from_torch(module: cst.Module, name: str) -> bool:
+    for node in walk(module, into_scopes=True):
+        if type(node) is cst.ImportFrom and (dotted_name(node.module) or "").startswith("torch"):
+            if isinstance(node.names, Sequence):
+                for alias in node.names:
+                    bound = alias.asname.name if alias.asname else alias.name
+                    if type(bound) is cst.Name and bound.value == name:
+                        return True
+    return False
 
 
 class CollectiveTimeout(Rule):
@@ -140,8 +189,8 @@ class CollectiveTimeout(Rule):
             raise ValueError("[tool.ddpfix.rules.DDP010] timeout_minutes must be a positive int")
         tree = ctx.tree
         for call in tree.nodes(cst.Call):
-            if callee_name(call) != "init_process_group":
-                continue
+            if callee_name(call) != "init_process_group" or not _torch_call(tree.module, call):
+                continue  # a project's own wrapper may take no ``timeout`` (TypeError)
             if has_keyword(call, "timeout") or any(a.star for a in call.args):
                 continue
             value = cst.parse_expression(f"datetime.timedelta(minutes={minutes})")
