@@ -9,11 +9,13 @@ of an earlier version. These tests compare every version with a walk over it don
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import libcst as cst
 
 from patcher.tree import Tree, _Piece, children
+
+N = TypeVar("N", bound=cst.CSTNode)
 
 CODE = """\
 import torch
@@ -79,7 +81,7 @@ def _indexed(tree: Tree) -> dict[str, Any]:
     }
 
 
-def _first(tree: Tree, kind: type[cst.CSTNode], text: str) -> cst.CSTNode:
+def _first(tree: Tree, kind: type[N], text: str) -> N:
     return next(n for n in tree.nodes(kind) if text in tree.module.code_for_node(n))
 
 
