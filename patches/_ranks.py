@@ -895,6 +895,10 @@ def rank_dormant(tree: Tree) -> bool:
     withdrawn, and the script keeps running as N copies instead of hanging or crashing. (A
     ``RANK`` read is a global-rank test, judged on the global rank, which the launcher sets
     either way; a device index read from LOCAL_RANK does not set the rank.)"""
+    return tree.memo(rank_dormant, lambda: _rank_dormant(tree))  # several rules ask
+
+
+def _rank_dormant(tree: Tree) -> bool:
     code = tree.code
     if not _RANK_ARGUMENT.search(code) or _LAUNCHER_AWARE.search(code):
         return False
