@@ -600,7 +600,7 @@ def _fresh(
     loop that holds both the read and one of the ``against`` places (so an update from an
     earlier iteration cannot reach the read). ``x += 1`` keeps the old value."""
     tree = m.tree
-    loops = [a for a in tree.ancestors(read) if isinstance(a, (cst.For, cst.While))]
+    loops = [a for a in tree.ancestors(read) if type(a) is cst.For or type(a) is cst.While]
     scope = m.scope(read)
     loops = [loop for loop in loops if tree.contains(scope, loop)]
     for binding in bindings:
