@@ -11,6 +11,7 @@ rewriting touches only the paths that lead to replaced nodes.
 from __future__ import annotations
 
 import ast
+import bisect
 import dataclasses
 import sys
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
@@ -262,6 +263,7 @@ class Tree:
         self._order: dict[int, int] = {}
         self._sequence: list[cst.CSTNode] = []  # the nodes in source order (_order's inverse)
         self._ends: dict[int, int] = {}  # see _end
+        self._marks: list[int] | None = None  # see _scope_marks
         self._by_type: dict[type, list[cst.CSTNode]] = {}
         self._lines: dict[int, tuple[int, int]] | None = None
         self._indexed = False
@@ -334,18 +336,29 @@ class Tree:
         end = self._ends.get(id(node)) or self._end(node)
         if into_scopes:
             return sequence[start:end]
-        found = [node]
-        scopes = _SCOPE_TYPES
-        ends = self._ends
+        marks = self._marks if self._marks is not None else self._scope_marks()
+        found = sequence[start : start + 1]
         at = start + 1
-        while at < end:
-            current = sequence[at]
-            found.append(current)
-            if type(current) in scopes:  # kept, but not entered
-                at = ends.get(id(current)) or self._end(current)
-            else:
-                at += 1
+        ends = self._ends
+        index = bisect.bisect_right(marks, start)
+        while index < len(marks) and marks[index] < end:
+            place = marks[index]
+            if place >= at:  # a scope: kept, but not entered
+                found.extend(sequence[at : place + 1])
+                scope = sequence[place]
+                at = ends.get(id(scope)) or self._end(scope)
+            index += 1
+        found.extend(sequence[at:end])
         return found
+
+    def _scope_marks(self) -> list[int]:
+        """Where the functions, classes and lambdas are in the source order, ascending."""
+        orders = self._order
+        marks = sorted(orders[id(n)] for kind in _SCOPE_TYPES for n in self._by_type.get(kind, ()))
+        if len(set(marks)) != len(marks):  # one reused at two places: look at every node
+            marks = [at for at, n in enumerate(self._sequence) if type(n) in _SCOPE_TYPES]
+        self._marks = marks
+        return marks
 
     def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
         """An analysis of this version that several rules share, computed once (``key`` names

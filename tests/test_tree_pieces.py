@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import libcst as cst
 
-from patcher.tree import Tree, _Piece, children
+from patcher.tree import Tree, _Piece, children, walk
 
 N = TypeVar("N", bound=cst.CSTNode)
 
@@ -127,3 +127,46 @@ def test_a_piece_kept_for_another_node_at_the_same_address_is_not_used() -> None
     stale = cst.parse_statement("def other():\n    pass\n")
     tree._known[id(statement)] = (stale, _Piece(stale))  # as if the id had been reused
     assert _indexed(tree) == _walked(tree.module)
+
+
+def _walked_in_frame(node: cst.CSTNode) -> list[int]:
+    """``walk(node, into_scopes=False)`` by a walk done here: nested scopes kept, not entered."""
+    found: list[int] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        found.append(id(current))
+        if current is not node and type(current) in (cst.FunctionDef, cst.ClassDef, cst.Lambda):
+            continue
+        stack.extend(reversed(children(current)))
+    return found
+
+
+def _stepped(tree: Tree, node: cst.CSTNode) -> list[int]:
+    """``walk(node, into_scopes=False)`` by looking at every node of the version's source
+    order from ``node`` on, jumping over each scope's subtree (as ``Tree._run`` once did)."""
+    start = tree.order(node)
+    end = tree._end(node)
+    found, at = [id(node)], start + 1
+    while at < end:
+        current = tree._sequence[at]
+        found.append(id(current))
+        kind = type(current)
+        at = tree._end(current) if kind in (cst.FunctionDef, cst.ClassDef, cst.Lambda) else at + 1
+    return found
+
+
+def test_a_walk_in_one_frame_skips_the_scopes_a_version_holds() -> None:
+    tree = Tree(cst.parse_module(CODE), CODE)
+    save = _first(tree, cst.SimpleStatementLine, "torch.save")
+    write = _first(tree, cst.SimpleStatementLine, "f.write")
+    lam = cst.parse_statement("hook = lambda: (lambda: 1)\n")
+    added = tree.rewritten({save: [lam, save]})
+    reused = tree.rewritten({save: [lam, save], write: [write, lam]})  # one lambda, twice
+    for version in (tree, added):
+        for node in version.nodes(cst.CSTNode):  # type: ignore[type-abstract]
+            walked = [id(n) for n in walk(node, into_scopes=False)]
+            assert walked == _walked_in_frame(node), type(node).__name__
+    # a scope reused at two places has one end (its last place's): as before, not as a walk
+    for node in reused.nodes(cst.CSTNode):  # type: ignore[type-abstract]
+        assert [id(n) for n in walk(node, into_scopes=False)] == _stepped(reused, node)
