@@ -199,7 +199,7 @@ def _exits(m: RankModel, branch: cst.CSTNode) -> Iterator[cst.CSTNode]:
     for node in walk(branch, into_scopes=False):
         if type(node) is cst.Return:
             yield node
-        elif isinstance(node, (cst.Break, cst.Continue)):
+        elif type(node) is cst.Break or type(node) is cst.Continue:  # concrete: no ABCMeta
             loop = innermost_loop(tree, node)
             if loop is None or not tree.contains(branch, loop):
                 yield node

@@ -611,7 +611,7 @@ def _fresh(
     loop that holds both the read and one of the ``against`` places (so an update from an
     earlier iteration cannot reach the read). ``x += 1`` keeps the old value."""
     tree = m.tree
-    loops = [a for a in tree.ancestors(read) if isinstance(a, (cst.For, cst.While))]
+    loops = [a for a in tree.ancestors(read) if type(a) is cst.For or type(a) is cst.While]
     scope = m.scope(read)
     loops = [loop for loop in loops if tree.contains(scope, loop)]
     for binding in bindings:
@@ -928,6 +928,10 @@ def rank_dormant(tree: Tree) -> bool:
     withdrawn, and the script keeps running as N copies instead of hanging or crashing. (A
     ``RANK`` read is a global-rank test, judged on the global rank, which the launcher sets
     either way; a device index read from LOCAL_RANK does not set the rank.)"""
+    return tree.memo(rank_dormant, lambda: _rank_dormant(tree))  # several rules ask
+
+
+def _rank_dormant(tree: Tree) -> bool:
     code = tree.code
     if not _RANK_ARGUMENT.search(code) or _LAUNCHER_AWARE.search(code):
         return False

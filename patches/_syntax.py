@@ -14,7 +14,7 @@ from typing import cast
 
 import libcst as cst
 
-from patcher.tree import Tree
+from patcher.tree import Tree, per_file
 from patches._args import argument
 from patches._names import BINDERS, bound_names, walk
 
@@ -284,11 +284,30 @@ def method_self(tree: Tree, fn: cst.FunctionDef) -> tuple[cst.ClassDef, str] | N
     return owner, params[0].name.value
 
 
+_DOUBLE = re.compile(r'(?<![\w"\'])"[^"\'\n\\]*"')
+_SINGLE = re.compile(r"(?<![\w\"'])'[^\"'\n\\]*'")
+#: Short strings of each quote in a paragraph of the file being fixed, by its text (see
+#: preferred_quote); emptied with the file's other caches.
+_QUOTES: dict[str, tuple[int, int]] = per_file({})
+
+
 @functools.lru_cache(maxsize=4)  # every rule asks, on the same version's text
 def preferred_quote(code: str) -> str:
-    """The quote character the file mostly uses for short strings (double when tied)."""
-    doubles = len(re.findall(r'(?<![\w"\'])"[^"\'\n\\]*"', code))
-    singles = len(re.findall(r"(?<![\w\"'])'[^\"'\n\\]*'", code))
+    """The quote character the file mostly uses for short strings (double when tied).
+
+    Counted per paragraph (the text between blank lines), each counted once along a file's
+    versions: a short string never spans a line, and what precedes a line's first character
+    (a newline, or nothing) never makes it one, so the counts add up to the whole file's."""
+    doubles = singles = 0
+    for paragraph in code.split("\n\n"):
+        counts = _QUOTES.get(paragraph)
+        if counts is None:
+            counts = _QUOTES[paragraph] = (
+                len(_DOUBLE.findall(paragraph)),
+                len(_SINGLE.findall(paragraph)),
+            )
+        doubles += counts[0]
+        singles += counts[1]
     return "'" if singles > doubles else '"'
 
 

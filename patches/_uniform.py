@@ -60,6 +60,11 @@ from patches._names import BINDERS, bindings_of, bound_names, parameters, walk
 from patches._ranks import OTHER, RANK0, RankModel, innermost_loop, synchronises
 from patches._syntax import callee_name, dotted_name, int_literal, one_line
 
+# Concrete node types tested by ``type(node)`` in hot loops (``isinstance`` on a LibCST class
+# goes through ``ABCMeta``).
+_BINDER_TYPES = frozenset(BINDERS)
+_UNKNOWABLE = frozenset({cst.Global, cst.Nonlocal, cst.Del})
+
 #: Words in an attribute or name that make its value a per-process one.
 _PER_PROCESS = ("rank", "node", "device", "gpu", "cuda", "host", "pid", "process")
 #: Names that hold the parsed command line by convention, and the calls that parse it.
@@ -616,13 +621,13 @@ def _frame_bindings(scope: cst.FunctionDef | cst.Module, name: str) -> list[cst.
         found = [
             node
             for node in walk(scope, into_scopes=False)
-            if isinstance(node, BINDERS) and _binds(node, name)
+            if type(node) in _BINDER_TYPES and _binds(node, name)  # concrete: no ABCMeta
         ]
     body = scope.body if type(scope) is cst.FunctionDef else scope
     return found + [
         node
         for node in walk(body, into_scopes=False)
-        if isinstance(node, (cst.Global, cst.Nonlocal, cst.Del)) and _binds(node, name)
+        if type(node) in _UNKNOWABLE and _binds(node, name)
     ]
 
 

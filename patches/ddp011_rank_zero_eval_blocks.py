@@ -195,6 +195,10 @@ def _split(node: cst.If, keep: int, rank: cst.Comparison) -> cst.If:
     return node.with_changes(body=node.body.with_changes(body=[*statements[:keep], inner]))
 
 
+#: What leaves a block early (concrete types: tested by ``type``, without ``ABCMeta``).
+_EXITS = frozenset({cst.Break, cst.Continue, cst.Return})
+
+
 def _leaves(body: cst.BaseSuite, ranks: RankModel) -> str | None:
     """``break``/``continue``/``return`` taken from inside ``body`` out of it (an early stop):
     a decision every rank must make alike. One that no process can take (UniXcoder's ``if
@@ -202,7 +206,7 @@ def _leaves(body: cst.BaseSuite, ranks: RankModel) -> str | None:
     stack: list[cst.CSTNode] = [body]
     while stack:
         node = stack.pop()
-        if isinstance(node, (cst.Break, cst.Continue, cst.Return)) and ranks.dead(node):
+        if type(node) in _EXITS and ranks.dead(node):
             continue
         if isinstance(node, (cst.Break, cst.Continue)):
             return "an early " + ("stop" if type(node) is cst.Break else "continue")

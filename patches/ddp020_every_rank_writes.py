@@ -46,6 +46,8 @@ instead of being overwritten by the other ranks' empty copies.
 
 from __future__ import annotations
 
+from typing import cast
+
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
@@ -105,13 +107,15 @@ def _handle(tree: Tree, path: cst.BaseExpression) -> bool:
     if not isinstance(path, cst.Name):
         return False
     for node in tree.nodes(cst.WithItem, cst.Assign):
-        value = node.item if isinstance(node, cst.WithItem) else node.value
-        if not (isinstance(value, cst.Call) and callee_name(value) == "open"):
+        with_item = type(node) is cst.WithItem  # concrete: no ABCMeta
+        value = cast(cst.WithItem, node).item if with_item else cast(cst.Assign, node).value
+        if not (type(value) is cst.Call and callee_name(value) == "open"):
             continue
-        if isinstance(node, cst.WithItem):
-            names = bound_names(node.asname) if node.asname is not None else []
+        if with_item:
+            asname = cast(cst.WithItem, node).asname
+            names = bound_names(asname) if asname is not None else []
         else:
-            names = [n for t in node.targets for n in bound_names(t)]
+            names = [n for t in cast(cst.Assign, node).targets for n in bound_names(t)]
         if any(n.value == path.value for n in names):
             return True
     return False

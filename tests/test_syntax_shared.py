@@ -1,13 +1,16 @@
 """The shared answers several rules use from ``patches._syntax``: where a definition a fix adds
 goes (``last_import``), what binds a name at module level (``module_binds``) and whose ``self``
-a method has (``method_self``)."""
+a method has (``method_self``), and the quote a file prefers (``preferred_quote``)."""
 
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 
-from patcher.tree import Tree
-from patches._syntax import last_import, method_self, module_binds
+from patcher.tree import Tree, forget
+from patches import _syntax
+from patches._syntax import last_import, method_self, module_binds, preferred_quote
 
 SCRIPT = '''\
 """A script."""
@@ -74,3 +77,27 @@ def test_method_self() -> None:
         for fn in tree.nodes(cst.FunctionDef)
     }
     assert found == {"a": "me", "b": "self", "c": None, "d": None, "e": None, "f": None}
+
+
+def _whole_file_quote(code: str) -> str:
+    """The preference counted over the whole text at once, as it was before paragraphs."""
+    doubles = len(re.findall(r'(?<![\w"\'])"[^"\'\n\\]*"', code))
+    singles = len(re.findall(r"(?<![\w\"'])'[^\"'\n\\]*'", code))
+    return "'" if singles > doubles else '"'
+
+
+def test_the_preferred_quote_is_counted_per_paragraph_as_over_the_whole_file() -> None:
+    first = "x = 'a'\n\ny = \"b\"\nz = f'{q}' + \"it's\"\n\n'''doc'''\n"
+    versions = [
+        first,
+        first + '\n\nw = "c"\nv = "d"\n',  # a version that adds a paragraph: now double
+        first.replace("x = 'a'", "x = 'a'; u = 'e'; t = 'f'"),  # one paragraph changed
+        "\n\n".join(["s = 'q'"] * 3) + "\n\n\n'",  # paragraphs alike, blank lines in a row
+        "k = 1\n\nx = 'a'\n",
+        'k = 1\n\nx = "a"\n',  # a paragraph as long as one seen, other quotes
+    ]
+    for code in versions:  # paragraphs seen in an earlier version are counted from the cache
+        assert preferred_quote(code) == _whole_file_quote(code), code
+    assert [preferred_quote(c) for c in versions] == ["'", '"', "'", "'", "'", '"']
+    forget()  # the file is done: its paragraphs' counts go with it
+    assert not _syntax._QUOTES
