@@ -73,9 +73,14 @@ A model the training loop hands to a call that rebuilds it as a functional copy 
 of the block or one the model is passed to, is not wrapped: ``higher`` cannot rebuild a DDP
 wrapper (TypeError on every rank) and a functional copy never runs the wrapper's forward, so
 nothing would be all-reduced. That is reported, with the by-hand fix (average the gradients).
-When the script trains more than one model through ``DataParallel`` blocks (co-teaching's
-``model2``), the first is wrapped and each other one is reported: one wrap per model would need
-its own gate.
+Parameters frozen after the block (``p.requires_grad = False``, ``requires_grad_()``) withhold
+the wrap too, reported: DDP registers the parameters that need a gradient when it wraps, and one
+frozen later makes every rank fail at the next step. The model a project's own factory builds
+in a sibling module (CodeT5's ``build_or_load_gen_model`` in ``models.py``, a ``RobertaModel``
+inside its ``Seq2Seq``) is judged from that module, read next to the patched file, for
+``find_unused_parameters``. When the script trains more than one model through
+``DataParallel`` blocks (co-teaching's ``model2``), the first is wrapped and each other one is
+reported: one wrap per model would need its own gate.
 
 The wrap makes every early stop a joint decision. When a training loop may stop early on a
 score every rank reads back from files they all rewrite (CodeT5's ``run_gen.py`` with
@@ -107,10 +112,13 @@ rewritten.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from pathlib import Path
 
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
+from patcher.source import SourceError, read_source
 from patcher.tree import Around, Replacement, Tree
 from patches._divergence import broadcasts
 from patches._early_stop import GROUP, DecideOnRankZero, RankZeroStop, model_names, rank_zero_stop
@@ -231,14 +239,64 @@ def _pretrained_model_inside(tree: Tree) -> bool:
                 pretrained.add(target.value)
         elif (
             pretrained
-            and value.args
-            and isinstance(value.args[0].value, cst.Name)
-            and value.args[0].value.value in pretrained
             and type(func) is cst.Name
             and "For" not in func.value
+            and any(type(a.value) is cst.Name and a.value.value in pretrained for a in value.args)
         ):
             return True
     return False
+
+
+def _built_in_sibling(tree: Tree, here: Path | None) -> bool:
+    """Whether the script builds its model with a function of a module next to it that puts a
+    pretrained transformers model inside a model class of its own (CodeT5's
+    ``build_or_load_gen_model`` in ``models.py``: a ``RobertaModel`` inside its ``Seq2Seq``,
+    which reads the hidden states, never the pooler)."""
+    if here is None:
+        return False
+    called = {callee_name(c) for c in tree.nodes(cst.Call)}
+    for node in tree.nodes(cst.ImportFrom):
+        module = dotted_name(node.module) if node.module is not None else None
+        if module is None or not isinstance(node.names, Sequence):
+            continue
+        if not any(alias.evaluated_name in called for alias in node.names):
+            continue
+        sibling = here.parent.joinpath(*module.split(".")).with_suffix(".py")
+        try:
+            text = read_source(sibling).text
+        except (OSError, SourceError):
+            continue
+        if "from_pretrained" not in text:
+            continue
+        try:
+            other = Tree(cst.parse_module(text), text)
+        except (cst.ParserSyntaxError, RecursionError):
+            continue
+        if _pretrained_model_inside(other):
+            return True
+    return False
+
+
+#: Where a parameter is frozen or thawed: a wrap made before it expects the old set.
+_FREEZES = frozenset({"requires_grad_"})
+
+
+def _frozen_after(tree: Tree, statement: cst.CSTNode, name: str) -> cst.CSTNode | None:
+    """A ``p.requires_grad = ...`` (or ``requires_grad_()``) after the ``DataParallel`` block
+    at ``statement`` in its function: DDP registers the parameters that need a gradient when it
+    wraps, and a parameter frozen afterwards never gets one ("Expected to have finished
+    reduction in the prior iteration" at the next step, on every rank)."""
+    scope = tree.scope(statement)
+    for node in walk(scope, into_scopes=False):
+        if not tree.after(node, statement):
+            continue
+        if type(node) is cst.Attribute and node.attr.value == "requires_grad":
+            parent = tree.parent(node)
+            if type(parent) is cst.AssignTarget:
+                return tree.statement(node)
+        if type(node) is cst.Call and callee_name(node) in _FREEZES:
+            return tree.statement(node)
+    return None
 
 
 class WrapShardedModel(Rule):
@@ -340,6 +398,31 @@ class WrapShardedModel(Rule):
                 "functional copy of the module: a wrapper there fails (higher) or its forward "
                 "never runs, so nothing is all-reduced; average the gradients by hand (all_reduce "
                 "each parameter's .grad before the optimizer step)",
+            ),
+        ),
+        Example(  # parameters frozen after the only place a wrap can follow
+            before="""
+                import torch
+                def main(args, model, data, optimizer):
+                    set_dist(args)
+                    if args.n_gpu > 1:
+                        model = torch.nn.DataParallel(model)
+                    if args.freeze:
+                        for name, parameter in model.named_parameters():
+                            if "encoder" in name:
+                                parameter.requires_grad = False
+                    train_sampler = RandomSampler(data) if args.local_rank == -1 else DistributedSampler(data)
+                    for batch in DataLoader(data, sampler=train_sampler):
+                        model(batch).backward()
+                        optimizer.step()
+            """,  # noqa: E501
+            reports=1,
+            messages=(
+                "the data are sharded across ranks but the model is never wrapped in "
+                "DistributedDataParallel, and parameters are frozen here, after the only place "
+                "a wrap can follow: a wrap made before it expects gradients for them (a "
+                "RuntimeError at the second step on every rank); wrap the model after the "
+                "freezing, by hand",
             ),
         ),
         Example(  # two models trained on the shards (co-teaching)
@@ -448,12 +531,24 @@ class WrapShardedModel(Rule):
                 "(all_reduce each parameter's .grad before the optimizer step)",
             )
             return
+        frozen = _frozen_after(tree, statement, name)
+        if frozen is not None:
+            ctx.report(
+                frozen,
+                "the data are sharded across ranks but the model is never wrapped in "
+                "DistributedDataParallel, and parameters are frozen here, after the only place "
+                "a wrap can follow: a wrap made before it expects gradients for them (a "
+                "RuntimeError at the second step on every rank); wrap the model after the "
+                "freezing, by hand",
+            )
+            return
         _report_others(ctx, name)
+        unused = _pretrained_model_inside(tree) or _built_in_sibling(tree, ctx.path)
         holder = tree.parent(tree.parent(statement))  # IndentedBlock → its If
         site = holder if type(holder) is cst.If else statement
         rank_code = tree.module.code_for_node(rank)
         replacements: dict[cst.CSTNode, Replacement] = {
-            site: Around(after=(_wrap(name, rank_code, _pretrained_model_inside(tree)),))
+            site: Around(after=(_wrap(name, rank_code, unused),))
         }
         shared = ""
         plans, _ = broadcasts(model(tree))  # what is refused withdraws the wrap (post-condition)
