@@ -68,6 +68,7 @@ LAUNCHED = (RANK0, NODE0, OTHER)
 # Booleans that are true on global rank 0 / on each node's local rank 0 (attribute or call name).
 _GLOBAL_MAIN = frozenset(
     {"is_main_process", "is_world_process_zero", "is_master", "is_rank_0", "is_first_worker"}
+    | {"is_world_master"}  # transformers <= 3's name of Trainer.is_world_process_zero()
 )
 # Plain names scripts bind to "this process is global rank 0" (nanoGPT's ``master_process =
 # ddp_rank == 0``, with ``ddp_rank`` read from RANK), tested as they are: ``if master_process:``.
@@ -802,11 +803,11 @@ def shared_reads(m: RankModel) -> Iterator[tuple[cst.Call, cst.Call, str]]:
         if is_save_call(call):
             path = write_path(call)
             if path is not None and m.subset(call):
-                writes.append((call, m.path_words(path)))
+                writes.append((call, m.path_words(path) | _directory_keys(m, call, path)))
         elif _reads_file(call):
             path = next((arg.value for arg in positional_args(call)), None)
             if path is not None:
-                reads.append((call, m.path_words(path)))
+                reads.append((call, m.path_words(path) | _directory_keys(m, call, path)))
     if not writes:
         return
     for read, wanted in reads:
@@ -814,6 +815,8 @@ def shared_reads(m: RankModel) -> Iterator[tuple[cst.Call, cst.Call, str]]:
             common = written & wanted
             if not (callee_name(write) or "").endswith("_pretrained"):
                 common = {word for word in common if "." in word}  # the same file, not its folder
+            elif callee_name(read) != "from_pretrained":
+                common = {word for word in common if not word.startswith(_DIRECTORY)}
             if not common or not _may_follow(m, write, read):
                 continue
             runs = m.launched(write)
@@ -821,8 +824,51 @@ def shared_reads(m: RankModel) -> Iterator[tuple[cst.Call, cst.Call, str]]:
                 k for k in (RANK0, OTHER) if runs[k] is False and m.runs(read, k) is not False
             ]
             if readers and not _barrier_before(m, read, write):
-                yield read, write, sorted(common)[0]
+                yield read, write, shown_file(sorted(common)[0])
                 break
+
+
+#: Marks a directory key (:func:`_directory_keys`) among a path's words.
+_DIRECTORY = "dir:"
+
+
+def _directory_keys(m: RankModel, call: cst.Call, path: cst.BaseExpression) -> set[str]:
+    """The directory a ``save_pretrained(d)`` writes its files into, or a ``from_pretrained(d)``
+    reads them from, named by the dotted names it is held in (``args.output_dir``), followed
+    through local names, their list values and the loops over those (``checkpoints =
+    [args.output_dir]``; ``for checkpoint in checkpoints: from_pretrained(checkpoint)``)."""
+    if not (callee_name(call) or "").endswith("_pretrained"):
+        return set()
+    return {_DIRECTORY + key for key in _held_in(m, path, 0)}
+
+
+def shown_file(word: str) -> str:
+    """A file word as the messages quote it: ``'model.bin'``, or ``the directory
+    args.output_dir``."""
+    if word.startswith(_DIRECTORY):
+        return "the directory " + word[len(_DIRECTORY) :].split("@")[0]
+    return repr(word)
+
+
+def _held_in(m: RankModel, node: cst.BaseExpression, depth: int) -> set[str]:
+    if type(node) is cst.Attribute:
+        name = dotted_name(node)
+        return {name} if name else set()
+    if type(node) in (cst.List, cst.Tuple):
+        elements = cast("cst.List | cst.Tuple", node).elements
+        return {k for e in elements if type(e) is cst.Element for k in _held_in(m, e.value, depth)}
+    if type(node) is not cst.Name or depth >= 3:
+        return set()
+    name = node
+    keys = {f"{name.value}@{id(m.scope(name))}"}
+    for value in m._assigned_values(name):
+        keys |= _held_in(m, value, depth + 1)
+    for loop in m.tree.nodes(cst.For):
+        target = loop.target
+        if type(target) is cst.Name and target.value == name.value:
+            if m.scope(loop) is m.scope(name):
+                keys |= _held_in(m, loop.iter, depth + 1)
+    return keys
 
 
 def _may_follow(m: RankModel, write: cst.CSTNode, read: cst.CSTNode) -> bool:
@@ -851,7 +897,7 @@ def _file_violations(m: RankModel) -> Iterator[Violation]:
     for read, write, word in shared_reads(m):
         yield Violation(
             ("file", word, _where(m, read), _code(m.tree, read)),
-            f"{word!r} is written by {_ranks_text(m.launched(write))} only and read by every "
+            f"{word} is written by {_ranks_text(m.launched(write))} only and read by every "
             f"rank with no barrier between (FileNotFoundError or a half-written file{dormant})",
         )
 

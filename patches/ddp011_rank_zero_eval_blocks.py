@@ -17,7 +17,10 @@ What every rank does around the block decides the form of the rewrite (the rank 
 - Writes made by a function the block calls count (``test(...)`` writing ``test_1.output``).
 - A block that reaches a collective (``dist.barrier()``, accelerate's ``gather``, the HF
   ``Trainer``'s ``evaluate``/``predict``, which gather across ranks) must run on every rank: it is
-  never gated. It is reported when it writes files itself outside a rank-0 condition (an
+  never gated. The functions it calls are followed with the literal flags it passes (the
+  template's ``evaluate()`` calls ``load_and_cache_examples(..., evaluate=True)``, whose barriers
+  sit behind ``not evaluate``: that block reaches none, and is gated like any other). It is
+  reported when it writes files itself outside a rank-0 condition (an
   ``accelerator.is_main_process`` guard counts); Trainer and accelerate methods that write
   (``save_metrics``, ``save_model``) do so on the main process by themselves. A DDP wrap that
   an evaluation function makes of its own model and can do without (CodeXGLUE token-level
@@ -130,6 +133,14 @@ def _as_and_operand(test: cst.BaseExpression) -> cst.BaseExpression:
     if binds_looser and not test.lpar:
         return test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
     return test
+
+
+def _joined_text(ranks: RankModel, call: cst.Call) -> str:
+    """The collective a call of the block joins: ``the collective torch.distributed.barrier()``
+    itself, or ``a collective through evaluate()`` in a function the block calls."""
+    if is_collective_call(call):
+        return f"the collective {dotted_name(call.func) or 'call'}()"
+    return f"a collective through {ranks.collective(call, RANK0_KIND)}"
 
 
 def _reached_calls(body: cst.BaseSuite, functions: dict[str, cst.FunctionDef]) -> list[cst.Call]:
@@ -460,10 +471,13 @@ class RankZeroEvalBlocks(Rule):
                 or not any(is_eval_call(c) or is_save_call(c) for c in calls)
             ):
                 continue
+            # the block's own calls, each judged with the literal flags it passes on (the
+            # template's evaluate() → load_and_cache_examples(..., evaluate=True), whose
+            # barriers sit behind ``not evaluate``: none is reached)
             joined = next(
                 (
                     c
-                    for c in calls
+                    for c in calls_in(node.body)
                     if ranks.collective(c, RANK0_KIND)
                     and not _only_dropped_wraps(tree, node, c, functions)
                 ),
@@ -481,8 +495,8 @@ class RankZeroEvalBlocks(Rule):
                     ctx.report(
                         node,
                         f"this {flag.attr.value} block writes files on every rank but reaches "
-                        f"the collective {dotted_name(joined.func) or 'call'}(), so every rank "
-                        "must run it: gate only its writes on rank 0, by hand",
+                        f"{_joined_text(ranks, joined)}, so every rank must run it: gate only "
+                        "its writes on rank 0, by hand",
                     )
                 continue
             wraps = _wraps_reached(tree, calls)
