@@ -20,7 +20,7 @@ import libcst as cst
 from patcher.source import SourceError, read_source
 from patcher.tree import Tree
 from patches._names import walk
-from patches._ranks import innermost_loop, model
+from patches._ranks import RankModel, innermost_loop, model
 from patches._syntax import callee_name, dotted_name, is_collective_call
 
 #: How many directories above the helper's own an importer may live (``train.py`` importing
@@ -197,14 +197,16 @@ def _no_group(
 
 
 def _lone_exit(importer: Path, tree: Tree, synchronising: dict[str, Path]) -> str | None:
-    """A ``break``/``return`` only some ranks take, out of a loop or function that calls a
-    project module which synchronises (the DDP model lives in an imported class): the ranks
-    that stay wait for the others in their next collective."""
+    """A ``break``/``return`` only some ranks take once the rank is read (every process takes
+    it alike while the rank is dormant), out of a loop or function that calls a project module
+    which synchronises (the DDP model lives in an imported class): the ranks that stay wait for
+    the others in their next collective."""
     m = model(tree)
+    dormant = RankModel(tree, dormant=True)
     made = _made_by(tree, synchronising)
     for node in tree.nodes(cst.Return, cst.Break):
-        if not m.subset(node):
-            continue
+        if not m.subset(node) or dormant.subset(node):
+            continue  # every rank takes it, or some already do apart without the read
         left = innermost_loop(tree, node) if type(node) is cst.Break else m.scope(node)
         if left is None:
             continue

@@ -60,7 +60,22 @@ whatever the function's name: ``get_argparse().parse_args()``, ``parser = make_o
 reported, naming the module to run ddpfix on, unless that module is a
 file next to this one that already sets ``local_rank`` from LOCAL_RANK (a fork that fixed its
 ``configs.py``). A file of another package, or text without a path, cannot be looked at: the
-report stays until silenced with ``# ddpfix: ignore[DDP001]``. A function decorated with
+report stays until silenced with ``# ddpfix: ignore[DDP001]``.
+
+A helper read wakes its importers. The rank read in ``options.py`` is consumed by the scripts
+that import it (``import options``, ``from options import setup_args``, ``from .options import
+...``, ``from model.setting import ...`` in a directory up to two above), whose distributed code
+the helper's own post-conditions cannot see. Before reading it there, the rule judges each
+importer that reads a ``.local_rank`` as it would run once woken (``patches/_importers.py``): it
+needs a process group (a DistributedSampler, a ``torch.distributed`` call, a DDP wrap, in the
+importer or a project module it imports) and none is set up in the importer, the helper or those
+modules (a name imported from the project is judged by its module, not by its name: a project's
+own ``Trainer`` is not transformers'); or a ``break``/``return`` only some ranks take leaves a
+loop that calls project code which synchronises (a ``backward()``, a collective or a DDP wrap in
+its module, or a module of the project ddpfix cannot read). Then the read is reported, naming
+the importer and why, and the importer's own report says what blocks it instead of "run ddpfix
+on options.py". With no importer found the rule behaves as before (CodeT5's ``configs.py``,
+whose ``set_dist`` sets up the group, is read). A function decorated with
 ``@hydra.main`` that reads ``cfg.local_rank`` is reported too: the default lives in a YAML file.
 
 ``HfArgumentParser`` dataclasses: the Trainer itself is distributed (it builds accelerate's
