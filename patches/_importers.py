@@ -130,9 +130,9 @@ def _imports_file(importer: Path, tree: Tree, target: Path) -> bool:
 
 
 def importers(helper: Path) -> list[tuple[Path, Tree]]:
-    """The files of the project that import ``helper`` and read a ``.local_rank``: in its
-    directory and up to two above it (``import options``, ``from options import ...``,
-    ``from .options import ...``, ``from model.setting import ...``)."""
+    """The files of the project that import ``helper``, in its directory and up to two above
+    it (``import options``, ``from options import ...``, ``from .options import ...``,
+    ``from model.setting import ...``)."""
     target = helper.resolve()
     found: list[tuple[Path, Tree]] = []
     directory = target.parent
@@ -144,7 +144,7 @@ def importers(helper: Path) -> list[tuple[Path, Tree]]:
                 text = candidate.read_text(encoding="utf-8", errors="replace")
             except OSError:
                 continue
-            if target.stem not in text or "local_rank" not in text:
+            if target.stem not in text:
                 continue
             tree = parse_file(candidate)
             if tree is not None and _imports_file(candidate, tree, target):
@@ -266,6 +266,8 @@ def woken_breaks(importer: Path, tree: Tree, helper: Path) -> str | None:
         if path.resolve() != target
     }
     modules = {path: t for path in set(names.values()) if (t := parse_file(path)) is not None}
+    if not any("local_rank" in t.code for t in (tree, *modules.values())):
+        return None  # neither it nor the project code it imports reads the rank
     synchronising = {
         local: path
         for local, path in names.items()
