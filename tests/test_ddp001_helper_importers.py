@@ -37,8 +37,9 @@ def test_no_group_for_the_importer(tmp_path: Path) -> None:
     project = _copy(OPTIONS, tmp_path / "p")
     fixed, messages = _ddp001(project / "options.py")
     assert not fixed
-    assert len(messages) == 1 and "would break one of them: run.py takes a distributed" in (
-        messages[0]
+    assert (
+        len(messages) == 1
+        and "would break one of them: run.py takes a distributed" in (messages[0])
     )
 
 
@@ -102,8 +103,9 @@ def test_rank_zero_exit_in_an_importer_one_directory_up(tmp_path: Path) -> None:
     run.write_text(text.replace("from setting import", "from model.setting import"))
     fixed, messages = _ddp001(project / "model" / "setting.py")
     assert not fixed
-    assert "run.py: only some ranks leave the loop at line 22, out of code that calls " in (
-        messages[0]
+    assert (
+        "run.py: only some ranks leave the loop at line 22, out of code that calls "
+        in (messages[0])
     )
     assert "engine.train_epoch() of engine.py, which synchronises" in messages[0]
 
