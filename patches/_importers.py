@@ -12,15 +12,25 @@ helper, and names what blocks it in the importer's own report.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
+from functools import lru_cache
 from pathlib import Path
 
 import libcst as cst
 
+from patcher.rule import SOURCE_PATH
 from patcher.source import SourceError, read_source
 from patcher.tree import Tree
 from patches._names import walk
-from patches._ranks import RankModel, innermost_loop, model
+from patches._ranks import (
+    _LAUNCHER_AWARE,
+    _RANK_ARGUMENT,
+    RankModel,
+    innermost_loop,
+    model,
+    rank_dormant,
+    sets_rank_from_env,
+)
 from patches._syntax import callee_name, dotted_name, is_collective_call
 
 #: How many directories above the helper's own an importer may live (``train.py`` importing
@@ -201,12 +211,24 @@ def _lone_exit(importer: Path, tree: Tree, synchronising: dict[str, Path]) -> st
     it alike while the rank is dormant), out of a loop or function that calls a project module
     which synchronises (the DDP model lives in an imported class): the ranks that stay wait for
     the others in their next collective."""
-    m = model(tree)
     dormant = RankModel(tree, dormant=True)
+    found = _exit_apart(importer, tree, model(tree), synchronising, dormant)
+    return None if found is None else f"{importer.name}: {found[1]}"
+
+
+def _exit_apart(
+    importer: Path,
+    tree: Tree,
+    m: RankModel,
+    synchronising: dict[str, Path],
+    before: RankModel | None = None,
+) -> tuple[cst.CSTNode, str] | None:
+    """The first exit ``m`` says only some ranks take (and ``before`` does not), out of code
+    that calls a ``synchronising`` project name, with the reason."""
     made = _made_by(tree, synchronising)
     for node in tree.nodes(cst.Return, cst.Break):
-        if not m.subset(node) or dormant.subset(node):
-            continue  # every rank takes it, or some already do apart without the read
+        if not m.subset(node) or (before is not None and before.subset(node)):
+            continue
         left = innermost_loop(tree, node) if type(node) is cst.Break else m.scope(node)
         if left is None:
             continue
@@ -217,18 +239,18 @@ def _lone_exit(importer: Path, tree: Tree, synchronising: dict[str, Path]) -> st
             path = synchronising.get(root) or made.get(root)
             if path is None:
                 continue
-            line = tree.position(node)[0]
+            where = f" at line {tree.position(node)[0]}" if before is not None else ""
+            what = "leave the loop" if type(node) is cst.Break else "return"
             which = (
                 f"{path.name}, which synchronises (backward, a collective or a DDP model)"
                 if path.is_file()
                 else f"{_relative(path, importer)}, a project module ddpfix cannot read (it may "
                 "synchronise)"
             )
-            what = "leave the loop" if type(node) is cst.Break else "return"
-            return (
-                f"{importer.name}: only some ranks {what} at line {line}, out of code that "
-                f"calls {tree.module.code_for_node(call.func)}() of {which}: the other ranks "
-                "would wait for it in their next collective (hang)"
+            return node, (
+                f"only some ranks {what}{where}, out of code that calls "
+                f"{tree.module.code_for_node(call.func)}() of {which}: the other ranks would "
+                "wait for it in their next collective (hang)"
             )
     return None
 
@@ -288,3 +310,71 @@ def broken_importer(helper: Path) -> str | None:
         if reason is not None:
             return reason
     return None
+
+
+# --- post-condition: an exit apart out of a loop whose imported code synchronises --------------
+
+
+@lru_cache(maxsize=256)
+def _module_facts(path: str, stamp: tuple[int, int]) -> tuple[bool, bool]:
+    """(synchronises, declares ``--local_rank`` without reading LOCAL_RANK) of a project file;
+    ``stamp`` (mtime, size) keeps the answer true while the file is unchanged."""
+    tree = parse_file(Path(path))
+    if tree is None:
+        return False, False
+    dormant = bool(_RANK_ARGUMENT.search(tree.code)) and not sets_rank_from_env(tree)
+    return _synchronises(tree), dormant
+
+
+def _facts(path: Path) -> tuple[bool, bool] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _module_facts(str(path), (stat.st_mtime_ns, stat.st_size))
+
+
+def _rank_dormant_through(tree: Tree, declaring: bool) -> bool:
+    """Whether the local rank never reaches this version under a modern launcher: it parses
+    ``--local_rank`` itself (:func:`rank_dormant`), or gets it from a project module that
+    declares it and never reads LOCAL_RANK, and sets no rank from the environment here."""
+    code = tree.code
+    if _RANK_ARGUMENT.search(code):
+        return rank_dormant(tree)
+    return (
+        declaring
+        and not _LAUNCHER_AWARE.search(code)
+        and ("LOCAL_RANK" not in code or not sets_rank_from_env(tree))
+    )
+
+
+def imported_sync_exits(tree: Tree) -> dict[Hashable, str]:
+    """Post-condition: no ``break``/``return`` that only some ranks take out of a loop (or
+    function) that calls project code which synchronises, in a module beside this one (the
+    DDP model lives in an imported class: DDP013 and the rank model see no collective here).
+    A version whose rank stays dormant under the launcher (its ``--local_rank`` is parsed in
+    a helper that never reads LOCAL_RANK) runs its local-rank gates as lone processes, so a
+    fix that turns such a gate into a ``RANK`` gate (DDP008) is what makes the exit apart."""
+    path = SOURCE_PATH.get()
+    code = tree.code
+    if path is None or "rank" not in code or ("break" not in code and "return" not in code):
+        return {}
+    names = project_modules(path, tree)
+    synchronising: dict[str, Path] = {}
+    declaring = False
+    for local, module in names.items():
+        facts = _facts(module)
+        if facts is not None:
+            declaring = declaring or facts[1]
+            if facts[0]:
+                synchronising[local] = module
+    for local, module in _unresolved(path, tree).items():
+        synchronising.setdefault(local, module)
+    if not synchronising:
+        return {}
+    m = RankModel(tree, dormant=True) if _rank_dormant_through(tree, declaring) else model(tree)
+    reason = _exit_apart(path, tree, m, synchronising)
+    if reason is None:
+        return {}
+    node, why = reason
+    return {("imported-sync-exit", tree.module.code_for_node(tree.statement(node))): why}

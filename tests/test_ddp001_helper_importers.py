@@ -119,3 +119,25 @@ def test_rank_zero_exit_without_synchronising_code_keeps_the_read(tmp_path: Path
     engine.write_text(text.replace("DistributedDataParallel(torch", "(torch"))
     fixed, messages = _ddp001(project / "setting.py")
     assert fixed and not messages
+
+
+def test_global_rank_gate_not_made_when_rank_zero_stops_alone(tmp_path: Path) -> None:
+    """CoNKT's shape: the rank-0 block saves (DDP008 would gate it on RANK, which the launcher
+    sets whether or not the helper reads LOCAL_RANK) and breaks; the engine the loop calls
+    synchronises. The RANK gate would make rank 0 stop alone: DDP008 reports instead."""
+    project = _copy(SETTING, tmp_path / "p")
+    run = project / "run.py"
+    text = run.read_text()
+    stop = "            if engine.should_stop(1.0):\n"
+    assert text.count(stop) == 1
+    save = "            torch.save(engine.model.state_dict(), 'best.bin')\n"
+    run.write_text("import torch\n" + text.replace(stop, save + stop))
+    new, findings = fix_text(run.read_text(), all_rules(), path=run)
+    assert "if args.local_rank == 0:" in new and "RANK" not in new
+    (ddp008,) = [f for f in findings if f.code == "DDP008"]
+    assert not ddp008.fixed
+    assert ddp008.message.endswith(
+        "not rewritten: only some ranks leave the loop, out of code that calls "
+        "engine.train_epoch() of engine.py, which synchronises (backward, a collective or a "
+        "DDP model): the other ranks would wait for it in their next collective (hang)"
+    )
