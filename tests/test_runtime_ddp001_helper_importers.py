@@ -119,3 +119,34 @@ def test_setting_helper_old_rewrite_leaves_a_rank_behind(tmp_path: Path) -> None
     run = _launch(files, tmp_path / "old")
     assert run.outcome.returncode != 0, run.explain()
     assert any(r.exit_code not in (0, None) for r in run.records), run.explain()
+
+
+STOP = "            if engine.should_stop(1.0):\n"
+SAVE = "            torch.save(engine.model.state_dict(), 'best.bin')\n"
+GATE = "        if args.local_rank == 0:\n"
+
+
+def test_rank_zero_save_and_stop_keeps_its_local_rank_gate(tmp_path: Path) -> None:
+    """CoNKT's shape: the rank-0 block saves too, so DDP008 would gate it on RANK (set by the
+    launcher whatever the helper reads): rank 0 would stop alone. It is reported instead; the
+    patched layout runs every epoch on both ranks, the old rewrite leaves rank 1 behind."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for path in sorted((SCRIPTS / "setting_parsed").glob("*.py")):
+        text = path.read_text()
+        if path.name == "run.py":
+            assert text.count(STOP) == 1 and text.count(GATE) == 1
+            text = "import torch\n" + text.replace(STOP, SAVE + STOP)
+        (project / path.name).write_text(text)
+    ddpfix("apply", project)
+    files = {p.name: p.read_text() for p in project.glob("*.py")}
+    assert GATE in files["run.py"] and "RANK" not in files["run.py"]
+    run = _launch(files, tmp_path / "patched")
+    assert run.ok, run.explain()
+    old = dict(files)
+    old["run.py"] = "import os\n" + files["run.py"].replace(
+        GATE, "        if int(os.environ.get('RANK', args.local_rank)) == 0:\n"
+    )
+    broken = _launch(old, tmp_path / "old")
+    assert broken.outcome.returncode != 0, broken.explain()
+    assert any(r.exit_code not in (0, None) for r in broken.records), broken.explain()
