@@ -75,7 +75,11 @@ loop that calls project code which synchronises (a ``backward()``, a collective 
 its module, or a module of the project ddpfix cannot read). Then the read is reported, naming
 the importer and why, and the importer's own report says what blocks it instead of "run ddpfix
 on options.py". With no importer found the rule behaves as before (CodeT5's ``configs.py``,
-whose ``set_dist`` sets up the group, is read). A function decorated with
+whose ``set_dist`` sets up the group, is read). The same exit is an engine post-condition
+(``_importers.imported_sync_exits``), judged with the rank dormant while the helper never reads
+LOCAL_RANK: DDP008 does not turn such an importer's ``local_rank == 0`` block that saves and
+breaks into a ``RANK`` gate either (the launcher sets RANK, so rank 0 would stop alone). A
+function decorated with
 ``@hydra.main`` that reads ``cfg.local_rank`` is reported too: the default lives in a YAML file.
 
 ``HfArgumentParser`` dataclasses: the Trainer itself is distributed (it builds accelerate's
