@@ -39,9 +39,19 @@ _LEVELS_UP = 2
 
 
 def parse_file(path: Path) -> Tree | None:
-    """The file as a tree, or None when it cannot be read or parsed."""
+    """The file as a tree, or None when it cannot be read or parsed. The rules ask for the same
+    modules in every pass and for every importer: parsed once while the file is unchanged."""
     try:
-        text = read_source(path).text
+        stat = path.stat()
+    except OSError:
+        return None
+    return _parsed(str(path), (stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=32)
+def _parsed(path: str, stamp: tuple[int, int]) -> Tree | None:
+    try:
+        text = read_source(Path(path)).text
         return Tree(cst.parse_module(text), text)
     except (OSError, SourceError, cst.ParserSyntaxError, RecursionError):
         return None
