@@ -4,6 +4,7 @@ Every module defines one :class:`patcher.rule.Rule` subclass with a stable code,
 rationale (the module docstring) and before/after examples that the test suite runs.
 """
 
+from patches._importers import imported_sync_exits
 from patches._ranks import postcondition
 from patches.ddp001_local_rank_from_env import LocalRankFromEnv
 from patches.ddp002_local_rank_hyphen_alias import LocalRankHyphenAlias
@@ -48,8 +49,9 @@ from patches.trn002_clamped_sentinel_index import ClampedSentinelIndex
 from patches.trn003_autograd_cut_parameter import AutogradCutParameter
 
 #: What the engine checks every fix against: the rank model's post-conditions, and no file
-#: written by every rank from its own shard.
-POSTCONDITIONS = (postcondition, shard_writers)
+#: written by every rank from its own shard, no exit apart from a loop whose imported code
+#: synchronises.
+POSTCONDITIONS = (postcondition, shard_writers, imported_sync_exits)
 
 RULES = (
     LocalRankFromEnv,

@@ -60,7 +60,26 @@ whatever the function's name: ``get_argparse().parse_args()``, ``parser = make_o
 reported, naming the module to run ddpfix on, unless that module is a
 file next to this one that already sets ``local_rank`` from LOCAL_RANK (a fork that fixed its
 ``configs.py``). A file of another package, or text without a path, cannot be looked at: the
-report stays until silenced with ``# ddpfix: ignore[DDP001]``. A function decorated with
+report stays until silenced with ``# ddpfix: ignore[DDP001]``.
+
+A helper read wakes its importers. The rank read in ``options.py`` is consumed by the scripts
+that import it (``import options``, ``from options import setup_args``, ``from .options import
+...``, ``from model.setting import ...`` in a directory up to two above), whose distributed code
+the helper's own post-conditions cannot see. Before reading it there, the rule judges each
+importer that reads a ``.local_rank`` as it would run once woken (``patches/_importers.py``): it
+needs a process group (a DistributedSampler, a ``torch.distributed`` call, a DDP wrap, in the
+importer or a project module it imports) and none is set up in the importer, the helper or those
+modules (a name imported from the project is judged by its module, not by its name: a project's
+own ``Trainer`` is not transformers'); or a ``break``/``return`` only some ranks take leaves a
+loop that calls project code which synchronises (a ``backward()``, a collective or a DDP wrap in
+its module, or a module of the project ddpfix cannot read). Then the read is reported, naming
+the importer and why, and the importer's own report says what blocks it instead of "run ddpfix
+on options.py". With no importer found the rule behaves as before (CodeT5's ``configs.py``,
+whose ``set_dist`` sets up the group, is read). The same exit is an engine post-condition
+(``_importers.imported_sync_exits``), judged with the rank dormant while the helper never reads
+LOCAL_RANK: DDP008 does not turn such an importer's ``local_rank == 0`` block that saves and
+breaks into a ``RANK`` gate either (the launcher sets RANK, so rank 0 would stop alone). A
+function decorated with
 ``@hydra.main`` that reads ``cfg.local_rank`` is reported too: the default lives in a YAML file.
 
 ``HfArgumentParser`` dataclasses: the Trainer itself is distributed (it builds accelerate's
@@ -96,6 +115,7 @@ from patches._argparse import (
 )
 from patches._args import keyword_value, positional_args
 from patches._dataparallel import dataparallel_only
+from patches._importers import broken_importer, woken_breaks
 from patches._names import walk
 from patches._ranks import sets_rank_from_env
 from patches._syntax import (
@@ -271,9 +291,11 @@ def _imported_modules(tree: Tree) -> list[str]:
     return found
 
 
-def initialises_process_group(tree: Tree) -> bool:
-    """Whether anything in the file initialises (or may, in code it calls) a process group."""
-    defined = _defined_names(tree)
+def initialises_process_group(tree: Tree, project: frozenset[str] = frozenset()) -> bool:
+    """Whether anything in the file initialises (or may, in code it calls) a process group.
+    Names in ``project`` come from project modules judged on their own (the file's own
+    ``Trainer`` class is not transformers')."""
+    defined = _defined_names(tree) | project
     for call in tree.nodes(cst.Call):
         name = callee_name(call)
         if name is None:
@@ -594,14 +616,40 @@ def _parsed_elsewhere(tree: Tree, here: Path | None = None) -> list[tuple[cst.CS
             continue
         helper = _imported_helper(node.value, imports, _ARGS_HELPER)
         if helper is not None and not _reads_env_there(here, helper):
+            reason = _blocked(here, tree, helper)
             found.append(
                 (
                     node,
-                    f"`--local_rank` is parsed in {helper.where()} ({helper.path()}): run ddpfix "
-                    "on that file too, or read LOCAL_RANK there",
+                    _woken_message(helper, reason)
+                    if reason is not None
+                    else f"`--local_rank` is parsed in {helper.where()} ({helper.path()}): run "
+                    "ddpfix on that file too, or read LOCAL_RANK there",
                 )
             )
     return found
+
+
+def _blocked(here: Path | None, tree: Tree, helper: Helper) -> str | None:
+    """Why this file would break once ``helper``'s module (a file next to ``here``) reads
+    LOCAL_RANK: then "run ddpfix on that file" is the wrong advice."""
+    if here is None:
+        return None
+    module = here.parent / helper.path()
+    return woken_breaks(here, tree, module) if module.is_file() else None
+
+
+def _woken_message(helper: Helper, reason: str) -> str:
+    return (
+        f"`--local_rank` is parsed in {helper.where()} ({helper.path()}), but reading LOCAL_RANK "
+        f"there would break this file: {reason}; fix that, then run ddpfix on {helper.path()}"
+    )
+
+
+def _importer_message(reason: str) -> str:
+    return (
+        "`--local_rank` is parsed here for scripts that import this module, and reading "
+        f"LOCAL_RANK here would break one of them: {reason}; fix that, then read LOCAL_RANK here"
+    )
 
 
 def _declaring_helper(
@@ -886,6 +934,9 @@ class LocalRankFromEnv(Rule):
                 "--local_rank is defined but its parsed result is not assigned in this file; "
                 "read LOCAL_RANK from the environment where the arguments are parsed",
             )
+            return
+        if ctx.path is not None and (broken := broken_importer(ctx.path)) is not None:
+            ctx.report(option.call, _importer_message(broken))
             return
         _fix(ctx, insertions, option.dest)
 
