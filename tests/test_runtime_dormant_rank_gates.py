@@ -38,9 +38,7 @@ def _every_reader_wrote(run: Ranked) -> bool:
     and fail (a torn read), which this does not forbid; it never hangs."""
     pids = {record.pid for record in run.records}
     writers = run.writers()
-    missing = [
-        r for r in run.records if r.exception and "FileNotFoundError" in r.exception.summary
-    ]
+    missing = [r for r in run.records if r.exception and "FileNotFoundError" in r.exception.summary]
     return (
         not run.outcome.timed_out
         and len(run.records) == 2
