@@ -12,6 +12,7 @@ helper, and names what blocks it in the importer's own report.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -31,7 +32,14 @@ from patches._ranks import (
     rank_dormant,
     sets_rank_from_env,
 )
-from patches._syntax import callee_name, dotted_name, is_collective_call
+from patches._syntax import (
+    COLLECTIVES,
+    DDP_WRAPPERS,
+    LIBRARY_COLLECTIVES,
+    callee_name,
+    dotted_name,
+    is_collective_call,
+)
 
 #: How many directories above the helper's own an importer may live (``train.py`` importing
 #: ``model.setting``).
@@ -149,6 +157,15 @@ def _imports_file(importer: Path, tree: Tree, target: Path) -> bool:
     return False
 
 
+def _mentions_import_of(text: str, stem: str) -> bool:
+    """A cheap look before parsing: an ``import``/``from`` line naming ``stem`` as a module
+    (``run`` occurs in most scripts' text, in few of their imports)."""
+    if stem not in text:
+        return False
+    pattern = rf"^\s*(?:from\s+[\w.]*\b{re.escape(stem)}\b|import\s+[^\n#]*\b{re.escape(stem)}\b)"
+    return re.search(pattern, text, re.MULTILINE) is not None
+
+
 def importers(helper: Path) -> list[tuple[Path, Tree]]:
     """The files of the project that import ``helper``, in its directory and up to two above
     it (``import options``, ``from options import ...``, ``from .options import ...``,
@@ -164,7 +181,7 @@ def importers(helper: Path) -> list[tuple[Path, Tree]]:
                 text = candidate.read_text(encoding="utf-8", errors="replace")
             except OSError:
                 continue
-            if target.stem not in text:
+            if not _mentions_import_of(text, target.stem):
                 continue
             tree = parse_file(candidate)
             if tree is not None and _imports_file(candidate, tree, target):
@@ -329,11 +346,35 @@ def broken_importer(helper: Path) -> str | None:
 def _module_facts(path: str, stamp: tuple[int, int]) -> tuple[bool, bool]:
     """(synchronises, declares ``--local_rank`` without reading LOCAL_RANK) of a project file;
     ``stamp`` (mtime, size) keeps the answer true while the file is unchanged."""
+    try:
+        text = read_source(Path(path)).text
+    except (OSError, SourceError):
+        return False, False
+    # most project modules (data, metrics, model code) name no collective and no rank flag:
+    # answered from their text, without a parse
+    syncing = _may_synchronise(text)
+    declaring = bool(_RANK_ARGUMENT.search(text))
+    if not syncing and not declaring:
+        return False, False
     tree = parse_file(Path(path))
     if tree is None:
         return False, False
-    dormant = bool(_RANK_ARGUMENT.search(tree.code)) and not sets_rank_from_env(tree)
-    return _synchronises(tree), dormant
+    return syncing and _synchronises(tree), declaring and not sets_rank_from_env(tree)
+
+
+def _may_synchronise(text: str) -> bool:
+    """Whether :func:`_synchronises` can find anything in a module with this text: a
+    ``backward``, a DDP wrap, a collective on a ``dist``/``accelerator`` receiver, or a library
+    one on its receiver (``trainer.evaluate``)."""
+    if "backward" in text or any(w in text for w in DDP_WRAPPERS):
+        return True
+    if ("dist" in text or "accelerator" in text) and any(c in text for c in COLLECTIVES):
+        return True
+    lowered = text.lower()
+    return any(
+        pattern in lowered and any(m in text for m in methods)
+        for pattern, methods in LIBRARY_COLLECTIVES.items()
+    )
 
 
 def _facts(path: Path) -> tuple[bool, bool] | None:
