@@ -124,7 +124,7 @@ def _shadowed_import(tree: Tree, fix: Fix) -> str | None:
     """Why ``fix`` cannot have the imports it declares: the module binds one of their names to
     something else, which the ``import`` added above it would not survive."""
     for name in fix.imports:
-        how = shadowing(tree.module, name)
+        how = shadowing(tree.module, name, tree.code)
         if how is not None:
             return (
                 f"not rewritten: the rewrite needs the module {name}, and `{how}` binds "

@@ -7,7 +7,9 @@ of the second waiting a pass for the first one's import statement.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 import libcst as cst
 
@@ -33,11 +35,26 @@ def imported_module(statement: cst.CSTNode) -> str | None:
     return _dotted(node.names[0].name)
 
 
-def shadowing(module: cst.Module, name: str) -> str | None:
+@lru_cache(maxsize=64)
+def _may_rebind(code: str, name: str) -> bool:
+    """A look at the text before a walk: ``from x import ... name``, ``... as name``, ``def
+    name``/``class name`` or ``name =``/``name: T =`` somewhere (most files bind ``os`` only by
+    ``import os``, and the walk is asked for every fix in every pass)."""
+    n = re.escape(name)
+    pattern = (
+        rf"from\s+\S+\s+import\s+[^\n]*\b{n}\b|\bas\s+{n}\b|\b(?:def|class)\s+{n}\b"
+        rf"|(?<![\w.]){n}\s*(?::[^=\n]*)?=(?!=)"
+    )
+    return re.search(pattern, code) is not None
+
+
+def shadowing(module: cst.Module, name: str, code: str | None = None) -> str | None:
     """How the module binds ``name`` to something other than the module ``name`` (``from
     datetime import datetime``, ``import numpy as os``, a ``def``/``class``/assignment of that
     name anywhere), quoted; None when nothing does. An ``import name`` added for a fix would
     be rebound by it, and ``name.attr`` would read the wrong object."""
+    if not _may_rebind(module.code if code is None else code, name):
+        return None
     for node in walk(module):
         kind = type(node)
         if kind is cst.ImportFrom:

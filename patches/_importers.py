@@ -166,6 +166,17 @@ def _mentions_import_of(text: str, stem: str) -> bool:
     return re.search(pattern, text, re.MULTILINE) is not None
 
 
+@lru_cache(maxsize=1024)
+def _names_in_imports(path: str, stamp: tuple[int, int], stem: str) -> bool:
+    """:func:`_mentions_import_of` for the file at ``path`` while it is unchanged (``stamp``):
+    every file of a directory is asked about each of its siblings."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return _mentions_import_of(text, stem)
+
+
 def importers(helper: Path) -> list[tuple[Path, Tree]]:
     """The files of the project that import ``helper``, in its directory and up to two above
     it (``import options``, ``from options import ...``, ``from .options import ...``,
@@ -178,10 +189,11 @@ def importers(helper: Path) -> list[tuple[Path, Tree]]:
             if candidate.resolve() == target:
                 continue
             try:
-                text = candidate.read_text(encoding="utf-8", errors="replace")
+                stat = candidate.stat()
             except OSError:
                 continue
-            if not _mentions_import_of(text, target.stem):
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            if not _names_in_imports(str(candidate), stamp, target.stem):
                 continue
             tree = parse_file(candidate)
             if tree is not None and _imports_file(candidate, tree, target):
