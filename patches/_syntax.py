@@ -405,3 +405,28 @@ def one_line(tree: Tree, node: cst.CSTNode, limit: int | None = None) -> str:
     if limit is None or len(text) <= limit:
         return text
     return text[: limit - 3] + "..."
+
+
+def import_map(tree: Tree) -> dict[str, tuple[str, str | None]]:
+    """Local name → (module, imported name); the name is None when the local name is a module
+    (``import configs``, ``import utils.configs as cfg``)."""
+    found: dict[str, tuple[str, str | None]] = {}
+    for node in tree.nodes(cst.Import):
+        for alias in node.names:
+            module = dotted_name(alias.name) or ""
+            if alias.asname is not None and type(alias.asname.name) is cst.Name:
+                found[alias.asname.name.value] = (module, None)
+            else:
+                head = module.split(".")[0]
+                found[head] = (head, None)
+    for node in tree.nodes(cst.ImportFrom):
+        if isinstance(node.names, cst.ImportStar):
+            continue
+        module = dotted_name(node.module) if node.module is not None else None
+        package = "." * len(node.relative) + (module or "")
+        for alias in node.names:
+            name = dotted_name(alias.name) or ""
+            bound = alias.asname.name if alias.asname else alias.name
+            if type(bound) is cst.Name:
+                found[bound.value] = (package, name)
+    return found

@@ -122,6 +122,7 @@ from patches._syntax import (
     COLLECTIVES,
     callee_name,
     dotted_name,
+    import_map,
     int_literal,
     preferred_quote,
     string_value,
@@ -505,31 +506,6 @@ def _join(package: str, name: str) -> str:
     return package + name if package.endswith(".") else f"{package}.{name}"
 
 
-def _imports(tree: Tree) -> dict[str, tuple[str, str | None]]:
-    """Local name → (module, imported name); the name is None when the local name is a module
-    (``import configs``, ``import utils.configs as cfg``)."""
-    found: dict[str, tuple[str, str | None]] = {}
-    for node in tree.nodes(cst.Import):
-        for alias in node.names:
-            module = dotted_name(alias.name) or ""
-            if alias.asname is not None and type(alias.asname.name) is cst.Name:
-                found[alias.asname.name.value] = (module, None)
-            else:
-                head = module.split(".")[0]
-                found[head] = (head, None)
-    for node in tree.nodes(cst.ImportFrom):
-        if isinstance(node.names, cst.ImportStar):
-            continue
-        module = dotted_name(node.module) if node.module is not None else None
-        package = "." * len(node.relative) + (module or "")
-        for alias in node.names:
-            name = dotted_name(alias.name) or ""
-            bound = alias.asname.name if alias.asname else alias.name
-            if type(bound) is cst.Name:
-                found[bound.value] = (package, name)
-    return found
-
-
 def _imported_helper(
     call: cst.CSTNode,
     imports: dict[str, tuple[str, str | None]],
@@ -595,7 +571,7 @@ def _parsed_elsewhere(tree: Tree, here: Path | None = None) -> list[tuple[cst.CS
     (the file being fixed) that already sets ``local_rank`` from LOCAL_RANK is not reported
     (CodeT5 forks that fixed their ``configs.py``)."""
     readers = _rank_readers(tree)
-    imports = _imports(tree)
+    imports = import_map(tree)
     made: dict[str, Helper] = {}  # variables an imported helper made: a parser if parsed
     found: list[tuple[cst.CSTNode, str]] = []
     for node in tree.nodes(cst.Assign):
@@ -672,7 +648,7 @@ def _declared_message(helper: Helper) -> str:
 
 def _hydra_configs(tree: Tree) -> list[tuple[cst.CSTNode, str]]:
     """``@hydra.main`` functions that read ``cfg.local_rank``: the YAML holds the default."""
-    imports = _imports(tree)
+    imports = import_map(tree)
     found: list[tuple[cst.CSTNode, str]] = []
     for function in tree.nodes(cst.FunctionDef):
         hydra = False

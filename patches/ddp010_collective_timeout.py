@@ -16,14 +16,12 @@ after it, and a magic trailing comma kept.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import libcst as cst
 
 from patcher.rule import Example, Option, Rule, RuleContext
+from patcher.tree import Tree
 from patches._args import has_keyword
-from patches._names import walk
-from patches._syntax import callee_name, dotted_name
+from patches._syntax import callee_name, dotted_name, import_map
 
 DEFAULT_MINUTES = 180
 _SPACE = cst.SimpleWhitespace(" ")
@@ -80,48 +78,24 @@ def _with_argument(call: cst.Call, new: cst.Arg) -> list[cst.Arg]:
     return [*args, new.with_changes(whitespace_after_arg=closing)]
 
 
-def _torch_call(module: cst.Module, call: cst.Call) -> bool:
+def _torch_call(tree: Tree, call: cst.Call) -> bool:
     """Whether ``call`` is ``torch.distributed.init_process_group`` as the module imports it:
     ``torch.distributed.X``, ``dist.X`` with ``import torch.distributed as dist`` (or ``from
     torch import distributed as dist``), or ``X`` from ``from torch.distributed import X``."""
     func = call.func
+    imports = import_map(tree)
     if type(func) is cst.Attribute:
         base = dotted_name(func.value)
-        if base == "torch.distributed":
-            return True
-        return base is not None and _imports_distributed_as(module, base)
+        return base == "torch.distributed" or imports.get(base or "") in _DISTRIBUTED_MODULE
     if type(func) is cst.Name:
-        return _imports_from_torch(module, func.value)
+        module = imports.get(func.value, ("", None))[0]
+        return module == "torch" or module.startswith("torch.")
     return False
 
 
-def _imports_distributed_as(module: cst.Module, name: str) -> bool:
-    for node in walk(module, into_scopes=True):
-        if type(node) is cst.Import:
-            for alias in node.names:
-                bound = alias.asname.name if alias.asname else None
-                if type(bound) is cst.Name and bound.value == name:
-                    if dotted_name(alias.name) == "torch.distributed":
-                        return True
-        elif type(node) is cst.ImportFrom and dotted_name(node.module) == "torch":
-            if isinstance(node.names, Sequence):
-                for alias in node.names:
-                    bound = alias.asname.name if alias.asname else alias.name
-                    if type(bound) is cst.Name and bound.value == name:
-                        if dotted_name(alias.name) == "distributed":
-                            return True
-    return False
-
-
-def _imports_from_torch(module: cst.Module, name: str) -> bool:
-    for node in walk(module, into_scopes=True):
-        if type(node) is cst.ImportFrom and (dotted_name(node.module) or "").startswith("torch"):
-            if isinstance(node.names, Sequence):
-                for alias in node.names:
-                    bound = alias.asname.name if alias.asname else alias.name
-                    if type(bound) is cst.Name and bound.value == name:
-                        return True
-    return False
+#: How ``torch.distributed`` is bound to a local name (``import torch.distributed as dist``,
+#: ``from torch import distributed``), as :func:`import_map` records it.
+_DISTRIBUTED_MODULE = (("torch.distributed", None), ("torch", "distributed"))
 
 
 class CollectiveTimeout(Rule):
@@ -189,7 +163,7 @@ class CollectiveTimeout(Rule):
             raise ValueError("[tool.ddpfix.rules.DDP010] timeout_minutes must be a positive int")
         tree = ctx.tree
         for call in tree.nodes(cst.Call):
-            if callee_name(call) != "init_process_group" or not _torch_call(tree.module, call):
+            if callee_name(call) != "init_process_group" or not _torch_call(tree, call):
                 continue  # a project's own wrapper may take no ``timeout`` (TypeError)
             if has_keyword(call, "timeout") or any(a.star for a in call.args):
                 continue

@@ -112,17 +112,16 @@ rewritten.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
-from patcher.source import SourceError, read_source
 from patcher.tree import Around, Replacement, Tree
 from patches._divergence import broadcasts
 from patches._early_stop import GROUP, DecideOnRankZero, RankZeroStop, model_names, rank_zero_stop
 from patches._gates import in_rank_zero_region, rank_zero_functions
+from patches._importers import parse_file, project_modules
 from patches._names import walk
 from patches._ranks import RankModel, model
 from patches._shared_files import ReadBack, reached_functions, scored_exits
@@ -255,25 +254,11 @@ def _built_in_sibling(tree: Tree, here: Path | None) -> bool:
     if here is None:
         return False
     called = {callee_name(c) for c in tree.nodes(cst.Call)}
-    for node in tree.nodes(cst.ImportFrom):
-        module = dotted_name(node.module) if node.module is not None else None
-        if module is None or not isinstance(node.names, Sequence):
-            continue
-        if not any(alias.evaluated_name in called for alias in node.names):
-            continue
-        sibling = here.parent.joinpath(*module.split(".")).with_suffix(".py")
-        try:
-            text = read_source(sibling).text
-        except (OSError, SourceError):
-            continue
-        if "from_pretrained" not in text:
-            continue
-        try:
-            other = Tree(cst.parse_module(text), text)
-        except (cst.ParserSyntaxError, RecursionError):
-            continue
-        if _pretrained_model_inside(other):
-            return True
+    for local, path in project_modules(here, tree).items():
+        if local in called:
+            other = parse_file(path)
+            if other is not None and _pretrained_model_inside(other):
+                return True
     return False
 
 
