@@ -19,7 +19,8 @@ rank or the process id (each process writes its own file), a write every caller 
 (a function only called behind a rank-0 gate), ``open(..., "a")`` logs, ``os.makedirs(d,
 exist_ok=True)`` and ``if not os.path.exists(d): os.makedirs(d)``, a write after the template's
 waiting barrier (``if args.local_rank not in [-1, 0]: barrier()``: the other ranks find rank 0's
-file and do not write), the ``do_eval``/``do_test`` blocks DDP011 handles, the training functions
+file and do not write), the ``do_eval``/``do_test`` blocks DDP011 handles (in a script with a
+``--local_rank``; an accelerate-native one's are reported here), the training functions
 of a DataParallel-only script (DDP016 converts them first), and functions nothing calls.
 
 Fixed only where that is certain: a run of write-only statements (saves, ``os.makedirs``, ``if
@@ -133,7 +134,12 @@ def _exists_checked(tree: Tree, call: cst.Call) -> bool:
 
 
 def _in_flag_block(m: RankModel, node: cst.CSTNode) -> bool:
-    """Inside an ``if args.do_eval:``-like block: DDP011's, which gates or reports it."""
+    """Inside an ``if args.do_eval:``-like block of a script with a ``--local_rank``: DDP011's,
+    which gates or reports it. DDP011 does not look at a script without one (an
+    accelerate-native script's ``if args.do_eval:`` gathers predictions and then writes them on
+    every process): its writes are this rule's."""
+    if "local_rank" not in m.tree.code:
+        return False
     for ancestor in m.tree.ancestors(node):
         if isinstance(ancestor, SCOPES):
             return False
@@ -263,9 +269,12 @@ def _message(tree: Tree, m: RankModel, group: list[cst.Call]) -> str:
             f"; {', '.join(empty)} {'is' if len(empty) == 1 else 'are'} filled on rank 0 only: "
             "the other ranks write an empty copy over rank 0's"
         )
+    how = "global rank 0"
+    if "Accelerator(" in tree.code and "local_rank" not in tree.code:
+        how = "`accelerator.is_main_process`"  # an accelerate-native script's own rank test
     return (
         f"every process of the launched run writes {', '.join(paths[:3])} to the same path: "
-        f"{what}{note}; gate it on global rank 0 (and add a barrier before any read)"
+        f"{what}{note}; gate it on {how} (and add a barrier before any read)"
     )
 
 
