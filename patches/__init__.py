@@ -27,6 +27,7 @@ from patches.ddp018_complete_barrier_pair import CompleteBarrierPair
 from patches.ddp019_process_group_for_ddp_branch import ProcessGroupForDdpBranch
 from patches.ddp020_every_rank_writes import EveryRankWrites
 from patches.ddp021_world_size_not_device_count import WorldSizeNotDeviceCount
+from patches.ddp022_shard_score_exit import ShardScoreExit
 from patches.prt001_torch_adamw import TorchAdamW
 from patches.prt002_optional_tensorboard import OptionalTensorboard
 from patches.prt003_distributed_setup_on_cpu import DistributedSetupOnCpu
@@ -75,6 +76,7 @@ RULES = (
     ProcessGroupForDdpBranch,
     EveryRankWrites,
     WorldSizeNotDeviceCount,
+    ShardScoreExit,
     TorchAdamW,
     OptionalTensorboard,
     DistributedSetupOnCpu,
