@@ -132,6 +132,7 @@ from patches._syntax import (
     calls_in,
     dotted_name,
     global_rank_zero,
+    import_map,
     module_functions,
     one_line,
     preferred_quote,
@@ -216,12 +217,31 @@ def _wrap(model: str, rank: str, unused: bool = False) -> cst.If:
     return cst.ensure_type(cst.parse_statement(code), cst.If)
 
 
+def _transformers_model(call: cst.Call, imported: dict[str, tuple[str, str | None]]) -> bool:
+    """A call that builds a transformers model: ``X.from_pretrained(...)`` of anything but a
+    tokenizer or config, or a class imported from ``transformers`` whose name says it is a model
+    (``RobertaForSequenceClassification(config=config)``, ``RobertaModel(config)``)."""
+    func = call.func
+    if callee_name(call) == "from_pretrained" and type(func) is cst.Attribute:
+        owner = (dotted_name(func.value) or "").lower()
+        return bool(owner) and not owner.endswith(("tokenizer", "config", "tokenizer_class"))
+    if type(func) is not cst.Name:
+        return False
+    module, _ = imported.get(func.value, ("", None))
+    return module.split(".")[0] == "transformers" and (
+        "For" in func.value or func.value.endswith("Model")
+    )
+
+
 def _pretrained_model_inside(tree: Tree) -> bool:
     """Whether the script puts a pretrained transformers model inside a model class of its own
     (GraphCodeBERT's ``Model(RobertaForSequenceClassification...)``, which calls
     ``encoder.roberta`` and a classifier of its own; UniXcoder's ``Model(RobertaModel...)``,
-    which reads the hidden states, not the pooler): the parts it bypasses never get a gradient,
-    and DDP must be told to look for unused parameters (CodeXGLUE's own DDP wraps do)."""
+    which reads the hidden states, not the pooler), by name or built in the call itself
+    (``Model(RobertaForSequenceClassification(config=config), config, tokenizer, args)``):
+    the parts it bypasses never get a gradient, and DDP must be told to look for unused
+    parameters (CodeXGLUE's own DDP wraps do)."""
+    imported = import_map(tree)
     pretrained: set[str] = set()
     for assign in tree.nodes(cst.Assign):
         value = assign.value
@@ -231,16 +251,16 @@ def _pretrained_model_inside(tree: Tree) -> bool:
         if type(target) is not cst.Name:
             continue
         func = value.func
-        owner = func.value if type(func) is cst.Attribute else None
-        owner_name = (dotted_name(owner) or "") if owner is not None else ""
-        if callee_name(value) == "from_pretrained" and owner_name:
-            if not owner_name.lower().endswith(("tokenizer", "config", "tokenizer_class")):
-                pretrained.add(target.value)
+        if _transformers_model(value, imported):
+            pretrained.add(target.value)
         elif (
-            pretrained
-            and type(func) is cst.Name
+            type(func) is cst.Name
             and "For" not in func.value
-            and any(type(a.value) is cst.Name and a.value.value in pretrained for a in value.args)
+            and any(
+                (type(a.value) is cst.Name and a.value.value in pretrained)
+                or (type(a.value) is cst.Call and _transformers_model(a.value, imported))
+                for a in value.args
+            )
         ):
             return True
     return False
