@@ -782,14 +782,15 @@ _GROUP_SETUP = frozenset({"DistributedDataParallel", "init_process_group"})
 
 
 def write_path(call: cst.Call) -> cst.BaseExpression | None:
-    """The path a save call writes: ``torch.save(obj, path)``, ``open(path, "w")``,
-    ``x.save_pretrained(path)``."""
+    """The path a save call writes: ``torch.save(obj, path)``, ``np.save(path, array)``,
+    ``open(path, "w")``, ``x.save_pretrained(path)``."""
     for name in ("f", "file", "path", "save_directory"):
         if (value := keyword_value(call, name)) is not None:
             return value
     positional = positional_values(call)
-    if callee_name(call) == "save" and len(positional) > 1:
-        return positional[1]
+    numpy = type(call.func) is cst.Attribute and dotted_name(call.func.value) in ("np", "numpy")
+    if callee_name(call) == "save" and len(positional) > 1 and not numpy:
+        return positional[1]  # torch.save(obj, path); numpy's save(path, array) names it first
     return positional[0] if positional else None
 
 

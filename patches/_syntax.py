@@ -29,7 +29,7 @@ _EVAL_NAME = re.compile(
 #: The flags of the evaluation blocks DDP011 gates or reports (``if args.do_eval:``).
 EVAL_FLAGS = ("do_eval", "do_test", "do_predict", "do_infer", "do_inference")
 # Function names that persist something: torch.save, np.save, save_pretrained, json.dump ...
-_SAVE_NAME = re.compile(r"^(?:save|save_\w+|\w+_save|dump|savez\w*|to_csv|to_json)$")
+_SAVE_NAME = re.compile(r"^(?:save|save_\w+|\w+_save|dump|savez\w*|savetxt|to_csv|to_json)$")
 #: ``torch.distributed`` collectives (every rank of the group must call them).
 COLLECTIVES = frozenset(
     {
