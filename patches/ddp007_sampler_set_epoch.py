@@ -51,12 +51,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Tree
 from patches._args import has_keyword, keyword_value
+from patches._importers import importers, project_modules
 from patches._names import BINDERS, bound_names, walk
 from patches._ranks import OTHER, model
 from patches._syntax import callee_name, dominates, dotted_name, preferred_quote
@@ -376,6 +378,29 @@ def _inner_loop(
     return None
 
 
+def _set_epoch_next_door(path: Path | None, tree: Tree) -> bool:
+    """Whether a project file this one imports, or one that imports it, calls ``set_epoch``: the
+    sampler built here (FreeYOLO's ``utils/misc.py``) is then reshuffled there (its ``train.py``
+    calls ``dataloader.batch_sampler.sampler.set_epoch(epoch)``), or a trainer class another
+    module holds does it (``self.data_loader.sampler.set_epoch(epoch)``). A package is looked
+    into file by file. Where ddpfix cannot follow the loader there, it says nothing rather than
+    claim every epoch repeats the same shuffle."""
+    if path is None:
+        return False
+    files = [p for p, _ in importers(path)]
+    for module in project_modules(path, tree).values():
+        files.append(module)
+        if module.name == "__init__.py":
+            files.extend(sorted(module.parent.glob("*.py")))
+    for file in dict.fromkeys(files):
+        try:
+            if "set_epoch" in file.read_text(encoding="utf-8", errors="replace"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _set_epoch_receivers(loop: cst.For) -> Iterator[cst.BaseExpression]:
     for node in walk(loop.body, into_scopes=False):
         if type(node) is cst.Call and callee_name(node) == "set_epoch":
@@ -566,7 +591,7 @@ class SamplerSetEpoch(Rule):
         epoch loop above was recognised (a loader handed to another function, a DataLoader
         subclass, a generator of loaders): said, never silently left."""
         tree = ctx.tree
-        if "set_epoch" in tree.code:
+        if "set_epoch" in tree.code or _set_epoch_next_door(ctx.path, tree):
             return
         ranks = model(tree)
         for call in tree.nodes(cst.Call):
