@@ -90,6 +90,36 @@ def _without_cpu_escape(gate: cst.If) -> cst.BaseExpression | None:
     return test
 
 
+def _named_backend(tree: Tree, name: cst.BaseExpression) -> list[cst.SimpleString]:
+    """The ``"nccl"`` literals a backend held in a name comes from (``args.dist_backend =
+    'nccl'`` before ``init_process_group(backend=args.dist_backend)``, FreeYOLO and DETR-style
+    ``init_distributed_mode``; or ``--dist_backend``'s ``default='nccl'``), when every value
+    the name is given is a literal: those are the script's own choice of NCCL. Empty when
+    anything else may set it."""
+    spelt = dotted_name(name)
+    assert spelt is not None
+    attribute = spelt.rsplit(".", 1)[-1]
+    flags = {f"--{attribute}", f"--{attribute.replace('_', '-')}"}
+    found: list[cst.SimpleString] = []
+    for node in tree.nodes(cst.Assign):
+        if any(dotted_name(t.target) == spelt for t in node.targets):
+            if type(node.value) is not cst.SimpleString or _checked(tree, node):
+                return []
+            if string_value(node.value) == "nccl":
+                found.append(node.value)
+    if "." in spelt:
+        for call in tree.nodes(cst.Call):
+            if callee_name(call) != "add_argument":
+                continue
+            if not any(string_value(a.value) in flags for a in call.args if a.keyword is None):
+                continue
+            default = keyword_arg(call, "default")
+            if default is not None and type(default.value) is cst.SimpleString:
+                if string_value(default.value) == "nccl":
+                    found.append(default.value)
+    return found
+
+
 def _expression(code: str, module: cst.Module) -> cst.BaseExpression:
     return cst.parse_expression(code, config=module.config_for_parsing)
 
@@ -143,25 +173,30 @@ class DistributedSetupOnCpu(Rule):
                     "them set up the process group (on gloo and the CPU)",
                     {gate.test: kept},
                 )
+        chosen: set[int] = set()
         for call in tree.nodes(cst.Call):
             name = callee_name(call)
             if name == "init_process_group":
                 arg = keyword_arg(call, "backend")
                 if arg is None and call.args and call.args[0].keyword is None:
                     arg = call.args[0]  # the backend is the first parameter
-                if (
-                    arg is not None
-                    and string_value(arg.value) == "nccl"
-                    and not _checked(tree, arg)
-                ):
-                    assert type(arg.value) is cst.SimpleString
-                    q = arg.value.quote
-                    code = module.code_for_node(arg.value)
+                if arg is None or _checked(tree, arg):
+                    continue
+                literals = [arg.value] if string_value(arg.value) == "nccl" else []
+                if not literals and dotted_name(arg.value) is not None:
+                    literals = _named_backend(tree, arg.value)
+                for literal in literals:
+                    if id(literal) in chosen:
+                        continue  # the same choice, passed to another init_process_group
+                    chosen.add(id(literal))
+                    assert type(literal) is cst.SimpleString
+                    q = literal.quote
+                    code = module.code_for_node(literal)
                     new = _expression(f"{code} if {CHECK} else {q}gloo{q}", module)
                     ctx.fix(
-                        call,
+                        call if literal is arg.value else literal,
                         "NCCL needs CUDA: use gloo when CUDA is not available",
-                        {arg.value: new},
+                        {literal: new},
                         imports=("torch",),
                     )
             elif dotted_name(call.func) in ("torch.device", "device") and call.args:
