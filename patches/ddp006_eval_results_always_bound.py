@@ -36,7 +36,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement, Tree, children
-from patches._names import SCOPES, frame_uses
+from patches._names import SCOPES, frame_uses, names_bound_in, walk
 from patches._ranks import OTHER, model
 from patches._syntax import is_eval_call
 
@@ -151,7 +151,32 @@ def _plan(tree: Tree, gate: cst.If, name: str) -> tuple[list[cst.BaseStatement],
     moved = mine[: holders_mine[-1] + 1]
     if _leaves_block(moved):
         return [], "moving the reads would change control flow (return/break/continue)"
-    return moved, ""
+    return _readers_only(moved, name) or moved, ""
+
+
+def _read_names(statement: cst.CSTNode) -> set[str]:
+    """Every name ``statement`` spells (attribute names too: more is safer here)."""
+    return {n.value for n in walk(statement, into_scopes=False) if type(n) is cst.Name}
+
+
+def _readers_only(run: list[cst.BaseStatement], name: str) -> list[cst.BaseStatement]:
+    """The statements of ``run`` that read ``name`` or what those bind, when they can move
+    ahead of the others unchanged: none of them reads what a statement left behind binds
+    (``logging_loss = tr_loss`` stays where it is, and the loss and learning-rate lines logged
+    next to the results still run when the evaluation does not). Empty when they cannot."""
+    held = {name}
+    readers: list[cst.BaseStatement] = []
+    left_bound: set[str] = set()
+    for statement in run:
+        reads = _read_names(statement)
+        if reads & held:
+            if reads & left_bound:
+                return []  # it reads what a statement left behind sets first
+            readers.append(statement)
+            held |= names_bound_in(statement)
+        else:
+            left_bound |= names_bound_in(statement)
+    return readers if len(readers) < len(run) else []
 
 
 def _moved_into(gate: cst.If, moved: list[cst.BaseStatement]) -> cst.If:
@@ -248,10 +273,16 @@ class EvalResultsAlwaysBound(Rule):
                     break
                 replacements: dict[cst.CSTNode, Replacement] = {gate: _moved_into(gate, moved)}
                 replacements.update({statement: [] for statement in moved})
+                readers = sum(1 for m in moved if name in _read_names(m))
+                what = (
+                    f"the {len(moved)} statement(s) after it that read it"
+                    if readers == len(moved)
+                    else f"the {len(moved)} statement(s) after it up to the last that reads it "
+                    f"({readers} read it)"
+                )
                 ctx.fix(
                     gate,
-                    f"{name!r} is only bound when this gate passes: the {len(moved)} "
-                    "statement(s) after it that read it now run inside it",
+                    f"{name!r} is only bound when this gate passes: {what} now run inside it",
                     replacements,
                 )
                 break
