@@ -16,6 +16,7 @@ import libcst as cst
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement
 from patches._args import keyword_arg
+from patches._bundled import bundled
 from patches._syntax import dotted_name
 
 ADAMW_CALLS = ("transformers.AdamW", "torch.optim.AdamW", "optim.AdamW")
@@ -84,6 +85,8 @@ class TorchAdamW(Rule):
     )
 
     def run(self, ctx: RuleContext) -> None:
+        if bundled(ctx.path, "transformers"):
+            return  # the script imports the copy its project ships, not today's transformers
         tree = ctx.tree
         for line in tree.nodes(cst.SimpleStatementLine):
             node = line.body[0]

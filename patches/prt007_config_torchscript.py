@@ -13,6 +13,7 @@ from __future__ import annotations
 import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
+from patches._bundled import bundled
 from patches._syntax import preferred_quote
 
 ATTRIBUTE = "torchscript"
@@ -45,6 +46,8 @@ class ConfigTorchscript(Rule):
     )
 
     def run(self, ctx: RuleContext) -> None:
+        if bundled(ctx.path, "transformers"):
+            return  # the script imports the copy its project ships, not today's transformers
         tree = ctx.tree
         q = preferred_quote(tree.code)
         for node in tree.nodes(cst.Attribute):

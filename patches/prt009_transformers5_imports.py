@@ -35,6 +35,7 @@ import libcst as cst
 
 from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement
+from patches._bundled import bundled
 from patches._prune_heads import define_helper
 from patches._syntax import dotted_name
 
@@ -448,6 +449,8 @@ class Transformers5Imports(Rule):
     )
 
     def run(self, ctx: RuleContext) -> None:
+        if bundled(ctx.path, "transformers"):
+            return  # the script imports the copy its project ships, not today's transformers
         tree = ctx.tree
         for line in tree.nodes(cst.SimpleStatementLine):
             for node in line.body:

@@ -46,6 +46,7 @@ from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Around, Replacement, Tree
 from patches import _legacy_cache
 from patches._args import keyword_arg
+from patches._bundled import bundled
 from patches._names import reaching
 from patches._syntax import callee_name, dominates, dotted_name, last_import, module_binds
 
@@ -255,6 +256,8 @@ class Transformers5LegacyCache(Rule):
     )
 
     def run(self, ctx: RuleContext) -> None:
+        if bundled(ctx.path, "transformers"):
+            return  # the script imports the copy its project ships, not today's transformers
         tree = ctx.tree
         replacements: dict[cst.CSTNode, Replacement] = {}
         places: list[tuple[cst.CSTNode, str]] = []
