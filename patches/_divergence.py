@@ -81,6 +81,7 @@ from patches._syntax import (
     callee_name,
     dotted_name,
     is_collective_call,
+    is_eval_call,
     is_save_call,
 )
 from patches._uniform import PROCESS_EXITS, Uniformity, _try_clause
@@ -378,6 +379,41 @@ def state_violations(m: RankModel) -> Iterator[Violation]:
                     read,
                 )
                 break
+
+
+def lone_draws(m: RankModel) -> Iterator[Violation]:
+    """An evaluation that a ``RANK`` gate keeps from the other lone copies (:func:`lone_copies`)
+    while they train on: it draws from the global random generator (each ``DataLoader`` it
+    iterates takes a seed from it; dropout and shuffling draw after it), so from there the
+    copies' random streams part, and so do their models. The copies of the original run alike
+    and write alike; split, they stop at different steps and overwrite one another's
+    checkpoints, and the one that reads a checkpoint back may read another's half-written file
+    (xtreme's ``run_tag.py``, eighth batch A1: 24 against 27 steps in 7 runs of 7)."""
+    if not lone_copies(m):
+        return
+    tree = m.tree
+    for call in tree.nodes(cst.Call):
+        if not is_eval_call(call) or not told_apart(m, call):
+            continue
+        loop = None
+        for ancestor in tree.ancestors(call):
+            if isinstance(ancestor, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+                break
+            if isinstance(ancestor, (cst.For, cst.While)):
+                loop = ancestor  # the outermost loop of its function
+        if loop is None or not trains_past(m, call, loop):
+            continue
+        statement = tree.statement(call)
+        yield Violation(
+            ("state", _where(m, call), "random draws", _code(tree, statement), LONE),
+            f"only rank 0 runs `{_code(tree, statement)}`, and the other processes train on: "
+            "the rank stays dormant under the launcher (local_rank -1 and no process group: "
+            "every process is a lone run, which only RANK tells apart), and an evaluation "
+            "draws from the global random generator (each DataLoader it iterates takes a "
+            "seed), so the runs part: they train different models and write them to the same "
+            "paths; keep it on every process",
+            call,
+        )
 
 
 def lone_copies(m: RankModel) -> bool:

@@ -1203,11 +1203,13 @@ def _receiving_params(function: cst.FunctionDef, call: cst.Call, name: str) -> l
 
 
 def _state_violations(m: RankModel) -> Iterator[Violation]:
-    """State only rank 0 updates that every rank leaves a synchronising loop on
+    """State only rank 0 updates that every rank leaves a synchronising loop on, and the
+    random streams of lone copies that only rank 0's evaluation draws from
     (``patches/_divergence.py``, which builds on this module)."""
-    from patches._divergence import state_violations
+    from patches._divergence import lone_draws, state_violations
 
-    return state_violations(m)
+    yield from state_violations(m)
+    yield from lone_draws(m)
 
 
 def _weight_violations(m: RankModel) -> Iterator[Violation]:

@@ -38,7 +38,7 @@ from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement, Tree, children
 from patches._names import SCOPES, frame_uses, names_bound_in, walk
 from patches._ranks import OTHER, model
-from patches._syntax import is_eval_call
+from patches._syntax import is_eval_call, one_line
 
 
 def _evaluated_names(if_node: cst.If) -> list[str]:
@@ -280,9 +280,16 @@ class EvalResultsAlwaysBound(Rule):
                     else f"the {len(moved)} statement(s) after it up to the last that reads it "
                     f"({readers} read it)"
                 )
+                where: cst.CSTNode = gate
+                which = "this gate"
+                if moved != _window(tree, gate, [])[: len(moved)]:
+                    # statements left in between: name the statement that holds them all
+                    holder = tree.parent(tree.parent(gate))
+                    where = holder if holder is not None else gate
+                    which = f"`if {one_line(tree, gate.test, 60)}:`"
                 ctx.fix(
-                    gate,
-                    f"{name!r} is only bound when this gate passes: {what} now run inside it",
+                    where,
+                    f"{name!r} is only bound when {which} passes: {what} now run inside it",
                     replacements,
                 )
                 break

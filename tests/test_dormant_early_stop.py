@@ -53,14 +53,22 @@ def _tree(gate: str, exit_: str = "pass", after: str = "pass", setup: str = _NO_
     return Tree(cst.parse_module(source), source)
 
 
-def _lone(tree: Tree) -> list[tuple[str, ...]]:
-    return [key for key in dormant_violations(tree) if key[-1] == LONE]
+def _lone(tree: Tree, *, draws: bool = False) -> list[tuple[str, ...]]:
+    """The lone-copies violations: the exits and state (or, with ``draws``, the evaluations
+    that only rank 0 draws random numbers in; the script's RANK gate holds one)."""
+    return [
+        key
+        for key in dormant_violations(tree)
+        if key[-1] == LONE and (key[2] == "random draws") == draws
+    ]
 
 
 def test_an_exit_behind_rank_in_a_loop_that_trains_on_splits_the_copies() -> None:
     tree = _tree(f"if {RANK}:", exit_="if bad == 2:\n                return model")
     assert _lone(tree) == [("exit", "train", "return model", LONE)]
-    (reason,) = postcondition(tree).values()
+    (reason,) = [
+        r for k, r in postcondition(tree).items() if isinstance(k, tuple) and k[0] == "exit"
+    ]
     assert isinstance(reason, Reason)
     assert reason.suspects == ("DDP003", "DDP008", "DDP011", "DDP016")
     assert str(reason) == (
@@ -105,7 +113,7 @@ def test_ddp013_says_what_lone_copies_do_and_when_a_hang_comes() -> None:
     own = _SCRIPT.format(
         gate=f"if {RANK}:", exit="pass", after="if bad == 2:\n            break", setup=_NO_GROUP
     )
-    (finding,) = fix_text(own, rules)[1]
+    (finding,) = [f for f in fix_text(own, rules)[1] if "'bad'" in f.message]
     assert finding.message.startswith("'bad' is updated on rank 0 only (`bad += 1`) and every ")
     assert finding.message.endswith(
         "so no other process sees it change: they train on past rank 0's early stop; decide it "
@@ -116,9 +124,23 @@ def test_ddp013_says_what_lone_copies_do_and_when_a_hang_comes() -> None:
         "    bad = 0\n",
         "    bad = 0\n    model = torch.nn.parallel.DistributedDataParallel(model)\n",
     )
-    (finding,) = fix_text(local, rules)[1]
+    (finding,) = [f for f in fix_text(local, rules)[1] if "'bad'" in f.message]
     assert finding.message.startswith(
         "once the script reads its rank from LOCAL_RANK (as DDP001 asks; until then every "
         "process keeps local_rank -1 and does the same here): 'bad' is updated on rank 0 only"
     )
     assert "(hang)" in finding.message
+
+
+def test_an_evaluation_behind_rank_in_a_loop_that_trains_on_parts_the_random_streams() -> None:
+    """Only rank 0 evaluates (a DataLoader takes a seed from the global generator): the copies
+    train different models from there. Behind a local-rank gate every dormant process
+    evaluates; after the last training step nothing trains on."""
+    assert _lone(_tree(f"if {RANK}:"), draws=True) == [
+        ("state", "train", "random draws", "if evaluate(model) > args.target", LONE)
+    ]
+    assert _lone(_tree("if args.local_rank in [-1, 0]:"), draws=True) == []
+    after = _SCRIPT.format(gate="if True:", exit="pass", after="pass", setup=_NO_GROUP).replace(
+        "    return model\n", f"    if {RANK}:\n        evaluate(model)\n    return model\n"
+    )
+    assert _lone(Tree(cst.parse_module(after), after), draws=True) == []
