@@ -26,7 +26,13 @@ Reported without a fix, because the replacement changes behaviour or signature:
 ``prune_conv1d_layer``, ``prune_layer`` and ``SequenceSummary`` (removed in 5), and any name of a
 flat module that is not at its new path in both 4.40 and 5 (a flat-module import holding one is
 left whole and reported). ``import transformers.modeling_x`` is reported too: its uses would need
-rewriting. ``AdamW`` belongs to PRT001.
+rewriting. Also reported: transformers' GLUE/SQuAD/XNLI data processors, metrics and datasets
+(``glue_convert_examples_to_features``, ``xnli_processors``, ``squad_convert_examples_to_features``,
+``SquadResult``, ``TextDataset``, ..., and the ``transformers.data.processors``/``.metrics``/
+``.datasets`` modules), gone in 5 with nothing in their place; ``MODEL_WITH_LM_HEAD_MAPPING``; and a
+flat model module of a family the table does not cover (``transformers.modeling_xlm``), which is
+gone since 4 but whose names ddpfix has not checked at a new path. ``AdamW`` belongs to PRT001.
+A project that ships its own transformers (``patches/_bundled.py``) is left alone.
 """
 
 from __future__ import annotations
@@ -194,6 +200,69 @@ _SCHEDULE = (
 )
 _TRAINING = ", num_training_steps=..."
 _OPTIMIZATION = ("transformers", "transformers.optimization")
+#: transformers' data processors, metrics and datasets (``transformers.data.processors``,
+#: ``.metrics``, ``.datasets``), gone in 5 (checked: not in 5.24.0); HF's 2019-2021 example
+#: copies import them from the package or from those modules.
+_DATA_MODULES = (
+    "transformers.data.processors",
+    "transformers.data.metrics",
+    "transformers.data.datasets",
+)
+_DATA = (
+    "transformers",
+    "transformers.data",
+    *(f"{m}{tail}" for m in _DATA_MODULES for tail in ("", ".glue", ".squad", ".xnli", ".utils")),
+    "transformers.data.metrics.squad_metrics",
+    "transformers.data.datasets.language_modeling",
+)
+_DATA_NAMES = [
+    "DataProcessor",
+    "InputExample",
+    "InputFeatures",
+    "SingleSentenceClassificationProcessor",
+    "glue_convert_examples_to_features",
+    "glue_processors",
+    "glue_output_modes",
+    "glue_tasks_num_labels",
+    "glue_compute_metrics",
+    "xnli_processors",
+    "xnli_output_modes",
+    "xnli_tasks_num_labels",
+    "xnli_compute_metrics",
+    "squad_convert_examples_to_features",
+    "SquadExample",
+    "SquadFeatures",
+    "SquadV1Processor",
+    "SquadV2Processor",
+    "SquadResult",
+    "TextDataset",
+    "LineByLineTextDataset",
+    "LineByLineWithRefDataset",
+    "TextDatasetForNextSentencePrediction",
+    "GlueDataset",
+    "GlueDataTrainingArguments",
+    "SquadDataset",
+    "SquadDataTrainingArguments",
+]
+#: The flat modules transformers 5 still has (5.24.0's ``modeling_*``, ``configuration_*`` and
+#: ``tokenization_*`` files); any other such module of an old script is gone.
+_FLAT_IN_5 = frozenset(
+    [
+        "configuration_utils",
+        "modeling_flash_attention_utils",
+        "modeling_gguf_pytorch_utils",
+        "modeling_layers",
+        "modeling_outputs",
+        "modeling_rope_utils",
+        "modeling_utils",
+        "tokenization_mistral_common",
+        "tokenization_python",
+        "tokenization_utils_base",
+        "tokenization_utils_sentencepiece",
+        "tokenization_utils_tokenizers",
+    ]
+)
+_FLAT_PREFIXES = ("modeling_", "configuration_", "tokenization_")
 #: name → (modules it was imported from, what replaces it and why it is not a drop-in).
 REMOVED: dict[str, tuple[tuple[str, ...], str]] = {
     "WarmupLinearSchedule": (
@@ -253,6 +322,25 @@ REMOVED: dict[str, tuple[tuple[str, ...], str]] = {
         "SequenceSummary (a head of transformers.modeling_utils) was removed in transformers 5: "
         "write the summary head in the script",
     ),
+    **{
+        name: (
+            _DATA,
+            f"{name} was removed in transformers 5 with transformers' GLUE/SQuAD/XNLI data "
+            "processors, metrics and datasets: pin transformers<5 for this script, or copy the "
+            "code it uses into the project",
+        )
+        for name in _DATA_NAMES
+    },
+    "MODEL_WITH_LM_HEAD_MAPPING": (
+        (
+            "transformers",
+            "transformers.modeling_auto",
+            "transformers.models.auto.modeling_auto",
+        ),
+        "MODEL_WITH_LM_HEAD_MAPPING was removed in transformers 5 with AutoModelWithLMHead: use "
+        "MODEL_FOR_CAUSAL_LM_MAPPING or MODEL_FOR_MASKED_LM_MAPPING, whichever head the model "
+        "needs",
+    ),
     PRUNE: (
         PRUNE_MODULES,
         f"{PRUNE} was removed in transformers 5 and has no replacement there: define the helper "
@@ -304,6 +392,28 @@ def _removed(module: str, name: str) -> str:
     """Why ``name`` cannot be imported from ``module`` any more; empty when not known here."""
     modules, message = REMOVED.get(name, ((), ""))
     return message if module in modules else ""
+
+
+def _gone_module(module: str) -> str:
+    """Why ``module`` cannot be imported from transformers 5 when ddpfix has no table for it
+    (empty when it can, or when it is not a transformers module this rule knows the shape of)."""
+    head, _, sub = module.partition(".")
+    if head != "transformers" or not sub:
+        return ""
+    if any(module == m or module.startswith(f"{m}.") for m in _DATA_MODULES):
+        return (
+            f"{module} is gone in transformers 5 (transformers' GLUE/SQuAD/XNLI data "
+            "processors, metrics and datasets were removed): pin transformers<5 for this "
+            "script, or copy the code it uses into the project"
+        )
+    if "." not in sub and sub.startswith(_FLAT_PREFIXES) and sub not in _FLAT_IN_5:
+        family = sub.split("_", 1)[1]
+        return (
+            f"{module} is gone since transformers 4: its names moved to transformers.models."
+            f"<family> (likely transformers.models.{family}.{sub}) or to `transformers` itself; "
+            "ddpfix has no checked table for it, so move the import by hand"
+        )
+    return ""
 
 
 def _without(names: list[cst.ImportAlias], *drops: cst.ImportAlias) -> list[cst.ImportAlias]:
@@ -462,6 +572,8 @@ class Transformers5Imports(Rule):
                     module = dotted_name(node.module) or ""
                     if _is_flat(module):
                         self._flat(ctx, line, node, module)
+                    elif _gone_module(module) and not self._names_known(node, module):
+                        ctx.report(node, _gone_module(module))
                     else:
                         self._removed_names(ctx, line, node, module)
         for attribute in tree.nodes(cst.Attribute):
@@ -470,12 +582,21 @@ class Transformers5Imports(Rule):
             if name in REMOVED and head in REMOVED[name][0]:
                 ctx.report(attribute, REMOVED[name][1])
 
+    @staticmethod
+    def _names_known(node: cst.ImportFrom, module: str) -> bool:
+        """Whether every imported name has its own entry (reported one by one instead)."""
+        if isinstance(node.names, cst.ImportStar):
+            return False
+        return all(_removed(module, dotted_name(a.name) or "") for a in node.names)
+
     def _plain_import(self, ctx: RuleContext, node: cst.Import) -> None:
         for alias in node.names:
             module = dotted_name(alias.name) or ""
             if _is_flat(module):
                 new = RELOCATED[module][0]
                 ctx.report(alias, f"{module} is gone since transformers 4: its names are in {new}")
+            elif _gone_module(module):
+                ctx.report(alias, _gone_module(module))
 
     def _removed_names(
         self, ctx: RuleContext, line: cst.SimpleStatementLine, node: cst.ImportFrom, module: str
