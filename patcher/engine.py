@@ -54,10 +54,16 @@ class FileResult:
 
 
 def describe_syntax_error(text: str, exc: SyntaxError) -> str:
-    for number, line in enumerate(text.splitlines(), start=1):
+    """Python 2 when the line the parser stopped at holds a Python 2 form; else the parser's own
+    error. Only that line: the same text earlier parsed, so it was in a comment or a string
+    (a backquoted name in a comment is not Python 2)."""
+    lines = text.splitlines()
+    if exc.lineno is not None and 1 <= exc.lineno <= len(lines):
         for pattern, what in _PY2_HINTS:
-            if pattern.search(line):
-                return f"Python 2 source ({what} at line {number}); ddpfix rewrites Python 3 only"
+            if pattern.search(lines[exc.lineno - 1]):
+                return (
+                    f"Python 2 source ({what} at line {exc.lineno}); ddpfix rewrites Python 3 only"
+                )
     return f"syntax error at line {exc.lineno}, column {exc.offset or 0}: {exc.msg}"
 
 

@@ -138,3 +138,15 @@ def test_unwritable_directory_leaves_no_temp_file(tmp_path: Path) -> None:
     assert run.code == 2
     assert script.read_text() == LEGACY
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.py"]
+
+
+def test_a_backquote_in_a_comment_is_not_python_2(tmp_path: Path) -> None:
+    """The parser's own error is named, not the comment's backquotes (eighth batch D1)."""
+    text = "def f(a, b):\n    return a\n\n\nf(1,, 2)\n# save with `save_pretrained()`\n"
+    path = tmp_path / "run.py"
+    path.write_text(text)
+    result = ddpfix("apply", str(path))
+    assert result.code != 0
+    output = result.stdout + result.stderr
+    assert "syntax error at line 5" in output and "Python 2" not in output
+    assert path.read_text() == text
