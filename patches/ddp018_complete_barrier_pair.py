@@ -63,9 +63,10 @@ from patches._barriers import (
     unsteady_term,
     unsure,
 )
-from patches._gates import rank_comparison
-from patches._names import walk
+from patches._gates import conjuncts, rank_comparison
+from patches._names import names_bound_in, parameters, walk
 from patches._ranks import RANK0, RankModel, model
+from patches._syntax import callee_name, is_collective_call, module_functions
 
 _HAND = "add `if {test}: {call}` where rank 0 is done with what the others wait for"
 
@@ -172,6 +173,51 @@ class CompleteBarrierPair(Rule):
     rationale = __doc__
     settles = False  # a new barrier is a collective the other rules' analyses see
     triggers = ("barrier",)
+
+    @staticmethod
+    def _dead_barriers(ctx: RuleContext, m: RankModel) -> None:
+        """A barrier no process ever reaches because its test reads a module function as a flag
+        (``not evaluate`` in a cache loader without an ``evaluate`` parameter: the function is
+        always true): the template's "rank 0 builds the cache, the others wait and read it" does
+        not happen, and every rank builds it, or reads rank 0's half-written file."""
+        tree = ctx.tree
+        defined = set(module_functions(tree.module)) | {
+            c.name.value for c in tree.module.body if type(c) is cst.ClassDef
+        }
+        told: set[int] = set()
+        for call in tree.nodes(cst.Call):
+            if callee_name(call) != "barrier" or not is_collective_call(call):
+                continue
+            scope = m.scope(call)
+            if id(scope) in told:
+                continue
+            own = names_bound_in(scope) if type(scope) is cst.FunctionDef else set()
+            if type(scope) is cst.FunctionDef:
+                own |= {p.name.value for p in parameters(scope)}
+            flags = [
+                term.expression.value
+                for test, wanted in m.conditions(call)
+                if wanted
+                for term in conjuncts(test)
+                if type(term) is cst.UnaryOperation
+                and type(term.operator) is cst.Not
+                and type(term.expression) is cst.Name
+                and term.expression.value in defined
+                and term.expression.value not in own
+            ]
+            if not flags:
+                continue
+            told.add(id(scope))
+            name = flags[0]
+            where = f"{scope.name.value}()" if type(scope) is cst.FunctionDef else "the module"
+            ctx.report(
+                call,
+                f"this barrier never runs: {name!r} here is the module's {name}(), always "
+                f"true, so `not {name}` is false and the other ranks never wait for "
+                f"rank 0 (every rank builds what follows, or reads rank 0's half-written file); "
+                f"make {name} a parameter of {where} (the template's `evaluate=False`)",
+            )
+
     examples = (
         Example(
             before="""
@@ -237,6 +283,7 @@ class CompleteBarrierPair(Rule):
 
     def run(self, ctx: RuleContext) -> None:
         m = model(ctx.tree)
+        self._dead_barriers(ctx, m)
         pairs = list(halves(m))
         rank_zero_halves = {id(half) for *_, half in pairs if half is not None}
         for call, gate, term, half in pairs:
