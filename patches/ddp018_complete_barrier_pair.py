@@ -37,6 +37,10 @@ one that rank 0 reaches only after another collective (it is in that collective 
 Barrier halves are matched in order, as barriers meet: the k-th rank-0 half with the k-th
 waiting half before it (a rank-0 half of an earlier pair in between is no such collective).
 
+A pair that never runs is reported too: ``if args.local_rank not in [-1, 0] and not evaluate:``
+in a cache loader that has no ``evaluate`` parameter reads the module's ``evaluate()``, always
+true, so neither half runs and every rank builds the cache (or reads rank 0's half-written file).
+
 The engine's post-condition sees pairs the same way (``patches/_barriers.py``): a rank-0 half
 rank 0 may skip is no pair, so DDP001 does not wake such a barrier up (DNABERT's
 ``run_finetune.py`` closes its model-loading pair only when neither ``--do_visualize`` nor
