@@ -928,8 +928,38 @@ class LocalRankFromEnv(Rule):
         if insertions:
             _fix(ctx, insertions, DEST)
             return
-        for node, message in (*_parsed_elsewhere(tree, ctx.path), *_hydra_configs(tree)):
+        found = [*_parsed_elsewhere(tree, ctx.path), *_hydra_configs(tree)]
+        for node, message in found:
             ctx.report(node, message)
+        if not found and (listed := _listed_flag(tree)) is not None:
+            ctx.report(
+                listed,
+                "--local_rank is declared through a computed add_argument(...) (a list of "
+                "option records) ddpfix cannot follow: under torchrun/accelerate it keeps its "
+                "default on every process; read LOCAL_RANK from the environment after parsing, "
+                "and accept --local-rank too, by hand",
+            )
+
+
+def _listed_flag(tree: Tree) -> cst.SimpleString | None:
+    """A ``'--local_rank'`` string in the list of flags of an option record (``CustomArgs(
+    ['--local_rank'], default=0, type=int, ...)`` handed to ``add_argument(*opt.flags)`` by a
+    config parser, the pytorch-template layout), in a module that parses arguments; not an
+    argv list (``main(['--local-rank', '0'])``)."""
+    if "add_argument" not in tree.code and "parse_args" not in tree.code:
+        return None
+    for node in tree.nodes(cst.SimpleString):
+        if node.evaluated_value not in ("--local_rank", "--local-rank"):
+            continue
+        element = tree.parent(node)
+        sequence = tree.parent(element) if type(element) is cst.Element else None
+        arg = tree.parent(sequence) if type(sequence) in (cst.List, cst.Tuple) else None
+        record = tree.parent(arg) if type(arg) is cst.Arg else None
+        if type(record) is cst.Call and any(
+            a.keyword is not None and a.keyword.value in ("default", "type") for a in record.args
+        ):
+            return node  # an option record: its flags, default and type, declared later
+    return None
 
 
 def _fix(ctx: RuleContext, insertions: dict[cst.CSTNode, Replacement], dest: str) -> None:
