@@ -38,7 +38,7 @@ from patcher.rule import Example, Rule, RuleContext
 from patcher.tree import Replacement, Tree, children
 from patches._names import SCOPES, frame_uses, names_bound_in, walk
 from patches._ranks import OTHER, model
-from patches._syntax import is_eval_call, one_line
+from patches._syntax import callee_name, is_eval_call, one_line
 
 
 def _evaluated_names(if_node: cst.If) -> list[str]:
@@ -159,24 +159,57 @@ def _read_names(statement: cst.CSTNode) -> set[str]:
     return {n.value for n in walk(statement, into_scopes=False) if type(n) is cst.Name}
 
 
+#: Calls a statement left behind may make: logging, whose order next to the moved reads
+#: nobody depends on (``tb_writer.add_scalar``, ``logger.info``, ``print``), and the getters
+#: and conversions its values are built with (``scheduler.get_lr()[0]``, ``loss.item()``).
+_QUIET_CALLS = frozenset(
+    {"info", "warning", "debug", "error", "print", "add_scalar", "add_scalars", "log", "flush"}
+    | {"get_lr", "get_last_lr", "item", "format", "len", "str", "float", "int", "round", "join"}
+)
+
+
+def _quiet(statement: cst.CSTNode) -> bool:
+    """A simple line whose only calls log (``logging_loss = tr_loss`` has none)."""
+    if type(statement) is not cst.SimpleStatementLine:
+        return False
+    return all(
+        callee_name(c) in _QUIET_CALLS
+        for c in walk(statement, into_scopes=False)
+        if type(c) is cst.Call
+    )
+
+
 def _readers_only(run: list[cst.BaseStatement], name: str) -> list[cst.BaseStatement]:
     """The statements of ``run`` that read ``name`` or what those bind, when they can move
-    ahead of the others unchanged: none of them reads what a statement left behind binds
-    (``logging_loss = tr_loss`` stays where it is, and the loss and learning-rate lines logged
-    next to the results still run when the evaluation does not). Empty when they cannot."""
+    ahead of the others unchanged: every statement left behind only logs or assigns (no file
+    written, nothing called: a save the reader copies afterwards must stay first), no reader
+    reads what a statement left behind before it binds, and no statement left behind reads
+    what a later reader binds (it would see the new value). ``logging_loss = tr_loss`` and the
+    loss and learning-rate lines logged next to the results then stay where they are and still
+    run when the evaluation does not. Empty when they cannot."""
     held = {name}
-    readers: list[cst.BaseStatement] = []
-    left_bound: set[str] = set()
+    reading: list[bool] = []
     for statement in run:
         reads = _read_names(statement)
-        if reads & held:
-            if reads & left_bound:
-                return []  # it reads what a statement left behind sets first
-            readers.append(statement)
+        reading.append(bool(reads & held))
+        if reading[-1]:
             held |= names_bound_in(statement)
-        else:
-            left_bound |= names_bound_in(statement)
-    return readers if len(readers) < len(run) else []
+    if all(reading):
+        return []
+    for i, statement in enumerate(run):
+        if reading[i]:
+            continue
+        if not _quiet(statement):
+            return []  # a write or a call: its order next to the reads may matter
+        bound = names_bound_in(statement)
+        later = set().union(
+            *(names_bound_in(r) for r, rd in zip(run[i + 1 :], reading[i + 1 :]) if rd)
+        )
+        if _read_names(statement) & later:
+            return []  # it would see what a reader moved ahead of it binds
+        if any(_read_names(r) & bound for r, rd in zip(run[i + 1 :], reading[i + 1 :]) if rd):
+            return []  # a reader after it reads what it binds
+    return [r for r, rd in zip(run, reading) if rd]
 
 
 def _moved_into(gate: cst.If, moved: list[cst.BaseStatement]) -> cst.If:

@@ -74,10 +74,11 @@ def main():
         if args.local_rank in [-1, 0] and global_step % args.logging_steps == 0:
             if args.local_rank == -1 and args.evaluate_during_training:
                 results = evaluate(args, model_to_save, dev_data)
-            with open(os.path.join(args.output_dir, "loss.log"), "a") as log:
-                log.write(
-                    "%d %.4f\n" % (global_step, (tr_loss - logging_loss) / args.logging_steps)
-                )
+            print(
+                "logged loss at step %d: %.4f"
+                % (global_step, (tr_loss - logging_loss) / args.logging_steps),
+                flush=True,
+            )
             logging_loss = tr_loss
             if results["acc"] >= best_acc:
                 best_acc = results["acc"]
