@@ -228,8 +228,10 @@ def _transformers_model(call: cst.Call, imported: dict[str, tuple[str, str | Non
     if type(func) is not cst.Name:
         return False
     module, _ = imported.get(func.value, ("", None))
-    return module.split(".")[0] == "transformers" and (
-        "For" in func.value or func.value.endswith("Model")
+    return (
+        module.split(".")[0] == "transformers"
+        and not func.value.startswith("DataCollator")  # DataCollatorForLanguageModeling
+        and ("For" in func.value or func.value.endswith("Model"))
     )
 
 
@@ -256,6 +258,9 @@ def _pretrained_model_inside(tree: Tree) -> bool:
         elif (
             type(func) is cst.Name
             and "For" not in func.value
+            and func.value[:1].isupper()  # a class of the project's, not count_parameters()
+            and imported.get(func.value, ("", None))[0].split(".")[0]
+            not in ("transformers", "torch")
             and any(
                 (type(a.value) is cst.Name and a.value.value in pretrained)
                 or (type(a.value) is cst.Call and _transformers_model(a.value, imported))
