@@ -13,15 +13,16 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-#: How far above the file to look: a module of a package imported by a script one or two
-#: directories up resolves ``transformers`` from that script's directory.
+#: How far above the file to look: a module of a package (a directory with ``__init__.py``)
+#: imported by a script one or two directories up resolves ``transformers`` from that script's
+#: directory; a script runs with its own directory first on ``sys.path``, not its parent's.
 _LEVELS_UP = 2
 
 
 def bundled(path: Path | None, package: str) -> Path | None:
-    """The copy of ``package`` next to ``path`` or up to two directories above it (a directory
-    ``package`` with an ``__init__.py``), or the copy ``path`` is a file of; None when there is
-    none."""
+    """The copy of ``package`` (a directory ``package`` with an ``__init__.py``) next to
+    ``path``, or up to two directories above it through the packages ``path`` is in, or the copy
+    ``path`` is a file of; None when there is none."""
     if path is None:
         return None
     return _bundled(str(path.resolve().parent), package)
@@ -36,7 +37,7 @@ def _bundled(directory: str, package: str) -> Path | None:
             return candidate.parent
         if here.name == package and (here / "__init__.py").is_file():
             return here
-        if here.parent == here:
-            break
+        if not (here / "__init__.py").is_file() or here.parent == here:
+            break  # a script's own directory: python looks no higher (``examples/run.py``)
         here = here.parent
     return None

@@ -394,11 +394,15 @@ def _set_epoch_next_door(path: Path | None, tree: Tree) -> bool:
             files.extend(sorted(module.parent.glob("*.py")))
     for file in dict.fromkeys(files):
         try:
-            if "set_epoch" in file.read_text(encoding="utf-8", errors="replace"):
+            if _SET_EPOCH_CALL.search(file.read_text(encoding="utf-8", errors="replace")):
                 return True
         except OSError:
             continue
     return False
+
+
+#: A call of ``set_epoch`` on something (``loader.sampler.set_epoch(epoch)``), not its ``def``.
+_SET_EPOCH_CALL = re.compile(r"\.set_epoch\s*\(")
 
 
 def _set_epoch_receivers(loop: cst.For) -> Iterator[cst.BaseExpression]:

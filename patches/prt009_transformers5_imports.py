@@ -245,7 +245,8 @@ _DATA_NAMES = [
     "SquadDataTrainingArguments",
 ]
 #: The flat modules transformers 5 still has (5.24.0's ``modeling_*``, ``configuration_*`` and
-#: ``tokenization_*`` files); any other such module of an old script is gone.
+#: ``tokenization_*`` modules, checked with ``importlib.util.find_spec``); any other such module
+#: of an old script is gone.
 _FLAT_IN_5 = frozenset(
     [
         "configuration_utils",
@@ -260,6 +261,9 @@ _FLAT_IN_5 = frozenset(
         "tokenization_utils_base",
         "tokenization_utils_sentencepiece",
         "tokenization_utils_tokenizers",
+        # aliases without a file of their own (importlib finds them)
+        "tokenization_utils",
+        "tokenization_utils_fast",
     ]
 )
 _FLAT_PREFIXES = ("modeling_", "configuration_", "tokenization_")
@@ -408,6 +412,12 @@ def _gone_module(module: str) -> str:
         )
     if "." not in sub and sub.startswith(_FLAT_PREFIXES) and sub not in _FLAT_IN_5:
         family = sub.split("_", 1)[1]
+        if family.endswith("utils") or family.startswith(("tf_", "flax_")):
+            return (
+                f"{module} was removed in transformers 5 (TensorFlow, Flax and these helpers "
+                "left it); ddpfix has no replacement for it: rewrite what the script takes from "
+                "it by hand"
+            )
         return (
             f"{module} is gone since transformers 4: its names moved to transformers.models."
             f"<family> (likely transformers.models.{family}.{sub}) or to `transformers` itself; "

@@ -47,7 +47,16 @@ def test_a_script_next_to_its_copy_is_left_alone(tmp_path: Path) -> None:
 
 def test_a_module_two_levels_below_the_copy_is_left_alone(tmp_path: Path) -> None:
     _vendor(tmp_path)
+    for package in (tmp_path / "model", tmp_path / "model" / "modules"):
+        package.mkdir(parents=True, exist_ok=True)
+        (package / "__init__.py").write_text("")
     assert not PORTING & _codes(tmp_path / "model" / "modules" / "bert_for_ner.py")
+
+
+def test_a_script_in_a_directory_below_the_copy_imports_the_installed_one(tmp_path: Path) -> None:
+    """``python examples/run.py`` puts ``examples/`` first on sys.path, not its parent."""
+    _vendor(tmp_path)
+    assert _codes(tmp_path / "examples" / "run.py") >= PORTING
 
 
 def test_the_copy_s_own_files_are_left_alone(tmp_path: Path) -> None:
