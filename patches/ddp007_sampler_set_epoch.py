@@ -595,7 +595,7 @@ class SamplerSetEpoch(Rule):
         epoch loop above was recognised (a loader handed to another function, a DataLoader
         subclass, a generator of loaders): said, never silently left."""
         tree = ctx.tree
-        if "set_epoch" in tree.code or _set_epoch_next_door(ctx.path, tree):
+        if _SET_EPOCH_CALL.search(tree.code) or _set_epoch_next_door(ctx.path, tree):
             return
         ranks = model(tree)
         for call in tree.nodes(cst.Call):
