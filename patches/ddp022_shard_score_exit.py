@@ -45,10 +45,26 @@ from patches._syntax import callee_name, is_collective_call, module_functions, o
 
 #: What makes a loop a training loop, whose every step the processes take together.
 _BACKWARD = frozenset({"backward"})
-#: Calls whose result is the same on every process: what they return was exchanged.
+#: Collectives whose result is the same on every process: what they return (or fill in
+#: place) was exchanged. Not ``prepare``, a DDP wrap or a barrier: they exchange no value.
 _EXCHANGES = frozenset(
-    {"gather", "gather_for_metrics", "reduce", "all_reduce", "all_gather", "all_gather_object"}
+    {
+        "gather",
+        "gather_for_metrics",
+        "reduce",
+        "all_reduce",
+        "all_gather",
+        "all_gather_object",
+        "all_gather_into_tensor",
+        "broadcast",
+        "broadcast_object_list",
+        "gather_object",
+        "reduce_scatter",
+    }
 )
+#: The same called by a bare name (``from torch.distributed import all_reduce``); not
+#: ``gather`` or ``reduce``, which are also ``torch.gather`` and ``functools.reduce``.
+_BARE_EXCHANGES = _EXCHANGES - {"gather", "reduce"}
 _BINDER_TYPES = frozenset(BINDERS)
 _EXITS = (cst.Break, cst.Continue, cst.Return)
 _LOOPS = (cst.For, cst.While)
@@ -67,12 +83,33 @@ def _names(node: cst.CSTNode) -> set[str]:
     return {n.value for n in walk(node, into_scopes=False) if type(n) is cst.Name}
 
 
-def _exchanged(node: cst.CSTNode) -> bool:
-    return any(
-        callee_name(c) in _EXCHANGES or is_collective_call(c)
-        for c in walk(node, into_scopes=False)
-        if type(c) is cst.Call
-    )
+def _exchange(call: cst.Call) -> bool:
+    """A collective that shares values: ``dist.all_reduce(t)``, ``accelerator.gather(x)``."""
+    name = callee_name(call)
+    if name not in _EXCHANGES:
+        return False
+    if type(call.func) is cst.Name:
+        return name in _BARE_EXCHANGES
+    return is_collective_call(call)
+
+
+def _relays(functions: dict[str, cst.FunctionDef]) -> frozenset[str]:
+    """The module functions that reach a collective, directly or through one another."""
+    calls = {
+        name: [c for c in walk(f.body, into_scopes=False) if type(c) is cst.Call]
+        for name, f in functions.items()
+    }
+    found = {name for name, made in calls.items() if any(_exchange(c) for c in made)}
+    grown = True
+    while grown:
+        grown = False
+        for name, made in calls.items():
+            if name not in found and any(
+                type(c.func) is cst.Name and c.func.value in found for c in made
+            ):
+                found.add(name)
+                grown = True
+    return frozenset(found)
 
 
 def _sharded_loaders(tree: Tree) -> dict[cst.CSTNode, set[str]]:
@@ -213,6 +250,7 @@ class _Scores:
     def __init__(self, tree: Tree, ranks: RankModel, loaders: dict[cst.CSTNode, set[str]]):
         self.tree, self.ranks, self.loaders = tree, ranks, loaders
         self.functions = module_functions(tree.module)
+        self.relays = _relays(self.functions)
         #: module functions that return a shard's score, and the loader it was scored on
         self.returning: dict[str, str] = {}
         self.held: dict[cst.CSTNode, dict[str, str]] = {}  # scope -> name -> where it came from
@@ -228,7 +266,7 @@ class _Scores:
     def _value_origin(
         self, scope: cst.CSTNode, value: cst.CSTNode, held: dict[str, str]
     ) -> str | None:
-        if _exchanged(value):
+        if self._exchanging(value):
             return None
         for name in _names(value):
             if name in held:
@@ -253,7 +291,11 @@ class _Scores:
         for loop in walk(body, into_scopes=False):
             if type(loop) is not cst.For or not (_names(loop.iter) & loaders):
                 continue
-            if _trains(loop) or _exchanged(loop.body) or self.ranks.runs(loop, OTHER) is False:
+            if (
+                _trains(loop)
+                or self._exchanging(loop.body)
+                or self.ranks.runs(loop, OTHER) is False
+            ):
                 continue
             shard = next(iter(sorted(_names(loop.iter) & loaders)))
             for _, names, _value in _bindings(tree, loop.body):
@@ -262,10 +304,19 @@ class _Scores:
         exchanged = {
             n
             for c in walk(body, into_scopes=False)
-            if type(c) is cst.Call and (callee_name(c) in _EXCHANGES or is_collective_call(c))
+            if type(c) is cst.Call and self._exchanging(c)
             for a in c.args
             for n in _names(a.value)
         }
+        grown = True
+        while grown:  # ``correct, total = t.tolist()`` after ``dist.all_reduce(t)``
+            grown = False
+            for _, names, value in _bindings(tree, body):
+                if value is None or not (_names(value) & exchanged or self._exchanging(value)):
+                    continue
+                if not set(names) <= exchanged:
+                    exchanged |= set(names)
+                    grown = True
         for name in exchanged:  # ``dist.all_reduce(correct)`` makes it the whole set's
             held.pop(name, None)
         # what is computed from them, or assigned under a test that reads them
@@ -285,6 +336,15 @@ class _Scores:
                     origin = self._value_origin(scope, ret.value, held)
                     if origin is not None:
                         self.returning.setdefault(scope.name.value, origin)
+
+    def _exchanging(self, node: cst.CSTNode) -> bool:
+        """Whether ``node`` exchanges values between the processes: a collective, or a call of
+        a module function that reaches one (apex's ``reduce_tensor``)."""
+        return any(
+            _exchange(c) or (type(c.func) is cst.Name and c.func.value in self.relays)
+            for c in walk(node, into_scopes=False)
+            if type(c) is cst.Call
+        )
 
     def _controlled(self, node: cst.CSTNode, held: dict[str, str]) -> str | None:
         """Where the test of an ``if``/``while`` around ``node`` in its frame came from."""
