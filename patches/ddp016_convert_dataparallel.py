@@ -101,7 +101,10 @@ stop read back from a file it writes is not of the shape above (a ``return``, a 
 helper or updates what other code reads, a best score read after the loop on every rank: the
 message says which). Also reported: a script whose training function calls a file-writing
 helper that rank 0 cannot run alone (its result decides an early stop, a learning-rate schedule
-or other state the training reads).
+or other state the training reads), and one whose training functions build no
+``RandomSampler(dataset)`` to shard (the loader is built in ``main()`` and handed over, or
+shuffles another way): converted, every process would set up the group and split the batch but
+still train alone on all the data.
 """
 
 from __future__ import annotations
@@ -524,6 +527,21 @@ class ConvertDataParallel(Rule):
             return
         functions = training_functions(tree)
         if not functions:
+            return
+        if not any(
+            callee_name(call) == "RandomSampler" and len(call.args) == 1
+            for function in functions
+            for call in calls_in(function)
+        ):
+            names = ", ".join(f"{f.name.value}()" for f in functions)
+            ctx.report(
+                wraps[0],
+                f"DataParallel only, and {names} samples no training data itself (no "
+                "`RandomSampler(dataset)` there: the loader is built elsewhere and handed over, "
+                "or shuffles another way): as DDP every process would still train on all the "
+                "data, alone, with a smaller batch; shard the training data with a "
+                "DistributedSampler and convert by hand",
+            )
             return
         losses: dict[str, InBatchLoss] = {}
         for function in functions:
