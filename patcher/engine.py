@@ -28,6 +28,7 @@ _PY2_HINTS = (
     (re.compile(r"^\s*exec\s+['\"\w]"), "exec statement"),
     (re.compile(r"^\s*raise\s+[\w.]+\s*,\s*"), "'raise E, msg' statement"),
     (re.compile(r"\bur['\"]|<>|`[^`]+`"), "Python 2 literal or operator"),
+    (re.compile(r"(?<![\w.])(?:0\d+|\d+[lL])\b"), "Python 2 octal or long literal"),
 )
 
 

@@ -93,9 +93,9 @@ def _without_cpu_escape(gate: cst.If) -> cst.BaseExpression | None:
 def _named_backend(tree: Tree, name: cst.BaseExpression) -> list[cst.SimpleString]:
     """The ``"nccl"`` literals a backend held in a name comes from (``args.dist_backend =
     'nccl'`` before ``init_process_group(backend=args.dist_backend)``, FreeYOLO and DETR-style
-    ``init_distributed_mode``; or ``--dist_backend``'s ``default='nccl'``), when every value
-    the name is given is a literal: those are the script's own choice of NCCL. Empty when
-    anything else may set it."""
+    ``init_distributed_mode``; ``--dist_backend``'s ``default='nccl'``; a parameter's
+    ``backend="nccl"`` default), when every value the name is given is a literal: those are the
+    script's own choice of NCCL. Empty when anything else may set it."""
     spelt = dotted_name(name)
     assert spelt is not None
     attribute = spelt.rsplit(".", 1)[-1]
@@ -107,6 +107,14 @@ def _named_backend(tree: Tree, name: cst.BaseExpression) -> list[cst.SimpleStrin
                 return []
             if string_value(node.value) == "nccl":
                 found.append(node.value)
+    if "." not in spelt:  # a parameter's default: ``def setup(backend="nccl")``
+        scope = next((a for a in tree.ancestors(name) if type(a) is cst.FunctionDef), None)
+        if scope is not None:
+            for param in (*scope.params.params, *scope.params.kwonly_params):
+                default = param.default
+                if param.name.value == spelt and type(default) is cst.SimpleString:
+                    if string_value(default) == "nccl":
+                        found.append(default)
     if "." in spelt:
         for call in tree.nodes(cst.Call):
             if callee_name(call) != "add_argument":

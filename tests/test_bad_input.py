@@ -26,6 +26,10 @@ BAD = {
         b"try:\n    local_rank = 0\nexcept ValueError, e:\n    pass\n",
         "Python 2 source ('except X, e:' clause at line 3)",
     ),
+    "python2_octal": (
+        b"import os\nos.chmod('run.sh', 0755)\n",
+        "Python 2 source (Python 2 octal or long literal at line 2)",
+    ),
     "syntax": (
         b"def train(args:\n    if args.local_rank == -1:\n        pass\n",
         "syntax error at line",
