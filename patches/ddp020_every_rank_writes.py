@@ -12,16 +12,18 @@ process) counts as no gate; so do module-level writes after ``main()`` (``eval_l
 from a list only rank 0 fills once its evaluation runs there).
 
 The rule reports such a write, with the path it writes, in scripts that really run distributed
-(a process group, a DDP wrap, a ``DistributedSampler`` or accelerate, with a rank that reaches the
-script under a modern launcher: a dormant ``--local_rank`` is DDP001's report), and asks to gate
-it on global rank 0 and to put a barrier before any read. Not reported: a path built from the
-rank or the process id (each process writes its own file), a write every caller keeps on rank 0
-(a function only called behind a rank-0 gate), ``open(..., "a")`` logs, ``os.makedirs(d,
-exist_ok=True)`` and ``if not os.path.exists(d): os.makedirs(d)``, a write after the template's
-waiting barrier (``if args.local_rank not in [-1, 0]: barrier()``: the other ranks find rank 0's
-file and do not write), the ``do_eval``/``do_test`` blocks DDP011 handles (in a script with a
-``--local_rank``; an accelerate-native one's are reported here), the training functions
-of a DataParallel-only script (DDP016 converts them first), and functions nothing calls.
+(a process group, a DDP wrap, a ``DistributedSampler`` or accelerate, with a rank that reaches
+the script under a modern launcher: a dormant ``--local_rank`` is DDP001's report), and asks to
+gate it on global rank 0 and to put a barrier before any read. Not reported: a path built from
+the rank or the process id (each process writes its own file), a write every caller keeps on
+rank 0 (a function only called behind a rank-0 gate, or a write under a flag parameter such as
+``write_to_pred=False`` that only calls behind a rank-0 gate set), ``open(..., "a")`` logs,
+``os.makedirs(d, exist_ok=True)`` and ``if not os.path.exists(d): os.makedirs(d)``, a write
+after the template's waiting barrier (``if args.local_rank not in [-1, 0]: barrier()``: the
+other ranks find rank 0's file and do not write), the ``do_eval``/``do_test`` blocks DDP011
+handles (in a script with a ``--local_rank``; an accelerate-native one's are reported here), the
+training functions of a DataParallel-only script (DDP016 converts them first), and functions
+nothing calls.
 
 Fixed only where that is certain: a run of write-only statements (saves, ``os.makedirs``, ``if
 not os.path.exists(d): os.makedirs(d)``, the logs and ``model_to_save = ...`` between them) in a
@@ -240,8 +242,49 @@ def shared_writes(m: RankModel) -> list[cst.Call]:
             continue
         if _never_called(tree, m.scope(call)) or _rank_zero_first(m, call, frozenset()):
             continue
+        if _flag_set_on_rank_zero_only(m, call):
+            continue
         found.append(call)
     return found
+
+
+def _flag_set_on_rank_zero_only(m: RankModel, call: cst.Call) -> bool:
+    """Whether the write sits under ``if <flag>:`` where ``flag`` is a parameter of its function
+    that defaults to False/None and that only calls on rank 0 set (``evaluate(...,
+    write_to_pred=False)``, called with ``write_to_pred=True`` only behind a rank-0 gate, as
+    DDP011 leaves the test block): every rank calls the function, rank 0 alone writes."""
+    scope = m.scope(call)
+    if type(scope) is not cst.FunctionDef:
+        return False
+    params = {p.name.value: (i, p) for i, p in enumerate(scope.params.params)}
+    flags = [
+        test.value
+        for test, wanted in m.conditions(call)
+        if wanted and type(test) is cst.Name and test.value in params
+    ]
+    for flag in flags:
+        index, param = params[flag]
+        default = param.default
+        if not (type(default) is cst.Name and default.value in ("False", "None")):
+            continue
+        sites = [
+            c
+            for c in m.tree.nodes(cst.Call)
+            if type(c.func) is cst.Name and c.func.value == scope.name.value
+        ]
+        setting = []
+        for site in sites:
+            given = next((a for a in site.args if a.keyword and a.keyword.value == flag), None)
+            if given is None and len(site.args) > index and site.args[index].keyword is None:
+                given = site.args[index]
+            if given is None:
+                continue  # the default: no write
+            if type(given.value) is cst.Name and given.value.value in ("False", "None"):
+                continue
+            setting.append(site)
+        if sites and setting and all(m.runs(site, OTHER) is False for site in setting):
+            return True
+    return False
 
 
 def _message(tree: Tree, m: RankModel, group: list[cst.Call]) -> str:
