@@ -18,16 +18,18 @@ on, and they wait for it in their next gradient all-reduce: a crash on gloo ("Co
 by peer"), a hang on NCCL. Single-process runs, and short test runs where no process stops
 early, never show it.
 
-The rule reports such an exit (``break``, ``continue``, ``return`` or a ``while`` test) of a loop
-that trains (a ``backward()`` in it) in a script that runs distributed, when the test reads a
-value computed, on every process, from a loop over a sharded loader (a loader ``prepare`` returns
-or one built with a ``DistributedSampler``, also as a parameter of a module function some call
-passes it to) that gathers nothing: the value, what is computed from it, what is assigned under
-a test that reads it (``bad += 1``) and what a function returning it returns. A value that went
-through a collective (``accelerator.gather_for_metrics``, ``accelerator.reduce``,
-``dist.all_reduce``) is the whole set's and is not followed; nor is an evaluation only rank 0 runs
-(DDP013 judges rank 0's own decisions). Reported, not rewritten: the fix is to gather what the
-score is computed from, which depends on what the metric needs.
+The rule reports such an exit (``break``, ``continue``, ``return`` or a ``while`` test) of a
+loop that trains (a ``backward()`` in it) in a script that runs distributed, when the test reads
+a value computed, on every process, from a loop over a sharded loader (a loader ``prepare``
+returns or one built with a ``DistributedSampler``, also as a parameter of a module function
+some call passes it to) that gathers nothing: the value, what is computed from it, what is
+assigned under a test that reads it (``bad += 1``) and what a function returning it returns. A
+value that went through a collective that shares values (``accelerator.gather_for_metrics``,
+``accelerator.reduce``, ``dist.all_reduce``, or a helper of the script that calls one, such as
+apex's ``reduce_tensor``), or is rebound from such a value (``correct, total = t.tolist()``
+after ``dist.all_reduce(t)``), is the whole set's and is not followed; nor is an evaluation only
+rank 0 runs (DDP013 judges rank 0's own decisions). Reported, not rewritten: the fix is to
+gather what the score is computed from, which depends on what the metric needs.
 """
 
 from __future__ import annotations
